@@ -1,0 +1,49 @@
+"""attn features"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import DeviceOpt, ModelOpt, SetOpt, fail, handle_errors
+
+EPILOG = """\
+Examples:
+
+  attn features clip.wav --model runs/latest --out clip.npy
+
+  attn features clip.wav --recipe recipes/digits.yaml --set features.n_mels=40 --out clip.npy
+
+The array is exactly what the model sees: float32 (windows, bins, frames), log-mel in dB for
+the default features; frames past a window's valid length are padding the model ignores.
+"""
+
+
+@handle_errors
+def features_cmd(
+    file: Annotated[str, typer.Argument(help="Audio file.", show_default=False)],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output .npy file.", show_default=False)],
+    model: ModelOpt = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            "--recipe", "-r", help="Use this recipe's features section instead of a model's.", show_default=False
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Write the feature tensor a model computes for FILE (for inspection or other tools)."""
+    if recipe is not None and model is not None:
+        raise fail("give --model or --recipe, not both")
+    if set_ and recipe is None:
+        raise fail("--set needs --recipe")
+    from attn.pipelines.device import resolve_device
+    from attn.pipelines.features_export import export_features
+
+    dev = resolve_device(device)
+    shape, frames = export_features(file, out, model=model, recipe=recipe, overrides=list(set_ or []), device=dev)
+    print(
+        f"{out}: float32 {tuple(shape)} (windows, bins, frames); valid frames per window: " + " ".join(map(str, frames))
+    )

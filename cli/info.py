@@ -1,0 +1,62 @@
+"""attn info"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+import typer
+
+from .common import handle_errors
+
+EPILOG = """\
+Examples:
+
+  attn info                       # runs/latest
+
+  attn info runs/digits-20261122-101500/model.attn --format json | jq .labels
+"""
+
+
+@handle_errors
+def info_cmd(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="Model file or run directory (default: $ATTN_MODEL, else runs/latest).", show_default=False
+        ),
+    ] = None,
+    fmt: Annotated[Literal["text", "json"], typer.Option("--format", "-f")] = "text",
+) -> None:
+    """Show what a model file holds: recipe, labels, size, versions, test metrics. Verifies its checksum."""
+    import yaml
+    from attn.pipelines.artifact import FORMAT_VERSION, read_container, resolve_model_path
+
+    path = resolve_model_path(model)
+    h = read_container(path, header_only=True).header
+    h.pop("_path", None)
+    info = {"path": str(path), "format_version": FORMAT_VERSION, **h}
+    if fmt == "json":
+        print(json.dumps(info))
+        return
+    r = h.get("recipe", {})
+    m = h.get("metrics") or {}
+    lines = [
+        f"model        {path}",
+        f"family       {r.get('model', {}).get('name')} ({h.get('parameters', 0):,} parameters)",
+        f"modality     {h.get('modality')}",
+        f"labels       {len(h.get('labels', []))}: {', '.join(map(str, h.get('labels', [])))}",
+    ]
+    for k, v in (h.get("model_info") or {}).items():
+        lines.append(f"{k:<12} {v}")
+    if m:
+        lines.append(
+            f"test         accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f} "
+            f"({m.get('count')} clips, {m.get('split', 'test')} split)"
+        )
+    lines += [
+        f"trained      {h.get('created')} with attn {h.get('attn_version')}, torch {h.get('torch_version')}",
+        "recipe:",
+        "  " + yaml.safe_dump(r, sort_keys=False, default_flow_style=None).rstrip().replace("\n", "\n  "),
+    ]
+    print("\n".join(lines))

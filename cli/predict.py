@@ -1,0 +1,97 @@
+"""attn predict"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Annotated, Literal
+
+import typer
+
+from .common import DeviceOpt, ModelOpt, QuietOpt, fail, handle_errors, is_tty, setup_logging, stderr_console
+
+EPILOG = """\
+Examples:
+
+  attn predict clip.wav                      # uses runs/latest
+
+  attn predict --model runs/digits/model.attn recordings/ --format csv > predictions.csv
+
+  find /data -name '*.flac' | attn predict - --top-k 3
+
+  attn predict long_recording.wav --per-frame --aggregate vote
+
+Output: one record per input, in order (table on a terminal, JSON lines otherwise). An input
+that cannot be read gets an `error` field and the others still run. Exit code 0 if all inputs
+succeeded, 1 if any failed, 2 on usage errors.
+"""
+
+
+@handle_errors
+def predict_cmd(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Audio files, folders (searched recursively), or - to read paths from stdin.", show_default=False
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    fmt: Annotated[
+        Literal["table", "jsonl", "csv"] | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, jsonl otherwise.", show_default=False),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Also report the k best labels.")] = 1,
+    per_frame: Annotated[
+        bool, typer.Option("--per-frame", help="Add each window's prediction with start/end.")
+    ] = False,
+    aggregate: Annotated[
+        Literal["mean", "max", "vote"], typer.Option(help="Combine window predictions per file.")
+    ] = "mean",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Predict labels for audio files with a trained model."""
+    from attn.pipelines.artifact import resolve_model_path
+    from attn.pipelines.device import resolve_device
+
+    fmt = fmt or ("table" if is_tty() else "jsonl")
+    if not inputs:
+        raise fail("no inputs: give audio files or folders, or - to read paths from stdin")
+    console = None if quiet else stderr_console()
+    setup_logging(quiet, console)
+    path = resolve_model_path(model)
+    dev = resolve_device(device)
+
+    from attn.pipelines.model_io import load_model
+    from attn.pipelines.predict import AudioPredictor, expand_inputs
+
+    loaded = load_model(path, dev)
+    paths = expand_inputs(inputs, loaded.recipe.data.extensions)
+    if not paths:
+        raise fail("no inputs (stdin was empty)")
+    predictor = AudioPredictor(loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k, per_frame=per_frame)
+    records = predictor.predict(paths)
+    counter = None
+    if console is not None and len(paths) > 20:
+        from .progress import RichCounter
+
+        counter = RichCounter(console, len(paths), "predicting")
+    from . import render
+
+    with counter if counter is not None else contextlib.nullcontext():
+        on = counter.advance if counter is not None else None
+        if fmt == "jsonl":
+            seen = render.write_jsonl(records, on_record=_adv(on))
+        elif fmt == "csv":
+            seen = render.write_csv(records, top_k, on_record=_adv(on))
+        else:
+            seen = render.print_table(records, top_k, on_record=_adv(on))
+    failed = sum(1 for r in seen if r.get("error"))
+    if failed:
+        print(f"attn: {failed} of {len(seen)} input(s) failed", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _adv(on):
+    return (lambda rec: on()) if on else None

@@ -1,0 +1,108 @@
+"""Rendering records for people (tables) and for scripts (jsonl, csv, json)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], out=None, on_record=None) -> list[dict[str, Any]]:
+    out = out or sys.stdout
+    seen = []
+    for rec in records:
+        out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        out.flush()
+        seen.append({"error": rec.get("error")})
+        if on_record:
+            on_record(rec)
+    return seen
+
+
+def write_csv(records: Iterable[dict[str, Any]], top_k: int, out=None, on_record=None) -> list[dict[str, Any]]:
+    """One row per input (and per frame with --per-frame: rows with start/end set)."""
+    out = out or sys.stdout
+    cols = ["input", "label", "score", "start", "end", "error"]
+    if top_k > 1:
+        cols.insert(3, "top_k")
+    w = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    seen = []
+    for rec in records:
+        row = dict(rec)
+        if "top_k" in rec:
+            row["top_k"] = " ".join(f"{t['label']}:{t['score']:.4f}" for t in rec["top_k"])
+        w.writerow(row)
+        for fr in rec.get("frames", []):
+            w.writerow({"input": rec["input"], **fr})
+        out.flush()
+        seen.append({"error": rec.get("error")})
+        if on_record:
+            on_record(rec)
+    return seen
+
+
+def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -> list[dict[str, Any]]:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = []
+    for rec in records:
+        rows.append(rec)
+        if on_record:
+            on_record(rec)
+    table = Table(show_edge=False, box=None, header_style="bold")
+    table.add_column("input", overflow="fold")
+    table.add_column("label")
+    table.add_column("score", justify="right")
+    if top_k > 1:
+        table.add_column(f"top {top_k}")
+    for rec in rows:
+        if "error" in rec:
+            why = rec["error"].removeprefix(f"{rec['input']}: ")
+            table.add_row(_escape(rec["input"]), f"[red]error: {_escape(why)}[/red]", "", *([""] if top_k > 1 else []))
+            continue
+        extra = [" ".join(f"{t['label']} {t['score']:.3f}" for t in rec["top_k"])] if top_k > 1 else []
+        table.add_row(_escape(rec["input"]), _escape(str(rec["label"])), f"{rec['score']:.3f}", *extra)
+        for fr in rec.get("frames", []):
+            table.add_row(
+                f"  {fr['start']:.2f}-{fr['end']:.2f}s",
+                _escape(str(fr["label"])),
+                f"{fr['score']:.3f}",
+                *([""] if top_k > 1 else []),
+            )
+    Console().print(table)
+    return rows
+
+
+def _escape(s: str) -> str:
+    from rich.markup import escape
+
+    return escape(s)
+
+
+def metrics_table(m: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    head = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   clips {m['count']}"
+    if "window_accuracy" in m:
+        head += f"   window accuracy {m['window_accuracy']:.4f} ({m['windows']} windows)"
+    console.print(head)
+    t = Table(show_edge=False, box=None, header_style="bold")
+    for c in ("label", "precision", "recall", "f1", "support"):
+        t.add_column(c, justify="left" if c == "label" else "right")
+    for lab, v in m["per_class"].items():
+        t.add_row(_escape(lab), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+    console.print(t)
+    labels = m["labels"]
+    c = Table(title="confusion (rows: true, columns: predicted)", show_edge=False, box=None, header_style="bold")
+    c.add_column("")
+    for lab in labels:
+        c.add_column(_escape(lab)[:8], justify="right")
+    for lab, row in zip(labels, m["confusion"], strict=True):
+        c.add_row(_escape(lab), *(str(v) if v else "." for v in row))
+    console.print(c)

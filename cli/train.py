@@ -1,0 +1,87 @@
+"""attn train"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Annotated, Literal
+
+import typer
+
+from .common import DeviceOpt, QuietOpt, SetOpt, fail, handle_errors, is_tty, setup_logging, stderr_console
+
+EPILOG = """\
+Examples:
+
+  attn train recipes/quickstart.yaml
+
+  attn train recipes/digits.yaml --set train.epochs=5 --set model.dropout=0.3
+
+  ATTN_DATA=/data attn train recipes/digits.yaml --device cuda --out runs/digits-big
+
+  attn train --resume runs/digits-20261122-101500
+
+Writes runs/<recipe>-<time>/ (model.attn, recipe.yaml, history.jsonl, metrics.json, train.log)
+and points runs/latest at it, so `attn predict FILE` works next.
+"""
+
+
+@handle_errors
+def train_cmd(
+    recipe: Annotated[str | None, typer.Argument(help="Recipe YAML file.", show_default=False)] = None,
+    set_: SetOpt = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", "-o", help="Run directory (default runs/<recipe>-<time>).", show_default=False),
+    ] = None,
+    device: DeviceOpt = "auto",
+    seed: Annotated[int | None, typer.Option(help="Override train.seed.", show_default=False)] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue an interrupted run directory.", show_default=False)
+    ] = None,
+    fmt: Annotated[Literal["text", "json"], typer.Option("--format", "-f", help="Result on stdout.")] = "text",
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a model from a recipe; the test metrics and the run directory go to stdout."""
+    from attn.pipelines import train as T
+
+    if (recipe is None) == (resume is None):
+        raise fail("give a RECIPE to train, or --resume RUN_DIR to continue a run (not both)")
+    console = None if quiet else stderr_console()
+    setup_logging(quiet, console)
+    progress = None
+    if console is not None:
+        from .progress import RichTrainProgress
+
+        progress = RichTrainProgress(console)
+    with progress if progress is not None else contextlib.nullcontext():
+        if resume is not None:
+            if set_ or seed is not None or out:
+                raise fail("--resume continues a run exactly: --set, --seed and --out cannot change it")
+            result = T.resume(resume, device=device, callbacks=progress)
+        else:
+            from attn.pipelines.recipe import load_recipe
+
+            overrides = list(set_ or [])
+            if seed is not None:
+                overrides.append(f"train.seed={seed}")
+            r = load_recipe(recipe, overrides)
+            result = T.train(r, recipe, out=out, device=device, callbacks=progress)
+    summary = result.summary()
+    if fmt == "json":
+        print(json.dumps(summary))
+        return
+    acc = summary["test_accuracy"]
+    lines = [
+        f"run        {summary['run_dir']}",
+        f"model      {summary['model']}",
+        f"accuracy   {acc:.4f} (macro-F1 {summary['test_macro_f1']:.4f}, {result.metrics.get('split', 'test')})"
+        if acc is not None
+        else "accuracy   n/a (no test or validation data)",
+        f"epochs     {summary['epochs']} (best {summary['best_epoch']}"
+        + (", stopped early)" if summary["stopped_early"] else ")"),
+        f"time       {summary['train_seconds']:.1f}s training, {summary['parameters']:,} parameters",
+    ]
+    print("\n".join(lines))
+    if is_tty():
+        print(f"next       attn predict --model {summary['model']} FILE")

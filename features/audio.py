@@ -1,0 +1,136 @@
+"""Audio decoding: soundfile -> mono -> resample (soxr), streamed in blocks.
+
+Training and prediction read files through the same `stream_audio`, so a window cut from a long
+recording while streaming holds exactly the samples the whole-file decode would give.
+Every failure is an `InputError` whose message starts with the file name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from attn.pipelines.errors import InputError
+
+BLOCK_SECONDS = 30.0
+# Containers whose header states the exact sample count, so a short read means truncation.
+_EXACT_LENGTH_FORMATS = {"WAV", "WAVEX", "FLAC", "AIFF", "AU", "W64", "RF64", "CAF"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _soundfile():
+    import soundfile
+
+    return soundfile
+
+
+def _fail(path: str, problem: str) -> InputError:
+    return InputError(f"{path}: {problem}")
+
+
+def _open(path: str):
+    sf = _soundfile()
+    if not os.path.exists(path):
+        raise _fail(path, "file not found")
+    if os.path.isdir(path):
+        raise _fail(path, "is a directory, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise _fail(path, "file is empty (0 bytes)")
+    try:
+        return sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        reason = str(e).split(":")[-1].strip().rstrip(".") or "unknown reason"
+        raise _fail(path, f"not a readable audio file ({reason})") from None
+    except OSError as e:
+        raise _fail(path, f"cannot open ({e.strerror or e})") from None
+
+
+def audio_info(path: str) -> AudioInfo:
+    with _open(path) as f:
+        return AudioInfo(path, f.samplerate, f.channels, f.frames, f.format)
+
+
+def stream_audio(path: str, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Yield the file as float32 mono blocks at `sample_rate` (memory bounded by the block)."""
+    sf = _soundfile()
+    f = _open(path)
+    with f:
+        if f.samplerate <= 0:
+            raise _fail(path, "invalid sample rate in header")
+        resampler = None
+        if f.samplerate != sample_rate:
+            import soxr
+
+            resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+        block = max(1, int(block_seconds * f.samplerate))
+        read = 0
+        while True:
+            try:
+                data = f.read(block, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise _fail(path, f"decoding failed after {read} samples ({e})") from None
+            n = data.shape[0]
+            last = n < block
+            if n:
+                if not np.isfinite(data).all():
+                    raise _fail(path, "contains NaN or infinite sample values")
+                read += n
+                mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+            else:
+                mono = np.zeros(0, dtype=np.float32)
+            if resampler is not None:
+                mono = resampler.resample_chunk(np.ascontiguousarray(mono, dtype=np.float32), last=last)
+            if mono.size:
+                yield np.ascontiguousarray(mono, dtype=np.float32)
+            if last:
+                break
+        if read == 0:
+            raise _fail(path, "contains no audio samples")
+        if f.format in _EXACT_LENGTH_FORMATS and 0 < f.frames and read < f.frames:
+            raise _fail(path, f"truncated: header declares {f.frames} samples, file holds {read}")
+
+
+def read_audio(path: str, sample_rate: int) -> np.ndarray:
+    """The whole file as float32 mono at `sample_rate`, shape (samples,)."""
+    blocks = list(stream_audio(path, sample_rate))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def iter_windows(blocks: Iterator[np.ndarray], frame: int, hop: int) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Streamed framing: yield (start, window (frame,) zero-padded, valid_length).
+
+    Gives exactly `window_spans` over the concatenated blocks while holding at most one frame
+    plus one block in memory.
+    """
+    buf = np.zeros(0, dtype=np.float32)
+    offset = 0  # stream position of buf[0]
+    start = 0  # next window to emit
+    for block in blocks:
+        buf = np.concatenate([buf, block]) if buf.size else block
+        # A full window is final once the stream runs past its end (so another one follows).
+        while start + frame < offset + buf.size:
+            i = start - offset
+            yield start, buf[i : i + frame].copy(), frame
+            start += hop
+        drop = min(start - offset, buf.size)
+        buf, offset = buf[drop:], offset + drop
+    total = offset + buf.size
+    if start < total:
+        length = min(frame, total - start)
+        win = np.zeros(frame, dtype=np.float32)
+        win[:length] = buf[start - offset : start - offset + length]
+        yield start, win, length

@@ -1,0 +1,84 @@
+"""The backbone contract and the masking helpers every family uses.
+
+Contract: `Backbone(in_dim, num_classes, cfg)`; `forward(x, lengths) -> logits` with
+x (B, T, C) float, lengths (B,) int64 valid steps per row, logits (B, K). Steps at or after a
+row's length are padding: a family must give a row the same logits alone or in a padded batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Backbone(nn.Module):
+    """Base class of registered model families (see `attn.models.registry`)."""
+
+    family: str = ""
+
+    def __init__(self, in_dim: int, num_classes: int, cfg) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.num_classes = num_classes
+        self.cfg = cfg
+
+    def forward_features(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, C), (B,) -> pooled embedding (B, D)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x, lengths))
+
+    def describe(self) -> dict:
+        """Facts `attn info` shows (families add e.g. a receptive field)."""
+        return {}
+
+
+def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B,) lengths -> (B, steps) bool, True on valid steps."""
+    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x (B, C, T), mask (B, T) -> mean over valid steps (B, C)."""
+    m = mask[:, None, :].to(x.dtype)
+    return (x * m).sum(-1) / m.sum(-1).clamp_min(1)
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x (B, C, T), mask (B, T) -> max over valid steps (B, C)."""
+    return x.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)
+
+
+def pooled_lengths(lengths: torch.Tensor, stride: int) -> torch.Tensor:
+    """Valid steps after a ceil-mode pool/stride of `stride`."""
+    return torch.div(lengths + stride - 1, stride, rounding_mode="floor")
+
+
+class MaskedBatchNorm(nn.BatchNorm1d):
+    """Batch norm whose training statistics come from valid steps only.
+
+    Input (B, C, ..., T) with mask (B, T). Plain batch norm would count padding in the batch
+    mean and variance, so the same clip would be normalised differently depending on how long
+    its batch-mates are. In eval mode this is exactly `nn.BatchNorm`.
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        shape = (x.shape[0], 1) + (1,) * (x.dim() - 3) + (x.shape[-1],)
+        m = mask.reshape(shape).to(x.dtype)  # (B, 1, ..., T)
+        dims = [0] + list(range(2, x.dim()))
+        n = (m.sum() * (x[0, 0].numel() // x.shape[-1])).clamp_min(1)
+        mean = (x * m).sum(dims) / n  # (C,)
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        var = (((x - mean.view(view)) ** 2) * m).sum(dims) / n
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            mom = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            unbiased = var * (n / (n - 1).clamp_min(1))
+            self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), mom)
+            self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), mom)
+        y = (x - mean.view(view)) * torch.rsqrt(var.view(view) + self.eps)
+        return y * self.weight.view(view) + self.bias.view(view)

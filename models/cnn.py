@@ -1,0 +1,96 @@
+"""Spectrogram CNN: 2-D conv blocks (conv -> batch norm -> ReLU -> pool), global pooling over
+valid frames, linear head.
+
+Input x (B, T, C): C feature bins (e.g. mel bands) per frame, seen as a 1-channel image
+(B, 1, C, T). Padding is kept at exactly zero after every block, so the zero padding a conv sees
+past a row's end is the same alone or in a padded batch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from attn.pipelines.config import PosInt, Strict
+from pydantic import Field, field_validator
+from torch import nn
+
+from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean, pooled_lengths
+from .registry import register
+
+
+class ConvBlock(nn.Module):
+    """`convs` x (3x3 conv -> masked BN -> ReLU), then 2x2 max pool (ceil mode).
+
+    (B, Cin, F, T) -> (B, Cout, ceil(F/2), ceil(T/2)); lengths -> ceil(lengths/2).
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, convs: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(cin if i == 0 else cout, cout, kernel, padding=kernel // 2, bias=False) for i in range(convs)
+        )
+        self.norms = nn.ModuleList(MaskedBatchNorm(cout) for _ in range(convs))
+        # ceil mode keeps a last odd frame; it is >= 0 after ReLU, so max(x, zero pad) == x.
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = length_mask(lengths, x.shape[-1])  # (B, T)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = torch.relu(norm(conv(x), mask)) * mask[:, None, None, :]
+        return self.pool(x), pooled_lengths(lengths, 2)
+
+
+@register("cnn")
+class SpectrogramCNN(Backbone):
+    """VGG-style CNN over spectrogram frames.
+
+    Args (recipe `model.*`):
+        channels: output channels of each block (each block halves frequency and time).
+        convs_per_block: 3x3 convolutions per block.
+        kernel_size: convolution kernel (odd).
+        dropout: before the linear head.
+        pool: global pooling over valid frames: mean, max, or both concatenated (meanmax).
+    """
+
+    class Config(Strict):
+        channels: tuple[PosInt, ...] = Field((16, 32, 64, 128), min_length=1)
+        convs_per_block: int = Field(1, ge=1, le=4)
+        kernel_size: int = Field(3, ge=1)
+        dropout: float = Field(0.2, ge=0, lt=1)
+        pool: Literal["mean", "max", "meanmax"] = "meanmax"
+
+        @field_validator("kernel_size")
+        @classmethod
+        def _odd(cls, k: int) -> int:
+            if k % 2 == 0:
+                raise ValueError(f"must be odd so frames stay aligned, got {k}")
+            return k
+
+    def __init__(self, in_dim: int, num_classes: int, cfg: Config) -> None:
+        super().__init__(in_dim, num_classes, cfg)
+        self.input_norm = MaskedBatchNorm(in_dim)  # per-bin standardisation of the input
+        chans = (1, *cfg.channels)
+        self.blocks = nn.ModuleList(
+            ConvBlock(a, b, cfg.kernel_size, cfg.convs_per_block) for a, b in zip(chans, chans[1:], strict=False)
+        )
+        width = chans[-1] * (2 if cfg.pool == "meanmax" else 1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward_features(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (B, C, T)
+        mask = length_mask(lengths, x.shape[-1])
+        x = self.input_norm(x, mask) * mask[:, None, :]
+        x = x.unsqueeze(1)  # (B, 1, C, T)
+        for block in self.blocks:
+            x, lengths = block(x, lengths)
+        x = x.mean(2)  # (B, Ch, T')
+        mask = length_mask(lengths, x.shape[-1])
+        if self.cfg.pool == "mean":
+            z = masked_mean(x, mask)
+        elif self.cfg.pool == "max":
+            z = masked_max(x, mask)
+        else:
+            z = torch.cat([masked_mean(x, mask), masked_max(x, mask)], dim=1)
+        return self.dropout(z)  # (B, D)

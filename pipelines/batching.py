@@ -1,0 +1,86 @@
+"""Clips -> windows -> padded batches. A window is the unit the model sees.
+
+Audio clips are cut into `frame`-sample windows every `hop` samples (the last padded); text
+sequences are truncated to `frame` tokens. Batches are padded to their longest window and carry
+every window's valid length, so padding never changes a prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from attn.features.functional import window_spans
+
+
+@dataclass(frozen=True)
+class Batch:
+    x: torch.Tensor  # (B, N) float32 samples, or (B, N) int64 token ids
+    lengths: torch.Tensor  # (B,) int64 valid steps
+    y: torch.Tensor  # (B,) int64 label index (-1 when unknown)
+    clip: torch.Tensor  # (B,) int64 index of the clip each window came from
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in (self.x, self.lengths, self.y, self.clip)))
+
+    def pin_memory(self) -> Batch:
+        return Batch(*(t.pin_memory() for t in (self.x, self.lengths, self.y, self.clip)))
+
+
+class WindowSet:
+    """Clips (1-D arrays) with labels, viewed as windows.
+
+    Args:
+        clips: 1-D numpy arrays (float32 audio, or int64 token ids).
+        labels: (n_clips,) label indices, -1 if unknown.
+        frame, hop: window size and step in samples (or tokens).
+        truncate: text mode: one window per clip, its first `frame` steps.
+    """
+
+    def __init__(self, clips: list[np.ndarray], labels: np.ndarray, frame: int, hop: int, truncate: bool = False):
+        self.clips = clips
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.frame, self.hop, self.truncate = frame, hop, truncate
+        if truncate:
+            self.spans = [[(0, min(len(c), frame))] for c in clips]
+        else:
+            self.spans = [window_spans(len(c), frame, hop) for c in clips]
+        self.all_windows = np.array(
+            [(ci, s, n) for ci, spans in enumerate(self.spans) for s, n in spans], dtype=np.int64
+        ).reshape(-1, 3)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @property
+    def num_windows(self) -> int:
+        return len(self.all_windows)
+
+    def random_windows(self, gen: np.random.Generator) -> np.ndarray:
+        """One window per clip at a random offset (any sample, not only multiples of hop)."""
+        out = np.empty((len(self.clips), 3), dtype=np.int64)
+        for ci, c in enumerate(self.clips):
+            n = len(c)
+            start = int(gen.integers(0, n - self.frame + 1)) if n > self.frame and not self.truncate else 0
+            out[ci] = (ci, start, min(self.frame, n - start))
+        return out
+
+    def batches(self, windows: np.ndarray, batch_size: int, order: np.ndarray | None = None):
+        """Yield `Batch`es over rows of `windows` ((ci, start, length) triples) in `order`."""
+        idx = np.arange(len(windows)) if order is None else order
+        for b in range(0, len(idx), batch_size):
+            yield self.collate(windows[idx[b : b + batch_size]])
+
+    def collate(self, rows: np.ndarray) -> Batch:
+        width = int(rows[:, 2].max())
+        dtype = self.clips[int(rows[0, 0])].dtype
+        x = np.zeros((len(rows), width), dtype=dtype)
+        for r, (ci, s, n) in enumerate(rows):
+            x[r, :n] = self.clips[ci][s : s + n]
+        return Batch(
+            torch.from_numpy(x),
+            torch.from_numpy(rows[:, 2].copy()),
+            torch.from_numpy(self.labels[rows[:, 0]]),
+            torch.from_numpy(rows[:, 0].copy()),
+        )

@@ -1,0 +1,208 @@
+"""The recipe schema: frozen, typed, strict configs with defaults in one place.
+
+A recipe has four sections, `data`, `features`, `model`, `train`. Unknown keys are errors (the
+loader names the nearest valid key). The `model` section holds `name` plus that family's
+hyperparameters, which the model registry validates (see `attn.models.registry`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+SYNTH_CLASSES = ("sine", "square", "sawtooth", "noise_burst", "chirp", "am_tone")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
+
+# Recipe keys that hold file system paths: relative values resolve against the recipe's folder
+# (or the working directory, for --set overrides).
+PATH_KEYS = (
+    ("data", "root"),
+    ("data", "manifest"),
+    ("data", "train"),
+    ("data", "val"),
+    ("data", "test"),
+    ("features", "tokenizer", "vectors"),
+)
+
+
+class Strict(BaseModel):
+    """Base for every config: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticConfig(Strict):
+    """Built-in generated dataset: needs no files, deterministic from `seed`."""
+
+    classes: tuple[Literal[SYNTH_CLASSES], ...] = SYNTH_CLASSES  # type: ignore[valid-type]
+    per_class: PosInt = 200
+    seconds: PosFloat = 1.0  # generated at features.sample_rate
+    seed: int = 0
+
+
+class DataConfig(Strict):
+    """Where examples come from and how they split into train/val/test.
+
+    Exactly one source: `synthetic`; `root` alone (folder per class, `root/<label>/*.wav`);
+    `manifest` (CSV/TSV/JSONL with an optional split column, paths relative to `root` or to the
+    manifest's folder); or `train` (+ optional `val`, `test`) manifests, one per split.
+    """
+
+    synthetic: SyntheticConfig | None = None
+    root: str | None = None
+    manifest: str | None = None
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    path_column: str = "path"
+    text_column: str = "text"
+    label_column: str = "label"
+    split_column: str = "split"
+    val_fraction: Fraction = 0.1
+    test_fraction: Fraction = 0.1
+    split_seed: int = 0
+    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        sources = [
+            name
+            for name, on in (
+                ("synthetic", self.synthetic is not None),
+                ("manifest", self.manifest is not None),
+                ("train", self.train is not None),
+            )
+            if on
+        ]
+        if len(sources) > 1:
+            raise ValueError(f"give one data source, not {' and '.join(sources)}")
+        if not sources and self.root is None:
+            raise ValueError("no data source: set one of root, manifest, train or synthetic")
+        if (self.val or self.test) and not self.train:
+            raise ValueError("val/test manifests need a train manifest")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be below 1")
+        return self
+
+    @property
+    def source(self) -> str:
+        if self.synthetic is not None:
+            return "synthetic"
+        if self.manifest is not None:
+            return "manifest"
+        if self.train is not None:
+            return "splits"
+        return "folder"
+
+
+class AudioFeatures(Strict):
+    """How a waveform becomes the model's input. Names follow torchaudio/librosa.
+
+    `kind`: logmel (dB), mfcc, spectrogram (power, dB), or waveform (raw samples, no front-end).
+    Windows of `frame_seconds` every `hop_seconds` are cut from each clip; the last is padded and
+    its true length carried so the model ignores the padding.
+    """
+
+    kind: Literal["logmel", "mfcc", "spectrogram", "waveform"] = "logmel"
+    sample_rate: PosInt = 16000
+    frame_seconds: PosFloat = 1.0
+    hop_seconds: PosFloat = 0.5
+    n_fft: PosInt = 512
+    win_length: PosInt | None = None
+    hop_length: PosInt = 160
+    n_mels: PosInt = 64
+    f_min: NonNegFloat = 0.0
+    f_max: PosFloat | None = None
+    power: Literal[1.0, 2.0] = 2.0
+    center: bool = True
+    mel_scale: Literal["slaney", "htk"] = "slaney"
+    mel_norm: Literal["slaney"] | None = "slaney"
+    # dB = 10*log10(max(S, amin) / ref): a fixed reference and floor, never the clip's maximum,
+    # so a window gives the same numbers alone or cut from a longer file.
+    ref: PosFloat = 1.0
+    amin: PosFloat = 1e-10
+    n_mfcc: PosInt = 20
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AudioFeatures:
+        nyquist = self.sample_rate / 2
+        if self.win_length is not None and self.win_length > self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
+        if self.f_max is not None and self.f_max > nyquist:
+            raise ValueError(f"f_max ({self.f_max}) is above the Nyquist frequency ({nyquist:g})")
+        if self.f_min >= (self.f_max or nyquist):
+            raise ValueError(f"f_min ({self.f_min}) must be below f_max ({self.f_max or nyquist:g})")
+        if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels})")
+        if round(self.frame_seconds * self.sample_rate) < 1:
+            raise ValueError("frame_seconds is shorter than one sample")
+        return self
+
+    @property
+    def frame_samples(self) -> int:
+        return max(1, round(self.frame_seconds * self.sample_rate))
+
+    @property
+    def hop_samples(self) -> int:
+        return max(1, round(self.hop_seconds * self.sample_rate))
+
+
+class ModelSection(BaseModel):
+    """`name` picks a registered family; the other keys are that family's hyperparameters,
+    validated by the registry (unknown ones are errors before any data loads)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = "cnn"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class AugmentConfig(Strict):
+    """Training-only augmentation, applied to the features on the model's device."""
+
+    freq_mask: NonNegInt = 0  # widest frequency mask (bins); 0 = off
+    time_mask: NonNegInt = 0  # widest time mask (frames); 0 = off
+    masks: NonNegInt = 2  # masks of each kind per example
+    gain_db: NonNegFloat = 0.0  # random gain in [-gain_db, +gain_db]
+
+
+class TrainConfig(Strict):
+    """Optimisation: AdamW, linear warmup then cosine (or constant) decay, early stopping."""
+
+    epochs: PosInt = 30
+    batch_size: PosInt = 32
+    lr: PosFloat = 1e-3
+    weight_decay: NonNegFloat = 0.01
+    warmup: Fraction = 0.05  # fraction of all steps
+    schedule: Literal["cosine", "constant"] = "cosine"
+    grad_clip: NonNegFloat = 1.0  # max global grad norm; 0 = off
+    label_smoothing: Fraction = 0.0
+    patience: NonNegInt = 10  # epochs without improvement before stopping; 0 = never stop early
+    monitor: Literal["val_accuracy", "val_loss", "val_macro_f1"] = "val_accuracy"
+    seed: int = 0
+    windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all
+    augment: AugmentConfig = AugmentConfig()
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+
+
+class Recipe(Strict):
+    """A whole experiment. Build one with `attn.pipelines.recipe.load_recipe`."""
+
+    data: DataConfig
+    features: AudioFeatures = AudioFeatures()
+    model: ModelSection = ModelSection()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def modality(self) -> str:
+        return "audio"

@@ -1,0 +1,83 @@
+"""`attn evaluate`: a trained model against labelled data -> the metrics of metrics.json."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .config import Recipe
+from .errors import ConfigError, InputError
+
+log = logging.getLogger("attn")
+
+
+def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str | None):
+    """The labelled items to score: a folder or manifest given on the command line, else the
+    test split of `recipe` (or of the recipe stored in the model)."""
+    from .data import read_manifest, scan_folder, split_items
+
+    model_recipe: Recipe = loaded.recipe
+    if data is not None:
+        if os.path.isdir(data):
+            items = scan_folder(data, model_recipe.data.extensions)
+        elif os.path.isfile(data):
+            items = read_manifest(data, model_recipe.data, model_recipe.modality)
+        else:
+            raise ConfigError(f"{data}: no such file or folder")
+        if split is not None:
+            if not any(it.split for it in items):
+                raise ConfigError(f"{data}: --split {split} given but the data has no split column")
+            items = [it for it in items if it.split == split]
+        return items, data
+    source = recipe or model_recipe
+    from .data import list_items
+
+    splits = split_items(list_items(source.data, source.modality), source.data)
+    return splits[split or "test"], f"{'recipe' if recipe else 'stored recipe'} {split or 'test'} split"
+
+
+def evaluate(
+    loaded,
+    data: str | None = None,
+    recipe: Recipe | None = None,
+    split: str | None = None,
+    aggregate_how: str = "mean",
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Score `loaded` (a LoadedModel) on labelled data; returns metrics.json-shaped data plus
+    `skipped` (files that could not be read)."""
+    import numpy as np
+
+    from .batching import WindowSet
+    from .data import load_clips
+    from .inference import window_logits
+    from .trainer import evaluation_report
+
+    items, where = evaluation_items(loaded, data, recipe, split)
+    if not items:
+        raise InputError(f"{where}: no labelled examples to evaluate")
+    index = {lab: i for i, lab in enumerate(loaded.labels)}
+    unknown = [it for it in items if it.label not in index]
+    if unknown:
+        first = unknown[0]
+        names = sorted({it.label for it in unknown})
+        raise InputError(
+            f"{first.where or where}: label {first.label!r} is not one the model was trained on "
+            f"({len(unknown)} example(s) with unknown label(s) {', '.join(map(repr, names[:5]))}; "
+            f"model labels: {', '.join(loaded.labels)})"
+        )
+    f = loaded.recipe.features
+    cfg = (recipe or loaded.recipe).data
+    loaded_clips = load_clips(items, cfg, f.sample_rate)
+    for err in loaded_clips.errors:
+        log.warning("skipped: %s", err)
+    if not loaded_clips.items:
+        raise InputError(f"{where}: none of the {len(items)} files could be read ({loaded_clips.errors[0]})")
+    y = np.array([index[it.label] for it in loaded_clips.items])
+    ws = WindowSet(loaded_clips.clips, y, f.frame_samples, f.hop_samples)
+    logits = window_logits(loaded.model, ws, loaded.device, batch_size)
+    rep = evaluation_report(logits, ws, loaded.labels, aggregate_how)
+    rep["skipped"] = len(loaded_clips.errors)
+    rep["data"] = where
+    return rep

@@ -1,0 +1,45 @@
+"""`attn features`: the exact feature tensor the model computes for one file, as .npy."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def file_features(path: str, frontend, cfg, device) -> tuple[np.ndarray, list[int]]:
+    """(windows, bins, frames) float32 and each window's valid frame count."""
+    import torch
+    from attn.features.audio import iter_windows, stream_audio
+
+    wins = list(iter_windows(stream_audio(path, cfg.sample_rate), cfg.frame_samples, cfg.hop_samples))
+    x = torch.from_numpy(np.stack([w for _, w, _ in wins]))
+    lengths = torch.tensor([n for _, _, n in wins])
+    width = int(lengths.max())
+    with torch.inference_mode():
+        feats, flen = frontend.to(device).eval()(x[:, :width].to(device), lengths.to(device))
+    return feats.float().cpu().numpy(), flen.cpu().tolist()
+
+
+def export_features(path: str, out: str, model: str | None, recipe: str | None, overrides: list[str], device):
+    from attn.features.transforms import AudioFrontend
+
+    from .fsutil import atomic_write_bytes
+
+    if recipe is not None:
+        from .recipe import load_recipe
+
+        cfg = load_recipe(recipe, overrides).features
+        frontend = AudioFrontend(cfg)
+    else:
+        from .artifact import resolve_model_path
+        from .model_io import load_model
+
+        loaded = load_model(resolve_model_path(model), device)
+        cfg = loaded.recipe.features
+        frontend = loaded.model.frontend
+    feats, frames = file_features(path, frontend, cfg, device)
+    buf = io.BytesIO()
+    np.save(buf, feats.astype(np.float32))
+    atomic_write_bytes(out, buf.getvalue())
+    return feats.shape, frames

@@ -1,0 +1,88 @@
+"""Save and load trained models as `.attn` artifacts (see `artifact.py` for the container).
+
+The artifact is self-contained: weights, the resolved recipe (features, model), ordered labels,
+tokenizer state, versions and a few facts for `attn info`. Nothing else is needed to predict.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+from .artifact import attn_version, read_container, write_container
+from .config import Recipe
+from .errors import ArtifactError
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # attn.models.classifier.Classifier, eval mode, on `device`
+    recipe: Recipe
+    labels: list[str]
+    header: dict[str, Any]
+    device: Any
+
+
+def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    import torch
+
+    from .build import count_parameters
+    from .recipe import recipe_to_dict
+
+    return {
+        "kind": "model",
+        "attn_version": attn_version(),
+        "torch_version": torch.__version__.split("+")[0],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "modality": recipe.modality,
+        "labels": list(labels),
+        "recipe": recipe_to_dict(recipe),
+        "parameters": count_parameters(model),
+        "model_info": model.backbone.describe(),
+        **(extra or {}),
+    }
+
+
+def save_model(
+    path,
+    model,
+    recipe: Recipe,
+    labels: list[str],
+    extra: dict[str, Any] | None = None,
+    extra_tensors: dict[str, Any] | None = None,
+    state_dict: dict[str, Any] | None = None,
+) -> None:
+    """Write the artifact atomically. `extra` goes into the JSON header, `extra_tensors` beside
+    the weights (e.g. a tokenizer's model bytes); `state_dict` overrides the model's weights."""
+    state = {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()}
+    write_container(path, model_header(model, recipe, labels, extra), {"state_dict": state, **(extra_tensors or {})})
+
+
+def load_model(path, device=None) -> LoadedModel:
+    """Verify, rebuild and load a model artifact; eval mode, on `device` (default CPU)."""
+    import torch
+
+    from .build import build_model
+    from .recipe import recipe_from_dict
+
+    box = read_container(path)
+    header = box.header
+    if header.get("kind") != "model":
+        raise ArtifactError(
+            f"{path}: is a {header.get('kind', 'unknown')!r} file, not a model (pass the run's model.attn)"
+        )
+    try:
+        recipe = recipe_from_dict(header["recipe"], source=f"{path} (stored recipe)")
+        labels = list(header["labels"])
+    except KeyError as e:
+        raise ArtifactError(f"{path}: model header lacks {e}") from None
+    tensors = box.tensors()
+    model = build_model(recipe, len(labels), tokenizer_state=tensors.get("tokenizer"))
+    try:
+        model.load_state_dict(tensors["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        raise ArtifactError(f"{path}: weights do not fit the stored recipe ({str(e).splitlines()[0]})") from None
+    device = device or torch.device("cpu")
+    model.to(device).eval()
+    return LoadedModel(model, recipe, labels, header, device)

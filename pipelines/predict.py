@@ -1,0 +1,205 @@
+"""`attn predict`: files in, one record per input out, in input order.
+
+Files are decoded in worker threads while the model runs; windows from several files share a
+batch. A recording longer than `STREAM_SECONDS` is streamed window by window, so memory stays
+bounded whatever its length. A file that cannot be read becomes an error record; the others
+are still predicted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import AUDIO_EXTENSIONS
+from .errors import InputError
+from .inference import AGGREGATES, aggregate, softmax
+
+STREAM_SECONDS = 120.0
+
+
+def expand_inputs(inputs: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS, stdin=None) -> list[str]:
+    """Files as given; directories -> their audio files (recursive, sorted); '-' -> one path per
+    stdin line. Paths that do not exist are kept: they become error records, in order."""
+    exts = {e.lower() for e in extensions}
+    out: list[str] = []
+    for arg in inputs:
+        if arg == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            out += [line.strip() for line in stream if line.strip()]
+        elif os.path.isdir(arg):
+            found = sorted(str(p) for p in Path(arg).rglob("*") if p.suffix.lower() in exts and p.is_file())
+            if not found:
+                out.append(arg)  # reported as "no audio files" below
+            out += found
+        else:
+            out.append(arg)
+    return out
+
+
+@dataclass
+class _File:
+    index: int
+    path: str
+    error: str | None = None
+    seconds: float = 0.0
+    windows: list[tuple[int, np.ndarray, int]] | None = None  # (start, samples, length)
+    stream: bool = False
+    probs: list[np.ndarray] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    pending: int = 0
+
+
+class AudioPredictor:
+    """Predict audio files with a loaded model (see `model_io.load_model`)."""
+
+    def __init__(
+        self,
+        loaded,
+        batch_size: int = 64,
+        aggregate_how: str = "mean",
+        top_k: int = 1,
+        per_frame: bool = False,
+        workers: int = 2,
+    ) -> None:
+        if aggregate_how not in AGGREGATES:
+            raise ValueError(aggregate_how)
+        self.loaded = loaded
+        self.cfg = loaded.recipe.features
+        self.labels = loaded.labels
+        self.batch_size = batch_size
+        self.how = aggregate_how
+        self.top_k = max(1, min(top_k, len(self.labels)))
+        self.per_frame = per_frame
+        self.workers = workers
+
+    # decoding (worker threads) ------------------------------------------------------------------
+    def _read(self, index: int, path: str) -> _File:
+        from attn.features.audio import audio_info, iter_windows, stream_audio
+
+        f = _File(index, path)
+        try:
+            if os.path.isdir(path):
+                raise InputError(f"{path}: directory contains no audio files")
+            info = audio_info(path)
+            if info.seconds > STREAM_SECONDS:
+                f.stream = True
+                return f
+            f.seconds = info.seconds
+            f.windows = list(
+                iter_windows(stream_audio(path, self.cfg.sample_rate), self.cfg.frame_samples, self.cfg.hop_samples)
+            )
+        except InputError as e:
+            f.error = str(e)
+        return f
+
+    # model ----------------------------------------------------------------------------------------
+    def _run(self, rows: list[tuple[_File, int, np.ndarray, int]]) -> None:
+        import torch
+
+        dev = self.loaded.device
+        width = max(n for _, _, _, n in rows)
+        x = np.zeros((len(rows), width), dtype=np.float32)
+        for r, (_, _, w, n) in enumerate(rows):
+            x[r, :n] = w[:n]
+        lengths = torch.tensor([n for _, _, _, n in rows], dtype=torch.int64)
+        with torch.inference_mode():
+            logits = self.loaded.model(torch.from_numpy(x).to(dev), lengths.to(dev)).float().cpu().numpy()
+        probs = softmax(logits)
+        for (f, start, _, n), p in zip(rows, probs, strict=True):
+            f.probs.append(p)
+            f.spans.append((start, n))
+            f.pending -= 1
+
+    def _flush(self, batch: list) -> list:
+        """Run full batches; return the remainder."""
+        while len(batch) >= self.batch_size:
+            self._run(batch[: self.batch_size])
+            batch = batch[self.batch_size :]
+        return batch
+
+    def predict(self, paths: list[str]) -> Iterator[dict[str, Any]]:
+        """Yield one record per path, in order."""
+        from attn.features.audio import audio_info, iter_windows, stream_audio
+
+        lookahead = max(4, 2 * self.workers)
+        batch: list[tuple[_File, int, np.ndarray, int]] = []
+        done: deque[_File] = deque()
+        with ThreadPoolExecutor(self.workers) as pool:
+            futures: deque = deque()
+            it = iter(enumerate(paths))
+
+            def fill() -> None:
+                while len(futures) < lookahead:
+                    nxt = next(it, None)
+                    if nxt is None:
+                        return
+                    futures.append(pool.submit(self._read, *nxt))
+
+            fill()
+            while futures:
+                f = futures.popleft().result()
+                fill()
+                done.append(f)
+                if f.error is None and f.stream:
+                    try:
+                        f.seconds = audio_info(f.path).seconds
+                        for start, w, n in iter_windows(
+                            stream_audio(f.path, self.cfg.sample_rate), self.cfg.frame_samples, self.cfg.hop_samples
+                        ):
+                            f.pending += 1
+                            batch.append((f, start, w, n))
+                            batch = self._flush(batch)
+                    except InputError as e:
+                        f.error = str(e)
+                elif f.error is None:
+                    for start, w, n in f.windows or []:
+                        f.pending += 1
+                        batch.append((f, start, w, n))
+                    f.windows = None
+                    batch = self._flush(batch)
+                # Emit, in input order, every file whose windows have all been through the model.
+                while done and (done[0].error is not None or done[0].pending == 0):
+                    yield self._record(done.popleft())
+            if batch:
+                self._run(batch)
+            while done:
+                yield self._record(done.popleft())
+
+    def _record(self, f: _File) -> dict[str, Any]:
+        if f.error is not None:
+            return {"input": f.path, "error": f.error}
+        if not f.probs:
+            return {"input": f.path, "error": f"{f.path}: no audio windows"}
+        probs = np.stack(f.probs)
+        scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
+        order = np.argsort(-scores, kind="stable")
+        rec: dict[str, Any] = {
+            "input": f.path,
+            "label": self.labels[order[0]],
+            "score": round(float(scores[order[0]]), 6),
+            "duration": round(f.seconds, 3),
+            "windows": len(probs),
+        }
+        if self.top_k > 1:
+            rec["top_k"] = [{"label": self.labels[i], "score": round(float(scores[i]), 6)} for i in order[: self.top_k]]
+        if self.per_frame:
+            sr = self.cfg.sample_rate
+            rec["frames"] = [
+                {
+                    "start": round(s / sr, 3),
+                    "end": round((s + n) / sr, 3),
+                    "label": self.labels[int(p.argmax())],
+                    "score": round(float(p.max()), 6),
+                }
+                for (s, n), p in zip(f.spans, probs, strict=True)
+            ]
+        return rec

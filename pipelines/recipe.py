@@ -1,0 +1,262 @@
+"""Load a recipe: YAML -> ${VAR} expansion -> --set overrides -> paths -> validated `Recipe`.
+
+Every failure is a `ConfigError` with one line naming the file, the dotted key and the problem;
+for an unknown key it names the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .config import PATH_KEYS, Recipe
+from .errors import ConfigError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, expand, override, resolve and validate the recipe at `path`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read recipe ({e})") from e
+    raw = parse_yaml(text, str(path))
+    raw = expand_env(raw, str(path))
+    _resolve_paths(raw, path.resolve().parent)
+    for item in overrides:
+        key, value = parse_override(item)
+        if _is_path_key(key) and isinstance(value, str):
+            value = _resolve(value, Path.cwd())
+        set_dotted(raw, key, value, source=f"--set {item}")
+    return validate_recipe(raw, source=str(path))
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    """Validate an already-resolved recipe (e.g. the one stored in an artifact)."""
+    return validate_recipe(raw, source=source)
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}{where}: YAML syntax error: {e.problem}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: YAML error: {e}") from e
+    if raw is None:
+        raise ConfigError(f"{source}: recipe is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a recipe must be a mapping of sections, got {_kind(raw)}")
+    return raw
+
+
+def expand_env(value: Any, source: str) -> Any:
+    """Expand ${VAR} and ${VAR:-default} in string values. A value that is one whole ${...}
+    expression is re-read as YAML, so `epochs: ${EPOCHS:-10}` gives an integer."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, source) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        got = os.environ.get(name)
+        if got is None or (got == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"{source}: environment variable {name} is not set (used as ${{{name}}})")
+            return default
+        return got
+
+    out = _ENV.sub(sub, value)
+    if _ENV.fullmatch(value):
+        try:
+            return yaml.safe_load(out) if out.strip() else out
+        except yaml.YAMLError:
+            return out
+    return out
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`a.b=value` -> ("a.b", value read as YAML: 3 -> int, true -> bool, [1,2] -> list)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.epochs=5")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"{source}: {where} is a {_kind(nxt)}, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def validate_recipe(raw: dict[str, Any], source: str) -> Recipe:
+    """Validate the recipe and the model family's hyperparameters (via the registry)."""
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, Recipe, source)) from None
+    from attn.models import registry  # imports torch: only once the recipe itself is valid
+
+    params = registry.validate_params(recipe.model.name, recipe.model.params, source=source)
+    model = {"name": recipe.model.name, **params.model_dump(mode="json")}
+    return recipe.model_copy(update={"model": type(recipe.model).model_validate(model)})
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Plain data (JSON/YAML-safe) with every default filled in: the resolved recipe."""
+    return recipe.model_dump(mode="json")
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=None)
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def format_validation_error(
+    err: ValidationError, root: type[BaseModel], source: str, prefix: tuple[str, ...] = ()
+) -> str:
+    """One line: `source: dotted.key: problem` (+ "did you mean" for unknown keys)."""
+    errors = err.errors()
+    first = errors[0]
+    loc = _clean_loc(first["loc"], root)
+    dotted = ".".join(str(p) for p in (*prefix, *loc)) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        valid = _fields_at(root, loc[:-1])
+        msg = f"unknown key {dotted!r}"
+        near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+        if near:
+            msg += f"; did you mean {'.'.join((*prefix, *map(str, loc[:-1]), near[0]))!r}?"
+        elif valid:
+            msg += f"; valid keys here: {', '.join(valid)}"
+    elif kind == "missing":
+        msg = f"{dotted}: required key is missing"
+    else:
+        got = first.get("input")
+        detail = first["msg"]
+        if kind.startswith("value_error"):
+            detail = detail.removeprefix("Value error, ")
+        msg = f"{dotted}: {detail}"
+        if kind not in ("value_error",) and not isinstance(got, (dict, list)) and got is not None:
+            msg += f" (got {got!r})"
+    more = len(errors) - 1
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return f"{source}: {msg}"
+
+
+def _clean_loc(loc: tuple, root: type[BaseModel]) -> tuple:
+    """Drop pydantic's union tags (e.g. features.logmel.n_fft -> features.n_fft)."""
+    out: list = []
+    cls: Any = root
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            out.append(part)
+            continue
+        if isinstance(cls, tuple):  # a union: this part names the member
+            cls = next((c for c in cls if _tag(c) == part), None)
+            if cls is not None:
+                continue
+        out.append(part)
+        cls = _field_type(cls, str(part)) if isinstance(cls, type) else None
+    return tuple(out)
+
+
+def _fields_at(root: type[BaseModel], loc: tuple) -> list[str]:
+    cls: Any = root
+    for part in loc:
+        if isinstance(cls, tuple):
+            cls = cls[0]
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or isinstance(part, int):
+            return []
+        cls = _field_type(cls, str(part))
+    if isinstance(cls, tuple):
+        return sorted({f for c in cls for f in c.model_fields})
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return []
+
+
+def _field_type(cls: type[BaseModel], name: str) -> Any:
+    """The BaseModel class (or tuple of classes, for a union) a field holds, else None."""
+    field = cls.model_fields.get(name)
+    if field is None:
+        return None
+    models = [a for a in _flatten(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if not models:
+        return None
+    return models[0] if len(models) == 1 else tuple(models)
+
+
+def _flatten(tp: Any) -> list:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _flatten(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [x for a in typing.get_args(tp) for x in _flatten(a)]
+    return [tp]
+
+
+def _tag(cls: type[BaseModel]) -> Any:
+    field = cls.model_fields.get("kind")
+    if field is None:
+        return None
+    args = typing.get_args(field.annotation)
+    return args[0] if len(args) == 1 else None
+
+
+# -- paths --------------------------------------------------------------------------------------
+
+
+def _is_path_key(key: str) -> bool:
+    return tuple(key.split(".")) in PATH_KEYS
+
+
+def _resolve(value: str, base: Path) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    for keys in PATH_KEYS:
+        node: Any = raw
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            node[keys[-1]] = _resolve(node[keys[-1]], base)
+
+
+def _kind(x: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string"}.get(type(x), type(x).__name__)

@@ -1,0 +1,292 @@
+"""`attn train`: a recipe in, a run directory out.
+
+runs/<recipe>-<timestamp>/
+    model.attn      the artifact (best validation epoch), all `attn predict` needs
+    last.ckpt       resume state after the last finished epoch (optimizer, RNG, ...)
+    recipe.yaml     the resolved recipe
+    history.jsonl   one line of metrics per epoch
+    metrics.json    final test metrics
+    train.log       the log
+runs/latest -> the newest run
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Recipe
+from .errors import ArtifactError, AttnError, ConfigError, InputError
+from .fsutil import append_line, atomic_write_text, make_dirs
+
+log = logging.getLogger("attn")
+
+CHECKPOINT = "last.ckpt"
+MODEL = "model.attn"
+
+
+class Interrupted(AttnError):
+    exit_code = 130
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    metrics: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    labels: list[str]
+    parameters: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        m = self.metrics or {}
+        return {
+            "run_dir": str(self.run_dir),
+            "model": str(self.model_path),
+            "test_accuracy": m.get("accuracy"),
+            "test_macro_f1": m.get("macro_f1"),
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            "train_seconds": round(self.seconds, 1),
+            "parameters": self.parameters,
+            "labels": self.labels,
+            "data": self.data,
+        }
+
+
+def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
+    """A fresh run directory; two runs started in the same second never share one."""
+    if out:
+        p = Path(out)
+        if p.exists() and any(p.iterdir()):
+            raise ConfigError(f"--out {out}: directory exists and is not empty (use --resume {out} to continue it)")
+        make_dirs(p)
+        return p
+    stem = Path(recipe_path).stem if recipe_path else "run"
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    make_dirs("runs")
+    for i in range(1000):
+        p = Path("runs") / (f"{stem}-{stamp}" + (f"-{i + 1}" if i else ""))
+        try:
+            p.mkdir()  # atomic: fails if another run took the name
+            return p
+        except FileExistsError:
+            continue
+        except OSError as e:
+            make_dirs(p)  # raises an OutputError naming the problem
+            raise AssertionError from e
+    raise ConfigError("runs/: could not find a free run directory name")
+
+
+def _point_latest(run_dir: Path) -> None:
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError as e:
+        log.warning("could not update %s (%s)", link, e.strerror or e)
+
+
+class _RunLog:
+    """Copy the 'attn' log into the run's train.log while the run is active."""
+
+    def __init__(self, path: Path) -> None:
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.logger = logging.getLogger("attn")
+        self.old_level = self.logger.level
+
+    def __enter__(self):
+        self.logger.addHandler(self.handler)
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+            self.handler.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.old_level)
+        self.handler.close()
+
+
+def train(
+    recipe: Recipe,
+    recipe_path: str | None = None,
+    out: str | None = None,
+    device: str = "auto",
+    callbacks=None,
+) -> TrainResult:
+    """Train the recipe in a new run directory and return what was written."""
+    from .device import resolve_device
+    from .recipe import recipe_to_yaml
+
+    dev = resolve_device(device)
+    prepared = _prepare_data(recipe)  # lists items and labels; config errors surface here
+    run_dir = new_run_dir(recipe_path, out)
+    atomic_write_text(run_dir / "recipe.yaml", recipe_to_yaml(recipe))
+    with _RunLog(run_dir / "train.log"):
+        log.info("run directory %s", run_dir)
+        return _run(recipe, run_dir, dev, callbacks, prepared, resume_state=None)
+
+
+def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
+    """Continue an interrupted run from its last finished epoch."""
+    from .artifact import read_container
+    from .device import resolve_device
+    from .recipe import recipe_from_dict
+
+    rd = Path(run_dir)
+    if rd.is_file():
+        rd = rd.parent
+    ckpt = rd / CHECKPOINT
+    if not ckpt.exists():
+        raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from (was the first epoch finished?)")
+    box = read_container(ckpt)
+    if box.header.get("kind") != "checkpoint":
+        raise ArtifactError(f"{ckpt}: not a training checkpoint")
+    recipe = recipe_from_dict(box.header["recipe"], source=f"{ckpt} (stored recipe)")
+    dev = resolve_device(device)
+    prepared = _prepare_data(recipe)
+    if prepared["labels"] != box.header["labels"]:
+        raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
+    with _RunLog(rd / "train.log"):
+        log.info("resuming %s from epoch %d", rd, box.header.get("epoch", 0))
+        return _run(recipe, rd, dev, callbacks, prepared, resume_state=box.tensors())
+
+
+def _prepare_data(recipe: Recipe) -> dict[str, Any]:
+    from .data import collect_labels, list_items, split_items
+
+    items = list_items(recipe.data, recipe.modality)
+    splits = split_items(items, recipe.data)
+    labels = collect_labels(splits)
+    if len(labels) < 2:
+        raise InputError(f"data: need at least 2 classes to train, found {len(labels)} ({', '.join(labels)})")
+    return {"splits": splits, "labels": labels}
+
+
+def _load_sets(recipe: Recipe, prepared: dict[str, Any]):
+    from .batching import WindowSet
+    from .data import load_clips
+
+    labels = prepared["labels"]
+    index = {lab: i for i, lab in enumerate(labels)}
+    sets, counts, failed = {}, {}, []
+    f = recipe.features
+    for split, items in prepared["splits"].items():
+        t0 = time.perf_counter()
+        loaded = load_clips(items, recipe.data, f.sample_rate)
+        for err in loaded.errors:
+            log.warning("skipped: %s", err)
+        failed += loaded.errors
+        y = [index[it.label] for it in loaded.items]
+        sets[split] = WindowSet(loaded.clips, y, f.frame_samples, f.hop_samples)
+        counts[split] = len(loaded.items)
+        if items:
+            log.info(
+                "%s: %d clips, %d windows (%.1fs)",
+                split,
+                len(loaded.items),
+                sets[split].num_windows,
+                time.perf_counter() - t0,
+            )
+    if not len(sets["train"]):
+        raise InputError(f"data: no training example could be loaded ({failed[0] if failed else 'empty'})")
+    return sets, {"clips": counts, "skipped_files": len(failed)}
+
+
+def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> TrainResult:
+    import torch
+
+    from .artifact import write_container
+    from .build import build_model, count_parameters
+    from .model_io import save_model
+    from .recipe import recipe_to_dict
+    from .trainer import Trainer
+
+    labels = prepared["labels"]
+    sets, data_info = _load_sets(recipe, prepared)
+    torch.manual_seed(recipe.train.seed)
+    model = build_model(recipe, len(labels))
+    trainer = Trainer(model, recipe.train, sets["train"], sets["val"], labels, dev, callbacks)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    log.info(
+        "model %s: %d parameters on %s; %d steps/epoch",
+        recipe.model.name,
+        count_parameters(model),
+        dev,
+        trainer.steps_per_epoch,
+    )
+
+    def save(tr: Trainer, improved: bool) -> None:
+        # Artifact first: if we crash between the two writes, resuming redoes this epoch.
+        if improved:
+            save_model(run_dir / MODEL, tr.model, recipe, labels, {"epoch": tr.state.epoch}, state_dict=tr.best_weights)
+        header = {"kind": "checkpoint", "recipe": recipe_to_dict(recipe), "labels": labels, "epoch": tr.state.epoch}
+        write_container(run_dir / CHECKPOINT, header, tr.state_dict())
+        append_line(run_dir / "history.jsonl", json.dumps(tr.state.history[-1]))
+
+    if resume_state is not None:  # history.jsonl may hold a line the checkpoint does not
+        atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in trainer.state.history))
+    try:
+        st = trainer.fit(save)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.state.epoch} is saved. "
+            f"Resume with: attn train --resume {run_dir}"
+        ) from None
+
+    trainer.load_best()
+    eval_split = "test" if len(sets["test"]) else ("val" if len(sets["val"]) else None)
+    metrics = None
+    if eval_split is None:
+        log.warning("no test or validation clips: metrics.json not written")
+    else:
+        if eval_split != "test":
+            log.warning("no test clips: reporting metrics on the validation split")
+        metrics = trainer.evaluate(sets[eval_split])
+        metrics["split"] = eval_split
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        log.info(
+            "%s accuracy %.4f, macro-F1 %.4f (%d clips)",
+            eval_split,
+            metrics["accuracy"],
+            metrics["macro_f1"],
+            metrics["count"],
+        )
+    extra = {
+        "epoch": st.best_epoch,
+        "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
+        "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": data_info},
+    }
+    save_model(run_dir / MODEL, trainer.model, recipe, labels, extra)
+    _point_latest(run_dir)
+    return TrainResult(
+        run_dir=run_dir,
+        model_path=run_dir / MODEL,
+        metrics=metrics,
+        history=st.history,
+        best_epoch=st.best_epoch,
+        epochs_run=st.epoch,
+        stopped_early=st.stopped_early,
+        seconds=st.seconds,
+        labels=labels,
+        parameters=count_parameters(model),
+        data=data_info,
+    )

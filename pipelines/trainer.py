@@ -1,0 +1,264 @@
+"""The training loop: nothing in it is about audio, text or a model family.
+
+AdamW (no decay on biases and norms), linear warmup then cosine decay per step, gradient
+clipping, AMP on CUDA, early stopping on a validation metric. Everything that decides the next
+epoch (weights, optimizer, schedule, RNG, early-stopping state) is in `state_dict()`, taken at
+epoch boundaries, so a resumed run continues exactly as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .batching import WindowSet
+from .config import TrainConfig
+from .errors import TrainingError
+from .inference import aggregate, softmax, window_logits
+from .metrics import classification_report
+
+log = logging.getLogger("attn")
+
+
+class Callbacks:
+    """Progress hooks (the CLI draws bars with them). All optional; the library never prints."""
+
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def on_step(self, step: int, loss: float) -> None: ...
+    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps taken
+    best_key: list[float] | None = None  # larger is better
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    done: bool = False
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier on the base learning rate at optimizer step `step` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        train_set: WindowSet,
+        val_set: WindowSet | None,
+        labels: list[str],
+        device: torch.device,
+        callbacks: Callbacks | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.cfg = cfg
+        self.train_set = train_set
+        self.val_set = val_set if val_set is not None and len(val_set) else None
+        self.labels = labels
+        self.device = device
+        self.cb = callbacks or Callbacks()
+        self.amp_dtype = None
+        if device.type == "cuda" and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        self.steps_per_epoch = math.ceil(self._epoch_size() / cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.warmup_steps = int(cfg.warmup * self.total_steps)
+        self.state = TrainState()
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def _epoch_size(self) -> int:
+        return len(self.train_set) if self.cfg.windows == "random" else self.train_set.num_windows
+
+    # -- one epoch ------------------------------------------------------------------------------
+
+    def _epoch_windows(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        # Data order and window offsets depend only on (seed, epoch): resuming at an epoch
+        # boundary replays exactly what the uninterrupted run would have seen.
+        gen = np.random.default_rng([self.cfg.seed, epoch, 0x5EED])
+        ws = self.train_set
+        windows = ws.random_windows(gen) if self.cfg.windows == "random" else ws.all_windows
+        return windows, gen.permutation(len(windows))
+
+    def train_epoch(self, epoch: int) -> float:
+        cfg, model = self.cfg, self.model
+        model.train()
+        windows, order = self._epoch_windows(epoch)
+        self.cb.on_epoch_begin(epoch + 1, cfg.epochs, self.steps_per_epoch)
+        total, count = 0.0, 0
+        pin = self.device.type == "cuda"
+        for i, batch in enumerate(self.train_set.batches(windows, cfg.batch_size, order)):
+            if pin:
+                batch = batch.pin_memory()
+            batch = batch.to(self.device, non_blocking=pin)
+            for group in self.opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(self.state.step, self.total_steps, self.warmup_steps, cfg.schedule)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                logits = model(batch.x, batch.lengths)
+            loss = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"training diverged: loss is {value} at epoch {epoch + 1}, step {i + 1} "
+                    f"(global step {self.state.step + 1}); lower train.lr or check the data. "
+                    f"Stopped without saving this epoch; the last good checkpoint is kept"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.state.step += 1
+            total += value * len(batch.y)
+            count += len(batch.y)
+            self.cb.on_step(i + 1, value)
+        return total / max(1, count)
+
+    def evaluate(self, ws: WindowSet, aggregate_how: str = "mean") -> dict[str, Any]:
+        """Window loss, clip-level metrics (window probabilities averaged per clip) and, when
+        clips have several windows, window-level accuracy."""
+        logits = window_logits(self.model, ws, self.device, amp=self.amp_dtype is not None)
+        return evaluation_report(logits, ws, self.labels, aggregate_how)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _key(self, record: dict[str, Any]) -> list[float]:
+        """Larger is better; ties on accuracy/F1 go to the lower validation loss."""
+        if self.val_set is None:
+            return [-record["train_loss"]]
+        if self.cfg.monitor == "val_loss":
+            return [-record["val_loss"]]
+        return [record[self.cfg.monitor], -record["val_loss"]]
+
+    def fit(self, on_epoch_saved=None) -> TrainState:
+        """Train until `epochs` or early stop. After every epoch `on_epoch_saved(trainer,
+        improved)` runs (the run writes its checkpoint and artifact there)."""
+        st, cfg = self.state, self.cfg
+        while st.epoch < cfg.epochs and not st.done:
+            t0 = time.perf_counter()
+            epoch = st.epoch
+            train_loss = self.train_epoch(epoch)
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": round(train_loss, 6)}
+            if self.val_set is not None:
+                rep = self.evaluate(self.val_set)
+                record.update(
+                    val_loss=round(rep["loss"], 6),
+                    val_accuracy=round(rep["accuracy"], 6),
+                    val_macro_f1=round(rep["macro_f1"], 6),
+                )
+            record["lr"] = self.opt.param_groups[0]["lr"]
+            record["seconds"] = round(time.perf_counter() - t0, 3)
+            key = self._key(record)
+            improved = st.best_key is None or key > st.best_key
+            if improved:
+                st.best_key, st.best_epoch, st.bad_epochs = key, epoch + 1, 0
+                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            else:
+                st.bad_epochs += 1
+            record["best"] = improved
+            st.epoch = epoch + 1
+            st.seconds += record["seconds"]
+            st.history.append(record)
+            if cfg.patience and st.bad_epochs >= cfg.patience:
+                st.stopped_early = True
+                st.done = True
+            if st.epoch >= cfg.epochs:
+                st.done = True
+            self.cb.on_epoch_end(dict(record))
+            log.info("epoch %s", _fmt_record(record, cfg.epochs))
+            if on_epoch_saved is not None:
+                on_epoch_saved(self, improved)
+        return st
+
+    def load_best(self) -> None:
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+
+    # -- resume state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "best_weights": self.best_weights,
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "state": _plain(asdict(self.state)),
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.model.load_state_dict(sd["model"])
+        self.best_weights = sd.get("best_weights")
+        self.opt.load_state_dict(sd["optimizer"])
+        if sd.get("scaler"):
+            self.scaler.load_state_dict(sd["scaler"])
+        torch.set_rng_state(sd["rng"]["torch"])
+        if "cuda" in sd["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
+        self.state = TrainState(**sd["state"])
+
+
+def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean") -> dict[str, Any]:
+    """Metrics for window logits over a labelled WindowSet (clip level, plus window level)."""
+    clip = ws.all_windows[:, 0]
+    y = ws.labels
+    if len(logits) == 0:
+        return {**classification_report([], [], labels), "loss": float("nan")}
+    probs = softmax(logits)
+    yw = y[clip]
+    ll = -np.log(np.clip(probs[np.arange(len(clip)), yw], 1e-12, None))
+    clip_scores = aggregate(probs, clip, len(ws), how)
+    rep = classification_report(y, clip_scores.argmax(1), labels)
+    rep["loss"] = float(ll.mean())
+    if len(clip) > len(ws):
+        rep["windows"] = int(len(clip))
+        rep["window_accuracy"] = float((probs.argmax(1) == yw).mean())
+    return rep
+
+
+def _fmt_record(r: dict[str, Any], epochs: int) -> str:
+    parts = [f"{r['epoch']}/{epochs}", f"train_loss={r['train_loss']:.4f}"]
+    for k in ("val_loss", "val_accuracy", "val_macro_f1"):
+        if k in r:
+            parts.append(f"{k}={r[k]:.4f}")
+    parts.append(f"lr={r['lr']:.2e}")
+    parts.append(f"{r['seconds']:.1f}s")
+    if r.get("best"):
+        parts.append("*")
+    return " ".join(parts)
+
+
+def _plain(x: Any) -> Any:
+    """Deep copy as plain Python data (what `torch.load(weights_only=True)` accepts)."""
+    return copy.deepcopy(x)
