@@ -30,6 +30,7 @@ def info_cmd(
 ) -> None:
     """Show what a model file holds: recipe, labels, size, versions, test metrics. Verifies its checksum."""
     import yaml
+
     from attn.pipelines.artifact import FORMAT_VERSION, read_container, resolve_model_path
 
     path = resolve_model_path(model)

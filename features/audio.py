@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
 from attn.pipelines.errors import InputError
 
 BLOCK_SECONDS = 30.0
@@ -59,6 +60,34 @@ def _open(path: str):
         raise _fail(path, f"cannot open ({e.strerror or e})") from None
 
 
+def _wav_missing_bytes(path: str) -> int:
+    """Bytes a RIFF/WAV header promises in its data chunk but the file lacks (0 if complete).
+
+    libsndfile quietly shortens a truncated WAV to what is there; a cut-off download should be
+    reported, not classified as if it were the whole recording.
+    """
+    import struct
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return 0
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, clen = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    if clen in (0, 0xFFFFFFFF):  # streamed writers leave the size open
+                        return 0
+                    return max(0, pos + 8 + clen - size)
+                pos += 8 + clen + (clen & 1)
+    except OSError:
+        return 0
+    return 0
+
+
 def audio_info(path: str) -> AudioInfo:
     with _open(path) as f:
         return AudioInfo(path, f.samplerate, f.channels, f.frames, f.format)
@@ -102,6 +131,10 @@ def stream_audio(path: str, sample_rate: int, block_seconds: float = BLOCK_SECON
             raise _fail(path, "contains no audio samples")
         if f.format in _EXACT_LENGTH_FORMATS and 0 < f.frames and read < f.frames:
             raise _fail(path, f"truncated: header declares {f.frames} samples, file holds {read}")
+        if f.format in ("WAV", "WAVEX"):
+            missing = _wav_missing_bytes(path)
+            if missing:
+                raise _fail(path, f"truncated: {missing} bytes of audio data missing from the end")
 
 
 def read_audio(path: str, sample_rate: int) -> np.ndarray:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torchaudio
-from attn.pipelines.config import AudioFeatures
 from torch import nn
+
+from attn.pipelines.config import AudioFeatures
 
 from . import functional as AF
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from attn.pipelines.errors import ConfigError
 from pydantic import ValidationError
+
+from attn.pipelines.errors import ConfigError
 
 _REGISTRY: dict[str, type] = {}
 

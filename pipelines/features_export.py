@@ -10,6 +10,7 @@ import numpy as np
 def file_features(path: str, frontend, cfg, device) -> tuple[np.ndarray, list[int]]:
     """(windows, bins, frames) float32 and each window's valid frame count."""
     import torch
+
     from attn.features.audio import iter_windows, stream_audio
 
     wins = list(iter_windows(stream_audio(path, cfg.sample_rate), cfg.frame_samples, cfg.hop_samples))

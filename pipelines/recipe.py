@@ -33,8 +33,8 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read recipe ({e})") from e
     raw = parse_yaml(text, str(path))
+    _resolve_paths(raw, path.resolve().parent, str(path))
     raw = expand_env(raw, str(path))
-    _resolve_paths(raw, path.resolve().parent)
     for item in overrides:
         key, value = parse_override(item)
         if _is_path_key(key) and isinstance(value, str):
@@ -249,13 +249,19 @@ def _resolve(value: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+def _resolve_paths(raw: dict[str, Any], base: Path, source: str) -> None:
+    """Expand and resolve path keys. A relative path written in the recipe is relative to the
+    recipe's folder; one that comes from an environment variable (`${ATTN_DATA}/fsdd` with
+    ATTN_DATA=data) is relative to the working directory, where the user typed it."""
     for keys in PATH_KEYS:
         node: Any = raw
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            node[keys[-1]] = _resolve(node[keys[-1]], base)
+            value = node[keys[-1]]
+            m = _ENV.match(value)
+            from_env = m is not None and m.start() == 0 and os.environ.get(m.group(1)) not in (None, "")
+            node[keys[-1]] = _resolve(expand_env(value, source), Path.cwd() if from_env else base)
 
 
 def _kind(x: Any) -> str:

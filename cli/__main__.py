@@ -1,0 +1,5 @@
+"""`python -m attn.cli` (same as the `attn` command)."""
+
+from attn.cli.app import main
+
+main()

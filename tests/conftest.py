@@ -1,0 +1,61 @@
+"""Shared fixtures: real data location, generated audio, tiny recipes and a tiny trained model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("ATTN_DATA") or REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (or $ATTN_DATA). Skips without it, but fails in CI (ATTN_REQUIRE_DATA=1)."""
+    root = data_root()
+    if not (root / "fsdd" / "labels.csv").exists():
+        if os.environ.get("ATTN_REQUIRE_DATA") == "1":
+            pytest.fail(f"ATTN_REQUIRE_DATA=1 but the shared datasets are missing at {root}")
+        pytest.skip(f"shared datasets not found at {root} (set ATTN_DATA)")
+    return root
+
+
+TINY_RECIPE = """\
+data:
+  synthetic: {{classes: [sine, noise_burst, chirp], per_class: 40, seconds: 0.5, seed: 1}}
+  val_fraction: 0.2
+  test_fraction: 0.2
+features: {{sample_rate: 8000, frame_seconds: 0.5, hop_seconds: 0.25, n_fft: 256, hop_length: 128, n_mels: 24}}
+model: {{name: cnn, channels: [8, 16], dropout: 0.0}}
+train: {{epochs: {epochs}, batch_size: 8, lr: 0.01, patience: 0, seed: 0}}
+"""
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path: Path):
+    """Write a tiny synthetic recipe; returns its path. `epochs` is adjustable."""
+
+    def make(epochs: int = 4, name: str = "tiny.yaml") -> Path:
+        p = tmp_path / name
+        p.write_text(TINY_RECIPE.format(epochs=epochs))
+        return p
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Path:
+    """A tiny model trained once per session on synthetic data (a few seconds)."""
+    from attn.pipelines.recipe import load_recipe
+    from attn.pipelines.train import train
+
+    d = tmp_path_factory.mktemp("trained")
+    p = d / "tiny.yaml"
+    p.write_text(TINY_RECIPE.format(epochs=6))
+    result = train(load_recipe(p), str(p), out=str(d / "run"), device="cpu")
+    return result.model_path

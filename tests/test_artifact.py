@@ -1,0 +1,122 @@
+"""The .attn container: round trip, versions, checksums, and refusing code in files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import struct
+
+import pytest
+import torch
+
+from attn.pipelines.artifact import FORMAT_VERSION, MAGIC, read_container, write_container
+from attn.pipelines.build import build_model
+from attn.pipelines.errors import ArtifactError
+from attn.pipelines.model_io import load_model, save_model
+from attn.pipelines.recipe import load_recipe
+
+
+def _model(tiny_recipe):
+    r = load_recipe(tiny_recipe())
+    torch.manual_seed(0)
+    m = build_model(r, 3)
+    m.train()
+    x = torch.randn(8, 4000) * 0.1
+    m(x, torch.full((8,), 4000))  # non-trivial batch-norm statistics
+    return r, m.eval()
+
+
+def test_save_load_gives_identical_logits(tmp_path, tiny_recipe):
+    r, m = _model(tiny_recipe)
+    path = tmp_path / "m.attn"
+    save_model(path, m, r, ["a", "b", "c"])
+    loaded = load_model(path)
+    x = torch.randn(3, 3000) * 0.1
+    lens = torch.tensor([3000, 2000, 100])
+    with torch.no_grad():
+        assert torch.equal(m(x, lens), loaded.model(x, lens))
+    assert loaded.labels == ["a", "b", "c"] and loaded.recipe == r
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # normal permissions, not mkstemp's
+
+
+def _rewrite(path, fn):
+    data = bytearray(path.read_bytes()[:-32])
+    fn(data)
+    path.write_bytes(bytes(data) + hashlib.sha256(bytes(data)).digest())
+
+
+def test_newer_format_version_is_refused_naming_both_versions(tmp_path):
+    p = tmp_path / "m.attn"
+    write_container(p, {"kind": "model"}, {"w": torch.zeros(2)})
+    _rewrite(p, lambda d: struct.pack_into("<I", d, len(MAGIC), FORMAT_VERSION + 1))
+    with pytest.raises(ArtifactError) as e:
+        read_container(p)
+    msg = str(e.value)
+    assert f"version {FORMAT_VERSION + 1}" in msg and f"format version {FORMAT_VERSION}" in msg and "upgrade" in msg
+
+
+def test_tampered_and_truncated_files_are_refused(tmp_path):
+    p = tmp_path / "m.attn"
+    write_container(p, {"kind": "model", "labels": ["a"]}, {"w": torch.arange(100.0)})
+    good = p.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    p.write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactError, match="checksum"):
+        read_container(p)
+    p.write_bytes(good[: len(good) - 100])
+    with pytest.raises(ArtifactError, match="truncated|checksum"):
+        read_container(p)
+    p.write_bytes(good[:10])
+    with pytest.raises(ArtifactError, match="truncated"):
+        read_container(p)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_with_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.attn"
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ArtifactError, match="pickle"):
+        load_model(evil)
+    buf = io.BytesIO()
+    torch.save({"x": _Payload(marker)}, buf)  # a torch.save file with code inside
+    evil.write_bytes(buf.getvalue())
+    with pytest.raises(ArtifactError, match="not an attn model"):
+        load_model(evil)
+    assert not marker.exists()
+
+
+def test_code_inside_a_valid_container_is_refused_by_weights_only(tmp_path):
+    marker = tmp_path / "pwned"
+    p = tmp_path / "m.attn"
+    write_container(p, {"kind": "model"}, {"w": torch.zeros(1)})
+    buf = io.BytesIO()
+    torch.save({"state_dict": _Payload(marker)}, buf)
+    payload = buf.getvalue()
+
+    def swap(d):
+        hlen = struct.unpack_from("<Q", d, len(MAGIC) + 4)[0]
+        start = len(MAGIC) + 12 + hlen
+        d[start:] = struct.pack("<Q", len(payload)) + payload
+
+    _rewrite(p, swap)
+    with pytest.raises(ArtifactError, match="unreadable tensor payload"):
+        read_container(p).tensors()
+    assert not marker.exists()
+
+
+def test_checkpoint_is_not_accepted_as_a_model(tmp_path):
+    p = tmp_path / "last.ckpt"
+    write_container(p, {"kind": "checkpoint"}, {})
+    with pytest.raises(ArtifactError, match="not a model"):
+        load_model(p)

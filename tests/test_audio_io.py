@@ -1,0 +1,103 @@
+"""Decoding: formats, channels, resampling, and a clear error for every kind of bad file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from attn.features.audio import audio_info, read_audio
+from attn.pipelines.errors import InputError
+from helpers import tone, write_wav
+
+
+def _peak_hz(x: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * sr / len(x))
+
+
+@pytest.mark.parametrize("fmt, ext", [("WAV", "wav"), ("FLAC", "flac"), ("OGG", "ogg")])
+def test_formats_decode_to_the_same_signal(tmp_path, fmt, ext):
+    x = tone(440, 1.0, 16000)
+    p = write_wav(tmp_path / f"a.{ext}", x, 16000, format=fmt)
+    y = read_audio(str(p), 16000)
+    assert y.dtype == np.float32 and abs(len(y) - len(x)) <= 1
+    assert abs(_peak_hz(y, 16000) - 440) < 3
+
+
+def test_stereo_is_mixed_to_mono(tmp_path):
+    left, right = tone(300, 0.5, 8000), tone(300, 0.5, 8000, amp=0.1)
+    p = write_wav(tmp_path / "s.wav", np.stack([left, right], axis=1), 8000)
+    y = read_audio(str(p), 8000)
+    assert np.allclose(y, (left + right) / 2, atol=1e-4)
+
+
+def test_many_channels(tmp_path):
+    x = np.tile(tone(500, 0.25, 8000)[:, None], (1, 8))
+    y = read_audio(str(write_wav(tmp_path / "8ch.wav", x, 8000)), 8000)
+    assert y.shape == (2000,)
+
+
+def test_other_sample_rate_is_resampled_not_misread(tmp_path):
+    p = write_wav(tmp_path / "44k.wav", tone(1000, 1.0, 44100), 44100)
+    y = read_audio(str(p), 16000)
+    assert abs(len(y) - 16000) <= 2
+    assert abs(_peak_hz(y, 16000) - 1000) < 3
+
+
+def test_streamed_resampling_equals_itself_across_block_sizes(tmp_path):
+    from attn.features.audio import stream_audio
+
+    p = write_wav(tmp_path / "long.wav", tone(700, 5.0, 22050, seed=3), 22050)
+    whole = np.concatenate(list(stream_audio(str(p), 16000, block_seconds=100)))
+    blocky = np.concatenate(list(stream_audio(str(p), 16000, block_seconds=0.37)))
+    assert len(whole) == len(blocky)
+    assert np.abs(whole - blocky).max() < 1e-4
+
+
+def _bad_files(tmp):
+    good = tone(440, 0.5, 8000)
+    corrupt = tmp / "corrupt.wav"
+    data = bytearray((write_wav(tmp / "c0.wav", good, 8000)).read_bytes())
+    data[0:4] = b"JUNK"
+    corrupt.write_bytes(bytes(data))
+    truncated = tmp / "truncated.wav"
+    full = write_wav(tmp / "t0.wav", good, 8000, subtype="PCM_16").read_bytes()
+    truncated.write_bytes(full[: len(full) // 2])
+    (tmp / "empty.wav").write_bytes(b"")
+    (tmp / "notes.wav").write_text("these are my notes, not audio\n" * 20)
+    zero = tmp / "zero.wav"
+    sf.write(str(zero), np.zeros(0, dtype=np.float32), 8000)
+    nan = tmp / "nan.wav"
+    bad = good.copy()
+    bad[100] = np.nan
+    sf.write(str(nan), bad, 8000, subtype="FLOAT")
+    return {
+        "corrupt.wav": "not a readable audio file",
+        "truncated.wav": "truncated",
+        "empty.wav": "empty",
+        "notes.wav": "not a readable audio file",
+        "zero.wav": "no audio samples",
+        "nan.wav": "NaN",
+        "missing.wav": "not found",
+    }
+
+
+def test_bad_files_raise_one_line_errors_naming_the_file(tmp_path):
+    for name, problem in _bad_files(tmp_path).items():
+        path = str(tmp_path / name)
+        with pytest.raises(InputError) as e:
+            read_audio(path, 8000)
+        msg = str(e.value)
+        assert msg.startswith(path + ":") and problem in msg and "\n" not in msg, msg
+
+
+def test_silence_decodes(tmp_path):
+    p = write_wav(tmp_path / "silence.wav", np.zeros(4000, dtype=np.float32), 8000)
+    assert not read_audio(str(p), 8000).any()
+
+
+def test_info_reports_duration(tmp_path):
+    p = write_wav(tmp_path / "a.wav", tone(440, 1.5, 8000), 8000)
+    info = audio_info(str(p))
+    assert info.sample_rate == 8000 and info.channels == 1 and abs(info.seconds - 1.5) < 1e-3

@@ -1,0 +1,105 @@
+"""Data sources and splits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from attn.pipelines.config import DataConfig
+from attn.pipelines.data import collect_labels, list_items, load_clips, split_items
+from attn.pipelines.errors import ConfigError, InputError
+from helpers import tone, write_wav
+
+
+def _folder(tmp_path, per_class=10):
+    root = tmp_path / "audio"
+    for label, f in (("low", 200), ("high", 1200), ("mid", 600)):
+        for i in range(per_class):
+            write_wav(root / label / f"{i}.wav", tone(f, 0.2, 8000, seed=i), 8000)
+    return root
+
+
+def test_folder_per_class_and_stratified_seeded_split(tmp_path):
+    root = _folder(tmp_path)
+    cfg = DataConfig(root=str(root), val_fraction=0.2, test_fraction=0.2, split_seed=3)
+    items = list_items(cfg)
+    assert len(items) == 30 and {it.label for it in items} == {"low", "mid", "high"}
+    s1, s2 = split_items(items, cfg), split_items(list(reversed(items)), cfg)
+    assert [it.source for it in s1["test"]] == [it.source for it in s2["test"]]  # order-independent
+    for split, n in (("train", 18), ("val", 6), ("test", 6)):
+        assert len(s1[split]) == n
+        assert sorted(it.label for it in s1[split]) == sorted(["low", "mid", "high"] * (n // 3))
+    other = split_items(items, DataConfig(root=str(root), val_fraction=0.2, test_fraction=0.2, split_seed=4))
+    assert {it.source for it in other["test"]} != {it.source for it in s1["test"]}
+    assert collect_labels(s1) == ["high", "low", "mid"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_manifests_with_split_column(tmp_path, fmt):
+    root = _folder(tmp_path, per_class=4)
+    rows = [
+        {"file": f"{lab}/{i}.wav", "cls": lab, "part": "test" if i == 0 else "train"}
+        for lab in ("low", "high") for i in range(4)
+    ]  # fmt: skip
+    p = tmp_path / f"m.{fmt}"
+    if fmt == "jsonl":
+        p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        sep = "\t" if fmt == "tsv" else ","
+        p.write_text(sep.join(rows[0]) + "\n" + "".join(sep.join(r.values()) + "\n" for r in rows))
+    cfg = DataConfig(manifest=str(p), root=str(root), path_column="file", label_column="cls",
+                     split_column="part", val_fraction=0.25)  # fmt: skip
+    splits = split_items(list_items(cfg), cfg)
+    assert len(splits["test"]) == 2 and len(splits["val"]) == 2 and len(splits["train"]) == 4
+    loaded = load_clips(splits["train"], cfg, 8000)
+    assert len(loaded.clips) == 4 and not loaded.errors
+
+
+def test_numeric_labels_sort_numerically(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_text("path,label\n" + "".join(f"{i}.wav,{i % 12}\n" for i in range(24)))
+    cfg = DataConfig(manifest=str(p), val_fraction=0.0, test_fraction=0.0)
+    assert collect_labels(split_items(list_items(cfg), cfg)) == [str(i) for i in range(12)]
+
+
+def test_manifest_errors_name_file_and_line(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_text("path,label\na.wav,x\nb.wav,\n")
+    with pytest.raises(InputError, match=r"m\.csv:3: empty 'label'"):
+        list_items(DataConfig(manifest=str(p)))
+    p.write_text("file,label\na.wav,x\n")
+    with pytest.raises(ConfigError, match="column 'path' not found"):
+        list_items(DataConfig(manifest=str(p)))
+    p.write_bytes(b"path,label\na.wav,x\n\xff\xfe.wav,y\n")
+    with pytest.raises(InputError, match=r"m\.csv:3: not valid UTF-8"):
+        list_items(DataConfig(manifest=str(p)))
+    p.write_text("path,label,split\na.wav,x,holdout\n")
+    with pytest.raises(InputError, match="unknown split 'holdout'"):
+        list_items(DataConfig(manifest=str(p)))
+    with pytest.raises(ConfigError, match="manifest not found"):
+        list_items(DataConfig(manifest=str(tmp_path / "nope.csv")))
+
+
+def test_folder_without_audio_is_an_error(tmp_path):
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no audio found"):
+        list_items(DataConfig(root=str(tmp_path / "empty")))
+
+
+def test_unreadable_file_is_reported_and_the_rest_load(tmp_path):
+    root = _folder(tmp_path, per_class=3)
+    (root / "low" / "bad.wav").write_text("not audio")
+    cfg = DataConfig(root=str(root))
+    loaded = load_clips(list_items(cfg), cfg, 8000)
+    assert len(loaded.clips) == 9 and len(loaded.errors) == 1 and "bad.wav" in loaded.errors[0]
+
+
+def test_synthetic_data_is_deterministic():
+    cfg = DataConfig(synthetic={"per_class": 3, "seconds": 0.25, "seed": 7})
+    items = list_items(cfg)
+    assert len(items) == 18
+    a, b = load_clips(items, cfg, 8000), load_clips(items, cfg, 8000)
+    assert all(np.array_equal(x, y) for x, y in zip(a.clips, b.clips, strict=True))
+    assert all(len(x) == 2000 and np.isfinite(x).all() and np.abs(x).max() < 1 for x in a.clips)

@@ -1,0 +1,125 @@
+"""Feature front-ends: agreement with librosa, batching/padding invariance, framing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attn.features import functional as AF
+from attn.features.audio import iter_windows
+from attn.features.transforms import MFCC, AudioFrontend, LogMel
+from attn.pipelines.config import AudioFeatures
+
+
+def _librosa_logmel(y: np.ndarray, cfg: AudioFeatures) -> np.ndarray:
+    import librosa
+
+    S = librosa.feature.melspectrogram(
+        y=y, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+        n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max, power=cfg.power, center=cfg.center,
+    )  # fmt: skip
+    return librosa.power_to_db(S, ref=1.0, amin=cfg.amin, top_db=None)
+
+
+@pytest.mark.parametrize(
+    "clip, params",
+    [
+        ("fsdd/recordings/3_theo_7.wav", dict(sample_rate=8000, n_fft=256, hop_length=80, n_mels=40)),
+        ("fsdd/recordings/9_yweweler_12.wav", dict(sample_rate=8000, n_fft=200, win_length=160, hop_length=64,
+                                                   n_mels=32, f_min=50.0, f_max=3800.0)),
+        ("gtzan_mini/audio/jazz.00000.wav", dict(sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128)),
+    ],
+)  # fmt: skip
+def test_logmel_matches_librosa_on_real_audio(shared_data, clip, params):
+    y, sr = sf.read(shared_data / clip, dtype="float32")
+    y = y[: 10 * sr]
+    cfg = AudioFeatures(**params)
+    assert sr == cfg.sample_rate
+    ours = LogMel(cfg)(torch.from_numpy(y)).numpy()
+    ref = _librosa_logmel(y, cfg)
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() < 0.01  # dB
+
+
+def test_mfcc_matches_librosa(shared_data):
+    import librosa
+
+    y, sr = sf.read(shared_data / "fsdd/recordings/5_lucas_20.wav", dtype="float32")
+    cfg = AudioFeatures(kind="mfcc", sample_rate=8000, n_fft=256, hop_length=80, n_mels=40, n_mfcc=13)
+    ours = MFCC(cfg)(torch.from_numpy(y)).numpy()
+    S = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=256, hop_length=80, n_mels=40)
+    ref = librosa.feature.mfcc(S=librosa.power_to_db(S, top_db=None), n_mfcc=13)
+    assert np.abs(ours - ref).max() < 0.01
+
+
+def test_db_uses_fixed_reference_not_clip_maximum():
+    """A window cut from a longer clip has the same features as the same frames in the clip."""
+    cfg = AudioFeatures(sample_rate=8000, n_fft=256, hop_length=128, n_mels=24)
+    lm = LogMel(cfg)
+    rng = np.random.default_rng(0)
+    quiet = 0.01 * rng.standard_normal(4096).astype(np.float32)
+    loud = np.concatenate([quiet, 0.9 * rng.standard_normal(4096).astype(np.float32)])
+    a = lm(torch.from_numpy(quiet))[:, 2:20]
+    b = lm(torch.from_numpy(loud))[:, 2:20]
+    assert torch.allclose(a, b, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["logmel", "mfcc", "spectrogram"])
+def test_padded_batch_gives_each_clip_its_own_features(kind):
+    cfg = AudioFeatures(kind=kind, sample_rate=8000, n_fft=256, hop_length=80, n_mels=32, n_mfcc=13)
+    fe = AudioFrontend(cfg)
+    rng = np.random.default_rng(1)
+    clips = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (3000, 1234, 801, 80)]
+    width = max(len(c) for c in clips)
+    batch = torch.zeros(len(clips), width)
+    for i, c in enumerate(clips):
+        batch[i, : len(c)] = torch.from_numpy(c)
+    lengths = torch.tensor([len(c) for c in clips])
+    feats, flen = fe(batch, lengths)
+    for i, c in enumerate(clips):
+        alone, alen = fe(torch.from_numpy(c)[None], torch.tensor([len(c)]))
+        assert int(flen[i]) == int(alen[0]) == alone.shape[-1]
+        assert torch.allclose(feats[i, :, : flen[i]], alone[0], atol=1e-4)
+
+
+def test_frontend_runs_in_float32_under_autocast():
+    fe = AudioFrontend(AudioFeatures(sample_rate=8000, n_fft=256, hop_length=80, n_mels=32))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, _ = fe(torch.randn(2, 4000) * 0.1, torch.tensor([4000, 2000]))
+    assert feats.dtype == torch.float32
+
+
+def test_feature_config_rejects_inconsistent_values():
+    with pytest.raises(ValueError, match="Nyquist"):
+        AudioFeatures(sample_rate=8000, f_max=6000)
+    with pytest.raises(ValueError, match="win_length"):
+        AudioFeatures(n_fft=256, win_length=512)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(1, 400), frame=st.integers(1, 64), hop=st.integers(1, 80),
+    cuts=st.lists(st.integers(1, 399), max_size=6),
+)  # fmt: skip
+def test_streamed_windows_equal_whole_signal_windows(n, frame, hop, cuts):
+    x = np.arange(1, n + 1, dtype=np.float32)
+    blocks = np.split(x, sorted({c for c in cuts if c < n}))
+    got = list(iter_windows(iter(blocks), frame, hop))
+    spans = AF.window_spans(n, frame, hop)
+    assert [(s, length) for s, _, length in got] == spans
+    if hop <= frame:  # windows overlap or touch: together they cover the whole signal
+        assert spans[0][0] == 0 and spans[-1][0] + spans[-1][1] == n
+    for s, w, length in got:
+        assert w.shape == (frame,)
+        assert np.array_equal(w[:length], x[s : s + length]) and not w[length:].any()
+
+
+def test_window_spans_cover_the_signal_and_pad_the_last():
+    assert AF.window_spans(0, 10, 5) == []
+    assert AF.window_spans(7, 10, 5) == [(0, 7)]
+    assert AF.window_spans(10, 10, 5) == [(0, 10)]
+    assert AF.window_spans(23, 10, 5) == [(0, 10), (5, 10), (10, 10), (15, 8)]

@@ -1,0 +1,156 @@
+"""Recipes: validation with dotted paths and suggestions, overrides, env vars, relative paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from attn.pipelines.errors import ConfigError
+from attn.pipelines.recipe import load_recipe, recipe_from_dict, recipe_to_dict, recipe_to_yaml
+
+BASE = """\
+data:
+  root: audio
+features:
+  sample_rate: 16000
+  n_mels: 40
+model:
+  name: cnn
+train:
+  epochs: 3
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def error_of(path, overrides=()) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_recipe(path, list(overrides))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert e.value.exit_code == 2
+    return msg
+
+
+def test_defaults_fill_in_and_freeze(tmp_path):
+    r = load_recipe(write(tmp_path, BASE))
+    assert r.features.n_fft == 512 and r.train.epochs == 3 and r.model.params["channels"] == [16, 32, 64, 128]
+    with pytest.raises(ValidationError, match="frozen"):
+        r.train.epochs = 5
+
+
+def test_unknown_key_names_the_nearest_valid_key(tmp_path):
+    msg = error_of(write(tmp_path, BASE.replace("epochs: 3", "epocs: 3")))
+    assert "train.epocs" in msg and "did you mean 'train.epochs'" in msg
+
+
+def test_unknown_model_hyperparameter_is_a_config_error(tmp_path):
+    msg = error_of(write(tmp_path, BASE.replace("name: cnn", "name: cnn\n  dropuot: 0.1")))
+    assert "model.dropuot" in msg and "model.dropout" in msg
+
+
+def test_unknown_model_name(tmp_path):
+    msg = error_of(write(tmp_path, BASE.replace("name: cnn", "name: cn")))
+    assert "model.name" in msg and "'cnn'" in msg
+
+
+def test_unknown_section(tmp_path):
+    msg = error_of(write(tmp_path, BASE + "trian:\n  lr: 0.1\n"))
+    assert "'trian'" in msg and "did you mean 'train'" in msg
+
+
+def test_wrong_type_names_the_key_and_value(tmp_path):
+    msg = error_of(write(tmp_path, BASE.replace("epochs: 3", "epochs: three")))
+    assert "train.epochs" in msg and "'three'" in msg
+
+
+def test_missing_required_section(tmp_path):
+    msg = error_of(write(tmp_path, "train:\n  epochs: 1\n"))
+    assert "data" in msg and "missing" in msg
+
+
+def test_yaml_syntax_error_gives_line_and_column(tmp_path):
+    p = write(tmp_path, "data:\n  root: [unclosed\nmodel:\n  name: cnn\n")
+    msg = error_of(p)
+    assert f"{p}:" in msg and "YAML syntax error" in msg
+    line = int(msg.split(f"{p}:")[1].split(":")[0])
+    assert line in (3, 4)
+
+
+def test_set_overrides_are_yaml_typed(tmp_path):
+    r = load_recipe(write(tmp_path, BASE), ["train.epochs=7", "train.lr=3e-4", "model.channels=[8, 16]",
+                                            "train.augment.freq_mask=4", "features.f_max=null"])  # fmt: skip
+    assert r.train.epochs == 7 and r.train.lr == 3e-4 and r.model.params["channels"] == [8, 16]
+    assert r.train.augment.freq_mask == 4 and r.features.f_max is None
+
+
+def test_set_unknown_key_is_an_error_with_suggestion(tmp_path):
+    msg = error_of(write(tmp_path, BASE), ["train.bach_size=8"])
+    assert "train.bach_size" in msg and "train.batch_size" in msg
+
+
+def test_set_malformed(tmp_path):
+    assert "KEY=VALUE" in error_of(write(tmp_path, BASE), ["train.epochs"])
+
+
+def test_env_vars_expand_with_defaults_and_types(tmp_path, monkeypatch):
+    monkeypatch.setenv("EPOCHS", "11")
+    monkeypatch.delenv("NOPE", raising=False)
+    text = BASE.replace("epochs: 3", "epochs: ${EPOCHS}\n  lr: ${NOPE:-0.5}")
+    r = load_recipe(write(tmp_path, text))
+    assert r.train.epochs == 11 and r.train.lr == 0.5
+
+
+def test_unset_env_var_without_default_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("ATTN_TEST_UNSET", raising=False)
+    msg = error_of(write(tmp_path, BASE.replace("root: audio", "root: ${ATTN_TEST_UNSET}/x")))
+    assert "ATTN_TEST_UNSET" in msg
+
+
+def test_relative_paths_resolve_against_the_recipe_folder(tmp_path, monkeypatch):
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    p = write(sub, BASE.replace("root: audio", "root: ../data/audio"))
+    monkeypatch.chdir(tmp_path.parent)
+    assert load_recipe(p).data.root == str((tmp_path / "data" / "audio").resolve())
+
+
+def test_paths_from_env_and_set_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    p = write(sub, BASE.replace("root: audio", "root: ${MYDATA:-../default}/fsdd"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MYDATA", "mydata")
+    assert load_recipe(p).data.root == str(tmp_path / "mydata" / "fsdd")
+    monkeypatch.delenv("MYDATA")
+    assert load_recipe(p).data.root == str(tmp_path / "default" / "fsdd")
+    assert load_recipe(p, ["data.root=elsewhere"]).data.root == str(tmp_path / "elsewhere")
+
+
+def test_data_needs_exactly_one_source(tmp_path):
+    assert "no data source" in error_of(write(tmp_path, BASE.replace("root: audio", "val_fraction: 0.1")))
+    both = BASE.replace("root: audio", "manifest: a.csv\n  synthetic: {}")
+    assert "one data source" in error_of(write(tmp_path, both))
+
+
+def test_resolved_recipe_round_trips(tmp_path):
+    r = load_recipe(write(tmp_path, BASE), ["model.dropout=0.4"])
+    again = recipe_from_dict(recipe_to_dict(r))
+    assert again == r
+    import yaml
+
+    assert recipe_from_dict(yaml.safe_load(recipe_to_yaml(r))) == r
+
+
+def test_shipped_recipes_validate(monkeypatch):
+    root = Path(__file__).resolve().parent.parent / "recipes"
+    recipes = sorted(root.glob("*.yaml"))
+    assert recipes
+    for p in recipes:
+        load_recipe(p)
