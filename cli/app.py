@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import evaluate, features, info, predict, train
+from . import evaluate, features, info, predict, tokenize, train
 from .common import State
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.command("predict", epilog=predict.EPILOG)(predict.predict_cmd)
 app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate_cmd)
 app.command("features", epilog=features.EPILOG)(features.features_cmd)
 app.command("info", epilog=info.EPILOG)(info.info_cmd)
+app.command("tokenize", epilog=tokenize.EPILOG)(tokenize.tokenize_cmd)
 
 
 def main() -> None:

@@ -136,6 +136,23 @@ ModelOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", min=1, help="CPU threads for torch (default: torch's choice; $ATTN_THREADS).", show_default=False
+    ),
+]
+
+
+def set_threads(threads: int | None) -> None:
+    """On small or shared machines one thread is often faster than two fighting for cores."""
+    n = threads or int(os.environ.get("ATTN_THREADS", "0") or 0)
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr; no progress.")]
 SetOpt = Annotated[
     list[str] | None,

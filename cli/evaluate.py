@@ -7,7 +7,18 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import DeviceOpt, ModelOpt, QuietOpt, SetOpt, fail, handle_errors, setup_logging, stderr_console
+from .common import (
+    DeviceOpt,
+    ModelOpt,
+    QuietOpt,
+    SetOpt,
+    ThreadsOpt,
+    fail,
+    handle_errors,
+    set_threads,
+    setup_logging,
+    stderr_console,
+)
 
 EPILOG = """\
 Examples:
@@ -48,6 +59,7 @@ def evaluate_cmd(
         Literal["mean", "max", "vote"], typer.Option(help="Combine window predictions per clip.")
     ] = "mean",
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score a trained model on labelled data: accuracy, macro-F1, per-class metrics, confusion."""
@@ -59,6 +71,7 @@ def evaluate_cmd(
     if set_ and recipe is None:
         raise fail("--set needs --recipe")
     setup_logging(quiet, None if quiet else stderr_console())
+    set_threads(threads)
     path = resolve_model_path(model)
     dev = resolve_device(device)
 

@@ -8,7 +8,18 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import DeviceOpt, ModelOpt, QuietOpt, fail, handle_errors, is_tty, setup_logging, stderr_console
+from .common import (
+    DeviceOpt,
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    fail,
+    handle_errors,
+    is_tty,
+    set_threads,
+    setup_logging,
+    stderr_console,
+)
 
 EPILOG = """\
 Examples:
@@ -21,6 +32,10 @@ Examples:
 
   attn predict long_recording.wav --per-frame --aggregate vote
 
+  attn predict -m runs/trec/model.attn --text "Who wrote Hamlet?" --text "How far is Mars?"
+
+  cat questions.txt | attn predict -m runs/trec/model.attn -        # text model: one text per line
+
 Output: one record per input, in order (table on a terminal, JSON lines otherwise). An input
 that cannot be read gets an `error` field and the others still run. Exit code 0 if all inputs
 succeeded, 1 if any failed, 2 on usage errors.
@@ -32,8 +47,14 @@ def predict_cmd(
     inputs: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Audio files, folders (searched recursively), or - to read paths from stdin.", show_default=False
+            help="Audio models: files, folders (searched recursively), or - to read paths from stdin. "
+            "Text models: files with one text per line, or - for lines on stdin.",
+            show_default=False,
         ),
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", "-t", help="A text to classify (repeatable; text models).", show_default=False),
     ] = None,
     model: ModelOpt = None,
     fmt: Annotated[
@@ -49,17 +70,19 @@ def predict_cmd(
     ] = "mean",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Predict labels for audio files with a trained model."""
+    """Predict labels for audio files or texts with a trained model."""
     from attn.pipelines.artifact import resolve_model_path
     from attn.pipelines.device import resolve_device
 
     fmt = fmt or ("table" if is_tty() else "jsonl")
-    if not inputs:
-        raise fail("no inputs: give audio files or folders, or - to read paths from stdin")
+    if not inputs and not text:
+        raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)
+    set_threads(threads)
     path = resolve_model_path(model)
     dev = resolve_device(device)
 
@@ -67,16 +90,31 @@ def predict_cmd(
     from attn.pipelines.predict import AudioPredictor, expand_inputs
 
     loaded = load_model(path, dev)
-    paths = expand_inputs(inputs, loaded.recipe.data.extensions)
-    if not paths:
-        raise fail("no inputs (stdin was empty)")
-    predictor = AudioPredictor(loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k, per_frame=per_frame)
-    records = predictor.predict(paths)
+    if loaded.recipe.modality == "text":
+        from attn.pipelines.predict_text import TextPredictor, text_inputs
+
+        if per_frame:
+            raise fail("--per-frame is for audio models; this is a text model")
+        total = 0
+        records = TextPredictor(loaded, batch_size=batch_size, top_k=top_k).predict(
+            text_inputs(text or [], inputs or [])
+        )
+    else:
+        if text:
+            raise fail(f"--text given, but {path} is an audio model")
+        paths = expand_inputs(inputs or [], loaded.recipe.data.extensions)
+        if not paths:
+            raise fail("no inputs (stdin was empty)")
+        total = len(paths)
+        predictor = AudioPredictor(
+            loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k, per_frame=per_frame
+        )
+        records = predictor.predict(paths)
     counter = None
-    if console is not None and len(paths) > 20:
+    if console is not None and total > 20:
         from .progress import RichCounter
 
-        counter = RichCounter(console, len(paths), "predicting")
+        counter = RichCounter(console, total, "predicting")
     from . import render
 
     with counter if counter is not None else contextlib.nullcontext():
@@ -84,9 +122,11 @@ def predict_cmd(
         if fmt == "jsonl":
             seen = render.write_jsonl(records, on_record=_adv(on))
         elif fmt == "csv":
-            seen = render.write_csv(records, top_k, on_record=_adv(on))
+            seen = render.write_csv(records, top_k, on_record=_adv(on), text=loaded.recipe.modality == "text")
         else:
             seen = render.print_table(records, top_k, on_record=_adv(on))
+    if not seen:
+        raise fail("no inputs (stdin was empty)")
     failed = sum(1 for r in seen if r.get("error"))
     if failed:
         print(f"attn: {failed} of {len(seen)} input(s) failed", file=sys.stderr)

@@ -21,12 +21,15 @@ def write_jsonl(records: Iterable[dict[str, Any]], out=None, on_record=None) -> 
     return seen
 
 
-def write_csv(records: Iterable[dict[str, Any]], top_k: int, out=None, on_record=None) -> list[dict[str, Any]]:
+def write_csv(
+    records: Iterable[dict[str, Any]], top_k: int, out=None, on_record=None, text: bool = False
+) -> list[dict[str, Any]]:
     """One row per input (and per frame with --per-frame: rows with start/end set)."""
     out = out or sys.stdout
-    cols = ["input", "label", "score", "start", "end", "error"]
+    cols = ["input", "text", "label", "score", "truncated", "error"] if text else [
+        "input", "label", "score", "start", "end", "error"]  # fmt: skip
     if top_k > 1:
-        cols.insert(3, "top_k")
+        cols.insert(cols.index("score") + 1, "top_k")
     w = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     seen = []

@@ -8,7 +8,18 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import DeviceOpt, QuietOpt, SetOpt, fail, handle_errors, is_tty, setup_logging, stderr_console
+from .common import (
+    DeviceOpt,
+    QuietOpt,
+    SetOpt,
+    ThreadsOpt,
+    fail,
+    handle_errors,
+    is_tty,
+    set_threads,
+    setup_logging,
+    stderr_console,
+)
 
 EPILOG = """\
 Examples:
@@ -40,6 +51,7 @@ def train_cmd(
         str | None, typer.Option("--resume", help="Continue an interrupted run directory.", show_default=False)
     ] = None,
     fmt: Annotated[Literal["text", "json"], typer.Option("--format", "-f", help="Result on stdout.")] = "text",
+    threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model from a recipe; the test metrics and the run directory go to stdout."""
@@ -49,6 +61,7 @@ def train_cmd(
         raise fail("give a RECIPE to train, or --resume RUN_DIR to continue a run (not both)")
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)
+    set_threads(threads)
     progress = None
     if console is not None:
         from .progress import RichTrainProgress

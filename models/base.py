@@ -30,6 +30,10 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x, lengths))
 
+    def max_steps(self) -> int | None:
+        """The longest sequence this model accepts (None: any)."""
+        return None
+
     def describe(self) -> dict:
         """Facts `attn info` shows (families add e.g. a receptive field)."""
         return {}

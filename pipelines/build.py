@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from .config import Recipe, TextFeatures
+from .errors import ConfigError
 
-from .config import Recipe
 
+def build_frontend(recipe: Recipe, vocab_size: int | None = None):
+    """The modality's front-end: log-mel/MFCC/... for audio, a token embedding for text."""
+    if isinstance(recipe.features, TextFeatures):
+        from attn.features.text import TextFrontend
 
-def build_frontend(recipe: Recipe, tokenizer_state: dict[str, Any] | None = None):
+        if vocab_size is None:
+            raise ValueError("a text front-end needs the tokenizer's vocabulary size")
+        return TextFrontend(recipe.features, vocab_size)
     from attn.features.transforms import AudioFrontend
 
     return AudioFrontend(recipe.features)
 
 
-def build_model(recipe: Recipe, num_classes: int, tokenizer_state: dict[str, Any] | None = None):
+def max_steps(recipe: Recipe) -> int:
+    """The most steps (tokens, frames or samples) one window can give the backbone."""
+    f = recipe.features
+    if isinstance(f, TextFeatures):
+        return f.tokenizer.max_len
+    if f.kind == "waveform":
+        return f.frame_samples
+    return f.frame_samples // f.hop_length + 1 if f.center else (f.frame_samples - f.n_fft) // f.hop_length + 1
+
+
+def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None):
     """Front-end + registered backbone -> `Classifier` (on the CPU, freshly initialised)."""
     from attn.models import registry
     from attn.models.classifier import Classifier
 
-    frontend = build_frontend(recipe, tokenizer_state)
+    frontend = build_frontend(recipe, vocab_size)
     backbone = registry.create(recipe.model.name, frontend.out_dim, num_classes, **recipe.model.params)
-    return Classifier(frontend, backbone, augment=recipe.train.augment)
+    limit = backbone.max_steps()
+    if limit is not None and max_steps(recipe) > limit:
+        raise ConfigError(
+            f"model.max_positions is {limit} but one window has up to {max_steps(recipe)} steps; "
+            f"raise model.max_positions or shorten the window"
+        )
+    augment = None if isinstance(recipe.features, TextFeatures) else recipe.train.augment
+    return Classifier(frontend, backbone, augment=augment)
 
 
 def count_parameters(model) -> int:

@@ -7,9 +7,11 @@ hyperparameters, which the model registry validates (see `attn.models.registry`)
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+import typing
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -110,6 +112,7 @@ class AudioFeatures(Strict):
     its true length carried so the model ignores the padding.
     """
 
+    tag: ClassVar[str] = "audio"
     kind: Literal["logmel", "mfcc", "spectrogram", "waveform"] = "logmel"
     sample_rate: PosInt = 16000
     frame_seconds: PosFloat = 1.0
@@ -152,6 +155,64 @@ class AudioFeatures(Strict):
     @property
     def hop_samples(self) -> int:
         return max(1, round(self.hop_seconds * self.sample_rate))
+
+
+# Numbers with separators ("1,000", "3.5"), words with inner hyphens ("e-mail"), clitics as their
+# own token ("what's" -> "what", "'s", as in TREC-style tokenised text), or any single other
+# non-space character (punctuation is a token).
+WORD_PATTERN = r"\d+(?:[.,]\d+)*|\w+(?:-\w+)*|'\w+|[^\w\s]"
+
+
+class TokenizerConfig(Strict):
+    """How text becomes token ids. `<pad>` is id 0 and `<unk>` id 1 at every level.
+
+    level: char (every character), word (`pattern`, a documented regex; default WORD_PATTERN),
+    or subword (sentencepiece, trained on the training split only, `model_type` unigram or bpe,
+    `vocab_size` pieces). Vocabularies keep tokens seen at least `min_freq` times, at most
+    `max_size` of them (most frequent first). Longer texts are cut to `max_len` tokens (counted
+    and reported).
+    """
+
+    level: Literal["char", "word", "subword"] = "word"
+    lowercase: bool = True
+    pattern: str = WORD_PATTERN
+    min_freq: PosInt = 1
+    max_size: PosInt | None = None
+    vocab_size: Annotated[int, Field(ge=8)] = 8000
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    max_len: PosInt = 128
+    vectors: str | None = None  # GloVe/word2vec text file: initialises embeddings of known tokens
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression ({e})") from None
+        return v
+
+
+class TextFeatures(Strict):
+    """Text front-end: tokenizer, then a learned token embedding of `embed_dim` on the device."""
+
+    tag: ClassVar[str] = "text"
+    kind: Literal["text"] = "text"
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    embed_dim: PosInt = 128
+    embed_dropout: Fraction = 0.0  # dropout on the embedded tokens (training only)
+    word_dropout: Fraction = 0.0  # replace this fraction of tokens with <unk> (training only)
+
+
+def _features_tag(v: Any) -> str:
+    kind = v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)
+    return "text" if kind == "text" else "audio"
+
+
+Features = Annotated[
+    Annotated[AudioFeatures, Tag("audio")] | Annotated[TextFeatures, Tag("text")],
+    Discriminator(_features_tag),
+]
 
 
 class ModelSection(BaseModel):
@@ -199,10 +260,19 @@ class Recipe(Strict):
     """A whole experiment. Build one with `attn.pipelines.recipe.load_recipe`."""
 
     data: DataConfig
-    features: AudioFeatures = AudioFeatures()
+    features: Features = AudioFeatures()
     model: ModelSection = ModelSection()
     train: TrainConfig = TrainConfig()
 
+    @field_validator("features", mode="before")
+    @classmethod
+    def _known_kind(cls, v: Any) -> Any:
+        kinds = (*typing.get_args(AudioFeatures.model_fields["kind"].annotation), "text")
+        kind = v.get("kind") if isinstance(v, dict) else None
+        if kind is not None and kind not in kinds:
+            raise ValueError(f"kind must be one of {', '.join(kinds)} (got {kind!r})")
+        return v
+
     @property
     def modality(self) -> str:
-        return "audio"
+        return "text" if isinstance(self.features, TextFeatures) else "audio"

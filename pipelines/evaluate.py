@@ -19,6 +19,8 @@ def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str
 
     model_recipe: Recipe = loaded.recipe
     if data is not None:
+        if os.path.isdir(data) and model_recipe.modality == "text":
+            raise ConfigError(f"{data}: a text model evaluates a CSV/TSV/JSONL manifest, not a folder")
         if os.path.isdir(data):
             items = scan_folder(data, model_recipe.data.extensions)
         elif os.path.isfile(data):
@@ -68,16 +70,27 @@ def evaluate(
             f"model labels: {', '.join(loaded.labels)})"
         )
     f = loaded.recipe.features
-    cfg = (recipe or loaded.recipe).data
-    loaded_clips = load_clips(items, cfg, f.sample_rate)
-    for err in loaded_clips.errors:
-        log.warning("skipped: %s", err)
-    if not loaded_clips.items:
-        raise InputError(f"{where}: none of the {len(items)} files could be read ({loaded_clips.errors[0]})")
-    y = np.array([index[it.label] for it in loaded_clips.items])
-    ws = WindowSet(loaded_clips.clips, y, f.frame_samples, f.hop_samples)
+    skipped = 0
+    if loaded.recipe.modality == "text":
+        from .text import encode_texts
+
+        ids, cut = encode_texts(loaded.tokenizer, [it.source for it in items], f.tokenizer.max_len)
+        ws = WindowSet(ids, np.array([index[it.label] for it in items]), f.tokenizer.max_len, f.tokenizer.max_len,
+                       truncate=True)  # fmt: skip
+        if cut:
+            log.info("%d text(s) cut to max_len=%d tokens", cut, f.tokenizer.max_len)
+    else:
+        cfg = (recipe or loaded.recipe).data
+        loaded_clips = load_clips(items, cfg, f.sample_rate)
+        for err in loaded_clips.errors:
+            log.warning("skipped: %s", err)
+        if not loaded_clips.items:
+            raise InputError(f"{where}: none of the {len(items)} files could be read ({loaded_clips.errors[0]})")
+        y = np.array([index[it.label] for it in loaded_clips.items])
+        ws = WindowSet(loaded_clips.clips, y, f.frame_samples, f.hop_samples)
+        skipped = len(loaded_clips.errors)
     logits = window_logits(loaded.model, ws, loaded.device, batch_size)
     rep = evaluation_report(logits, ws, loaded.labels, aggregate_how)
-    rep["skipped"] = len(loaded_clips.errors)
+    rep["skipped"] = skipped
     rep["data"] = where
     return rep

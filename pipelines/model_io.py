@@ -22,6 +22,7 @@ class LoadedModel:
     labels: list[str]
     header: dict[str, Any]
     device: Any
+    tokenizer: Any = None  # text models: the fitted tokenizer
 
 
 def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -50,13 +51,20 @@ def save_model(
     recipe: Recipe,
     labels: list[str],
     extra: dict[str, Any] | None = None,
-    extra_tensors: dict[str, Any] | None = None,
+    tokenizer=None,
     state_dict: dict[str, Any] | None = None,
 ) -> None:
-    """Write the artifact atomically. `extra` goes into the JSON header, `extra_tensors` beside
-    the weights (e.g. a tokenizer's model bytes); `state_dict` overrides the model's weights."""
+    """Write the artifact atomically. `extra` goes into the JSON header; a text model's
+    tokenizer state goes in too; `state_dict` overrides the model's current weights."""
+    from .text import tokenizer_state
+
     state = {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()}
-    write_container(path, model_header(model, recipe, labels, extra), {"state_dict": state, **(extra_tensors or {})})
+    header = model_header(model, recipe, labels, extra)
+    tensors: dict[str, Any] = {"state_dict": state}
+    if tokenizer is not None:
+        header["tokenizer"], tok_tensors = tokenizer_state(tokenizer)
+        tensors.update(tok_tensors)
+    write_container(path, header, tensors)
 
 
 def load_model(path, device=None) -> LoadedModel:
@@ -78,11 +86,19 @@ def load_model(path, device=None) -> LoadedModel:
     except KeyError as e:
         raise ArtifactError(f"{path}: model header lacks {e}") from None
     tensors = box.tensors()
-    model = build_model(recipe, len(labels), tokenizer_state=tensors.get("tokenizer"))
+    tokenizer = None
+    if recipe.modality == "text":
+        from .text import tokenizer_from_artifact
+
+        try:
+            tokenizer = tokenizer_from_artifact(recipe, header, tensors)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ArtifactError(f"{path}: damaged tokenizer state ({e})") from None
+    model = build_model(recipe, len(labels), vocab_size=None if tokenizer is None else tokenizer.vocab_size)
     try:
         model.load_state_dict(tensors["state_dict"])
     except (KeyError, RuntimeError) as e:
         raise ArtifactError(f"{path}: weights do not fit the stored recipe ({str(e).splitlines()[0]})") from None
     device = device or torch.device("cpu")
     model.to(device).eval()
-    return LoadedModel(model, recipe, labels, header, device)
+    return LoadedModel(model, recipe, labels, header, device, tokenizer)

@@ -150,11 +150,12 @@ def format_validation_error(
     """One line: `source: dotted.key: problem` (+ "did you mean" for unknown keys)."""
     errors = err.errors()
     first = errors[0]
-    loc = _clean_loc(first["loc"], root)
+    raw_loc = tuple(first["loc"])
+    loc = _clean_loc(raw_loc, root)
     dotted = ".".join(str(p) for p in (*prefix, *loc)) or "(top level)"
     kind = first["type"]
     if kind == "extra_forbidden":
-        valid = _fields_at(root, loc[:-1])
+        valid = _fields_of(_walk(root, raw_loc[:-1]))
         msg = f"unknown key {dotted!r}"
         near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
         if near:
@@ -177,36 +178,36 @@ def format_validation_error(
     return f"{source}: {msg}"
 
 
-def _clean_loc(loc: tuple, root: type[BaseModel]) -> tuple:
-    """Drop pydantic's union tags (e.g. features.logmel.n_fft -> features.n_fft)."""
-    out: list = []
-    cls: Any = root
-    for part in loc:
-        if isinstance(part, int) or cls is None:
-            out.append(part)
-            continue
-        if isinstance(cls, tuple):  # a union: this part names the member
-            cls = next((c for c in cls if _tag(c) == part), None)
-            if cls is not None:
-                continue
-        out.append(part)
-        cls = _field_type(cls, str(part)) if isinstance(cls, type) else None
-    return tuple(out)
-
-
-def _fields_at(root: type[BaseModel], loc: tuple) -> list[str]:
+def _walk(root: type[BaseModel], loc: tuple) -> Any:
+    """The config class (or union of classes) at `loc`; union tags in `loc` pick a member."""
     cls: Any = root
     for part in loc:
         if isinstance(cls, tuple):
-            cls = cls[0]
+            tagged = [c for c in cls if _tag(c) == part]
+            if tagged:
+                cls = tagged[0]
+                continue
+            cls = next((c for c in cls if str(part) in c.model_fields), cls[0])
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or isinstance(part, int):
-            return []
+            return None
         cls = _field_type(cls, str(part))
+    return cls
+
+
+def _fields_of(cls: Any) -> list[str]:
     if isinstance(cls, tuple):
         return sorted({f for c in cls for f in c.model_fields})
     if isinstance(cls, type) and issubclass(cls, BaseModel):
         return list(cls.model_fields)
     return []
+
+
+def _clean_loc(loc: tuple, root: type[BaseModel]) -> tuple:
+    """Drop pydantic's union tags (e.g. features.text.tokenizer -> features.tokenizer)."""
+    return tuple(
+        part for i, part in enumerate(loc)
+        if not (isinstance(_walk(root, loc[:i]), tuple) and any(_tag(c) == part for c in _walk(root, loc[:i])))
+    )  # fmt: skip
 
 
 def _field_type(cls: type[BaseModel], name: str) -> Any:
@@ -230,11 +231,7 @@ def _flatten(tp: Any) -> list:
 
 
 def _tag(cls: type[BaseModel]) -> Any:
-    field = cls.model_fields.get("kind")
-    if field is None:
-        return None
-    args = typing.get_args(field.annotation)
-    return args[0] if len(args) == 1 else None
+    return getattr(cls, "tag", None)
 
 
 # -- paths --------------------------------------------------------------------------------------

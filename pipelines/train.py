@@ -16,7 +16,6 @@ import datetime as _dt
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,9 +163,14 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
     prepared = _prepare_data(recipe)
     if prepared["labels"] != box.header["labels"]:
         raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
+    state = box.tensors()
+    if box.header.get("tokenizer") is not None:
+        from .text import tokenizer_from_artifact
+
+        prepared["tokenizer"] = tokenizer_from_artifact(recipe, box.header, state)
     with _RunLog(rd / "train.log"):
         log.info("resuming %s from epoch %d", rd, box.header.get("epoch", 0))
-        return _run(recipe, rd, dev, callbacks, prepared, resume_state=box.tensors())
+        return _run(recipe, rd, dev, callbacks, prepared, resume_state=state)
 
 
 def _prepare_data(recipe: Recipe) -> dict[str, Any]:
@@ -180,49 +184,23 @@ def _prepare_data(recipe: Recipe) -> dict[str, Any]:
     return {"splits": splits, "labels": labels}
 
 
-def _load_sets(recipe: Recipe, prepared: dict[str, Any]):
-    from .batching import WindowSet
-    from .data import load_clips
-
-    labels = prepared["labels"]
-    index = {lab: i for i, lab in enumerate(labels)}
-    sets, counts, failed = {}, {}, []
-    f = recipe.features
-    for split, items in prepared["splits"].items():
-        t0 = time.perf_counter()
-        loaded = load_clips(items, recipe.data, f.sample_rate)
-        for err in loaded.errors:
-            log.warning("skipped: %s", err)
-        failed += loaded.errors
-        y = [index[it.label] for it in loaded.items]
-        sets[split] = WindowSet(loaded.clips, y, f.frame_samples, f.hop_samples)
-        counts[split] = len(loaded.items)
-        if items:
-            log.info(
-                "%s: %d clips, %d windows (%.1fs)",
-                split,
-                len(loaded.items),
-                sets[split].num_windows,
-                time.perf_counter() - t0,
-            )
-    if not len(sets["train"]):
-        raise InputError(f"data: no training example could be loaded ({failed[0] if failed else 'empty'})")
-    return sets, {"clips": counts, "skipped_files": len(failed)}
-
-
 def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> TrainResult:
     import torch
 
     from .artifact import write_container
     from .build import build_model, count_parameters
+    from .datasets import load_sets
     from .model_io import save_model
     from .recipe import recipe_to_dict
+    from .text import apply_vectors, tokenizer_state
     from .trainer import Trainer
 
     labels = prepared["labels"]
-    sets, data_info = _load_sets(recipe, prepared)
+    sets, data_info, tok = load_sets(recipe, prepared["splits"], labels, prepared.get("tokenizer"))
     torch.manual_seed(recipe.train.seed)
-    model = build_model(recipe, len(labels))
+    model = build_model(recipe, len(labels), vocab_size=None if tok is None else tok.vocab_size)
+    if tok is not None and recipe.features.tokenizer.vectors and resume_state is None:
+        data_info["vectors"] = apply_vectors(model, tok, recipe.features)
     trainer = Trainer(model, recipe.train, sets["train"], sets["val"], labels, dev, callbacks)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
@@ -234,12 +212,16 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
         trainer.steps_per_epoch,
     )
 
+    tok_header, tok_tensors = tokenizer_state(tok) if tok is not None else (None, {})
+
     def save(tr: Trainer, improved: bool) -> None:
         # Artifact first: if we crash between the two writes, resuming redoes this epoch.
         if improved:
-            save_model(run_dir / MODEL, tr.model, recipe, labels, {"epoch": tr.state.epoch}, state_dict=tr.best_weights)
-        header = {"kind": "checkpoint", "recipe": recipe_to_dict(recipe), "labels": labels, "epoch": tr.state.epoch}
-        write_container(run_dir / CHECKPOINT, header, tr.state_dict())
+            save_model(run_dir / MODEL, tr.model, recipe, labels, {"epoch": tr.state.epoch}, tokenizer=tok,
+                       state_dict=tr.best_weights)  # fmt: skip
+        header = {"kind": "checkpoint", "recipe": recipe_to_dict(recipe), "labels": labels, "epoch": tr.state.epoch,
+                  "tokenizer": tok_header}  # fmt: skip
+        write_container(run_dir / CHECKPOINT, header, {**tr.state_dict(), **tok_tensors})
         append_line(run_dir / "history.jsonl", json.dumps(tr.state.history[-1]))
 
     if resume_state is not None:  # history.jsonl may hold a line the checkpoint does not
@@ -275,7 +257,7 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
         "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
         "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": data_info},
     }
-    save_model(run_dir / MODEL, trainer.model, recipe, labels, extra)
+    save_model(run_dir / MODEL, trainer.model, recipe, labels, extra, tokenizer=tok)
     _point_latest(run_dir)
     return TrainResult(
         run_dir=run_dir,

@@ -14,7 +14,11 @@ IN_DIM, K = 24, 5
 
 def small(name: str):
     """A small instance of each family (keeps the generated tests fast)."""
-    params = {"cnn": {"channels": [4, 8]}}.get(name, {})
+    params = {
+        "cnn": {"channels": [4, 8]},
+        "transformer": {"d_model": 16, "heads": 2, "layers": 2, "ff_dim": 32, "pool": "cls"},
+        "wavenet": {"front_strides": [2, 2], "front_channels": 8, "channels": 8, "skip_channels": 8, "layers": 3},
+    }.get(name, {})
     torch.manual_seed(0)
     return registry.create(name, IN_DIM, K, **params)
 

@@ -1,0 +1,66 @@
+"""attn tokenize"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .common import ModelOpt, SetOpt, fail, handle_errors, setup_logging
+
+EPILOG = """\
+Examples:
+
+  attn tokenize -m runs/trec/model.attn "How far is it from Denver to Aspen?"
+
+  attn tokenize --recipe recipes/trec.yaml --set features.tokenizer.level=subword --ids "Who wrote Hamlet?"
+
+  cut -d, -f1 questions.csv | attn tokenize -m runs/latest -
+
+One line per input: the tokens the model sees, space-separated (<unk> for unknown ones, cut at
+max_len, <cls> first where the model prepends a class token); with --ids, a tab and their ids.
+"""
+
+
+@handle_errors
+def tokenize_cmd(
+    texts: Annotated[
+        list[str], typer.Argument(help="Texts, or - to read one per line from stdin.", show_default=False)
+    ],
+    model: ModelOpt = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            "--recipe", "-r", help="Build the tokenizer from this recipe's training data.", show_default=False
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    ids: Annotated[bool, typer.Option("--ids", help="Also print the token ids (after a tab).")] = False,
+) -> None:
+    """Show how a text model's tokenizer splits text: exactly the tokens the model sees."""
+    if recipe is not None and model is not None:
+        raise fail("give --model or --recipe, not both")
+    if set_ and recipe is None:
+        raise fail("--set needs --recipe")
+    setup_logging(quiet=True)
+    from attn.features.tokenizers import CLS
+    from attn.pipelines.text import tokenizer_for
+
+    tok, features, cls = tokenizer_for(model=model, recipe=recipe, overrides=list(set_ or []))
+    max_len = features.tokenizer.max_len
+    lines = [line.rstrip("\r\n") for t in texts for line in (sys.stdin if t == "-" else [t])]
+    cut = 0
+    for text in lines:
+        tokens = tok.tokens(text)
+        token_ids = tok.encode(text)
+        if len(tokens) > max_len:
+            cut += 1
+            tokens, token_ids = tokens[:max_len], token_ids[:max_len]
+        shown = ([CLS] if cls else []) + tokens
+        out = " ".join(shown)
+        if ids:
+            out += "\t" + " ".join((["cls"] if cls else []) + [str(i) for i in token_ids])
+        print(out)
+    if cut:
+        print(f"attn: {cut} text(s) cut to max_len={max_len} tokens", file=sys.stderr)

@@ -1,0 +1,226 @@
+"""Tokenizers at three levels: characters, words (a documented regex), subwords (sentencepiece).
+
+All share one interface and one id layout: <pad> = 0, <unk> = 1, then the vocabulary. A
+tokenizer is fitted on the training texts only; its whole state is plain data (a vocabulary
+list, or sentencepiece's model bytes) stored in the artifact, so prediction needs nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from attn.pipelines.config import TokenizerConfig
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+CLS = "<cls>"  # shown by `attn tokenize` where the model prepends its learned class token
+
+
+class Tokenizer:
+    """Base: `tokens(text) -> [str]`, `encode(text) -> [int]` (not truncated), `vocab_size`."""
+
+    level = ""
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        self.cfg = cfg
+
+    def normalize(self, text: str) -> str:
+        return text.lower() if self.cfg.lowercase else text
+
+    def tokens(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def id_to_token(self, i: int) -> str:
+        raise NotImplementedError
+
+    def fit(self, texts: Iterable[str]) -> Tokenizer:
+        raise NotImplementedError
+
+    def state(self) -> tuple[dict[str, Any], bytes | None]:
+        """(JSON-safe header, optional binary blob) that `from_state` rebuilds exactly."""
+        raise NotImplementedError
+
+
+class VocabTokenizer(Tokenizer):
+    """Char and word levels: split, then look up in a frequency-ranked vocabulary."""
+
+    def __init__(self, cfg: TokenizerConfig, vocab: list[str] | None = None) -> None:
+        super().__init__(cfg)
+        self.itos: list[str] = vocab or [PAD, UNK]
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+
+    def split(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def tokens(self, text: str) -> list[str]:
+        return [t if t in self.stoi else UNK for t in self.split(self.normalize(text))]
+
+    def encode(self, text: str) -> list[int]:
+        return [self.stoi.get(t, UNK_ID) for t in self.split(self.normalize(text))]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def id_to_token(self, i: int) -> str:
+        return self.itos[i]
+
+    def fit(self, texts: Iterable[str]) -> VocabTokenizer:
+        counts = Counter(t for text in texts for t in self.split(self.normalize(text)))
+        # Most frequent first, ties alphabetical: the same texts always give the same ids.
+        ranked = sorted((t for t, c in counts.items() if c >= self.cfg.min_freq), key=lambda t: (-counts[t], t))
+        if self.cfg.max_size is not None:
+            ranked = ranked[: self.cfg.max_size]
+        self.itos = [PAD, UNK, *ranked]
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        return self
+
+    def state(self) -> tuple[dict[str, Any], bytes | None]:
+        return {"level": self.level, "vocab": self.itos}, None
+
+
+class CharTokenizer(VocabTokenizer):
+    level = "char"
+
+    def split(self, text: str) -> list[str]:
+        return list(text)
+
+
+class WordTokenizer(VocabTokenizer):
+    """Words by `cfg.pattern` (default: numbers, words with inner ' or -, single punctuation)."""
+
+    level = "word"
+
+    def __init__(self, cfg: TokenizerConfig, vocab: list[str] | None = None) -> None:
+        super().__init__(cfg, vocab)
+        self.regex = re.compile(cfg.pattern)
+
+    def split(self, text: str) -> list[str]:
+        return self.regex.findall(text)
+
+
+class SubwordTokenizer(Tokenizer):
+    """sentencepiece (unigram or BPE) trained on the training texts; ids 0/1 are <pad>/<unk>."""
+
+    level = "subword"
+
+    def __init__(self, cfg: TokenizerConfig, model: bytes | None = None) -> None:
+        super().__init__(cfg)
+        self.model = model
+        self.sp = None
+        if model is not None:
+            self._load(model)
+
+    def _load(self, model: bytes) -> None:
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor(model_proto=model)
+        self.model = model
+
+    def fit(self, texts: Iterable[str]) -> SubwordTokenizer:
+        import sentencepiece as spm
+
+        texts = [self.normalize(t) for t in texts]
+        buf = io.BytesIO()
+        vocab = self.cfg.vocab_size
+        for _ in range(6):  # a small corpus may not support the requested size: shrink and say so
+            try:
+                spm.SentencePieceTrainer.train(
+                    sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab,
+                    model_type=self.cfg.model_type, character_coverage=1.0,
+                    pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1, pad_piece=PAD, unk_piece=UNK,
+                    num_threads=1, shuffle_input_sentence=False, input_sentence_size=0,
+                    hard_vocab_limit=False, minloglevel=2, normalization_rule_name="identity",
+                )  # fmt: skip
+                break
+            except RuntimeError as e:
+                if "Vocabulary size" not in str(e) or vocab <= 16:
+                    raise
+                vocab = max(16, vocab // 2)
+                buf = io.BytesIO()
+        self.trained_vocab_size = vocab
+        self._load(buf.getvalue())
+        return self
+
+    def tokens(self, text: str) -> list[str]:
+        assert self.sp is not None, "tokenizer not fitted"
+        return self.sp.encode(self.normalize(text), out_type=str)
+
+    def encode(self, text: str) -> list[int]:
+        assert self.sp is not None, "tokenizer not fitted"
+        return self.sp.encode(self.normalize(text))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size() if self.sp is not None else 2
+
+    def id_to_token(self, i: int) -> str:
+        return self.sp.id_to_piece(i)
+
+    def state(self) -> tuple[dict[str, Any], bytes | None]:
+        return {"level": self.level}, self.model
+
+
+_LEVELS = {"char": CharTokenizer, "word": WordTokenizer, "subword": SubwordTokenizer}
+
+
+def make_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
+    return _LEVELS[cfg.level](cfg)
+
+
+def tokenizer_from_state(cfg: TokenizerConfig, header: dict[str, Any], blob: bytes | None) -> Tokenizer:
+    if cfg.level == "subword":
+        if not blob:
+            raise ValueError("subword tokenizer state lacks the sentencepiece model")
+        return SubwordTokenizer(cfg, blob)
+    return _LEVELS[cfg.level](cfg, list(header["vocab"]))
+
+
+def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, list[float]], int]:
+    """Rows for known tokens from a GloVe/word2vec text file: ({token_id: vector}, dim found).
+
+    Accepts an optional word2vec header line ("count dim"). Lines with the wrong width are an
+    error naming the line.
+    """
+    from attn.pipelines.errors import ConfigError, InputError
+
+    lookup = {tokenizer.id_to_token(i): i for i in range(2, tokenizer.vocab_size)}
+    found: dict[int, list[float]] = {}
+    try:
+        f = open(path, encoding="utf-8", errors="strict")  # noqa: SIM115
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot open word vectors ({e.strerror or e})") from None
+    with f:
+        try:
+            for n, line in enumerate(f, 1):
+                parts = line.rstrip("\n").split(" ")
+                if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                    continue  # word2vec header
+                if len(parts) < 2:
+                    continue
+                word, values = parts[0], parts[1:]
+                if len(values) != dim:
+                    raise InputError(
+                        f"{path}:{n}: vector has {len(values)} values, features.embed_dim is {dim} "
+                        f"(set features.embed_dim={len(values)})"
+                    )
+                i = lookup.get(word if not tokenizer.cfg.lowercase else word.lower())
+                if i is not None and i not in found:
+                    try:
+                        found[i] = [float(v) for v in values]
+                    except ValueError:
+                        raise InputError(f"{path}:{n}: not a number in the vector of {word!r}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: word vectors are not valid UTF-8") from None
+    return found, dim

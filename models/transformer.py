@@ -1,0 +1,180 @@
+"""Transformer encoder with a class token, as the seeds write it (lecture 7, "The Transformer
+model"), for text tokens and audio frames alike.
+
+    x (B, T, C) -> Linear -> (+ or ||) positional encoding -> [class token] -> N blocks -> pool
+    block (post-norm, the seeds' order):  H = LN(X + MHA(X));  H = LN(H + FF(H))
+    block (pre-norm option):              H = X + MHA(LN(X));  H = H + FF(LN(H))
+
+Multi-head scaled dot-product attention softmax(QK^T / sqrt(d_k)) V per head, heads concatenated
+and projected; padded keys get -inf before the softmax, so they receive zero attention and a
+sequence's output never depends on its padding.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from attn.pipelines.config import Strict
+
+from .base import Backbone, length_mask, masked_max, masked_mean
+from .registry import register
+
+
+def sinusoidal_table(steps: int, dim: int) -> torch.Tensor:
+    """E[i, 2j] = sin(i / 10000^(2j/dim)), E[i, 2j+1] = cos(i / 10000^(2j/dim)); (steps, dim)."""
+    pos = torch.arange(steps, dtype=torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (ceil(dim/2),)
+    table = torch.zeros(steps, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table.float()
+
+
+class MultiHeadAttention(nn.Module):
+    """(B, T, d), key mask (B, T) -> (B, T, d). `weights()` gives the attention matrix."""
+
+    def __init__(self, d: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads, self.dk = heads, d // heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.dropout = dropout
+
+    def _qkv(self, x: torch.Tensor):
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.dk).permute(2, 0, 3, 1, 4)  # 3 x (B, h, T, dk)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self._qkv(x)
+        h = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )  # (B, h, T, dk); True in attn_mask = may attend
+        return self.out(h.transpose(1, 2).reshape(b, t, d))
+
+    def weights(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """softmax(QK^T / sqrt(d_k)) with -inf on padded keys: (B, heads, T, T)."""
+        q, k, _ = self._qkv(x)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.dk)
+        return scores.masked_fill(~mask[:, None, None, :], float("-inf")).softmax(-1)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, d: int, heads: int, ff: int, dropout: float, attn_dropout: float, act: str, norm: str):
+        super().__init__()
+        self.attn = MultiHeadAttention(d, heads, attn_dropout)
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.GELU() if act == "gelu" else nn.ReLU(), nn.Dropout(dropout),
+                                nn.Linear(ff, d))  # fmt: skip
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        self.pre = norm == "pre"
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pre:
+            x = x + self.drop(self.attn(self.norm1(x), mask))
+            return x + self.drop(self.ff(self.norm2(x)))
+        x = self.norm1(x + self.drop(self.attn(x, mask)))
+        return self.norm2(x + self.drop(self.ff(x)))
+
+
+@register("transformer")
+class TransformerEncoder(Backbone):
+    """Transformer encoder classifier over any (B, T, C) sequence: token embeddings or audio
+    frames (each frame projected to d_model).
+
+    Args (recipe `model.*`):
+        d_model, heads, layers, ff_dim: sizes (d_model divisible by heads).
+        dropout: after attention/feed-forward and on the input; attention_dropout: on weights.
+        norm: post (the seeds' order) or pre.
+        positions: sinusoidal, learned (max_positions of them) or none.
+        position_mode: sum (E added, width d_model) or concat (E of position_dim appended).
+        pool: cls (a trainable class token, read at the output), mean or max over valid steps.
+    """
+
+    class Config(Strict):
+        d_model: int = Field(128, ge=8)
+        heads: int = Field(4, ge=1)
+        layers: int = Field(2, ge=1)
+        ff_dim: int = Field(256, ge=1)
+        dropout: float = Field(0.1, ge=0, lt=1)
+        attention_dropout: float = Field(0.0, ge=0, lt=1)
+        activation: Literal["gelu", "relu"] = "gelu"
+        norm: Literal["post", "pre"] = "post"
+        positions: Literal["sinusoidal", "learned", "none"] = "sinusoidal"
+        position_mode: Literal["sum", "concat"] = "sum"
+        position_dim: int = Field(32, ge=2)
+        max_positions: int = Field(1024, ge=1)
+        pool: Literal["cls", "mean", "max"] = "cls"
+
+        @model_validator(mode="after")
+        def _shapes(self):
+            if self.d_model % self.heads:
+                raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+            if self.position_mode == "concat" and self.position_dim >= self.d_model:
+                raise ValueError(f"position_dim ({self.position_dim}) must be below d_model ({self.d_model})")
+            return self
+
+    def __init__(self, in_dim: int, num_classes: int, cfg: Config) -> None:
+        super().__init__(in_dim, num_classes, cfg)
+        d = cfg.d_model
+        concat = cfg.positions != "none" and cfg.position_mode == "concat"
+        self.pos_dim = cfg.position_dim if concat else d
+        width = d - cfg.position_dim if concat else d
+        self.proj = nn.Identity() if in_dim == width else nn.Linear(in_dim, width)
+        if cfg.positions == "learned":
+            self.pos = nn.Parameter(torch.randn(cfg.max_positions, self.pos_dim) * 0.02)
+        if cfg.pool == "cls":
+            self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(d, cfg.heads, cfg.ff_dim, cfg.dropout, cfg.attention_dropout, cfg.activation, cfg.norm)
+            for _ in range(cfg.layers)
+        )
+        self.final_norm = nn.LayerNorm(d) if cfg.norm == "pre" else nn.Identity()
+        self.head = nn.Linear(d, num_classes)
+        self._table = torch.zeros(0)
+
+    def max_steps(self) -> int | None:
+        return self.cfg.max_positions if self.cfg.positions == "learned" else None
+
+    def positions(self, steps: int, device) -> torch.Tensor:
+        """(steps, pos_dim) positional encodings for steps 0..steps-1."""
+        if self.cfg.positions == "learned":
+            if steps > self.cfg.max_positions:
+                raise ValueError(f"sequence of {steps} steps exceeds model.max_positions={self.cfg.max_positions}")
+            return self.pos[:steps]
+        if self._table.shape[0] < steps or self._table.device != torch.device(device):
+            self._table = sinusoidal_table(max(steps, 64), self.pos_dim).to(device)
+        return self._table[:steps]
+
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-step encoder outputs (B, T', d) and their mask (B, T'); T' = T + 1 with a class
+        token (at index 0: with no positional encoding on it, where it sits does not change any
+        output, since attention is permutation-equivariant; the seeds append it last)."""
+        b, t, _ = x.shape
+        h = self.proj(x)  # (B, T, width)
+        if self.cfg.positions != "none":
+            e = self.positions(t, x.device).to(h.dtype)
+            h = h + e if self.cfg.position_mode == "sum" else torch.cat([h, e.expand(b, t, -1)], dim=-1)
+        mask = length_mask(lengths, t)
+        if self.cfg.pool == "cls":
+            h = torch.cat([self.cls.expand(b, 1, -1).to(h.dtype), h], dim=1)
+            mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=x.device), mask], dim=1)
+        h = self.drop(h)
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.final_norm(h), mask
+
+    def forward_features(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h, mask = self.encode(x, lengths)
+        if self.cfg.pool == "cls":
+            return h[:, 0]
+        ht = h.transpose(1, 2)  # (B, d, T)
+        return masked_mean(ht, mask) if self.cfg.pool == "mean" else masked_max(ht, mask)

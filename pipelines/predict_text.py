@@ -1,0 +1,107 @@
+"""`attn predict` for text models: texts from --text, files (one per line) or stdin, in order.
+
+An empty or undecodable line becomes an error record naming where it came from; the others are
+still predicted.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .inference import softmax
+
+
+@dataclass(frozen=True)
+class TextInput:
+    input: str  # what the record calls it: the text itself, or "file:line"
+    text: str | None  # None when it could not be read
+    error: str | None = None
+    show_text: bool = False  # add a "text" field (inputs named by file:line)
+
+
+def text_inputs(texts: Iterable[str], paths: Iterable[str], stdin=None) -> Iterator[TextInput]:
+    """--text values first, then each file's lines ('-' = stdin), in the order given."""
+    for t in texts:
+        yield TextInput(t, t)
+    for p in paths:
+        if p == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            for line in stream:
+                line = line.rstrip("\r\n")
+                yield TextInput(line, line)
+            continue
+        try:
+            with open(p, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e})")
+            continue
+        for n, line in enumerate(raw.splitlines(), 1):
+            where = f"{p}:{n}"
+            try:
+                yield TextInput(where, line.decode("utf-8"), show_text=True)
+            except UnicodeDecodeError as e:
+                yield TextInput(where, None, f"{where}: not valid UTF-8 (byte 0x{line[e.start]:02x})")
+
+
+class TextPredictor:
+    def __init__(self, loaded, batch_size: int = 64, top_k: int = 1) -> None:
+        self.loaded = loaded
+        self.tok = loaded.tokenizer
+        self.max_len = loaded.recipe.features.tokenizer.max_len
+        self.labels = loaded.labels
+        self.batch_size = batch_size
+        self.top_k = max(1, min(top_k, len(self.labels)))
+
+    def predict(self, inputs: Iterable[TextInput]) -> Iterator[dict[str, Any]]:
+        pending: list[tuple[TextInput, list[int] | None, str | None]] = []
+        for item in inputs:
+            if item.error is None and (item.text is None or not item.text.strip()):
+                item = TextInput(item.input, None, f"{item.input if item.show_text else 'input'}: empty text",
+                                 item.show_text)  # fmt: skip
+            ids = self.tok.encode(item.text) if item.error is None and item.text is not None else None
+            pending.append((item, ids, item.error))
+            if sum(1 for _, i, _ in pending if i) >= self.batch_size:
+                yield from self._flush(pending)
+                pending = []
+        yield from self._flush(pending)
+
+    def _flush(self, rows) -> Iterator[dict[str, Any]]:
+        import torch
+
+        good = [(i, ids) for i, (_, ids, _) in enumerate(rows) if ids is not None]
+        probs: dict[int, np.ndarray] = {}
+        if good:
+            width = min(self.max_len, max(max(len(ids), 1) for _, ids in good))
+            x = np.zeros((len(good), width), dtype=np.int64)
+            lengths = []
+            for r, (_, ids) in enumerate(good):
+                ids = (ids or [1])[: self.max_len]
+                x[r, : len(ids)] = ids
+                lengths.append(len(ids))
+            dev = self.loaded.device
+            with torch.inference_mode():
+                logits = self.loaded.model(torch.from_numpy(x).to(dev), torch.tensor(lengths).to(dev))
+            for (i, _), p in zip(good, softmax(logits.float().cpu().numpy()), strict=True):
+                probs[i] = p
+        for i, (item, ids, err) in enumerate(rows):
+            rec: dict[str, Any] = {"input": item.input}
+            if item.show_text and item.text is not None:
+                rec["text"] = item.text
+            if i not in probs:
+                rec["error"] = err or item.error or "empty text"
+                yield rec
+                continue
+            p = probs[i]
+            order = np.argsort(-p, kind="stable")
+            rec.update(label=self.labels[order[0]], score=round(float(p[order[0]]), 6), tokens=len(ids or []))
+            if len(ids or []) > self.max_len:
+                rec["truncated"] = True
+            if self.top_k > 1:
+                rec["top_k"] = [{"label": self.labels[j], "score": round(float(p[j]), 6)} for j in order[: self.top_k]]
+            yield rec

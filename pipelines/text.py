@@ -1,0 +1,98 @@
+"""Text data: fit the tokenizer on the training split, encode and truncate, keep its state."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .config import Recipe, TextFeatures
+from .errors import ConfigError
+
+log = logging.getLogger("attn")
+
+
+def fit_tokenizer(features: TextFeatures, train_texts: list[str]):
+    """The tokenizer training builds: fitted on the training texts only."""
+    from attn.features.tokenizers import make_tokenizer
+
+    tok = make_tokenizer(features.tokenizer).fit(train_texts)
+    cfg = features.tokenizer
+    if cfg.level == "subword" and getattr(tok, "trained_vocab_size", cfg.vocab_size) != cfg.vocab_size:
+        log.warning("subword vocabulary shrunk to %d pieces: the training texts cannot support %d",
+                    tok.trained_vocab_size, cfg.vocab_size)  # fmt: skip
+    log.info("tokenizer: %s level, %d tokens in the vocabulary", cfg.level, tok.vocab_size)
+    return tok
+
+
+def encode_texts(tok, texts: list[str], max_len: int) -> tuple[list[np.ndarray], int]:
+    """Token id arrays (int64), each cut to `max_len`, and how many texts were cut."""
+    out, cut = [], 0
+    for t in texts:
+        ids = tok.encode(t)
+        if len(ids) > max_len:
+            cut += 1
+            ids = ids[:max_len]
+        out.append(np.asarray(ids if ids else [1], dtype=np.int64))  # an all-space text -> <unk>
+    return out, cut
+
+
+def tokenizer_state(tok) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header part, tensor part) for the artifact."""
+    import torch
+
+    header, blob = tok.state()
+    tensors = {"tokenizer_model": torch.frombuffer(bytearray(blob), dtype=torch.uint8)} if blob else {}
+    return header, tensors
+
+
+def tokenizer_from_artifact(recipe: Recipe, header: dict[str, Any], tensors: dict[str, Any]):
+    from attn.features.tokenizers import tokenizer_from_state
+
+    assert isinstance(recipe.features, TextFeatures)
+    state = header.get("tokenizer")
+    if state is None:
+        raise ConfigError("text model without tokenizer state")
+    blob = tensors.get("tokenizer_model")
+    return tokenizer_from_state(recipe.features.tokenizer, state, None if blob is None else blob.numpy().tobytes())
+
+
+def apply_vectors(model, tok, features: TextFeatures) -> dict[str, Any]:
+    """Initialise embeddings from `features.tokenizer.vectors`; returns coverage facts."""
+    from attn.features.tokenizers import load_vectors
+
+    path = features.tokenizer.vectors
+    rows, _ = load_vectors(path, tok, features.embed_dim)
+    model.frontend.load_vectors(rows)
+    known = tok.vocab_size - 2
+    cover = {"vectors": path, "covered": len(rows), "vocabulary": known,
+             "coverage": round(len(rows) / known, 4) if known else 0.0}  # fmt: skip
+    log.info("word vectors: %d of %d vocabulary tokens initialised (%.1f%%) from %s", len(rows), known,
+             100 * cover["coverage"], path)  # fmt: skip
+    return cover
+
+
+def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides: list[str] | None = None):
+    """(tokenizer, TextFeatures, uses_class_token) from a model file, or built from a recipe's
+    training split exactly as `attn train` would build it."""
+    if recipe is not None:
+        from .data import list_items, split_items
+        from .recipe import load_recipe
+
+        r = load_recipe(recipe, overrides or [])
+        if not isinstance(r.features, TextFeatures):
+            raise ConfigError(f"{recipe}: not a text recipe (features.kind is {r.features.kind!r})")
+        splits = split_items(list_items(r.data, "text"), r.data)
+        return fit_tokenizer(r.features, [it.source for it in splits["train"]]), r.features, _uses_cls(r)
+    from .artifact import resolve_model_path
+    from .model_io import load_model
+
+    loaded = load_model(resolve_model_path(model))
+    if loaded.tokenizer is None:
+        raise ConfigError(f"{resolve_model_path(model)}: an audio model has no tokenizer")
+    return loaded.tokenizer, loaded.recipe.features, _uses_cls(loaded.recipe)
+
+
+def _uses_cls(recipe: Recipe) -> bool:
+    return recipe.model.params.get("pool") == "cls"

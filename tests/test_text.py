@@ -1,0 +1,192 @@
+"""Tokenizers at three levels, text data, and text models end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from attn.cli.app import app
+from attn.features.tokenizers import PAD_ID, UNK_ID, make_tokenizer, tokenizer_from_state
+from attn.pipelines.config import TokenizerConfig
+
+runner = CliRunner()
+TEXTS = [
+    "How many people live in Tokyo ?",
+    "Who wrote the play Hamlet ?",
+    "Where is the Eiffel Tower ?",
+    "How many feet are in a mile ?",
+    "Who invented the telephone ?",
+    "Where do penguins live ?",
+] * 5
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+def test_round_trip_through_state_gives_the_same_ids(level):
+    cfg = TokenizerConfig(level=level, vocab_size=40)
+    tok = make_tokenizer(cfg).fit(TEXTS)
+    header, blob = tok.state()
+    again = tokenizer_from_state(cfg, json.loads(json.dumps(header)), blob)
+    for t in ("How many cats live in Rome ?", "Qwxz ??"):
+        assert again.encode(t) == tok.encode(t)
+        assert again.tokens(t) == tok.tokens(t)
+    assert again.vocab_size == tok.vocab_size
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+def test_special_tokens_and_unknowns(level):
+    tok = make_tokenizer(TokenizerConfig(level=level, vocab_size=40)).fit(TEXTS)
+    assert tok.id_to_token(PAD_ID) == "<pad>" and tok.id_to_token(UNK_ID) == "<unk>"
+    ids = tok.encode("Who wrote ## ?")
+    assert UNK_ID in ids and PAD_ID not in ids  # '#' never occurs in training
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+def test_same_texts_same_vocabulary(level):
+    cfg = TokenizerConfig(level=level, vocab_size=40)
+    a, b = make_tokenizer(cfg).fit(TEXTS), make_tokenizer(cfg).fit(list(TEXTS))
+    assert a.state() == b.state()
+
+
+def test_word_level_regex_lowercase_min_freq_and_max_size():
+    cfg = TokenizerConfig(level="word", lowercase=True, min_freq=5)
+    tok = make_tokenizer(cfg).fit(TEXTS + ["How about e-mail 1,000 times ?"])
+    assert tok.tokens("HOW many e-mail 1,000 ?") == ["how", "many", "<unk>", "<unk>", "?"]
+    assert make_tokenizer(TokenizerConfig(level="word")).fit(TEXTS).tokens("what's e-mail 1,000.5") == [
+        "<unk>", "<unk>", "<unk>", "<unk>"]  # fmt: skip
+    assert make_tokenizer(TokenizerConfig(level="word")).split("what's e-mail 1,000.5 !") == [
+        "what", "'s", "e-mail", "1,000.5", "!"]  # fmt: skip
+    small = make_tokenizer(TokenizerConfig(level="word", max_size=3)).fit(TEXTS)
+    assert small.vocab_size == 5 and small.id_to_token(2) == "?"  # most frequent first
+    cased = make_tokenizer(TokenizerConfig(level="word", lowercase=False)).fit(TEXTS)
+    assert cased.tokens("how") == ["<unk>"] and cased.tokens("How") == ["How"]
+
+
+def test_subword_vocab_size_and_model_types():
+    for model_type in ("unigram", "bpe"):
+        tok = make_tokenizer(TokenizerConfig(level="subword", vocab_size=40, model_type=model_type)).fit(TEXTS)
+        assert 30 <= tok.vocab_size <= 40
+        assert "".join(tok.tokens("Who wrote Hamlet ?")).replace("▁", " ").strip() == "who wrote hamlet ?"
+
+
+TEXT_RECIPE = """\
+data:
+  train: {train}
+  test: {test}
+  val_fraction: 0.2
+features:
+  kind: text
+  tokenizer: {{level: {level}, max_len: 8, vocab_size: 60}}
+  embed_dim: 16
+model: {{name: transformer, d_model: 16, heads: 2, layers: 1, ff_dim: 32, dropout: 0.0}}
+train: {{epochs: 12, batch_size: 8, lr: 0.005, patience: 0}}
+"""
+
+QUESTIONS = {
+    "NUM": ["How many {} are there ?", "How much does a {} cost ?", "How many {} live here ?"],
+    "HUM": ["Who invented the {} ?", "Who wrote about the {} ?", "Who owns the {} ?"],
+    "LOC": ["Where is the {} ?", "Where can I find a {} ?", "Where was the {} built ?"],
+}
+NOUNS = ["bridge", "radio", "castle", "engine", "river", "tower", "piano", "camera", "rocket", "garden"]
+
+
+def _text_data(tmp_path, level="word"):
+    import csv
+
+    rows = [(t.format(n), lab) for lab, ts in QUESTIONS.items() for t in ts for n in NOUNS]
+    for name, part in (("train.csv", rows[::2] + rows[1::4]), ("test.csv", rows[1::4][:12])):
+        with open(tmp_path / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows(part)
+    p = tmp_path / "text.yaml"
+    p.write_text(TEXT_RECIPE.format(train=tmp_path / "train.csv", test=tmp_path / "test.csv", level=level))
+    return p
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+def test_text_model_trains_predicts_and_evaluates(tmp_path, level):
+    p = _text_data(tmp_path, level)
+    r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run"), "--quiet", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["labels"] == ["HUM", "LOC", "NUM"] and summary["test_accuracy"] >= 0.75
+    m = str(tmp_path / "run")
+    r = runner.invoke(app, ["predict", "-m", m, "--text", "Who invented the telescope ?", "--text", "   ",
+                            "--top-k", "2"])  # fmt: skip
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.exit_code == 1 and recs[0]["label"] == "HUM" and len(recs[0]["top_k"]) == 2
+    assert "empty text" in recs[1]["error"]
+    r = runner.invoke(app, ["predict", "-m", m, "-"], input="Where is the lighthouse ?\nHow many apples are there ?\n")
+    assert [json.loads(x)["label"] for x in r.stdout.splitlines()] == ["LOC", "NUM"] and r.exit_code == 0
+    r = runner.invoke(app, ["evaluate", "-m", m, str(tmp_path / "test.csv"), "--format", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["count"] == 12
+
+
+def test_predict_text_files_with_bad_lines(tmp_path):
+    p = _text_data(tmp_path)
+    assert runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run"), "--quiet"]).exit_code == 0
+    f = tmp_path / "q.txt"
+    f.write_bytes(b"Who owns the radio ?\n\xff\xfe broken\n\nWhere is the castle ?\n")
+    r = runner.invoke(app, ["predict", "-m", str(tmp_path / "run"), str(f), "--format", "jsonl"])
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.exit_code == 1 and len(recs) == 4
+    assert recs[0]["input"] == f"{f}:1" and recs[0]["text"] == "Who owns the radio ?" and "label" in recs[0]
+    assert "not valid UTF-8" in recs[1]["error"] and "empty text" in recs[2]["error"]
+    assert recs[3]["label"] == "LOC"
+
+
+def test_long_texts_are_cut_and_reported(tmp_path):
+    p = _text_data(tmp_path)
+    assert runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run"), "--quiet"]).exit_code == 0
+    long = "Who " + "really " * 30 + "invented the radio ?"
+    r = runner.invoke(app, ["predict", "-m", str(tmp_path / "run"), "--text", long])
+    rec = json.loads(r.stdout)
+    assert rec["truncated"] is True and rec["tokens"] == 35
+    r = runner.invoke(app, ["tokenize", "-m", str(tmp_path / "run"), long, "--ids"])
+    tokens, ids = r.stdout.strip().split("\t")
+    assert tokens.split()[:2] == ["<cls>", "who"] and len(tokens.split()) == 9 and len(ids.split()) == 9
+    assert "1 text(s) cut to max_len=8" in r.stderr
+
+
+def test_tokenize_from_a_recipe_builds_the_training_tokenizer(tmp_path):
+    p = _text_data(tmp_path, "subword")
+    r = runner.invoke(app, ["tokenize", "--recipe", str(p), "Who invented the rocket ?"])
+    assert r.exit_code == 0 and r.stdout.startswith("<cls> ")
+    r2 = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run"), "--quiet"])
+    assert r2.exit_code == 0
+    r3 = runner.invoke(app, ["tokenize", "-m", str(tmp_path / "run"), "Who invented the rocket ?"])
+    assert r3.stdout == r.stdout
+
+
+def test_pretrained_vectors_initialise_known_tokens(tmp_path):
+    import torch
+
+    from attn.pipelines.artifact import read_container
+
+    p = _text_data(tmp_path)
+    vec = tmp_path / "vectors.txt"
+    vec.write_text("2 16\n" + "who " + " ".join(["0.5"] * 16) + "\nzebra " + " ".join(["1"] * 16) + "\n")
+    r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run"), "--quiet", "--format", "json",
+                            "--set", f"features.tokenizer.vectors={vec}", "--set", "train.epochs=1",
+                            "--set", "train.lr=1e-9"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    cover = json.loads(r.stdout)["data"]["vectors"]
+    assert cover["covered"] == 1 and cover["vocabulary"] > 10
+    box = read_container(tmp_path / "run" / "model.attn")
+    emb = box.tensors()["state_dict"]["frontend.embed.weight"]
+    who = box.header["tokenizer"]["vocab"].index("who")
+    assert torch.allclose(emb[who], torch.full((16,), 0.5), atol=1e-3)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("who 0.1 0.2\n")
+    r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run2"), "--quiet",
+                            "--set", f"features.tokenizer.vectors={bad}"])  # fmt: skip
+    assert r.exit_code == 1 and "bad.txt:1: vector has 2 values" in r.stderr
+
+
+def test_text_manifest_problems_name_file_and_line(tmp_path):
+    p = _text_data(tmp_path)
+    (tmp_path / "train.csv").write_bytes(b"text,label\nWho is it ?,HUM\n\xff oops,HUM\n")
+    r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 1 and "train.csv:3: not valid UTF-8" in r.stderr

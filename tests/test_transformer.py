@@ -1,0 +1,113 @@
+"""The transformer encoder: the properties the seeds state."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attn.models import registry
+from attn.models.base import length_mask
+from attn.models.transformer import MultiHeadAttention, sinusoidal_table
+
+
+def enc(**kw):
+    torch.manual_seed(0)
+    params = dict(d_model=16, heads=4, layers=2, ff_dim=32, dropout=0.0) | kw
+    return registry.create("transformer", 8, 3, **params).eval()
+
+
+def test_sinusoidal_table_matches_the_formula():
+    e = sinusoidal_table(50, 16)
+    for i in (0, 1, 7, 49):
+        for j in range(8):
+            w = 1 / 10000 ** (2 * j / 16)
+            assert e[i, 2 * j].item() == pytest.approx(math.sin(i * w), abs=1e-6)
+            assert e[i, 2 * j + 1].item() == pytest.approx(math.cos(i * w), abs=1e-6)
+    assert sinusoidal_table(5, 7).shape == (5, 7)  # odd widths work too
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_without_positions_the_encoder_is_permutation_equivariant(norm):
+    m = enc(positions="none", pool="mean", norm=norm)
+    x = torch.randn(2, 10, 8)
+    lens = torch.tensor([10, 10])
+    perm = torch.randperm(10)
+    with torch.no_grad():
+        h, _ = m.encode(x, lens)
+        hp, _ = m.encode(x[:, perm], lens)
+    assert torch.allclose(hp, h[:, perm], atol=1e-5)  # MHA(PX) = P MHA(X)
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+@pytest.mark.parametrize("mode", ["sum", "concat"])
+def test_with_positions_it_is_not(positions, mode):
+    m = enc(positions=positions, position_mode=mode, position_dim=4, pool="mean")
+    if positions == "learned":
+        torch.nn.init.normal_(m.pos, std=1.0)
+    x = torch.randn(1, 10, 8)
+    lens = torch.tensor([10])
+    perm = torch.arange(9, -1, -1)
+    with torch.no_grad():
+        h, _ = m.encode(x, lens)
+        hp, _ = m.encode(x[:, perm], lens)
+    assert not torch.allclose(hp, h[:, perm], atol=1e-3)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean", "max"])
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_padding_never_changes_a_sequences_output(pool, norm):
+    m = enc(pool=pool, norm=norm)
+    x = torch.randn(3, 12, 8)
+    lens = torch.tensor([12, 7, 1])
+    x[1, 7:] = 99.0
+    x[2, 1:] = -99.0
+    with torch.no_grad():
+        batch = m(x, lens)
+        for i, n in enumerate(lens.tolist()):
+            assert torch.allclose(batch[i], m(x[i : i + 1, :n], lens[i : i + 1])[0], atol=1e-5)
+
+
+def test_attention_rows_sum_to_one_and_are_zero_on_padding():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4)
+    x = torch.randn(2, 6, 16)
+    mask = length_mask(torch.tensor([6, 3]), 6)
+    w = mha.weights(x, mask)
+    assert w.shape == (2, 4, 6, 6)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 4, 6), atol=1e-6)
+    assert (w[1, :, :, 3:] == 0).all()
+    # The fast path (scaled_dot_product_attention) computes the same thing.
+    q, k, v = mha._qkv(x)
+    explicit = mha.out((w @ v).transpose(1, 2).reshape(2, 6, 16))
+    assert torch.allclose(mha(x, mask), explicit, atol=1e-5)
+
+
+def test_class_token_is_trainable_and_read_at_the_output():
+    m = enc(pool="cls").train()
+    x, lens = torch.randn(2, 5, 8), torch.tensor([5, 3])
+    m(x, lens).sum().backward()
+    assert m.cls.grad is not None and m.cls.grad.abs().sum() > 0
+
+
+def test_learned_positions_refuse_too_long_inputs():
+    from attn.pipelines.errors import ConfigError
+    from attn.pipelines.recipe import recipe_from_dict
+
+    r = recipe_from_dict({
+        "data": {"root": "x"},
+        "features": {"kind": "text", "tokenizer": {"max_len": 300}},
+        "model": {"name": "transformer", "positions": "learned", "max_positions": 256},
+    })  # fmt: skip
+    from attn.pipelines.build import build_model
+
+    with pytest.raises(ConfigError, match="max_positions"):
+        build_model(r, 3, vocab_size=50)
+
+
+def test_config_checks_head_divisibility():
+    from attn.pipelines.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="divisible"):
+        registry.create("transformer", 8, 3, d_model=30, heads=4)
