@@ -48,12 +48,16 @@ def info_cmd(
         f"modality     {h.get('modality')}",
         f"labels       {len(h.get('labels', []))}: {', '.join(map(str, h.get('labels', [])))}",
     ]
+    tok = h.get("tokenizer")
+    if tok:
+        max_len = r.get("features", {}).get("tokenizer", {}).get("max_len")
+        lines.append(f"tokenizer    {tok.get('level')} level, {tok.get('vocab_size')} tokens, max_len {max_len}")
     for k, v in (h.get("model_info") or {}).items():
         lines.append(f"{k:<12} {v}")
     if m:
         lines.append(
             f"test         accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f} "
-            f"({m.get('count')} clips, {m.get('split', 'test')} split)"
+            f"({m.get('count')} {'texts' if tok else 'clips'}, {m.get('split', 'test')} split)"
         )
     lines += [
         f"trained      {h.get('created')} with attn {h.get('attn_version')}, torch {h.get('torch_version')}",

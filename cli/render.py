@@ -91,7 +91,7 @@ def metrics_table(m: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    head = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   clips {m['count']}"
+    head = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   examples {m['count']}"
     if "window_accuracy" in m:
         head += f"   window accuracy {m['window_accuracy']:.4f} ({m['windows']} windows)"
     console.print(head)

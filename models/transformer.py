@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from attn.pipelines.config import Strict
+from attn.pipelines.config import PosInt, Strict
 
-from .base import Backbone, length_mask, masked_max, masked_mean
+from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean
 from .registry import register
 
 
@@ -84,6 +84,37 @@ class EncoderBlock(nn.Module):
         return self.norm2(x + self.drop(self.ff(x)))
 
 
+class PatchEmbed(nn.Module):
+    """(B, T, C) frames -> (B, N, width) patch tokens, time-major, plus valid token counts.
+
+    The (C x T) input is cut into (pf, pt) patches every (sf, st) by a strided conv. A row of L
+    valid frames has n = 1 + ceil(max(L - pt, 0) / st) time patches covering it; frames past L are
+    zero, so the last, partly padded patch is the same alone or in a padded batch.
+    """
+
+    def __init__(self, in_dim: int, width: int, size: tuple[int, int], stride: tuple[int, int]) -> None:
+        super().__init__()
+        if size[0] > in_dim:
+            raise ValueError(f"model.patch frequency size {size[0]} exceeds the {in_dim} input channels")
+        self.size, self.stride = size, stride
+        self.conv = nn.Conv2d(1, width, kernel_size=size, stride=stride)
+        self.freq_tokens = (in_dim - size[0]) // stride[0] + 1
+
+    def time_tokens(self, lengths: torch.Tensor) -> torch.Tensor:
+        pt, st = self.size[1], self.stride[1]
+        return 1 + torch.div((lengths - pt).clamp_min(0) + st - 1, st, rounding_mode="floor")
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        b, t, c = x.shape
+        x = x * length_mask(lengths, t)[:, :, None]
+        n = int(self.time_tokens(lengths).max())
+        need = (n - 1) * self.stride[1] + self.size[1]
+        img = F.pad(x.transpose(1, 2), (0, max(0, need - t)))[:, None, :, :need]  # (B, 1, C, T')
+        tokens = self.conv(img)  # (B, width, Nf, n)
+        tokens = tokens.permute(0, 3, 2, 1).reshape(b, n * self.freq_tokens, -1)  # time-major
+        return tokens, self.time_tokens(lengths) * self.freq_tokens, n
+
+
 @register("transformer")
 class TransformerEncoder(Backbone):
     """Transformer encoder classifier over any (B, T, C) sequence: token embeddings or audio
@@ -96,6 +127,11 @@ class TransformerEncoder(Backbone):
         positions: sinusoidal, learned (max_positions of them) or none.
         position_mode: sum (E added, width d_model) or concat (E of position_dim appended).
         pool: cls (a trainable class token, read at the output), mean or max over valid steps.
+        input_norm: standardise each input channel (e.g. mel band) with masked batch norm
+            (spectrogram inputs: dB values sit far from 0).
+        patch, patch_stride: ViT/AST-style tokens: (freq, time) patches of the (C x T) input
+            instead of one token per step; positions are then 2-D (half the encoding for the
+            time index, half for the frequency index).
     """
 
     class Config(Strict):
@@ -112,9 +148,14 @@ class TransformerEncoder(Backbone):
         position_dim: int = Field(32, ge=2)
         max_positions: int = Field(1024, ge=1)
         pool: Literal["cls", "mean", "max"] = "cls"
+        input_norm: bool = False
+        patch: tuple[PosInt, PosInt] | None = None
+        patch_stride: tuple[PosInt, PosInt] | None = None
 
         @model_validator(mode="after")
         def _shapes(self):
+            if self.patch_stride is not None and self.patch is None:
+                raise ValueError("patch_stride needs patch")
             if self.d_model % self.heads:
                 raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
             if self.position_mode == "concat" and self.position_dim >= self.d_model:
@@ -127,9 +168,17 @@ class TransformerEncoder(Backbone):
         concat = cfg.positions != "none" and cfg.position_mode == "concat"
         self.pos_dim = cfg.position_dim if concat else d
         width = d - cfg.position_dim if concat else d
-        self.proj = nn.Identity() if in_dim == width else nn.Linear(in_dim, width)
+        self.input_norm = MaskedBatchNorm(in_dim, momentum=None) if cfg.input_norm else None
+        if cfg.patch is not None:
+            self.patches = PatchEmbed(in_dim, width, cfg.patch, cfg.patch_stride or cfg.patch)
+            self.proj = None
+        else:
+            self.patches = None
+            self.proj = nn.Identity() if in_dim == width else nn.Linear(in_dim, width)
         if cfg.positions == "learned":
             self.pos = nn.Parameter(torch.randn(cfg.max_positions, self.pos_dim) * 0.02)
+            if self.patches is not None:
+                self.pos_freq = nn.Parameter(torch.randn(self.patches.freq_tokens, self.pos_dim) * 0.02)
         if cfg.pool == "cls":
             self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.drop = nn.Dropout(cfg.dropout)
@@ -142,7 +191,11 @@ class TransformerEncoder(Backbone):
         self._table = torch.zeros(0)
 
     def max_steps(self) -> int | None:
-        return self.cfg.max_positions if self.cfg.positions == "learned" else None
+        if self.cfg.positions != "learned":
+            return None
+        if self.patches is not None:  # the limit is on time patches; in input steps:
+            return (self.cfg.max_positions - 1) * self.patches.stride[1] + self.patches.size[1]
+        return self.cfg.max_positions
 
     def positions(self, steps: int, device) -> torch.Tensor:
         """(steps, pos_dim) positional encodings for steps 0..steps-1."""
@@ -150,18 +203,41 @@ class TransformerEncoder(Backbone):
             if steps > self.cfg.max_positions:
                 raise ValueError(f"sequence of {steps} steps exceeds model.max_positions={self.cfg.max_positions}")
             return self.pos[:steps]
-        if self._table.shape[0] < steps or self._table.device != torch.device(device):
-            self._table = sinusoidal_table(max(steps, 64), self.pos_dim).to(device)
+        return self._sinusoid(steps, self.pos_dim, device)
+
+    def _sinusoid(self, steps: int, dim: int, device) -> torch.Tensor:
+        if self._table.shape[0] < steps or self._table.shape[1] != dim or self._table.device != torch.device(device):
+            self._table = sinusoidal_table(max(steps, 64), dim).to(device)
         return self._table[:steps]
 
+    def patch_positions(self, time_tokens: int, device) -> torch.Tensor:
+        """(time_tokens * freq_tokens, pos_dim) for time-major patch order: each token's code
+        depends only on its (time, freq) index, never on how long the batch is."""
+        nf = self.patches.freq_tokens
+        if self.cfg.positions == "learned":
+            pt, pf = self.positions(time_tokens, device), self.pos_freq  # (Tt, D), (Nf, D)
+        else:
+            half = self.pos_dim // 2
+            pt = F.pad(self._sinusoid(time_tokens, half, device), (0, self.pos_dim - half))
+            pf = F.pad(sinusoidal_table(nf, self.pos_dim - half).to(device), (half, 0))
+        return (pt[:, None, :] + pf[None, :, :]).reshape(time_tokens * nf, self.pos_dim)
+
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-step encoder outputs (B, T', d) and their mask (B, T'); T' = T + 1 with a class
+        """Per-token encoder outputs (B, T', d) and their mask (B, T'); T' = T + 1 with a class
         token (at index 0: with no positional encoding on it, where it sits does not change any
         output, since attention is permutation-equivariant; the seeds append it last)."""
-        b, t, _ = x.shape
-        h = self.proj(x)  # (B, T, width)
-        if self.cfg.positions != "none":
-            e = self.positions(t, x.device).to(h.dtype)
+        if self.input_norm is not None:
+            m = length_mask(lengths, x.shape[1])
+            x = (self.input_norm(x.transpose(1, 2), m) * m[:, None, :]).transpose(1, 2)
+        if self.patches is not None:
+            h, lengths, time_tokens = self.patches(x, lengths)  # (B, N, width)
+            e = self.patch_positions(time_tokens, x.device) if self.cfg.positions != "none" else None
+        else:
+            h = self.proj(x)  # (B, T, width)
+            e = self.positions(x.shape[1], x.device) if self.cfg.positions != "none" else None
+        b, t, _ = h.shape
+        if e is not None:
+            e = e.to(h.dtype)
             h = h + e if self.cfg.position_mode == "sum" else torch.cat([h, e.expand(b, t, -1)], dim=-1)
         mask = length_mask(lengths, t)
         if self.cfg.pool == "cls":

@@ -63,6 +63,7 @@ def save_model(
     tensors: dict[str, Any] = {"state_dict": state}
     if tokenizer is not None:
         header["tokenizer"], tok_tensors = tokenizer_state(tokenizer)
+        header["tokenizer"]["vocab_size"] = tokenizer.vocab_size
         tensors.update(tok_tensors)
     write_container(path, header, tensors)
 

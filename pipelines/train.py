@@ -246,7 +246,7 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
         metrics["split"] = eval_split
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         log.info(
-            "%s accuracy %.4f, macro-F1 %.4f (%d clips)",
+            "%s accuracy %.4f, macro-F1 %.4f (%d examples)",
             eval_split,
             metrics["accuracy"],
             metrics["macro_f1"],

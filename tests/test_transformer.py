@@ -55,10 +55,19 @@ def test_with_positions_it_is_not(positions, mode):
     assert not torch.allclose(hp, h[:, perm], atol=1e-3)
 
 
-@pytest.mark.parametrize("pool", ["cls", "mean", "max"])
-@pytest.mark.parametrize("norm", ["post", "pre"])
-def test_padding_never_changes_a_sequences_output(pool, norm):
-    m = enc(pool=pool, norm=norm)
+VARIANTS = [
+    {"pool": "cls"}, {"pool": "mean"}, {"pool": "max"}, {"norm": "pre"}, {"positions": "learned"},
+    {"position_mode": "concat", "position_dim": 4}, {"input_norm": True},
+    {"patch": (4, 3)}, {"patch": (4, 3), "patch_stride": (2, 2), "positions": "learned"},
+    {"patch": (8, 2), "input_norm": True, "pool": "mean"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_padding_never_changes_a_sequences_output(kw):
+    m = enc(**kw).train()
+    m(torch.randn(4, 12, 8), torch.tensor([12, 9, 5, 3]))  # batch-norm statistics away from init
+    m.eval()
     x = torch.randn(3, 12, 8)
     lens = torch.tensor([12, 7, 1])
     x[1, 7:] = 99.0
