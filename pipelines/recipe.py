@@ -54,9 +54,12 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}{where}: YAML syntax error: {e.problem}") from e
+        raise ConfigError(f"{source}{where}: YAML syntax error: {' '.join(str(e.problem).split())}") from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError(f"{source}:{line}: character {e.character!r} is not allowed in YAML") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: YAML error: {e}") from e
+        raise ConfigError(f"{source}: YAML error: {' '.join(str(e).split())}") from e
     if raw is None:
         raise ConfigError(f"{source}: recipe is empty")
     if not isinstance(raw, dict):

@@ -1,0 +1,98 @@
+"""Interrupted runs: SIGKILL mid-epoch then --resume ends with the same weights as an
+uninterrupted run; Ctrl-C saves and says how to resume; concurrent runs never share a directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from attn.pipelines.artifact import read_container
+
+RECIPE = """\
+data: {synthetic: {classes: [sine, chirp, noise_burst], per_class: 60, seconds: 0.5, seed: 2}}
+features: {sample_rate: 8000, frame_seconds: 0.5, hop_seconds: 0.25, n_fft: 256, hop_length: 128, n_mels: 24}
+model: {name: cnn, channels: [8, 16], dropout: 0.3}
+train: {epochs: 4, batch_size: 8, lr: 0.005, patience: 0, seed: 3, augment: {freq_mask: 3, time_mask: 3}}
+"""
+
+
+def _start(*args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "attn.cli", *map(str, args), "--threads", "1"], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for_epochs(run: Path, n: int, proc, timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        h = run / "history.jsonl"
+        if h.exists() and len(h.read_text().splitlines()) >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("training did not progress")
+
+
+def _weights(run: Path):
+    return read_container(run / "model.attn").tensors()["state_dict"]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    full = _start("train", recipe, "--out", tmp_path / "full", "--quiet", cwd=tmp_path)
+    cut = _start("train", recipe, "--out", tmp_path / "cut", "--quiet", cwd=tmp_path)
+    _wait_for_epochs(tmp_path / "cut", 1, cut)
+    time.sleep(0.3)  # into epoch 2
+    cut.send_signal(signal.SIGKILL)
+    cut.wait()
+    assert full.wait(timeout=600) == 0, full.stderr.read()
+    done = len((tmp_path / "cut" / "history.jsonl").read_text().splitlines())
+    assert done < 4, "the run finished before it could be killed"
+    read_container(tmp_path / "cut" / "last.ckpt")  # intact after the kill
+    assert not [p for p in (tmp_path / "cut").iterdir() if p.name.endswith(".tmp")]
+    resumed = _start("train", "--resume", tmp_path / "cut", "--quiet", cwd=tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    hist = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
+    assert [line.split('"train_loss"')[1][:12] for line in hist] == [
+        line.split('"train_loss"')[1][:12] for line in (tmp_path / "full" / "history.jsonl").read_text().splitlines()
+    ]
+
+
+def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.replace("epochs: 4", "epochs: 50"))
+    proc = _start("train", recipe, "--out", tmp_path / "run", cwd=tmp_path)
+    _wait_for_epochs(tmp_path / "run", 1, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"attn train --resume {tmp_path / 'run'}" in err and "Traceback" not in err
+    assert read_container(tmp_path / "run" / "last.ckpt").header["epoch"] >= 1
+
+
+def test_runs_started_at_the_same_moment_get_their_own_directories(tmp_path, monkeypatch):
+    from attn.pipelines.train import new_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    got, barrier = [], threading.Barrier(8)
+
+    def start():
+        barrier.wait()
+        got.append(new_run_dir("recipes/same.yaml", None))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 8 and all(p.is_dir() for p in got)
+    assert os.path.commonpath([str(p) for p in got]) == "runs"
