@@ -1,0 +1,1 @@
+"""Benchmarks for attn (not installed; run from the repository: `python -m bench`)."""

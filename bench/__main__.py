@@ -1,0 +1,108 @@
+"""`python -m bench`: run the benchmark cases, print JSON, rewrite BENCHMARKS.md.
+
+    python -m bench                 # every case (about 15 minutes on 2 cores)
+    python -m bench --quick         # smaller inputs, for a smoke run
+    python -m bench --cases logmel,cold_start
+
+Speed is measured here, never asserted in tests: medians of repeated runs, each as a ratio
+against a reference measured in the same run (ratio > 1 means attn is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+import traceback
+
+from .common import REPO, machine
+
+CASES = {
+    "logmel": ("cases_features", "logmel"),
+    "pipeline": ("cases_features", "pipeline"),
+    "training": ("cases_train", "trainer_vs_loop"),
+    "cold_start": ("cases_cli", "cold_start"),
+    "batch_predict": ("cases_cli", "batch_predict"),
+    "trec": ("cases_train", "trec_vs_tfidf"),
+    "gpu": ("cases_gpu", "gpu"),
+}
+
+
+def run(names: list[str], quick: bool) -> dict:
+    import importlib
+
+    results = []
+    for name in names:
+        module, fn = CASES[name]
+        t0 = time.perf_counter()
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        try:
+            rows = getattr(importlib.import_module(f"bench.{module}"), fn)(quick=quick)
+        except Exception as e:  # noqa: BLE001 - one failing case must not hide the others
+            traceback.print_exc()
+            rows = [{"case": name, "error": f"{type(e).__name__}: {e}"}]
+        for row in rows:
+            row["group"] = name
+        results += rows
+        print(f"bench: {name} done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    return {"date": dt.date.today().isoformat(), "quick": quick, "machine": machine(), "results": results}
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Regenerate with `python -m bench` (needs `pip install -e '.[bench]'`). Measured {report['date']}"
+        + (" (quick mode: smaller inputs)" if report["quick"] else "")
+        + " on "
+        f"{m['cpu_cores']} CPU cores, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"Python {m['python']}, {'GPU ' + m['cuda'] if m['cuda'] else 'no GPU'}.",
+        "",
+        "Each row is a median of repeated runs and a ratio against a reference measured in the same run; "
+        "**ratio > 1 means attn is better** (faster, or more accurate). The machine is shared and noisy: "
+        "read ratios, not absolute times.",
+        "",
+        "| case | input | reference | attn | reference | unit | ratio | goal | met |",
+        "|---|---|---|---:|---:|---|---:|---|---|",
+    ]
+    for r in report["results"]:
+        if "attn" not in r:
+            why = r.get("skipped") or r.get("error")
+            lines.append(f"| {r['case']} | | | | | | | | {'skipped' if 'skipped' in r else 'error'}: {why} |")
+            continue
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        extra = {k: v for k, v in r.items() if k not in {"case", "measured", "reference", "attn", "ref", "unit",
+                                                         "ratio", "goal", "met", "group"}}  # fmt: skip
+        note = "; ".join(f"{k}={v}" for k, v in extra.items())
+        lines.append(f"| {r['case']} | {r['measured']} | {r['reference']} | {r['attn']:g} | {r['ref']:g} | "
+                     f"{r['unit']} | {r['ratio'] if r['ratio'] is not None else ''} | {r['goal']} | {met}"
+                     + (f" ({note})" if note else "") + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
+    ap.add_argument("--quick", action="store_true", help="smaller inputs (smoke run)")
+    ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="markdown report ('' to skip)")
+    args = ap.parse_args()
+    names = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s): {', '.join(unknown)}")
+    os.chdir(REPO)  # recipes are addressed relative to the repository
+    report = run(names, args.quick)
+    print(json.dumps(report, indent=2))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(markdown(report))
+        print(f"bench: wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
