@@ -24,14 +24,20 @@ def test_digits_recipe_reads_the_official_split(shared_data, monkeypatch):
     assert all("_" in it.source and int(it.source.rsplit("_", 1)[1][:-4]) < 5 for it in splits["test"])
 
 
-def test_genre_recipe_smoke_on_gtzan_mini(shared_data, tmp_path, monkeypatch):
+GENRE_SMOKE = {
+    "recipes/genre.yaml": ["model.channels=[4,8]"],
+    "recipes/genre_transformer.yaml": ["model.d_model=16", "model.layers=1", "model.ff_dim=32"],
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(GENRE_SMOKE))
+def test_genre_recipe_smoke_on_gtzan_mini(shared_data, tmp_path, monkeypatch, recipe):
     """10 clips of 30 s at 22.05 kHz: framed into 3 s windows, trained, then a whole clip is
     predicted from its windows."""
     monkeypatch.setenv("ATTN_DATA", str(shared_data))
     run_dir = tmp_path / "genre"
-    r = runner.invoke(app, ["train", "recipes/genre.yaml", "--out", str(run_dir), "--quiet", "--format", "json",
-                            "--set", "train.epochs=1", "--set", "model.channels=[4,8]",
-                            "--set", "features.n_mels=32"])  # fmt: skip
+    sets = [x for kv in ["train.epochs=1", *GENRE_SMOKE[recipe]] for x in ("--set", kv)]
+    r = runner.invoke(app, ["train", recipe, "--out", str(run_dir), "--quiet", "--format", "json", *sets])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert len(summary["labels"]) == 10 and summary["data"]["clips"]["train"] == 10
