@@ -253,6 +253,7 @@ class TrainConfig(Strict):
     seed: int = 0
     windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all
     augment: AugmentConfig = AugmentConfig()
+    ema: Fraction = 0.0  # evaluate and keep an exponential moving average of the weights; 0 = off
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
 
 

@@ -8,6 +8,7 @@ epoch boundaries, so a resumed run continues exactly as the uninterrupted one wo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -94,6 +95,8 @@ class Trainer:
         self.warmup_steps = int(cfg.warmup * self.total_steps)
         self.state = TrainState()
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.ema: dict[str, torch.Tensor] | None = None
+        self._param_names = {n for n, _ in model.named_parameters()}
 
     def _epoch_size(self) -> int:
         return len(self.train_set) if self.cfg.windows == "random" else self.train_set.num_windows
@@ -139,6 +142,8 @@ class Trainer:
             self.scaler.step(self.opt)
             self.scaler.update()
             self.state.step += 1
+            if cfg.ema:
+                self._update_ema()
             total += value * len(batch.y)
             count += len(batch.y)
             self.cb.on_step(i + 1, value)
@@ -146,9 +151,42 @@ class Trainer:
 
     def evaluate(self, ws: WindowSet, aggregate_how: str = "mean") -> dict[str, Any]:
         """Window loss, clip-level metrics (window probabilities averaged per clip) and, when
-        clips have several windows, window-level accuracy."""
-        logits = window_logits(self.model, ws, self.device, amp=self.amp_dtype is not None)
+        clips have several windows, window-level accuracy. Uses the averaged weights with ema."""
+        with self._averaged():
+            logits = window_logits(self.model, ws, self.device, amp=self.amp_dtype is not None)
         return evaluation_report(logits, ws, self.labels, aggregate_how)
+
+    # -- weight averaging -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Early on the average follows the weights closely ((1+n)/(10+n)); later it uses the
+        # configured decay. Buffers (batch-norm statistics) are copied as they are.
+        decay = min(self.cfg.ema, (1 + self.state.step) / (10 + self.state.step))
+        if self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            return
+        for k, v in self.model.state_dict().items():
+            if v.is_floating_point() and k in self._param_names:
+                self.ema[k].lerp_(v, 1 - decay)
+            else:
+                self.ema[k].copy_(v)
+
+    @contextlib.contextmanager
+    def _averaged(self):
+        if self.ema is None:
+            yield
+            return
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(current)
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        src = self.ema if self.ema is not None else self.model.state_dict()
+        return {k: v.detach().to("cpu", copy=True) for k, v in src.items()}
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -182,7 +220,7 @@ class Trainer:
             improved = st.best_key is None or key > st.best_key
             if improved:
                 st.best_key, st.best_epoch, st.bad_epochs = key, epoch + 1, 0
-                self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+                self.best_weights = self._weights()
             else:
                 st.bad_epochs += 1
             record["best"] = improved
@@ -213,6 +251,7 @@ class Trainer:
         return {
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "best_weights": self.best_weights,
+            "ema": None if self.ema is None else {k: v.detach().cpu() for k, v in self.ema.items()},
             "optimizer": self.opt.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng,
@@ -222,6 +261,8 @@ class Trainer:
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         self.model.load_state_dict(sd["model"])
         self.best_weights = sd.get("best_weights")
+        ema = sd.get("ema")
+        self.ema = None if ema is None else {k: v.to(self.device) for k, v in ema.items()}
         self.opt.load_state_dict(sd["optimizer"])
         if sd.get("scaler"):
             self.scaler.load_state_dict(sd["scaler"])

@@ -62,7 +62,7 @@ class _StopAt:
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_recipe):
     p = tiny_recipe(epochs=4)
     p.write_text(p.read_text().replace("augment", "augment").replace("dropout: 0.0", "dropout: 0.3"))
-    r = load_recipe(p, ["train.augment.time_mask=3", "train.augment.freq_mask=3"])  # RNG in play
+    r = load_recipe(p, ["train.augment.time_mask=3", "train.augment.freq_mask=3", "train.ema=0.9"])  # RNG, EMA
     full = train(r, str(p), out=str(tmp_path / "full"), device="cpu")
     with pytest.raises(Interrupted, match="attn train --resume"):
         train(r, str(p), out=str(tmp_path / "cut"), device="cpu", callbacks=_StopAt(3))
