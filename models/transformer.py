@@ -122,7 +122,8 @@ class TransformerEncoder(Backbone):
 
     Args (recipe `model.*`):
         d_model, heads, layers, ff_dim: sizes (d_model divisible by heads).
-        dropout: after attention/feed-forward and on the input; attention_dropout: on weights.
+        dropout: after attention/feed-forward and on the input; attention_dropout: on weights;
+            head_dropout: on the pooled vector before the linear head.
         norm: post (the seeds' order) or pre.
         positions: sinusoidal, learned (max_positions of them) or none.
         position_mode: sum (E added, width d_model) or concat (E of position_dim appended).
@@ -149,6 +150,7 @@ class TransformerEncoder(Backbone):
         max_positions: int = Field(1024, ge=1)
         pool: Literal["cls", "mean", "max"] = "cls"
         input_norm: bool = False
+        head_dropout: float = Field(0.0, ge=0, lt=1)
         patch: tuple[PosInt, PosInt] | None = None
         patch_stride: tuple[PosInt, PosInt] | None = None
 
@@ -187,6 +189,7 @@ class TransformerEncoder(Backbone):
             for _ in range(cfg.layers)
         )
         self.final_norm = nn.LayerNorm(d) if cfg.norm == "pre" else nn.Identity()
+        self.head_drop = nn.Dropout(cfg.head_dropout)
         self.head = nn.Linear(d, num_classes)
         self._table = torch.zeros(0)
 
@@ -251,6 +254,6 @@ class TransformerEncoder(Backbone):
     def forward_features(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h, mask = self.encode(x, lengths)
         if self.cfg.pool == "cls":
-            return h[:, 0]
+            return self.head_drop(h[:, 0])
         ht = h.transpose(1, 2)  # (B, d, T)
-        return masked_mean(ht, mask) if self.cfg.pool == "mean" else masked_max(ht, mask)
+        return self.head_drop(masked_mean(ht, mask) if self.cfg.pool == "mean" else masked_max(ht, mask))
