@@ -188,3 +188,19 @@ def test_train_then_predict_in_a_fresh_directory_subprocess(tmp_path, tiny_recip
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 2 and "label" in json.loads(lines[0]) and "error" in json.loads(lines[1])
+
+
+def test_batched_predict_equals_one_by_one(trained_model, tmp_path):
+    """Windows from many files share (length-sorted) batches; results must not depend on that."""
+    rng = np.random.default_rng(0)
+    files = []
+    for i, seconds in enumerate([0.1, 0.5, 1.3, 0.26, 2.0, 0.05, 0.7] * 10):
+        x = tone(float(rng.uniform(200, 1500)), seconds, 8000, seed=i)
+        files.append(write_wav(tmp_path / f"{i:02d}.wav", x, 8000))
+    together = [json.loads(x) for x in run("predict", "-m", trained_model, *files, "--per-frame",
+                                             "--batch-size", "8").stdout.splitlines()]  # fmt: skip
+    assert len(together) == len(files)
+    for f, rec in zip(files[::9], together[::9], strict=True):
+        alone = json.loads(run("predict", "-m", trained_model, f, "--per-frame").stdout)
+        assert alone["label"] == rec["label"] and abs(alone["score"] - rec["score"]) < 1e-5
+        assert [fr["start"] for fr in alone["frames"]] == [fr["start"] for fr in rec["frames"]]
