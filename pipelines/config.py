@@ -254,6 +254,8 @@ class TrainConfig(Strict):
     windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all
     augment: AugmentConfig = AugmentConfig()
     ema: Fraction = 0.0  # evaluate and keep an exponential moving average of the weights; 0 = off
+    pretrain_epochs: NonNegInt = 0  # text: masked-token pretraining on the training texts first
+    mask_prob: Annotated[float, Field(gt=0, lt=1)] = 0.15  # share of tokens masked when pretraining
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
 
 

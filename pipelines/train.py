@@ -176,6 +176,14 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
 def _prepare_data(recipe: Recipe) -> dict[str, Any]:
     from .data import collect_labels, list_items, split_items
 
+    if recipe.train.pretrain_epochs:
+        from attn.models import registry
+
+        if recipe.modality != "text":
+            raise ConfigError("train.pretrain_epochs is for text models (masked-token pretraining)")
+        if not hasattr(registry.get(recipe.model.name), "encode"):
+            raise ConfigError(f"train.pretrain_epochs needs per-token outputs; model {recipe.model.name!r} has none")
+
     items = list_items(recipe.data, recipe.modality)
     splits = split_items(items, recipe.data)
     labels = collect_labels(splits)
@@ -201,6 +209,10 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
     model = build_model(recipe, len(labels), vocab_size=None if tok is None else tok.vocab_size)
     if tok is not None and recipe.features.tokenizer.vectors and resume_state is None:
         data_info["vectors"] = apply_vectors(model, tok, recipe.features)
+    if recipe.train.pretrain_epochs and resume_state is None:
+        from .pretrain import pretrain_masked_tokens
+
+        data_info["pretrain"] = pretrain_masked_tokens(model.to(dev), sets["train"], recipe.train, tok.vocab_size, dev)
     trainer = Trainer(model, recipe.train, sets["train"], sets["val"], labels, dev, callbacks)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)

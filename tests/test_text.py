@@ -190,3 +190,18 @@ def test_text_manifest_problems_name_file_and_line(tmp_path):
     (tmp_path / "train.csv").write_bytes(b"text,label\nWho is it ?,HUM\n\xff oops,HUM\n")
     r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run")])
     assert r.exit_code == 1 and "train.csv:3: not valid UTF-8" in r.stderr
+
+
+def test_masked_token_pretraining_runs_before_training(tmp_path):
+    p = _text_data(tmp_path)
+    r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run"), "--quiet", "--format", "json",
+                            "--set", "train.pretrain_epochs=3", "--set", "train.epochs=2"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    pre = json.loads(r.stdout)["data"]["pretrain"]
+    assert [e["pretrain_epoch"] for e in pre] == [1, 2, 3] and pre[-1]["mlm_loss"] < pre[0]["mlm_loss"]
+
+
+def test_pretraining_needs_a_text_transformer(tmp_path, tiny_recipe):
+    r = runner.invoke(app, ["train", str(tiny_recipe()), "--out", str(tmp_path / "run"),
+                            "--set", "train.pretrain_epochs=2"])  # fmt: skip
+    assert r.exit_code == 2 and "train.pretrain_epochs is for text models" in r.stderr
