@@ -253,6 +253,7 @@ class TrainConfig(Strict):
     seed: int = 0
     windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all
     augment: AugmentConfig = AugmentConfig()
+    frontend_lr_scale: PosFloat = 1.0  # learning rate multiplier for the front-end (text embedding)
     ema: Fraction = 0.0  # evaluate and keep an exponential moving average of the weights; 0 = off
     pretrain_epochs: NonNegInt = 0  # text: masked-token pretraining on the training texts first
     mask_prob: Annotated[float, Field(gt=0, lt=1)] = 0.15  # share of tokens masked when pretraining

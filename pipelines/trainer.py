@@ -82,9 +82,17 @@ class Trainer:
         if device.type == "cuda" and cfg.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        # Weight decay on matrices only; the front-end (a text embedding) may learn faster: Adam
+        # moves each weight by ~lr per update, and a rare word gets few updates.
+        front = {id(p) for p in getattr(model, "frontend", torch.nn.Module()).parameters()}
+        groups = []
+        for is_front in (False, True):
+            for is_matrix in (True, False):
+                params = [p for p in model.parameters() if p.requires_grad and (id(p) in front) == is_front
+                          and (p.dim() >= 2) == is_matrix]  # fmt: skip
+                if params:
+                    groups.append({"params": params, "weight_decay": cfg.weight_decay if is_matrix else 0.0,
+                                   "lr_scale": cfg.frontend_lr_scale if is_front else 1.0})  # fmt: skip
         try:
             # The fused kernel is ~5x faster than the per-tensor loop on CPU (measured here).
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
@@ -123,7 +131,8 @@ class Trainer:
                 batch = batch.pin_memory()
             batch = batch.to(self.device, non_blocking=pin)
             for group in self.opt.param_groups:
-                group["lr"] = cfg.lr * lr_factor(self.state.step, self.total_steps, self.warmup_steps, cfg.schedule)
+                scale = lr_factor(self.state.step, self.total_steps, self.warmup_steps, cfg.schedule)
+                group["lr"] = cfg.lr * group["lr_scale"] * scale
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 logits = model(batch.x, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
