@@ -55,6 +55,18 @@ def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return x.masked_fill(~mask[:, None, :], float("-inf")).amax(-1)
 
 
+def masked_pool(x: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """Global pooling over valid steps: x (B, C, T), mask (B, T) -> (B, C), or (B, 2C) for
+    "meanmax" (mean and max concatenated)."""
+    if how == "mean":
+        return masked_mean(x, mask)
+    if how == "max":
+        return masked_max(x, mask)
+    if how == "meanmax":
+        return torch.cat([masked_mean(x, mask), masked_max(x, mask)], dim=1)
+    raise ValueError(f"unknown pooling {how!r}")
+
+
 def pooled_lengths(lengths: torch.Tensor, stride: int) -> torch.Tensor:
     """Valid steps after a ceil-mode pool/stride of `stride`."""
     return torch.div(lengths + stride - 1, stride, rounding_mode="floor")

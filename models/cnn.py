@@ -17,7 +17,7 @@ from torch import nn
 
 from attn.pipelines.config import PosInt, Strict
 
-from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean, pooled_lengths
+from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths
 from .registry import register
 
 
@@ -109,10 +109,4 @@ class SpectrogramCNN(Backbone):
         b, ch, f, t = x.shape
         x = x.reshape(b, ch * f, t) if self.cfg.freq_pool == "flatten" else x.mean(2)  # (B, D, T')
         mask = length_mask(lengths, x.shape[-1])
-        if self.cfg.pool == "mean":
-            z = masked_mean(x, mask)
-        elif self.cfg.pool == "max":
-            z = masked_max(x, mask)
-        else:
-            z = torch.cat([masked_mean(x, mask), masked_max(x, mask)], dim=1)
-        return self.dropout(z)  # (B, D)
+        return self.dropout(masked_pool(x, mask, self.cfg.pool))  # (B, D)
