@@ -16,6 +16,28 @@ from attn.pipelines.config import AudioFeatures
 from . import functional as AF
 
 
+class LinearSpectrogram(nn.Module):
+    """STFT power (or magnitude) spectrogram: (..., time) -> (..., n_fft//2+1, frames).
+
+    Periodic Hann window of `win_length` (default n_fft) centred in the FFT frame, zero padding
+    when centred (librosa's default; reflect padding would leak padding into frames).
+    `db=True` returns dB with the fixed reference and floor of the recipe.
+    """
+
+    def __init__(self, cfg: AudioFeatures, db: bool = True) -> None:
+        super().__init__()
+        self.cfg, self.db = cfg, db
+        win = cfg.win_length or cfg.n_fft
+        window = torch.hann_window(win, periodic=True)
+        left = (cfg.n_fft - win) // 2  # torch.stft centres a short window the same way
+        self.register_buffer("window", nn.functional.pad(window, (left, cfg.n_fft - win - left)), persistent=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        spec = AF.spectrogram(wave, self.window, c.n_fft, c.hop_length, c.center, c.power)
+        return _to_db(spec, c) if self.db else spec
+
+
 class LogMel(nn.Module):
     """Log-mel spectrogram in dB; equals librosa's melspectrogram + power_to_db(ref, top_db=None).
 
@@ -30,48 +52,21 @@ class LogMel(nn.Module):
     def __init__(self, cfg: AudioFeatures) -> None:
         super().__init__()
         self.cfg = cfg
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate,
-            n_fft=cfg.n_fft,
-            win_length=cfg.win_length,
-            hop_length=cfg.hop_length,
-            f_min=cfg.f_min,
-            f_max=cfg.f_max,
-            n_mels=cfg.n_mels,
-            power=cfg.power,
-            center=cfg.center,
-            pad_mode="constant",  # librosa's default; reflect would leak padding into frames
-            norm=cfg.mel_norm,
-            mel_scale=cfg.mel_scale,
-        )
+        self.spec = LinearSpectrogram(cfg, db=False)
+        fb = torchaudio.functional.melscale_fbanks(
+            cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max or cfg.sample_rate / 2, cfg.n_mels, cfg.sample_rate,
+            cfg.mel_norm, cfg.mel_scale,
+        )  # fmt: skip
+        self.register_buffer("fb", fb.T.contiguous(), persistent=False)  # (n_mels, n_freqs)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = self.mel(wave)
-        if self.cfg.power == 2.0:
-            return AF.power_to_db(spec, self.cfg.ref, self.cfg.amin)
-        return AF.amplitude_to_db(spec, self.cfg.ref, self.cfg.amin)
+        return _to_db(torch.matmul(self.fb, self.spec(wave)), self.cfg)  # (..., n_mels, frames)
 
 
-class LinearSpectrogram(nn.Module):
-    """STFT power (or magnitude) spectrogram in dB: (..., time) -> (..., n_fft//2+1, frames)."""
-
-    def __init__(self, cfg: AudioFeatures) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.spec = torchaudio.transforms.Spectrogram(
-            n_fft=cfg.n_fft,
-            win_length=cfg.win_length,
-            hop_length=cfg.hop_length,
-            power=cfg.power,
-            center=cfg.center,
-            pad_mode="constant",
-        )
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = self.spec(wave)
-        if self.cfg.power == 2.0:
-            return AF.power_to_db(spec, self.cfg.ref, self.cfg.amin)
-        return AF.amplitude_to_db(spec, self.cfg.ref, self.cfg.amin)
+def _to_db(spec: torch.Tensor, cfg: AudioFeatures) -> torch.Tensor:
+    if cfg.power == 2.0:
+        return AF.power_to_db(spec, cfg.ref, cfg.amin)
+    return AF.amplitude_to_db(spec, cfg.ref, cfg.amin)
 
 
 class MFCC(nn.Module):
