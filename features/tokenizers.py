@@ -20,6 +20,32 @@ PAD_ID, UNK_ID = 0, 1
 CLS = "<cls>"  # shown by `attn tokenize` where the model prepends its learned class token
 
 
+def train_sentencepiece(texts: list[str], cfg: TokenizerConfig) -> tuple[bytes, int]:
+    """sentencepiece model bytes trained on `texts` (`cfg.vocab_size` pieces, `cfg.model_type`;
+    ids 0/1 are <pad>/<unk>), and the size actually trained: a small corpus may not support the
+    requested size, which is then halved until it does."""
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    vocab = cfg.vocab_size
+    for _ in range(6):
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab,
+                model_type=cfg.model_type, character_coverage=1.0,
+                pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1, pad_piece=PAD, unk_piece=UNK,
+                num_threads=1, shuffle_input_sentence=False, input_sentence_size=0,
+                hard_vocab_limit=False, minloglevel=2, normalization_rule_name="identity",
+            )  # fmt: skip
+            break
+        except RuntimeError as e:
+            if "Vocabulary size" not in str(e) or vocab <= 16:
+                raise
+            vocab = max(16, vocab // 2)
+            buf = io.BytesIO()
+    return buf.getvalue(), vocab
+
+
 class Tokenizer:
     """Base: `tokens(text) -> [str]`, `encode(text) -> [int]` (not truncated), `vocab_size`."""
 
@@ -98,16 +124,71 @@ class CharTokenizer(VocabTokenizer):
 
 
 class WordTokenizer(VocabTokenizer):
-    """Words by `cfg.pattern` (default: numbers, words with inner ' or -, single punctuation)."""
+    """Words by `cfg.pattern` (default: numbers, words with inner ' or -, single punctuation).
+
+    With `cfg.unknown_words: subword`, a word outside the vocabulary (rarer than `min_freq`,
+    past `max_size`, or new at prediction) is spelled as sentencepiece pieces (trained on the
+    training texts, `vocab_size` pieces) instead of one <unk>. Piece ids follow the word ids;
+    `tokens()` shows pieces in sentencepiece's form ("▁pen", "insula").
+    """
 
     level = "word"
 
-    def __init__(self, cfg: TokenizerConfig, vocab: list[str] | None = None) -> None:
+    def __init__(self, cfg: TokenizerConfig, vocab: list[str] | None = None, model: bytes | None = None) -> None:
         super().__init__(cfg, vocab)
         self.regex = re.compile(cfg.pattern)
+        self.model: bytes | None = None
+        self.sp = None
+        if model is not None:
+            self._load(model)
+
+    def _load(self, model: bytes) -> None:
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor(model_proto=model)
+        self.model = model
 
     def split(self, text: str) -> list[str]:
         return self.regex.findall(text)
+
+    def fit(self, texts: Iterable[str]) -> WordTokenizer:
+        texts = list(texts)
+        super().fit(texts)
+        if self.cfg.unknown_words == "subword":
+            model, self.trained_vocab_size = train_sentencepiece([self.normalize(t) for t in texts], self.cfg)
+            self._load(model)
+        return self
+
+    def _pieces(self, word: str) -> list[int]:
+        """A word outside the vocabulary as piece ids (in this tokenizer's id space)."""
+        if self.sp is None:
+            return [UNK_ID]
+        base = len(self.itos) - 2
+        return [UNK_ID if i == UNK_ID else base + i for i in self.sp.encode(word) if i != PAD_ID]
+
+    def tokens(self, text: str) -> list[str]:
+        if self.sp is None:
+            return super().tokens(text)
+        return [self.id_to_token(i) for i in self.encode(text)]
+
+    def encode(self, text: str) -> list[int]:
+        if self.sp is None:
+            return super().encode(text)
+        out: list[int] = []
+        for t in self.split(self.normalize(text)):
+            i = self.stoi.get(t)
+            out.extend([i] if i is not None else self._pieces(t))
+        return out
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos) + (self.sp.get_piece_size() - 2 if self.sp is not None else 0)
+
+    def id_to_token(self, i: int) -> str:
+        return self.itos[i] if i < len(self.itos) else self.sp.id_to_piece(i - len(self.itos) + 2)
+
+    def state(self) -> tuple[dict[str, Any], bytes | None]:
+        return {"level": self.level, "vocab": self.itos}, self.model
 
 
 class SubwordTokenizer(Tokenizer):
@@ -129,28 +210,8 @@ class SubwordTokenizer(Tokenizer):
         self.model = model
 
     def fit(self, texts: Iterable[str]) -> SubwordTokenizer:
-        import sentencepiece as spm
-
-        texts = [self.normalize(t) for t in texts]
-        buf = io.BytesIO()
-        vocab = self.cfg.vocab_size
-        for _ in range(6):  # a small corpus may not support the requested size: shrink and say so
-            try:
-                spm.SentencePieceTrainer.train(
-                    sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab,
-                    model_type=self.cfg.model_type, character_coverage=1.0,
-                    pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1, pad_piece=PAD, unk_piece=UNK,
-                    num_threads=1, shuffle_input_sentence=False, input_sentence_size=0,
-                    hard_vocab_limit=False, minloglevel=2, normalization_rule_name="identity",
-                )  # fmt: skip
-                break
-            except RuntimeError as e:
-                if "Vocabulary size" not in str(e) or vocab <= 16:
-                    raise
-                vocab = max(16, vocab // 2)
-                buf = io.BytesIO()
-        self.trained_vocab_size = vocab
-        self._load(buf.getvalue())
+        model, self.trained_vocab_size = train_sentencepiece([self.normalize(t) for t in texts], self.cfg)
+        self._load(model)
         return self
 
     def tokens(self, text: str) -> list[str]:
@@ -184,6 +245,10 @@ def tokenizer_from_state(cfg: TokenizerConfig, header: dict[str, Any], blob: byt
         if not blob:
             raise ValueError("subword tokenizer state lacks the sentencepiece model")
         return SubwordTokenizer(cfg, blob)
+    if cfg.level == "word":
+        if cfg.unknown_words == "subword" and not blob:
+            raise ValueError("word tokenizer state lacks the sentencepiece model for unknown words")
+        return WordTokenizer(cfg, list(header["vocab"]), blob if cfg.unknown_words == "subword" else None)
     return _LEVELS[cfg.level](cfg, list(header["vocab"]))
 
 

@@ -127,7 +127,19 @@ class TransformerEncoder(Backbone):
         norm: post (the seeds' order) or pre.
         positions: sinusoidal, learned (max_positions of them) or none.
         position_mode: sum (E added, width d_model) or concat (E of position_dim appended).
-        pool: cls (a trainable class token, read at the output), mean or max over valid steps.
+        pool: cls (a trainable class token, read at the output), mean or max over valid steps,
+            or attention: a learned scoring vector w gives each output token a weight
+            softmax_t(w . h_t) over the valid tokens, and the pooled vector is their weighted sum
+            (attention with one learned query; the seeds' "task-specific token weights").
+        token_pool: none, mean, max or attention: also pool the token vectors that enter the
+            encoder (before positions and attention, so each one depends on its token alone)
+            and concatenate them to the pooled encoder output before the head. A bag-of-words
+            path beside the contextual one: the head reads a rare word's own vector directly,
+            as TF-IDF + a linear model does; with attention its weights are static, per-token
+            learned weights (the seeds: TF-IDF is "static attention").
+        position_scale: multiplies the positional encodings (sinusoidal values are ~0.7 per
+            unit, far larger than token embeddings initialised at embed_dim**-0.5; below 1 lets
+            the token identity dominate the sum). 1 keeps the plain sum.
         input_norm: standardise each input channel (e.g. mel band) with masked batch norm
             (spectrogram inputs: dB values sit far from 0).
         patch, patch_stride: ViT/AST-style tokens: (freq, time) patches of the (C x T) input
@@ -148,7 +160,9 @@ class TransformerEncoder(Backbone):
         position_mode: Literal["sum", "concat"] = "sum"
         position_dim: int = Field(32, ge=2)
         max_positions: int = Field(1024, ge=1)
-        pool: Literal["cls", "mean", "max"] = "cls"
+        pool: Literal["cls", "mean", "max", "attention"] = "cls"
+        token_pool: Literal["none", "mean", "max", "attention"] = "none"
+        position_scale: float = Field(1.0, ge=0)
         input_norm: bool = False
         head_dropout: float = Field(0.0, ge=0, lt=1)
         patch: tuple[PosInt, PosInt] | None = None
@@ -189,8 +203,10 @@ class TransformerEncoder(Backbone):
             for _ in range(cfg.layers)
         )
         self.final_norm = nn.LayerNorm(d) if cfg.norm == "pre" else nn.Identity()
+        self.attn_pool = nn.Linear(d, 1) if cfg.pool == "attention" else None
+        self.token_score = nn.Linear(width, 1) if cfg.token_pool == "attention" else None
         self.head_drop = nn.Dropout(cfg.head_dropout)
-        self.head = nn.Linear(d, num_classes)
+        self.head = nn.Linear(d + (width if cfg.token_pool != "none" else 0), num_classes)
         self._table = torch.zeros(0)
 
     def max_steps(self) -> int | None:
@@ -229,6 +245,10 @@ class TransformerEncoder(Backbone):
         """Per-token encoder outputs (B, T', d) and their mask (B, T'); T' = T + 1 with a class
         token (at index 0: with no positional encoding on it, where it sits does not change any
         output, since attention is permutation-equivariant; the seeds append it last)."""
+        return self._encode(x, lengths)[:2]
+
+    def _encode(self, x: torch.Tensor, lengths: torch.Tensor):
+        """(encoder outputs, their mask, token vectors before positions (B, T, width), their mask)."""
         if self.input_norm is not None:
             m = length_mask(lengths, x.shape[1])
             x = (self.input_norm(x.transpose(1, 2), m) * m[:, None, :]).transpose(1, 2)
@@ -239,21 +259,36 @@ class TransformerEncoder(Backbone):
             h = self.proj(x)  # (B, T, width)
             e = self.positions(x.shape[1], x.device) if self.cfg.positions != "none" else None
         b, t, _ = h.shape
+        tokens, token_mask = h, length_mask(lengths, t)
         if e is not None:
             e = e.to(h.dtype)
+            if self.cfg.position_scale != 1.0:
+                e = e * self.cfg.position_scale
             h = h + e if self.cfg.position_mode == "sum" else torch.cat([h, e.expand(b, t, -1)], dim=-1)
-        mask = length_mask(lengths, t)
+        mask = token_mask
         if self.cfg.pool == "cls":
             h = torch.cat([self.cls.expand(b, 1, -1).to(h.dtype), h], dim=1)
             mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=x.device), mask], dim=1)
         h = self.drop(h)
         for block in self.blocks:
             h = block(h, mask)
-        return self.final_norm(h), mask
+        return self.final_norm(h), mask, tokens, token_mask
+
+    @staticmethod
+    def _pool(h: torch.Tensor, mask: torch.Tensor, how: str, score: nn.Module | None) -> torch.Tensor:
+        """(B, T, C), (B, T) -> (B, C) over valid steps."""
+        if how == "attention":
+            w = score(h).squeeze(-1).float().masked_fill(~mask, float("-inf")).softmax(-1)  # (B, T)
+            return (w.to(h.dtype)[:, :, None] * h).sum(1)
+        ht = h.transpose(1, 2)  # (B, C, T)
+        return masked_mean(ht, mask) if how == "mean" else masked_max(ht, mask)
 
     def forward_features(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h, mask = self.encode(x, lengths)
+        h, mask, tokens, token_mask = self._encode(x, lengths)
         if self.cfg.pool == "cls":
-            return self.head_drop(h[:, 0])
-        ht = h.transpose(1, 2)  # (B, d, T)
-        return self.head_drop(masked_mean(ht, mask) if self.cfg.pool == "mean" else masked_max(ht, mask))
+            z = h[:, 0]
+        else:
+            z = self._pool(h, mask, self.cfg.pool, self.attn_pool)
+        if self.cfg.token_pool != "none":
+            z = torch.cat([z, self._pool(tokens, token_mask, self.cfg.token_pool, self.token_score)], dim=-1)
+        return self.head_drop(z)

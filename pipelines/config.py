@@ -171,6 +171,11 @@ class TokenizerConfig(Strict):
     `vocab_size` pieces). Vocabularies keep tokens seen at least `min_freq` times, at most
     `max_size` of them (most frequent first). Longer texts are cut to `max_len` tokens (counted
     and reported).
+
+    unknown_words (word level): unk maps every word outside the vocabulary to <unk>; subword
+    spells it as sentencepiece pieces instead (a sentencepiece model of `vocab_size` pieces,
+    `model_type`, trained on the training texts), so a rare or unseen word keeps its spelling
+    ("peninsula" -> "▁pen", "insula") and shares pieces with words seen in training.
     """
 
     level: Literal["char", "word", "subword"] = "word"
@@ -181,6 +186,7 @@ class TokenizerConfig(Strict):
     vocab_size: Annotated[int, Field(ge=8)] = 8000
     model_type: Literal["unigram", "bpe"] = "unigram"
     max_len: PosInt = 128
+    unknown_words: Literal["unk", "subword"] = "unk"
     vectors: str | None = None  # GloVe/word2vec text file: initialises embeddings of known tokens
 
     @field_validator("pattern")

@@ -19,7 +19,7 @@ def fit_tokenizer(features: TextFeatures, train_texts: list[str]):
 
     tok = make_tokenizer(features.tokenizer).fit(train_texts)
     cfg = features.tokenizer
-    if cfg.level == "subword" and getattr(tok, "trained_vocab_size", cfg.vocab_size) != cfg.vocab_size:
+    if getattr(tok, "trained_vocab_size", cfg.vocab_size) != cfg.vocab_size:
         log.warning("subword vocabulary shrunk to %d pieces: the training texts cannot support %d",
                     tok.trained_vocab_size, cfg.vocab_size)  # fmt: skip
     log.info("tokenizer: %s level, %d tokens in the vocabulary", cfg.level, tok.vocab_size)

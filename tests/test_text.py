@@ -70,6 +70,27 @@ def test_subword_vocab_size_and_model_types():
         assert "".join(tok.tokens("Who wrote Hamlet ?")).replace("▁", " ").strip() == "who wrote hamlet ?"
 
 
+def test_unknown_words_spelled_as_subword_pieces():
+    cfg = TokenizerConfig(level="word", min_freq=2, unknown_words="subword", vocab_size=40)
+    tok = make_tokenizer(cfg).fit(TEXTS + ["Who painted the Mona Lisa ?"])
+    words = len(tok.itos)
+    assert "who" in tok.stoi and "mona" not in tok.stoi  # seen once: not a vocabulary word
+    ids = tok.encode("Who invented the hamster ?")
+    toks = tok.tokens("Who invented the hamster ?")
+    assert toks[:3] == ["who", "invented", "the"] and toks[-1] == "?" and UNK_ID not in ids
+    pieces = toks[3:-1]  # the unseen word, spelled in pieces with ids after the words
+    assert len(pieces) >= 1 and "".join(pieces).replace("▁", "") == "hamster"
+    assert all(words <= i < tok.vocab_size for i in ids[3:-1])
+    assert [tok.id_to_token(i) for i in ids] == toks
+    assert UNK_ID in tok.encode("Who wrote ## ?")  # a character never seen is still <unk>
+    header, blob = tok.state()
+    again = tokenizer_from_state(cfg, json.loads(json.dumps(header)), blob)
+    assert again.encode("Lisa invented the hamster ?") == tok.encode("Lisa invented the hamster ?")
+    assert again.vocab_size == tok.vocab_size
+    plain = make_tokenizer(TokenizerConfig(level="word", min_freq=2)).fit(TEXTS)
+    assert plain.tokens("Who invented the hamster ?")[3] == "<unk>" and plain.state()[1] is None
+
+
 TEXT_RECIPE = """\
 data:
   train: {train}
@@ -113,7 +134,7 @@ def test_text_model_trains_predicts_and_evaluates(tmp_path, level):
     summary = json.loads(r.stdout)
     assert summary["labels"] == ["HUM", "LOC", "NUM"] and summary["test_accuracy"] >= 0.75
     m = str(tmp_path / "run")
-    r = runner.invoke(app, ["predict", "-m", m, "--text", "Who invented the telescope ?", "--text", "   ",
+    r = runner.invoke(app, ["predict", "-m", m, "--text", "Who invented the hamster ?", "--text", "   ",
                             "--top-k", "2"])  # fmt: skip
     recs = [json.loads(x) for x in r.stdout.splitlines()]
     assert r.exit_code == 1 and recs[0]["label"] == "HUM" and len(recs[0]["top_k"]) == 2

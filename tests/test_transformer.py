@@ -59,7 +59,9 @@ VARIANTS = [
     {"pool": "cls"}, {"pool": "mean"}, {"pool": "max"}, {"norm": "pre"}, {"positions": "learned"},
     {"position_mode": "concat", "position_dim": 4}, {"input_norm": True},
     {"patch": (4, 3)}, {"patch": (4, 3), "patch_stride": (2, 2), "positions": "learned"},
-    {"patch": (8, 2), "input_norm": True, "pool": "mean"},
+    {"patch": (8, 2), "input_norm": True, "pool": "mean"}, {"pool": "attention"},
+    {"token_pool": "attention"}, {"pool": "attention", "token_pool": "mean", "position_scale": 0.1},
+    {"token_pool": "max", "position_mode": "concat", "position_dim": 4}, {"patch": (4, 3), "token_pool": "attention"},
 ]  # fmt: skip
 
 
@@ -120,3 +122,40 @@ def test_config_checks_head_divisibility():
 
     with pytest.raises(ConfigError, match="divisible"):
         registry.create("transformer", 8, 3, d_model=30, heads=4)
+
+
+def test_attention_pool_is_a_softmax_weighted_sum_over_valid_tokens():
+    m = enc(pool="attention")
+    x, lens = torch.randn(2, 6, 8), torch.tensor([6, 4])
+    with torch.no_grad():
+        h, mask = m.encode(x, lens)
+        torch.nn.init.zeros_(m.attn_pool.weight)
+        torch.nn.init.zeros_(m.attn_pool.bias)  # equal scores: the mean over valid tokens
+        assert torch.allclose(m.forward_features(x, lens)[1], h[1, :4].mean(0), atol=1e-5)
+        m.attn_pool.bias.fill_(3.0)
+        m.attn_pool.weight.normal_()
+        w = (h[1, :4] @ m.attn_pool.weight[0]).softmax(0)
+        assert torch.allclose(m.forward_features(x, lens)[1], (w[:, None] * h[1, :4]).sum(0), atol=1e-5)
+
+
+@pytest.mark.parametrize("how", ["mean", "max", "attention"])
+def test_token_pool_reads_the_token_vectors_before_positions_and_attention(how):
+    m = enc(pool="mean", token_pool=how)
+    assert m.head.in_features == 16 + 16
+    x, lens = torch.randn(1, 7, 8), torch.tensor([7])
+    perm = torch.randperm(7)
+    with torch.no_grad():
+        z, zp = m.forward_features(x, lens), m.forward_features(x[:, perm], lens)
+    assert torch.allclose(z[:, 16:], zp[:, 16:], atol=1e-5)  # a bag of tokens: order does not matter
+    assert not torch.allclose(z[:, :16], zp[:, :16], atol=1e-3)  # the contextual part sees positions
+    if how == "mean":
+        assert torch.allclose(z[0, 16:], m.proj(x[0]).mean(0), atol=1e-5)
+
+
+def test_position_scale_zero_is_no_positions():
+    x, lens = torch.randn(2, 6, 8), torch.tensor([6, 2])
+    with torch.no_grad():
+        a = enc(pool="mean", position_scale=0.0)(x, lens)
+        b = enc(pool="mean", positions="none")(x, lens)
+        c = enc(pool="mean", position_scale=0.5)(x, lens)
+    assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, c, atol=1e-4)
