@@ -83,18 +83,25 @@ class MaskedBatchNorm(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        self.num_batches_tracked += 1
+        mom = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        if x.device.type == "cpu" and bool(mask.all()):  # no padding: the fused kernel (no sync on CPU)
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, mom, self.eps)
         shape = (x.shape[0], 1) + (1,) * (x.dim() - 3) + (x.shape[-1],)
         m = mask.reshape(shape).to(x.dtype)  # (B, 1, ..., T)
         dims = [0] + list(range(2, x.dim()))
         n = (m.sum() * (x[0, 0].numel() // x.shape[-1])).clamp_min(1)
-        mean = (x * m).sum(dims) / n  # (C,)
-        view = (1, -1) + (1,) * (x.dim() - 2)
-        var = (((x - mean.view(view)) ** 2) * m).sum(dims) / n
+        # Two reductions (sum x, sum x^2 over valid steps) and one affine pass: about half the
+        # memory traffic of centring first. Inputs are normalised activations or dB values,
+        # where E[x^2] - E[x]^2 loses nothing that matters in float32.
+        xm = x * m
+        mean = xm.sum(dims) / n  # (C,)
+        var = ((xm * x).sum(dims) / n - mean.square()).clamp_min(0)
         with torch.no_grad():
-            self.num_batches_tracked += 1
-            mom = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             unbiased = var * (n / (n - 1).clamp_min(1))
             self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), mom)
             self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), mom)
-        y = (x - mean.view(view)) * torch.rsqrt(var.view(view) + self.eps)
-        return y * self.weight.view(view) + self.bias.view(view)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean * scale
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return torch.addcmul(shift.view(view), x, scale.view(view))

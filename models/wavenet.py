@@ -26,7 +26,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from attn.pipelines.config import PosInt, Strict
 
-from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean, pooled_lengths
+from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths
 from .registry import register
 
 
@@ -251,10 +251,4 @@ class WaveNet(Backbone):
     def forward_features(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h, lengths = self.forward_steps(x, lengths)
         mask = length_mask(lengths, h.shape[-1])
-        if self.cfg.pool == "mean":
-            z = masked_mean(h, mask)
-        elif self.cfg.pool == "max":
-            z = masked_max(h, mask)
-        else:
-            z = torch.cat([masked_mean(h, mask), masked_max(h, mask)], dim=1)
-        return self.dropout(z)  # (B, D)
+        return self.dropout(masked_pool(h, mask, self.cfg.pool))  # (B, D)
