@@ -27,6 +27,7 @@ def test_digits_recipe_reads_the_official_split(shared_data, monkeypatch):
 GENRE_SMOKE = {
     "recipes/genre.yaml": ["model.channels=[4,8]"],
     "recipes/genre_transformer.yaml": ["model.d_model=16", "model.layers=1", "model.ff_dim=32"],
+    "recipes/genre_wavenet.yaml": ["model.channels=8", "model.front_channels=8", "model.skip_channels=8"],
 }
 
 
@@ -56,6 +57,19 @@ def test_digits_recipe_reaches_99_percent(shared_data, tmp_path, monkeypatch):
                             "--format", "json", "--device", "cpu"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["test_accuracy"] >= 0.99
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe, bar", [("recipes/digits_wavenet.yaml", 0.97), ("recipes/digits_transformer.yaml", 0.98)]
+)
+def test_digits_family_recipes_reach_their_bar(shared_data, tmp_path, monkeypatch, recipe, bar):
+    """Raw-audio WaveNet >= 97%, spectrogram transformer >= 98% (each ~10-25 minutes on 2 cores)."""
+    monkeypatch.setenv("ATTN_DATA", str(shared_data))
+    r = runner.invoke(app, ["train", recipe, "--out", str(tmp_path / "d"), "--quiet", "--format", "json",
+                            "--device", "cpu"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["test_accuracy"] >= bar
 
 
 @pytest.mark.slow
