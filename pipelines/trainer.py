@@ -104,6 +104,7 @@ class Trainer:
         self.state = TrainState()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.ema: dict[str, torch.Tensor] | None = None
+        self._ema_pairs = None
         self._param_names = {n for n, _ in model.named_parameters()}
 
     def _epoch_size(self) -> int:
@@ -170,16 +171,22 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         # Early on the average follows the weights closely ((1+n)/(10+n)); later it uses the
-        # configured decay. Buffers (batch-norm statistics) are copied as they are.
+        # configured decay. Buffers (batch-norm statistics) are copied as they are. One fused
+        # lerp over all parameters: a per-tensor loop cost ~8% of a small text model's step.
         decay = min(self.cfg.ema, (1 + self.state.step) / (10 + self.state.step))
         if self.ema is None:
             self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            return
-        for k, v in self.model.state_dict().items():
-            if v.is_floating_point() and k in self._param_names:
-                self.ema[k].lerp_(v, 1 - decay)
-            else:
-                self.ema[k].copy_(v)
+        if self._ema_pairs is None:
+            live = self.model.state_dict()
+            params = [k for k in live if k in self._param_names and live[k].is_floating_point()]
+            self._ema_pairs = (
+                [self.ema[k] for k in params], [live[k] for k in params],
+                [(self.ema[k], live[k]) for k in live if k not in params],
+            )  # fmt: skip
+        ema_p, live_p, bufs = self._ema_pairs
+        torch._foreach_lerp_(ema_p, live_p, 1 - decay)
+        for e, v in bufs:
+            e.copy_(v)
 
     @contextlib.contextmanager
     def _averaged(self):
@@ -272,6 +279,7 @@ class Trainer:
         self.best_weights = sd.get("best_weights")
         ema = sd.get("ema")
         self.ema = None if ema is None else {k: v.to(self.device) for k, v in ema.items()}
+        self._ema_pairs = None
         self.opt.load_state_dict(sd["optimizer"])
         if sd.get("scaler"):
             self.scaler.load_state_dict(sd["scaler"])
