@@ -188,6 +188,26 @@ class TokenizerConfig(Strict):
     max_len: PosInt = 128
     unknown_words: Literal["unk", "subword"] = "unk"
     vectors: str | None = None  # GloVe/word2vec text file: initialises embeddings of known tokens
+    # fastText-style subword information (word level): each word also carries the hashed ids of
+    # its character n-grams of lengths char_ngrams[0]..char_ngrams[1] ("<" and ">" mark the word's
+    # edges), and with word_ngrams 2 the hashed (previous word, word) pair, in `ngram_buckets`
+    # shared buckets. An unseen word is then <unk> plus its n-grams: close to words spelled alike.
+    char_ngrams: tuple[PosInt, PosInt] | None = None
+    word_ngrams: Literal[1, 2] = 1
+    ngram_buckets: PosInt = 100_000
+
+    @model_validator(mode="after")
+    def _ngrams(self) -> TokenizerConfig:
+        if self.char_ngrams is not None and self.char_ngrams[0] > self.char_ngrams[1]:
+            raise ValueError(f"char_ngrams: shortest ({self.char_ngrams[0]}) exceeds longest ({self.char_ngrams[1]})")
+        if self.hashed_ngrams and (self.level != "word" or self.unknown_words != "unk"):
+            raise ValueError("char_ngrams/word_ngrams need level: word with unknown_words: unk")
+        return self
+
+    @property
+    def hashed_ngrams(self) -> bool:
+        """Whether tokens carry hashed n-gram ids besides their word id."""
+        return self.char_ngrams is not None or self.word_ngrams > 1
 
     @field_validator("pattern")
     @classmethod
@@ -208,6 +228,7 @@ class TextFeatures(Strict):
     embed_dim: PosInt = 128
     embed_dropout: Fraction = 0.0  # dropout on the embedded tokens (training only)
     word_dropout: Fraction = 0.0  # replace this fraction of tokens with <unk> (training only)
+    ngram_combine: Literal["mean", "sum"] = "mean"  # word vector with its hashed n-gram vectors
 
 
 def _features_tag(v: Any) -> str:
@@ -264,6 +285,7 @@ class TrainConfig(Strict):
     pretrain_epochs: NonNegInt = 0  # text: masked-token pretraining on the training texts first
     mask_prob: Annotated[float, Field(gt=0, lt=1)] = 0.15  # share of tokens masked when pretraining
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    compile: bool = False  # torch.compile the training forward pass (pays off on GPU; not on 2 CPU cores)
 
 
 class Recipe(Strict):

@@ -111,3 +111,16 @@ def test_out_dir_that_is_not_empty_is_refused(tmp_path, tiny_recipe):
     with pytest.raises(ConfigError, match="not empty"):
         train(load_recipe(p), str(p), out=str(tmp_path / "run"), device="cpu")
     assert (tmp_path / "run" / "x").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_saves_plain_weights(tmp_path, tiny_recipe):
+    # train.compile wraps only the training forward; the artifact must hold the plain module's
+    # weights (same keys), and the numbers must follow the eager run (fusion reorders float ops).
+    p = tiny_recipe(epochs=2)
+    eager = train(load_recipe(p), str(p), out=str(tmp_path / "e"), device="cpu")
+    compiled = train(load_recipe(p, ["train.compile=true"]), str(p), out=str(tmp_path / "c"), device="cpu")
+    we, wc = _weights(eager.model_path), _weights(compiled.model_path)
+    assert we.keys() == wc.keys()
+    for k in we:
+        assert torch.allclose(we[k].float(), wc[k].float(), atol=1e-3, rtol=1e-3), k
