@@ -1,6 +1,8 @@
 """The text front-end: token ids -> learned embeddings, on the model's device.
 
     forward(ids (B, T) int64, lengths (B,)) -> (emb (B, E, T), lengths (B,))
+    forward(ids (B, T, 1 + K) int64, lengths (B,)): the same, ids[..., 0] the token ids and
+        ids[..., 1:] each token's hashed n-gram buckets (0 = none; see features/ngrams.py)
 
 Same (features, lengths) shape convention as the audio front-ends, so every backbone takes text
 with no special case.
@@ -21,6 +23,11 @@ class TextFrontend(nn.Module):
 
     In training, `word_dropout` replaces that fraction of valid tokens with <unk> (so the model
     learns to use context for unseen words) and `embed_dropout` drops embedding units.
+
+    With hashed n-grams (`tokenizer.char_ngrams`/`word_ngrams`) a token's vector is, as in
+    fastText, the mean of its word vector and its n-gram vectors (`ngram_combine: sum` adds
+    them instead); word dropout then keeps the n-grams, which is exactly what an unseen word
+    looks like at prediction: <unk> plus its spelling.
     """
 
     def __init__(self, cfg: TextFeatures, vocab_size: int) -> None:
@@ -30,6 +37,13 @@ class TextFrontend(nn.Module):
         nn.init.normal_(self.embed.weight, std=cfg.embed_dim**-0.5)
         with torch.no_grad():
             self.embed.weight[PAD_ID].zero_()
+        tc = cfg.tokenizer
+        self.ngrams = None
+        if tc.hashed_ngrams:  # row 0 pads; rows 1..buckets are n-gram buckets
+            self.ngrams = nn.EmbeddingBag(tc.ngram_buckets + 1, cfg.embed_dim, mode="sum", padding_idx=0)
+            nn.init.normal_(self.ngrams.weight, std=cfg.embed_dim**-0.5)
+            with torch.no_grad():
+                self.ngrams.weight[0].zero_()
         self.dropout = nn.Dropout(cfg.embed_dropout)
         self.out_dim = cfg.embed_dim
 
@@ -37,10 +51,20 @@ class TextFrontend(nn.Module):
         return lengths
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        grams = None
+        if ids.dim() == 3:
+            ids, grams = ids[..., 0], ids[..., 1:]  # (B, T), (B, T, K)
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(ids.shape, device=ids.device) < self.cfg.word_dropout
             ids = torch.where(drop & (ids != PAD_ID), torch.full_like(ids, UNK_ID), ids)
-        emb = self.dropout(self.embed(ids))  # (B, T, E)
+        emb = self.embed(ids)  # (B, T, E)
+        if grams is not None and self.ngrams is not None and grams.shape[-1]:
+            b, t, k = grams.shape
+            bag = self.ngrams(grams.reshape(b * t, k)).view(b, t, -1)  # (B, T, E): sum of n-gram rows
+            emb = emb + bag
+            if self.cfg.ngram_combine == "mean":  # over the word vector and its n-grams (pads: 0 / 1)
+                emb = emb / (1 + (grams != 0).sum(-1, keepdim=True)).to(emb.dtype)
+        emb = self.dropout(emb)
         return emb.transpose(1, 2), lengths  # (B, E, T)
 
     @torch.no_grad()

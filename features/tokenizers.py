@@ -13,7 +13,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from attn.pipelines.config import TokenizerConfig
+
+from .ngrams import HASH, NgramHasher
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
@@ -62,6 +66,11 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """What the model is fed: (T,) int64 ids, or (T, 1 + K) with hashed n-grams (word level,
+        `char_ngrams`/`word_ngrams`: column 0 the id, then bucket ids, 0-padded). Not truncated."""
+        return np.asarray(self.encode(text), dtype=np.int64)
 
     @property
     def vocab_size(self) -> int:
@@ -137,6 +146,7 @@ class WordTokenizer(VocabTokenizer):
     def __init__(self, cfg: TokenizerConfig, vocab: list[str] | None = None, model: bytes | None = None) -> None:
         super().__init__(cfg, vocab)
         self.regex = re.compile(cfg.pattern)
+        self.hasher = NgramHasher(cfg.char_ngrams, cfg.word_ngrams, cfg.ngram_buckets) if cfg.hashed_ngrams else None
         self.model: bytes | None = None
         self.sp = None
         if model is not None:
@@ -180,6 +190,12 @@ class WordTokenizer(VocabTokenizer):
             out.extend([i] if i is not None else self._pieces(t))
         return out
 
+    def encode_array(self, text: str) -> np.ndarray:
+        if self.hasher is None:
+            return super().encode_array(text)
+        words = self.split(self.normalize(text))
+        return self.hasher.encode_rows(words, [self.stoi.get(w, UNK_ID) for w in words])
+
     @property
     def vocab_size(self) -> int:
         return len(self.itos) + (self.sp.get_piece_size() - 2 if self.sp is not None else 0)
@@ -188,7 +204,10 @@ class WordTokenizer(VocabTokenizer):
         return self.itos[i] if i < len(self.itos) else self.sp.id_to_piece(i - len(self.itos) + 2)
 
     def state(self) -> tuple[dict[str, Any], bytes | None]:
-        return {"level": self.level, "vocab": self.itos}, self.model
+        header: dict[str, Any] = {"level": self.level, "vocab": self.itos}
+        if self.hasher is not None:
+            header["ngram_hash"] = HASH
+        return header, self.model
 
 
 class SubwordTokenizer(Tokenizer):
@@ -248,6 +267,8 @@ def tokenizer_from_state(cfg: TokenizerConfig, header: dict[str, Any], blob: byt
     if cfg.level == "word":
         if cfg.unknown_words == "subword" and not blob:
             raise ValueError("word tokenizer state lacks the sentencepiece model for unknown words")
+        if cfg.hashed_ngrams and header.get("ngram_hash") != HASH:
+            raise ValueError(f"n-grams hashed by {header.get('ngram_hash')!r}, this attn hashes by {HASH!r}")
         return WordTokenizer(cfg, list(header["vocab"]), blob if cfg.unknown_words == "subword" else None)
     return _LEVELS[cfg.level](cfg, list(header["vocab"]))
 

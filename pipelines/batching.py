@@ -17,7 +17,7 @@ from attn.features.functional import window_spans
 
 @dataclass(frozen=True)
 class Batch:
-    x: torch.Tensor  # (B, N) float32 samples, or (B, N) int64 token ids
+    x: torch.Tensor  # (B, N) float32 samples, (B, N) int64 token ids, or (B, N, 1 + K) ids + n-gram ids
     lengths: torch.Tensor  # (B,) int64 valid steps
     y: torch.Tensor  # (B,) int64 label index (-1 when unknown)
     clip: torch.Tensor  # (B,) int64 index of the clip each window came from
@@ -74,14 +74,21 @@ class WindowSet:
             yield self.collate(windows[idx[b : b + batch_size]])
 
     def collate(self, rows: np.ndarray) -> Batch:
-        width = int(rows[:, 2].max())
-        dtype = self.clips[int(rows[0, 0])].dtype
-        x = np.zeros((len(rows), width), dtype=dtype)
-        for r, (ci, s, n) in enumerate(rows):
-            x[r, :n] = self.clips[ci][s : s + n]
+        x = pad_rows([self.clips[ci][s : s + n] for ci, s, n in rows])
         return Batch(
             torch.from_numpy(x),
             torch.from_numpy(rows[:, 2].copy()),
             torch.from_numpy(self.labels[rows[:, 0]]),
             torch.from_numpy(rows[:, 0].copy()),
         )
+
+
+def pad_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """Zero-padded stack: (n,) arrays -> (B, N); (n, k) arrays (token ids with n-gram ids) ->
+    (B, N, K), N and K the largest n and k. Zero is <pad> and the padding n-gram bucket."""
+    width = max(len(p) for p in parts)
+    extra = (max(p.shape[1] for p in parts),) if parts[0].ndim == 2 else ()
+    x = np.zeros((len(parts), width, *extra), dtype=parts[0].dtype)
+    for r, p in enumerate(parts):
+        x[(r, slice(0, len(p)), *(slice(0, s) for s in p.shape[1:]))] = p
+    return x

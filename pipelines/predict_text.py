@@ -59,14 +59,14 @@ class TextPredictor:
         self.top_k = max(1, min(top_k, len(self.labels)))
 
     def predict(self, inputs: Iterable[TextInput]) -> Iterator[dict[str, Any]]:
-        pending: list[tuple[TextInput, list[int] | None, str | None]] = []
+        pending: list[tuple[TextInput, np.ndarray | None, str | None]] = []
         for item in inputs:
             if item.error is None and (item.text is None or not item.text.strip()):
                 item = TextInput(item.input, None, f"{item.input if item.show_text else 'input'}: empty text",
                                  item.show_text)  # fmt: skip
-            ids = self.tok.encode(item.text) if item.error is None and item.text is not None else None
+            ids = self.tok.encode_array(item.text) if item.error is None and item.text is not None else None
             pending.append((item, ids, item.error))
-            if sum(1 for _, i, _ in pending if i) >= self.batch_size:
+            if sum(1 for _, i, _ in pending if i is not None and len(i)) >= self.batch_size:
                 yield from self._flush(pending)
                 pending = []
         yield from self._flush(pending)
@@ -74,16 +74,15 @@ class TextPredictor:
     def _flush(self, rows) -> Iterator[dict[str, Any]]:
         import torch
 
+        from .batching import pad_rows
+
         good = [(i, ids) for i, (_, ids, _) in enumerate(rows) if ids is not None]
         probs: dict[int, np.ndarray] = {}
         if good:
-            width = min(self.max_len, max(max(len(ids), 1) for _, ids in good))
-            x = np.zeros((len(good), width), dtype=np.int64)
-            lengths = []
-            for r, (_, ids) in enumerate(good):
-                ids = (ids or [1])[: self.max_len]
-                x[r, : len(ids)] = ids
-                lengths.append(len(ids))
+            # (T,) or (T, 1 + K) per text, cut to max_len; an all-space text is one <unk>
+            parts = [ids[: self.max_len] if len(ids) else np.ones((1, *ids.shape[1:2]), np.int64) for _, ids in good]
+            x = pad_rows(parts)  # (B, T) or (B, T, 1 + K)
+            lengths = [len(p) for p in parts]
             dev = self.loaded.device
             with torch.inference_mode():
                 logits = self.loaded.model(torch.from_numpy(x).to(dev), torch.tensor(lengths).to(dev))
@@ -99,8 +98,8 @@ class TextPredictor:
                 continue
             p = probs[i]
             order = np.argsort(-p, kind="stable")
-            rec.update(label=self.labels[order[0]], score=round(float(p[order[0]]), 6), tokens=len(ids or []))
-            if len(ids or []) > self.max_len:
+            rec.update(label=self.labels[order[0]], score=round(float(p[order[0]]), 6), tokens=len(ids))
+            if len(ids) > self.max_len:
                 rec["truncated"] = True
             if self.top_k > 1:
                 rec["top_k"] = [{"label": self.labels[j], "score": round(float(p[j]), 6)} for j in order[: self.top_k]]

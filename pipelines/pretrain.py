@@ -47,18 +47,22 @@ def pretrain_masked_tokens(model, ws: WindowSet, cfg: TrainConfig, vocab_size: i
         tgen = torch.Generator().manual_seed(int(gen.integers(2**62)))
         total, count = 0.0, 0
         for batch in ws.batches(ws.all_windows, cfg.batch_size, gen.permutation(ws.num_windows)):
-            x, lengths = batch.x, batch.lengths
-            valid = x != PAD_ID
-            masked = (torch.rand(x.shape, generator=tgen) < cfg.mask_prob) & valid
+            x, lengths = batch.x, batch.lengths  # (B, T) ids, or (B, T, 1 + K) ids with n-gram ids
+            words = x[..., 0] if x.dim() == 3 else x  # (B, T)
+            valid = words != PAD_ID
+            masked = (torch.rand(words.shape, generator=tgen) < cfg.mask_prob) & valid
             if not masked.any():
                 continue
             for g in opt.param_groups:  # linear warmup over 5%, then linear decay
                 g["lr"] = cfg.lr * min((step + 1) / max(1, steps // 20), max(0.0, 1 - step / steps))
-            inp = torch.where(masked, torch.full_like(x, UNK_ID), x).to(device)
+            inp = torch.where(masked, torch.full_like(words, UNK_ID), words)
+            if x.dim() == 3:  # a masked token loses its n-grams too, else its spelling gives it away
+                inp = torch.cat([inp[..., None], x[..., 1:].masked_fill(masked[..., None], 0)], dim=-1)
+            inp = inp.to(device)
             emb, lens = model.frontend(inp, lengths.to(device))
             h, _ = backbone.encode(emb.transpose(1, 2), lens)  # (B, T', d)
             logits = head(h[:, offset:][masked.to(device)])  # (M, V)
-            loss = F.cross_entropy(logits.float(), x.to(device)[masked.to(device)])
+            loss = F.cross_entropy(logits.float(), words.to(device)[masked.to(device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

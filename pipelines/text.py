@@ -27,14 +27,17 @@ def fit_tokenizer(features: TextFeatures, train_texts: list[str]):
 
 
 def encode_texts(tok, texts: list[str], max_len: int) -> tuple[list[np.ndarray], int]:
-    """Token id arrays (int64), each cut to `max_len`, and how many texts were cut."""
+    """Token id arrays (int64, (T,) or (T, 1 + K) with hashed n-grams), each cut to `max_len`
+    tokens, and how many texts were cut."""
     out, cut = [], 0
     for t in texts:
-        ids = tok.encode(t)
+        ids = tok.encode_array(t)
         if len(ids) > max_len:
             cut += 1
             ids = ids[:max_len]
-        out.append(np.asarray(ids if ids else [1], dtype=np.int64))  # an all-space text -> <unk>
+        if not len(ids):  # an all-space text -> <unk>
+            ids = np.ones((1,) + ids.shape[1:2], dtype=np.int64)
+        out.append(ids)
     return out, cut
 
 
