@@ -258,8 +258,12 @@ class Trainer:
         return st
 
     def load_best(self) -> None:
+        """Make the best epoch's weights (averaged ones with ema) the model's, and what
+        `evaluate` uses from now on: otherwise it would swap in the last epoch's average, and
+        the reported test metrics would not be those of the saved model."""
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
+            self.ema, self._ema_pairs = None, None
 
     # -- resume state ---------------------------------------------------------------------------
 

@@ -76,6 +76,20 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_recipe):
     ]
 
 
+def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_recipe, monkeypatch):
+    import attn.pipelines.trainer as T
+    from attn.pipelines.evaluate import evaluate
+    from attn.pipelines.model_io import load_model
+
+    monkeypatch.setattr(T.Trainer, "_key", lambda self, rec: [-rec["epoch"]])  # epoch 1 is the best
+    p = tiny_recipe(epochs=3)
+    r = load_recipe(p, ["train.ema=0.9", "train.patience=0"])  # the last epoch's average differs
+    res = train(r, str(p), out=str(tmp_path / "run"), device="cpu")
+    assert res.best_epoch == 1 and res.epochs_run == 3
+    again = evaluate(load_model(res.model_path), recipe=r, split="test")
+    assert abs(again["loss"] - res.metrics["loss"]) < 1e-5 and again["accuracy"] == res.metrics["accuracy"]
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, tiny_recipe, monkeypatch):
     import attn.pipelines.trainer as T
 
