@@ -2,7 +2,7 @@
 
     python -m bench                 # every case (about 15 minutes on 2 cores)
     python -m bench --quick         # smaller inputs, for a smoke run
-    python -m bench --cases logmel,cold_start
+    python -m bench --cases logmel,cold_start   # re-measure some; the others are kept
 
 Speed is measured here, never asserted in tests: medians of repeated runs, each as a ratio
 against a reference measured in the same run (ratio > 1 means attn is better).
@@ -44,8 +44,10 @@ def run(names: list[str], quick: bool) -> dict:
         except Exception as e:  # noqa: BLE001 - one failing case must not hide the others
             traceback.print_exc()
             rows = [{"case": name, "error": f"{type(e).__name__}: {e}"}]
+        stamp = dt.datetime.now().isoformat(timespec="minutes")
         for row in rows:
             row["group"] = name
+            row["measured_at"] = stamp
         results += rows
         print(f"bench: {name} done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
     return {"date": dt.date.today().isoformat(), "quick": quick, "machine": machine(), "results": results}
@@ -69,6 +71,10 @@ def markdown(report: dict) -> str:
         "| case | input | reference | attn | reference | unit | ratio | goal | met |",
         "|---|---|---|---:|---:|---|---:|---|---|",
     ]
+    stamps = sorted({r.get("measured_at", report["date"])[:16] for r in report["results"]})
+    if len(stamps) > 1:
+        lines[2:2] = ["", f"Rows come from runs at {', '.join(stamps)} (`--cases` re-measures some and keeps the rest; "
+                          "every ratio is still taken within one run)."]  # fmt: skip
     for r in report["results"]:
         if "attn" not in r:
             why = r.get("skipped") or r.get("error")
@@ -76,7 +82,7 @@ def markdown(report: dict) -> str:
             continue
         met = {True: "yes", False: "**no**", None: ""}[r["met"]]
         extra = {k: v for k, v in r.items() if k not in {"case", "measured", "reference", "attn", "ref", "unit",
-                                                         "ratio", "goal", "met", "group"}}  # fmt: skip
+                                                         "ratio", "goal", "met", "group", "measured_at"}}  # fmt: skip
         note = "; ".join(f"{k}={v}" for k, v in extra.items())
         lines.append(f"| {r['case']} | {r['measured']} | {r['reference']} | {r['attn']:g} | {r['ref']:g} | "
                      f"{r['unit']} | {r['ratio'] if r['ratio'] is not None else ''} | {r['goal']} | {met}"
@@ -99,9 +105,28 @@ def main() -> None:
     report = run(names, args.quick)
     print(json.dumps(report, indent=2))
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(markdown(report))
-        print(f"bench: wrote {args.out}", file=sys.stderr)
+        stored = os.path.splitext(args.out)[0] + ".json"  # every row, so a partial run can update them
+        if set(names) != set(CASES) and not args.quick and os.path.exists(stored):
+            report = merge(json.load(open(stored, encoding="utf-8")), report)
+        write_atomic(stored, json.dumps(report, indent=2) + "\n")
+        write_atomic(args.out, markdown(report))
+        print(f"bench: wrote {args.out} and {stored}", file=sys.stderr)
+
+
+def merge(old: dict, new: dict) -> dict:
+    """The new run's groups replace the same groups of the stored report; the others are kept."""
+    fresh = {r["group"] for r in new["results"]}
+    rows = [r for r in old["results"] if r.get("group") not in fresh] + new["results"]
+    order = list(CASES)
+    rows.sort(key=lambda r: order.index(r["group"]) if r.get("group") in order else len(order))
+    return {**new, "results": rows}
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
