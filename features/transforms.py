@@ -60,7 +60,9 @@ class LogMel(nn.Module):
         self.register_buffer("fb", fb.T.contiguous(), persistent=False)  # (n_mels, n_freqs)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return _to_db(torch.matmul(self.fb, self.spec(wave)), self.cfg)  # (..., n_mels, frames)
+        c, window = self.cfg, self.spec.window
+        mel = AF.mel_spectrogram(wave, window, self.fb, c.n_fft, c.hop_length, c.center, c.power)
+        return _to_db(mel, c)  # (..., n_mels, frames)
 
 
 def _to_db(spec: torch.Tensor, cfg: AudioFeatures) -> torch.Tensor:

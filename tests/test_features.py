@@ -56,6 +56,20 @@ def test_mfcc_matches_librosa(shared_data):
     assert np.abs(ours - ref).max() < 0.01
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 8 * 129, 60 * 8 * 129, 1 << 30])
+def test_chunked_mel_equals_one_pass(chunk_bytes):
+    # Chunks of a few frames of one clip, of several whole clips, and one pass must agree, with
+    # chunk edges that do not divide the frame count.
+    torch.manual_seed(0)
+    wave = torch.randn(5, 3, 2001)
+    window = torch.hann_window(256)
+    fb = torch.rand(24, 129)
+    one = torch.matmul(fb, AF.spectrogram(wave, window, 256, 80, True, 2.0))
+    got = AF.mel_spectrogram(wave, window, fb, 256, 80, True, 2.0, chunk_bytes=chunk_bytes)
+    assert got.shape == one.shape == (5, 3, 24, 26)
+    torch.testing.assert_close(got, one, rtol=1e-5, atol=1e-5)
+
+
 def test_db_uses_fixed_reference_not_clip_maximum():
     """A window cut from a longer clip has the same features as the same frames in the clip."""
     cfg = AudioFeatures(sample_rate=8000, n_fft=256, hop_length=128, n_mels=24)
