@@ -41,12 +41,18 @@ def main_callback(
     State.debug = State.debug or debug
 
 
-app.command("train", epilog=train.EPILOG)(train.train_cmd)
-app.command("predict", epilog=predict.EPILOG)(predict.predict_cmd)
-app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate_cmd)
-app.command("features", epilog=features.EPILOG)(features.features_cmd)
-app.command("info", epilog=info.EPILOG)(info.info_cmd)
-app.command("tokenize", epilog=tokenize.EPILOG)(tokenize.tokenize_cmd)
+def _epilog(text: str) -> str:
+    """Mark indented paragraphs (the examples) with click's \\b so a narrow terminal does not
+    re-wrap a command line and its comment into one run of words."""
+    return "\n\n".join(f"\b\n{p}" if p.startswith("  ") else p for p in text.split("\n\n"))
+
+
+app.command("train", epilog=_epilog(train.EPILOG))(train.train_cmd)
+app.command("predict", epilog=_epilog(predict.EPILOG))(predict.predict_cmd)
+app.command("evaluate", epilog=_epilog(evaluate.EPILOG))(evaluate.evaluate_cmd)
+app.command("features", epilog=_epilog(features.EPILOG))(features.features_cmd)
+app.command("info", epilog=_epilog(info.EPILOG))(info.info_cmd)
+app.command("tokenize", epilog=_epilog(tokenize.EPILOG))(tokenize.tokenize_cmd)
 
 
 def main() -> None:
