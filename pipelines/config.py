@@ -30,6 +30,7 @@ PATH_KEYS = (
     ("data", "train"),
     ("data", "val"),
     ("data", "test"),
+    ("data", "cache_dir"),
     ("features", "tokenizer", "vectors"),
 )
 
@@ -71,6 +72,7 @@ class DataConfig(Strict):
     test_fraction: Fraction = 0.1
     split_seed: int = 0
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+    cache_dir: str | None = None  # keep decoded, resampled audio here for the next run (see audio_cache.py)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

@@ -269,15 +269,25 @@ def load_clips(items: list[Item], cfg: DataConfig, sample_rate: int, workers: in
             clips.append(generate_clip(kind, rng, cfg.synthetic.seconds, sample_rate))
         return LoadedClips(list(items), clips, [])
 
+    read = read_audio
+    cache = None
+    if cfg.cache_dir:
+        from .audio_cache import AudioCache
+
+        cache = AudioCache(cfg.cache_dir)
+        read = cache.read
+
     def one(it: Item):
         try:
-            return read_audio(it.source, sample_rate), None
+            return read(it.source, sample_rate), None
         except InputError as e:
             return None, str(e)
 
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, items))
+    if cache is not None and items:
+        log.info("audio cache %s: %d read, %d decoded and stored", cache.root, cache.hits, cache.misses)
     kept, clips, errors = [], [], []
     for it, (clip, err) in zip(items, results, strict=True):
         if err is not None:
