@@ -59,6 +59,8 @@ def train_cmd(
 
     if (recipe is None) == (resume is None):
         raise fail("give a RECIPE to train, or --resume RUN_DIR to continue a run (not both)")
+    main_rank = T.world_from_env().main  # under torchrun only rank 0 logs and prints
+    quiet = quiet or not main_rank
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)
     set_threads(threads)
@@ -80,6 +82,8 @@ def train_cmd(
                 overrides.append(f"train.seed={seed}")
             r = load_recipe(recipe, overrides)
             result = T.train(r, recipe, out=out, device=device, callbacks=progress)
+    if not main_rank:
+        return
     summary = result.summary()
     if fmt == "json":
         print(json.dumps(summary))

@@ -12,6 +12,7 @@ runs/latest -> the newest run
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Recipe
+from .distributed import World, broadcast_text, join, leave, world_from_env
 from .errors import ArtifactError, AttnError, ConfigError, InputError
 from .fsutil import append_line, atomic_write_text, make_dirs
 
@@ -131,22 +133,36 @@ def train(
     callbacks=None,
 ) -> TrainResult:
     """Train the recipe in a new run directory and return what was written."""
-    from .device import resolve_device
     from .recipe import recipe_to_yaml
 
-    dev = resolve_device(device)
-    prepared = _prepare_data(recipe)  # lists items and labels; config errors surface here
-    run_dir = new_run_dir(recipe_path, out)
-    atomic_write_text(run_dir / "recipe.yaml", recipe_to_yaml(recipe))
-    with _RunLog(run_dir / "train.log"):
-        log.info("run directory %s", run_dir)
-        return _run(recipe, run_dir, dev, callbacks, prepared, resume_state=None)
+    world, dev = _devices(device)
+    try:
+        prepared = _prepare_data(recipe)  # lists items and labels; config errors surface here
+        run_dir = None
+        if world.main:
+            run_dir = new_run_dir(recipe_path, out)
+            atomic_write_text(run_dir / "recipe.yaml", recipe_to_yaml(recipe))
+        if world.distributed:
+            run_dir = Path(broadcast_text(None if run_dir is None else str(run_dir), world))
+        assert run_dir is not None
+        with _RunLog(run_dir / "train.log") if world.main else contextlib.nullcontext():
+            log.info("run directory %s", run_dir)
+            return _run(recipe, run_dir, dev, callbacks, prepared, resume_state=None, world=world)
+    finally:
+        leave()
+
+
+def _devices(device: str):
+    """(World, torch.device): joins the process group under torchrun."""
+    from .device import resolve_device
+
+    world = world_from_env()
+    return world, (join(world, device) if world.distributed else resolve_device(device))
 
 
 def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
     """Continue an interrupted run from its last finished epoch."""
     from .artifact import read_container
-    from .device import resolve_device
     from .recipe import recipe_from_dict
 
     rd = Path(run_dir)
@@ -159,18 +175,21 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
     if box.header.get("kind") != "checkpoint":
         raise ArtifactError(f"{ckpt}: not a training checkpoint")
     recipe = recipe_from_dict(box.header["recipe"], source=f"{ckpt} (stored recipe)")
-    dev = resolve_device(device)
-    prepared = _prepare_data(recipe)
-    if prepared["labels"] != box.header["labels"]:
-        raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
-    state = box.tensors()
-    if box.header.get("tokenizer") is not None:
-        from .text import tokenizer_from_artifact
+    world, dev = _devices(device)
+    try:
+        prepared = _prepare_data(recipe)
+        if prepared["labels"] != box.header["labels"]:
+            raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
+        state = box.tensors()
+        if box.header.get("tokenizer") is not None:
+            from .text import tokenizer_from_artifact
 
-        prepared["tokenizer"] = tokenizer_from_artifact(recipe, box.header, state)
-    with _RunLog(rd / "train.log"):
-        log.info("resuming %s from epoch %d", rd, box.header.get("epoch", 0))
-        return _run(recipe, rd, dev, callbacks, prepared, resume_state=state)
+            prepared["tokenizer"] = tokenizer_from_artifact(recipe, box.header, state)
+        with _RunLog(rd / "train.log") if world.main else contextlib.nullcontext():
+            log.info("resuming %s from epoch %d", rd, box.header.get("epoch", 0))
+            return _run(recipe, rd, dev, callbacks, prepared, resume_state=state, world=world)
+    finally:
+        leave()
 
 
 def _prepare_data(recipe: Recipe) -> dict[str, Any]:
@@ -192,7 +211,7 @@ def _prepare_data(recipe: Recipe) -> dict[str, Any]:
     return {"splits": splits, "labels": labels}
 
 
-def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> TrainResult:
+def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state, world: World = World()) -> TrainResult:
     import torch
 
     from .artifact import write_container
@@ -213,7 +232,7 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
         from .pretrain import pretrain_masked_tokens
 
         data_info["pretrain"] = pretrain_masked_tokens(model.to(dev), sets["train"], recipe.train, tok.vocab_size, dev)
-    trainer = Trainer(model, recipe.train, sets["train"], sets["val"], labels, dev, callbacks)
+    trainer = Trainer(model, recipe.train, sets["train"], sets["val"], labels, dev, callbacks, world=world)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
     log.info(
@@ -227,6 +246,8 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
     tok_header, tok_tensors = tokenizer_state(tok) if tok is not None else (None, {})
 
     def save(tr: Trainer, improved: bool) -> None:
+        if not world.main:
+            return
         # Artifact first: if we crash between the two writes, resuming redoes this epoch.
         if improved:
             save_model(run_dir / MODEL, tr.model, recipe, labels, {"epoch": tr.state.epoch}, tokenizer=tok,
@@ -236,7 +257,7 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
         write_container(run_dir / CHECKPOINT, header, {**tr.state_dict(), **tok_tensors})
         append_line(run_dir / "history.jsonl", json.dumps(tr.state.history[-1]))
 
-    if resume_state is not None:  # history.jsonl may hold a line the checkpoint does not
+    if resume_state is not None and world.main:  # history.jsonl may hold a line the checkpoint does not
         atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in trainer.state.history))
     try:
         st = trainer.fit(save)
@@ -249,7 +270,9 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
     trainer.load_best()
     eval_split = "test" if len(sets["test"]) else ("val" if len(sets["val"]) else None)
     metrics = None
-    if eval_split is None:
+    if not world.main:  # rank 0 evaluates and writes the results
+        eval_split = None
+    elif eval_split is None:
         log.warning("no test or validation clips: metrics.json not written")
     else:
         if eval_split != "test":
@@ -269,8 +292,9 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state) -> Train
         "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
         "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": data_info},
     }
-    save_model(run_dir / MODEL, trainer.model, recipe, labels, extra, tokenizer=tok)
-    _point_latest(run_dir)
+    if world.main:
+        save_model(run_dir / MODEL, trainer.model, recipe, labels, extra, tokenizer=tok)
+        _point_latest(run_dir)
     return TrainResult(
         run_dir=run_dir,
         model_path=run_dir / MODEL,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .batching import WindowSet
 from .config import TrainConfig
+from .distributed import World
 from .errors import TrainingError
 from .inference import aggregate, softmax, window_logits
 from .metrics import classification_report
@@ -70,8 +71,10 @@ class Trainer:
         labels: list[str],
         device: torch.device,
         callbacks: Callbacks | None = None,
+        world: World = World(),
     ) -> None:
         self.model = model.to(device)
+        self.world = world
         self.cfg = cfg
         self.train_set = train_set
         self.val_set = val_set if val_set is not None and len(val_set) else None
@@ -98,7 +101,7 @@ class Trainer:
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
         except (RuntimeError, TypeError):
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr)
-        self.steps_per_epoch = math.ceil(self._epoch_size() / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self._epoch_size() // world.size / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup * self.total_steps)
         self.state = TrainState()
@@ -108,7 +111,16 @@ class Trainer:
         self._param_names = {n for n, _ in model.named_parameters()}
         # Only the training forward is compiled; evaluation, checkpoints and the artifact use the
         # plain module (its state_dict keys are unchanged). dynamic=True: batch widths vary.
-        self.forward = torch.compile(self.model, dynamic=True) if cfg.compile else self.model
+        self.forward = self.model
+        if world.distributed:
+            # Gradients are averaged across processes in backward; parameters and buffers start
+            # from rank 0's, so every rank holds the same weights after every step.
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.forward = torch.compile(self.forward, dynamic=True)
 
     def _epoch_size(self) -> int:
         return len(self.train_set) if self.cfg.windows == "random" else self.train_set.num_windows
@@ -121,7 +133,13 @@ class Trainer:
         gen = np.random.default_rng([self.cfg.seed, epoch, 0x5EED])
         ws = self.train_set
         windows = ws.random_windows(gen) if self.cfg.windows == "random" else ws.all_windows
-        return windows, gen.permutation(len(windows))
+        order = gen.permutation(len(windows))
+        if self.world.distributed:
+            # Rank r takes every size-th example: batch i of all ranks together is batch i of
+            # one process with size x the batch. Every rank gets the same number of steps.
+            w = self.world
+            order = order[: len(order) - len(order) % w.size][w.rank :: w.size]
+        return windows, order
 
     def train_epoch(self, epoch: int) -> float:
         cfg, model = self.cfg, self.model
@@ -140,7 +158,7 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 logits = self.forward(batch.x, batch.lengths)
             loss = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
-            value = float(loss.detach())
+            value = self._global_mean(loss.detach())
             if not math.isfinite(value):
                 raise TrainingError(
                     f"training diverged: loss is {value} at epoch {epoch + 1}, step {i + 1} "
@@ -161,6 +179,17 @@ class Trainer:
             count += len(batch.y)
             self.cb.on_step(i + 1, value)
         return total / max(1, count)
+
+    def _global_mean(self, loss: torch.Tensor) -> float:
+        """The step's loss averaged over processes: every rank sees the same value, so a NaN on
+        one stops them all together (one rank stopping alone would leave the others waiting)."""
+        if self.world.distributed:
+            import torch.distributed as dist
+
+            loss = loss.clone()
+            dist.all_reduce(loss)
+            loss /= self.world.size
+        return float(loss)
 
     def evaluate(self, ws: WindowSet, aggregate_how: str = "mean") -> dict[str, Any]:
         """Window loss, clip-level metrics (window probabilities averaged per clip) and, when
