@@ -50,8 +50,12 @@ def info_cmd(
     ]
     tok = h.get("tokenizer")
     if tok:
-        max_len = r.get("features", {}).get("tokenizer", {}).get("max_len")
-        lines.append(f"tokenizer    {tok.get('level')} level, {tok.get('vocab_size')} tokens, max_len {max_len}")
+        tc = r.get("features", {}).get("tokenizer", {})
+        grams = [f"char {tc['char_ngrams'][0]}-{tc['char_ngrams'][1]}-grams"] if tc.get("char_ngrams") else []
+        grams += ["word bigrams"] if tc.get("word_ngrams", 1) > 1 else []
+        hashed = f", {' + '.join(grams)} in {tc.get('ngram_buckets')} buckets" if grams else ""
+        lines.append(f"tokenizer    {tok.get('level')} level, {tok.get('vocab_size')} tokens, "
+                     f"max_len {tc.get('max_len')}{hashed}")  # fmt: skip
     for k, v in (h.get("model_info") or {}).items():
         lines.append(f"{k:<12} {v}")
     if m:

@@ -137,6 +137,8 @@ def test_trained_model_round_trips_with_ngrams(tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["count"] == 12
     r = runner.invoke(app, ["tokenize", "-m", str(tmp_path / "run"), "Who invented the hamster ?", "--ids"])
     assert r.exit_code == 0 and r.stdout.split("\t")[0].split()[-2:] == ["<unk>", "?"]
+    r = runner.invoke(app, ["info", str(tmp_path / "run")])
+    assert r.exit_code == 0 and "char 3-5-grams + word bigrams in 3000 buckets" in r.stdout
 
 
 def test_masked_pretraining_with_ngrams(tmp_path):
