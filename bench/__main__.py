@@ -35,6 +35,7 @@ def run(names: list[str], quick: bool) -> dict:
     import importlib
 
     results = []
+    stamp = dt.datetime.now().isoformat(timespec="minutes")  # one per run: --cases runs merge by it
     for name in names:
         module, fn = CASES[name]
         t0 = time.perf_counter()
@@ -44,7 +45,6 @@ def run(names: list[str], quick: bool) -> dict:
         except Exception as e:  # noqa: BLE001 - one failing case must not hide the others
             traceback.print_exc()
             rows = [{"case": name, "error": f"{type(e).__name__}: {e}"}]
-        stamp = dt.datetime.now().isoformat(timespec="minutes")
         for row in rows:
             row["group"] = name
             row["measured_at"] = stamp
@@ -73,8 +73,8 @@ def markdown(report: dict) -> str:
     ]
     stamps = sorted({r.get("measured_at", report["date"])[:16] for r in report["results"]})
     if len(stamps) > 1:
-        lines[2:2] = ["", f"Rows come from runs at {', '.join(stamps)} (`--cases` re-measures some and keeps the rest; "
-                          "every ratio is still taken within one run)."]  # fmt: skip
+        lines[3:3] = [f"Rows come from runs started at {', '.join(stamps)} (`--cases` re-measures some and keeps "
+                      "the rest; every ratio is still taken within one run).", ""]  # fmt: skip
     for r in report["results"]:
         if "attn" not in r:
             why = r.get("skipped") or r.get("error")
