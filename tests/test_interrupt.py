@@ -23,9 +23,16 @@ train: {epochs: 4, batch_size: 8, lr: 0.005, patience: 0, seed: 3, augment: {fre
 """
 
 
+def _default_sigint() -> None:
+    # As from a terminal: a test runner started in the background (`cmd &` in a script) has
+    # SIGINT ignored, and a child would inherit that and never see the Ctrl-C we send.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args, cwd):
     return subprocess.Popen([sys.executable, "-m", "attn.cli", *map(str, args), "--threads", "1"], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
 
 
 def _wait_for_epochs(run: Path, n: int, proc, timeout=300):
