@@ -132,7 +132,20 @@ class CharTokenizer(VocabTokenizer):
         return list(text)
 
 
-class WordTokenizer(VocabTokenizer):
+class _SentencePieceModel:
+    """A sentencepiece model held as its proto bytes (what the artifact stores) and loaded."""
+
+    model: bytes | None
+    sp: object
+
+    def _load(self, model: bytes) -> None:
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor(model_proto=model)
+        self.model = model
+
+
+class WordTokenizer(_SentencePieceModel, VocabTokenizer):
     """Words by `cfg.pattern` (default: numbers, words with inner ' or -, single punctuation).
 
     With `cfg.unknown_words: subword`, a word outside the vocabulary (rarer than `min_freq`,
@@ -151,12 +164,6 @@ class WordTokenizer(VocabTokenizer):
         self.sp = None
         if model is not None:
             self._load(model)
-
-    def _load(self, model: bytes) -> None:
-        import sentencepiece as spm
-
-        self.sp = spm.SentencePieceProcessor(model_proto=model)
-        self.model = model
 
     def split(self, text: str) -> list[str]:
         return self.regex.findall(text)
@@ -210,7 +217,7 @@ class WordTokenizer(VocabTokenizer):
         return header, self.model
 
 
-class SubwordTokenizer(Tokenizer):
+class SubwordTokenizer(_SentencePieceModel, Tokenizer):
     """sentencepiece (unigram or BPE) trained on the training texts; ids 0/1 are <pad>/<unk>."""
 
     level = "subword"
@@ -221,12 +228,6 @@ class SubwordTokenizer(Tokenizer):
         self.sp = None
         if model is not None:
             self._load(model)
-
-    def _load(self, model: bytes) -> None:
-        import sentencepiece as spm
-
-        self.sp = spm.SentencePieceProcessor(model_proto=model)
-        self.model = model
 
     def fit(self, texts: Iterable[str]) -> SubwordTokenizer:
         model, self.trained_vocab_size = train_sentencepiece([self.normalize(t) for t in texts], self.cfg)
