@@ -18,3 +18,19 @@ def write_wav(path: Path, audio: np.ndarray, sr: int, **kw) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), audio, sr, **kw)
     return path
+
+
+def assert_padded_batch_equals_single_items(model, x, lens, tag) -> None:
+    """Every registered model's promise: an item's logits are the same alone and inside a padded
+    batch. Three training-mode passes first move batch-norm statistics off their initial values."""
+    import torch
+
+    model.train()
+    for _ in range(3):
+        model(x, lens)
+    model.eval()
+    with torch.no_grad():
+        together = model(x, lens)
+        for i, n in enumerate(lens.tolist()):
+            alone = model(x[i : i + 1, :n], lens[i : i + 1])
+            assert torch.allclose(together[i], alone[0], atol=1e-5), (tag, n)

@@ -7,6 +7,7 @@ import torch
 
 from attn.models import registry
 from attn.models.base import MaskedBatchNorm, length_mask
+from helpers import assert_padded_batch_equals_single_items
 
 FAMILIES = registry.names()
 IN_DIM, K = 24, 5
@@ -51,17 +52,8 @@ def test_backward_reaches_every_parameter(name):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_padded_batch_equals_single_item(name):
-    m = small(name)
     x, lens = batch()
-    m.train()
-    for _ in range(3):  # move batch-norm statistics away from their initial values
-        m(x, lens)
-    m.eval()
-    with torch.no_grad():
-        together = m(x, lens)
-        for i, n in enumerate(lens.tolist()):
-            alone = m(x[i : i + 1, :n], lens[i : i + 1])
-            assert torch.allclose(together[i], alone[0], atol=1e-5), (name, n)
+    assert_padded_batch_equals_single_items(small(name), x, lens, name)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -8,6 +8,7 @@ import torch
 
 from attn.models import registry
 from attn.models.base import length_mask
+from helpers import assert_padded_batch_equals_single_items
 
 # Small but with every ingredient: two strided front convs, two stacks, dilations 1, 2, 4.
 SMALL = {
@@ -150,15 +151,9 @@ def test_padded_batch_equals_single_item_in_every_mode(over):
     lens = torch.tensor([97, 50, 13, 1])
     x = torch.randn(4, 97, 1)
     x[~length_mask(lens, 97)] = 7.0  # junk in the padding
-    m = make(**over).train()
-    for _ in range(3):  # move batch-norm statistics away from their initial values
-        m(x, lens)
-    m.eval()
+    m = make(**over)
+    assert_padded_batch_equals_single_items(m, x, lens, over)
     with torch.no_grad():
-        together = m(x, lens)
-        for i, n in enumerate(lens.tolist()):
-            alone = m(x[i : i + 1, :n], lens[i : i + 1])
-            assert torch.allclose(together[i], alone[0], atol=1e-5), (over, n)
         h, hl = m.forward_steps(x, lens)
         assert (h * ~length_mask(hl, h.shape[-1])[:, None, :] == 0).all()  # padding stays zero
 
