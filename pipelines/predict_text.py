@@ -75,12 +75,12 @@ class TextPredictor:
         import torch
 
         from .batching import pad_rows
+        from .text import model_ids
 
         good = [(i, ids) for i, (_, ids, _) in enumerate(rows) if ids is not None]
         probs: dict[int, np.ndarray] = {}
         if good:
-            # (T,) or (T, 1 + K) per text, cut to max_len; an all-space text is one <unk>
-            parts = [ids[: self.max_len] if len(ids) else np.ones((1, *ids.shape[1:2]), np.int64) for _, ids in good]
+            parts = [model_ids(ids, self.max_len) for _, ids in good]  # (T,) or (T, 1 + K) each
             x = pad_rows(parts)  # (B, T) or (B, T, 1 + K)
             lengths = [len(p) for p in parts]
             dev = self.loaded.device

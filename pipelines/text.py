@@ -32,13 +32,17 @@ def encode_texts(tok, texts: list[str], max_len: int) -> tuple[list[np.ndarray],
     out, cut = [], 0
     for t in texts:
         ids = tok.encode_array(t)
-        if len(ids) > max_len:
-            cut += 1
-            ids = ids[:max_len]
-        if not len(ids):  # an all-space text -> <unk>
-            ids = np.ones((1,) + ids.shape[1:2], dtype=np.int64)
-        out.append(ids)
+        cut += len(ids) > max_len
+        out.append(model_ids(ids, max_len))
     return out, cut
+
+
+def model_ids(ids: np.ndarray, max_len: int) -> np.ndarray:
+    """What the model sees of a text's ids ((T,) or (T, 1 + K)): cut to `max_len`; an all-space
+    text becomes one <unk>. Training and prediction both go through here."""
+    if not len(ids):
+        return np.ones((1, *ids.shape[1:2]), dtype=np.int64)
+    return ids[:max_len]
 
 
 def tokenizer_state(tok) -> tuple[dict[str, Any], dict[str, Any]]:
