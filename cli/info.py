@@ -44,7 +44,8 @@ def info_cmd(
     m = h.get("metrics") or {}
     lines = [
         f"model        {path}",
-        f"family       {r.get('model', {}).get('name')} ({h.get('parameters', 0):,} parameters)",
+        f"family       {r.get('model', {}).get('name')} ({h.get('parameters', 0):,} parameters"
+        + (f", an ensemble of {n} averaged)" if (n := r.get("train", {}).get("ensemble", 1)) > 1 else ")"),
         f"modality     {h.get('modality')}",
         f"labels       {len(h.get('labels', []))}: {', '.join(map(str, h.get('labels', [])))}",
     ]

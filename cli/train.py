@@ -96,7 +96,11 @@ def train_cmd(
         if acc is not None
         else "accuracy   n/a (no test or validation data)",
         f"epochs     {summary['epochs']} (best {summary['best_epoch']}"
-        + (", stopped early)" if summary["stopped_early"] else ")"),
+        + (", stopped early)" if summary["stopped_early"] else ")")
+        if not result.members
+        else f"members    {len(result.members)}, test accuracy "
+        + " ".join("n/a" if m["test_accuracy"] is None else f"{m['test_accuracy']:.4f}" for m in result.members)
+        + f" ({summary['epochs']} epochs in all)",
         f"time       {summary['train_seconds']:.1f}s training, {summary['parameters']:,} parameters",
     ]
     print("\n".join(lines))

@@ -29,8 +29,20 @@ def max_steps(recipe: Recipe) -> int:
     return f.frame_samples // f.hop_length + 1 if f.center else (f.frame_samples - f.n_fft) // f.hop_length + 1
 
 
+def member_recipe(recipe: Recipe, i: int) -> Recipe:
+    """Member i of a `train.ensemble` recipe: the same recipe, one model, seed `seed + i`."""
+    train = recipe.train.model_copy(update={"seed": recipe.train.seed + i, "ensemble": 1})
+    return recipe.model_copy(update={"train": train})
+
+
 def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None):
-    """Front-end + registered backbone -> `Classifier` (on the CPU, freshly initialised)."""
+    """Front-end + registered backbone -> `Classifier` (on the CPU, freshly initialised); with
+    `train.ensemble: N`, an `Ensemble` of N of them."""
+    if recipe.train.ensemble > 1:
+        from attn.models.ensemble import Ensemble
+
+        members = [build_model(member_recipe(recipe, i), num_classes, vocab_size) for i in range(recipe.train.ensemble)]
+        return Ensemble(members)
     from attn.models import registry
     from attn.models.classifier import Classifier
 

@@ -280,6 +280,7 @@ class TrainConfig(Strict):
     patience: NonNegInt = 10  # epochs without improvement before stopping; 0 = never stop early
     monitor: Literal["val_accuracy", "val_loss", "val_macro_f1"] = "val_accuracy"
     seed: int = 0
+    ensemble: PosInt = 1  # train this many models (seeds seed, seed+1, ...) and average their probabilities
     windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all
     augment: AugmentConfig = AugmentConfig()
     frontend_lr_scale: PosFloat = 1.0  # learning rate multiplier for the front-end (text embedding)

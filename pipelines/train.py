@@ -49,6 +49,7 @@ class TrainResult:
     labels: list[str]
     parameters: int
     data: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, Any]] = field(default_factory=list)  # train.ensemble: one entry per member
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics or {}
@@ -64,6 +65,7 @@ class TrainResult:
             "parameters": self.parameters,
             "labels": self.labels,
             "data": self.data,
+            **({"members": self.members} if self.members else {}),
         }
 
 
@@ -168,6 +170,10 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
     rd = Path(run_dir)
     if rd.is_file():
         rd = rd.parent
+    if (rd / "members.json").exists():
+        return _resume_ensemble(rd, device, callbacks)
+    if (rd.parent / "members.json").exists():
+        raise ConfigError(f"{rd} is a member of the ensemble run {rd.parent}: attn train --resume {rd.parent}")
     ckpt = rd / CHECKPOINT
     if not ckpt.exists():
         raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from (was the first epoch finished?)")
@@ -192,6 +198,27 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
         leave()
 
 
+def _resume_ensemble(rd: Path, device: str, callbacks) -> TrainResult:
+    from .recipe import recipe_from_dict
+    from .train_ensemble import MEMBERS, run_ensemble
+
+    try:
+        state = json.loads((rd / MEMBERS).read_text(encoding="utf-8"))
+        recipe = recipe_from_dict(state["recipe"], source=f"{rd / MEMBERS} (stored recipe)")
+    except (OSError, ValueError, KeyError) as e:
+        raise ArtifactError(f"{rd / MEMBERS}: unreadable ensemble state ({e})") from None
+    world, dev = _devices(device)
+    try:
+        prepared = _prepare_data(recipe)
+        if prepared["labels"] != state["labels"]:
+            raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
+        with _RunLog(rd / "train.log") if world.main else contextlib.nullcontext():
+            log.info("resuming ensemble %s after %d of %d members", rd, len(state["members"]), recipe.train.ensemble)
+            return run_ensemble(recipe, rd, dev, callbacks, prepared, world)
+    finally:
+        leave()
+
+
 def _prepare_data(recipe: Recipe) -> dict[str, Any]:
     from .data import collect_labels, list_items, split_items
 
@@ -211,8 +238,15 @@ def _prepare_data(recipe: Recipe) -> dict[str, Any]:
     return {"splits": splits, "labels": labels}
 
 
-def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state, world: World = World()) -> TrainResult:
+def _run(
+    recipe, run_dir: Path, dev, callbacks, prepared, resume_state, world: World = World(), point_latest: bool = True
+) -> TrainResult:
     import torch
+
+    if recipe.train.ensemble > 1:
+        from .train_ensemble import run_ensemble
+
+        return run_ensemble(recipe, run_dir, dev, callbacks, prepared, world)
 
     from .artifact import write_container
     from .build import build_model, count_parameters
@@ -294,7 +328,8 @@ def _run(recipe, run_dir: Path, dev, callbacks, prepared, resume_state, world: W
     }
     if world.main:
         save_model(run_dir / MODEL, trainer.model, recipe, labels, extra, tokenizer=tok)
-        _point_latest(run_dir)
+        if point_latest:
+            _point_latest(run_dir)
     return TrainResult(
         run_dir=run_dir,
         model_path=run_dir / MODEL,

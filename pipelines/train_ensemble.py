@@ -1,0 +1,154 @@
+"""`train.ensemble: N`: train N members of one recipe, one after the other, then save them as
+one model that averages their class probabilities.
+
+Member i (1-based) is exactly the single run `--seed <train.seed + i - 1>`: it trains in
+run_dir/member-<i>/ through the ordinary run code (checkpoints, early stopping, its own
+model.attn, history.jsonl and metrics.json). Every member uses the tokenizer the first one
+fitted, so one token id means one token in all of them.
+
+run_dir/
+    model.attn      the ensemble: all members' weights; what `attn predict` uses
+    members.json    the recipe and the members finished so far (resume skips those)
+    history.jsonl   every member's epochs, each line with its "member"
+    metrics.json    the ensemble's test metrics, and each member's
+    member-<i>/     member i's own run
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .config import Recipe
+from .distributed import World
+from .fsutil import atomic_write_text, make_dirs
+
+log = logging.getLogger("attn")
+
+MEMBERS = "members.json"
+
+
+def _state(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / MEMBERS).read_text(encoding="utf-8"))
+
+
+def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world: World = World()):
+    """Train (or, when members.json exists, continue) an ensemble run; returns a TrainResult."""
+    from .build import member_recipe
+    from .model_io import load_model
+    from .recipe import recipe_to_dict, recipe_to_yaml
+    from .train import CHECKPOINT, MODEL, Interrupted, _run
+
+    n, labels = recipe.train.ensemble, prepared["labels"]
+    state = {"recipe": recipe_to_dict(recipe), "labels": labels, "members": []}
+    if (run_dir / MEMBERS).exists():
+        state = _state(run_dir)
+    elif world.main:
+        atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
+    tok = prepared.get("tokenizer")
+    if tok is None and state["members"] and recipe.modality == "text":
+        tok = load_model(run_dir / "member-1" / MODEL).tokenizer
+    for i in range(len(state["members"]), n):
+        mdir, mrec = run_dir / f"member-{i + 1}", member_recipe(recipe, i)
+        log.info("ensemble member %d of %d (train.seed %d)", i + 1, n, mrec.train.seed)
+        resume_state = None
+        if (mdir / CHECKPOINT).exists():
+            from .artifact import read_container
+
+            box = read_container(mdir / CHECKPOINT)
+            resume_state = box.tensors()
+            if tok is None and box.header.get("tokenizer") is not None:  # member 1, cut mid-training
+                from .text import tokenizer_from_artifact
+
+                tok = tokenizer_from_artifact(mrec, box.header, resume_state)
+        elif world.main:
+            make_dirs(mdir)
+            atomic_write_text(mdir / "recipe.yaml", recipe_to_yaml(mrec))
+        try:
+            res = _run(mrec, mdir, dev, callbacks, {**prepared, "tokenizer": tok}, resume_state, world,
+                       point_latest=False)  # fmt: skip
+        except Interrupted:
+            raise Interrupted(
+                f"interrupted in ensemble member {i + 1} of {n}; members 1-{i} and member {i + 1}'s "
+                f"finished epochs are saved. Resume with: attn train --resume {run_dir}"
+            ) from None
+        if tok is None and recipe.modality == "text":
+            tok = load_model(mdir / MODEL).tokenizer
+        state["members"].append({
+            "member": i + 1, "seed": mrec.train.seed, "best_epoch": res.best_epoch, "epochs": res.epochs_run,
+            "seconds": round(res.seconds, 1), "test_accuracy": (res.metrics or {}).get("accuracy"),
+            "val_accuracy": _best_val(res.history),
+        })  # fmt: skip
+        if world.main:
+            atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
+            (mdir / CHECKPOINT).unlink(missing_ok=True)  # finished: only its model.attn is needed
+    return _assemble(recipe, run_dir, dev, prepared, tok, state, world)
+
+
+def _best_val(history: list[dict[str, Any]]) -> float | None:
+    best = [h for h in history if h.get("best")]
+    return best[-1].get("val_accuracy") if best else None
+
+
+def _assemble(recipe: Recipe, run_dir: Path, dev, prepared, tok, state, world: World):
+    """Load the members' best weights into one Ensemble, evaluate it, write model.attn."""
+    import torch
+
+    from attn.models.ensemble import Ensemble
+
+    from .build import count_parameters
+    from .datasets import load_sets
+    from .inference import window_logits
+    from .model_io import load_model, save_model
+    from .train import MODEL, TrainResult, _point_latest
+    from .trainer import evaluation_report
+
+    n, labels = recipe.train.ensemble, prepared["labels"]
+    members = [load_model(run_dir / f"member-{i + 1}" / MODEL).model for i in range(n)]
+    model = Ensemble(members).to(dev).eval()
+    history = []
+    for i in range(n):
+        lines = (run_dir / f"member-{i + 1}" / "history.jsonl").read_text(encoding="utf-8").splitlines()
+        history += [{"member": i + 1, **json.loads(line)} for line in lines if line.strip()]
+    metrics, seconds = None, sum(m["seconds"] for m in state["members"])
+    if world.main:
+        sets, _, _ = load_sets(recipe, prepared["splits"], labels, tok)
+        amp = dev.type == "cuda" and recipe.train.amp
+        reports = {}
+        with torch.no_grad():
+            for split in ("val", "test"):
+                ws = sets[split]
+                if len(ws):
+                    reports[split] = evaluation_report(window_logits(model, ws, dev, amp=amp), ws, labels)
+        if "val" in reports:
+            log.info("ensemble of %d: val accuracy %.4f", n, reports["val"]["accuracy"])
+        split = "test" if "test" in reports else ("val" if "val" in reports else None)
+        if split is not None:
+            metrics = {**reports[split], "split": split, "members": state["members"]}
+            if "val" in reports:
+                metrics["val_accuracy"] = reports["val"]["accuracy"]
+            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples; ensemble of %d)", split, metrics["accuracy"],
+                     metrics["macro_f1"], metrics["count"], n)  # fmt: skip
+        atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        extra = {
+            "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
+            "train": {"members": state["members"], "seconds": round(seconds, 1)},
+        }
+        save_model(run_dir / MODEL, model, recipe, labels, extra, tokenizer=tok)
+        _point_latest(run_dir)
+    return TrainResult(
+        run_dir=run_dir,
+        model_path=run_dir / MODEL,
+        metrics=metrics,
+        history=history,
+        best_epoch=0,
+        epochs_run=sum(m["epochs"] for m in state["members"]),
+        stopped_early=False,
+        seconds=seconds,
+        labels=labels,
+        parameters=count_parameters(model),
+        members=state["members"],
+    )
