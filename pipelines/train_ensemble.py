@@ -47,7 +47,7 @@ def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world:
         state = _state(run_dir)
     elif world.main:
         atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
-    tok = prepared.get("tokenizer")
+    tok, data_info = prepared.get("tokenizer"), {}
     if tok is None and state["members"] and recipe.modality == "text":
         tok = load_model(run_dir / "member-1" / MODEL).tokenizer
     for i in range(len(state["members"]), n):
@@ -74,6 +74,7 @@ def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world:
                 f"interrupted in ensemble member {i + 1} of {n}; members 1-{i} and member {i + 1}'s "
                 f"finished epochs are saved. Resume with: attn train --resume {run_dir}"
             ) from None
+        data_info = res.data  # the same for every member: one split, one tokenizer
         if tok is None and recipe.modality == "text":
             tok = load_model(mdir / MODEL).tokenizer
         state["members"].append({
@@ -84,7 +85,7 @@ def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world:
         if world.main:
             atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
             (mdir / CHECKPOINT).unlink(missing_ok=True)  # finished: only its model.attn is needed
-    return _assemble(recipe, run_dir, dev, prepared, tok, state, world)
+    return _assemble(recipe, run_dir, dev, prepared, tok, state, world, data_info)
 
 
 def _best_val(history: list[dict[str, Any]]) -> float | None:
@@ -92,7 +93,7 @@ def _best_val(history: list[dict[str, Any]]) -> float | None:
     return best[-1].get("val_accuracy") if best else None
 
 
-def _assemble(recipe: Recipe, run_dir: Path, dev, prepared, tok, state, world: World):
+def _assemble(recipe: Recipe, run_dir: Path, dev, prepared, tok, state, world: World, data_info: dict[str, Any]):
     """Load the members' best weights into one Ensemble, evaluate it, write model.attn."""
     import torch
 
@@ -150,5 +151,6 @@ def _assemble(recipe: Recipe, run_dir: Path, dev, prepared, tok, state, world: W
         seconds=seconds,
         labels=labels,
         parameters=count_parameters(model),
+        data=data_info,
         members=state["members"],
     )
