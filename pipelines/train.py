@@ -170,51 +170,43 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
     rd = Path(run_dir)
     if rd.is_file():
         rd = rd.parent
-    if (rd / "members.json").exists():
-        return _resume_ensemble(rd, device, callbacks)
-    if (rd.parent / "members.json").exists():
+    box = None
+    if (rd / "members.json").exists():  # an ensemble: its state names the recipe and the members done
+        from .train_ensemble import MEMBERS
+
+        try:
+            header = json.loads((rd / MEMBERS).read_text(encoding="utf-8"))
+            recipe = recipe_from_dict(header["recipe"], source=f"{rd / MEMBERS} (stored recipe)")
+        except (OSError, ValueError, KeyError) as e:
+            raise ArtifactError(f"{rd / MEMBERS}: unreadable ensemble state ({e})") from None
+        where = f"after {len(header['members'])} of {recipe.train.ensemble} ensemble members"
+    elif (rd.parent / "members.json").exists():
         raise ConfigError(f"{rd} is a member of the ensemble run {rd.parent}: attn train --resume {rd.parent}")
-    ckpt = rd / CHECKPOINT
-    if not ckpt.exists():
-        raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from (was the first epoch finished?)")
-    box = read_container(ckpt)
-    if box.header.get("kind") != "checkpoint":
-        raise ArtifactError(f"{ckpt}: not a training checkpoint")
-    recipe = recipe_from_dict(box.header["recipe"], source=f"{ckpt} (stored recipe)")
+    else:
+        ckpt = rd / CHECKPOINT
+        if not ckpt.exists():
+            raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from (was the first epoch finished?)")
+        box = read_container(ckpt)
+        header = box.header
+        if header.get("kind") != "checkpoint":
+            raise ArtifactError(f"{ckpt}: not a training checkpoint")
+        recipe = recipe_from_dict(header["recipe"], source=f"{ckpt} (stored recipe)")
+        where = f"from epoch {header.get('epoch', 0)}"
     world, dev = _devices(device)
     try:
         prepared = _prepare_data(recipe)
-        if prepared["labels"] != box.header["labels"]:
+        if prepared["labels"] != header["labels"]:
             raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
-        state = box.tensors()
-        if box.header.get("tokenizer") is not None:
-            from .text import tokenizer_from_artifact
+        state = None
+        if box is not None:
+            state = box.tensors()
+            if header.get("tokenizer") is not None:
+                from .text import tokenizer_from_artifact
 
-            prepared["tokenizer"] = tokenizer_from_artifact(recipe, box.header, state)
+                prepared["tokenizer"] = tokenizer_from_artifact(recipe, header, state)
         with _RunLog(rd / "train.log") if world.main else contextlib.nullcontext():
-            log.info("resuming %s from epoch %d", rd, box.header.get("epoch", 0))
+            log.info("resuming %s %s", rd, where)
             return _run(recipe, rd, dev, callbacks, prepared, resume_state=state, world=world)
-    finally:
-        leave()
-
-
-def _resume_ensemble(rd: Path, device: str, callbacks) -> TrainResult:
-    from .recipe import recipe_from_dict
-    from .train_ensemble import MEMBERS, run_ensemble
-
-    try:
-        state = json.loads((rd / MEMBERS).read_text(encoding="utf-8"))
-        recipe = recipe_from_dict(state["recipe"], source=f"{rd / MEMBERS} (stored recipe)")
-    except (OSError, ValueError, KeyError) as e:
-        raise ArtifactError(f"{rd / MEMBERS}: unreadable ensemble state ({e})") from None
-    world, dev = _devices(device)
-    try:
-        prepared = _prepare_data(recipe)
-        if prepared["labels"] != state["labels"]:
-            raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
-        with _RunLog(rd / "train.log") if world.main else contextlib.nullcontext():
-            log.info("resuming ensemble %s after %d of %d members", rd, len(state["members"]), recipe.train.ensemble)
-            return run_ensemble(recipe, rd, dev, callbacks, prepared, world)
     finally:
         leave()
 

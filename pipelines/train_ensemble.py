@@ -30,10 +30,6 @@ log = logging.getLogger("attn")
 MEMBERS = "members.json"
 
 
-def _state(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / MEMBERS).read_text(encoding="utf-8"))
-
-
 def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world: World = World()):
     """Train (or, when members.json exists, continue) an ensemble run; returns a TrainResult."""
     from .build import member_recipe
@@ -44,7 +40,7 @@ def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world:
     n, labels = recipe.train.ensemble, prepared["labels"]
     state = {"recipe": recipe_to_dict(recipe), "labels": labels, "members": []}
     if (run_dir / MEMBERS).exists():
-        state = _state(run_dir)
+        state = json.loads((run_dir / MEMBERS).read_text(encoding="utf-8"))
     elif world.main:
         atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
     tok, data_info = prepared.get("tokenizer"), {}
