@@ -170,17 +170,17 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
     rd = Path(run_dir)
     if rd.is_file():
         rd = rd.parent
-    box = None
-    if (rd / "members.json").exists():  # an ensemble: its state names the recipe and the members done
-        from .train_ensemble import MEMBERS
+    from .train_ensemble import MEMBERS
 
+    box = None
+    if (rd / MEMBERS).exists():  # an ensemble: its state names the recipe and the members done
         try:
             header = json.loads((rd / MEMBERS).read_text(encoding="utf-8"))
             recipe = recipe_from_dict(header["recipe"], source=f"{rd / MEMBERS} (stored recipe)")
         except (OSError, ValueError, KeyError) as e:
             raise ArtifactError(f"{rd / MEMBERS}: unreadable ensemble state ({e})") from None
         where = f"after {len(header['members'])} of {recipe.train.ensemble} ensemble members"
-    elif (rd.parent / "members.json").exists():
+    elif (rd.parent / MEMBERS).exists():
         raise ConfigError(f"{rd} is a member of the ensemble run {rd.parent}: attn train --resume {rd.parent}")
     else:
         ckpt = rd / CHECKPOINT
