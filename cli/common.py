@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-EXIT_USAGE = 2  # also typer's own usage-error code
+from attn.errors import EXIT_INTERRUPTED, EXIT_USAGE, AttnError  # EXIT_USAGE is also typer's own usage-error code
 
 
 class State:
@@ -41,8 +41,6 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from attn.pipelines.errors import AttnError
-
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
@@ -56,7 +54,7 @@ def handle_errors(fn):
             if State.debug:
                 raise
             err("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             # `attn predict ... | head`: the reader left; stop quietly.
             try:

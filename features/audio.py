@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attn.pipelines.errors import InputError
+from attn.errors import InputError
 
 BLOCK_SECONDS = 30.0
 # Containers whose header states the exact sample count, so a short read means truncation.

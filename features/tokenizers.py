@@ -280,7 +280,7 @@ def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, l
     Accepts an optional word2vec header line ("count dim"). Lines with the wrong width are an
     error naming the line.
     """
-    from attn.pipelines.errors import ConfigError, InputError
+    from attn.errors import ConfigError, InputError
 
     lookup = {tokenizer.id_to_token(i): i for i in range(2, tokenizer.vocab_size)}
     found: dict[int, list[float]] = {}

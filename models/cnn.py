@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from attn.pipelines.config import PosInt, Strict
+from attn.schema import PosInt, Strict
 
 from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths
 from .registry import register

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from attn.pipelines.errors import ConfigError
+from attn.errors import ConfigError
+from attn.schema import format_validation_error
 
 _REGISTRY: dict[str, type] = {}
 
@@ -44,8 +45,6 @@ def get(name: str) -> type:
 
 def validate_params(name: str, params: dict[str, Any], source: str = "recipe"):
     """Typed, defaulted hyperparameters for family `name`, or a ConfigError naming the key."""
-    from attn.pipelines.recipe import format_validation_error
-
     cls = get(name)
     try:
         return cls.Config.model_validate({k: v for k, v in params.items() if v is not None})

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from attn.pipelines.config import PosInt, Strict
+from attn.schema import PosInt, Strict
 
 from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean
 from .registry import register

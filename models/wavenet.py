@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from attn.pipelines.config import PosInt, Strict
+from attn.schema import PosInt, Strict
 
 from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths
 from .registry import register

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactError
+from attn.errors import ArtifactError
+
 from .fsutil import atomic_write_bytes
 
 MAGIC = b"\x89ATTN\r\n\x1a\n"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from attn.errors import ConfigError
+
 from .config import Recipe, TextFeatures
-from .errors import ConfigError
 
 
 def build_frontend(recipe: Recipe, vocab_size: int | None = None):

@@ -13,11 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-PosInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Fraction = Annotated[float, Field(ge=0, lt=1)]
+from attn.schema import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Strict
 
 SYNTH_CLASSES = ("sine", "square", "sawtooth", "noise_burst", "chirp", "am_tone")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
@@ -33,12 +29,6 @@ PATH_KEYS = (
     ("data", "cache_dir"),
     ("features", "tokenizer", "vectors"),
 )
-
-
-class Strict(BaseModel):
-    """Base for every config: immutable, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SyntheticConfig(Strict):

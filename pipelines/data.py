@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from attn.errors import ConfigError, InputError
+
 from .config import DataConfig
-from .errors import ConfigError, InputError
 
 log = logging.getLogger("attn")
 

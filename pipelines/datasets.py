@@ -6,8 +6,9 @@ import logging
 import time
 from typing import Any
 
+from attn.errors import InputError
+
 from .config import Recipe, TextFeatures
-from .errors import InputError
 
 log = logging.getLogger("attn")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ConfigError
+from attn.errors import ConfigError
 
 
 def resolve_device(spec: str | None = "auto"):

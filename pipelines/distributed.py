@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from attn.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import logging
 import os
 from typing import Any
 
+from attn.errors import ConfigError, InputError
+
 from .config import Recipe
-from .errors import ConfigError, InputError
 
 log = logging.getLogger("attn")
 

@@ -10,9 +10,10 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
+from attn.errors import ArtifactError
+
 from .artifact import attn_version, read_container, write_container
 from .config import Recipe
-from .errors import ArtifactError
 
 
 @dataclass

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from attn.errors import InputError
+
 from .config import AUDIO_EXTENSIONS
-from .errors import InputError
 from .inference import AGGREGATES, aggregate, softmax
 
 STREAM_SECONDS = 120.0

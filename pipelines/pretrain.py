@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attn.errors import ConfigError
+
 from .batching import WindowSet
 from .config import TrainConfig
-from .errors import ConfigError
 
 log = logging.getLogger("attn")
 

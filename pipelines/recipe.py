@@ -6,19 +6,18 @@ for an unknown key it names the nearest valid one.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+
+from attn.errors import ConfigError
+from attn.schema import format_validation_error
 
 from .config import PATH_KEYS, Recipe
-from .errors import ConfigError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -142,99 +141,6 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=None)
-
-
-# -- errors -------------------------------------------------------------------------------------
-
-
-def format_validation_error(
-    err: ValidationError, root: type[BaseModel], source: str, prefix: tuple[str, ...] = ()
-) -> str:
-    """One line: `source: dotted.key: problem` (+ "did you mean" for unknown keys)."""
-    errors = err.errors()
-    first = errors[0]
-    raw_loc = tuple(first["loc"])
-    loc = _clean_loc(raw_loc, root)
-    dotted = ".".join(str(p) for p in (*prefix, *loc)) or "(top level)"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        valid = _fields_of(_walk(root, raw_loc[:-1]))
-        msg = f"unknown key {dotted!r}"
-        near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-        if near:
-            msg += f"; did you mean {'.'.join((*prefix, *map(str, loc[:-1]), near[0]))!r}?"
-        elif valid:
-            msg += f"; valid keys here: {', '.join(valid)}"
-    elif kind == "missing":
-        msg = f"{dotted}: required key is missing"
-    else:
-        got = first.get("input")
-        detail = first["msg"]
-        if kind.startswith("value_error"):
-            detail = detail.removeprefix("Value error, ")
-        msg = f"{dotted}: {detail}"
-        if kind not in ("value_error",) and not isinstance(got, (dict, list)) and got is not None:
-            msg += f" (got {got!r})"
-    more = len(errors) - 1
-    if more:
-        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return f"{source}: {msg}"
-
-
-def _walk(root: type[BaseModel], loc: tuple) -> Any:
-    """The config class (or union of classes) at `loc`; union tags in `loc` pick a member."""
-    cls: Any = root
-    for part in loc:
-        if isinstance(cls, tuple):
-            tagged = [c for c in cls if _tag(c) == part]
-            if tagged:
-                cls = tagged[0]
-                continue
-            cls = next((c for c in cls if str(part) in c.model_fields), cls[0])
-        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or isinstance(part, int):
-            return None
-        cls = _field_type(cls, str(part))
-    return cls
-
-
-def _fields_of(cls: Any) -> list[str]:
-    if isinstance(cls, tuple):
-        return sorted({f for c in cls for f in c.model_fields})
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return list(cls.model_fields)
-    return []
-
-
-def _clean_loc(loc: tuple, root: type[BaseModel]) -> tuple:
-    """Drop pydantic's union tags (e.g. features.text.tokenizer -> features.tokenizer)."""
-    return tuple(
-        part for i, part in enumerate(loc)
-        if not (isinstance(_walk(root, loc[:i]), tuple) and any(_tag(c) == part for c in _walk(root, loc[:i])))
-    )  # fmt: skip
-
-
-def _field_type(cls: type[BaseModel], name: str) -> Any:
-    """The BaseModel class (or tuple of classes, for a union) a field holds, else None."""
-    field = cls.model_fields.get(name)
-    if field is None:
-        return None
-    models = [a for a in _flatten(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-    if not models:
-        return None
-    return models[0] if len(models) == 1 else tuple(models)
-
-
-def _flatten(tp: Any) -> list:
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _flatten(typing.get_args(tp)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [x for a in typing.get_args(tp) for x in _flatten(a)]
-    return [tp]
-
-
-def _tag(cls: type[BaseModel]) -> Any:
-    return getattr(cls, "tag", None)
 
 
 # -- paths --------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from attn.errors import ConfigError
+
 from .config import Recipe, TextFeatures
-from .errors import ConfigError
 
 log = logging.getLogger("attn")
 

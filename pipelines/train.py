@@ -21,19 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attn.errors import ArtifactError, ConfigError, InputError, Interrupted
+
 from .config import Recipe
 from .distributed import World, broadcast_text, join, leave, world_from_env
-from .errors import ArtifactError, AttnError, ConfigError, InputError
 from .fsutil import append_line, atomic_write_text, make_dirs
 
 log = logging.getLogger("attn")
 
 CHECKPOINT = "last.ckpt"
 MODEL = "model.attn"
-
-
-class Interrupted(AttnError):
-    exit_code = 130
 
 
 @dataclass

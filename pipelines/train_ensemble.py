@@ -32,10 +32,12 @@ MEMBERS = "members.json"
 
 def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world: World = World()):
     """Train (or, when members.json exists, continue) an ensemble run; returns a TrainResult."""
+    from attn.errors import Interrupted
+
     from .build import member_recipe
     from .model_io import load_model
     from .recipe import recipe_to_dict, recipe_to_yaml
-    from .train import CHECKPOINT, MODEL, Interrupted, _run
+    from .train import CHECKPOINT, MODEL, _run
 
     n, labels = recipe.train.ensemble, prepared["labels"]
     state = {"recipe": recipe_to_dict(recipe), "labels": labels, "members": []}

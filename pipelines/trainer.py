@@ -20,10 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from attn.errors import TrainingError
+
 from .batching import WindowSet
 from .config import TrainConfig
 from .distributed import World
-from .errors import TrainingError
 from .inference import aggregate, softmax, window_logits
 from .metrics import classification_report
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from attn.errors import InputError
 from attn.features.audio import audio_info, read_audio
-from attn.pipelines.errors import InputError
 from helpers import tone, write_wav
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from attn.errors import ConfigError, InputError
 from attn.pipelines.config import DataConfig
 from attn.pipelines.data import collect_labels, list_items, load_clips, split_items
-from attn.pipelines.errors import ConfigError, InputError
 from helpers import tone, write_wav
 
 

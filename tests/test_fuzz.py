@@ -8,8 +8,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from attn.errors import ConfigError, InputError
 from attn.features.audio import read_audio
-from attn.pipelines.errors import ConfigError, InputError
 from attn.pipelines.recipe import load_recipe
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

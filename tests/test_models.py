@@ -72,7 +72,7 @@ def test_padding_content_never_matters_in_training_mode(name):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_unknown_hyperparameter_is_rejected(name):
-    from attn.pipelines.errors import ConfigError
+    from attn.errors import ConfigError
 
     with pytest.raises(ConfigError, match="did you mean|unknown key"):
         registry.create(name, IN_DIM, K, not_a_param=1)

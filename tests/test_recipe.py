@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from attn.pipelines.errors import ConfigError
+from attn.errors import ConfigError
 from attn.pipelines.recipe import load_recipe, recipe_from_dict, recipe_to_dict, recipe_to_yaml
 
 BASE = """\

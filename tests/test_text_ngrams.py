@@ -14,11 +14,11 @@ from test_text import TEXTS, _text_data
 from typer.testing import CliRunner
 
 from attn.cli.app import app
+from attn.errors import ConfigError
 from attn.features.ngrams import bucket, char_ngrams
 from attn.features.text import TextFrontend
 from attn.features.tokenizers import UNK_ID, make_tokenizer, tokenizer_from_state
 from attn.pipelines.config import TextFeatures, TokenizerConfig
-from attn.pipelines.errors import ConfigError
 from attn.pipelines.recipe import load_recipe
 
 runner = CliRunner()

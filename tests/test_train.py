@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from attn.errors import TrainingError
 from attn.pipelines.artifact import read_container
-from attn.pipelines.errors import TrainingError
 from attn.pipelines.recipe import load_recipe
 from attn.pipelines.train import Interrupted, new_run_dir, resume, train
 
@@ -117,7 +117,7 @@ def test_run_directories_never_collide(tmp_path, monkeypatch):
 
 
 def test_out_dir_that_is_not_empty_is_refused(tmp_path, tiny_recipe):
-    from attn.pipelines.errors import ConfigError
+    from attn.errors import ConfigError
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "x").write_text("keep me")

@@ -103,7 +103,7 @@ def test_class_token_is_trainable_and_read_at_the_output():
 
 
 def test_learned_positions_refuse_too_long_inputs():
-    from attn.pipelines.errors import ConfigError
+    from attn.errors import ConfigError
     from attn.pipelines.recipe import recipe_from_dict
 
     r = recipe_from_dict({
@@ -118,7 +118,7 @@ def test_learned_positions_refuse_too_long_inputs():
 
 
 def test_config_checks_head_divisibility():
-    from attn.pipelines.errors import ConfigError
+    from attn.errors import ConfigError
 
     with pytest.raises(ConfigError, match="divisible"):
         registry.create("transformer", 8, 3, d_model=30, heads=4)

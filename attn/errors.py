@@ -58,3 +58,9 @@ class OutputError(AttnError):
     """A result could not be written (read-only directory, full disk)."""
 
     exit_code = EXIT_OUTPUT
+
+
+class Interrupted(AttnError):
+    """Ctrl-C during a long job; what was saved so far is kept (the message says how to resume)."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,1 @@
+"""attn: train and run audio and text classifiers."""
