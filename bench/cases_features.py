@@ -37,14 +37,14 @@ def logmel(quick: bool = False) -> list[dict]:
     import torchaudio
     from threadpoolctl import threadpool_limits
 
+    from attn.features.config import AudioFeatures
     from attn.features.transforms import AudioFrontend
-    from attn.pipelines.config import AudioFeatures
 
     rows = []
     for kind, (n_fft, hop, mels, batch) in (("short", (512, 160, 64, 100)), ("long", (2048, 512, 128, 10))):
         x, sr, desc = _inputs(kind, quick)
         cfg = AudioFeatures(sample_rate=sr, n_fft=n_fft, hop_length=hop, n_mels=mels, frame_seconds=30)
-        ours = AudioFrontend(cfg).eval()
+        ours = AudioFrontend.from_config(cfg).eval()
         ta = torchaudio.transforms.MelSpectrogram(sr, n_fft=n_fft, hop_length=hop, n_mels=mels, norm="slaney",
                                                   mel_scale="slaney", pad_mode="constant")  # fmt: skip
         xt = torch.from_numpy(x)
@@ -110,7 +110,7 @@ def pipeline(quick: bool = False) -> list[dict]:
         from attn.pipelines.batching import WindowSet
 
         ws = WindowSet(loaded.clips, np.zeros(len(loaded.clips)), r.features.frame_samples, r.features.hop_samples)
-        fe = AudioFrontend(r.features)
+        fe = AudioFrontend.from_config(r.features)
         t0 = time.perf_counter()
         with torch.inference_mode():
             for b in ws.batches(ws.all_windows, 64):

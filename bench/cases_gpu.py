@@ -12,14 +12,14 @@ def gpu(quick: bool = False) -> list[dict]:
         return [{"case": "GPU", "skipped": "no CUDA device"}]
     import os
 
+    from attn.features.config import AudioFeatures
     from attn.features.transforms import AudioFrontend
-    from attn.pipelines.config import AudioFeatures
 
     dev = torch.device("cuda")
     rows = []
     cfg = AudioFeatures(sample_rate=16000, n_fft=512, hop_length=160, n_mels=64)
     x = torch.randn(2000, 16000) * 0.1
-    fe_gpu, fe_cpu = AudioFrontend(cfg).to(dev).eval(), AudioFrontend(cfg).eval()
+    fe_gpu, fe_cpu = AudioFrontend.from_config(cfg).to(dev).eval(), AudioFrontend.from_config(cfg).eval()
     lengths = torch.full((200,), 16000)
 
     def run(fe, device):

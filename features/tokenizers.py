@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.pipelines.config import TokenizerConfig
-
+from .config import TokenizerConfig
 from .ngrams import HASH, NgramHasher
 
 PAD, UNK = "<pad>", "<unk>"

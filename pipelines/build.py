@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from attn.errors import ConfigError
+from attn.features.config import TextFeatures
 
-from .config import Recipe, TextFeatures
+from .config import Recipe
 
 
 def build_frontend(recipe: Recipe, vocab_size: int | None = None):
@@ -14,10 +15,10 @@ def build_frontend(recipe: Recipe, vocab_size: int | None = None):
 
         if vocab_size is None:
             raise ValueError("a text front-end needs the tokenizer's vocabulary size")
-        return TextFrontend(recipe.features, vocab_size)
+        return TextFrontend.from_config(recipe.features, vocab_size)
     from attn.features.transforms import AudioFrontend
 
-    return AudioFrontend(recipe.features)
+    return AudioFrontend.from_config(recipe.features)
 
 
 def max_steps(recipe: Recipe) -> int:
@@ -55,7 +56,11 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
             f"model.max_positions is {limit} but one window has up to {max_steps(recipe)} steps; "
             f"raise model.max_positions or shorten the window"
         )
-    augment = None if isinstance(recipe.features, TextFeatures) else recipe.train.augment
+    augment = None
+    if not isinstance(recipe.features, TextFeatures):
+        from attn.features.augment import Augment
+
+        augment = Augment.from_config(recipe.train.augment)
     return Classifier(frontend, backbone, augment=augment)
 
 

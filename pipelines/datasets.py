@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from attn.errors import InputError
+from attn.features.config import TextFeatures
 
-from .config import Recipe, TextFeatures
+from .config import Recipe
 
 log = logging.getLogger("attn")
 

@@ -31,7 +31,7 @@ def export_features(path: str, out: str, model: str | None, recipe: str | None, 
         from .recipe import load_recipe
 
         cfg = load_recipe(recipe, overrides).features
-        frontend = AudioFrontend(cfg)
+        frontend = AudioFrontend.from_config(cfg)
     else:
         from .artifact import resolve_model_path
         from .model_io import load_model

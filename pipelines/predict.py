@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from attn.errors import InputError
+from attn.features.config import AUDIO_EXTENSIONS
 
-from .config import AUDIO_EXTENSIONS
 from .inference import AGGREGATES, aggregate, softmax
 
 STREAM_SECONDS = 120.0

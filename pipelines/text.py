@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from attn.errors import ConfigError
+from attn.features.config import TextFeatures
 
-from .config import Recipe, TextFeatures
+from .config import Recipe
 
 log = logging.getLogger("attn")
 

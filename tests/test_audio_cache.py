@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from attn.features.config import AudioFeatures
 from attn.features.transforms import LogMel
 from attn.pipelines import data as data_mod
 from attn.pipelines.audio_cache import AudioCache
-from attn.pipelines.config import AudioFeatures
 from attn.pipelines.recipe import load_recipe
 from helpers import tone, write_wav
 
@@ -47,7 +47,7 @@ def test_cached_clips_and_features_equal_decoded_ones(tmp_path, folder, monkeypa
 
     monkeypatch.setattr(audio, "read_audio", lambda *a: pytest.fail("decoded although cached"))
     _, second = _load(cfg)
-    logmel = LogMel(AudioFeatures(sample_rate=8000, n_fft=256, hop_length=80, n_mels=32))
+    logmel = LogMel.from_config(AudioFeatures(sample_rate=8000, n_fft=256, hop_length=80, n_mels=32))
     for a, b, c in zip(fresh.clips, first.clips, second.clips, strict=True):
         assert a.dtype == c.dtype == np.float32
         assert np.array_equal(a, b) and np.array_equal(a, c)

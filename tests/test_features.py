@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from attn.features import functional as AF
 from attn.features.audio import iter_windows
+from attn.features.config import AudioFeatures
 from attn.features.transforms import MFCC, AudioFrontend, LogMel
-from attn.pipelines.config import AudioFeatures
 
 
 def _librosa_logmel(y: np.ndarray, cfg: AudioFeatures) -> np.ndarray:
@@ -39,7 +39,7 @@ def test_logmel_matches_librosa_on_real_audio(shared_data, clip, params):
     y = y[: 10 * sr]
     cfg = AudioFeatures(**params)
     assert sr == cfg.sample_rate
-    ours = LogMel(cfg)(torch.from_numpy(y)).numpy()
+    ours = LogMel.from_config(cfg)(torch.from_numpy(y)).numpy()
     ref = _librosa_logmel(y, cfg)
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() < 0.01  # dB
@@ -50,7 +50,7 @@ def test_mfcc_matches_librosa(shared_data):
 
     y, sr = sf.read(shared_data / "fsdd/recordings/5_lucas_20.wav", dtype="float32")
     cfg = AudioFeatures(kind="mfcc", sample_rate=8000, n_fft=256, hop_length=80, n_mels=40, n_mfcc=13)
-    ours = MFCC(cfg)(torch.from_numpy(y)).numpy()
+    ours = MFCC.from_config(cfg)(torch.from_numpy(y)).numpy()
     S = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=256, hop_length=80, n_mels=40)
     ref = librosa.feature.mfcc(S=librosa.power_to_db(S, top_db=None), n_mfcc=13)
     assert np.abs(ours - ref).max() < 0.01
@@ -73,7 +73,7 @@ def test_chunked_mel_equals_one_pass(chunk_bytes):
 def test_db_uses_fixed_reference_not_clip_maximum():
     """A window cut from a longer clip has the same features as the same frames in the clip."""
     cfg = AudioFeatures(sample_rate=8000, n_fft=256, hop_length=128, n_mels=24)
-    lm = LogMel(cfg)
+    lm = LogMel.from_config(cfg)
     rng = np.random.default_rng(0)
     quiet = 0.01 * rng.standard_normal(4096).astype(np.float32)
     loud = np.concatenate([quiet, 0.9 * rng.standard_normal(4096).astype(np.float32)])
@@ -85,7 +85,7 @@ def test_db_uses_fixed_reference_not_clip_maximum():
 @pytest.mark.parametrize("kind", ["logmel", "mfcc", "spectrogram"])
 def test_padded_batch_gives_each_clip_its_own_features(kind):
     cfg = AudioFeatures(kind=kind, sample_rate=8000, n_fft=256, hop_length=80, n_mels=32, n_mfcc=13)
-    fe = AudioFrontend(cfg)
+    fe = AudioFrontend.from_config(cfg)
     rng = np.random.default_rng(1)
     clips = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (3000, 1234, 801, 80)]
     width = max(len(c) for c in clips)
@@ -101,7 +101,7 @@ def test_padded_batch_gives_each_clip_its_own_features(kind):
 
 
 def test_frontend_runs_in_float32_under_autocast():
-    fe = AudioFrontend(AudioFeatures(sample_rate=8000, n_fft=256, hop_length=80, n_mels=32))
+    fe = AudioFrontend.from_config(AudioFeatures(sample_rate=8000, n_fft=256, hop_length=80, n_mels=32))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         feats, _ = fe(torch.randn(2, 4000) * 0.1, torch.tensor([4000, 2000]))
     assert feats.dtype == torch.float32

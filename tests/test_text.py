@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from attn.cli.app import app
+from attn.features.config import TokenizerConfig
 from attn.features.tokenizers import PAD_ID, UNK_ID, make_tokenizer, tokenizer_from_state
-from attn.pipelines.config import TokenizerConfig
 
 runner = CliRunner()
 TEXTS = [

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from attn.cli.app import app
 from attn.errors import ConfigError
+from attn.features.config import TextFeatures, TokenizerConfig
 from attn.features.ngrams import bucket, char_ngrams
 from attn.features.text import TextFrontend
 from attn.features.tokenizers import UNK_ID, make_tokenizer, tokenizer_from_state
-from attn.pipelines.config import TextFeatures, TokenizerConfig
 from attn.pipelines.recipe import load_recipe
 
 runner = CliRunner()
@@ -38,7 +38,7 @@ def test_bucket_ids_are_fixed_numbers():
 
 def test_hashing_is_the_same_in_other_processes_whatever_pythonhashseed():
     code = (
-        "from attn.features.tokenizers import make_tokenizer; from attn.pipelines.config import TokenizerConfig;"
+        "from attn.features.tokenizers import make_tokenizer; from attn.features.config import TokenizerConfig;"
         f"TEXTS = {TEXTS!r};"
         "t = make_tokenizer(TokenizerConfig(level='word', char_ngrams=(3, 5), word_ngrams=2, ngram_buckets=5000));"
         "print(t.fit(TEXTS).encode_array('Who invented the hamster ?').tolist())"
@@ -71,7 +71,7 @@ def test_rows_carry_word_id_then_ngram_buckets():
 def test_unseen_word_gets_a_nonzero_vector_from_its_ngrams():
     tok = make_tokenizer(CFG).fit(TEXTS)
     torch.manual_seed(0)
-    front = TextFrontend(TextFeatures(tokenizer=CFG, embed_dim=16), tok.vocab_size).eval()
+    front = TextFrontend.from_config(TextFeatures(tokenizer=CFG, embed_dim=16), tok.vocab_size).eval()
     rows = torch.from_numpy(np.stack([tok.encode_array("Who invented the hamster ?"),
                                       tok.encode_array("Who invented the hamsters ?")]))  # fmt: skip
     emb, _ = front(rows, torch.tensor([5, 5]))  # (2, E, T)

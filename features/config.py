@@ -1,0 +1,153 @@
+"""The features layer's settings: how audio becomes model input (`AudioFeatures`), how text becomes
+token ids (`TokenizerConfig`, `TextFeatures`), and training-time feature augmentation
+(`AugmentConfig`). pipelines/config.py places them in the recipe (`features`, `train.augment`);
+the front-end modules themselves take plain values (see their `from_config`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from attn.schema import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Strict
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
+
+
+class AudioFeatures(Strict):
+    """How a waveform becomes the model's input. Names follow torchaudio/librosa.
+
+    `kind`: logmel (dB), mfcc, spectrogram (power, dB), or waveform (raw samples, no front-end).
+    Windows of `frame_seconds` every `hop_seconds` are cut from each clip; the last is padded and
+    its true length carried so the model ignores the padding.
+    """
+
+    tag: ClassVar[str] = "audio"
+    kind: Literal["logmel", "mfcc", "spectrogram", "waveform"] = "logmel"
+    sample_rate: PosInt = 16000
+    frame_seconds: PosFloat = 1.0
+    hop_seconds: PosFloat = 0.5
+    n_fft: PosInt = 512
+    win_length: PosInt | None = None
+    hop_length: PosInt = 160
+    n_mels: PosInt = 64
+    f_min: NonNegFloat = 0.0
+    f_max: PosFloat | None = None
+    power: Literal[1.0, 2.0] = 2.0
+    center: bool = True
+    mel_scale: Literal["slaney", "htk"] = "slaney"
+    mel_norm: Literal["slaney"] | None = "slaney"
+    # dB = 10*log10(max(S, amin) / ref): a fixed reference and floor, never the clip's maximum,
+    # so a window gives the same numbers alone or cut from a longer file.
+    ref: PosFloat = 1.0
+    amin: PosFloat = 1e-10
+    n_mfcc: PosInt = 20
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AudioFeatures:
+        nyquist = self.sample_rate / 2
+        if self.win_length is not None and self.win_length > self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
+        if self.f_max is not None and self.f_max > nyquist:
+            raise ValueError(f"f_max ({self.f_max}) is above the Nyquist frequency ({nyquist:g})")
+        if self.f_min >= (self.f_max or nyquist):
+            raise ValueError(f"f_min ({self.f_min}) must be below f_max ({self.f_max or nyquist:g})")
+        if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels})")
+        if round(self.frame_seconds * self.sample_rate) < 1:
+            raise ValueError("frame_seconds is shorter than one sample")
+        return self
+
+    @property
+    def frame_samples(self) -> int:
+        return max(1, round(self.frame_seconds * self.sample_rate))
+
+    @property
+    def hop_samples(self) -> int:
+        return max(1, round(self.hop_seconds * self.sample_rate))
+
+
+# Numbers with separators ("1,000", "3.5"), words with inner hyphens ("e-mail"), clitics as their
+# own token ("what's" -> "what", "'s", as in TREC-style tokenised text), or any single other
+# non-space character (punctuation is a token).
+WORD_PATTERN = r"\d+(?:[.,]\d+)*|\w+(?:-\w+)*|'\w+|[^\w\s]"
+
+
+class TokenizerConfig(Strict):
+    """How text becomes token ids. `<pad>` is id 0 and `<unk>` id 1 at every level.
+
+    level: char (every character), word (`pattern`, a documented regex; default WORD_PATTERN),
+    or subword (sentencepiece, trained on the training split only, `model_type` unigram or bpe,
+    `vocab_size` pieces). Vocabularies keep tokens seen at least `min_freq` times, at most
+    `max_size` of them (most frequent first). Longer texts are cut to `max_len` tokens (counted
+    and reported).
+
+    unknown_words (word level): unk maps every word outside the vocabulary to <unk>; subword
+    spells it as sentencepiece pieces instead (a sentencepiece model of `vocab_size` pieces,
+    `model_type`, trained on the training texts), so a rare or unseen word keeps its spelling
+    ("peninsula" -> "▁pen", "insula") and shares pieces with words seen in training.
+    """
+
+    level: Literal["char", "word", "subword"] = "word"
+    lowercase: bool = True
+    pattern: str = WORD_PATTERN
+    min_freq: PosInt = 1
+    max_size: PosInt | None = None
+    vocab_size: Annotated[int, Field(ge=8)] = 8000
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    max_len: PosInt = 128
+    unknown_words: Literal["unk", "subword"] = "unk"
+    vectors: str | None = None  # GloVe/word2vec text file: initialises embeddings of known tokens
+    # fastText-style subword information (word level): each word also carries the hashed ids of
+    # its character n-grams of lengths char_ngrams[0]..char_ngrams[1] ("<" and ">" mark the word's
+    # edges), and with word_ngrams 2 the hashed (previous word, word) pair, in `ngram_buckets`
+    # shared buckets. An unseen word is then <unk> plus its n-grams: close to words spelled alike.
+    char_ngrams: tuple[PosInt, PosInt] | None = None
+    word_ngrams: Literal[1, 2] = 1
+    ngram_buckets: PosInt = 100_000
+
+    @model_validator(mode="after")
+    def _ngrams(self) -> TokenizerConfig:
+        if self.char_ngrams is not None and self.char_ngrams[0] > self.char_ngrams[1]:
+            raise ValueError(f"char_ngrams: shortest ({self.char_ngrams[0]}) exceeds longest ({self.char_ngrams[1]})")
+        if self.hashed_ngrams and (self.level != "word" or self.unknown_words != "unk"):
+            raise ValueError("char_ngrams/word_ngrams need level: word with unknown_words: unk")
+        return self
+
+    @property
+    def hashed_ngrams(self) -> bool:
+        """Whether tokens carry hashed n-gram ids besides their word id."""
+        return self.char_ngrams is not None or self.word_ngrams > 1
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression ({e})") from None
+        return v
+
+
+class TextFeatures(Strict):
+    """Text front-end: tokenizer, then a learned token embedding of `embed_dim` on the device."""
+
+    tag: ClassVar[str] = "text"
+    kind: Literal["text"] = "text"
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    embed_dim: PosInt = 128
+    embed_dropout: Fraction = 0.0  # dropout on the embedded tokens (training only)
+    word_dropout: Fraction = 0.0  # replace this fraction of tokens with <unk> (training only)
+    ngram_combine: Literal["mean", "sum"] = "mean"  # word vector with its hashed n-gram vectors
+
+
+class AugmentConfig(Strict):
+    """Training-only augmentation (features/augment.py), on the model's device: a random gain on the
+    waveform, SpecAugment-style masks on the features. The recipe's `train.augment`."""
+
+    freq_mask: NonNegInt = 0  # widest frequency mask (bins); 0 = off
+    time_mask: NonNegInt = 0  # widest time mask (frames); 0 = off
+    masks: NonNegInt = 2  # masks of each kind per example
+    gain_db: NonNegFloat = 0.0  # random gain in [-gain_db, +gain_db]
