@@ -58,7 +58,16 @@ def format_validation_error(
 
 def describe_validation_error(err: ValidationError, root: type[BaseModel], prefix: tuple[str, ...] = ()) -> str:
     """`dotted.key: problem` for the first error (+ how many more there are)."""
+    msg, more = _describe(err, root, prefix)
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return msg
+
+
+def _describe(err: ValidationError, root: type[BaseModel], prefix: tuple[str, ...]) -> tuple[str, int]:
+    """(`dotted.key: problem` for the first error, how many other problems there are)."""
     errors = err.errors()
+    more = len(errors) - 1
     first = errors[0]
     raw_loc = tuple(first["loc"])
     loc = _clean_loc(raw_loc, root)
@@ -67,7 +76,8 @@ def describe_validation_error(err: ValidationError, root: type[BaseModel], prefi
     nested = (first.get("ctx") or {}).get("error")
     if isinstance(nested, NestedError):
         if nested.error is not None and nested.schema is not None:
-            msg = describe_validation_error(nested.error, nested.schema, (*prefix, *map(str, loc)))
+            msg, inner = _describe(nested.error, nested.schema, (*prefix, *map(str, loc)))
+            more += inner
         else:
             msg = f"{'.'.join(p for p in (dotted, nested.key) if p)}: {nested.message}"
     elif kind == "extra_forbidden":
@@ -88,10 +98,7 @@ def describe_validation_error(err: ValidationError, root: type[BaseModel], prefi
         msg = f"{dotted}: {detail}"
         if kind not in ("value_error",) and not isinstance(got, (dict, list)) and got is not None:
             msg += f" (got {got!r})"
-    more = len(errors) - 1
-    if more:
-        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return msg
+    return msg, more
 
 
 def _walk(root: type[BaseModel], loc: tuple) -> Any:

@@ -7,15 +7,26 @@ row's length are padding: a family must give a row the same logits alone or in a
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 class Backbone(nn.Module):
-    """Base class of registered model families (see `attn.models.registry`)."""
+    """Base class of registered model families (see `attn.models.registry`).
+
+    Besides `forward`, the contract answers what code outside the family may ask of it, so that
+    nothing has to probe a family's attributes by name: `max_steps`, `describe`, whether it has
+    per-token outputs (`token_outputs`, `encode`, `token_dim`) and whether it prepends a class
+    token (`uses_class_token`, `class_tokens`).
+    """
 
     family: str = ""
+    # True when `encode` gives one output vector per input token (masked-token pretraining
+    # predicts the masked tokens from them).
+    token_outputs: ClassVar[bool] = False
 
     def __init__(self, in_dim: int, num_classes: int, cfg) -> None:
         super().__init__()
@@ -37,6 +48,26 @@ class Backbone(nn.Module):
     def describe(self) -> dict:
         """Facts `attn info` shows (families add e.g. a receptive field)."""
         return {}
+
+    @classmethod
+    def uses_class_token(cls, cfg) -> bool:
+        """Whether a model of this `Config` prepends a learned class token to its input."""
+        return False
+
+    @property
+    def class_tokens(self) -> int:
+        """Tokens prepended to the input (1 with a class token): `encode`'s outputs start with them."""
+        return int(self.uses_class_token(self.cfg))
+
+    @property
+    def token_dim(self) -> int:
+        """Width D of `encode`'s per-token outputs (families with `token_outputs`)."""
+        raise NotImplementedError(f"model {self.family!r} has no per-token outputs")
+
+    def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token outputs (B, class_tokens + T', D) and their mask (B, class_tokens + T'), for
+        x (B, T, C), lengths (B,) (families with `token_outputs`)."""
+        raise NotImplementedError(f"model {self.family!r} has no per-token outputs")
 
 
 def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:

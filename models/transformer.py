@@ -209,6 +209,16 @@ class TransformerEncoder(Backbone):
         self.head = nn.Linear(d + (width if cfg.token_pool != "none" else 0), num_classes)
         self._table = torch.zeros(0)
 
+    token_outputs = True
+
+    @classmethod
+    def uses_class_token(cls, cfg: Config) -> bool:
+        return cfg.pool == "cls"
+
+    @property
+    def token_dim(self) -> int:
+        return self.cfg.d_model
+
     def max_steps(self) -> int | None:
         if self.cfg.positions != "learned":
             return None

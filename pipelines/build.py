@@ -49,7 +49,7 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
     from attn.models.classifier import Classifier
 
     frontend = build_frontend(recipe, vocab_size)
-    backbone = registry.create(recipe.model.name, frontend.out_dim, num_classes, **recipe.model.params)
+    backbone = registry.build(recipe.model.name, frontend.out_dim, num_classes, recipe.model.config)
     limit = backbone.max_steps()
     if limit is not None and max_steps(recipe) > limit:
         raise ConfigError(

@@ -12,10 +12,21 @@ from __future__ import annotations
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Discriminator,
+    Field,
+    SerializationInfo,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from attn.features.config import AUDIO_EXTENSIONS, AudioFeatures, AugmentConfig, TextFeatures
-from attn.schema import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Strict
+from attn.models import registry
+from attn.schema import Fraction, NestedError, NonNegFloat, NonNegInt, PosFloat, PosInt, Strict
 
 SYNTH_CLASSES = ("sine", "square", "sawtooth", "noise_burst", "chirp", "am_tone")
 
@@ -108,17 +119,42 @@ Features = Annotated[
 ]
 
 
-class ModelSection(BaseModel):
-    """`name` picks a registered family; the other keys are that family's hyperparameters,
-    validated by the registry (unknown ones are errors before any data loads)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
+class ModelSection(Strict):
+    """`name` picks a registered family; `config` holds that family's hyperparameters, its nested
+    `Config`, validated once here (unknown keys are errors before any data loads). A recipe
+    writes the section flat, `{name: cnn, channels: [...], ...}`, and it is saved the same way.
+    """
 
     name: str = "cnn"
+    config: Strict  # an instance of registry.get(name).Config
+
+    @model_validator(mode="before")
+    @classmethod
+    def _family_config(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or isinstance(data.get("config"), BaseModel):
+            return data
+        name = data.get("name", "cnn")
+        if not isinstance(name, str) or name not in registry.names():
+            raise NestedError(key="name", message=registry.unknown_name(name))
+        try:
+            config = registry.config(name, {k: v for k, v in data.items() if k != "name"})
+        except ValidationError as e:
+            raise NestedError(e, registry.get(name).Config) from None
+        return {"name": name, "config": config}
+
+    @model_serializer(mode="plain")
+    def _flat(self, info: SerializationInfo) -> dict[str, Any]:
+        return {"name": self.name, **self.config.model_dump(mode=info.mode)}
+
+    @property
+    def family(self) -> type:
+        """The registered `Backbone` subclass."""
+        return registry.get(self.name)
 
     @property
     def params(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        """The hyperparameters as plain data, every default filled in."""
+        return self.config.model_dump(mode="json")
 
 
 class TrainConfig(Strict):
@@ -151,7 +187,7 @@ class Recipe(Strict):
 
     data: DataConfig
     features: Features = AudioFeatures()
-    model: ModelSection = ModelSection()
+    model: ModelSection = Field(default_factory=lambda: ModelSection.model_validate({}))
     train: TrainConfig = TrainConfig()
 
     @field_validator("features", mode="before")

@@ -30,14 +30,13 @@ def pretrain_masked_tokens(model, ws: WindowSet, cfg: TrainConfig, vocab_size: i
     from attn.features.tokenizers import PAD_ID, UNK_ID
 
     backbone = model.backbone
-    if not hasattr(backbone, "encode"):
+    if not backbone.token_outputs:
         raise ConfigError(f"train.pretrain_epochs needs per-token outputs; model {backbone.family!r} has none "
                           f"(use model.name: transformer)")  # fmt: skip
-    d = backbone.cfg.d_model
-    head = nn.Linear(d, vocab_size).to(device)
+    head = nn.Linear(backbone.token_dim, vocab_size).to(device)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    offset = 1 if backbone.cfg.pool == "cls" else 0
+    offset = backbone.class_tokens  # encode's outputs start with them: no token to predict there
     model.train()
     history = []
     steps = cfg.pretrain_epochs * int(np.ceil(len(ws) / cfg.batch_size))

@@ -122,16 +122,11 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
 
 
 def validate_recipe(raw: dict[str, Any], source: str) -> Recipe:
-    """Validate the recipe and the model family's hyperparameters (via the registry)."""
+    """Validate the recipe, the model family's hyperparameters included (see `ModelSection`)."""
     try:
-        recipe = Recipe.model_validate(raw)
+        return Recipe.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, Recipe, source)) from None
-    from attn.models import registry  # imports torch: only once the recipe itself is valid
-
-    params = registry.validate_params(recipe.model.name, recipe.model.params, source=source)
-    model = {"name": recipe.model.name, **params.model_dump(mode="json")}
-    return recipe.model_copy(update={"model": type(recipe.model).model_validate(model)})
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

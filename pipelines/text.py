@@ -104,4 +104,4 @@ def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides
 
 
 def _uses_cls(recipe: Recipe) -> bool:
-    return recipe.model.params.get("pool") == "cls"
+    return recipe.model.family.uses_class_token(recipe.model.config)

@@ -212,11 +212,9 @@ def _prepare_data(recipe: Recipe) -> dict[str, Any]:
     from .data import collect_labels, list_items, split_items
 
     if recipe.train.pretrain_epochs:
-        from attn.models import registry
-
         if recipe.modality != "text":
             raise ConfigError("train.pretrain_epochs is for text models (masked-token pretraining)")
-        if not hasattr(registry.get(recipe.model.name), "encode"):
+        if not recipe.model.family.token_outputs:
             raise ConfigError(f"train.pretrain_epochs needs per-token outputs; model {recipe.model.name!r} has none")
 
     items = list_items(recipe.data, recipe.modality)
