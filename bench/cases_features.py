@@ -86,9 +86,9 @@ def pipeline(quick: bool = False) -> list[dict]:
     import torch
 
     from attn.pipelines.build import build_model
-    from attn.pipelines.data import list_items, load_clips, split_items
     from attn.pipelines.datasets import load_sets
     from attn.pipelines.recipe import load_recipe
+    from attn.pipelines.sources import list_items, load_clips, split_items
 
     root = data_root()
     if root is None:

@@ -18,8 +18,8 @@ FAMILIES = {
 
 
 def _sets(recipe, quick):
-    from attn.pipelines.data import collect_labels, list_items, split_items
     from attn.pipelines.datasets import load_sets
+    from attn.pipelines.sources import collect_labels, list_items, split_items
 
     splits = split_items(list_items(recipe.data, recipe.modality), recipe.data)
     labels = collect_labels(splits)

@@ -75,8 +75,8 @@ def evaluate_cmd(
     path = resolve_model_path(model)
     dev = resolve_device(device)
 
+    from attn.pipelines.artifact import load_model
     from attn.pipelines.evaluate import evaluate
-    from attn.pipelines.model_io import load_model
     from attn.pipelines.recipe import load_recipe
 
     r = load_recipe(recipe, list(set_ or [])) if recipe else None

@@ -31,7 +31,8 @@ def info_cmd(
     """Show what a model file holds: recipe, labels, size, versions, test metrics. Verifies its checksum."""
     import yaml
 
-    from attn.pipelines.artifact import FORMAT_VERSION, read_container, resolve_model_path
+    from attn.pipelines.artifact import resolve_model_path
+    from attn.pipelines.container import FORMAT_VERSION, read_container
 
     path = resolve_model_path(model)
     h = read_container(path, header_only=True).header

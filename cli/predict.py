@@ -86,7 +86,7 @@ def predict_cmd(
     path = resolve_model_path(model)
     dev = resolve_device(device)
 
-    from attn.pipelines.model_io import load_model
+    from attn.pipelines.artifact import load_model
     from attn.pipelines.predict import AudioPredictor, expand_inputs
 
     loaded = load_model(path, dev)

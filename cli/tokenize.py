@@ -45,7 +45,7 @@ def tokenize_cmd(
         raise fail("--set needs --recipe")
     setup_logging(quiet=True)
     from attn.features.tokenizers import CLS
-    from attn.pipelines.text import tokenizer_for
+    from attn.pipelines.tokenize import tokenizer_for
 
     tok, features, cls = tokenizer_for(model=model, recipe=recipe, overrides=list(set_ or []))
     max_len = features.tokenizer.max_len

@@ -27,7 +27,7 @@ def load_sets(recipe: Recipe, splits: dict[str, list], labels: list[str], tokeni
 
 def _audio_sets(recipe: Recipe, splits, labels):
     from .batching import WindowSet
-    from .data import load_clips
+    from .sources import load_clips
 
     index = {lab: i for i, lab in enumerate(labels)}
     sets, counts, failed = {}, {}, []

@@ -1,4 +1,8 @@
-"""`attn evaluate`: a trained model against labelled data -> the metrics of metrics.json."""
+"""`attn evaluate`: a trained model against labelled data -> the metrics of metrics.json.
+
+`evaluation_report` turns window logits into those metrics for every caller: `attn evaluate`,
+training's validation and final test, and the ensemble.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,14 @@ import logging
 import os
 from typing import Any
 
+import numpy as np
+
 from attn.errors import ConfigError, InputError
 
+from .batching import WindowSet
 from .config import Recipe
+from .inference import aggregate, softmax
+from .metrics import classification_report
 
 log = logging.getLogger("attn")
 
@@ -16,7 +25,7 @@ log = logging.getLogger("attn")
 def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str | None):
     """The labelled items to score: a folder or manifest given on the command line, else the
     test split of `recipe` (or of the recipe stored in the model)."""
-    from .data import read_manifest, scan_folder, split_items
+    from .sources import read_manifest, scan_folder, split_items
 
     model_recipe: Recipe = loaded.recipe
     if data is not None:
@@ -34,7 +43,7 @@ def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str
             items = [it for it in items if it.split == split]
         return items, data
     source = recipe or model_recipe
-    from .data import list_items
+    from .sources import list_items
 
     splits = split_items(list_items(source.data, source.modality), source.data)
     return splits[split or "test"], f"{'recipe' if recipe else 'stored recipe'} {split or 'test'} split"
@@ -53,9 +62,8 @@ def evaluate(
     import numpy as np
 
     from .batching import WindowSet
-    from .data import load_clips
     from .inference import window_logits
-    from .trainer import evaluation_report
+    from .sources import load_clips
 
     items, where = evaluation_items(loaded, data, recipe, split)
     if not items:
@@ -94,4 +102,22 @@ def evaluate(
     rep = evaluation_report(logits, ws, loaded.labels, aggregate_how)
     rep["skipped"] = skipped
     rep["data"] = where
+    return rep
+
+
+def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean") -> dict[str, Any]:
+    """Metrics for window logits over a labelled WindowSet (clip level, plus window level)."""
+    clip = ws.all_windows[:, 0]
+    y = ws.labels
+    if len(logits) == 0:
+        return {**classification_report([], [], labels), "loss": float("nan")}
+    probs = softmax(logits)
+    yw = y[clip]
+    ll = -np.log(np.clip(probs[np.arange(len(clip)), yw], 1e-12, None))
+    clip_scores = aggregate(probs, clip, len(ws), how)
+    rep = classification_report(y, clip_scores.argmax(1), labels)
+    rep["loss"] = float(ll.mean())
+    if len(clip) > len(ws):
+        rep["windows"] = int(len(clip))
+        rep["window_accuracy"] = float((probs.argmax(1) == yw).mean())
     return rep

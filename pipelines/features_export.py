@@ -33,8 +33,7 @@ def export_features(path: str, out: str, model: str | None, recipe: str | None, 
         cfg = load_recipe(recipe, overrides).features
         frontend = AudioFrontend.from_config(cfg)
     else:
-        from .artifact import resolve_model_path
-        from .model_io import load_model
+        from .artifact import load_model, resolve_model_path
 
         loaded = load_model(resolve_model_path(model), device)
         cfg = loaded.recipe.features

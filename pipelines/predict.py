@@ -61,7 +61,7 @@ class _File:
 
 
 class AudioPredictor:
-    """Predict audio files with a loaded model (see `model_io.load_model`)."""
+    """Predict audio files with a loaded model (see `artifact.load_model`)."""
 
     def __init__(
         self,

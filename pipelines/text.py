@@ -80,28 +80,3 @@ def apply_vectors(model, tok, features: TextFeatures) -> dict[str, Any]:
     log.info("word vectors: %d of %d vocabulary tokens initialised (%.1f%%) from %s", len(rows), known,
              100 * cover["coverage"], path)  # fmt: skip
     return cover
-
-
-def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides: list[str] | None = None):
-    """(tokenizer, TextFeatures, uses_class_token) from a model file, or built from a recipe's
-    training split exactly as `attn train` would build it."""
-    if recipe is not None:
-        from .data import list_items, split_items
-        from .recipe import load_recipe
-
-        r = load_recipe(recipe, overrides or [])
-        if not isinstance(r.features, TextFeatures):
-            raise ConfigError(f"{recipe}: not a text recipe (features.kind is {r.features.kind!r})")
-        splits = split_items(list_items(r.data, "text"), r.data)
-        return fit_tokenizer(r.features, [it.source for it in splits["train"]]), r.features, _uses_cls(r)
-    from .artifact import resolve_model_path
-    from .model_io import load_model
-
-    loaded = load_model(resolve_model_path(model))
-    if loaded.tokenizer is None:
-        raise ConfigError(f"{resolve_model_path(model)}: an audio model has no tokenizer")
-    return loaded.tokenizer, loaded.recipe.features, _uses_cls(loaded.recipe)
-
-
-def _uses_cls(recipe: Recipe) -> bool:
-    return recipe.model.family.uses_class_token(recipe.model.config)

@@ -161,7 +161,7 @@ def _devices(device: str):
 
 def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
     """Continue an interrupted run from its last finished epoch."""
-    from .artifact import read_container
+    from .container import read_container
     from .recipe import recipe_from_dict
 
     rd = Path(run_dir)
@@ -209,7 +209,7 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
 
 
 def _prepare_data(recipe: Recipe) -> dict[str, Any]:
-    from .data import collect_labels, list_items, split_items
+    from .sources import collect_labels, list_items, split_items
 
     if recipe.train.pretrain_epochs:
         if recipe.modality != "text":
@@ -235,10 +235,10 @@ def _run(
 
         return run_ensemble(recipe, run_dir, dev, callbacks, prepared, world)
 
-    from .artifact import write_container
+    from .artifact import save_model
     from .build import build_model, count_parameters
+    from .container import write_container
     from .datasets import load_sets
-    from .model_io import save_model
     from .recipe import recipe_to_dict
     from .text import apply_vectors, tokenizer_state
     from .trainer import Trainer

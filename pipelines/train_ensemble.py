@@ -34,8 +34,8 @@ def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world:
     """Train (or, when members.json exists, continue) an ensemble run; returns a TrainResult."""
     from attn.errors import Interrupted
 
+    from .artifact import load_model
     from .build import member_recipe
-    from .model_io import load_model
     from .recipe import recipe_to_dict, recipe_to_yaml
     from .train import CHECKPOINT, MODEL, _run
 
@@ -53,7 +53,7 @@ def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world:
         log.info("ensemble member %d of %d (train.seed %d)", i + 1, n, mrec.train.seed)
         resume_state = None
         if (mdir / CHECKPOINT).exists():
-            from .artifact import read_container
+            from .container import read_container
 
             box = read_container(mdir / CHECKPOINT)
             resume_state = box.tensors()
@@ -97,12 +97,12 @@ def _assemble(recipe: Recipe, run_dir: Path, dev, prepared, tok, state, world: W
 
     from attn.models.ensemble import Ensemble
 
+    from .artifact import load_model, save_model
     from .build import count_parameters
     from .datasets import load_sets
+    from .evaluate import evaluation_report
     from .inference import window_logits
-    from .model_io import load_model, save_model
     from .train import MODEL, TrainResult, _point_latest
-    from .trainer import evaluation_report
 
     n, labels = recipe.train.ensemble, prepared["labels"]
     members = [load_model(run_dir / f"member-{i + 1}" / MODEL).model for i in range(n)]

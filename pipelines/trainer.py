@@ -25,8 +25,8 @@ from attn.errors import TrainingError
 from .batching import WindowSet
 from .config import TrainConfig
 from .distributed import World
-from .inference import aggregate, softmax, window_logits
-from .metrics import classification_report
+from .evaluate import evaluation_report
+from .inference import window_logits
 
 log = logging.getLogger("attn")
 
@@ -324,24 +324,6 @@ class Trainer:
         if "cuda" in sd["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
         self.state = TrainState(**sd["state"])
-
-
-def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean") -> dict[str, Any]:
-    """Metrics for window logits over a labelled WindowSet (clip level, plus window level)."""
-    clip = ws.all_windows[:, 0]
-    y = ws.labels
-    if len(logits) == 0:
-        return {**classification_report([], [], labels), "loss": float("nan")}
-    probs = softmax(logits)
-    yw = y[clip]
-    ll = -np.log(np.clip(probs[np.arange(len(clip)), yw], 1e-12, None))
-    clip_scores = aggregate(probs, clip, len(ws), how)
-    rep = classification_report(y, clip_scores.argmax(1), labels)
-    rep["loss"] = float(ll.mean())
-    if len(clip) > len(ws):
-        rep["windows"] = int(len(clip))
-        rep["window_accuracy"] = float((probs.argmax(1) == yw).mean())
-    return rep
 
 
 def _fmt_record(r: dict[str, Any], epochs: int) -> str:

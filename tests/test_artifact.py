@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from attn.errors import ArtifactError
-from attn.pipelines.artifact import FORMAT_VERSION, MAGIC, read_container, write_container
+from attn.pipelines.artifact import load_model, save_model
 from attn.pipelines.build import build_model
-from attn.pipelines.model_io import load_model, save_model
+from attn.pipelines.container import FORMAT_VERSION, MAGIC, read_container, write_container
 from attn.pipelines.recipe import load_recipe
 
 

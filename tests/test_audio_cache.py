@@ -11,7 +11,7 @@ import torch
 
 from attn.features.config import AudioFeatures
 from attn.features.transforms import LogMel
-from attn.pipelines import data as data_mod
+from attn.pipelines import sources as data_mod
 from attn.pipelines.audio_cache import AudioCache
 from attn.pipelines.recipe import load_recipe
 from helpers import tone, write_wav

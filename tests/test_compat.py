@@ -75,8 +75,8 @@ def test_old_model_files_give_the_same_logits(here):
     import torch
 
     from attn.features.audio import iter_windows, stream_audio
+    from attn.pipelines.artifact import load_model
     from attn.pipelines.batching import pad_rows
-    from attn.pipelines.model_io import load_model
     from attn.pipelines.text import model_ids
 
     want = json.loads((here / "logits.expected.json").read_text())

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from attn.errors import ConfigError, InputError
-from attn.features.config import DataConfig
-from attn.pipelines.data import collect_labels, list_items, load_clips, split_items
+from attn.pipelines.config import DataConfig
+from attn.pipelines.sources import collect_labels, list_items, load_clips, split_items
 from helpers import tone, write_wav
 
 

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from attn.pipelines.artifact import read_container
+from attn.pipelines.container import read_container
 from attn.pipelines.recipe import load_recipe
 from attn.pipelines.train import train
 

@@ -10,8 +10,8 @@ from test_text import _text_data
 from typer.testing import CliRunner
 
 from attn.cli.app import app
-from attn.pipelines.artifact import read_container
-from attn.pipelines.model_io import load_model
+from attn.pipelines.artifact import load_model
+from attn.pipelines.container import read_container
 from attn.pipelines.recipe import load_recipe
 from attn.pipelines.train import Interrupted, resume, train
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attn.pipelines.artifact import read_container
+from attn.pipelines.container import read_container
 
 RECIPE = """\
 data: {synthetic: {classes: [sine, chirp, noise_burst], per_class: 60, seconds: 0.5, seed: 2}}

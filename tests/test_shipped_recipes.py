@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 def test_digits_recipe_reads_the_official_split(shared_data, monkeypatch):
-    from attn.pipelines.data import list_items, split_items
+    from attn.pipelines.sources import list_items, split_items
 
     monkeypatch.setenv("ATTN_DATA", str(shared_data))
     r = load_recipe("recipes/digits.yaml")

@@ -184,7 +184,7 @@ def test_tokenize_from_a_recipe_builds_the_training_tokenizer(tmp_path):
 def test_pretrained_vectors_initialise_known_tokens(tmp_path):
     import torch
 
-    from attn.pipelines.artifact import read_container
+    from attn.pipelines.container import read_container
 
     p = _text_data(tmp_path)
     vec = tmp_path / "vectors.txt"

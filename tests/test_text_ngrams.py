@@ -105,8 +105,8 @@ NGRAM_SETS = ["--set", "features.tokenizer.char_ngrams=[3,5]", "--set", "feature
 
 
 def test_trained_model_round_trips_with_ngrams(tmp_path):
+    from attn.pipelines.artifact import load_model
     from attn.pipelines.batching import pad_rows
-    from attn.pipelines.model_io import load_model
     from attn.pipelines.text import encode_texts
 
     p = _text_data(tmp_path)

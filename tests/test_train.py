@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attn.errors import TrainingError
-from attn.pipelines.artifact import read_container
+from attn.pipelines.container import read_container
 from attn.pipelines.recipe import load_recipe
 from attn.pipelines.train import Interrupted, new_run_dir, resume, train
 
@@ -78,8 +78,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_recipe):
 
 def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_recipe, monkeypatch):
     import attn.pipelines.trainer as T
+    from attn.pipelines.artifact import load_model
     from attn.pipelines.evaluate import evaluate
-    from attn.pipelines.model_io import load_model
 
     monkeypatch.setattr(T.Trainer, "_key", lambda self, rec: [-rec["epoch"]])  # epoch 1 is the best
     p = tiny_recipe(epochs=3)
