@@ -86,7 +86,7 @@ def pipeline(quick: bool = False) -> list[dict]:
     import torch
 
     from attn.pipelines.build import build_model
-    from attn.pipelines.datasets import load_sets
+    from attn.pipelines.prepared import PreparedData, load_datasets
     from attn.pipelines.recipe import load_recipe
     from attn.pipelines.sources import list_items, load_clips, split_items
 
@@ -140,8 +140,7 @@ def pipeline(quick: bool = False) -> list[dict]:
     splits = split_items(list_items(r.data), r.data)
     if quick:
         splits = {k: v[:300] for k, v in splits.items()}
-    sets, _, _ = load_sets(r, splits, [str(i) for i in range(10)])
-    ws = sets["train"]
+    ws = load_datasets(r, PreparedData(splits, tuple(str(i) for i in range(10)))).train
     torch.manual_seed(0)
     model = build_model(r, 10)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)

@@ -18,15 +18,15 @@ FAMILIES = {
 
 
 def _sets(recipe, quick):
-    from attn.pipelines.datasets import load_sets
+    from attn.pipelines.prepared import PreparedData, load_datasets
     from attn.pipelines.sources import collect_labels, list_items, split_items
 
     splits = split_items(list_items(recipe.data, recipe.modality), recipe.data)
     labels = collect_labels(splits)
     n = 256 if quick else 1024
     splits = {"train": splits["train"][:n], "val": [], "test": []}
-    sets, _, tok = load_sets(recipe, splits, labels)
-    return sets["train"], labels, tok
+    data = load_datasets(recipe, PreparedData(splits, tuple(labels)))
+    return data.train, labels, data.tokenizer
 
 
 def trainer_vs_loop(quick: bool = False) -> list[dict]:

@@ -21,31 +21,48 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from attn.errors import ArtifactError, Interrupted
+
 from .config import Recipe
 from .distributed import World
 from .fsutil import atomic_write_text, make_dirs
+from .prepared import PreparedData
+from .rundir import CHECKPOINT, HISTORY, MEMBERS, METRICS, MODEL, RECIPE, point_latest
+from .train_model import TrainResult, train_model
 
 log = logging.getLogger("attn")
 
-MEMBERS = "members.json"
+
+def read_members(run_dir: Path) -> dict[str, Any]:
+    """The ensemble state in run_dir/members.json: the recipe, the labels, the members finished."""
+    path = run_dir / MEMBERS
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        missing = [k for k in ("recipe", "labels", "members") if k not in state]
+        if missing:
+            raise KeyError(missing[0])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{path}: unreadable ensemble state ({e})") from None
+    return state
 
 
-def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world: World = World()):
-    """Train (or, when members.json exists, continue) an ensemble run; returns a TrainResult."""
-    from attn.errors import Interrupted
-
+def train_ensemble(
+    recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device, callbacks=None, world: World = World()
+) -> TrainResult:
+    """Train (or, when members.json exists, continue) an ensemble run: each member through
+    `train_model`, then the ensemble's evaluation and artifact."""
     from .artifact import load_model
     from .build import member_recipe
+    from .checkpoint import read_checkpoint
     from .recipe import recipe_to_dict, recipe_to_yaml
-    from .train import CHECKPOINT, MODEL, _run
 
-    n, labels = recipe.train.ensemble, prepared["labels"]
+    n, labels = recipe.train.ensemble, list(prepared.labels)
     state = {"recipe": recipe_to_dict(recipe), "labels": labels, "members": []}
     if (run_dir / MEMBERS).exists():
-        state = json.loads((run_dir / MEMBERS).read_text(encoding="utf-8"))
+        state = read_members(run_dir)
     elif world.main:
         atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
-    tok, data_info = prepared.get("tokenizer"), {}
+    tok, data_info = prepared.tokenizer, {}
     if tok is None and state["members"] and recipe.modality == "text":
         tok = load_model(run_dir / "member-1" / MODEL).tokenizer
     for i in range(len(state["members"]), n):
@@ -53,20 +70,16 @@ def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world:
         log.info("ensemble member %d of %d (train.seed %d)", i + 1, n, mrec.train.seed)
         resume_state = None
         if (mdir / CHECKPOINT).exists():
-            from .container import read_container
-
-            box = read_container(mdir / CHECKPOINT)
-            resume_state = box.tensors()
-            if tok is None and box.header.get("tokenizer") is not None:  # member 1, cut mid-training
-                from .text import tokenizer_from_artifact
-
-                tok = tokenizer_from_artifact(mrec, box.header, resume_state)
+            ckpt = read_checkpoint(mdir / CHECKPOINT)
+            resume_state = ckpt.state
+            if tok is None and ckpt.tokenizer is not None:  # member 1, cut mid-training
+                tok = ckpt.tokenizer
         elif world.main:
             make_dirs(mdir)
-            atomic_write_text(mdir / "recipe.yaml", recipe_to_yaml(mrec))
+            atomic_write_text(mdir / RECIPE, recipe_to_yaml(mrec))
         try:
-            res = _run(mrec, mdir, dev, callbacks, {**prepared, "tokenizer": tok}, resume_state, world,
-                       point_latest=False)  # fmt: skip
+            res = train_model(mrec, prepared.with_tokenizer(tok), mdir, device=device, callbacks=callbacks,
+                              resume_state=resume_state, world=world, point_latest=False)  # fmt: skip
         except Interrupted:
             raise Interrupted(
                 f"interrupted in ensemble member {i + 1} of {n}; members 1-{i} and member {i + 1}'s "
@@ -83,7 +96,7 @@ def run_ensemble(recipe: Recipe, run_dir: Path, dev, callbacks, prepared, world:
         if world.main:
             atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
             (mdir / CHECKPOINT).unlink(missing_ok=True)  # finished: only its model.attn is needed
-    return _assemble(recipe, run_dir, dev, prepared, tok, state, world, data_info)
+    return _assemble(recipe, prepared.with_tokenizer(tok), run_dir, device, state, world, data_info)
 
 
 def _best_val(history: list[dict[str, Any]]) -> float | None:
@@ -91,7 +104,7 @@ def _best_val(history: list[dict[str, Any]]) -> float | None:
     return best[-1].get("val_accuracy") if best else None
 
 
-def _assemble(recipe: Recipe, run_dir: Path, dev, prepared, tok, state, world: World, data_info: dict[str, Any]):
+def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state, world: World, data_info):
     """Load the members' best weights into one Ensemble, evaluate it, write model.attn."""
     import torch
 
@@ -99,45 +112,44 @@ def _assemble(recipe: Recipe, run_dir: Path, dev, prepared, tok, state, world: W
 
     from .artifact import load_model, save_model
     from .build import count_parameters
-    from .datasets import load_sets
     from .evaluate import evaluation_report
     from .inference import window_logits
-    from .train import MODEL, TrainResult, _point_latest
+    from .prepared import load_datasets
 
-    n, labels = recipe.train.ensemble, prepared["labels"]
+    n, labels = recipe.train.ensemble, list(prepared.labels)
     members = [load_model(run_dir / f"member-{i + 1}" / MODEL).model for i in range(n)]
     model = Ensemble(members).to(dev).eval()
     history = []
     for i in range(n):
-        lines = (run_dir / f"member-{i + 1}" / "history.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = (run_dir / f"member-{i + 1}" / HISTORY).read_text(encoding="utf-8").splitlines()
         history += [{"member": i + 1, **json.loads(line)} for line in lines if line.strip()]
     metrics, seconds = None, sum(m["seconds"] for m in state["members"])
     if world.main:
-        sets, _, _ = load_sets(recipe, prepared["splits"], labels, tok)
+        data = load_datasets(recipe, prepared)
         amp = dev.type == "cuda" and recipe.train.amp
         reports = {}
         with torch.no_grad():
             for split in ("val", "test"):
-                ws = sets[split]
+                ws = data.split(split)
                 if len(ws):
                     reports[split] = evaluation_report(window_logits(model, ws, dev, amp=amp), ws, labels)
         if "val" in reports:
             log.info("ensemble of %d: val accuracy %.4f", n, reports["val"]["accuracy"])
-        split = "test" if "test" in reports else ("val" if "val" in reports else None)
+        split = data.eval_split
         if split is not None:
             metrics = {**reports[split], "split": split, "members": state["members"]}
             if "val" in reports:
                 metrics["val_accuracy"] = reports["val"]["accuracy"]
-            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
             log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples; ensemble of %d)", split, metrics["accuracy"],
                      metrics["macro_f1"], metrics["count"], n)  # fmt: skip
-        atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
         extra = {
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"members": state["members"], "seconds": round(seconds, 1)},
         }
-        save_model(run_dir / MODEL, model, recipe, labels, extra, tokenizer=tok)
-        _point_latest(run_dir)
+        save_model(run_dir / MODEL, model, recipe, labels, extra, tokenizer=prepared.tokenizer)
+        point_latest(run_dir)
     return TrainResult(
         run_dir=run_dir,
         model_path=run_dir / MODEL,

@@ -10,10 +10,11 @@ from test_text import _text_data
 from typer.testing import CliRunner
 
 from attn.cli.app import app
+from attn.errors import Interrupted
 from attn.pipelines.artifact import load_model
 from attn.pipelines.container import read_container
 from attn.pipelines.recipe import load_recipe
-from attn.pipelines.train import Interrupted, resume, train
+from attn.pipelines.train import resume, train
 
 runner = CliRunner()
 

@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 
-from attn.errors import TrainingError
+from attn.errors import Interrupted, TrainingError
 from attn.pipelines.container import read_container
 from attn.pipelines.recipe import load_recipe
-from attn.pipelines.train import Interrupted, new_run_dir, resume, train
+from attn.pipelines.rundir import new_run_dir
+from attn.pipelines.train import resume, train
 
 
 def _weights(path):

@@ -1,0 +1,204 @@
+"""Train one model: `train_model(recipe, prepared, run_dir)`, the seam every caller goes through
+(`attn train`, each member of an ensemble, `attn.train` from Python, a tuner's trials).
+
+In order: load the splits (`load_datasets`), build the model (`init_model`: seeded, with word
+vectors and masked-token pretraining when the recipe asks), fit it with a checkpoint and, on
+improvement, the artifact after every epoch (`EpochSaver`), evaluate the best weights on the
+test split, else validation (`final_metrics`), and write the final artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attn.errors import Interrupted
+
+from . import rundir
+from .config import Recipe
+from .distributed import World
+from .fsutil import append_line, atomic_write_text
+from .prepared import Datasets, PreparedData
+from .rundir import CHECKPOINT, HISTORY, METRICS, MODEL
+
+log = logging.getLogger("attn")
+
+
+@dataclass
+class TrainResult:
+    """What a training run wrote and how it went (`summary()` is what `attn train` prints)."""
+
+    run_dir: Path
+    model_path: Path
+    metrics: dict[str, Any] | None  # metrics.json: on the test split, else validation; None without either
+    history: list[dict[str, Any]]  # one record per epoch (history.jsonl)
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    labels: list[str]
+    parameters: int
+    data: dict[str, Any] = field(default_factory=dict)  # examples per split, skipped files, vectors, ...
+    members: list[dict[str, Any]] = field(default_factory=list)  # train.ensemble: one entry per member
+
+    def summary(self) -> dict[str, Any]:
+        m = self.metrics or {}
+        return {
+            "run_dir": str(self.run_dir),
+            "model": str(self.model_path),
+            "test_accuracy": m.get("accuracy"),
+            "test_macro_f1": m.get("macro_f1"),
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            "train_seconds": round(self.seconds, 1),
+            "parameters": self.parameters,
+            "labels": self.labels,
+            "data": self.data,
+            **({"members": self.members} if self.members else {}),
+        }
+
+
+def train_model(
+    recipe: Recipe,
+    prepared: PreparedData,
+    run_dir: Path,
+    *,
+    device,
+    callbacks=None,
+    resume_state: dict[str, Any] | None = None,
+    world: World = World(),
+    point_latest: bool = True,
+) -> TrainResult:
+    """Train one model of `recipe` (train.ensemble 1) from prepared data in an existing `run_dir`.
+
+    Args:
+        device: a torch.device.
+        callbacks: `attn.pipelines.trainer.Callbacks` hooks (progress, per-epoch records); an
+            exception raised in one stops training, keeping the last finished epoch's checkpoint.
+        resume_state: a checkpoint's trainer state: continue from its epoch instead of starting.
+        world: the torchrun process group; only rank 0 writes files and reports metrics.
+        point_latest: point <run_dir's parent>/latest at run_dir when done.
+    """
+    from .artifact import save_model
+    from .build import count_parameters
+    from .prepared import load_datasets
+    from .trainer import Trainer
+
+    if recipe.train.ensemble > 1:
+        raise ValueError("train_model trains one model; train.ensemble > 1 goes through train_ensemble")
+    data = load_datasets(recipe, prepared)
+    model, facts = init_model(recipe, data, device, fresh=resume_state is None)
+    labels = list(data.labels)
+    trainer = Trainer(model, recipe.train, data.train, data.val, labels, device, callbacks, world=world)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    log.info("model %s: %d parameters on %s; %d steps/epoch", recipe.model.name, count_parameters(model), device,
+             trainer.steps_per_epoch)  # fmt: skip
+    saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main)
+    if resume_state is not None:
+        saver.rewrite_history(trainer.state.history)
+    try:
+        st = trainer.fit(saver)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.state.epoch} is saved. "
+            f"Resume with: attn train --resume {run_dir}"
+        ) from None
+
+    trainer.load_best()
+    metrics = final_metrics(trainer, data, run_dir) if world.main else None  # rank 0 evaluates and writes
+    if world.main:
+        extra = {
+            "epoch": st.best_epoch,
+            "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
+            "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
+        }
+        save_model(run_dir / MODEL, trainer.model, recipe, labels, extra, tokenizer=data.tokenizer)
+        if point_latest:
+            rundir.point_latest(run_dir)
+    return TrainResult(
+        run_dir=run_dir,
+        model_path=run_dir / MODEL,
+        metrics=metrics,
+        history=st.history,
+        best_epoch=st.best_epoch,
+        epochs_run=st.epoch,
+        stopped_early=st.stopped_early,
+        seconds=st.seconds,
+        labels=labels,
+        parameters=count_parameters(model),
+        data=facts,
+    )
+
+
+def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
+    """(model, facts): the recipe's model, initialised from train.seed. When `fresh` (not resuming,
+    where the checkpoint brings the weights), word vectors and masked-token pretraining are
+    applied as the recipe asks; `facts` is `data.info` plus what they report."""
+    import torch
+
+    from .build import build_model
+
+    facts = dict(data.info)
+    tok = data.tokenizer
+    torch.manual_seed(recipe.train.seed)
+    model = build_model(recipe, len(data.labels), vocab_size=None if tok is None else tok.vocab_size)
+    if fresh and tok is not None and recipe.features.tokenizer.vectors:
+        from .text import apply_vectors
+
+        facts["vectors"] = apply_vectors(model, tok, recipe.features)
+    if fresh and recipe.train.pretrain_epochs:
+        from .pretrain import pretrain_masked_tokens
+
+        facts["pretrain"] = pretrain_masked_tokens(model.to(device), data.train, recipe.train, tok.vocab_size, device)
+    return model, facts
+
+
+class EpochSaver:
+    """The Trainer's `on_epoch_saved`: after every epoch write the artifact when it improved, then
+    the resume checkpoint, then its history line (nothing when `write` is False: ranks > 0).
+    Artifact first: after a crash between the two writes, resuming redoes this epoch."""
+
+    def __init__(self, run_dir: Path, recipe: Recipe, labels: list[str], tokenizer=None, write: bool = True) -> None:
+        from .checkpoint import CheckpointWriter
+
+        self.run_dir, self.recipe, self.labels, self.tokenizer, self.write = run_dir, recipe, labels, tokenizer, write
+        self.checkpoint = CheckpointWriter(run_dir / CHECKPOINT, recipe, labels, tokenizer)
+
+    def __call__(self, trainer, improved: bool) -> None:
+        from .artifact import save_model
+
+        if not self.write:
+            return
+        epoch = trainer.state.epoch
+        if improved:
+            save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": epoch},
+                       tokenizer=self.tokenizer, state_dict=trainer.best_weights)  # fmt: skip
+        self.checkpoint.write(epoch, trainer.state_dict())
+        append_line(self.run_dir / HISTORY, json.dumps(trainer.state.history[-1]))
+
+    def rewrite_history(self, history: list[dict[str, Any]]) -> None:
+        """On resume: history.jsonl may hold a line the checkpoint does not."""
+        if self.write:
+            atomic_write_text(self.run_dir / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def final_metrics(trainer, data: Datasets, run_dir: Path) -> dict[str, Any] | None:
+    """Metrics of the trainer's current (best) weights on `data.eval_split`, written to
+    metrics.json; None when there is neither a test nor a validation split."""
+    split = data.eval_split
+    if split is None:
+        log.warning("no test or validation clips: metrics.json not written")
+        return None
+    if split != "test":
+        log.warning("no test clips: reporting metrics on the validation split")
+    metrics = trainer.evaluate(data.split(split))
+    metrics["split"] = split
+    atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
+    log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples)", split, metrics["accuracy"], metrics["macro_f1"],
+             metrics["count"])  # fmt: skip
+    return metrics
