@@ -18,7 +18,7 @@ from torch import nn
 from attn.schema import PosInt, Strict
 
 from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths
-from .registry import register
+from .families import register
 
 
 class ConvBlock(nn.Module):

@@ -17,30 +17,21 @@ from pydantic import ValidationError
 from attn.errors import ConfigError
 from attn.schema import format_validation_error
 
-_REGISTRY: dict[str, type] = {}
+from .families import FAMILIES, register
 
-
-def register(name: str):
-    def deco(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        cls.family = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+__all__ = ["build", "config", "create", "get", "names", "register", "unknown_name", "validate_params"]
 
 
 def names() -> list[str]:
     _load_families()
-    return sorted(_REGISTRY)
+    return sorted(FAMILIES)
 
 
 def get(name: str) -> type:
     _load_families()
-    if name not in _REGISTRY:
+    if name not in FAMILIES:
         raise ConfigError(f"model.name: {unknown_name(name)}")
-    return _REGISTRY[name]
+    return FAMILIES[name]
 
 
 def unknown_name(name: Any) -> str:

@@ -23,7 +23,7 @@ from torch import nn
 from attn.schema import PosInt, Strict
 
 from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean
-from .registry import register
+from .families import register
 
 
 def sinusoidal_table(steps: int, dim: int) -> torch.Tensor:

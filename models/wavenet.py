@@ -27,7 +27,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from attn.schema import PosInt, Strict
 
 from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths
-from .registry import register
+from .families import register
 
 
 class MaskedConv(nn.Module):
