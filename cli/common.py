@@ -162,3 +162,16 @@ SetOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def recipe_opt(help: str):
+    """The --recipe/-r option (a recipe YAML file), with each command's own help."""
+    return Annotated[str | None, typer.Option("--recipe", "-r", help=help, show_default=False)]
+
+
+def check_model_or_recipe(model: str | None, recipe: str | None, set_: list[str] | None) -> None:
+    """--model and --recipe exclude each other; --set overrides a recipe, so it needs one."""
+    if recipe is not None and model is not None:
+        raise fail("give --model or --recipe, not both")
+    if set_ and recipe is None:
+        raise fail("--set needs --recipe")

@@ -15,6 +15,7 @@ from .common import (
     ThreadsOpt,
     fail,
     handle_errors,
+    recipe_opt,
     set_threads,
     setup_logging,
     stderr_console,
@@ -46,9 +47,7 @@ def evaluate_cmd(
         ),
     ] = None,
     model: ModelOpt = None,
-    recipe: Annotated[
-        str | None, typer.Option("--recipe", "-r", help="Evaluate on this recipe's data.", show_default=False)
-    ] = None,
+    recipe: recipe_opt("Evaluate on this recipe's data.") = None,
     set_: SetOpt = None,
     split: Annotated[
         Literal["train", "val", "test"] | None,

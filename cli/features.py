@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, ModelOpt, SetOpt, fail, handle_errors
+from .common import DeviceOpt, ModelOpt, SetOpt, check_model_or_recipe, handle_errors, recipe_opt
 
 EPILOG = """\
 Examples:
@@ -25,20 +25,12 @@ def features_cmd(
     file: Annotated[str, typer.Argument(help="Audio file.", show_default=False)],
     out: Annotated[str, typer.Option("--out", "-o", help="Output .npy file.", show_default=False)],
     model: ModelOpt = None,
-    recipe: Annotated[
-        str | None,
-        typer.Option(
-            "--recipe", "-r", help="Use this recipe's features section instead of a model's.", show_default=False
-        ),
-    ] = None,
+    recipe: recipe_opt("Use this recipe's features section instead of a model's.") = None,
     set_: SetOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Write the feature tensor a model computes for FILE (for inspection or other tools)."""
-    if recipe is not None and model is not None:
-        raise fail("give --model or --recipe, not both")
-    if set_ and recipe is None:
-        raise fail("--set needs --recipe")
+    check_model_or_recipe(model, recipe, set_)
     from attn.pipelines.device import resolve_device
     from attn.pipelines.features_export import export_features
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import ModelOpt, SetOpt, fail, handle_errors, setup_logging
+from .common import ModelOpt, SetOpt, check_model_or_recipe, handle_errors, recipe_opt, setup_logging
 
 EPILOG = """\
 Examples:
@@ -29,20 +29,12 @@ def tokenize_cmd(
         list[str], typer.Argument(help="Texts, or - to read one per line from stdin.", show_default=False)
     ],
     model: ModelOpt = None,
-    recipe: Annotated[
-        str | None,
-        typer.Option(
-            "--recipe", "-r", help="Build the tokenizer from this recipe's training data.", show_default=False
-        ),
-    ] = None,
+    recipe: recipe_opt("Build the tokenizer from this recipe's training data.") = None,
     set_: SetOpt = None,
     ids: Annotated[bool, typer.Option("--ids", help="Also print the token ids (after a tab).")] = False,
 ) -> None:
     """Show how a text model's tokenizer splits text: exactly the tokens the model sees."""
-    if recipe is not None and model is not None:
-        raise fail("give --model or --recipe, not both")
-    if set_ and recipe is None:
-        raise fail("--set needs --recipe")
+    check_model_or_recipe(model, recipe, set_)
     setup_logging(quiet=True)
     from attn.features.tokenizers import CLS
     from attn.pipelines.tokenize import tokenizer_for

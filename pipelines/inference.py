@@ -29,6 +29,13 @@ def window_logits(model, ws: WindowSet, device, batch_size: int = 64, amp: bool 
     return torch.cat(out).numpy()
 
 
+def top_labels(scores: np.ndarray, labels: list[str], k: int) -> list[dict]:
+    """The `k` best classes of one input's scores (K,), best first (ties: the lower index):
+    [{"label", "score"}], scores rounded to 6 places as prediction records print them."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [{"label": labels[i], "score": round(float(scores[i]), 6)} for i in order]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)

@@ -22,7 +22,8 @@ import numpy as np
 from attn.errors import InputError
 from attn.features.config import AUDIO_EXTENSIONS
 
-from .inference import AGGREGATES, aggregate, softmax
+from .batching import pad_rows
+from .inference import AGGREGATES, aggregate, softmax, top_labels
 
 STREAM_SECONDS = 120.0
 POOL = 4  # batches of windows gathered before running them sorted by length
@@ -108,10 +109,7 @@ class AudioPredictor:
         import torch
 
         dev = self.loaded.device
-        width = max(n for _, _, _, n in rows)
-        x = np.zeros((len(rows), width), dtype=np.float32)
-        for r, (_, _, w, n) in enumerate(rows):
-            x[r, :n] = w[:n]
+        x = pad_rows([w[:n] for _, _, w, n in rows])  # (B, N) float32
         lengths = torch.tensor([n for _, _, _, n in rows], dtype=torch.int64)
         with torch.inference_mode():
             logits = self.loaded.model(torch.from_numpy(x).to(dev), lengths.to(dev)).float().cpu().numpy()
@@ -188,16 +186,10 @@ class AudioPredictor:
         f.spans = [f.spans[i] for i in order]
         probs = np.stack([f.probs[i] for i in order])
         scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
-        order = np.argsort(-scores, kind="stable")
-        rec: dict[str, Any] = {
-            "input": f.path,
-            "label": self.labels[order[0]],
-            "score": round(float(scores[order[0]]), 6),
-            "duration": round(f.seconds, 3),
-            "windows": len(probs),
-        }
+        top = top_labels(scores, self.labels, self.top_k)
+        rec: dict[str, Any] = {"input": f.path, **top[0], "duration": round(f.seconds, 3), "windows": len(probs)}
         if self.top_k > 1:
-            rec["top_k"] = [{"label": self.labels[i], "score": round(float(scores[i]), 6)} for i in order[: self.top_k]]
+            rec["top_k"] = top
         if self.per_frame:
             sr = self.cfg.sample_rate
             rec["frames"] = [

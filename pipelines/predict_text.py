@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .inference import softmax
+from .inference import softmax, top_labels
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,10 @@ class TextPredictor:
                 rec["error"] = err or item.error or "empty text"
                 yield rec
                 continue
-            p = probs[i]
-            order = np.argsort(-p, kind="stable")
-            rec.update(label=self.labels[order[0]], score=round(float(p[order[0]]), 6), tokens=len(ids))
+            top = top_labels(probs[i], self.labels, self.top_k)
+            rec.update(**top[0], tokens=len(ids))
             if len(ids) > self.max_len:
                 rec["truncated"] = True
             if self.top_k > 1:
-                rec["top_k"] = [{"label": self.labels[j], "score": round(float(p[j]), 6)} for j in order[: self.top_k]]
+                rec["top_k"] = top
             yield rec

@@ -21,6 +21,7 @@ from attn.errors import ConfigError
 
 from .batching import WindowSet
 from .config import TrainConfig
+from .trainer import lr_factor
 
 log = logging.getLogger("attn")
 
@@ -40,6 +41,7 @@ def pretrain_masked_tokens(model, ws: WindowSet, cfg: TrainConfig, vocab_size: i
     model.train()
     history = []
     steps = cfg.pretrain_epochs * int(np.ceil(len(ws) / cfg.batch_size))
+    warmup = int(cfg.warmup * steps)
     step = 0
     for epoch in range(cfg.pretrain_epochs):
         t0 = time.perf_counter()
@@ -53,8 +55,8 @@ def pretrain_masked_tokens(model, ws: WindowSet, cfg: TrainConfig, vocab_size: i
             masked = (torch.rand(words.shape, generator=tgen) < cfg.mask_prob) & valid
             if not masked.any():
                 continue
-            for g in opt.param_groups:  # linear warmup over 5%, then linear decay
-                g["lr"] = cfg.lr * min((step + 1) / max(1, steps // 20), max(0.0, 1 - step / steps))
+            for g in opt.param_groups:  # the recipe's schedule, as in supervised training
+                g["lr"] = cfg.lr * lr_factor(step, steps, warmup, cfg.schedule)
             inp = torch.where(masked, torch.full_like(words, UNK_ID), words)
             if x.dim() == 3:  # a masked token loses its n-grams too, else its spelling gives it away
                 inp = torch.cat([inp[..., None], x[..., 1:].masked_fill(masked[..., None], 0)], dim=-1)
