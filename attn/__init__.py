@@ -1,1 +1,30 @@
-"""attn: train and run audio and text classifiers."""
+"""attn: train and run audio and text classifiers.
+
+    import attn
+    result = attn.train("recipes/quickstart.yaml", overrides=["train.epochs=3"])
+    model = attn.load(result.run_dir)              # or a model file; default runs/latest
+    model.predict(["clip.wav"], top_k=3)          # the records `attn predict` prints
+    attn.evaluate(model)                          # test-split metrics, as metrics.json
+
+`import attn` is light (no torch); the work is imported when a function runs. The layers
+below: attn.pipelines (recipes, data, training, artifacts), attn.models (the registry and
+model families), attn.features (DSP and tokenizers); attn.errors and attn.schema at the bottom.
+"""
+
+from attn.api import Model, evaluate, load, resume, train
+from attn.errors import ArtifactError, AttnError, ConfigError, InputError, Interrupted, OutputError, TrainingError
+
+__all__ = [
+    "ArtifactError",
+    "AttnError",
+    "ConfigError",
+    "InputError",
+    "Interrupted",
+    "Model",
+    "OutputError",
+    "TrainingError",
+    "evaluate",
+    "load",
+    "resume",
+    "train",
+]

@@ -62,8 +62,7 @@ def evaluate_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Score a trained model on labelled data: accuracy, macro-F1, per-class metrics, confusion."""
-    from attn.pipelines.artifact import resolve_model_path
-    from attn.pipelines.device import resolve_device
+    import attn
 
     if data is not None and recipe is not None:
         raise fail("give DATA or --recipe, not both")
@@ -71,16 +70,10 @@ def evaluate_cmd(
         raise fail("--set needs --recipe")
     setup_logging(quiet, None if quiet else stderr_console())
     set_threads(threads)
-    path = resolve_model_path(model)
-    dev = resolve_device(device)
-
-    from attn.pipelines.artifact import load_model
-    from attn.pipelines.evaluate import evaluate
     from attn.pipelines.recipe import load_recipe
 
-    r = load_recipe(recipe, list(set_ or [])) if recipe else None
-    loaded = load_model(path, dev)
-    metrics = evaluate(loaded, data=data, recipe=r, split=split, aggregate_how=aggregate)
+    r = load_recipe(recipe, list(set_ or [])) if recipe else None  # a bad recipe fails before the model loads
+    metrics = attn.evaluate(attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate)
     if fmt == "json":
         print(json.dumps(metrics))
     else:

@@ -31,13 +31,10 @@ def info_cmd(
     """Show what a model file holds: recipe, labels, size, versions, test metrics. Verifies its checksum."""
     import yaml
 
-    from attn.pipelines.artifact import resolve_model_path
-    from attn.pipelines.container import FORMAT_VERSION, read_container
+    from attn.pipelines.artifact import read_info
 
-    path = resolve_model_path(model)
-    h = read_container(path, header_only=True).header
-    h.pop("_path", None)
-    info = {"path": str(path), "format_version": FORMAT_VERSION, **h}
+    info = read_info(model)
+    h, path = {k: v for k, v in info.items() if k not in ("path", "format_version")}, info["path"]
     if fmt == "json":
         print(json.dumps(info))
         return

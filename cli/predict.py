@@ -74,8 +74,7 @@ def predict_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Predict labels for audio files or texts with a trained model."""
-    from attn.pipelines.artifact import resolve_model_path
-    from attn.pipelines.device import resolve_device
+    import attn
 
     fmt = fmt or ("table" if is_tty() else "jsonl")
     if not inputs and not text:
@@ -83,33 +82,24 @@ def predict_cmd(
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)
     set_threads(threads)
-    path = resolve_model_path(model)
-    dev = resolve_device(device)
-
-    from attn.pipelines.artifact import load_model
-    from attn.pipelines.predict import AudioPredictor, expand_inputs
-
-    loaded = load_model(path, dev)
-    if loaded.recipe.modality == "text":
-        from attn.pipelines.predict_text import TextPredictor, text_inputs
+    m = attn.load(model, device)
+    if m.modality == "text":
+        from attn.pipelines.predict_text import text_inputs
 
         if per_frame:
             raise fail("--per-frame is for audio models; this is a text model")
         total = 0
-        records = TextPredictor(loaded, batch_size=batch_size, top_k=top_k).predict(
-            text_inputs(text or [], inputs or [])
-        )
+        records = m.predict_iter(text_inputs(text or [], inputs or []), top_k, batch_size=batch_size)
     else:
+        from attn.pipelines.predict import expand_inputs
+
         if text:
-            raise fail(f"--text given, but {path} is an audio model")
-        paths = expand_inputs(inputs or [], loaded.recipe.data.extensions)
+            raise fail(f"--text given, but {m.path} is an audio model")
+        paths = expand_inputs(inputs or [], m.recipe.data.extensions)
         if not paths:
             raise fail("no inputs (stdin was empty)")
         total = len(paths)
-        predictor = AudioPredictor(
-            loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k, per_frame=per_frame
-        )
-        records = predictor.predict(paths)
+        records = m.predict_iter(paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size)
     counter = None
     if console is not None and total > 20:
         from .progress import RichCounter
@@ -122,7 +112,7 @@ def predict_cmd(
         if fmt == "jsonl":
             seen = render.write_jsonl(records, on_record=_adv(on))
         elif fmt == "csv":
-            seen = render.write_csv(records, top_k, on_record=_adv(on), text=loaded.recipe.modality == "text")
+            seen = render.write_csv(records, top_k, on_record=_adv(on), text=m.modality == "text")
         else:
             seen = render.print_table(records, top_k, on_record=_adv(on))
     if not seen:

@@ -55,11 +55,12 @@ def train_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model from a recipe; the test metrics and the run directory go to stdout."""
-    from attn.pipelines import train as T
+    import attn
+    from attn.pipelines.distributed import world_from_env
 
     if (recipe is None) == (resume is None):
         raise fail("give a RECIPE to train, or --resume RUN_DIR to continue a run (not both)")
-    main_rank = T.world_from_env().main  # under torchrun only rank 0 logs and prints
+    main_rank = world_from_env().main  # under torchrun only rank 0 logs and prints
     quiet = quiet or not main_rank
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)
@@ -73,15 +74,12 @@ def train_cmd(
         if resume is not None:
             if set_ or seed is not None or out:
                 raise fail("--resume continues a run exactly: --set, --seed and --out cannot change it")
-            result = T.resume(resume, device=device, callbacks=progress)
+            result = attn.resume(resume, device=device, callbacks=progress)
         else:
-            from attn.pipelines.recipe import load_recipe
-
             overrides = list(set_ or [])
             if seed is not None:
                 overrides.append(f"train.seed={seed}")
-            r = load_recipe(recipe, overrides)
-            result = T.train(r, recipe, out=out, device=device, callbacks=progress)
+            result = attn.train(recipe, overrides, out=out, device=device, callbacks=progress)
     if not main_rank:
         return
     summary = result.summary()

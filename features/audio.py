@@ -137,6 +137,31 @@ def stream_audio(path: str, sample_rate: int, block_seconds: float = BLOCK_SECON
                 raise _fail(path, f"truncated: {missing} bytes of audio data missing from the end")
 
 
+def from_array(samples: np.ndarray, rate: int, sample_rate: int, name: str = "array") -> np.ndarray:
+    """An in-memory signal as `stream_audio` gives a file: float32 mono at `sample_rate`, (samples,).
+
+    `samples` is (samples,) or (samples, channels), soundfile's layout, at `rate` Hz; channels are
+    averaged and the rate converted by the same resampler. Failures are InputErrors naming `name`.
+    """
+    x = np.asarray(samples)
+    if x.ndim not in (1, 2) or not x.size:
+        raise _fail(name, f"expected (samples,) or (samples, channels) audio, got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise _fail(name, f"expected float samples in [-1, 1], got {x.dtype}")
+    if int(rate) <= 0:
+        raise _fail(name, f"invalid sample rate {rate}")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise _fail(name, "contains NaN or infinite sample values")
+    mono = x.mean(axis=1, dtype=np.float32) if x.ndim == 2 and x.shape[1] > 1 else x.reshape(len(x), -1)[:, 0]
+    if int(rate) != sample_rate:
+        import soxr
+
+        resampler = soxr.ResampleStream(int(rate), sample_rate, 1, dtype="float32", quality="HQ")
+        mono = resampler.resample_chunk(np.ascontiguousarray(mono), last=True)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
 def read_audio(path: str, sample_rate: int) -> np.ndarray:
     """The whole file as float32 mono at `sample_rate`, shape (samples,)."""
     blocks = list(stream_audio(path, sample_rate))

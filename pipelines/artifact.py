@@ -126,3 +126,18 @@ def resolve_model_path(model: str | None) -> Path:
     if not p.exists():
         raise ArtifactError(f"{p}: model file not found")
     return p
+
+
+def model_info(header: dict[str, Any], path) -> dict[str, Any]:
+    """What `attn info --format json` shows of a model: its path, the container format version and
+    the header (recipe, labels, versions, parameters, test metrics, ...)."""
+    from .container import FORMAT_VERSION
+
+    return {"path": str(path), "format_version": FORMAT_VERSION, **{k: v for k, v in header.items() if k != "_path"}}
+
+
+def read_info(model: str | None) -> dict[str, Any]:
+    """`model_info` of a model file or run directory (default $ATTN_MODEL, else runs/latest),
+    from its header alone: fast, no torch; the checksum is still verified."""
+    path = resolve_model_path(model)
+    return model_info(read_container(path, header_only=True).header, path)

@@ -30,15 +30,24 @@ POOL = 4  # batches of windows gathered before running them sorted by length
 
 
 def expand_inputs(inputs: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS, stdin=None) -> list[str]:
-    """Files as given; directories -> their audio files (recursive, sorted); '-' -> one path per
-    stdin line. Paths that do not exist are kept: they become error records, in order."""
-    exts = {e.lower() for e in extensions}
+    """`expand_paths`, and '-' -> one path per stdin line (the command line's inputs)."""
     out: list[str] = []
     for arg in inputs:
         if arg == "-":
             stream = stdin if stdin is not None else sys.stdin
             out += [line.strip() for line in stream if line.strip()]
-        elif os.path.isdir(arg):
+        else:
+            out += expand_paths([arg], extensions)
+    return out
+
+
+def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
+    """Files as given; directories -> their audio files (recursive, sorted). Paths that do not
+    exist are kept: they become error records, in order."""
+    exts = {e.lower() for e in extensions}
+    out: list[str] = []
+    for arg in paths:
+        if os.path.isdir(arg):
             found = sorted(str(p) for p in Path(arg).rglob("*") if p.suffix.lower() in exts and p.is_file())
             if not found:
                 out.append(arg)  # reported as "no audio files" below
@@ -46,6 +55,16 @@ def expand_inputs(inputs: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXT
         else:
             out.append(arg)
     return out
+
+
+@dataclass(frozen=True)
+class AudioArray:
+    """A recording in memory: `samples` (samples,) or (samples, channels) float at `sample_rate`;
+    `name` is what its record calls it (the "input" field)."""
+
+    name: str
+    samples: np.ndarray
+    sample_rate: int
 
 
 @dataclass
@@ -62,7 +81,7 @@ class _File:
 
 
 class AudioPredictor:
-    """Predict audio files with a loaded model (see `artifact.load_model`)."""
+    """Predict audio files (or `AudioArray`s) with a loaded model (see `artifact.load_model`)."""
 
     def __init__(
         self,
@@ -85,9 +104,18 @@ class AudioPredictor:
         self.workers = workers
 
     # decoding (worker threads) ------------------------------------------------------------------
-    def _read(self, index: int, path: str) -> _File:
-        from attn.features.audio import audio_info, iter_windows, stream_audio
+    def _read(self, index: int, path: str | AudioArray) -> _File:
+        from attn.features.audio import audio_info, from_array, iter_windows, stream_audio
 
+        if isinstance(path, AudioArray):
+            f = _File(index, path.name)
+            try:
+                x = from_array(path.samples, path.sample_rate, self.cfg.sample_rate, path.name)
+                f.seconds = len(path.samples) / path.sample_rate
+                f.windows = list(iter_windows(iter([x]), self.cfg.frame_samples, self.cfg.hop_samples))
+            except InputError as e:
+                f.error = str(e)
+            return f
         f = _File(index, path)
         try:
             if os.path.isdir(path):
@@ -130,8 +158,8 @@ class AudioPredictor:
             self._run(batch[i : i + self.batch_size])
         return []
 
-    def predict(self, paths: list[str]) -> Iterator[dict[str, Any]]:
-        """Yield one record per path, in order."""
+    def predict(self, paths: list[str | AudioArray]) -> Iterator[dict[str, Any]]:
+        """Yield one record per path (or array), in order."""
         from attn.features.audio import audio_info, iter_windows, stream_audio
 
         lookahead = max(4, 2 * self.workers)

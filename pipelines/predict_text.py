@@ -29,27 +29,34 @@ def text_inputs(texts: Iterable[str], paths: Iterable[str], stdin=None) -> Itera
     for t in texts:
         yield TextInput(t, t)
     for p in paths:
-        if p == "-":
-            stream = stdin if stdin is not None else sys.stdin
-            for line in stream:
-                line = line.rstrip("\r\n")
-                yield TextInput(line, line)
-            continue
+        yield from file_inputs(p, stdin)
+
+
+def file_inputs(p: str, stdin=None) -> Iterator[TextInput]:
+    """One input per line of file `p` ('-': stdin); named "file:line" (stdin lines by their text)."""
+    if p == "-":
+        stream = stdin if stdin is not None else sys.stdin
+        for line in stream:
+            line = line.rstrip("\r\n")
+            yield TextInput(line, line)
+        return
+    try:
+        with open(p, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e})")
+        return
+    for n, line in enumerate(raw.splitlines(), 1):
+        where = f"{p}:{n}"
         try:
-            with open(p, "rb") as f:
-                raw = f.read()
-        except OSError as e:
-            yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e})")
-            continue
-        for n, line in enumerate(raw.splitlines(), 1):
-            where = f"{p}:{n}"
-            try:
-                yield TextInput(where, line.decode("utf-8"), show_text=True)
-            except UnicodeDecodeError as e:
-                yield TextInput(where, None, f"{where}: not valid UTF-8 (byte 0x{line[e.start]:02x})")
+            yield TextInput(where, line.decode("utf-8"), show_text=True)
+        except UnicodeDecodeError as e:
+            yield TextInput(where, None, f"{where}: not valid UTF-8 (byte 0x{line[e.start]:02x})")
 
 
 class TextPredictor:
+    """Predict `TextInput`s with a loaded text model: one record per input, in order."""
+
     def __init__(self, loaded, batch_size: int = 64, top_k: int = 1) -> None:
         self.loaded = loaded
         self.tok = loaded.tokenizer

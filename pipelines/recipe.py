@@ -6,6 +6,7 @@ for an unknown key it names the nearest valid one.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -34,12 +35,31 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     raw = parse_yaml(text, str(path))
     _resolve_paths(raw, path.resolve().parent, str(path))
     raw = expand_env(raw, str(path))
+    apply_overrides(raw, overrides)
+    return validate_recipe(raw, source=str(path))
+
+
+def resolve_recipe(
+    recipe: str | os.PathLike | dict[str, Any] | Recipe, overrides: list[str] | tuple[str, ...] = ()
+) -> Recipe:
+    """A `Recipe` from a YAML file (`load_recipe`), a mapping shaped like one (paths relative to the
+    working directory) or a Recipe, with `--set`-style overrides ("train.epochs=3") applied."""
+    if isinstance(recipe, (str, os.PathLike)):
+        return load_recipe(recipe, overrides)
+    raw = recipe_to_dict(recipe) if isinstance(recipe, Recipe) else copy.deepcopy(dict(recipe))
+    _resolve_paths(raw, Path.cwd(), "recipe")
+    raw = expand_env(raw, "recipe")
+    apply_overrides(raw, overrides)
+    return validate_recipe(raw, source="recipe")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    """`--set a.b=value` items into a raw recipe; a path value is relative to the working directory."""
     for item in overrides:
         key, value = parse_override(item)
         if _is_path_key(key) and isinstance(value, str):
             value = _resolve(value, Path.cwd())
         set_dotted(raw, key, value, source=f"--set {item}")
-    return validate_recipe(raw, source=str(path))
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:

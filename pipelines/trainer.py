@@ -32,11 +32,36 @@ log = logging.getLogger("attn")
 
 
 class Callbacks:
-    """Progress hooks (the CLI draws bars with them). All optional; the library never prints."""
+    """Hooks into training (the CLI draws progress bars with them; a tuner reads each epoch's
+    validation metrics in `on_epoch_end`). Every hook is optional: an object with only some of
+    these methods works. An exception raised in a hook stops training; the checkpoint of the
+    last finished epoch is kept. The library itself never prints."""
 
     def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
     def on_step(self, step: int, loss: float) -> None: ...
     def on_epoch_end(self, record: dict[str, Any]) -> None: ...
+
+
+class CallbackList(Callbacks):
+    """Callback objects called in order, each with the hooks it has."""
+
+    def __init__(self, *callbacks) -> None:
+        self.callbacks = [c for c in callbacks if c is not None]
+
+    def _call(self, hook: str, *args) -> None:
+        for c in self.callbacks:
+            fn = getattr(c, hook, None)
+            if fn is not None:
+                fn(*args)
+
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
+        self._call("on_epoch_begin", epoch, epochs, steps)
+
+    def on_step(self, step: int, loss: float) -> None:
+        self._call("on_step", step, loss)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self._call("on_epoch_end", record)
 
 
 @dataclass
@@ -81,7 +106,7 @@ class Trainer:
         self.val_set = val_set if val_set is not None and len(val_set) else None
         self.labels = labels
         self.device = device
-        self.cb = callbacks or Callbacks()
+        self.cb = CallbackList(callbacks)
         self.amp_dtype = None
         if device.type == "cuda" and cfg.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -1,0 +1,213 @@
+"""The Python API: what the `attn` command does, as functions and one model object. The command
+line itself goes through it.
+
+    import attn
+    m = attn.load("runs/latest")                    # a model file or a run directory
+    m.predict(["a.wav", (samples, 16000)], top_k=3)  # the records `attn predict` prints
+    m.labels, m.info()
+    result = attn.train("recipes/quickstart.yaml", overrides=["train.epochs=3"], out="runs/q")
+    attn.evaluate("runs/q")                         # metrics on the test split of its recipe
+
+Importing attn imports no torch: each function imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from attn.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - names for annotations only
+    from attn.pipelines.artifact import LoadedModel
+    from attn.pipelines.config import Recipe
+    from attn.pipelines.train_model import TrainResult
+
+
+def load(model: str | os.PathLike | None = None, device: Any = "cpu") -> Model:
+    """Load a trained model: a model file or a run directory (its model.attn); None means
+    $ATTN_MODEL, else runs/latest. `device`: "cpu", "auto", "cuda[:N]" or a torch.device.
+    The file's checksum is verified and nothing in it can run code."""
+    from attn.pipelines.artifact import load_model, resolve_model_path
+
+    path = resolve_model_path(None if model is None else os.fspath(model))
+    return Model(load_model(path, _device(device)), path)
+
+
+def train(
+    recipe: str | os.PathLike | dict | Recipe,
+    overrides: Iterable[str] = (),
+    out: str | os.PathLike | None = None,
+    device: Any = "auto",
+    callbacks=None,
+) -> TrainResult:
+    """Train a recipe (a YAML file, a mapping shaped like one, or a Recipe) in a new run
+    directory (`out`, else runs/<recipe>-<time>, and runs/latest points at it); returns the
+    `TrainResult` (`.metrics`, `.model_path`, `.summary()`, ...).
+
+    overrides: `--set`-style items, e.g. ["train.epochs=3", "model.dropout=0.3"].
+    callbacks: an object with any of `on_epoch_begin(epoch, epochs, steps)`, `on_step(step,
+        loss)`, `on_epoch_end(record)` (record: the epoch's losses and validation metrics);
+        raising in one stops training, keeping the last finished epoch's checkpoint.
+    """
+    from attn.pipelines.recipe import resolve_recipe
+    from attn.pipelines.train import train as train_run
+
+    r = resolve_recipe(recipe, list(overrides))
+    path = os.fspath(recipe) if isinstance(recipe, (str, os.PathLike)) else None
+    return train_run(r, path, out=None if out is None else os.fspath(out), device=_spec(device), callbacks=callbacks)
+
+
+def resume(run_dir: str | os.PathLike, device: Any = "auto", callbacks=None) -> TrainResult:
+    """Continue an interrupted run from its last finished epoch (exactly as if never stopped)."""
+    from attn.pipelines.train import resume as resume_run
+
+    return resume_run(os.fspath(run_dir), device=_spec(device), callbacks=callbacks)
+
+
+def evaluate(
+    model: str | os.PathLike | Model | None = None,
+    data: str | os.PathLike | None = None,
+    recipe: str | os.PathLike | dict | Recipe | None = None,
+    overrides: Iterable[str] = (),
+    split: str | None = None,
+    aggregate: str = "mean",
+    device: Any = "cpu",
+) -> dict[str, Any]:
+    """Score a model on labelled data: a folder per class or a manifest (`data`), else the `split`
+    (default test) of `recipe` (with `overrides`), else of the model's own recipe. Returns what
+    metrics.json holds (accuracy, macro_f1, per_class, confusion, labels) plus `skipped`, the
+    files that could not be read."""
+    from attn.pipelines.evaluate import evaluate as evaluate_model
+    from attn.pipelines.recipe import resolve_recipe
+
+    m = model if isinstance(model, Model) else load(model, device)
+    r = None if recipe is None else resolve_recipe(recipe, list(overrides))
+    if r is None and overrides:
+        raise ConfigError("overrides need a recipe")
+    return evaluate_model(m.loaded, data=None if data is None else os.fspath(data), recipe=r, split=split,
+                          aggregate_how=aggregate)  # fmt: skip
+
+
+class Model:
+    """A trained model (from `attn.load`): `predict`, `labels`, `info()`; `.module` is the torch
+    module itself (eval mode), `.recipe` the resolved recipe it was trained with."""
+
+    def __init__(self, loaded: LoadedModel, path: Path) -> None:
+        self.loaded, self.path = loaded, Path(path)
+
+    @property
+    def labels(self) -> list[str]:
+        """Class labels, in the order of the model's outputs."""
+        return list(self.loaded.labels)
+
+    @property
+    def modality(self) -> str:
+        """ "audio" or "text"."""
+        return self.loaded.recipe.modality
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.loaded.recipe
+
+    @property
+    def module(self):
+        return self.loaded.model
+
+    @property
+    def device(self):
+        return self.loaded.device
+
+    def info(self) -> dict[str, Any]:
+        """What `attn info --format json` shows: recipe, labels, parameters, versions, metrics."""
+        from attn.pipelines.artifact import model_info
+
+        return model_info(self.loaded.header, self.path)
+
+    def predict(self, inputs, top_k: int = 1, **options) -> list[dict[str, Any]]:
+        """One record per input, in order, as `attn predict` prints them.
+
+        inputs (one, or a list):
+            audio models: file paths (a folder: its audio files), `(samples, sample_rate)`
+                tuples with samples a float array (samples,) or (samples, channels);
+            text models: strings (each one text), or paths (os.PathLike: one text per line).
+        top_k: also list the k best labels ("top_k").
+        options: audio: `per_frame` (each window's prediction), `aggregate` ("mean", "max" or
+            "vote" over a file's windows); both: `batch_size` (windows per model call).
+        Records: {"input", "label", "score", ...}; audio adds "duration" and "windows", text
+        "tokens" (and "truncated"). An input that cannot be read gives {"input", "error"}.
+        """
+        return list(self.predict_iter(inputs, top_k, **options))
+
+    def predict_iter(
+        self, inputs, top_k: int = 1, per_frame: bool = False, aggregate: str = "mean", batch_size: int = 64
+    ) -> Iterator[dict[str, Any]]:
+        """`predict`, one record at a time (memory stays flat over any number of inputs)."""
+        if _single(inputs):
+            inputs = [inputs]
+        if self.modality == "text":
+            from attn.pipelines.predict_text import TextPredictor
+
+            if per_frame:
+                raise ConfigError("per_frame is for audio models; this is a text model")
+            return TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k).predict(_text_inputs(inputs))
+        from attn.pipelines.predict import AudioPredictor
+
+        predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
+                                   per_frame=per_frame)  # fmt: skip
+        return predictor.predict(self._audio_inputs(inputs))
+
+    def _audio_inputs(self, inputs) -> list:
+        import numpy as np
+
+        from attn.pipelines.predict import AudioArray, expand_paths
+
+        out: list = []
+        for i, x in enumerate(inputs):
+            if isinstance(x, (str, os.PathLike)):
+                out += expand_paths([os.fspath(x)], self.recipe.data.extensions)
+            elif isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray):
+                out.append(AudioArray(f"array[{i}]", x[0], int(x[1])))
+            else:
+                raise ConfigError(f"input {i}: expected a file path or a (samples, sample_rate) tuple, "
+                                    f"got {type(x).__name__}")  # fmt: skip
+        return out
+
+
+def _text_inputs(inputs) -> Iterator:
+    from attn.pipelines.predict_text import TextInput, file_inputs
+
+    for i, x in enumerate(inputs):
+        if isinstance(x, TextInput):
+            yield x
+        elif isinstance(x, str):
+            yield TextInput(x, x)
+        elif isinstance(x, os.PathLike):
+            yield from file_inputs(os.fspath(x))
+        else:
+            raise ConfigError(f"input {i}: a text model takes strings or paths, got {type(x).__name__}")
+
+
+def _single(inputs) -> bool:
+    """One input rather than a list of them: a string, a path, or a (samples, rate) tuple."""
+    if isinstance(inputs, (str, os.PathLike)):
+        return True
+    return (
+        isinstance(inputs, tuple)
+        and len(inputs) == 2
+        and hasattr(inputs[0], "shape")
+        and not isinstance(inputs[1], (str, os.PathLike, tuple))
+    )
+
+
+def _spec(device: Any) -> str:
+    """A device spec string for the pipelines ("auto", "cpu", "cuda:1"), from a string or a torch.device."""
+    return device if isinstance(device, str) else str(device)
+
+
+def _device(device: Any):
+    from attn.pipelines.device import resolve_device
+
+    return resolve_device(_spec(device))
