@@ -105,7 +105,7 @@ class Model:
 
     @property
     def modality(self) -> str:
-        """ "audio" or "text"."""
+        """The input kind: "audio" or "text"."""
         return self.loaded.recipe.modality
 
     @property
@@ -171,8 +171,9 @@ class Model:
             elif isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray):
                 out.append(AudioArray(f"array[{i}]", x[0], int(x[1])))
             else:
+                why = " (an array needs its sample rate)" if isinstance(x, np.ndarray) else ""
                 raise ConfigError(f"input {i}: expected a file path or a (samples, sample_rate) tuple, "
-                                    f"got {type(x).__name__}")  # fmt: skip
+                                  f"got {type(x).__name__}{why}")  # fmt: skip
         return out
 
 
@@ -191,15 +192,10 @@ def _text_inputs(inputs) -> Iterator:
 
 
 def _single(inputs) -> bool:
-    """One input rather than a list of them: a string, a path, or a (samples, rate) tuple."""
-    if isinstance(inputs, (str, os.PathLike)):
+    """One input rather than a list of them: a string, a path, an array, or a (samples, rate) tuple."""
+    if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "shape"):
         return True
-    return (
-        isinstance(inputs, tuple)
-        and len(inputs) == 2
-        and hasattr(inputs[0], "shape")
-        and not isinstance(inputs[1], (str, os.PathLike, tuple))
-    )
+    return isinstance(inputs, tuple) and len(inputs) == 2 and hasattr(inputs[0], "shape")
 
 
 def _spec(device: Any) -> str:

@@ -67,6 +67,8 @@ def test_arrays_with_their_sample_rate_predict_as_their_files(tmp_path):
     assert "error" in bad and bad["input"] == "array[0]"
     with pytest.raises(attn.ConfigError):
         m.predict([42])
+    with pytest.raises(attn.ConfigError, match="needs its sample rate"):
+        m.predict(x)
 
 
 def test_text_predict_gives_the_cli_s_records():
