@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from attn.schema import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Strict
+from attn.schema import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Probability, Strict
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
 
@@ -144,10 +144,31 @@ class TextFeatures(Strict):
 
 
 class AugmentConfig(Strict):
-    """Training-only augmentation (features/augment.py), on the model's device: a random gain on the
-    waveform, SpecAugment-style masks on the features. The recipe's `train.augment`."""
+    """Training-only augmentation (features/augment.py), in batch on the model's device; never
+    at evaluation or prediction. The recipe's `train.augment`; everything is off by default.
+
+    Waveform (audio, before the front-end): speed, time_shift, gain_db, noise_*, background_*.
+    Features (after it): SpecAugment masks. Both modalities: mixup (waveforms for audio, token
+    embeddings for text), which also mixes the labels.
+    """
 
     freq_mask: NonNegInt = 0  # widest frequency mask (bins); 0 = off
     time_mask: NonNegInt = 0  # widest time mask (frames); 0 = off
     masks: NonNegInt = 2  # masks of each kind per example
     gain_db: NonNegFloat = 0.0  # random gain in [-gain_db, +gain_db]
+    mixup: NonNegFloat = 0.0  # Beta(a, a) weight mixing two examples and their labels; 0 = off
+    time_shift: NonNegFloat = 0.0  # roll each clip circularly by up to this many seconds
+    speed: tuple[PosFloat, PosFloat] = (1.0, 1.0)  # play-speed factor range, e.g. [0.9, 1.1]
+    noise_prob: Probability = 0.0  # share of clips given white noise
+    noise_snr: tuple[float, float] = (10.0, 40.0)  # its signal-to-noise ratio range (dB)
+    background: str | None = None  # folder of recordings (any length) mixed into training clips
+    background_prob: Probability = 0.5  # share of clips that get a background
+    background_snr: tuple[float, float] = (0.0, 20.0)  # dB
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentConfig:
+        for name in ("speed", "noise_snr", "background_snr"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: the first value ({lo}) must not exceed the second ({hi})")
+        return self

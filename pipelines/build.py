@@ -32,8 +32,9 @@ def max_steps(recipe: Recipe) -> int:
 
 
 def member_recipe(recipe: Recipe, i: int) -> Recipe:
-    """Member i of a `train.ensemble` recipe: the same recipe, one model, seed `seed + i`."""
-    train = recipe.train.model_copy(update={"seed": recipe.train.seed + i, "ensemble": 1})
+    """Member i of a `train.ensemble` recipe: the same recipe, one model, seed `seed + i` (the
+    ensemble fits the one baseline, not each member)."""
+    train = recipe.train.model_copy(update={"seed": recipe.train.seed + i, "ensemble": 1, "baseline": False})
     return recipe.model_copy(update={"train": train})
 
 
@@ -60,7 +61,7 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
     if not isinstance(recipe.features, TextFeatures):
         from attn.features.augment import Augment
 
-        augment = Augment.from_config(recipe.train.augment)
+        augment = Augment.from_config(recipe.train.augment, recipe.features.sample_rate)
     return Classifier(frontend, backbone, augment=augment)
 
 

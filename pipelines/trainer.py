@@ -127,6 +127,12 @@ class Trainer:
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
         except (RuntimeError, TypeError):
             self.opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        self.class_weights = None
+        if cfg.class_weights == "balanced":
+            # w_k = N / (K n_k): every class carries the same total weight in the loss.
+            counts = np.bincount(train_set.labels[train_set.labels >= 0], minlength=len(labels)).astype(np.float64)
+            w = np.where(counts > 0, counts.sum() / (len(labels) * np.maximum(counts, 1)), 0.0)
+            self.class_weights = torch.tensor(w, dtype=torch.float32, device=device)
         self.steps_per_epoch = math.ceil(self._epoch_size() // world.size / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup * self.total_steps)
@@ -147,6 +153,30 @@ class Trainer:
             self.forward = DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
             self.forward = torch.compile(self.forward, dynamic=True)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, mix) -> torch.Tensor:
+        """Cross-entropy (class-weighted with train.class_weights: balanced); with mixup, each
+        row's loss against both of its labels, weighted by its mixing weight."""
+        ls = self.cfg.label_smoothing
+        if mix is None:
+            return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=ls)
+        lam, perm = mix
+        a = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=ls, reduction="none")
+        b = F.cross_entropy(logits, y[perm], weight=self.class_weights, label_smoothing=ls, reduction="none")
+        if self.class_weights is None:
+            return (lam * a + (1 - lam) * b).mean()
+        # weighted mean, as F.cross_entropy's own reduction: divide by the summed row weights
+        wa, wb = self.class_weights[y], self.class_weights[y[perm]]
+        return (lam * a + (1 - lam) * b).sum() / (lam * wa + (1 - lam) * wb).sum()
+
+    def _mixup(self, b: int):
+        """(lam (B,), perm (B,)) on the device for this batch, or None when train.augment.mixup
+        is 0. lam ~ Beta(a, a) per row, from the global torch RNG (kept in checkpoints)."""
+        alpha = self.cfg.augment.mixup
+        if not alpha or b < 2:
+            return None
+        lam = torch.distributions.Beta(alpha, alpha).sample((b,))
+        return lam.to(self.device), torch.randperm(b).to(self.device)
 
     def _epoch_size(self) -> int:
         return len(self.train_set) if self.cfg.windows == "random" else self.train_set.num_windows
@@ -181,9 +211,13 @@ class Trainer:
             scale = lr_factor(self.state.step, self.total_steps, self.warmup_steps, cfg.schedule)
             for group in self.opt.param_groups:
                 group["lr"] = cfg.lr * group["lr_scale"] * scale
+            mix = self._mixup(len(batch.y))
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                logits = self.forward(batch.x, batch.lengths)
-            loss = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
+                if mix is None:
+                    logits = self.forward(batch.x, batch.lengths)
+                else:
+                    logits = self.forward(batch.x, batch.lengths, mix)
+            loss = self._loss(logits.float(), batch.y, mix)
             value = self._global_mean(loss.detach())
             if not math.isfinite(value):
                 raise TrainingError(
