@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from .common import handle_errors
+from .render import baseline_line
 
 EPILOG = """\
 Examples:
@@ -62,6 +63,8 @@ def info_cmd(
             f"test         accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f} "
             f"({m.get('count')} {'texts' if tok else 'clips'}, {m.get('split', 'test')} split)"
         )
+    if (b := h.get("baseline")) is not None:
+        lines.append(f"baseline     {baseline_line(b)}")
     lines += [
         f"trained      {h.get('created')} with attn {h.get('attn_version')}, torch {h.get('torch_version')}",
         "recipe:",

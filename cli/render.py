@@ -86,6 +86,16 @@ def _escape(s: str) -> str:
     return escape(s)
 
 
+def baseline_line(b: dict[str, Any]) -> str:
+    """The baseline's scores in one line: kind, test (else validation) accuracy and macro-F1."""
+    split = "" if "accuracy" in b else "val_"
+    if f"{split}accuracy" not in b:
+        return f"{b.get('kind')} (no validation or test data)"
+    where = "test" if not split else "validation"
+    return (f"{b.get('kind')} accuracy {b[split + 'accuracy']:.4f} (macro-F1 {b[split + 'macro_f1']:.4f}, {where}; "
+            f"{b.get('seconds', 0):.1f}s)")  # fmt: skip
+
+
 def metrics_table(m: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -95,6 +105,8 @@ def metrics_table(m: dict[str, Any]) -> None:
     if "window_accuracy" in m:
         head += f"   window accuracy {m['window_accuracy']:.4f} ({m['windows']} windows)"
     console.print(head)
+    if (b := m.get("baseline")) is not None:
+        console.print(f"baseline {b['kind']}: accuracy {b['accuracy']:.4f}   macro-F1 {b['macro_f1']:.4f}")
     t = Table(show_edge=False, box=None, header_style="bold")
     for c in ("label", "precision", "recall", "f1", "support"):
         t.add_column(c, justify="left" if c == "label" else "right")

@@ -20,6 +20,7 @@ from .common import (
     setup_logging,
     stderr_console,
 )
+from .render import baseline_line
 
 EPILOG = """\
 Examples:
@@ -101,6 +102,8 @@ def train_cmd(
         + f" ({summary['epochs']} epochs in all)",
         f"time       {summary['train_seconds']:.1f}s training, {summary['parameters']:,} parameters",
     ]
+    if (b := summary.get("baseline")) is not None:
+        lines.insert(3, f"baseline   {baseline_line(b)}")
     print("\n".join(lines))
     if is_tty():
         print(f"next       attn predict --model {summary['model']} FILE")

@@ -27,6 +27,7 @@ class LoadedModel:
     header: dict[str, Any]
     device: Any
     tokenizer: Any = None  # text models: the fitted tokenizer
+    baseline: Any = None  # attn.pipelines.baseline.Baseline when the run fitted one
 
 
 def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -57,9 +58,11 @@ def save_model(
     extra: dict[str, Any] | None = None,
     tokenizer=None,
     state_dict: dict[str, Any] | None = None,
+    baseline=None,
 ) -> None:
     """Write the artifact atomically. `extra` goes into the JSON header; a text model's
-    tokenizer state goes in too; `state_dict` overrides the model's current weights."""
+    tokenizer state goes in too, and the run's baseline (its scores in the header, its
+    parameters as tensors); `state_dict` overrides the model's current weights."""
     from .text import tokenizer_state
 
     state = {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()}
@@ -69,6 +72,9 @@ def save_model(
         header["tokenizer"], tok_tensors = tokenizer_state(tokenizer)
         header["tokenizer"]["vocab_size"] = tokenizer.vocab_size
         tensors.update(tok_tensors)
+    if baseline is not None:
+        header["baseline"], base_tensors = baseline.state()
+        tensors.update(base_tensors)
     write_container(path, header, tensors)
 
 
@@ -106,7 +112,15 @@ def load_model(path, device=None) -> LoadedModel:
         raise ArtifactError(f"{path}: weights do not fit the stored recipe ({str(e).splitlines()[0]})") from None
     device = device or torch.device("cpu")
     model.to(device).eval()
-    return LoadedModel(model, recipe, labels, header, device, tokenizer)
+    baseline = None
+    if header.get("baseline"):
+        from .baseline import Baseline
+
+        try:
+            baseline = Baseline.from_state(header["baseline"], tensors)
+        except (KeyError, ValueError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{path}: damaged baseline state ({e})") from None
+    return LoadedModel(model, recipe, labels, header, device, tokenizer, baseline)
 
 
 def resolve_model_path(model: str | None) -> Path:

@@ -170,6 +170,8 @@ class TrainConfig(Strict):
     label_smoothing: Fraction = 0.0
     patience: NonNegInt = 10  # epochs without improvement before stopping; 0 = never stop early
     monitor: Literal["val_accuracy", "val_loss", "val_macro_f1"] = "val_accuracy"
+    class_weights: Literal["none", "balanced"] = "none"  # balanced: loss weight N / (K n_k) per class
+    baseline: bool = True  # also fit a TF-IDF / MFCC + logistic-regression baseline on the same splits
     seed: int = 0
     ensemble: PosInt = 1  # train this many models (seeds seed, seed+1, ...) and average their probabilities
     windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all

@@ -123,9 +123,13 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
     for i in range(n):
         lines = (run_dir / f"member-{i + 1}" / HISTORY).read_text(encoding="utf-8").splitlines()
         history += [{"member": i + 1, **json.loads(line)} for line in lines if line.strip()]
-    metrics, seconds = None, sum(m["seconds"] for m in state["members"])
+    metrics, seconds, baseline = None, sum(m["seconds"] for m in state["members"]), None
     if world.main:
         data = load_datasets(recipe, prepared)
+        if recipe.train.baseline:
+            from .baseline import fit_baseline
+
+            baseline = fit_baseline(recipe, prepared, data)
         amp = dev.type == "cuda" and recipe.train.amp
         reports = {}
         with torch.no_grad():
@@ -140,6 +144,8 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
             metrics = {**reports[split], "split": split, "members": state["members"]}
             if "val" in reports:
                 metrics["val_accuracy"] = reports["val"]["accuracy"]
+            if baseline is not None:
+                metrics["baseline"] = baseline.summary()
             atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
             log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples; ensemble of %d)", split, metrics["accuracy"],
                      metrics["macro_f1"], metrics["count"], n)  # fmt: skip
@@ -148,7 +154,7 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"members": state["members"], "seconds": round(seconds, 1)},
         }
-        save_model(run_dir / MODEL, model, recipe, labels, extra, tokenizer=prepared.tokenizer)
+        save_model(run_dir / MODEL, model, recipe, labels, extra, tokenizer=prepared.tokenizer, baseline=baseline)
         point_latest(run_dir)
     return TrainResult(
         run_dir=run_dir,
@@ -163,4 +169,5 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
         parameters=count_parameters(model),
         data=data_info,
         members=state["members"],
+        baseline=None if baseline is None else baseline.summary(),
     )

@@ -43,6 +43,7 @@ class TrainResult:
     parameters: int
     data: dict[str, Any] = field(default_factory=dict)  # examples per split, skipped files, vectors, ...
     members: list[dict[str, Any]] = field(default_factory=list)  # train.ensemble: one entry per member
+    baseline: dict[str, Any] | None = None  # the classical baseline's scores (train.baseline)
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics or {}
@@ -58,6 +59,7 @@ class TrainResult:
             "parameters": self.parameters,
             "labels": self.labels,
             "data": self.data,
+            **({"baseline": self.baseline} if self.baseline else {}),
             **({"members": self.members} if self.members else {}),
         }
 
@@ -91,6 +93,7 @@ def train_model(
     if recipe.train.ensemble > 1:
         raise ValueError("train_model trains one model; train.ensemble > 1 goes through train_ensemble")
     data = load_datasets(recipe, prepared)
+    baseline = fit_baseline(recipe, prepared, data) if recipe.train.baseline and world.main else None
     model, facts = init_model(recipe, data, device, fresh=resume_state is None)
     labels = list(data.labels)
     trainer = Trainer(model, recipe.train, data.train, data.val, labels, device, callbacks, world=world)
@@ -110,14 +113,16 @@ def train_model(
         ) from None
 
     trainer.load_best()
-    metrics = final_metrics(trainer, data, run_dir) if world.main else None  # rank 0 evaluates and writes
+    metrics = final_metrics(trainer, data, run_dir, baseline) if world.main else None  # rank 0 evaluates and writes
+    if baseline is not None:
+        compare_with_baseline(st.history, baseline)
     if world.main:
         extra = {
             "epoch": st.best_epoch,
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
         }
-        save_model(run_dir / MODEL, trainer.model, recipe, labels, extra, tokenizer=data.tokenizer)
+        save_model(run_dir / MODEL, trainer.model, recipe, labels, extra, tokenizer=data.tokenizer, baseline=baseline)
         if point_latest:
             rundir.point_latest(run_dir)
     return TrainResult(
@@ -132,7 +137,30 @@ def train_model(
         labels=labels,
         parameters=count_parameters(model),
         data=facts,
+        baseline=None if baseline is None else baseline.summary(),
     )
+
+
+def fit_baseline(recipe: Recipe, prepared: PreparedData, data: Datasets):
+    """The classical baseline of `attn.pipelines.baseline` on the model's own splits."""
+    from .baseline import fit_baseline as fit
+
+    return fit(recipe, prepared, data)
+
+
+def compare_with_baseline(history: list[dict[str, Any]], baseline) -> None:
+    """One warning line when the saved model scores below the baseline on validation."""
+    best = [h for h in history if h.get("best")]
+    base = baseline.scores.get("val")
+    if not best or base is None or "val_accuracy" not in best[-1]:
+        return
+    model_acc, base_acc = best[-1]["val_accuracy"], base["accuracy"]
+    if model_acc < base_acc:
+        log.warning(
+            "the model scores below the %s baseline on validation (accuracy %.4f vs %.4f): "
+            "more epochs, train.augment, or a smaller model may help; the baseline's test score is in metrics.json",
+            baseline.kind, model_acc, base_acc,
+        )  # fmt: skip
 
 
 def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
@@ -187,9 +215,10 @@ class EpochSaver:
             atomic_write_text(self.run_dir / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
 
 
-def final_metrics(trainer, data: Datasets, run_dir: Path) -> dict[str, Any] | None:
+def final_metrics(trainer, data: Datasets, run_dir: Path, baseline=None) -> dict[str, Any] | None:
     """Metrics of the trainer's current (best) weights on `data.eval_split`, written to
-    metrics.json; None when there is neither a test nor a validation split."""
+    metrics.json (with the baseline's scores beside them); None when there is neither a test
+    nor a validation split."""
     split = data.eval_split
     if split is None:
         log.warning("no test or validation clips: metrics.json not written")
@@ -198,6 +227,8 @@ def final_metrics(trainer, data: Datasets, run_dir: Path) -> dict[str, Any] | No
         log.warning("no test clips: reporting metrics on the validation split")
     metrics = trainer.evaluate(data.split(split))
     metrics["split"] = split
+    if baseline is not None:
+        metrics["baseline"] = baseline.summary()
     atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples)", split, metrics["accuracy"], metrics["macro_f1"],
              metrics["count"])  # fmt: skip

@@ -1,0 +1,54 @@
+"""train.class_weights: balanced lifts the recall of a rare class that plain cross-entropy
+learns to ignore (a generated imbalanced set)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+
+import attn
+
+FILLER = ["the", "a", "on", "of", "new", "big", "old", "red", "and", "then", "we", "it"]
+
+
+def _imbalanced(tmp_path, seed=0):
+    """Label 'rare' (1 in 20 training texts) carries the cue word 'storm' in 60% of its texts;
+    'common' in 5%. Given the cue, a 'rare' text is 12x as likely per class but the class is 19x
+    smaller, so plain cross-entropy learns to answer 'common' for every text, while equal class
+    weights make the cue decide."""
+    rng = np.random.default_rng(seed)
+
+    def text(p_cue):
+        toks = list(rng.choice(FILLER, 6))
+        if rng.random() < p_cue:
+            toks[rng.integers(6)] = "storm"
+        return " ".join(toks)
+
+    paths = {}
+    for split, n_common, n_rare in (("train", 380, 20), ("val", 40, 40), ("test", 60, 60)):
+        rows = [{"text": text(0.05), "label": "common"} for _ in range(n_common)]
+        rows += [{"text": text(0.6), "label": "rare"} for _ in range(n_rare)]
+        paths[split] = tmp_path / f"{split}.csv"
+        with paths[split].open("w", newline="") as f:
+            w = csv.DictWriter(f, ["text", "label"])
+            w.writeheader()
+            w.writerows(rows)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def test_balanced_class_weights_raise_minority_recall(tmp_path):
+    data = _imbalanced(tmp_path)
+    recall = {}
+    for weights in ("none", "balanced"):
+        recipe = {
+            "data": data,
+            "features": {"kind": "text", "tokenizer": {"level": "word", "max_len": 8}, "embed_dim": 16},
+            "model": {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1, "ff_dim": 32, "pool": "mean"},
+            "train": {"epochs": 8, "batch_size": 16, "lr": 0.01, "patience": 0, "class_weights": weights,
+                      "baseline": False},
+        }  # fmt: skip
+        res = attn.train(recipe, out=str(tmp_path / f"run-{weights}"), device="cpu")
+        recall[weights] = res.metrics["per_class"]["rare"]["recall"]
+    assert recall["none"] < 0.25  # answers 'common' (almost) always
+    assert recall["balanced"] >= recall["none"] + 0.25  # the cue now decides: ~60% of the rare texts
