@@ -40,6 +40,7 @@ PATH_KEYS = (
     ("data", "test"),
     ("data", "cache_dir"),
     ("features", "tokenizer", "vectors"),
+    ("train", "augment", "background"),
 )
 
 

@@ -297,3 +297,35 @@ def load_clips(items: list[Item], cfg: DataConfig, sample_rate: int, workers: in
             kept.append(it)
             clips.append(clip)
     return LoadedClips(kept, clips, errors)
+
+
+def load_background(folder: str, extensions: tuple[str, ...], sample_rate: int, length: int,
+                    max_segments: int = 2000) -> np.ndarray:  # fmt: skip
+    """`train.augment.background`: every audio file under `folder` (recursively) as segments of
+    `length` samples at `sample_rate`, (M, length) float32. A long recording gives consecutive
+    segments (at most `max_segments` in all, taken evenly); a short one is repeated to fill one.
+    A file that cannot be read is skipped with a warning; a folder with nothing usable is a
+    recipe error."""
+    from attn.features.audio import read_audio
+
+    base = Path(folder)
+    if not base.is_dir():
+        raise ConfigError(f"train.augment.background: {folder}: folder not found")
+    exts = {e.lower() for e in extensions}
+    segments: list[np.ndarray] = []
+    for f in sorted(p for p in base.rglob("*") if p.suffix.lower() in exts and p.is_file()):
+        try:
+            clip = read_audio(str(f), sample_rate)
+        except InputError as e:
+            log.warning("background skipped: %s", e)
+            continue
+        if len(clip) < length:
+            clip = np.tile(clip, -(-length // len(clip)))
+        segments += [clip[i : i + length] for i in range(0, len(clip) - length + 1, length)]
+    if not segments:
+        raise ConfigError(f"train.augment.background: {folder}: no readable audio ({', '.join(sorted(exts))})")
+    if len(segments) > max_segments:
+        keep = np.linspace(0, len(segments) - 1, max_segments).round().astype(int)
+        segments = [segments[i] for i in keep]
+    log.info("background: %d segments of %.2fs from %s", len(segments), length / sample_rate, folder)
+    return np.stack(segments).astype(np.float32)

@@ -175,6 +175,13 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
     tok = data.tokenizer
     torch.manual_seed(recipe.train.seed)
     model = build_model(recipe, len(data.labels), vocab_size=None if tok is None else tok.vocab_size)
+    if recipe.modality == "audio" and recipe.train.augment.background:
+        from .sources import load_background
+
+        f = recipe.features
+        bank = load_background(recipe.train.augment.background, recipe.data.extensions, f.sample_rate, f.frame_samples)
+        model.augment.set_background(torch.from_numpy(bank))
+        facts["background_segments"] = len(bank)
     if fresh and tok is not None and recipe.features.tokenizer.vectors:
         from .text import apply_vectors
 

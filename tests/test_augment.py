@@ -130,3 +130,23 @@ def tiny_audio_model():
     model = build_model(recipe, 3)
     wave = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32))
     return model, wave, torch.tensor([8000, 6000])
+
+
+def test_background_folder_is_cut_into_segments_and_used_in_training(tmp_path, tiny_recipe):
+    import attn
+    from attn.pipelines.sources import load_background
+    from helpers import tone, write_wav
+
+    bg = tmp_path / "bg"
+    write_wav(bg / "hum.wav", tone(50, 2.2, 8000), 8000)  # 2.2 s -> 4 segments of 0.5 s
+    write_wav(bg / "sub" / "click.flac", tone(3000, 0.1, 16000), 16000)  # shorter: repeated to fill one
+    (bg / "notes.txt").write_text("not audio")
+    bank = load_background(str(bg), (".wav", ".flac"), 8000, 4000)
+    assert bank.shape == (5, 4000) and bank.dtype == np.float32
+    assert np.abs(bank[-1]).max() > 0.1  # the click, resampled and tiled, not silence
+    res = attn.train(tiny_recipe(epochs=1), [f"train.augment.background={bg}", "train.augment.background_prob=1.0"],
+                     out=str(tmp_path / "run"), device="cpu")  # fmt: skip
+    assert res.data["background_segments"] == 5
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(attn.ConfigError, match="no readable audio"):
+        load_background(str(tmp_path / "empty"), (".wav",), 8000, 4000)
