@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -20,6 +20,17 @@ PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
+# A value derived from the training data when a run starts (pipelines/auto.py); the resolved,
+# concrete value is what the run's recipe.yaml and model file keep.
+Auto = typing.Literal["auto"]
+# A length in milliseconds ("25ms"), for sizes otherwise counted in samples: it means the same
+# time at any sample rate, resolved to samples when the run starts.
+Millis = Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?ms$")]
+
+
+def millis(value: str) -> float:
+    """ "25ms" -> 25.0."""
+    return float(value[:-2])
 
 
 class Strict(BaseModel):

@@ -65,6 +65,8 @@ def info_cmd(
         )
     if (b := h.get("baseline")) is not None:
         lines.append(f"baseline     {baseline_line(b)}")
+    for key, c in ((h.get("train") or {}).get("data", {}).get("auto") or {}).items():
+        lines.append(f"auto         {key} = {c['value']} ({c['why']})")
     lines += [
         f"trained      {h.get('created')} with attn {h.get('attn_version')}, torch {h.get('torch_version')}",
         "recipe:",

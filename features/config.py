@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from attn.schema import Fraction, NonNegFloat, NonNegInt, PosFloat, PosInt, Probability, Strict
+from attn.schema import Auto, Fraction, Millis, NonNegFloat, NonNegInt, PosFloat, PosInt, Probability, Strict
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
 
@@ -22,16 +22,20 @@ class AudioFeatures(Strict):
     `kind`: logmel (dB), mfcc, spectrogram (power, dB), or waveform (raw samples, no front-end).
     Windows of `frame_seconds` every `hop_seconds` are cut from each clip; the last is padded and
     its true length carried so the model ignores the padding.
+
+    `auto` (sample_rate, frame_seconds, hop_seconds) and sizes in milliseconds ("25ms" for
+    n_fft, win_length, hop_length) are resolved from the training data when a run starts
+    (pipelines/auto.py); a run's recipe.yaml and model file hold the numbers they became.
     """
 
     tag: ClassVar[str] = "audio"
     kind: Literal["logmel", "mfcc", "spectrogram", "waveform"] = "logmel"
-    sample_rate: PosInt = 16000
-    frame_seconds: PosFloat = 1.0
-    hop_seconds: PosFloat = 0.5
-    n_fft: PosInt = 512
-    win_length: PosInt | None = None
-    hop_length: PosInt = 160
+    sample_rate: PosInt | Auto = 16000
+    frame_seconds: PosFloat | Auto = 1.0
+    hop_seconds: PosFloat | Auto = 0.5
+    n_fft: PosInt | Millis = 512  # a time is rounded up to a power of two samples
+    win_length: PosInt | Millis | None = None
+    hop_length: PosInt | Millis = 160
     n_mels: PosInt = 64
     f_min: NonNegFloat = 0.0
     f_max: PosFloat | None = None
@@ -47,6 +51,10 @@ class AudioFeatures(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> AudioFeatures:
+        if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
+            raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels})")
+        if not self.resolved:
+            return self  # the rest is checked once the data has resolved the auto values
         nyquist = self.sample_rate / 2
         if self.win_length is not None and self.win_length > self.n_fft:
             raise ValueError(f"win_length ({self.win_length}) must not exceed n_fft ({self.n_fft})")
@@ -54,19 +62,32 @@ class AudioFeatures(Strict):
             raise ValueError(f"f_max ({self.f_max}) is above the Nyquist frequency ({nyquist:g})")
         if self.f_min >= (self.f_max or nyquist):
             raise ValueError(f"f_min ({self.f_min}) must be below f_max ({self.f_max or nyquist:g})")
-        if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
-            raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels})")
         if round(self.frame_seconds * self.sample_rate) < 1:
             raise ValueError("frame_seconds is shorter than one sample")
         return self
 
     @property
+    def resolved(self) -> bool:
+        """False while a value is `auto` or a time in ms (before the run's data resolves it)."""
+        return not any(isinstance(getattr(self, k), str) for k in AUDIO_AUTO_KEYS)
+
+    def _need_resolved(self) -> None:
+        if not self.resolved:
+            keys = ", ".join(f"{k}: {getattr(self, k)}" for k in AUDIO_AUTO_KEYS if isinstance(getattr(self, k), str))
+            raise ValueError(f"features ({keys}) are resolved from the training data when a run starts")
+
+    @property
     def frame_samples(self) -> int:
+        self._need_resolved()
         return max(1, round(self.frame_seconds * self.sample_rate))
 
     @property
     def hop_samples(self) -> int:
+        self._need_resolved()
         return max(1, round(self.hop_seconds * self.sample_rate))
+
+
+AUDIO_AUTO_KEYS = ("sample_rate", "frame_seconds", "hop_seconds", "n_fft", "win_length", "hop_length")
 
 
 # Numbers with separators ("1,000", "3.5"), words with inner hyphens ("e-mail"), clitics as their
@@ -97,7 +118,7 @@ class TokenizerConfig(Strict):
     max_size: PosInt | None = None
     vocab_size: Annotated[int, Field(ge=8)] = 8000
     model_type: Literal["unigram", "bpe"] = "unigram"
-    max_len: PosInt = 128
+    max_len: PosInt | Auto = 128  # auto: from the training texts' token counts (pipelines/auto.py)
     unknown_words: Literal["unk", "subword"] = "unk"
     vectors: str | None = None  # GloVe/word2vec text file: initialises embeddings of known tokens
     # fastText-style subword information (word level): each word also carries the hashed ids of

@@ -26,7 +26,7 @@ from pydantic import (
 
 from attn.features.config import AUDIO_EXTENSIONS, AudioFeatures, AugmentConfig, TextFeatures
 from attn.models import registry
-from attn.schema import Fraction, NestedError, NonNegFloat, NonNegInt, PosFloat, PosInt, Strict
+from attn.schema import Auto, Fraction, NestedError, NonNegFloat, NonNegInt, PosFloat, PosInt, Strict
 
 SYNTH_CLASSES = ("sine", "square", "sawtooth", "noise_burst", "chirp", "am_tone")
 
@@ -161,7 +161,7 @@ class ModelSection(Strict):
 class TrainConfig(Strict):
     """Optimisation: AdamW, linear warmup then cosine (or constant) decay, early stopping."""
 
-    epochs: PosInt = 30
+    epochs: PosInt | Auto = 30  # auto: from the training set's size (pipelines/auto.py)
     batch_size: PosInt = 32
     lr: PosFloat = 1e-3
     weight_decay: NonNegFloat = 0.01
@@ -169,8 +169,12 @@ class TrainConfig(Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     grad_clip: NonNegFloat = 1.0  # max global grad norm; 0 = off
     label_smoothing: Fraction = 0.0
-    patience: NonNegInt = 10  # epochs without improvement before stopping; 0 = never stop early
-    monitor: Literal["val_accuracy", "val_loss", "val_macro_f1"] = "val_accuracy"
+    patience: NonNegInt | Auto = 10  # epochs without improvement before stopping; 0 = never; auto: epochs // 3
+    # The validation score that picks the saved epoch (and stops early). Ties on accuracy or F1 go
+    # to the lower validation loss, then to the earlier epoch. auto: val_loss when the validation
+    # split is small (below AUTO_SMALL_VAL examples, where accuracy moves in coarse steps), else
+    # val_accuracy.
+    monitor: Literal["val_accuracy", "val_loss", "val_macro_f1", "auto"] = "val_accuracy"
     class_weights: Literal["none", "balanced"] = "none"  # balanced: loss weight N / (K n_k) per class
     baseline: bool = True  # also fit a TF-IDF / MFCC + logistic-regression baseline on the same splits
     seed: int = 0

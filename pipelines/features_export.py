@@ -28,9 +28,14 @@ def export_features(path: str, out: str, model: str | None, recipe: str | None, 
     from .fsutil import atomic_write_bytes
 
     if recipe is not None:
+        from .auto import resolve_auto
+        from .prepared import prepare_data
         from .recipe import load_recipe
 
-        cfg = load_recipe(recipe, overrides).features
+        r = load_recipe(recipe, overrides)
+        if not r.features.resolved:  # auto / ms values: resolved from the training data as `attn train` would
+            r = resolve_auto(r, prepare_data(r))[0]
+        cfg = r.features
         frontend = AudioFrontend.from_config(cfg)
     else:
         from .artifact import load_model, resolve_model_path

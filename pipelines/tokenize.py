@@ -19,6 +19,12 @@ def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides
         r = load_recipe(recipe, overrides or [])
         if not isinstance(r.features, TextFeatures):
             raise ConfigError(f"{recipe}: not a text recipe (features.kind is {r.features.kind!r})")
+        if r.features.tokenizer.max_len == "auto":  # resolved from the training texts as `attn train` would
+            from .auto import resolve_auto
+            from .prepared import prepare_data
+
+            r, prepared, _ = resolve_auto(r, prepare_data(r))
+            return prepared.tokenizer, r.features, uses_class_token(r)
         splits = split_items(list_items(r.data, "text"), r.data)
         return fit_tokenizer(r.features, [it.source for it in splits["train"]]), r.features, uses_class_token(r)
     path = resolve_model_path(model)

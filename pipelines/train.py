@@ -36,11 +36,13 @@ def train(
 ) -> TrainResult:
     """Train the recipe in a new run directory (`out`, else runs/<recipe stem>-<time>) and
     return what was written. `callbacks`: see `attn.pipelines.trainer.Callbacks`."""
+    from .auto import resolve_auto
     from .recipe import recipe_to_yaml
 
     world, dev = _devices(device)
     try:
         prepared = prepare_data(recipe)  # lists items and labels; config errors surface here
+        recipe, prepared, auto = resolve_auto(recipe, prepared)  # numbers for `auto` and ms values
         run_dir = None
         if world.main:
             run_dir = new_run_dir(recipe_path, out)
@@ -50,7 +52,9 @@ def train(
         assert run_dir is not None
         with RunLog(run_dir / LOG) if world.main else contextlib.nullcontext():
             log.info("run directory %s", run_dir)
-            return _train(recipe, prepared, run_dir, dev, callbacks, None, world)
+            for key, c in auto.items():
+                log.info("auto: %s = %s (%s)", key, c["value"], c["why"])
+            return _train(recipe, prepared, run_dir, dev, callbacks, None, world, auto)
     finally:
         leave()
 
@@ -98,8 +102,9 @@ def _devices(device: str):
     return world, (join(world, device) if world.distributed else resolve_device(device))
 
 
-def _train(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, callbacks, resume_state, world: World):
+def _train(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, callbacks, resume_state, world: World,
+           auto=None):  # fmt: skip
     if recipe.train.ensemble > 1:  # resumes from members.json and the members' checkpoints
-        return train_ensemble(recipe, prepared, run_dir, device=dev, callbacks=callbacks, world=world)
+        return train_ensemble(recipe, prepared, run_dir, device=dev, callbacks=callbacks, world=world, auto=auto)
     return train_model(recipe, prepared, run_dir, device=dev, callbacks=callbacks, resume_state=resume_state,
-                       world=world)  # fmt: skip
+                       world=world, auto=auto)  # fmt: skip

@@ -47,7 +47,14 @@ def read_members(run_dir: Path) -> dict[str, Any]:
 
 
 def train_ensemble(
-    recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device, callbacks=None, world: World = World()
+    recipe: Recipe,
+    prepared: PreparedData,
+    run_dir: Path,
+    *,
+    device,
+    callbacks=None,
+    world: World = World(),
+    auto: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train (or, when members.json exists, continue) an ensemble run: each member through
     `train_model`, then the ensemble's evaluation and artifact."""
@@ -79,7 +86,7 @@ def train_ensemble(
             atomic_write_text(mdir / RECIPE, recipe_to_yaml(mrec))
         try:
             res = train_model(mrec, prepared.with_tokenizer(tok), mdir, device=device, callbacks=callbacks,
-                              resume_state=resume_state, world=world, point_latest=False)  # fmt: skip
+                              resume_state=resume_state, world=world, point_latest=False, auto=auto)  # fmt: skip
         except Interrupted:
             raise Interrupted(
                 f"interrupted in ensemble member {i + 1} of {n}; members 1-{i} and member {i + 1}'s "

@@ -74,6 +74,7 @@ def train_model(
     resume_state: dict[str, Any] | None = None,
     world: World = World(),
     point_latest: bool = True,
+    auto: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train one model of `recipe` (train.ensemble 1) from prepared data in an existing `run_dir`.
 
@@ -84,6 +85,7 @@ def train_model(
         resume_state: a checkpoint's trainer state: continue from its epoch instead of starting.
         world: the torchrun process group; only rank 0 writes files and reports metrics.
         point_latest: point <run_dir's parent>/latest at run_dir when done.
+        auto: what `resolve_auto` chose for the recipe's auto keys (kept in the run's facts).
     """
     from .artifact import save_model
     from .build import count_parameters
@@ -95,6 +97,8 @@ def train_model(
     data = load_datasets(recipe, prepared)
     baseline = fit_baseline(recipe, prepared, data) if recipe.train.baseline and world.main else None
     model, facts = init_model(recipe, data, device, fresh=resume_state is None)
+    if auto:
+        facts["auto"] = auto
     labels = list(data.labels)
     trainer = Trainer(model, recipe.train, data.train, data.val, labels, device, callbacks, world=world)
     if resume_state is not None:

@@ -1,0 +1,124 @@
+"""`auto` recipe keys and sizes in milliseconds: resolved from the training split when a run
+starts, reported, and stored as numbers in the run's recipe and model file."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+import attn
+from attn.pipelines.auto import resolve_auto
+from attn.pipelines.prepared import prepare_data
+from attn.pipelines.recipe import load_recipe, recipe_from_dict
+from helpers import tone, write_wav
+
+
+def _audio_folder(tmp_path, rate=44100, seconds=(0.4, 0.6, 0.7, 0.9, 2.6)):
+    """Two classes of tones at `rate`, clips of the given durations."""
+    for label, freq in (("low", 220), ("high", 1760)):
+        for i, s in enumerate(seconds * 4):
+            write_wav(tmp_path / "audio" / label / f"{i}.wav", tone(freq, s, rate, seed=i), rate)
+    return tmp_path / "audio"
+
+
+def _audio_recipe(root, **features):
+    return {
+        "data": {"root": str(root), "val_fraction": 0.2, "test_fraction": 0.2},
+        "features": {"sample_rate": "auto", "frame_seconds": "auto", "hop_seconds": "auto", "n_fft": "32ms",
+                     "hop_length": "10ms", "n_mels": 32, **features},
+        "model": {"name": "cnn", "channels": [4, 8]},
+        "train": {"epochs": "auto", "patience": "auto", "monitor": "auto", "batch_size": 8},
+    }  # fmt: skip
+
+
+def test_audio_auto_values_come_from_the_training_files(tmp_path):
+    r = recipe_from_dict(_audio_recipe(_audio_folder(tmp_path)))
+    assert not r.features.resolved
+    with pytest.raises(ValueError, match="resolved from the training data"):
+        r.features.frame_samples  # noqa: B018 - an unresolved recipe cannot frame audio
+    resolved, _, chosen = resolve_auto(r, prepare_data(r))
+    f = resolved.features
+    assert f.sample_rate == 22050  # 44.1 kHz files, capped
+    assert "44100 Hz" in chosen["features.sample_rate"]["why"]
+    # 95th percentile of {0.4, 0.6, 0.7, 0.9, 2.6} s clips lies between 0.9 and 2.6: rounded up to 0.25 s
+    assert f.frame_seconds in (1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75) and f.hop_seconds == f.frame_seconds / 2
+    assert f.n_fft == 1024  # 32 ms at 22050 Hz is 706 samples -> next power of two
+    assert f.hop_length == 220  # 10 ms
+    n_train = len(prepare_data(r).splits["train"])
+    assert resolved.train.epochs == min(60, max(10, round(2000 / -(-n_train // 8))))
+    assert resolved.train.patience == max(5, resolved.train.epochs // 3)
+    assert resolved.train.monitor == "val_loss"  # a handful of validation clips
+    assert set(chosen) == {"features.sample_rate", "features.frame_seconds", "features.hop_seconds",
+                           "features.n_fft", "features.hop_length", "train.epochs", "train.patience",
+                           "train.monitor"}  # fmt: skip
+
+
+def test_low_rate_files_keep_their_rate_and_ms_sizes_follow_it(tmp_path):
+    r = recipe_from_dict(_audio_recipe(_audio_folder(tmp_path, rate=8000)))
+    f = resolve_auto(r, prepare_data(r))[0].features
+    assert (f.sample_rate, f.n_fft, f.hop_length) == (8000, 256, 80)  # the same 32 ms and 10 ms
+
+
+def test_a_run_stores_numbers_and_says_what_auto_chose(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = _audio_recipe(_audio_folder(tmp_path))
+    raw["train"] |= {"epochs": 1, "baseline": False}
+    res = attn.train(raw, out=str(tmp_path / "run"), device="cpu")
+    stored = yaml.safe_load((res.run_dir / "recipe.yaml").read_text())
+    assert stored["features"]["sample_rate"] == 22050 and stored["features"]["n_fft"] == 1024
+    assert stored["train"]["monitor"] == "val_loss"
+    assert "auto: features.sample_rate = 22050" in (res.run_dir / "train.log").read_text()
+    assert res.data["auto"]["features.n_fft"]["value"] == 1024
+    info = subprocess.run([sys.executable, "-m", "attn.cli", "info", str(res.run_dir)], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    assert "auto         features.sample_rate = 22050" in info
+    # the model predicts with the numbers, without the data
+    rec = attn.load(res.run_dir).predict([str(tmp_path / "audio" / "low" / "0.wav")])[0]
+    assert rec["label"] in ("low", "high")
+
+
+def _texts(tmp_path, lengths):
+    path = tmp_path / "train.csv"
+    rng = np.random.default_rng(0)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["text", "label"])
+        w.writeheader()
+        for i, n in enumerate(lengths):
+            w.writerow({"text": " ".join(rng.choice(["a", "b", "c", "d"], n)), "label": "xy"[i % 2]})
+    return path
+
+
+def test_text_max_len_auto_from_token_counts(tmp_path):
+    path = _texts(tmp_path, [5] * 150 + [20] * 48 + [300, 301])  # 99th percentile: 20 tokens
+    r = recipe_from_dict({"data": {"train": str(path)}, "features": {"kind": "text", "tokenizer": {"max_len": "auto"}},
+                          "model": {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1}})  # fmt: skip
+    resolved, prepared, chosen = resolve_auto(r, prepare_data(r))
+    assert resolved.features.tokenizer.max_len == 24  # 20 rounded up to a multiple of 8
+    assert "training texts have at most 20 tokens" in chosen["features.tokenizer.max_len"]["why"]
+    assert prepared.tokenizer is not None  # fitted once, reused by the run
+
+
+def test_tokenize_from_a_recipe_with_max_len_auto(tmp_path):
+    path = _texts(tmp_path, [5] * 20)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"data": {"train": str(path)},
+                                      "features": {"kind": "text", "tokenizer": {"max_len": "auto"}}}))  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "attn.cli", "tokenize", "--recipe", str(recipe), "a b c"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [("features.n_fft", "32 ms", "n_fft"), ("features.hop_length", "10s", "hop_length"),
+     ("features.n_mels", "auto", "n_mels"), ("train.epochs", "many", "epochs")],
+)  # fmt: skip
+def test_bad_auto_or_ms_values_are_recipe_errors(tmp_path, tiny_recipe, key, value, message):
+    with pytest.raises(attn.ConfigError, match=message):
+        load_recipe(tiny_recipe(), [f"{key}={value}"])
