@@ -92,8 +92,9 @@ def baseline_line(b: dict[str, Any]) -> str:
     if f"{split}accuracy" not in b:
         return f"{b.get('kind')} (no validation or test data)"
     where = "test" if not split else "validation"
+    blended = f"; blended into the model with weight {w:.2f}" if (w := b.get("blend_weight")) else ""
     return (f"{b.get('kind')} accuracy {b[split + 'accuracy']:.4f} (macro-F1 {b[split + 'macro_f1']:.4f}, {where}; "
-            f"{b.get('seconds', 0):.1f}s)")  # fmt: skip
+            f"{b.get('seconds', 0):.1f}s){blended}")  # fmt: skip
 
 
 def metrics_table(m: dict[str, Any]) -> None:

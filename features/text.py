@@ -83,9 +83,10 @@ class TextFrontend(nn.Module):
 
     @torch.no_grad()
     def load_vectors(self, rows: dict[int, list[float]]) -> None:
-        """Initialise the embedding rows of known tokens from pretrained vectors."""
+        """Initialise the embedding rows of known tokens from pretrained vectors; narrower vectors
+        fill the first columns (the rest keep their random start)."""
         if not rows:
             return
         idx = torch.tensor(list(rows), dtype=torch.long)
         vec = torch.tensor(list(rows.values()), dtype=self.embed.weight.dtype)
-        self.embed.weight[idx] = vec
+        self.embed.weight[idx, : vec.shape[1]] = vec

@@ -274,19 +274,33 @@ def tokenizer_from_state(cfg: TokenizerConfig, header: dict[str, Any], blob: byt
 
 
 def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, list[float]], int]:
-    """Rows for known tokens from a GloVe/word2vec text file: ({token_id: vector}, dim found).
+    """Rows for known tokens: ({token_id: vector}, the vectors' width), from a named set
+    (features/vectors.py, e.g. glove-6b-50d) or a GloVe/word2vec text file.
 
-    Accepts an optional word2vec header line ("count dim"). Lines with the wrong width are an
-    error naming the line.
+    The vectors may be narrower than the embedding (`dim`): they fill its first columns and the
+    rest keep their random start. A text file accepts an optional word2vec header line ("count
+    dim"); lines of different widths are an error naming the line.
     """
     from attn.errors import ConfigError, InputError
 
+    from .vectors import is_named, named_vectors
+
     lookup = {tokenizer.id_to_token(i): i for i in range(2, tokenizer.vocab_size)}
     found: dict[int, list[float]] = {}
+    if is_named(path):
+        vector, width = named_vectors(path)
+        if width > dim:
+            raise ConfigError(f"features.embed_dim ({dim}) is narrower than the {width}-d vectors of {path}")
+        for token, i in lookup.items():
+            v = vector(token.lower() if tokenizer.cfg.lowercase else token)
+            if v is not None:
+                found[i] = v.tolist()
+        return found, width
     try:
         f = open(path, encoding="utf-8", errors="strict")  # noqa: SIM115
     except OSError as e:
         raise ConfigError(f"{path}: cannot open word vectors ({e.strerror or e})") from None
+    width = None
     with f:
         try:
             for n, line in enumerate(f, 1):
@@ -296,10 +310,12 @@ def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, l
                 if len(parts) < 2:
                     continue
                 word, values = parts[0], parts[1:]
-                if len(values) != dim:
+                width = width or len(values)
+                if len(values) != width or width > dim:
                     raise InputError(
-                        f"{path}:{n}: vector has {len(values)} values, features.embed_dim is {dim} "
-                        f"(set features.embed_dim={len(values)})"
+                        f"{path}:{n}: vector has {len(values)} values, "
+                        + (f"earlier lines have {width}" if len(values) != width else f"features.embed_dim is {dim}")
+                        + (f" (set features.embed_dim={len(values)} or more)" if len(values) > dim else "")
                     )
                 i = lookup.get(word if not tokenizer.cfg.lowercase else word.lower())
                 if i is not None and i not in found:
@@ -309,4 +325,4 @@ def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, l
                         raise InputError(f"{path}:{n}: not a number in the vector of {word!r}") from None
         except UnicodeDecodeError:
             raise InputError(f"{path}: word vectors are not valid UTF-8") from None
-    return found, dim
+    return found, width or dim

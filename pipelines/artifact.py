@@ -27,7 +27,11 @@ class LoadedModel:
     header: dict[str, Any]
     device: Any
     tokenizer: Any = None  # text models: the fitted tokenizer
-    baseline: Any = None  # attn.pipelines.baseline.Baseline when the run fitted one
+
+    @property
+    def baseline(self):
+        """The run's baseline module (attn.models.linear.LinearBaseline), or None."""
+        return getattr(self.model, "baseline", None)
 
 
 def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -58,22 +62,27 @@ def save_model(
     extra: dict[str, Any] | None = None,
     tokenizer=None,
     state_dict: dict[str, Any] | None = None,
-    baseline=None,
 ) -> None:
     """Write the artifact atomically. `extra` goes into the JSON header; a text model's
-    tokenizer state goes in too, and the run's baseline (its scores in the header, its
-    parameters as tensors); `state_dict` overrides the model's current weights."""
+    tokenizer state goes in too; `state_dict` overrides the network's current weights. A
+    `Blend` (network + the run's baseline) keeps the network's weights as `state_dict` and the
+    baseline as its scores in the header and its parameters as `baseline.*` tensors."""
+    from attn.models.linear import Blend
+
     from .text import tokenizer_state
 
-    state = {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()}
+    network = model.network if isinstance(model, Blend) else model
+    state = {k: v.detach().cpu() for k, v in (state_dict or network.state_dict()).items()}
     header = model_header(model, recipe, labels, extra)
     tensors: dict[str, Any] = {"state_dict": state}
     if tokenizer is not None:
         header["tokenizer"], tok_tensors = tokenizer_state(tokenizer)
         header["tokenizer"]["vocab_size"] = tokenizer.vocab_size
         tensors.update(tok_tensors)
-    if baseline is not None:
-        header["baseline"], base_tensors = baseline.state()
+    if isinstance(model, Blend):
+        from .baseline import baseline_state
+
+        header["baseline"], base_tensors = baseline_state(model)
         tensors.update(base_tensors)
     write_container(path, header, tensors)
 
@@ -110,17 +119,16 @@ def load_model(path, device=None) -> LoadedModel:
         model.load_state_dict(tensors["state_dict"])
     except (KeyError, RuntimeError) as e:
         raise ArtifactError(f"{path}: weights do not fit the stored recipe ({str(e).splitlines()[0]})") from None
-    device = device or torch.device("cpu")
-    model.to(device).eval()
-    baseline = None
     if header.get("baseline"):
-        from .baseline import Baseline
+        from .baseline import blend_from_state
 
         try:
-            baseline = Baseline.from_state(header["baseline"], tensors)
-        except (KeyError, ValueError, UnicodeDecodeError) as e:
+            model = blend_from_state(model, header["baseline"], tensors)
+        except (KeyError, ValueError, RuntimeError) as e:
             raise ArtifactError(f"{path}: damaged baseline state ({e})") from None
-    return LoadedModel(model, recipe, labels, header, device, tokenizer, baseline)
+    device = device or torch.device("cpu")
+    model.to(device).eval()
+    return LoadedModel(model, recipe, labels, header, device, tokenizer)
 
 
 def resolve_model_path(model: str | None) -> Path:

@@ -1,10 +1,15 @@
-"""A fast classical baseline fitted beside every model, on the same splits.
+"""A fast classical baseline fitted beside every model, on the same splits and the same inputs.
 
-Text: TF-IDF over word 1-2-grams (sublinear tf) + logistic regression. Audio: mean and standard
-deviation over frames of MFCCs (the recipe's own STFT sizes), standardised, + logistic
-regression. The regularisation C is chosen on the validation split (the model's own rule: never
-the test split). scikit-learn does the fitting; what the artifact keeps is plain arrays
-(vocabulary, idf, coefficients, scaler statistics), so scoring later needs no pickle.
+Text: TF-IDF (sublinear tf) of the token 1- and 2-grams the network sees (word 1-2-grams with
+a word tokenizer) + logistic regression. Audio: mean and standard deviation over frames of 40
+MFCCs of each window + logistic regression. The regularisation C is chosen on the validation
+split, never on test. scikit-learn fits it; the fitted model becomes a torch module of plain
+buffers (models/linear.py), so the model file keeps it without pickle and every path that runs
+the network (predict, evaluate, export) can run it too.
+
+The baseline is reported beside the model (train summary, metrics.json, the model file, attn
+info, attn evaluate), and with `train.blend` its probabilities are blended into the model's
+with a weight chosen on validation (`choose_blend`).
 """
 
 from __future__ import annotations
@@ -16,29 +21,28 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import classification_report
-
 log = logging.getLogger("attn")
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
-MAX_FEATURES = 200_000  # text: the most frequent 1-2-grams kept (bounds the artifact's size)
+MAX_FEATURES = 100_000  # text: the most frequent 1-2-grams kept (bounds the model file's size)
 N_MFCC = 40
+MIN_MELS = 64
+BLEND_GRID = np.linspace(0.0, 1.0, 21)
 
 
 @dataclass
 class Baseline:
-    """A fitted baseline: its kind, C, parameters as arrays, and its scores per split."""
+    """A fitted baseline: its torch module, kind, C and its scores per split."""
 
+    module: Any  # attn.models.linear.LinearBaseline
     kind: str  # "tfidf+logreg" | "mfcc+logreg"
     C: float
-    arrays: dict[str, np.ndarray]  # coef (K, D), intercept (K,), + idf or mean/scale
-    vocabulary: list[str] = field(default_factory=list)  # text: feature index -> n-gram
-    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> report
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # "val"/"test" -> evaluation report
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        """What metrics.json, the artifact header and the train summary carry: kind, C, seconds,
-        and accuracy / macro_f1 on the test split (`val_...` on validation)."""
+        """What metrics.json, the model file and the train summary carry: kind, C, seconds, and
+        accuracy / macro_f1 on the test split (`val_accuracy` / `val_macro_f1` on validation)."""
         out: dict[str, Any] = {"kind": self.kind, "C": self.C, "seconds": round(self.seconds, 2)}
         for split, rep in self.scores.items():
             prefix = "" if split == "test" else f"{split}_"
@@ -46,209 +50,220 @@ class Baseline:
             out[f"{prefix}macro_f1"] = round(rep["macro_f1"], 6)
         return out
 
-    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(header part, tensors) for the artifact: plain numbers and arrays, no pickle."""
-        import torch
 
-        tensors = {f"baseline.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.arrays.items()}
-        if self.vocabulary:
-            blob = "\n".join(self.vocabulary).encode("utf-8")
-            tensors["baseline.vocabulary"] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
-        return self.summary(), tensors
-
-    @classmethod
-    def from_state(cls, header: dict[str, Any], tensors: dict[str, Any]) -> Baseline:
-        arrays = {k.split(".", 1)[1]: v.numpy() for k, v in tensors.items()
-                  if k.startswith("baseline.") and k != "baseline.vocabulary"}  # fmt: skip
-        vocab = tensors.get("baseline.vocabulary")
-        words = vocab.numpy().tobytes().decode("utf-8").split("\n") if vocab is not None else []
-        return cls(header["kind"], float(header["C"]), arrays, words)
-
-    def probs(self, inputs: list) -> np.ndarray:
-        """Class probabilities (N, K): texts for a text baseline, `clip_features` rows for audio."""
-        return text_probs(self, inputs) if self.kind == "tfidf+logreg" else audio_probs(self, np.asarray(inputs))
+# -- fitting ------------------------------------------------------------------------------------
 
 
-def fit_baseline(recipe, prepared, data) -> Baseline:
-    """The recipe's baseline on the same splits the model trains, validates and tests on.
+def fit_baseline(recipe, data, device=None) -> Baseline:
+    """The recipe's baseline, fitted on `data.train` (a `Datasets`), C chosen on `data.val`,
+    scored on val and test exactly as the model is (window probabilities averaged per clip)."""
+    import torch
 
-    prepared: PreparedData (text: the raw texts); data: Datasets (labels; audio: decoded clips).
-    """
-    labels = list(prepared.labels)
-    ys = {s: data.split(s).labels for s in ("train", "val", "test")}
+    from .evaluate import evaluation_report
+    from .inference import window_logits
+
+    t0 = time.perf_counter()
+    labels = list(data.labels)
+    device = device or torch.device("cpu")
     if recipe.modality == "text":
-        texts = {s: [it.source for it in prepared.splits[s]] for s in ("train", "val", "test")}
-        b = fit_text(texts, ys, labels)
+        features, kind = _tfidf(data.train), "tfidf+logreg"
     else:
-        t0 = time.perf_counter()
-        mfcc = mfcc_module(recipe.features)
-        feats = {s: clip_features(data.split(s).clips, mfcc) for s in ("train", "val", "test")}
-        b = fit_audio(feats, ys, labels)
-        b.seconds = time.perf_counter() - t0  # features included
-    parts = [f"{s} {rep['accuracy']:.4f}" for s, rep in b.scores.items()]
-    log.info("baseline %s (C=%g): %s accuracy (%.1fs)", b.kind, b.C, ", ".join(parts) or "no val/test", b.seconds)
+        features, kind = _mfcc_stats(recipe.features), "mfcc+logreg"
+    x = {s: _window_features(features, data.split(s), device) for s in ("train", "val", "test")}
+    y = {s: _window_labels(data.split(s)) for s in ("train", "val", "test")}
+    mean = scale = None
+    if kind == "mfcc+logreg":  # standardise: MFCC means and spreads differ by orders of magnitude
+        mean, scale = x["train"].mean(0), x["train"].std(0)
+        scale[scale == 0] = 1.0
+        x = {s: (v - mean) / scale for s, v in x.items()}
+    clf, c = _fit_choose_c(x["train"], y["train"], x["val"], y["val"], data.val, len(labels))
+    module = _module(features, clf, len(labels), mean, scale)
+    b = Baseline(module.to(device).eval(), kind, c)
+    for split in ("val", "test"):
+        ws = data.split(split)
+        if len(ws):
+            b.scores[split] = evaluation_report(window_logits(b.module, ws, device), ws, labels)
+    b.seconds = time.perf_counter() - t0
+    parts = [f"{s} accuracy {rep['accuracy']:.4f}" for s, rep in b.scores.items()]
+    log.info("baseline %s (C=%g): %s (%.1fs)", kind, c, ", ".join(parts) or "no val/test", b.seconds)
     return b
 
 
-def mfcc_module(features):
-    """N_MFCC MFCCs over a log-mel of the recipe's STFT sizes (at least 64 bands)."""
-    from attn.features.transforms import MFCC
+def _mfcc_stats(f):
+    """MfccStats over a log-mel of the recipe's STFT sizes (at least MIN_MELS bands)."""
+    from attn.models.linear import MfccStats
 
-    f = features
-    n_mels = max(f.n_mels, 64)
-    return MFCC(
-        N_MFCC,
-        {
-            "sample_rate": f.sample_rate,
-            "n_fft": f.n_fft,
-            "win_length": f.win_length,
-            "hop_length": f.hop_length,
-            "n_mels": n_mels,
-            "f_min": f.f_min,
-            "f_max": f.f_max,
-        },
-    )
+    return MfccStats(N_MFCC, {"sample_rate": f.sample_rate, "n_fft": f.n_fft, "win_length": f.win_length,
+                              "hop_length": f.hop_length, "n_mels": max(f.n_mels, MIN_MELS), "f_min": f.f_min,
+                              "f_max": f.f_max})  # fmt: skip
 
 
-def _logreg(C: float):
+def _tfidf(train_ws):
+    """TfidfFeatures fitted (vocabulary and idf) on the training windows' token ids."""
+    import torch
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from attn.models.linear import TfidfFeatures
+
+    docs = [_ids(train_ws, ci, s, n) for ci, s, n in train_ws.all_windows]
+    vec = TfidfVectorizer(analyzer=_grams, sublinear_tf=True, max_features=MAX_FEATURES)
+    with _one_thread():
+        vec.fit(docs)
+    vocab = 1 + max((int(t.max()) for t in docs if len(t)), default=1)
+    unigram = torch.full((vocab,), -1, dtype=torch.long)
+    pairs = []
+    for feat, col in vec.vocabulary_.items():
+        if len(feat) == 2:
+            pairs.append((feat[0] * vocab + feat[1], col))
+        else:
+            unigram[feat[0]] = col
+    pairs.sort()
+    keys = torch.tensor([k for k, _ in pairs], dtype=torch.long)
+    cols = torch.tensor([c for _, c in pairs], dtype=torch.long)
+    return TfidfFeatures(unigram, keys, cols, torch.from_numpy(vec.idf_.astype(np.float32)))
+
+
+def _grams(ids: np.ndarray) -> list[tuple[int, ...]]:
+    """A document's features for the vectoriser: (id,) per token and (id, id) per adjacent pair
+    (tuples throughout: the vectoriser sorts them)."""
+    t = ids.tolist()
+    return [(a,) for a in t] + list(zip(t, t[1:], strict=False))
+
+
+def _ids(ws, ci: int, start: int, n: int) -> np.ndarray:
+    ids = ws.clips[ci][start : start + n]
+    return ids[:, 0] if ids.ndim == 2 else ids  # word ids (hashed n-grams are the network's business)
+
+
+def _window_features(features, ws, device, batch: int = 64) -> np.ndarray:
+    """(W, D) features of every window of `ws`, in `ws.all_windows` order."""
+    import torch
+
+    out = []
+    features = features.to(device)
+    with torch.inference_mode():
+        for b in ws.batches(ws.all_windows, batch):
+            out.append(features(b.x.to(device), b.lengths.to(device)).cpu())
+    if not out:
+        return np.zeros((0, getattr(features, "out_dim", 0)), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def _window_labels(ws) -> np.ndarray:
+    return ws.labels[ws.all_windows[:, 0]] if ws.num_windows else np.zeros(0, dtype=np.int64)
+
+
+def _fit_choose_c(x_train, y_train, x_val, y_val, val_ws, k: int):
+    """Logistic regression at each C of the grid; the best clip-level validation accuracy wins
+    (ties: the smaller C). Without a validation split, C = 10."""
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=C, max_iter=2000)
+    from .inference import aggregate
 
+    def fit(c):
+        return LogisticRegression(C=c, max_iter=2000).fit(x_train, y_train)
 
-def _fit_choose_c(x_train, y_train, x_val, y_val):
-    """Fit at each C of the grid, keep the best on validation (ties: the smaller C); without a
-    validation split, C = 10. One BLAS/OpenMP thread: on a busy 2-core machine the default
-    thread pools made each fit ~20x slower (10 s instead of 0.5 s for TREC, measured here)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        if x_val is None or len(y_val) == 0:
-            return _logreg(10.0).fit(x_train, y_train), 10.0
+    with _one_thread():
+        if not len(y_val):
+            return fit(10.0), 10.0
         best = None
+        clips = val_ws.all_windows[:, 0]
         for c in C_GRID:
-            clf = _logreg(c).fit(x_train, y_train)
-            acc = float((clf.predict(x_val) == y_val).mean())
+            clf = fit(c)
+            probs = np.zeros((len(x_val), k))
+            probs[:, clf.classes_] = clf.predict_proba(x_val)
+            acc = float((aggregate(probs, clips, len(val_ws)).argmax(1) == val_ws.labels).mean())
             if best is None or acc > best[0]:
                 best = (acc, c, clf)
     return best[2], best[1]
 
 
-def _scores(clf, xs: dict[str, Any], ys: dict[str, np.ndarray], labels: list[str]) -> dict[str, dict]:
-    return {
-        split: classification_report(ys[split], clf.predict(x), labels)
-        for split, x in xs.items()
-        if x is not None and len(ys.get(split, ()))
-    }
+def _one_thread():
+    """One BLAS/OpenMP thread for scikit-learn: on a busy 2-core machine its default pools made
+    each fit ~20x slower (10 s instead of 0.5 s for TREC, measured here)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
 
 
-# -- text ---------------------------------------------------------------------------------------
-
-
-def _tfidf(**kw):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=MAX_FEATURES, **kw)
-
-
-def fit_text(texts: dict[str, list[str]], ys: dict[str, np.ndarray], labels: list[str]) -> Baseline:
-    """texts/ys: split -> texts / label indices (train required; val, test optional)."""
-    t0 = time.perf_counter()
-    vec = _tfidf()
-    x_train = vec.fit_transform(texts["train"])
-    xs = {s: (vec.transform(texts[s]) if texts.get(s) else None) for s in ("train", "val", "test")}
-    clf, c = _fit_choose_c(x_train, ys["train"], xs["val"], ys.get("val"))
-    vocab = [""] * len(vec.vocabulary_)
-    for term, i in vec.vocabulary_.items():
-        vocab[i] = term
-    b = Baseline("tfidf+logreg", c, _lr_arrays(clf, len(labels)) | {"idf": vec.idf_.astype(np.float32)}, vocab)
-    b.scores = _scores(clf, {s: xs[s] for s in ("val", "test")}, ys, labels)
-    b.seconds = time.perf_counter() - t0
-    return b
-
-
-def text_probs(b: Baseline, texts: list[str]) -> np.ndarray:
-    """Class probabilities (N, K) of a stored text baseline."""
-    vec = _tfidf()
-    vec.vocabulary_ = {t: i for i, t in enumerate(b.vocabulary)}
-    vec.idf_ = b.arrays["idf"].astype(np.float64)
-    return _lr_probs(b, vec.transform(texts))
-
-
-# -- audio --------------------------------------------------------------------------------------
-
-
-def clip_features(clips: list[np.ndarray], mfcc, batch: int = 32) -> np.ndarray:
-    """Mean and standard deviation over each clip's valid frames of its MFCCs: (N, 2 * n_mfcc).
-
-    `mfcc` maps (B, samples) float to (B, n_mfcc, frames) (`mfcc_module`). Clips go in batches of
-    similar length, zero-padded; frames past a clip's end are left out of its statistics.
-    """
+def _module(features, clf, k: int, mean, scale):
+    """LinearBaseline from a fitted LogisticRegression, with coefficients for all K labels."""
     import torch
 
-    from attn.features.functional import stft_frames
+    from attn.models.linear import LinearBaseline
 
-    n = mfcc.dct.shape[1]
-    out = np.zeros((len(clips), 2 * n), dtype=np.float32)
-    lengths = np.array([len(c) for c in clips], dtype=np.int64)
-    order = np.argsort(lengths, kind="stable")
-    spec = mfcc.logmel.spec
-    with torch.inference_mode():
-        for b in range(0, len(order), batch):
-            idx = order[b : b + batch]
-            wave = torch.zeros(len(idx), int(lengths[idx].max()))
-            for r, i in enumerate(idx):
-                wave[r, : lengths[i]] = torch.from_numpy(np.asarray(clips[i], dtype=np.float32))
-            m = mfcc(wave)  # (B, n_mfcc, T)
-            valid = stft_frames(torch.from_numpy(lengths[idx]), spec.n_fft, spec.hop_length, spec.center)
-            valid = valid.clamp(1, m.shape[-1])
-            mask = (torch.arange(m.shape[-1])[None, :] < valid[:, None]).to(m.dtype)[:, None, :]  # (B, 1, T)
-            mean = (m * mask).sum(-1) / valid[:, None]
-            var = (((m - mean[..., None]) * mask) ** 2).sum(-1) / valid[:, None]
-            out[idx, :n] = mean.numpy()
-            out[idx, n:] = var.sqrt().numpy()
-    return out
-
-
-def fit_audio(feats: dict[str, np.ndarray], ys: dict[str, np.ndarray], labels: list[str]) -> Baseline:
-    """feats: split -> clip_features(...) rows."""
-    t0 = time.perf_counter()
-    mean = feats["train"].mean(0)
-    scale = feats["train"].std(0)
-    scale[scale == 0] = 1.0
-    xs = {s: ((feats[s] - mean) / scale if s in feats and len(feats[s]) else None) for s in ("train", "val", "test")}
-    clf, c = _fit_choose_c(xs["train"], ys["train"], xs["val"], ys.get("val"))
-    b = Baseline("mfcc+logreg", c, _lr_arrays(clf, len(labels)) | {"mean": mean, "scale": scale})
-    b.scores = _scores(clf, {s: xs[s] for s in ("val", "test")}, ys, labels)
-    b.seconds = time.perf_counter() - t0
-    return b
-
-
-def audio_probs(b: Baseline, feats: np.ndarray) -> np.ndarray:
-    return _lr_probs(b, (feats - b.arrays["mean"]) / b.arrays["scale"])
-
-
-# -- stored parameters --------------------------------------------------------------------------
-
-
-def _lr_arrays(clf, k: int) -> dict[str, np.ndarray]:
-    """Coefficients as (K, D) over all K labels: sklearn keeps one row for two classes and only
-    the classes it saw; a class absent from training gets -inf bias (never predicted)."""
     coef = np.asarray(clf.coef_, dtype=np.float32)
     intercept = np.asarray(clf.intercept_, dtype=np.float32)
     if coef.shape[0] == 1:  # binary: p(class 1) = sigmoid(w.x + b) = softmax([0, w.x + b])
         coef = np.vstack([np.zeros_like(coef), coef])
         intercept = np.concatenate([[0.0], intercept]).astype(np.float32)
     full_w = np.zeros((k, coef.shape[1]), dtype=np.float32)
-    full_b = np.full(k, -np.inf, dtype=np.float32)
+    full_b = np.full(k, -np.inf, dtype=np.float32)  # a class training lacked is never predicted
     for row, cls in enumerate(np.asarray(clf.classes_)):
-        full_w[int(cls)] = coef[row]
-        full_b[int(cls)] = intercept[row]
-    return {"coef": full_w, "intercept": full_b}
+        full_w[int(cls)], full_b[int(cls)] = coef[row], intercept[row]
+    t = torch.from_numpy
+    return LinearBaseline(features, t(full_w), t(full_b), None if mean is None else t(mean),
+                          None if scale is None else t(scale))  # fmt: skip
 
 
-def _lr_probs(b: Baseline, x) -> np.ndarray:
-    z = np.asarray(x @ b.arrays["coef"].T) + b.arrays["intercept"]  # (N, K)
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+# -- the model file -------------------------------------------------------------------------------
+
+
+def baseline_state(blend) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header entry, tensors) of a `Blend` for the model file: the baseline's summary, the
+    blend weight and what rebuilds its features (MFCC settings); its buffers as `baseline.*`
+    tensors."""
+    module = blend.baseline
+    header = {**blend.info, "blend_weight": blend.weight}
+    if hasattr(module.features, "melkwargs"):
+        header["melkwargs"], header["n_mfcc"] = module.features.melkwargs, module.features.n_mfcc
+    tensors = {f"baseline.{k}": v.detach().cpu() for k, v in module.state_dict().items()}
+    return header, tensors
+
+
+def baseline_from_state(header: dict[str, Any], tensors: dict[str, Any]):
+    """The LinearBaseline module a model file holds."""
+    from attn.models.linear import LinearBaseline, MfccStats, TfidfFeatures
+
+    t = {k.removeprefix("baseline."): v for k, v in tensors.items() if k.startswith("baseline.")}
+    if header["kind"] == "mfcc+logreg":
+        features = MfccStats(header["n_mfcc"], header["melkwargs"])
+    else:
+        features = TfidfFeatures(t["features.unigram"], t["features.bigram_keys"], t["features.bigram_cols"],
+                                 t["features.idf"])  # fmt: skip
+    module = LinearBaseline(features, t["coef"], t["intercept"], t["mean"], t["scale"])
+    module.load_state_dict(t)
+    return module.eval()
+
+
+def blend_from_state(network, header: dict[str, Any], tensors: dict[str, Any]):
+    """The `Blend` of a loaded network and the baseline its model file holds."""
+    from attn.models.linear import Blend
+
+    info = {k: v for k, v in header.items() if k not in ("blend_weight", "melkwargs", "n_mfcc")}
+    return Blend(network, baseline_from_state(header, tensors), header.get("blend_weight", 0.0), info)
+
+
+# -- blending -----------------------------------------------------------------------------------
+
+
+def choose_blend(net_logits: np.ndarray, base_logits: np.ndarray, ws) -> tuple[float, dict[str, float]]:
+    """The weight w in BLEND_GRID whose clip-level blend (1 - w) p_net + w p_base has the lowest
+    validation log-loss (ties: the smaller w), and that blend's validation accuracy beside the
+    network's. A smooth score: on a small validation set accuracy moves in steps too coarse to
+    pick a weight. Window logits (W, K) of `ws`, in `ws.all_windows` order."""
+    from .inference import aggregate, softmax
+
+    clips, n = ws.all_windows[:, 0], len(ws)
+    p_net = aggregate(softmax(net_logits), clips, n).astype(np.float64)
+    p_base = aggregate(softmax(base_logits), clips, n).astype(np.float64)
+    y = ws.labels
+    best = None
+    for w in BLEND_GRID:
+        p = (1 - w) * p_net + w * p_base
+        nll = float(-np.log(np.clip(p[np.arange(n), y], 1e-12, None)).mean())
+        if best is None or nll < best[0] - 1e-9:
+            best = (nll, float(w), float((p.argmax(1) == y).mean()))
+    facts = {"val_accuracy_network": float((p_net.argmax(1) == y).mean()), "val_accuracy_blend": best[2],
+             "val_log_loss_blend": round(best[0], 6)}  # fmt: skip
+    return round(best[1], 2), facts

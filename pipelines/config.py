@@ -177,6 +177,7 @@ class TrainConfig(Strict):
     monitor: Literal["val_accuracy", "val_loss", "val_macro_f1", "auto"] = "val_accuracy"
     class_weights: Literal["none", "balanced"] = "none"  # balanced: loss weight N / (K n_k) per class
     baseline: bool = True  # also fit a TF-IDF / MFCC + logistic-regression baseline on the same splits
+    blend: bool = True  # save the model blended with the baseline, weight chosen on validation (0 = network alone)
     seed: int = 0
     ensemble: PosInt = 1  # train this many models (seeds seed, seed+1, ...) and average their probabilities
     windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all

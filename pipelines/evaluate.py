@@ -100,25 +100,19 @@ def evaluate(
         skipped = len(loaded_clips.errors)
     logits = window_logits(loaded.model, ws, loaded.device, batch_size)
     rep = evaluation_report(logits, ws, loaded.labels, aggregate_how)
-    if getattr(loaded, "baseline", None) is not None:
-        rep["baseline"] = baseline_report(loaded, items, ws)
+    if loaded.baseline is not None:
+        rep["baseline"] = baseline_report(loaded, ws, batch_size)
     rep["skipped"] = skipped
     rep["data"] = where
     return rep
 
 
-def baseline_report(loaded, items, ws) -> dict[str, Any]:
-    """The model's stored baseline scored on the same examples: kind, accuracy, macro_f1."""
-    from .baseline import clip_features, mfcc_module
-    from .metrics import classification_report
+def baseline_report(loaded, ws, batch_size: int = 64) -> dict[str, Any]:
+    """The model file's baseline scored on the same windows: kind, accuracy, macro_f1."""
+    from .inference import window_logits
 
-    b = loaded.baseline
-    if loaded.recipe.modality == "text":
-        probs = b.probs([it.source for it in items])
-    else:
-        probs = b.probs(clip_features(ws.clips, mfcc_module(loaded.recipe.features)))
-    rep = classification_report(ws.labels, probs.argmax(1), loaded.labels)
-    return {"kind": b.kind, "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
+    rep = evaluation_report(window_logits(loaded.baseline, ws, loaded.device, batch_size), ws, loaded.labels)
+    return {"kind": loaded.model.info.get("kind"), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
 
 
 def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean") -> dict[str, Any]:

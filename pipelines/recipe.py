@@ -166,6 +166,10 @@ def _is_path_key(key: str) -> bool:
 
 
 def _resolve(value: str, base: Path) -> str:
+    from attn.features.vectors import is_named
+
+    if is_named(value):  # a named set of word vectors, not a file
+        return value
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else (base / p).resolve())
 

@@ -27,7 +27,7 @@ from .config import Recipe
 from .distributed import World
 from .fsutil import atomic_write_text, make_dirs
 from .prepared import PreparedData
-from .rundir import CHECKPOINT, HISTORY, MEMBERS, METRICS, MODEL, RECIPE, point_latest
+from .rundir import CHECKPOINT, HISTORY, MEMBERS, MODEL, RECIPE, point_latest
 from .train_model import TrainResult, train_model
 
 log = logging.getLogger("attn")
@@ -113,7 +113,6 @@ def _best_val(history: list[dict[str, Any]]) -> float | None:
 
 def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state, world: World, data_info):
     """Load the members' best weights into one Ensemble, evaluate it, write model.attn."""
-    import torch
 
     from attn.models.ensemble import Ensemble
 
@@ -122,6 +121,7 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
     from .evaluate import evaluation_report
     from .inference import window_logits
     from .prepared import load_datasets
+    from .train_model import baseline_facts, final_metrics, fit_baseline, with_baseline
 
     n, labels = recipe.train.ensemble, list(prepared.labels)
     members = [load_model(run_dir / f"member-{i + 1}" / MODEL).model for i in range(n)]
@@ -130,38 +130,23 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
     for i in range(n):
         lines = (run_dir / f"member-{i + 1}" / HISTORY).read_text(encoding="utf-8").splitlines()
         history += [{"member": i + 1, **json.loads(line)} for line in lines if line.strip()]
-    metrics, seconds, baseline = None, sum(m["seconds"] for m in state["members"]), None
+    metrics, seconds, baseline, blend = None, sum(m["seconds"] for m in state["members"]), None, None
     if world.main:
         data = load_datasets(recipe, prepared)
-        if recipe.train.baseline:
-            from .baseline import fit_baseline
-
-            baseline = fit_baseline(recipe, prepared, data)
-        amp = dev.type == "cuda" and recipe.train.amp
-        reports = {}
-        with torch.no_grad():
-            for split in ("val", "test"):
-                ws = data.split(split)
-                if len(ws):
-                    reports[split] = evaluation_report(window_logits(model, ws, dev, amp=amp), ws, labels)
-        if "val" in reports:
-            log.info("ensemble of %d: val accuracy %.4f", n, reports["val"]["accuracy"])
-        split = data.eval_split
-        if split is not None:
-            metrics = {**reports[split], "split": split, "members": state["members"]}
-            if "val" in reports:
-                metrics["val_accuracy"] = reports["val"]["accuracy"]
-            if baseline is not None:
-                metrics["baseline"] = baseline.summary()
-            atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
-            log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples; ensemble of %d)", split, metrics["accuracy"],
-                     metrics["macro_f1"], metrics["count"], n)  # fmt: skip
+        baseline = fit_baseline(recipe, data, dev) if recipe.train.baseline else None
+        more = {"members": state["members"]}
+        if len(data.val):
+            val = evaluation_report(window_logits(model, data.val, dev), data.val, labels)
+            log.info("ensemble of %d: val accuracy %.4f", n, val["accuracy"])
+            more["val_accuracy"] = val["accuracy"]
+        final, blend = with_baseline(model, baseline, data, recipe, dev)
+        metrics = final_metrics(final, data, run_dir, dev, baseline, blend, more)
         atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
         extra = {
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"members": state["members"], "seconds": round(seconds, 1)},
         }
-        save_model(run_dir / MODEL, model, recipe, labels, extra, tokenizer=prepared.tokenizer, baseline=baseline)
+        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=prepared.tokenizer)
         point_latest(run_dir)
     return TrainResult(
         run_dir=run_dir,
@@ -176,5 +161,5 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
         parameters=count_parameters(model),
         data=data_info,
         members=state["members"],
-        baseline=None if baseline is None else baseline.summary(),
+        baseline=baseline_facts(baseline, blend),
     )

@@ -95,7 +95,7 @@ def train_model(
     if recipe.train.ensemble > 1:
         raise ValueError("train_model trains one model; train.ensemble > 1 goes through train_ensemble")
     data = load_datasets(recipe, prepared)
-    baseline = fit_baseline(recipe, prepared, data) if recipe.train.baseline and world.main else None
+    baseline = fit_baseline(recipe, data, device) if recipe.train.baseline and world.main else None
     model, facts = init_model(recipe, data, device, fresh=resume_state is None)
     if auto:
         facts["auto"] = auto
@@ -117,16 +117,18 @@ def train_model(
         ) from None
 
     trainer.load_best()
-    metrics = final_metrics(trainer, data, run_dir, baseline) if world.main else None  # rank 0 evaluates and writes
-    if baseline is not None:
-        compare_with_baseline(st.history, baseline)
-    if world.main:
+    metrics, blend = None, None
+    if world.main:  # rank 0 evaluates and writes
+        final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
+        metrics = final_metrics(final, data, run_dir, device, baseline, blend)
+        if baseline is not None:
+            compare_with_baseline(st.history, baseline, blend)
         extra = {
             "epoch": st.best_epoch,
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
         }
-        save_model(run_dir / MODEL, trainer.model, recipe, labels, extra, tokenizer=data.tokenizer, baseline=baseline)
+        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer)
         if point_latest:
             rundir.point_latest(run_dir)
     return TrainResult(
@@ -141,29 +143,59 @@ def train_model(
         labels=labels,
         parameters=count_parameters(model),
         data=facts,
-        baseline=None if baseline is None else baseline.summary(),
+        baseline=baseline_facts(baseline, blend),
     )
 
 
-def fit_baseline(recipe: Recipe, prepared: PreparedData, data: Datasets):
+def fit_baseline(recipe: Recipe, data: Datasets, device):
     """The classical baseline of `attn.pipelines.baseline` on the model's own splits."""
     from .baseline import fit_baseline as fit
 
-    return fit(recipe, prepared, data)
+    return fit(recipe, data, device)
 
 
-def compare_with_baseline(history: list[dict[str, Any]], baseline) -> None:
-    """One warning line when the saved model scores below the baseline on validation."""
+def baseline_facts(baseline, blend: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The baseline's scores and the weight it was blended in with (TrainResult.baseline)."""
+    if baseline is None:
+        return None
+    return {**baseline.summary(), "blend_weight": (blend or {}).get("weight", 0.0)}
+
+
+def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device):
+    """(the model to save, blend facts or None): the trained network alone, or (`train.blend`,
+    with a validation split) a `Blend` of it and the baseline, weight chosen on validation."""
+    from attn.models.linear import Blend
+
+    from .baseline import choose_blend
+    from .inference import window_logits
+
+    if baseline is None:
+        return network, None
+    weight, facts = 0.0, {}
+    if recipe.train.blend and len(data.val):
+        amp = device.type == "cuda" and recipe.train.amp
+        net = window_logits(network, data.val, device, amp=amp)
+        base = window_logits(baseline.module, data.val, device)
+        weight, facts = choose_blend(net, base, data.val)
+        log.info("blend: baseline weight %.2f (validation accuracy %.4f -> %.4f)", weight,
+                 facts["val_accuracy_network"], facts["val_accuracy_blend"])  # fmt: skip
+    return Blend(network, baseline.module, weight, baseline.summary()).eval(), {"weight": weight, **facts}
+
+
+def compare_with_baseline(history: list[dict[str, Any]], baseline, blend: dict[str, Any] | None) -> None:
+    """One warning line when the network scores below the baseline on validation."""
     best = [h for h in history if h.get("best")]
     base = baseline.scores.get("val")
     if not best or base is None or "val_accuracy" not in best[-1]:
         return
     model_acc, base_acc = best[-1]["val_accuracy"], base["accuracy"]
     if model_acc < base_acc:
+        weight = (blend or {}).get("weight", 0.0)
         log.warning(
-            "the model scores below the %s baseline on validation (accuracy %.4f vs %.4f): "
-            "more epochs, train.augment, or a smaller model may help; the baseline's test score is in metrics.json",
+            "the network scores below the %s baseline on validation (accuracy %.4f vs %.4f)%s; "
+            "more epochs, train.augment, or a smaller model may help (test scores: metrics.json)",
             baseline.kind, model_acc, base_acc,
+            f"; the saved model blends the baseline in with weight {weight:.2f}" if weight else "",
         )  # fmt: skip
 
 
@@ -226,20 +258,30 @@ class EpochSaver:
             atomic_write_text(self.run_dir / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
 
 
-def final_metrics(trainer, data: Datasets, run_dir: Path, baseline=None) -> dict[str, Any] | None:
-    """Metrics of the trainer's current (best) weights on `data.eval_split`, written to
-    metrics.json (with the baseline's scores beside them); None when there is neither a test
-    nor a validation split."""
+def final_metrics(
+    model, data: Datasets, run_dir: Path, device, baseline=None, blend=None, extra: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Metrics of the model to save on `data.eval_split`, written to metrics.json with the
+    baseline's scores beside them (and, when blended, the blend weight and the network's own
+    scores, and `extra`); None when there is neither a test nor a validation split."""
+    from .evaluate import evaluation_report
+    from .inference import window_logits
+
     split = data.eval_split
     if split is None:
         log.warning("no test or validation clips: metrics.json not written")
         return None
     if split != "test":
         log.warning("no test clips: reporting metrics on the validation split")
-    metrics = trainer.evaluate(data.split(split))
+    ws = data.split(split)
+    metrics = evaluation_report(window_logits(model, ws, device), ws, list(data.labels))
     metrics["split"] = split
     if baseline is not None:
         metrics["baseline"] = baseline.summary()
+    if blend is not None and blend["weight"] > 0:
+        net = evaluation_report(window_logits(model.network, ws, device), ws, list(data.labels))
+        metrics["blend"] = {**blend, "network_accuracy": net["accuracy"], "network_macro_f1": net["macro_f1"]}
+    metrics.update(extra or {})
     atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples)", split, metrics["accuracy"], metrics["macro_f1"],
              metrics["count"])  # fmt: skip

