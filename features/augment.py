@@ -26,18 +26,17 @@ def _valid(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def time_shift(wave: torch.Tensor, lengths: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Roll each row's valid samples circularly by U[-max_shift, max_shift] samples.
-
-    A circular roll keeps every sample (an event near the end moves to the start), so the clip's
-    content and length are unchanged: only where things happen moves.
-    """
+def time_shift(wave: torch.Tensor, lengths: torch.Tensor, max_share: float) -> torch.Tensor:
+    """Roll each row's valid samples circularly by up to `max_share` of its valid length, either
+    way (uniform). A circular roll keeps every sample (an event near the end moves to the start),
+    so the content and length are unchanged: only where things happen moves."""
     b, n = wave.shape
-    if max_shift <= 0 or n == 0:
+    if max_share <= 0 or n == 0:
         return wave
-    shift = torch.randint(-max_shift, max_shift + 1, (b, 1), device=wave.device)
+    span = (lengths.to(torch.float32) * max_share).floor()  # (B,) samples
+    shift = ((torch.rand(b, device=wave.device) * 2 - 1) * (span + 1)).floor().clamp(-span, span).long()
     pos = torch.arange(n, device=wave.device)[None, :]
-    src = torch.remainder(pos - shift, lengths.clamp_min(1)[:, None])  # (B, N)
+    src = torch.remainder(pos - shift[:, None], lengths.clamp_min(1)[:, None])  # (B, N)
     return torch.gather(wave, 1, src) * _valid(lengths, n)
 
 
@@ -147,11 +146,10 @@ class Augment(nn.Module):
         freq_mask, time_mask: widest frequency mask (bins) and time mask (frames); masks: masks
             of each kind per example.
         gain_db: random gain in [-gain_db, +gain_db] dB.
-        time_shift: circular shift of each clip by up to this many seconds.
+        time_shift: circular shift of each window by up to this share of its valid length.
         speed: (lo, hi) play-speed factor range; (1, 1) = off.
         noise_prob, noise_snr: share of clips given white noise, at an SNR (dB) in noise_snr.
         background_prob, background_snr: the same for clips of `background` (set_background).
-        sample_rate: the waveform's rate (turns seconds into samples).
     Mixup is the trainer's (it also mixes the labels): `Classifier.forward(..., mix=...)`.
     """
 
@@ -167,11 +165,10 @@ class Augment(nn.Module):
         noise_snr: tuple[float, float] = (10.0, 40.0),
         background_prob: float = 0.0,
         background_snr: tuple[float, float] = (0.0, 20.0),
-        sample_rate: int = 1,
     ) -> None:
         super().__init__()
         self.freq_mask, self.time_mask, self.masks, self.gain_db = freq_mask, time_mask, masks, gain_db
-        self.shift = round(time_shift * sample_rate)
+        self.shift = time_shift
         self.speed = tuple(speed)
         self.noise_prob, self.noise_snr = noise_prob, tuple(noise_snr)
         self.background_prob, self.background_snr = background_prob, tuple(background_snr)
@@ -179,10 +176,10 @@ class Augment(nn.Module):
         self.register_buffer("background", torch.zeros(0, 0), persistent=False)
 
     @classmethod
-    def from_config(cls, cfg: AugmentConfig, sample_rate: int = 1) -> Augment:
+    def from_config(cls, cfg: AugmentConfig) -> Augment:
         return cls(cfg.freq_mask, cfg.time_mask, cfg.masks, cfg.gain_db, cfg.time_shift, cfg.speed,
                    cfg.noise_prob, cfg.noise_snr, cfg.background_prob if cfg.background else 0.0,
-                   cfg.background_snr, sample_rate)  # fmt: skip
+                   cfg.background_snr)  # fmt: skip
 
     def set_background(self, bank: torch.Tensor) -> None:
         """bank (M, L): background recordings at the model's rate, each cut or tiled to L samples."""

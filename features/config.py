@@ -181,7 +181,7 @@ class AugmentConfig(Strict):
     masks: NonNegInt = 2  # masks of each kind per example
     gain_db: NonNegFloat = 0.0  # random gain in [-gain_db, +gain_db]
     mixup: NonNegFloat = 0.0  # Beta(a, a) weight mixing two examples and their labels; 0 = off
-    time_shift: NonNegFloat = 0.0  # roll each clip circularly by up to this many seconds
+    time_shift: Fraction = 0.0  # roll each window circularly by up to this share of its length
     speed: tuple[PosFloat, PosFloat] = (1.0, 1.0)  # play-speed factor range, e.g. [0.9, 1.1]
     noise_prob: Probability = 0.0  # share of clips given white noise
     noise_snr: tuple[float, float] = (10.0, 40.0)  # its signal-to-noise ratio range (dB)

@@ -61,7 +61,7 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
     if not isinstance(recipe.features, TextFeatures):
         from attn.features.augment import Augment
 
-        augment = Augment.from_config(recipe.train.augment, recipe.features.sample_rate)
+        augment = Augment.from_config(recipe.train.augment)
     return Classifier(frontend, backbone, augment=augment)
 
 

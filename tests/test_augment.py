@@ -21,7 +21,7 @@ def _batch(b=4, n=1600, seed=0):
 def test_time_shift_rolls_valid_samples_only():
     wave, lengths = _batch()
     torch.manual_seed(0)
-    out = A.time_shift(wave, lengths, 100)
+    out = A.time_shift(wave, lengths, 0.25)
     assert out.shape == wave.shape
     for r, n in enumerate(lengths.tolist()):
         assert torch.all(out[r, n:] == 0)  # padding stays silence
@@ -83,7 +83,7 @@ def test_mixup_weights_and_lengths():
 def test_same_seed_same_augmentation(name):
     wave, lengths = _batch()
     fn = {
-        "time_shift": lambda: A.time_shift(wave, lengths, 50),
+        "time_shift": lambda: A.time_shift(wave, lengths, 0.5),
         "add_noise": lambda: A.add_noise(wave, lengths, (0.0, 30.0), 0.5),
         "speed_perturb": lambda: A.speed_perturb(wave, lengths, (0.9, 1.1))[0],
     }[name]
@@ -123,7 +123,7 @@ def tiny_audio_model():
             "data": {"synthetic": {"per_class": 2}},
             "features": {"sample_rate": 8000, "n_fft": 256, "hop_length": 80, "n_mels": 16},
             "model": {"name": "cnn", "channels": [4], "dropout": 0.0},
-            "train": {"augment": {"time_shift": 0.1, "noise_prob": 1.0, "gain_db": 6, "speed": [0.9, 1.1]}},
+            "train": {"augment": {"time_shift": 0.3, "noise_prob": 1.0, "gain_db": 6, "speed": [0.9, 1.1]}},
         }
     )
     torch.manual_seed(0)
@@ -150,3 +150,14 @@ def test_background_folder_is_cut_into_segments_and_used_in_training(tmp_path, t
     (tmp_path / "empty").mkdir()
     with pytest.raises(attn.ConfigError, match="no readable audio"):
         load_background(str(tmp_path / "empty"), (".wav",), 8000, 4000)
+
+
+def test_time_shift_moves_at_most_the_given_share():
+    n = 1000
+    wave = torch.zeros(64, n)
+    wave[:, 500] = 1.0  # one click in the middle of each 1000-sample row
+    lengths = torch.full((64,), n)
+    torch.manual_seed(0)
+    moved = A.time_shift(wave, lengths, 0.1).argmax(1) - 500
+    assert moved.abs().max() <= 100 and moved.abs().max() >= 50  # up to 10% of the row, either way
+    assert (moved < 0).any() and (moved > 0).any()
