@@ -24,8 +24,18 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, expand, override, resolve and validate the recipe at `path`."""
-    path = Path(path)
+    """Read, expand, override, resolve and validate the recipe at `path` (and the recipes it
+    `extends`)."""
+    raw = read_raw(Path(path))
+    apply_overrides(raw, overrides)
+    return validate_recipe(raw, source=str(path))
+
+
+def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe file as plain data: ${VAR}s expanded, paths resolved against its folder, and
+    `extends: other.yaml` (relative to it) merged in: the other recipe's sections are the start,
+    and this one's keys replace theirs key by key, except that a `data` section replaces the
+    whole `data` section, and a model of another `name` the whole `model` section."""
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found")
     try:
@@ -35,8 +45,42 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     raw = parse_yaml(text, str(path))
     _resolve_paths(raw, path.resolve().parent, str(path))
     raw = expand_env(raw, str(path))
-    apply_overrides(raw, overrides)
-    return validate_recipe(raw, source=str(path))
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: extends: expected the file name of another recipe, got {_kind(base)}")
+    base_path = Path(base).expanduser()
+    base_path = base_path if base_path.is_absolute() else path.resolve().parent / base_path
+    seen = (*_seen, path.resolve())
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{path}: extends {base}: the recipes extend each other in a cycle")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: extends {base}: recipe file not found ({base_path})")
+    return merge_recipes(read_raw(base_path, seen), raw)
+
+
+def merge_recipes(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` over `base` (see `read_raw`)."""
+    out = copy.deepcopy(base)
+    for section, value in child.items():
+        old = out.get(section)
+        replace_whole = section == "data" or (
+            section == "model" and isinstance(value, dict) and isinstance(old, dict)
+            and value.get("name", old.get("name")) != old.get("name")
+        )  # fmt: skip
+        if isinstance(value, dict) and isinstance(old, dict) and not replace_whole:
+            out[section] = _deep_merge(old, value)
+        else:
+            out[section] = copy.deepcopy(value)
+    return out
+
+
+def _deep_merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(old)
+    for k, v in new.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
 def resolve_recipe(

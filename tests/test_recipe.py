@@ -154,3 +154,43 @@ def test_shipped_recipes_validate(monkeypatch):
     assert recipes
     for p in recipes:
         load_recipe(p)
+
+
+def test_a_recipe_extends_another(tmp_path):
+    """`extends:` starts from another recipe: sections merge key by key, a data section and a
+    model of another family replace the base's, paths stay relative to the file that wrote them."""
+    (tmp_path / "general").mkdir()
+    (tmp_path / "general" / "base.yaml").write_text(
+        "data: {root: audio, val_fraction: 0.3}\n"
+        "features: {sample_rate: 8000, n_mels: 32, n_fft: 256}\n"
+        "model: {name: cnn, channels: [8, 16], dropout: 0.4}\n"
+        "train: {epochs: 7, lr: 0.01, augment: {gain_db: 3, freq_mask: 4}}\n"
+    )
+    (tmp_path / "mine.yaml").write_text(
+        "extends: general/base.yaml\n"
+        "data: {manifest: labels.csv}\n"
+        "features: {n_mels: 40}\n"
+        "train: {augment: {freq_mask: 8}}\n"
+    )
+    r = load_recipe(tmp_path / "mine.yaml", ["train.lr=0.002"])
+    assert r.data.manifest == str(tmp_path / "labels.csv") and r.data.root is None  # data replaced
+    assert r.data.val_fraction == 0.1  # the base's data keys went with its data section
+    assert (r.features.sample_rate, r.features.n_mels, r.features.n_fft) == (8000, 40, 256)
+    assert r.model.params["channels"] == [8, 16] and r.model.params["dropout"] == 0.4
+    assert (r.train.epochs, r.train.lr) == (7, 0.002)
+    assert (r.train.augment.gain_db, r.train.augment.freq_mask) == (3, 8)
+    (tmp_path / "other.yaml").write_text(
+        "extends: general/base.yaml\nmodel: {name: transformer, d_model: 16, heads: 2}\n"
+    )
+    m = load_recipe(tmp_path / "other.yaml").model
+    assert m.name == "transformer" and m.params["d_model"] == 16  # no cnn keys carried over
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_recipe(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nowhere.yaml\ndata: {synthetic: {}}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: extends nowhere\.yaml: recipe file not found"):
+        load_recipe(tmp_path / "c.yaml")
