@@ -27,6 +27,7 @@ CASES = {
     "cold_start": ("cases_cli", "cold_start"),
     "batch_predict": ("cases_cli", "batch_predict"),
     "trec": ("cases_train", "trec_vs_tfidf"),
+    "general": ("cases_general", "general"),
     "gpu": ("cases_gpu", "gpu"),
 }
 

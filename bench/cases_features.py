@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import case, data_root, median_time
+from .common import case, data_root, load_resolved, median_time
 
 
 def _inputs(kind: str, quick: bool):
@@ -87,7 +87,6 @@ def pipeline(quick: bool = False) -> list[dict]:
 
     from attn.pipelines.build import build_model
     from attn.pipelines.prepared import PreparedData, load_datasets
-    from attn.pipelines.recipe import load_recipe
     from attn.pipelines.sources import list_items, load_clips, split_items
 
     root = data_root()
@@ -98,8 +97,8 @@ def pipeline(quick: bool = False) -> list[dict]:
     os.environ.setdefault("ATTN_DATA", str(root))
     rows = []
     for sr, note in ((8000, "native 8 kHz"), (16000, "resampled to 16 kHz")):
-        r = load_recipe("recipes/digits.yaml", [f"features.sample_rate={sr}", f"features.hop_length={sr // 100}",
-                                                f"features.n_fft={sr // 250 * 8}"])  # fmt: skip
+        r = load_resolved("recipes/digits.yaml", [f"features.sample_rate={sr}", f"features.hop_length={sr // 100}",
+                                                  f"features.n_fft={sr // 250 * 8}"])  # fmt: skip
         items = list_items(r.data)
         if quick:
             items = items[:600]
@@ -124,7 +123,7 @@ def pipeline(quick: bool = False) -> list[dict]:
     # vs decoding again (the cache is keyed by a hash of each file's bytes, computed every time).
     import tempfile
 
-    r = load_recipe("recipes/digits.yaml", ["features.sample_rate=16000"])
+    r = load_resolved("recipes/digits.yaml", ["features.sample_rate=16000"])
     items = list_items(r.data)[: 600 if quick else None]
     with tempfile.TemporaryDirectory() as cache:
         cached = r.data.model_copy(update={"cache_dir": cache})
@@ -136,7 +135,7 @@ def pipeline(quick: bool = False) -> list[dict]:
                      "soundfile + soxr resampling", n / t_cached, n / t_plain, "files/s"))  # fmt: skip
 
     # Loader share of a training step: batches built from clips each step vs pre-built tensors.
-    r = load_recipe("recipes/digits.yaml")
+    r = load_resolved("recipes/digits.yaml")
     splits = split_items(list_items(r.data), r.data)
     if quick:
         splits = {k: v[:300] for k, v in splits.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import case, data_root, median_time
+from .common import case, data_root, load_resolved, median_time
 
 
 def gpu(quick: bool = False) -> list[dict]:
@@ -38,13 +38,12 @@ def gpu(quick: bool = False) -> list[dict]:
         return rows
     os.environ.setdefault("ATTN_DATA", str(root))
     from attn.pipelines.build import build_model
-    from attn.pipelines.recipe import load_recipe
     from attn.pipelines.trainer import Trainer
 
     from .cases_train import _sets
 
     for path in ("recipes/digits.yaml", "recipes/digits_transformer.yaml"):
-        r = load_recipe(path)
+        r = load_resolved(path)
         ws, labels, _ = _sets(r, quick)
         speeds = {}
         for amp in (True, False):

@@ -6,14 +6,16 @@ import time
 
 import numpy as np
 
-from .common import case, data_root
+from .common import case, data_root, load_resolved
 
 FAMILIES = {
     # name: (recipe, overrides) -- the shipped recipes, so the numbers describe what users run
-    "cnn": ("recipes/digits.yaml", []),
+    # (mixup is the trainer's, not the model's: off, so both sides run the same steps)
+    "cnn": ("recipes/digits.yaml", ["train.augment.mixup=0"]),
     "transformer (frames)": ("recipes/digits_transformer.yaml", []),
     "wavenet (raw audio)": ("recipes/digits_wavenet.yaml", []),
-    "transformer (text)": ("recipes/trec.yaml", []),
+    "transformer (text)": ("recipes/trec_transformer.yaml", []),
+    "cnn1d (text)": ("recipes/trec.yaml", []),
 }
 
 
@@ -37,7 +39,6 @@ def trainer_vs_loop(quick: bool = False) -> list[dict]:
     import torch.nn.functional as F
 
     from attn.pipelines.build import build_model
-    from attn.pipelines.recipe import load_recipe
     from attn.pipelines.trainer import Trainer
 
     root = data_root()
@@ -48,7 +49,7 @@ def trainer_vs_loop(quick: bool = False) -> list[dict]:
     for family, (path, sets_) in FAMILIES.items():
         if not Path(path).exists():
             continue
-        r = load_recipe(path, sets_ + ["train.epochs=1"])
+        r = load_resolved(path, sets_ + ["train.epochs=1"])
         ws, labels, tok = _sets(r, quick)
         vocab = None if tok is None else tok.vocab_size
         bs = r.train.batch_size

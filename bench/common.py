@@ -67,3 +67,14 @@ def case(name: str, measured: str, reference: str, ours: float, ref: float, unit
     return {"case": name, "measured": measured, "reference": reference, "attn": round(ours, 4),
             "ref": round(ref, 4), "unit": unit, "ratio": None if ratio is None else round(ratio, 3),
             "goal": goal, "met": met, **extra}  # fmt: skip
+
+
+def load_resolved(path: str, overrides: list[str] | None = None):
+    """A shipped recipe with its `auto` and millisecond values resolved from its training data,
+    as `attn train` resolves them."""
+    from attn.pipelines.auto import resolve_auto
+    from attn.pipelines.prepared import prepare_data
+    from attn.pipelines.recipe import load_recipe
+
+    r = load_recipe(path, overrides or [])
+    return resolve_auto(r, prepare_data(r))[0]

@@ -1,0 +1,83 @@
+"""The general recipes on every developer set, as a user would run them: a recipe that extends
+recipes/audio.yaml or recipes/text.yaml and changes only the data section, trained from the
+command line. Each row: attn's mean test accuracy over seeds against the baseline the same runs
+fitted, with the bar it has to reach and the slowest run's wall time.
+
+    python -m bench --cases general            # 3 seeds for text, 1 for audio (about an hour on 2 cores)
+    python -m bench --cases general --quick    # 1 seed each, a few epochs: a smoke run
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import REPO, attn_cmd, case, data_root
+
+# (set, general recipe, data section relative to the shared data folder, text?, test-accuracy bar)
+SETS = [
+    ("FSDD", "audio.yaml", {"manifest": "fsdd/labels.csv"}, False, 0.99),
+    ("ESC-10", "audio.yaml", {"manifest": "esc10/labels.csv"}, False, 0.90),
+    ("TREC", "text.yaml", {"train": "trec/train.csv", "test": "trec/test.csv"}, True, 0.906),
+    ("SST-2", "text.yaml", {"train": "sst2/train.csv", "val": "sst2/val.csv", "test": "sst2/test.csv"}, True, 0.83),
+]
+SEEDS = {True: (0, 1, 2), False: (0,)}
+TIME_LIMIT = 600  # seconds of training per run on this machine (the issue's bar)
+
+
+def general(quick: bool = False) -> list[dict]:
+    root = data_root()
+    if root is None:
+        return [{"case": "general recipes", "skipped": "shared data not found"}]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, general_recipe, data, text, bar in SETS:
+            runs = [_train(Path(tmp), name, general_recipe, data, root, seed, quick) for seed in
+                    (SEEDS[text][:1] if quick else SEEDS[text])]  # fmt: skip
+            bad = [r for r in runs if "error" in r]
+            if bad:
+                rows.append({"case": f"{name}: recipes/{general_recipe}", "error": bad[0]["error"]})
+                continue
+            acc = float(np.mean([r["test"] for r in runs]))
+            base = float(np.mean([r["baseline_test"] for r in runs]))
+            slowest = max(r["wall"] for r in runs)
+            rows.append(case(
+                f"{name}: recipes/{general_recipe}, data section only (mean of {len(runs)} seed(s))",
+                name, "in-run baseline, same runs", acc, base, "test accuracy",
+                f">= {bar:g}, beat the baseline, <= {TIME_LIMIT} s",
+                acc >= bar and acc > base and slowest <= TIME_LIMIT,
+                seeds=[r["seed"] for r in runs], tests=[round(r["test"], 4) for r in runs],
+                vals=[r["val"] for r in runs], network_tests=[round(r["network_test"], 4) for r in runs],
+                blend_weights=[r["blend_weight"] for r in runs], baseline=runs[0]["baseline_kind"],
+                epochs=[f"{r['best_epoch']}/{r['epochs']}" for r in runs], wall_seconds=[r["wall"] for r in runs],
+            ))  # fmt: skip
+    return rows
+
+
+def _train(tmp: Path, name: str, general_recipe: str, data: dict, root: Path, seed: int, quick: bool) -> dict:
+    recipe = tmp / f"{name}.yaml"
+    section = {k: str(root / v) for k, v in data.items()}
+    recipe.write_text(json.dumps({"extends": str(REPO / "recipes" / general_recipe), "data": section}))
+    out = tmp / f"{name}-{seed}"
+    extra = ["--set", "train.epochs=2"] if quick else []
+    t0 = time.perf_counter()
+    r = subprocess.run([*attn_cmd(), "train", str(recipe), "--seed", str(seed), "--out", str(out), "--quiet",
+                        "--format", "json", *extra], capture_output=True, text=True)  # fmt: skip
+    wall = round(time.perf_counter() - t0)
+    if r.returncode != 0:
+        return {"error": r.stderr.strip()[-300:]}
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    best = [h for h in history if h.get("best")][-1]
+    blend = metrics.get("blend") or {}
+    return {
+        "seed": seed, "test": metrics["accuracy"], "val": best.get("val_accuracy"), "wall": wall,
+        "network_test": blend.get("network_accuracy", metrics["accuracy"]), "blend_weight": blend.get("weight", 0.0),
+        "baseline_test": metrics["baseline"]["accuracy"], "baseline_kind": metrics["baseline"]["kind"],
+        "best_epoch": best["epoch"], "epochs": len(history),
+    }  # fmt: skip
