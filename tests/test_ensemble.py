@@ -28,7 +28,9 @@ def test_members_are_the_single_runs_and_the_model_averages_their_probabilities(
     # blend off: this is about the members and their average (a blend would add the baseline)
     ens_recipe = load_recipe(p, ["train.ensemble=2", "train.blend=false"])
     ens = train(ens_recipe, str(p), out=str(tmp_path / "ens"), device="cpu")
-    single = train(load_recipe(p, ["train.seed=1"]), str(p), out=str(tmp_path / "seed1"), device="cpu")
+    single = train(
+        load_recipe(p, ["train.seed=1", "train.blend=false"]), str(p), out=str(tmp_path / "seed1"), device="cpu"
+    )
     # Member 2 is exactly the run with seed + 1; the ensemble artifact holds both members.
     w2, ws = _weights(tmp_path / "ens" / "member-2" / "model.attn"), _weights(single.model_path)
     assert all(torch.equal(w2[k], ws[k]) for k in ws)

@@ -199,11 +199,18 @@ def test_pretrained_vectors_initialise_known_tokens(tmp_path):
     emb = box.tensors()["state_dict"]["frontend.embed.weight"]
     who = box.header["tokenizer"]["vocab"].index("who")
     assert torch.allclose(emb[who], torch.full((16,), 0.5), atol=1e-3)
+    # Vectors narrower than the embedding fill its first columns; lines of different widths, or
+    # wider than the embedding, are an error naming the line.
     bad = tmp_path / "bad.txt"
-    bad.write_text("who 0.1 0.2\n")
+    bad.write_text("who 0.1 0.2\nzebra 0.1 0.2 0.3\n")
     r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run2"), "--quiet",
                             "--set", f"features.tokenizer.vectors={bad}"])  # fmt: skip
-    assert r.exit_code == 1 and "bad.txt:1: vector has 2 values" in r.stderr
+    assert r.exit_code == 1 and "bad.txt:2: vector has 3 values, earlier lines have 2" in r.stderr
+    wide = tmp_path / "wide.txt"
+    wide.write_text("who " + " ".join(["0.1"] * 17) + "\n")
+    r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run3"), "--quiet",
+                            "--set", f"features.tokenizer.vectors={wide}"])  # fmt: skip
+    assert r.exit_code == 1 and "wide.txt:1: vector has 17 values, features.embed_dim is 16" in r.stderr
 
 
 def test_text_manifest_problems_name_file_and_line(tmp_path):
