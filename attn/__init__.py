@@ -5,13 +5,14 @@
     model = attn.load(result.run_dir)              # or a model file; default runs/latest
     model.predict(["clip.wav"], top_k=3)          # the records `attn predict` prints
     attn.evaluate(model)                          # test-split metrics, as metrics.json
+    attn.tune("recipe.yaml", trials=20, timeout="30m")  # hyperparameter search (Optuna)
 
 `import attn` is light (no torch); the work is imported when a function runs. The layers
 below: attn.pipelines (recipes, data, training, artifacts), attn.models (the registry and
 model families), attn.features (DSP and tokenizers); attn.errors and attn.schema at the bottom.
 """
 
-from attn.api import Model, evaluate, load, resume, train
+from attn.api import Model, evaluate, load, resume, train, tune
 from attn.errors import ArtifactError, AttnError, ConfigError, InputError, Interrupted, OutputError, TrainingError
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "load",
     "resume",
     "train",
+    "tune",
 ]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - names for annotations only
     from attn.pipelines.artifact import LoadedModel
     from attn.pipelines.config import Recipe
     from attn.pipelines.train_model import TrainResult
+    from attn.pipelines.tune import TuneResult
 
 
 def load(model: str | os.PathLike | None = None, device: Any = "cpu") -> Model:
@@ -65,6 +66,57 @@ def resume(run_dir: str | os.PathLike, device: Any = "auto", callbacks=None) -> 
     from attn.pipelines.train import resume as resume_run
 
     return resume_run(os.fspath(run_dir), device=_spec(device), callbacks=callbacks)
+
+
+def tune(
+    recipe: str | os.PathLike | dict | Recipe | None = None,
+    overrides: Iterable[str] = (),
+    trials: int | None = None,
+    timeout: float | str | None = None,
+    jobs: int = 1,
+    storage: str | None = None,
+    study: str | None = None,
+    out: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    refit: bool = False,
+    pruner: str = "median",
+    seed: int | None = None,
+    device: Any = "auto",
+    threads: int | None = None,
+    callbacks=None,
+) -> TuneResult:
+    """Search a recipe's hyperparameters with Optuna (TPE, seeded; median pruning): each trial is
+    an ordinary training with the trial's values set, scored on the validation split
+    (`train.monitor`). The space is the recipe's `tune:` section, else its family's default.
+
+    trials: the study's total (default 20; with `resume`, the stored one). timeout: seconds or
+        "90s"/"30m"/"2h": no trial starts after it, running ones are pruned at their next epoch.
+    jobs: trial processes on this host. storage: an SQLAlchemy URL shared by several processes or
+        hosts (default: SQLite in the tune directory); study: its name (default the recipe's stem).
+    out: the tune directory (default tunes/<recipe>-<time>; one holding the same study is joined).
+    resume: continue the tune directory after a crash or kill (`recipe` not needed).
+    refit: retrain the best recipe on train+val (tune_dir/refit). pruner: median, halving, none.
+    callbacks: the training hooks of `train`, plus `on_trial_begin(number, values)`,
+        `on_trial_end(record)`, `on_status(status)`.
+    Returns a `TuneResult` (`.best`, `.leaderboard()`, `.importances`, `.summary()`).
+    """
+    from attn.pipelines.recipe import resolve_recipe
+    from attn.pipelines.tune import parse_duration
+    from attn.pipelines.tune import tune as tune_study
+
+    seconds = parse_duration(timeout)
+    if resume is not None:
+        if recipe is not None or list(overrides) or out is not None or storage is not None or study is not None:
+            raise ConfigError("resume continues a tune as it was set up: no recipe, overrides, out, storage or study")
+        return tune_study(resume=os.fspath(resume), trials=trials, timeout=seconds, jobs=jobs, refit=refit,
+                          device=_spec(device), threads=threads, callbacks=callbacks)  # fmt: skip
+    if recipe is None:
+        raise ConfigError("give a recipe to tune, or resume=DIR")
+    r = resolve_recipe(recipe, list(overrides))
+    path = os.fspath(recipe) if isinstance(recipe, (str, os.PathLike)) else None
+    return tune_study(r, path, trials=trials, timeout=seconds, jobs=jobs, storage=storage, study=study,
+                      out=None if out is None else os.fspath(out), refit=refit, pruner=pruner, seed=seed,
+                      device=_spec(device), threads=threads, callbacks=callbacks)  # fmt: skip
 
 
 def evaluate(

@@ -50,6 +50,13 @@ class Backbone(nn.Module):
         return {}
 
     @classmethod
+    def tune_space(cls, cfg) -> dict[str, dict]:
+        """`attn tune`'s default search space over this family's hyperparameters, around the
+        values in `cfg`: width, depth and dropout, as the recipe's `tune:` section writes them
+        (key relative to `model`, e.g. {"dropout": {"uniform": [0.0, 0.5]}})."""
+        return {}
+
+    @classmethod
     def uses_class_token(cls, cfg) -> bool:
         """Whether a model of this `Config` prepends a learned class token to its input."""
         return False
@@ -68,6 +75,22 @@ class Backbone(nn.Module):
         """Per-token outputs (B, class_tokens + T', D) and their mask (B, class_tokens + T'), for
         x (B, T, C), lengths (B,) (families with `token_outputs`)."""
         raise NotImplementedError(f"model {self.family!r} has no per-token outputs")
+
+
+def scaled_widths(cfg, key: str, factors=(0.5, 1, 2)) -> list:
+    """Valid values of width `key` (an int, or a tuple of per-block ints) scaled by `factors`,
+    for a family's `tune_space`: each checked against the family's `Config`, in order, no repeats."""
+    out: list = []
+    for f in factors:
+        v = getattr(cfg, key)
+        v = [max(1, round(c * f)) for c in v] if isinstance(v, tuple) else max(1, round(v * f))
+        try:
+            type(cfg).model_validate({**cfg.model_dump(), key: v})
+        except ValueError:  # pydantic's ValidationError: e.g. d_model no longer divisible by heads
+            continue
+        if v not in out:
+            out.append(v)
+    return out
 
 
 def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:

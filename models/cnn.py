@@ -17,7 +17,7 @@ from torch import nn
 
 from attn.schema import PosInt, Strict
 
-from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths
+from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths, scaled_widths
 from .families import register
 
 
@@ -81,6 +81,15 @@ class SpectrogramCNN(Backbone):
             if k % 2 == 0:
                 raise ValueError(f"must be odd so frames stay aligned, got {k}")
             return k
+
+    @classmethod
+    def tune_space(cls, cfg: Config) -> dict[str, dict]:
+        # Width: every block's channels halved or doubled; depth: convolutions per block.
+        return {
+            "channels": {"choice": scaled_widths(cfg, "channels")},
+            "convs_per_block": {"int": [1, max(2, cfg.convs_per_block)]},
+            "dropout": {"uniform": [0.0, 0.5]},
+        }
 
     def __init__(self, in_dim: int, num_classes: int, cfg: Config) -> None:
         super().__init__(in_dim, num_classes, cfg)

@@ -22,7 +22,7 @@ from torch import nn
 
 from attn.schema import PosInt, Strict
 
-from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean
+from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean, scaled_widths
 from .families import register
 
 
@@ -214,6 +214,15 @@ class TransformerEncoder(Backbone):
     @classmethod
     def uses_class_token(cls, cfg: Config) -> bool:
         return cfg.pool == "cls"
+
+    @classmethod
+    def tune_space(cls, cfg: Config) -> dict[str, dict]:
+        # Width: d_model halved or doubled (kept divisible by heads); depth: one layer fewer or more.
+        return {
+            "d_model": {"choice": scaled_widths(cfg, "d_model")},
+            "layers": {"int": [max(1, cfg.layers - 1), cfg.layers + 1]},
+            "dropout": {"uniform": [0.0, 0.3]},
+        }
 
     @property
     def token_dim(self) -> int:

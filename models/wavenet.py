@@ -26,7 +26,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from attn.schema import PosInt, Strict
 
-from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths
+from .base import Backbone, MaskedBatchNorm, length_mask, masked_pool, pooled_lengths, scaled_widths
 from .families import register
 
 
@@ -189,6 +189,15 @@ class WaveNet(Backbone):
         def kernels(self) -> tuple[int, ...]:
             """The front's kernel sizes, defaults filled in."""
             return self.front_kernels or tuple(2 * s if s > 1 else 1 for s in self.front_strides)
+
+    @classmethod
+    def tune_space(cls, cfg: Config) -> dict[str, dict]:
+        # Width: residual channels halved or doubled; depth: layers per stack, two fewer or more.
+        return {
+            "channels": {"choice": scaled_widths(cfg, "channels")},
+            "layers": {"int": [max(1, cfg.layers - 2), min(16, cfg.layers + 2)]},
+            "dropout": {"uniform": [0.0, 0.4]},
+        }
 
     def __init__(self, in_dim: int, num_classes: int, cfg: Config) -> None:
         super().__init__(in_dim, num_classes, cfg)

@@ -1,6 +1,7 @@
 """The recipe schema: the layers' configs composed into one frozen, typed, strict `Recipe`.
 
-A recipe has four sections, `data`, `features`, `model`, `train`. Unknown keys are errors (the
+A recipe has four sections, `data`, `features`, `model`, `train`, and an optional fifth, `tune`
+(the search space of `attn tune`, defined in tune_space.py). Unknown keys are errors (the
 loader names the nearest valid key). Each layer owns its part and its defaults: `features` is
 defined in features/config.py, the `model` section holds `name` plus that family's
 hyperparameters (its nested `Config`, see `attn.models.registry`); `data` and `train` are
@@ -17,8 +18,10 @@ from pydantic import (
     Discriminator,
     Field,
     SerializationInfo,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -26,7 +29,19 @@ from pydantic import (
 
 from attn.features.config import AUDIO_EXTENSIONS, AudioFeatures, AugmentConfig, TextFeatures
 from attn.models import registry
-from attn.schema import Auto, Fraction, NestedError, NonNegFloat, NonNegInt, PosFloat, PosInt, Strict
+from attn.schema import (
+    Auto,
+    Fraction,
+    NestedError,
+    NonNegFloat,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    Strict,
+    describe_validation_error,
+)
+
+from .tune_space import TuneSpace, check_space
 
 SYNTH_CLASSES = ("sine", "square", "sawtooth", "noise_burst", "chirp", "am_tone")
 
@@ -197,6 +212,25 @@ class Recipe(Strict):
     features: Features = AudioFeatures()
     model: ModelSection = Field(default_factory=lambda: ModelSection.model_validate({}))
     train: TrainConfig = TrainConfig()
+    tune: TuneSpace | None = None  # attn tune's search space; training ignores it
+
+    @field_validator("tune", mode="after")
+    @classmethod
+    def _tunable(cls, v: TuneSpace | None, info: ValidationInfo) -> TuneSpace | None:
+        # Each key must exist in this recipe and accept each bound or choice (checked against the
+        # other sections, so only when they validated).
+        sections = ("data", "features", "model", "train")
+        if v is not None and all(s in info.data for s in sections):
+            plain = {s: info.data[s].model_dump(mode="json") for s in sections}
+            check_space(v, plain, _problem)
+        return v
+
+    @model_serializer(mode="wrap")
+    def _without_empty_tune(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        if out.get("tune", 0) is None:
+            del out["tune"]
+        return out
 
     @field_validator("features", mode="before")
     @classmethod
@@ -210,3 +244,12 @@ class Recipe(Strict):
     @property
     def modality(self) -> str:
         return "text" if isinstance(self.features, TextFeatures) else "audio"
+
+
+def _problem(raw: dict[str, Any]) -> str | None:
+    """What is wrong with a raw recipe (`dotted.key: problem`), or None."""
+    try:
+        Recipe.model_validate(raw)
+    except ValidationError as e:
+        return describe_validation_error(e, Recipe)
+    return None

@@ -1,0 +1,288 @@
+"""`attn tune`: an Optuna study over a recipe, every trial an ordinary training of it.
+
+    tune(recipe, ...) -> TuneResult      a new tune directory (or join the study in --out)
+    tune(resume=DIR) -> TuneResult       continue one after a crash, a kill or Ctrl-C
+
+The tune directory:
+
+    tunes/<recipe>-<time>/
+      tune.json       the settings (recipe, space, metric, storage, study, budget): what --resume reads
+      study.db        the Optuna study (SQLite), unless --storage names another database
+      trials/trial-NNNN/   each trial's run directory (see tune_trial.py for what it keeps)
+      trials.jsonl    one line per trial: values, metric, epochs, state, seconds, error
+      best.yaml       the best trial's resolved recipe (`attn train best.yaml` trains it again)
+      best -> trials/trial-NNNN   the best trial's run directory (when it ran on this host)
+      importances.json  Optuna's parameter importances (fANOVA)
+      refit/          with refit: the best recipe retrained on train+val
+
+Trials run in this process (jobs=1) or in `jobs` worker processes (each with its share of the CPU
+threads, or its own GPU when there are several), all against one study; other `attn tune`
+processes, on this host or others, may share the study through the same storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attn.errors import ConfigError
+
+from .config import Recipe
+from .fsutil import atomic_write_text, make_dirs
+from .tune_loop import BEST, Session, fingerprint, work, write_outputs
+from .tune_space import TuneSpace, current, default_space
+from .tune_study import MAXIMIZE, Counts, best_record, counts, leaderboard, storage_url
+from .tune_trial import Plan, trial_dir
+
+log = logging.getLogger("attn.tune")
+
+SETTINGS, DATABASE, IMPORTANCES, REFIT = "tune.json", "study.db", "importances.json", "refit"
+
+
+@dataclass
+class TuneResult:
+    """How the study stands after this process's work (`summary()` is what `attn tune` prints)."""
+
+    tune_dir: Path
+    study: str
+    storage: str
+    metric: str
+    maximize: bool
+    requested: int
+    counts: Counts
+    trials: list[dict[str, Any]]  # every trial of the study, as trials.jsonl
+    best: dict[str, Any] | None  # the best complete trial's record (+ recipe, test metrics when local)
+    importances: dict[str, float]
+    seconds: float
+    refit: dict[str, Any] | None = None  # TrainResult.summary() of the retrain on train+val
+    space: dict[str, Any] = field(default_factory=dict)
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        return leaderboard(self.trials, self.maximize)
+
+    def summary(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "tune_dir": str(self.tune_dir),
+            "study": self.study,
+            "storage": self.storage,
+            "metric": self.metric,
+            "direction": "maximize" if self.maximize else "minimize",
+            "trials": {
+                "requested": self.requested,
+                "complete": c.complete,
+                "pruned": c.pruned,
+                "failed": c.failed,
+                "interrupted": c.interrupted,
+                "running": c.running,
+            },
+            "best": self.best,
+            "leaderboard": self.leaderboard(),
+            "importances": self.importances,
+            "space": self.space,
+            "refit": self.refit,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def tune(
+    recipe: Recipe | None = None,
+    recipe_path: str | None = None,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    jobs: int = 1,
+    storage: str | None = None,
+    study: str | None = None,
+    out: str | None = None,
+    resume: str | None = None,
+    refit: bool = False,
+    pruner: str = "median",
+    seed: int | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    callbacks=None,
+) -> TuneResult:
+    """Run (or continue, or join) a study; see the module docstring. `timeout` in seconds stops
+    starting trials and prunes the running ones at their next epoch; `callbacks`: the training
+    hooks (trials run in this process) and any of `on_trial_begin(number, values)`,
+    `on_trial_end(record)`, `on_status(status)`."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its INFO lines would duplicate ours
+    t0 = time.time()
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: give at least 1")
+    if resume is not None:
+        settings = _read_settings(Path(resume))
+        if trials is not None:
+            settings["trials"] = trials
+        refit = refit or settings.get("refit", False)
+    else:
+        if recipe is None:
+            raise ConfigError("give a recipe to tune, or a tune directory to resume")
+        settings = _new_settings(recipe, recipe_path, trials, storage, study, pruner, seed, refit)
+        resume = _tune_dir(out, recipe_path, settings)
+    tdir = Path(resume)
+    settings["refit"] = refit
+    atomic_write_text(tdir / SETTINGS, json.dumps(settings, indent=2) + "\n")
+    base = Recipe.model_validate(settings["recipe"])
+    space = TuneSpace.model_validate(settings["space"])
+    _check_data(base)
+    plan = Plan(str(tdir), settings["recipe"], space, settings["metric"], MAXIMIZE[settings["metric"]],
+                None if timeout is None else t0 + timeout)  # fmt: skip
+    url = settings["storage"] or f"sqlite:///{(tdir / DATABASE).resolve()}"
+    s = Session(url, settings)
+    s.open(worker=0)
+    if not s.study.trials and settings["baseline"] is not None:
+        # Trial 0 is the recipe as written: the untuned score to beat, in the same leaderboard.
+        s.study.enqueue_trial(settings["baseline"], user_attrs={"baseline": True}, skip_if_exists=True)
+    log.info("tuning %s: study %r in %s, %d trials%s; %s on the validation split", settings["recipe_path"] or "recipe",
+             settings["study"], storage_url(url), settings["trials"],
+             f", {timeout / 60:.1f} min" if timeout else "", settings["metric"])  # fmt: skip
+    if jobs == 1:
+        from .device import resolve_device
+
+        work(s, plan, resolve_device(device), callbacks, t0)
+    else:
+        from .tune_workers import run_workers
+
+        run_workers(s, plan, jobs, device, threads, callbacks, t0)
+    return finish(s, plan, tdir, refit, device, callbacks, time.time() - t0)
+
+
+def finish(s: Session, plan: Plan, tdir: Path, refit: bool, device: str, callbacks, seconds: float) -> TuneResult:
+    from .tune_study import importances
+
+    recs = write_outputs(s, plan)
+    imp = importances(s.study)
+    atomic_write_text(tdir / IMPORTANCES, json.dumps(imp, indent=2) + "\n")
+    best = best_record(recs, plan.maximize)
+    if best is not None:
+        best = {**best, "recipe": str(tdir / BEST)}
+        metrics = trial_dir(tdir, best["number"]) / "metrics.json"
+        if metrics.exists():  # reported beside the choice, never used to make it
+            m = json.loads(metrics.read_text(encoding="utf-8"))
+            best["test_accuracy"], best["test_macro_f1"], best["test_split"] = m["accuracy"], m["macro_f1"], m["split"]
+    refit_summary = None
+    if refit and best is not None:
+        from .tune_refit import refit_best
+
+        refit_summary = refit_best(plan, best, tdir / REFIT, device, callbacks).summary()
+    c = counts(recs)
+    said = "none" if best is None else f"trial {best['number']}, {plan.metric} {best['value']:.4f}"
+    log.info("study %r: %d complete, %d pruned, %d failed; best %s", s.settings["study"], c.complete, c.pruned,
+             c.failed, said)  # fmt: skip
+    return TuneResult(tdir, s.settings["study"], storage_url(s.url), plan.metric, plan.maximize, s.settings["trials"],
+                      c, recs, best, imp, seconds, refit_summary, plan.space.model_dump())  # fmt: skip
+
+
+def parse_duration(value: float | str | None) -> float | None:
+    """Seconds from a number or "90", "90s", "30m", "2h", "1h30m"; None stays None."""
+    import re
+
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value is not None and value <= 0:
+            raise ConfigError(f"timeout {value}: must be positive")
+        return None if value is None else float(value)
+    text = str(value).strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
+    if not text or parts is None or not any(parts.groups()):
+        raise ConfigError(f"timeout {value!r}: expected seconds or a duration such as 90s, 30m, 2h, 1h30m")
+    h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+    total = 3600 * h + 60 * m + sec
+    if total <= 0:
+        raise ConfigError(f"timeout {value!r}: must be positive")
+    return total
+
+
+# -- settings and the tune directory -------------------------------------------------------------
+
+
+def _new_settings(recipe: Recipe, recipe_path, trials, storage, study, pruner, seed, refit) -> dict[str, Any]:
+    from .tune_study import make_pruner
+
+    make_pruner(pruner)  # a bad name fails here, before anything is written
+    space = recipe.tune if recipe.tune is not None else default_space(recipe)
+    plain = recipe.model_dump(mode="json")
+    plain.pop("tune", None)
+    inside = all(d.contains(current(plain, k)) for k, d in space.params.items())
+    baseline = {k: d.as_param(current(plain, k)) for k, d in space.params.items()} if inside else None
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials {trials}: give at least 1")
+    return {
+        "version": 1,
+        "recipe_path": recipe_path,
+        "recipe": plain,
+        "space": space.model_dump(),
+        "space_source": "recipe" if recipe.tune is not None else "default",
+        "baseline": baseline,
+        "metric": recipe.train.monitor,
+        "storage": storage,
+        "study": study or (Path(recipe_path).stem if recipe_path else "attn"),
+        "trials": 20 if trials is None else trials,
+        "pruner": pruner,
+        "seed": recipe.train.seed if seed is None else seed,
+        "refit": refit,
+    }
+
+
+def _tune_dir(out: str | None, recipe_path: str | None, settings: dict[str, Any]) -> str:
+    """--out (joining the tune already there when it searches the same study), else a new
+    tunes/<recipe>-<time>."""
+    import datetime as dt
+
+    if out is not None:
+        p = Path(out)
+        if (p / SETTINGS).exists():
+            have = _read_settings(p)
+            if fingerprint(have) != fingerprint(settings) or have["study"] != settings["study"]:
+                raise ConfigError(f"--out {out}: holds another tune (other space, metric or study); "
+                                  f"choose another directory, or continue it with --resume {out}")  # fmt: skip
+            settings["seed"] = have["seed"]
+            log.info("joining the tune in %s", out)
+        elif p.exists() and any(p.iterdir()):
+            raise ConfigError(f"--out {out}: directory exists and is not a tune directory")
+        make_dirs(p)
+        return str(p)
+    stem = Path(recipe_path).stem if recipe_path else "tune"
+    make_dirs("tunes")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        p = Path("tunes") / (f"{stem}-{stamp}" + (f"-{i + 1}" if i else ""))
+        try:
+            p.mkdir()
+            return str(p)
+        except FileExistsError:
+            continue
+    raise ConfigError("tunes/: could not find a free directory name")
+
+
+def _read_settings(tdir: Path) -> dict[str, Any]:
+    path = tdir / SETTINGS
+    if not path.is_file():
+        raise ConfigError(f"{tdir}: not a tune directory (no {SETTINGS})")
+    try:
+        st = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    if st.get("version") != 1:
+        raise ConfigError(f"{path}: written by another version of attn tune")
+    return st
+
+
+def _check_data(recipe: Recipe) -> None:
+    """Trials are scored on the validation split: it must exist (checked before any training)."""
+    from .prepared import prepare_data
+
+    prepared = prepare_data(recipe)
+    if not prepared.splits.get("val"):
+        raise ConfigError(f"attn tune scores trials on the validation split ({recipe.train.monitor}); this recipe "
+                          "has no validation examples (set data.val_fraction or a val manifest)")  # fmt: skip
+
+
+__all__ = ["TuneResult", "tune"]
