@@ -81,6 +81,7 @@ def tune(
     refit: bool = False,
     pruner: str = "median",
     seed: int | None = None,
+    first: Iterable[dict[str, Any]] = (),
     device: Any = "auto",
     threads: int | None = None,
     callbacks=None,
@@ -89,13 +90,16 @@ def tune(
     an ordinary training with the trial's values set, scored on the validation split
     (`train.monitor`). The space is the recipe's `tune:` section, else its family's default.
 
-    trials: the study's total (default 20; with `resume`, the stored one). timeout: seconds or
+    trials: the study's total (default 20, or as many as `timeout` allows; with `resume`, the
+        stored one). timeout: seconds or
         "90s"/"30m"/"2h": no trial starts after it, running ones are pruned at their next epoch.
     jobs: trial processes on this host. storage: an SQLAlchemy URL shared by several processes or
         hosts (default: SQLite in the tune directory); study: its name (default the recipe's stem).
     out: the tune directory (default tunes/<recipe>-<time>; one holding the same study is joined).
     resume: continue the tune directory after a crash or kill (`recipe` not needed).
     refit: retrain the best recipe on train+val (tune_dir/refit). pruner: median, halving, none.
+    first: values to try before the sampler's own (after the recipe as written, trial 0), e.g.
+        [{"train.lr": 3e-4, "model.layers": 2}]; keys of the space, values inside it.
     callbacks: the training hooks of `train`, plus `on_trial_begin(number, values)`,
         `on_trial_end(record)`, `on_status(status)`.
     Returns a `TuneResult` (`.best`, `.leaderboard()`, `.importances`, `.summary()`).
@@ -106,8 +110,9 @@ def tune(
 
     seconds = parse_duration(timeout)
     if resume is not None:
-        if recipe is not None or list(overrides) or out is not None or storage is not None or study is not None:
-            raise ConfigError("resume continues a tune as it was set up: no recipe, overrides, out, storage or study")
+        if recipe is not None or list(overrides) or out or storage or study or list(first):
+            raise ConfigError("resume continues a tune as it was set up: no recipe, overrides, out, storage, study "
+                              "or first")  # fmt: skip
         return tune_study(resume=os.fspath(resume), trials=trials, timeout=seconds, jobs=jobs, refit=refit,
                           device=_spec(device), threads=threads, callbacks=callbacks)  # fmt: skip
     if recipe is None:
@@ -116,7 +121,8 @@ def tune(
     path = os.fspath(recipe) if isinstance(recipe, (str, os.PathLike)) else None
     return tune_study(r, path, trials=trials, timeout=seconds, jobs=jobs, storage=storage, study=study,
                       out=None if out is None else os.fspath(out), refit=refit, pruner=pruner, seed=seed,
-                      device=_spec(device), threads=threads, callbacks=callbacks)  # fmt: skip
+                      first=[dict(v) for v in first], device=_spec(device), threads=threads,
+                      callbacks=callbacks)  # fmt: skip
 
 
 def evaluate(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import evaluate, features, info, predict, tokenize, train
+from . import evaluate, features, info, predict, tokenize, train, tune
 from .common import State
 
 app = typer.Typer(
@@ -53,6 +53,7 @@ app.command("evaluate", epilog=_epilog(evaluate.EPILOG))(evaluate.evaluate_cmd)
 app.command("features", epilog=_epilog(features.EPILOG))(features.features_cmd)
 app.command("info", epilog=_epilog(info.EPILOG))(info.info_cmd)
 app.command("tokenize", epilog=_epilog(tokenize.EPILOG))(tokenize.tokenize_cmd)
+app.command("tune", epilog=_epilog(tune.EPILOG))(tune.tune_cmd)
 
 
 def main() -> None:

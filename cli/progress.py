@@ -69,3 +69,58 @@ class RichCounter:
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
+
+
+class RichTuneProgress:
+    """`attn tune` on a terminal: a status line (trials done of requested, pruned and failed, the
+    best so far, time left) above the running trial's epoch bar (trials run in this process)."""
+
+    def __init__(self, console) -> None:
+        from rich.console import Group
+        from rich.live import Live
+
+        self.trainer = RichTrainProgress(console)  # drawn inside our Live, not started itself
+        self.status: dict[str, Any] | None = None
+        self.since = 0.0
+        self.live = Live(Group(self, self.trainer.progress), console=console, transient=True, refresh_per_second=4)
+
+    def __rich__(self) -> str:
+        import time
+
+        s = self.status
+        if s is None:
+            return "starting"
+        now = time.monotonic() - self.since  # the clocks move between status reports
+        best = "-" if s["best"] is None else f"{s['best']['value']:.4f} (trial {s['best']['number']})"
+        running = f", {s['running']} running" if s["running"] else ""
+        left = "" if s["left"] is None else f" · {_clock(max(0.0, s['left'] - now))} left"
+        of = "" if s["requested"] is None else f"/{s['requested']}"
+        return (f"trials {s['done']}{of} ({s['pruned']} pruned, {s['failed']} failed{running}) · "
+                f"best {s['metric']} {best} · {_clock(s['elapsed'] + now)} elapsed{left}")  # fmt: skip
+
+    def __enter__(self):
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.stop()
+
+    def on_status(self, s: dict[str, Any]) -> None:
+        import time
+
+        self.status, self.since = s, time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
+        self.trainer.on_epoch_begin(epoch, epochs, steps)
+
+    def on_step(self, step: int, loss: float) -> None:
+        self.trainer.on_step(step, loss)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self.trainer.on_epoch_end(record)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -52,7 +52,7 @@ class TuneResult:
     storage: str
     metric: str
     maximize: bool
-    requested: int
+    requested: int | None  # None: as many as the time allows
     counts: Counts
     trials: list[dict[str, Any]]  # every trial of the study, as trials.jsonl
     best: dict[str, Any] | None  # the best complete trial's record (+ recipe, test metrics when local)
@@ -103,12 +103,14 @@ def tune(
     refit: bool = False,
     pruner: str = "median",
     seed: int | None = None,
+    first: list[dict[str, Any]] | None = None,
     device: str = "auto",
     threads: int | None = None,
     callbacks=None,
 ) -> TuneResult:
     """Run (or continue, or join) a study; see the module docstring. `timeout` in seconds stops
-    starting trials and prunes the running ones at their next epoch; `callbacks`: the training
+    starting trials and prunes the running ones at their next epoch; `first`: values (dotted key ->
+    value, a subset of the space) to run before the sampler's own; `callbacks`: the training
     hooks (trials run in this process) and any of `on_trial_begin(number, values)`,
     `on_trial_end(record)`, `on_status(status)`."""
     import optuna
@@ -125,7 +127,7 @@ def tune(
     else:
         if recipe is None:
             raise ConfigError("give a recipe to tune, or a tune directory to resume")
-        settings = _new_settings(recipe, recipe_path, trials, storage, study, pruner, seed, refit)
+        settings = _new_settings(recipe, recipe_path, trials, timeout, storage, study, pruner, seed, refit, first or [])
         resume = _tune_dir(out, recipe_path, settings)
     tdir = Path(resume)
     settings["refit"] = refit
@@ -138,11 +140,15 @@ def tune(
     url = settings["storage"] or f"sqlite:///{(tdir / DATABASE).resolve()}"
     s = Session(url, settings)
     s.open(worker=0)
-    if not s.study.trials and settings["baseline"] is not None:
-        # Trial 0 is the recipe as written: the untuned score to beat, in the same leaderboard.
-        s.study.enqueue_trial(settings["baseline"], user_attrs={"baseline": True}, skip_if_exists=True)
-    log.info("tuning %s: study %r in %s, %d trials%s; %s on the validation split", settings["recipe_path"] or "recipe",
-             settings["study"], storage_url(url), settings["trials"],
+    if not s.study.trials:
+        # Trial 0 is the recipe as written (when it lies in the space): the untuned score to beat,
+        # in the same leaderboard; then the values asked for first.
+        if settings["baseline"] is not None:
+            s.study.enqueue_trial(settings["baseline"], user_attrs={"baseline": True})
+        for values in settings["first"]:
+            s.study.enqueue_trial(values)
+    log.info("tuning %s: study %r in %s, %s trials%s; %s on the validation split", settings["recipe_path"] or "recipe",
+             settings["study"], storage_url(url), settings["trials"] or "unlimited",
              f", {timeout / 60:.1f} min" if timeout else "", settings["metric"])  # fmt: skip
     if jobs == 1:
         from .device import resolve_device
@@ -203,7 +209,9 @@ def parse_duration(value: float | str | None) -> float | None:
 # -- settings and the tune directory -------------------------------------------------------------
 
 
-def _new_settings(recipe: Recipe, recipe_path, trials, storage, study, pruner, seed, refit) -> dict[str, Any]:
+def _new_settings(
+    recipe: Recipe, recipe_path, trials, timeout, storage, study, pruner, seed, refit, first
+) -> dict[str, Any]:
     from .tune_study import make_pruner
 
     make_pruner(pruner)  # a bad name fails here, before anything is written
@@ -212,6 +220,12 @@ def _new_settings(recipe: Recipe, recipe_path, trials, storage, study, pruner, s
     plain.pop("tune", None)
     inside = all(d.contains(current(plain, k)) for k, d in space.params.items())
     baseline = {k: d.as_param(current(plain, k)) for k, d in space.params.items()} if inside else None
+    queued = []
+    for values in first:
+        bad = [k for k in values if k not in space.params or not space.params[k].contains(values[k])]
+        if bad:
+            raise ConfigError(f"first trial {values}: {bad[0]} is not a key of the search space or lies outside it")
+        queued.append({k: space.params[k].as_param(v) for k, v in values.items()})
     if trials is not None and trials < 1:
         raise ConfigError(f"--trials {trials}: give at least 1")
     return {
@@ -221,10 +235,11 @@ def _new_settings(recipe: Recipe, recipe_path, trials, storage, study, pruner, s
         "space": space.model_dump(),
         "space_source": "recipe" if recipe.tune is not None else "default",
         "baseline": baseline,
+        "first": queued,
         "metric": recipe.train.monitor,
         "storage": storage,
         "study": study or (Path(recipe_path).stem if recipe_path else "attn"),
-        "trials": 20 if trials is None else trials,
+        "trials": trials if trials is not None else (None if timeout else 20),
         "pruner": pruner,
         "seed": recipe.train.seed if seed is None else seed,
         "refit": refit,

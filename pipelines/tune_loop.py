@@ -16,7 +16,7 @@ from attn.errors import TrainingError
 
 from .fsutil import atomic_write_text
 from .tune_study import Counts, best_record, counts, record, write_jsonl
-from .tune_trial import TRIALS_DIR, Plan, describe, run_trial, trial_dir
+from .tune_trial import TRIALS_DIR, Plan, clean_run_dir, describe, run_trial, trial_dir
 
 log = logging.getLogger("attn.tune")
 
@@ -57,10 +57,11 @@ def work(s: Session, plan: Plan, device, callbacks, t0: float) -> None:
             break
         for n in fail_stale(s.study, s.storage):
             log.warning("trial %d was interrupted (its process is gone): marked failed, its values queued again", n)
+            clean_run_dir(trial_dir(plan.tune_dir, n), keep_model=False)
         recs = s.records()
         c = counts(recs)
         _call(callbacks, "on_status", status(c, recs, plan, s.settings["trials"], t0))
-        if c.done + c.running >= s.settings["trials"]:
+        if s.settings["trials"] is not None and c.done + c.running >= s.settings["trials"]:
             break
         rec = run_trial(s.study, s.study.ask(), plan, device, callbacks)
         write_outputs(s, plan)
@@ -69,7 +70,7 @@ def work(s: Session, plan: Plan, device, callbacks, t0: float) -> None:
             raise TrainingError(f"{internal} trials in a row failed on an internal error; last: {rec.get('error')}")
 
 
-def status(c: Counts, recs: list[dict[str, Any]], plan: Plan, requested: int, t0: float) -> dict[str, Any]:
+def status(c: Counts, recs: list[dict[str, Any]], plan: Plan, requested: int | None, t0: float) -> dict[str, Any]:
     """What a progress display shows: trial counts, the best so far, time spent and left."""
     best = best_record(recs, plan.maximize)
     return {

@@ -51,14 +51,16 @@ def open_storage(url: str):
         raise ConfigError(f"--storage {storage_url(url)}: cannot open ({type(e).__name__}: {_line(e)})") from None
 
 
-def make_sampler(seed: int, trials: int):
+def make_sampler(seed: int, trials: int | None):
     """TPE, seeded. Startup trials (random) are a third of the budget, 3 to 10; the constant liar
     keeps parallel processes from sampling the same point."""
     import optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)), constant_liar=True)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=max(3, min(10, (trials or 30) // 3)), constant_liar=True
+        )
 
 
 def make_pruner(name: str):
@@ -68,7 +70,7 @@ def make_pruner(name: str):
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)  # epochs count from 1
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if name == "none":
@@ -108,9 +110,7 @@ def record(t) -> dict[str, Any]:
     value = t.value
     if value is None and t.intermediate_values:
         value = t.intermediate_values[max(t.intermediate_values)]
-    seconds = None
-    if t.datetime_start is not None and t.datetime_complete is not None:
-        seconds = round((t.datetime_complete - t.datetime_start).total_seconds(), 1)
+    seconds = a.get("seconds")  # the trial's own clock: Optuna's start time of a queued trial is its queueing
     out = {
         "number": t.number,
         "state": state,
@@ -199,10 +199,11 @@ HOST = socket.gethostname()
 
 
 def claim(trial) -> None:
-    """Mark a trial as run by this process (host, pid, heartbeat)."""
-    trial.set_user_attr("host", HOST)
+    """Mark a trial as run by this process (pid, host, heartbeat; until all are set, another
+    process judges it by its start time)."""
     trial.set_user_attr("pid", os.getpid())
     trial.set_user_attr("heartbeat", time.time())
+    trial.set_user_attr("host", HOST)
 
 
 class Heartbeat:
@@ -250,9 +251,12 @@ def fail_stale(study, storage) -> list[int]:
         a = t.user_attrs
         if a.get("pid") == os.getpid() and a.get("host") == HOST:
             continue
-        dead_here = a.get("host") == HOST and isinstance(a.get("pid"), int) and not _alive(a["pid"])
-        silent = time.time() - float(a.get("heartbeat", 0) or 0) > STALE_SECONDS
-        if not (dead_here or silent):
+        if a.get("host") == HOST and isinstance(a.get("pid"), int):
+            stale = not _alive(a["pid"])  # on this host the process table knows
+        else:  # another host's, or one claimed a moment ago: its last sign of life
+            started = t.datetime_start.timestamp() if t.datetime_start is not None else time.time()
+            stale = time.time() - float(a.get("heartbeat") or started) > STALE_SECONDS
+        if not stale:
             continue
         tid = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:

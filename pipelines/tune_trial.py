@@ -57,7 +57,10 @@ class Reporter:
     when the tune's time is up."""
 
     def __init__(self, trial, metric: str, deadline: float | None) -> None:
-        self.trial, self.metric, self.deadline, self.epochs = trial, metric, deadline, 0
+        self.trial, self.metric, self.deadline, self.epochs, self.planned = trial, metric, deadline, 0, 0
+
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
+        self.planned = epochs
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         import optuna
@@ -70,7 +73,7 @@ class Reporter:
         self.trial.report(float(value), record["epoch"])
         if self.deadline is not None and time.time() >= self.deadline:
             raise optuna.TrialPruned(f"stopped at epoch {record['epoch']}: the tune's time is up")
-        if self.trial.should_prune():
+        if record["epoch"] < self.planned and self.trial.should_prune():  # a finished trial is kept
             raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}: {self.metric} {value:.4f} behind the median")
 
 
@@ -91,8 +94,9 @@ def run_trial(study, trial, plan: Plan, device, callbacks=None) -> dict[str, Any
     run_dir = trial_dir(plan.tune_dir, trial.number)
     trial.set_user_attr("run_dir", str(run_dir.resolve()))
     reporter = Reporter(trial, plan.metric, plan.deadline)
+    t0 = time.time()
     _call(callbacks, "on_trial_begin", trial.number, values)
-    state, value = TrialState.FAIL, None
+    state, value, attrs = TrialState.FAIL, None, {}
     try:
         make_dirs(run_dir)
         with RunLog(run_dir / LOG), Heartbeat(trial):
@@ -105,33 +109,42 @@ def run_trial(study, trial, plan: Plan, device, callbacks=None) -> dict[str, Any
         best = result.history[result.best_epoch - 1] if result.best_epoch else {}
         if plan.metric not in best:
             raise ConfigError(f"attn tune scores trials on {plan.metric}; this run reported none")
-        value = float(best[plan.metric])
-        trial.set_user_attr("epochs", result.epochs_run)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        state = TrialState.COMPLETE
+        value, state = float(best[plan.metric]), TrialState.COMPLETE
+        attrs = {"epochs": result.epochs_run, "best_epoch": result.best_epoch}
     except optuna.TrialPruned as e:
-        trial.set_user_attr("epochs", reporter.epochs)
-        trial.set_user_attr("pruned", str(e))
-        state = TrialState.PRUNED
+        state, attrs = TrialState.PRUNED, {"epochs": reporter.epochs, "pruned": str(e)}
     except (Interrupted, KeyboardInterrupt):
-        trial.set_user_attr("interrupted", True)
-        study.tell(trial, state=TrialState.FAIL)
-        requeue(study, trial.number, values, trial.params)
-        _clean(run_dir, keep_model=False)
+        if _finish(study, trial, TrialState.FAIL, None, {"interrupted": True, "seconds": round(time.time() - t0, 1)}):
+            requeue(study, trial.number, values, trial.params)
+        clean_run_dir(run_dir, keep_model=False)
         raise Interrupted(f"interrupted during trial {trial.number} (its values will run again); "
                           f"continue with: attn tune --resume {plan.tune_dir}") from None  # fmt: skip
     except Exception as e:  # noqa: BLE001 - a failed trial is recorded; `internal` ones also stop the tune
-        trial.set_user_attr("epochs", reporter.epochs)
-        trial.set_user_attr("error", failure_message(e))
+        attrs = {"epochs": reporter.epochs, "error": failure_message(e)}
         if not (isinstance(e, (AttnError, MemoryError)) or _out_of_memory(e)):
-            trial.set_user_attr("internal", True)
+            attrs["internal"] = True
         _free_memory(device)
-    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-    _clean(run_dir, keep_model=state == TrialState.COMPLETE)
+    _finish(study, trial, state, value, {**attrs, "seconds": round(time.time() - t0, 1)})
+    clean_run_dir(run_dir, keep_model=state == TrialState.COMPLETE)
     rec = record(study.get_trials(deepcopy=False)[trial.number])
     log.info("trial %d %s", trial.number, outcome(rec, plan.metric))
     _call(callbacks, "on_trial_end", rec)
     return rec
+
+
+def _finish(study, trial, state, value, attrs: dict[str, Any]) -> bool:
+    """Record the trial's facts and tell the study; False when another process had already
+    marked it interrupted (its heartbeat went quiet), which then stands."""
+    import optuna
+
+    try:
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, value, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        log.warning("trial %d was marked interrupted by another process while it ran; it runs again", trial.number)
+        return False
+    return True
 
 
 def failure_message(e: BaseException) -> str:
@@ -176,7 +189,7 @@ def _free_memory(device) -> None:
         torch.cuda.empty_cache()
 
 
-def _clean(run_dir: Path, keep_model: bool) -> None:
+def clean_run_dir(run_dir: Path, keep_model: bool) -> None:
     """Drop what only a finished or resumable run needs: the checkpoint always, the model of a
     trial that did not complete (its weights are from an epoch the tune did not accept)."""
     for name in (CHECKPOINT,) if keep_model else (CHECKPOINT, MODEL):

@@ -21,6 +21,7 @@ from attn.errors import Interrupted, TrainingError
 
 from .tune_loop import Session, status, work
 from .tune_study import counts
+from .tune_trial import outcome
 
 log = logging.getLogger("attn.tune")
 
@@ -47,6 +48,7 @@ def run_workers(session, plan, jobs: int, device: str, threads: int | None, call
             for r in recs:
                 if r["number"] not in seen and r["state"] not in ("running", "waiting"):
                     seen.add(r["number"])
+                    log.info("trial %d %s", r["number"], outcome(r, plan.metric))
                     _call(callbacks, "on_trial_end", r)
             _call(callbacks, "on_status", status(counts(recs), recs, plan, session.settings["trials"], t0))
             if not alive:
@@ -63,10 +65,12 @@ def run_workers(session, plan, jobs: int, device: str, threads: int | None, call
 
 def worker_main(url: str, settings: dict[str, Any], plan, index: int, device: str, threads: int, parent: int) -> None:
     """One worker process: the same loop as a single-process tune, on its own device and threads."""
+    import optuna
     import torch
 
     from .device import resolve_device
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     session = Session(url, settings)
