@@ -17,7 +17,6 @@ from .common import (
     err,
     fail,
     handle_errors,
-    is_tty,
     setup_logging,
     stderr_console,
 )
@@ -147,7 +146,7 @@ def _print_text(s: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(soft_wrap=True, width=None if is_tty() else 400)  # a pipe gets whole rows
+    console = Console(soft_wrap=True, width=400)  # the table at its natural width: rows are never cut
     keys = list(s["space"])
     names = _short_names(keys)
     t = Table(show_edge=False, box=None, header_style="bold")

@@ -109,7 +109,8 @@ def tune(
     callbacks=None,
 ) -> TuneResult:
     """Run (or continue, or join) a study; see the module docstring. `timeout` in seconds stops
-    starting trials and prunes the running ones at their next epoch; `first`: values (dotted key ->
+    starting trials and prunes the running ones at their next epoch (resuming without `trials` or
+    `timeout` gives the stored budget again); `first`: values (dotted key ->
     value, a subset of the space) to run before the sampler's own; `callbacks`: the training
     hooks (trials run in this process) and any of `on_trial_begin(number, values)`,
     `on_trial_end(record)`, `on_status(status)`."""
@@ -123,6 +124,8 @@ def tune(
         settings = _read_settings(Path(resume))
         if trials is not None:
             settings["trials"] = trials
+        if timeout is None and trials is None:  # the stored budget, afresh (never an endless tune)
+            timeout = settings.get("timeout")
         refit = refit or settings.get("refit", False)
     else:
         if recipe is None:
@@ -130,7 +133,7 @@ def tune(
         settings = _new_settings(recipe, recipe_path, trials, timeout, storage, study, pruner, seed, refit, first or [])
         resume = _tune_dir(out, recipe_path, settings)
     tdir = Path(resume)
-    settings["refit"] = refit
+    settings["refit"], settings["timeout"] = refit, timeout
     atomic_write_text(tdir / SETTINGS, json.dumps(settings, indent=2) + "\n")
     base = Recipe.model_validate(settings["recipe"])
     space = TuneSpace.model_validate(settings["space"])

@@ -63,8 +63,10 @@ def work(s: Session, plan: Plan, device, callbacks, t0: float) -> None:
         _call(callbacks, "on_status", status(c, recs, plan, s.settings["trials"], t0))
         if s.settings["trials"] is not None and c.done + c.running >= s.settings["trials"]:
             break
-        rec = run_trial(s.study, s.study.ask(), plan, device, callbacks)
-        write_outputs(s, plan)
+        try:
+            rec = run_trial(s.study, s.study.ask(), plan, device, callbacks)
+        finally:  # Ctrl-C too: trials.jsonl shows the interrupted trial
+            write_outputs(s, plan)
         internal = internal + 1 if rec["state"] == "failed" and _internal(s, rec) else 0
         if internal >= MAX_INTERNAL_FAILURES:
             raise TrainingError(f"{internal} trials in a row failed on an internal error; last: {rec.get('error')}")

@@ -228,3 +228,16 @@ def test_two_processes_share_one_study(tmp_path):
     assert sorted(numbers) == list(range(len(numbers))) and len(numbers) >= 4  # no collision, none lost
     assert len({r["pid"] for r in summary["leaderboard"]}) == 2  # both workers' trials on the leaderboard
     assert lines(out / "trials.jsonl") == sorted(summary["leaderboard"], key=lambda r: r["number"])
+
+
+def test_durations_and_storage_urls_as_a_user_writes_them():
+    from attn.pipelines.tune import parse_duration
+    from attn.pipelines.tune_study import storage_url
+
+    assert [parse_duration(v) for v in ("90s", "30m", "2h", "1h30m", "45", 12)] == [90, 1800, 7200, 5400, 45, 12]
+    for bad in ("soon", "0", "-5m", ""):
+        with pytest.raises(attn.ConfigError, match="timeout"):
+            parse_duration(bad)
+    # A password never reaches the log or the JSON summary.
+    assert storage_url("postgresql://ann:s3cret@db:5432/attn") == "postgresql://ann:***@db:5432/attn"
+    assert storage_url("sqlite:////tmp/t/study.db") == "sqlite:////tmp/t/study.db"
