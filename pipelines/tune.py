@@ -215,9 +215,16 @@ def parse_duration(value: float | str | None) -> float | None:
 def _new_settings(
     recipe: Recipe, recipe_path, trials, timeout, storage, study, pruner, seed, refit, first
 ) -> dict[str, Any]:
+    from .auto import resolve_auto
+    from .prepared import prepare_data
     from .tune_study import make_pruner
 
     make_pruner(pruner)  # a bad name fails here, before anything is written
+    # `auto` keys get their numbers once, from the training split: every trial then trains (and
+    # is scored on, for train.monitor) the same resolved recipe with only its own values changed.
+    recipe, _, chosen = resolve_auto(recipe, prepare_data(recipe))
+    for key, c in chosen.items():
+        log.info("auto: %s = %s (%s)", key, c["value"], c["why"])
     space = recipe.tune if recipe.tune is not None else default_space(recipe)
     plain = recipe.model_dump(mode="json")
     plain.pop("tune", None)
