@@ -23,7 +23,7 @@ from torch import nn
 
 from attn.schema import PosInt, Strict
 
-from .base import Backbone, length_mask, masked_pool
+from .base import Backbone, length_mask, masked_pool, scaled_widths
 from .families import register
 
 
@@ -41,6 +41,16 @@ class Conv1dPool(Backbone):
         filters: PosInt = 100
         dropout: float = Field(0.5, ge=0, lt=1)
         pool: Literal["max", "mean", "meanmax"] = "max"
+
+    @classmethod
+    def tune_space(cls, cfg: Config) -> dict[str, dict]:
+        # Width: filters per kernel width halved or doubled; the n-gram widths it looks at; dropout.
+        widths = [list(cfg.widths)] + [w for w in ([2, 3, 4], [3, 4, 5], [3, 5, 7]) if w != list(cfg.widths)]
+        return {
+            "filters": {"choice": scaled_widths(cfg, "filters")},
+            "widths": {"choice": widths},
+            "dropout": {"uniform": [0.2, 0.6]},
+        }
 
     def __init__(self, in_dim: int, num_classes: int, cfg: Config) -> None:
         super().__init__(in_dim, num_classes, cfg)

@@ -258,8 +258,13 @@ def default_space(recipe) -> TuneSpace:
     elif f.kind == "waveform":
         space["train.augment.gain_db"] = {"uniform": [0.0, 6.0]}
     else:
-        bins = {"logmel": f.n_mels, "mfcc": f.n_mfcc, "spectrogram": f.n_fft // 2 + 1}[f.kind]
-        frames = max(1, f.frame_samples // f.hop_length)
+        # attn tune resolves `auto` and millisecond values first; a caller that did not gets
+        # widths for a typical window (64 bins, 100 frames) rather than an error.
+        if f.resolved:
+            bins = {"logmel": f.n_mels, "mfcc": f.n_mfcc, "spectrogram": f.n_fft // 2 + 1}[f.kind]
+            frames = max(1, f.frame_samples // f.hop_length)
+        else:
+            bins, frames = 64, 100
         space["train.augment.freq_mask"] = {"int": [0, max(1, bins // 5)]}
         space["train.augment.time_mask"] = {"int": [0, max(1, frames // 5)]}
     plain = recipe.model_dump(mode="json")
