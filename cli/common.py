@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from attn.errors import EXIT_INTERRUPTED, EXIT_USAGE, AttnError  # EXIT_USAGE is also typer's own usage-error code
+from attn.errors import EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE, AttnError  # EXIT_USAGE: also typer's usage code
 
 
 class State:
@@ -37,38 +37,51 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def handle_errors(fn):
-    """Turn library errors into one stderr line and their exit code (tracebacks with --debug)."""
+    """Turn library errors into one stderr line and their exit code, and guard stdout (see
+    stdout.py). `--debug` adds the traceback above that line; the exit code stays the same."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from .stdout import StdoutClosed, StdoutError, discard_stdout, guarded_stdout
+
         try:
-            return fn(*args, **kwargs)
+            with guarded_stdout():
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except StdoutClosed:
+            err("error: stdout is closed (started with >&-): attn writes its results there; "
+                "redirect it to a file or to /dev/null instead")  # fmt: skip
+            raise typer.Exit(EXIT_OUTPUT) from None
+        except (StdoutError, BrokenPipeError) as e:
+            discard_stdout()
+            if isinstance(e, BrokenPipeError) or e.reader_left:  # `attn ... | head`: the reader left
+                raise typer.Exit(0) from None
+            _traceback()
+            err(f"error: cannot write to stdout ({e.reason})")
+            raise typer.Exit(EXIT_OUTPUT) from None
         except AttnError as e:
-            if State.debug:
-                raise
+            _traceback()
             err(f"error: {e}")
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            if State.debug:
-                raise
+            _traceback()
             err("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except BrokenPipeError:
-            # `attn predict ... | head`: the reader left; stop quietly.
-            try:
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-            except OSError:
-                pass
-            raise typer.Exit(0) from None
         except Exception as e:  # noqa: BLE001 - last resort: a bug, not the user's fault
-            if State.debug:
-                raise
-            err(f"error: internal error: {type(e).__name__}: {e} (run `attn --debug ...` for the traceback)")
+            _traceback()
+            hint = "" if State.debug else " (run `attn --debug ...` for the traceback)"
+            err(f"error: internal error: {type(e).__name__}: {e}{hint}")
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _traceback() -> None:
+    if State.debug:
+        import traceback
+
+        traceback.print_exc()
 
 
 def setup_logging(quiet: bool = False, console=None) -> None:
@@ -88,6 +101,9 @@ def setup_logging(quiet: bool = False, console=None) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_PlainFormatter())
     handler._attn_cli = True  # type: ignore[attr-defined]
+    # The handler keeps its own threshold: a run raises the logger to INFO for its train.log
+    # (pipelines/rundir.py), and --quiet must stay quiet on the terminal all the same.
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
@@ -137,18 +153,55 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cud
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
-        "--threads", min=1, help="CPU threads for torch (default: torch's choice; $ATTN_THREADS).", show_default=False
+        "--threads",
+        min=1,
+        help="CPU threads for torch (default: $ATTN_THREADS, else the cores the load average leaves free, "
+        "at least 1).",
+        show_default=False,
     ),
 ]
 
 
 def set_threads(threads: int | None) -> None:
-    """On small or shared machines one thread is often faster than two fighting for cores."""
-    n = threads or int(os.environ.get("ATTN_THREADS", "0") or 0)
-    if n:
-        import torch
+    """--threads, else $ATTN_THREADS, else `auto_threads()`: on a small or shared machine one
+    thread is often much faster than two fighting other work for the cores (bench/cases_threads.py)."""
+    import torch
 
-        torch.set_num_threads(n)
+    torch.set_num_threads(threads or env_threads() or auto_threads())
+
+
+def auto_threads() -> int:
+    """torch's default (one thread per physical core) less the cores other work keeps busy: the
+    1-minute load average, or the processes runnable right now when more (the average lags a
+    job that just started); at least 1. Call it before anything sets torch's threads."""
+    import torch
+
+    default = torch.get_num_threads()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no affinity or load average on this system
+        return default
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            busy = max(busy, int(f.read().split()[3].split("/")[0]) - 1)  # runnable now, less ourselves
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(1, min(default, round(cpus - busy)))
+
+
+def env_threads() -> int | None:
+    """$ATTN_THREADS: a whole number of threads, 1 or more (unset or empty: None)."""
+    raw = os.environ.get("ATTN_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise fail(f"ATTN_THREADS={raw!r}: expected a whole number of threads, 1 or more")
+    return n
 
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr; no progress.")]
