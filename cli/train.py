@@ -33,8 +33,9 @@ Examples:
 
   attn train --resume runs/digits-20261122-101500
 
-Writes runs/<recipe>-<time>/ (model.attn, recipe.yaml, history.jsonl, metrics.json, train.log)
-and points runs/latest at it, so `attn predict FILE` works next.
+Writes runs/<recipe>-<time>/ (or --out DIR: model.attn, recipe.yaml, history.jsonl, metrics.json,
+train.log) and points runs/latest at it, wherever it is, so `attn predict FILE` uses it next.
+A run that fails before its first epoch ends leaves no directory behind.
 """
 
 

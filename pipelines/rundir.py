@@ -9,7 +9,7 @@ runs/<recipe>-<timestamp>/
     metrics.json    final test metrics
     train.log       the log
     members.json    train.ensemble only: the members finished so far (member-<i>/ are their runs)
-runs/latest -> the newest run
+runs/latest -> the newest run, wherever --out put it
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from attn.errors import ConfigError
@@ -59,35 +60,88 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
 
 
 def point_latest(run_dir: Path) -> None:
-    """Point <run_dir's parent>/latest at `run_dir` (atomically: a rename over the old link)."""
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    """Point runs/latest (in the working directory) at `run_dir`, wherever --out put it, so the
+    next `attn predict` uses the model just trained. By name for a run directly in runs/ (the
+    folder can move as a whole), else by absolute path. Atomic: a rename over the old link."""
+    runs = Path("runs")
+    link, tmp = runs / "latest", runs / f".latest-{os.getpid()}"
     try:
+        runs.mkdir(exist_ok=True)
+        inside = run_dir.resolve().parent == runs.resolve()
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
-        tmp.symlink_to(run_dir.name)
+        tmp.symlink_to(run_dir.name if inside else run_dir.resolve())
         os.replace(tmp, link)
     except OSError as e:
         log.warning("could not update %s (%s)", link, e.strerror or e)
 
 
+def discard_unstarted(run_dir: Path, created: bool) -> bool:
+    """Remove a run directory in which no epoch finished (no checkpoint, no ensemble member):
+    nothing in it can be resumed, and it would block the same --out. Only what the run wrote
+    goes; a directory the user made (`created` False) stays, emptied. Returns whether it went."""
+    if any(run_dir.rglob(CHECKPOINT)) or any(run_dir.rglob(MEMBERS)) or any(run_dir.rglob(MODEL)):
+        return False
+    try:
+        if created:
+            shutil.rmtree(run_dir)
+        else:
+            for p in run_dir.iterdir():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    except OSError as e:
+        log.warning("could not remove %s (%s)", run_dir, e.strerror or e)
+        return False
+    return True
+
+
 class RunLog:
-    """Copy the 'attn' log into the run's train.log while the run is active."""
+    """Copy the 'attn' log, INFO and up, into the run's train.log while the run is active,
+    without changing what anyone else is shown: the logger must let INFO records through for the
+    file, so while the run lasts every other handler on it, and the propagation to the root
+    logger's handlers, keep the threshold the logger had (a `--quiet` terminal stays quiet; so
+    does a script's `logging.basicConfig(level=WARNING)`)."""
 
     def __init__(self, path: Path) -> None:
         self.handler = logging.FileHandler(path, encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.handler.setLevel(logging.INFO)
         self.logger = logging.getLogger("attn")
-        self.old_level = self.logger.level
+        self.old_level, self.old_propagate = self.logger.level, self.logger.propagate
+        self.raised: list[tuple[logging.Handler, int]] = []
+        self.gate: logging.Handler | None = None
 
     def __enter__(self):
-        self.logger.addHandler(self.handler)
-        if self.logger.getEffectiveLevel() > logging.INFO:
+        threshold = self.logger.getEffectiveLevel()
+        if threshold > logging.INFO:
+            for h in self.logger.handlers:
+                if h.level < threshold:
+                    self.raised.append((h, h.level))
+                    h.setLevel(threshold)
+            if self.logger.propagate and self.logger.parent is not None:
+                self.gate = _Propagate(self.logger.parent, threshold)
+                self.logger.addHandler(self.gate)
+                self.logger.propagate = False
             self.logger.setLevel(logging.INFO)
-            self.handler.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
         return self
 
     def __exit__(self, *exc) -> None:
         self.logger.removeHandler(self.handler)
+        if self.gate is not None:
+            self.logger.removeHandler(self.gate)
+        for h, level in self.raised:
+            h.setLevel(level)
         self.logger.setLevel(self.old_level)
+        self.logger.propagate = self.old_propagate
         self.handler.close()
+
+
+class _Propagate(logging.Handler):
+    """Passes records at `level` and up to `parent`'s handlers, as propagation would have."""
+
+    def __init__(self, parent: logging.Logger, level: int) -> None:
+        super().__init__(level)
+        self.parent = parent
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.parent.callHandlers(record)

@@ -18,7 +18,7 @@ from .config import Recipe
 from .distributed import World, broadcast_text, join, leave, world_from_env
 from .fsutil import atomic_write_text
 from .prepared import PreparedData, prepare_data
-from .rundir import CHECKPOINT, LOG, MEMBERS, RECIPE, RunLog, new_run_dir
+from .rundir import CHECKPOINT, LOG, MEMBERS, RECIPE, RunLog, discard_unstarted, new_run_dir
 from .train_ensemble import read_members, train_ensemble
 from .train_model import TrainResult, train_model
 
@@ -40,10 +40,10 @@ def train(
     from .recipe import recipe_to_yaml
 
     world, dev = _devices(device)
+    run_dir, created = None, out is None or not Path(out).exists()
     try:
         prepared = prepare_data(recipe)  # lists items and labels; config errors surface here
         recipe, prepared, auto = resolve_auto(recipe, prepared)  # numbers for `auto` and ms values
-        run_dir = None
         if world.main:
             run_dir = new_run_dir(recipe_path, out)
             atomic_write_text(run_dir / RECIPE, recipe_to_yaml(recipe))
@@ -55,6 +55,12 @@ def train(
             for key, c in auto.items():
                 log.info("auto: %s = %s (%s)", key, c["value"], c["why"])
             return _train(recipe, prepared, run_dir, dev, callbacks, None, world, auto)
+    except BaseException:
+        # Failed before any epoch finished (data that cannot load, Ctrl-C in epoch 1): nothing
+        # to resume, and a leftover folder would block the same --out.
+        if world.main and run_dir is not None and discard_unstarted(run_dir, created):
+            log.info("removed %s: no epoch finished, so there is nothing to resume", run_dir)
+        raise
     finally:
         leave()
 

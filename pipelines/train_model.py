@@ -84,7 +84,7 @@ def train_model(
             exception raised in one stops training, keeping the last finished epoch's checkpoint.
         resume_state: a checkpoint's trainer state: continue from its epoch instead of starting.
         world: the torchrun process group; only rank 0 writes files and reports metrics.
-        point_latest: point <run_dir's parent>/latest at run_dir when done.
+        point_latest: point runs/latest at run_dir when done.
         auto: what `resolve_auto` chose for the recipe's auto keys (kept in the run's facts).
     """
     from .artifact import save_model
@@ -111,6 +111,8 @@ def train_model(
     try:
         st = trainer.fit(saver)
     except KeyboardInterrupt:
+        if not trainer.state.epoch:
+            raise Interrupted("interrupted during epoch 1, before any epoch finished: nothing to resume") from None
         raise Interrupted(
             f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.state.epoch} is saved. "
             f"Resume with: attn train --resume {run_dir}"

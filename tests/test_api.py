@@ -106,7 +106,7 @@ def test_train_evaluate_load_round_trip(tmp_path, tiny_recipe, monkeypatch):
     written = json.loads((res.run_dir / "metrics.json").read_text())
     metrics = attn.evaluate(res.run_dir)
     assert metrics["accuracy"] == written["accuracy"] and metrics["count"] == written["count"]
-    m = attn.load(tmp_path / "latest")  # the run points <its parent>/latest at itself
+    m = attn.load(tmp_path / "runs" / "latest")  # runs/latest points at the run, wherever `out` put it
     assert m.labels == res.labels and m.predict((np.zeros(4000, np.float32), 8000))[0]["label"] in res.labels
 
 
@@ -119,3 +119,32 @@ def test_train_takes_a_mapping_and_resolves_like_a_file(tmp_path, monkeypatch):
     res = attn.train(raw, overrides=["model.channels=[4]"], out="run", device="cpu")
     assert res.model_path == Path("run") / "model.attn"
     assert attn.load("run").recipe.model.params["channels"] == [4]
+
+
+def test_training_leaves_what_a_script_sees_of_the_log_alone(tmp_path, tiny_recipe, monkeypatch):
+    """A run copies INFO records into train.log without passing them to a script's own logging
+    (here: a root handler with the root logger at WARNING, as `logging.basicConfig` sets it up)."""
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    logger, root, keep = logging.getLogger("attn"), logging.getLogger(), Keep()
+    saved = (logger.handlers[:], logger.level, logger.propagate, root.level)
+    logger.handlers, logger.propagate = [], True
+    logger.setLevel(logging.NOTSET)
+    root.addHandler(keep)
+    root.setLevel(logging.WARNING)
+    try:
+        attn.train(tiny_recipe(), overrides=["train.epochs=1"], out="run", device="cpu")
+    finally:
+        root.removeHandler(keep)
+        logger.handlers, logger.propagate = saved[0], saved[2]
+        logger.setLevel(saved[1])
+        root.setLevel(saved[3])
+    assert [r.getMessage() for r in seen if r.name == "attn" and r.levelno < logging.WARNING] == []
+    assert "epoch 1/1" in (tmp_path / "run" / "train.log").read_text()
