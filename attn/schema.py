@@ -107,7 +107,7 @@ def _describe(err: ValidationError, root: type[BaseModel], prefix: tuple[str, ..
         detail = first["msg"]
         if kind.startswith("value_error"):
             detail = detail.removeprefix("Value error, ")
-        msg = f"{dotted}: {detail}"
+        msg = f"{dotted}: {detail}" if loc or not kind.startswith("value_error") else detail  # a rule across sections
         if kind not in ("value_error",) and not isinstance(got, (dict, list)) and got is not None:
             msg += f" (got {got!r})"
     return msg, more

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from attn.schema import Auto, Fraction, Millis, NonNegFloat, NonNegInt, PosFloat, PosInt, Probability, Strict
 
@@ -66,6 +66,32 @@ class AudioFeatures(Strict):
             raise ValueError("frame_seconds is shorter than one sample")
         return self
 
+    @model_validator(mode="after")
+    def _new_recipe(self, info: ValidationInfo) -> AudioFeatures:
+        """Rules for recipes about to be used (`context={"new_recipe": True}`), not for the recipe
+        stored in a model file: a model trained before a rule existed still loads."""
+        if not (info.context or {}).get("new_recipe") or not self.resolved:
+            return self  # an auto recipe is checked once the run's data has resolved it
+        if self.hop_seconds > self.frame_seconds:
+            gap = self.hop_seconds - self.frame_seconds
+            raise ValueError(
+                f"hop_seconds ({self.hop_seconds:g}) is longer than frame_seconds ({self.frame_seconds:g}): "
+                f"{gap:g} s of every {self.hop_seconds:g} s ({gap / self.hop_seconds:.0%}) of a recording is "
+                "never seen by the model; use hop_seconds <= frame_seconds"
+            )
+        if self.kind in ("logmel", "mfcc"):
+            args = (self.sample_rate, self.n_fft, self.f_min, self.f_max, self.mel_scale)
+            empty = empty_mel_filters(self.sample_rate, self.n_fft, self.n_mels, *args[2:])
+            if empty:
+                fits = (n for n in range(self.n_mels - 1, 0, -1) if not empty_mel_filters(*args[:2], n, *args[2:]))
+                most = next(fits, 0)
+                raise ValueError(
+                    f"n_mels ({self.n_mels}) is too many for n_fft ({self.n_fft}): {empty} mel filters would be "
+                    "empty (narrower than one FFT bin); "
+                    + (f"use at most {most} mel bands, or a larger n_fft" if most else "use a larger n_fft")
+                )
+        return self
+
     @property
     def resolved(self) -> bool:
         """False while a value is `auto` or a time in ms (before the run's data resolves it)."""
@@ -88,6 +114,31 @@ class AudioFeatures(Strict):
 
 
 AUDIO_AUTO_KEYS = ("sample_rate", "frame_seconds", "hop_seconds", "n_fft", "win_length", "hop_length")
+
+
+def empty_mel_filters(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None, mel_scale: str = "slaney"
+) -> int:
+    """How many of the triangular mel filters torchaudio's `melscale_fbanks` would build all
+    zero: filter m is non-zero exactly at the FFT bins strictly between mel points m and m+2, so
+    it is empty when no bin falls there (too many mel bands for the FFT's resolution)."""
+    import numpy as np
+
+    def to_mel(f):
+        if mel_scale == "htk":
+            return 2595.0 * np.log10(1.0 + f / 700.0)
+        f = np.asarray(f, dtype=np.float64)  # slaney: linear below 1 kHz, logarithmic above
+        return np.where(f < 1000.0, 3.0 * f / 200.0, 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27))
+
+    def to_hz(m):
+        if mel_scale == "htk":
+            return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+        return np.where(m < 15.0, 200.0 * m / 3.0, 1000.0 * np.exp((np.log(6.4) / 27) * (m - 15.0)))
+
+    bins = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)  # as torchaudio: integer Nyquist
+    points = to_hz(np.linspace(to_mel(f_min), to_mel(f_max or sample_rate / 2), n_mels + 2))
+    inside = (bins[None, :] > points[:-2, None]) & (bins[None, :] < points[2:, None])  # (n_mels, bins)
+    return int((~inside.any(axis=1)).sum())
 
 
 # Numbers with separators ("1,000", "3.5"), words with inner hyphens ("e-mail"), clitics as their

@@ -60,7 +60,7 @@ def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, Prepar
     tokenizer, which max_len auto needed anyway), {dotted key: {"value", "why"}})."""
     if not needs_resolving(recipe):
         return recipe, prepared, {}
-    from .recipe import recipe_from_dict, recipe_to_dict
+    from .recipe import recipe_to_dict, validate_recipe
 
     raw = recipe_to_dict(recipe)
     chosen: dict[str, dict[str, Any]] = {}
@@ -79,7 +79,8 @@ def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, Prepar
     elif not recipe.features.resolved:
         _audio(recipe, prepared, put)
     _training(recipe, prepared, put)
-    return recipe_from_dict(raw, source="recipe (auto values resolved)"), prepared, chosen
+    # Validated as a new recipe: the rules that wait for numbers (e.g. mel filters that fit n_fft) apply now.
+    return validate_recipe(raw, source="recipe (auto values resolved)"), prepared, chosen
 
 
 # -- audio --------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ from attn.schema import (
 from .tune_space import TuneSpace, check_space
 
 SYNTH_CLASSES = ("sine", "square", "sawtooth", "noise_burst", "chirp", "am_tone")
+SYNTH_LOWEST_PITCH = 110.0  # Hz; synthetic.py draws pitches from here up to sample_rate / 8
+SYNTH_MIN_RATE = int(8 * SYNTH_LOWEST_PITCH)  # the lowest sample rate that leaves that range non-empty
 
 # Recipe keys that hold file system paths: relative values resolve against the recipe's folder
 # (or the working directory, for --set overrides).
@@ -103,6 +105,8 @@ class DataConfig(Strict):
             )
             if on
         ]
+        if self.synthetic is not None and self.root is not None:
+            sources.append("root")  # root is also the base of manifest paths, but synthetic has none
         if len(sources) > 1:
             raise ValueError(f"give one data source, not {' and '.join(sources)}")
         if not sources and self.root is None:
@@ -240,6 +244,20 @@ class Recipe(Strict):
         if kind is not None and kind not in kinds:
             raise ValueError(f"kind must be one of {', '.join(kinds)} (got {kind!r})")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _synthetic_rate(cls, raw: Any) -> Any:
+        """Checked before the sections, whose own rules (e.g. mel filters) a rate of 1 Hz also breaks."""
+        data, features = (raw.get(k) if isinstance(raw, dict) else None for k in ("data", "features"))
+        synthetic = isinstance(data, dict) and data.get("synthetic") is not None
+        rate = features.get("sample_rate") if isinstance(features, dict) and features.get("kind") != "text" else None
+        if synthetic and isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate < SYNTH_MIN_RATE:
+            raise ValueError(
+                f"features.sample_rate ({rate}) is too low for data.synthetic: its signals need at least "
+                f"{SYNTH_MIN_RATE} Hz (the lowest pitch, {SYNTH_LOWEST_PITCH:g} Hz, at 8 samples per period)"
+            )
+        return raw
 
     @property
     def modality(self) -> str:

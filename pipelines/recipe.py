@@ -107,8 +107,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    """Validate an already-resolved recipe (e.g. the one stored in an artifact)."""
-    return validate_recipe(raw, source=source)
+    """Validate an already-resolved recipe (e.g. the one stored in an artifact). The rules only
+    new recipes follow are not applied: a model file written before them still loads."""
+    return validate_recipe(raw, source=source, new=False)
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
@@ -125,9 +126,33 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: YAML error: {' '.join(str(e).split())}") from e
     if raw is None:
         raise ConfigError(f"{source}: recipe is empty")
+    _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), source)
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a recipe must be a mapping of sections, got {_kind(raw)}")
     return raw
+
+
+def _no_duplicate_keys(node: yaml.Node | None, source: str, path: tuple[str, ...] = (), seen=None) -> None:
+    """A key given twice in one mapping is an error, as in strict YAML loaders (PyYAML keeps the
+    last one silently): `recipe.yaml:5: duplicate key 'train.epochs' (first on line 3)`."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:  # an alias repeats a node already checked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and key.tag != "tag:yaml.org,2002:merge":
+                dotted = ".".join((*path, name))
+                if name in first:
+                    raise ConfigError(f"{source}:{key.start_mark.line + 1}: duplicate key {dotted!r} "
+                                      f"(first on line {first[name]})")  # fmt: skip
+                first[name] = key.start_mark.line + 1
+            _no_duplicate_keys(value, source, (*path, name or "?"), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, source, (*path, str(i)), seen)
 
 
 def expand_env(value: Any, source: str) -> Any:
@@ -185,10 +210,12 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
     node[parts[-1]] = value
 
 
-def validate_recipe(raw: dict[str, Any], source: str) -> Recipe:
-    """Validate the recipe, the model family's hyperparameters included (see `ModelSection`)."""
+def validate_recipe(raw: dict[str, Any], source: str, new: bool = True) -> Recipe:
+    """Validate the recipe, the model family's hyperparameters included (see `ModelSection`);
+    `new`: also the rules for a recipe about to be trained or evaluated (e.g. features that would
+    leave audio unseen), which a model file's stored recipe is exempt from."""
     try:
-        return Recipe.model_validate(raw)
+        return Recipe.model_validate(raw, context={"new_recipe": new})
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, Recipe, source)) from None
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import SYNTH_LOWEST_PITCH
+
 
 def generate_clip(kind: str, rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:
     """One clip of class `kind`, float32 (samples,), peak well below 1."""
     n = max(1, round(seconds * sr))
     t = np.arange(n) / sr
-    f0 = float(np.exp(rng.uniform(np.log(110.0), np.log(min(1760.0, sr / 8)))))
+    f0 = float(np.exp(rng.uniform(np.log(SYNTH_LOWEST_PITCH), np.log(min(1760.0, sr / 8)))))  # recipes keep sr >= 880
     phase = rng.uniform(0, 2 * np.pi)
     cycles = f0 * t + phase / (2 * np.pi)
     if kind == "sine":
