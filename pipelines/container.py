@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,44 +72,84 @@ def write_container(path: str | os.PathLike, header: dict[str, Any], tensors: di
     atomic_write_bytes(path, body + hashlib.sha256(body).digest())
 
 
+MAX_HEADER = 256 << 20  # a JSON header of recipe, labels and vocabulary is far smaller
+_FIXED = len(MAGIC) + 4 + 8 + 8 + _DIGEST  # everything but the header and the payload
+
+
 def read_container(path: str | os.PathLike, header_only: bool = False) -> Container:
-    """Read and verify a container: magic, version, lengths, checksum. Raises `ArtifactError`."""
+    """Read and verify a container: magic, version, lengths, checksum. Raises `ArtifactError`.
+
+    The magic bytes are checked first and then the lengths the file declares, before anything
+    large is read: `attn info /dev/zero` or a 64 GB file is refused on its first bytes, and no
+    more is read than the header says the file holds. With `header_only`, the payload is hashed
+    in blocks and never held in memory.
+    """
     p = Path(path)
     if not p.exists():
         raise ArtifactError(f"{path}: model file not found")
     if p.is_dir():
         raise ArtifactError(f"{path}: is a directory, not a model file")
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            st = os.fstat(f.fileno())
+            return _read(f, str(path), st.st_size if stat.S_ISREG(st.st_mode) else None, header_only)
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not data.startswith(MAGIC):
-        raise ArtifactError(f"{path}: not an attn model file ({_sniff(data)}); refusing to load it")
-    pos = len(MAGIC)
-    if len(data) < pos + 4 + 8:
-        raise ArtifactError(f"{path}: truncated model file ({len(data)} bytes)")
-    (version,) = struct.unpack_from("<I", data, pos)
+
+
+def _read(f, path: str, size: int | None, header_only: bool) -> Container:
+    """`read_container` on an open file; `size` is None for something that is not a regular file."""
+    digest = hashlib.sha256()
+
+    def take(n: int, what: str) -> bytes:
+        data = f.read(n)
+        if len(data) < n:
+            raise ArtifactError(f"{path}: model file is truncated (ends inside the {what})")
+        digest.update(data)
+        return data
+
+    head = f.read(len(MAGIC))
+    if head != MAGIC:
+        raise ArtifactError(f"{path}: not an attn model file ({_sniff(head)}); refusing to load it")
+    digest.update(head)
+    (version,) = struct.unpack("<I", take(4, "format version"))
     if version > FORMAT_VERSION:
         raise ArtifactError(
             f"{path}: model format version {version} is newer than this attn {attn_version()} "
             f"supports (format version {FORMAT_VERSION}); upgrade attn to load it"
         )
-    if len(data) < pos + 12 + _DIGEST or hashlib.sha256(data[:-_DIGEST]).digest() != data[-_DIGEST:]:
+    (hlen,) = struct.unpack("<Q", take(8, "header length"))
+    if hlen > MAX_HEADER or (size is not None and _FIXED + hlen > size):
+        raise ArtifactError(f"{path}: damaged model header (declares {hlen} bytes of header"
+                            + (f"; the file has {size} bytes in all)" if size is not None else ")"))  # fmt: skip
+    head_bytes = take(hlen, "header")
+    (plen,) = struct.unpack("<Q", take(8, "payload length"))
+    declared = _FIXED + hlen + plen
+    if size is not None and size != declared:
+        problem = "is truncated" if size < declared else "is damaged (length mismatch"
+        raise ArtifactError(f"{path}: model file {problem}: the header declares {declared} bytes, the file has "
+                            f"{size}" + (")" if size > declared else ""))  # fmt: skip
+    if size is not None and not header_only:
+        payload = take(plen, "tensors")  # its length is checked against the file's size above
+    else:  # in blocks: hashed only, or from something whose size is not known beforehand
+        blocks, left = [], plen
+        while left:
+            block = take(min(left, 1 << 20), "tensors")
+            left -= len(block)
+            if not header_only:
+                blocks.append(block)
+        payload = b"".join(blocks)
+    stored = f.read(_DIGEST)
+    if stored != digest.digest() or f.read(1):
         raise ArtifactError(f"{path}: model file is truncated or was modified (checksum mismatch)")
-    pos += 4
-    (hlen,) = struct.unpack_from("<Q", data, pos)
-    pos += 8
     try:
-        header = json.loads(data[pos : pos + hlen].decode("utf-8"))
-        pos += hlen
-        (plen,) = struct.unpack_from("<Q", data, pos)
-        pos += 8
-    except (ValueError, struct.error) as e:
+        header = json.loads(head_bytes.decode("utf-8"))
+    except ValueError as e:
         raise ArtifactError(f"{path}: damaged model header ({e})") from None
-    if pos + plen != len(data) - _DIGEST:
-        raise ArtifactError(f"{path}: damaged model file (length mismatch)")
-    header["_path"] = str(path)
-    return Container(header, b"" if header_only else data[pos : pos + plen])
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{path}: damaged model header (not a JSON object)")
+    header["_path"] = path
+    return Container(header, payload)
 
 
 def _sniff(data: bytes) -> str:
