@@ -118,6 +118,9 @@ def predict_cmd(
     if not seen:
         raise fail("no inputs (stdin was empty)")
     failed = sum(1 for r in seen if r.get("error"))
+    warned = sum(1 for r in seen if r.get("warning"))
+    if warned:
+        print(f'attn: {warned} of {len(seen)} input(s) have a warning (see their "warning" field)', file=sys.stderr)
     if failed:
         print(f"attn: {failed} of {len(seen)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)

@@ -15,7 +15,7 @@ def write_jsonl(records: Iterable[dict[str, Any]], out=None, on_record=None) -> 
     for rec in records:
         out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         out.flush()
-        seen.append({"error": rec.get("error")})
+        seen.append(_seen(rec))
         if on_record:
             on_record(rec)
     return seen
@@ -27,7 +27,7 @@ def write_csv(
     """One row per input (and per frame with --per-frame: rows with start/end set)."""
     out = out or sys.stdout
     cols = ["input", "text", "label", "score", "truncated", "error"] if text else [
-        "input", "label", "score", "start", "end", "error"]  # fmt: skip
+        "input", "label", "score", "start", "end", "error", "warning"]  # fmt: skip
     if top_k > 1:
         cols.insert(cols.index("score") + 1, "top_k")
     w = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
@@ -41,10 +41,15 @@ def write_csv(
         for fr in rec.get("frames", []):
             w.writerow({"input": rec["input"], **fr})
         out.flush()
-        seen.append({"error": rec.get("error")})
+        seen.append(_seen(rec))
         if on_record:
             on_record(rec)
     return seen
+
+
+def _seen(rec: dict[str, Any]) -> dict[str, Any]:
+    """What the command's summary needs of a record (not the record: memory stays flat)."""
+    return {"error": rec.get("error"), "warning": rec.get("warning")}
 
 
 def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -> list[dict[str, Any]]:
@@ -69,6 +74,8 @@ def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -
             continue
         extra = [" ".join(f"{t['label']} {t['score']:.3f}" for t in rec["top_k"])] if top_k > 1 else []
         table.add_row(_escape(rec["input"]), _escape(str(rec["label"])), f"{rec['score']:.3f}", *extra)
+        if "warning" in rec:
+            table.add_row("", f"[yellow]warning: {_escape(rec['warning'])}[/yellow]", "", *([""] if top_k > 1 else []))
         for fr in rec.get("frames", []):
             table.add_row(
                 f"  {fr['start']:.2f}-{fr['end']:.2f}s",

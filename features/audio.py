@@ -8,7 +8,9 @@ Every failure is an `InputError` whose message starts with the file name.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,21 +45,92 @@ def _fail(path: str, problem: str) -> InputError:
     return InputError(f"{path}: {problem}")
 
 
-def _open(path: str):
+def _open(path: str, name: str | None = None):
+    """soundfile's SoundFile for `path`; errors name `name` (the input as the user gave it, when
+    `path` is its spooled copy)."""
     sf = _soundfile()
+    name = name or path
     if not os.path.exists(path):
-        raise _fail(path, "file not found")
+        if os.path.islink(path):
+            raise _fail(name, f"broken symbolic link (to {os.readlink(path)})")
+        raise _fail(name, "file not found")
     if os.path.isdir(path):
-        raise _fail(path, "is a directory, not an audio file")
+        raise _fail(name, "is a directory, not an audio file")
+    kind = _special(path)
+    if kind in ("pipe", "socket"):  # `attn predict` and `attn features` spool them first
+        raise _fail(name, f"is a {kind}, which only attn predict and attn features read; save it to a file")
+    if kind is not None:
+        raise _fail(name, f"not a regular file (a {kind}); give a file, a pipe or a FIFO")
     if os.path.getsize(path) == 0:
-        raise _fail(path, "file is empty (0 bytes)")
+        raise _fail(name, "file is empty (0 bytes)")
     try:
         return sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         reason = str(e).split(":")[-1].strip().rstrip(".") or "unknown reason"
-        raise _fail(path, f"not a readable audio file ({reason})") from None
+        raise _fail(name, f"not a readable audio file ({reason})") from None
     except OSError as e:
-        raise _fail(path, f"cannot open ({e.strerror or e})") from None
+        raise _fail(name, f"cannot open ({e.strerror or e})") from None
+
+
+def _special(path: str) -> str | None:
+    """What `path` is when not a regular file: "pipe" (also `<(...)` and a FIFO), "socket",
+    "character device", "block device"; None for a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, kind in ((stat.S_ISFIFO, "pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):  # fmt: skip
+        if test(mode):
+            return kind
+    return None
+
+
+def is_stream(path: str) -> bool:
+    """Whether `path` is a pipe, a FIFO or a socket: readable once, front to back, never seekable."""
+    return _special(path) in ("pipe", "socket")
+
+
+SPOOL_LIMIT = 4 << 30  # bytes; a pipe that never ends must not fill the disk
+
+
+def spool(path: str, limit: int = SPOOL_LIMIT) -> str:
+    """Copy a pipe or FIFO (`attn predict <(sox ...)`) to a temporary file and return its path, so
+    it can be decoded like any file (soundfile seeks; a pipe can be read only once). The caller
+    removes the file. Errors are InputErrors naming `path`."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="attn-pipe-", suffix=os.path.splitext(path)[1])
+    try:
+        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            copied = 0
+            while block := src.read(1 << 20):
+                copied += len(block)
+                if copied > limit:
+                    raise _fail(path, f"the pipe holds more than {limit >> 20} MiB; save it to a file first")
+                dst.write(block)
+        if copied == 0:
+            raise _fail(path, "the pipe is empty (0 bytes read)")
+    except OSError as e:
+        os.unlink(tmp)
+        raise _fail(path, f"cannot read ({e.strerror or e})") from None
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+@contextmanager
+def seekable(path: str) -> Iterator[str]:
+    """`path` itself, or for a pipe or FIFO its `spool`ed copy, removed afterwards."""
+    if not is_stream(path):
+        yield path
+        return
+    tmp = spool(path)
+    try:
+        yield tmp
+    finally:
+        os.unlink(tmp)
 
 
 def _wav_missing_bytes(path: str) -> int:
@@ -88,15 +161,19 @@ def _wav_missing_bytes(path: str) -> int:
     return 0
 
 
-def audio_info(path: str) -> AudioInfo:
-    with _open(path) as f:
-        return AudioInfo(path, f.samplerate, f.channels, f.frames, f.format)
+def audio_info(path: str, name: str | None = None) -> AudioInfo:
+    with _open(path, name) as f:
+        return AudioInfo(name or path, f.samplerate, f.channels, f.frames, f.format)
 
 
-def stream_audio(path: str, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
-    """Yield the file as float32 mono blocks at `sample_rate` (memory bounded by the block)."""
+def stream_audio(
+    path: str, sample_rate: int, block_seconds: float = BLOCK_SECONDS, name: str | None = None
+) -> Iterator[np.ndarray]:
+    """Yield the file as float32 mono blocks at `sample_rate` (memory bounded by the block).
+    `name`: what errors call the file (default `path`; see `spool`)."""
     sf = _soundfile()
-    f = _open(path)
+    f = _open(path, name)
+    path, local = name or path, path
     with f:
         if f.samplerate <= 0:
             raise _fail(path, "invalid sample rate in header")
@@ -132,7 +209,7 @@ def stream_audio(path: str, sample_rate: int, block_seconds: float = BLOCK_SECON
         if f.format in _EXACT_LENGTH_FORMATS and 0 < f.frames and read < f.frames:
             raise _fail(path, f"truncated: header declares {f.frames} samples, file holds {read}")
         if f.format in ("WAV", "WAVEX"):
-            missing = _wav_missing_bytes(path)
+            missing = _wav_missing_bytes(local)
             if missing:
                 raise _fail(path, f"truncated: {missing} bytes of audio data missing from the end")
 

@@ -26,6 +26,7 @@ from .batching import pad_rows
 from .inference import AGGREGATES, aggregate, softmax, top_labels
 
 STREAM_SECONDS = 120.0
+WARN_FRACTION = 10  # a record gets a "warning" below 1/10 of a window, or 1/10 of the model's sample rate
 POOL = 4  # batches of windows gathered before running them sorted by length
 
 
@@ -48,13 +49,19 @@ def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTEN
     out: list[str] = []
     for arg in paths:
         if os.path.isdir(arg):
-            found = sorted(str(p) for p in Path(arg).rglob("*") if p.suffix.lower() in exts and p.is_file())
+            found = sorted(str(p) for p in Path(arg).rglob("*") if p.suffix.lower() in exts and _listed(p))
             if not found:
                 out.append(arg)  # reported as "no audio files" below
             out += found
         else:
             out.append(arg)
     return out
+
+
+def _listed(p: Path) -> bool:
+    """A file found in a folder is an input: a regular file, or a broken symbolic link (which then
+    gets an error record instead of vanishing from the output)."""
+    return p.is_file() or (p.is_symlink() and not p.exists())
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,9 @@ class _File:
     path: str
     error: str | None = None
     seconds: float = 0.0
+    rate: int = 0  # the input's own sample rate, and its samples at that rate (for the warnings)
+    samples: int = 0
+    local: str | None = None  # a pipe's spooled copy (features.audio.spool), removed once predicted
     windows: list[tuple[int, np.ndarray, int]] | None = None  # (start, samples, length)
     stream: bool = False
     probs: list[np.ndarray] = field(default_factory=list)
@@ -105,13 +115,14 @@ class AudioPredictor:
 
     # decoding (worker threads) ------------------------------------------------------------------
     def _read(self, index: int, path: str | AudioArray) -> _File:
-        from attn.features.audio import audio_info, from_array, iter_windows, stream_audio
+        from attn.features.audio import audio_info, from_array, is_stream, iter_windows, spool
 
         if isinstance(path, AudioArray):
             f = _File(index, path.name)
             try:
                 x = from_array(path.samples, path.sample_rate, self.cfg.sample_rate, path.name)
                 f.seconds = len(path.samples) / path.sample_rate
+                f.rate, f.samples = int(path.sample_rate), len(path.samples)
                 f.windows = list(iter_windows(iter([x]), self.cfg.frame_samples, self.cfg.hop_samples))
             except InputError as e:
                 f.error = str(e)
@@ -120,17 +131,22 @@ class AudioPredictor:
         try:
             if os.path.isdir(path):
                 raise InputError(f"{path}: directory contains no audio files")
-            info = audio_info(path)
+            if is_stream(path):  # `<(cat x.wav)`, a FIFO: read once, into a file soundfile can seek in
+                f.local = spool(path)
+            info = audio_info(f.local or path, path)
+            f.seconds, f.rate, f.samples = info.seconds, info.sample_rate, info.frames
             if info.seconds > STREAM_SECONDS:
                 f.stream = True
                 return f
-            f.seconds = info.seconds
-            f.windows = list(
-                iter_windows(stream_audio(path, self.cfg.sample_rate), self.cfg.frame_samples, self.cfg.hop_samples)
-            )
+            f.windows = list(iter_windows(self._blocks(f), self.cfg.frame_samples, self.cfg.hop_samples))
         except InputError as e:
             f.error = str(e)
         return f
+
+    def _blocks(self, f: _File) -> Iterator[np.ndarray]:
+        from attn.features.audio import stream_audio
+
+        return stream_audio(f.local or f.path, self.cfg.sample_rate, name=f.path)
 
     # model ----------------------------------------------------------------------------------------
     def _run(self, rows: list[tuple[_File, int, np.ndarray, int]]) -> None:
@@ -160,52 +176,55 @@ class AudioPredictor:
 
     def predict(self, paths: list[str | AudioArray]) -> Iterator[dict[str, Any]]:
         """Yield one record per path (or array), in order."""
-        from attn.features.audio import audio_info, iter_windows, stream_audio
+        from attn.features.audio import iter_windows
 
         lookahead = max(4, 2 * self.workers)
         batch: list[tuple[_File, int, np.ndarray, int]] = []
         done: deque[_File] = deque()
-        with ThreadPoolExecutor(self.workers) as pool:
-            futures: deque = deque()
-            it = iter(enumerate(paths))
+        futures: deque = deque()
+        try:
+            with ThreadPoolExecutor(self.workers) as pool:
+                it = iter(enumerate(paths))
 
-            def fill() -> None:
-                while len(futures) < lookahead:
-                    nxt = next(it, None)
-                    if nxt is None:
-                        return
-                    futures.append(pool.submit(self._read, *nxt))
+                def fill() -> None:
+                    while len(futures) < lookahead:
+                        nxt = next(it, None)
+                        if nxt is None:
+                            return
+                        futures.append(pool.submit(self._read, *nxt))
 
-            fill()
-            while futures:
-                f = futures.popleft().result()
                 fill()
-                done.append(f)
-                if f.error is None and f.stream:
-                    try:
-                        f.seconds = audio_info(f.path).seconds
-                        for start, w, n in iter_windows(
-                            stream_audio(f.path, self.cfg.sample_rate), self.cfg.frame_samples, self.cfg.hop_samples
-                        ):
+                while futures:
+                    f = futures.popleft().result()
+                    fill()
+                    done.append(f)
+                    if f.error is None and f.stream:
+                        try:
+                            for start, w, n in iter_windows(self._blocks(f), self.cfg.frame_samples,
+                                                            self.cfg.hop_samples):  # fmt: skip
+                                f.pending += 1
+                                batch.append((f, start, w, n))
+                                batch = self._flush(batch)
+                        except InputError as e:
+                            f.error = str(e)
+                    elif f.error is None:
+                        for start, w, n in f.windows or []:
                             f.pending += 1
                             batch.append((f, start, w, n))
-                            batch = self._flush(batch)
-                    except InputError as e:
-                        f.error = str(e)
-                elif f.error is None:
-                    for start, w, n in f.windows or []:
-                        f.pending += 1
-                        batch.append((f, start, w, n))
-                    f.windows = None
-                    batch = self._flush(batch)
-                # Emit, in input order, every file whose windows have all been through the model.
-                while done and (done[0].error is not None or done[0].pending == 0):
+                        f.windows = None
+                        batch = self._flush(batch)
+                    # Emit, in input order, every file whose windows have all been through the model.
+                    while done and (done[0].error is not None or done[0].pending == 0):
+                        yield self._record(done.popleft())
+                self._flush(batch, final=True)
+                while done:
                     yield self._record(done.popleft())
-            self._flush(batch, final=True)
-            while done:
-                yield self._record(done.popleft())
+        finally:  # also when the caller stops early (a closed pipe downstream): no spooled copy stays
+            for f in [*done, *(fut.result() for fut in futures if fut.done() and fut.exception() is None)]:
+                _unspool(f)
 
     def _record(self, f: _File) -> dict[str, Any]:
+        _unspool(f)
         if f.error is not None:
             return {"input": f.path, "error": f.error}
         if not f.probs:
@@ -216,6 +235,9 @@ class AudioPredictor:
         scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
         top = top_labels(scores, self.labels, self.top_k)
         rec: dict[str, Any] = {"input": f.path, **top[0], "duration": round(f.seconds, 3), "windows": len(probs)}
+        warning = self._warning(f)
+        if warning:
+            rec["warning"] = warning
         if self.top_k > 1:
             rec["top_k"] = top
         if self.per_frame:
@@ -230,3 +252,25 @@ class AudioPredictor:
                 for (s, n), p in zip(f.spans, probs, strict=True)
             ]
         return rec
+
+    def _warning(self, f: _File) -> str | None:
+        """Why a prediction deserves little trust though it ran: the input holds under a tenth of
+        a window of audio (the model sees mostly padding), or was recorded at under a tenth of
+        the model's sample rate (upsampled, it has nothing in most of the band the model knows)."""
+        cfg, notes = self.cfg, []
+        if f.seconds < cfg.frame_seconds / WARN_FRACTION:
+            notes.append(f"{f.seconds:g} s of audio, under a tenth of the model's {cfg.frame_seconds:g} s window: "
+                         "the prediction rests mostly on padding")  # fmt: skip
+        if f.rate and f.rate * WARN_FRACTION < cfg.sample_rate:
+            notes.append(f"recorded at {f.rate} Hz, under a tenth of the model's {cfg.sample_rate} Hz: it holds "
+                         f"nothing above {f.rate / 2:g} Hz")  # fmt: skip
+        return "; ".join(notes) or None
+
+
+def _unspool(f: _File) -> None:
+    if f.local is not None:
+        try:
+            os.unlink(f.local)
+        except OSError:
+            pass
+        f.local = None

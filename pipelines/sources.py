@@ -75,7 +75,8 @@ def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
     items = []
     for label_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         for f in sorted(label_dir.rglob("*")):
-            if f.suffix.lower() in exts and f.is_file():
+            if f.suffix.lower() in exts and (f.is_file() or (f.is_symlink() and not f.exists())):  # broken link:
+                # listed, so loading reports it and counts it as skipped, like any unreadable file
                 items.append(Item(str(f), label_dir.name, None, str(f)))
     if not items:
         raise ConfigError(
