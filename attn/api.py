@@ -236,13 +236,13 @@ class Model:
 
 
 def _text_inputs(inputs) -> Iterator:
-    from attn.pipelines.predict_text import TextInput, file_inputs
+    from attn.pipelines.predict_text import TextInput, file_inputs, given_text
 
     for i, x in enumerate(inputs):
         if isinstance(x, TextInput):
             yield x
         elif isinstance(x, str):
-            yield TextInput(x, x)
+            yield given_text(x, f"text {i + 1}")
         elif isinstance(x, os.PathLike):
             yield from file_inputs(os.fspath(x))
         else:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import ModelOpt, SetOpt, check_model_or_recipe, handle_errors, recipe_opt, setup_logging
+from .common import ModelOpt, SetOpt, check_model_or_recipe, err, handle_errors, recipe_opt, setup_logging
 
 EPILOG = """\
 Examples:
@@ -20,6 +20,7 @@ Examples:
 
 One line per input: the tokens the model sees, space-separated (<unk> for unknown ones, cut at
 max_len, <cls> first where the model prepends a class token); with --ids, a tab and their ids.
+A blank input or a line that is not UTF-8 gets an empty line and an error on stderr (exit 1).
 """
 
 
@@ -37,15 +38,21 @@ def tokenize_cmd(
     check_model_or_recipe(model, recipe, set_)
     setup_logging(quiet=True)
     from attn.features.tokenizers import CLS
+    from attn.pipelines.predict_text import argument_inputs
     from attn.pipelines.tokenize import tokenizer_for
 
     tok, features, cls = tokenizer_for(model=model, recipe=recipe, overrides=list(set_ or []))
     max_len = features.tokenizer.max_len
-    lines = [line.rstrip("\r\n") for t in texts for line in (sys.stdin if t == "-" else [t])]
-    cut = 0
-    for text in lines:
-        tokens = tok.tokens(text)
-        token_ids = tok.encode(text)
+    cut = failed = total = 0
+    for item in argument_inputs(texts):
+        total += 1
+        if item.error is not None:  # blank or not UTF-8: an empty line keeps the output in step
+            failed += 1
+            print()
+            err(f"error: {item.error}")
+            continue
+        tokens = tok.tokens(item.text)
+        token_ids = tok.encode(item.text)
         if len(tokens) > max_len:
             cut += 1
             tokens, token_ids = tokens[:max_len], token_ids[:max_len]
@@ -56,3 +63,6 @@ def tokenize_cmd(
         print(out)
     if cut:
         print(f"attn: {cut} text(s) cut to max_len={max_len} tokens", file=sys.stderr)
+    if failed:
+        print(f"attn: {failed} of {total} input(s) failed", file=sys.stderr)
+        raise typer.Exit(1)

@@ -1,7 +1,8 @@
 """`attn predict` for text models: texts from --text, files (one per line) or stdin, in order.
 
-An empty or undecodable line becomes an error record naming where it came from; the others are
-still predicted.
+One rule for every source of text, shared with `attn tokenize`: a UTF-8 byte-order mark at the
+start of a file or of stdin is not text; a line that is blank or not valid UTF-8 is an input that
+failed, named by where it came from ("q.txt:3", "<stdin>:3", "text 2"), and the others still run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from attn.errors import ConfigError
+
 from .inference import softmax, top_labels
+
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -26,32 +31,70 @@ class TextInput:
 
 def text_inputs(texts: Iterable[str], paths: Iterable[str], stdin=None) -> Iterator[TextInput]:
     """--text values first, then each file's lines ('-' = stdin), in the order given."""
-    for t in texts:
-        yield TextInput(t, t)
+    for n, t in enumerate(texts, 1):
+        yield given_text(t, f"text {n}")
     for p in paths:
         yield from file_inputs(p, stdin)
 
 
+def argument_inputs(args: Iterable[str], stdin=None) -> Iterator[TextInput]:
+    """`attn tokenize`'s inputs, in order: each argument one text ("text N"), '-' the lines on stdin."""
+    n = 0
+    for a in args:
+        if a == "-":
+            yield from file_inputs("-", stdin)
+        else:
+            n += 1
+            yield given_text(a, f"text {n}")
+
+
+def given_text(text: str, where: str) -> TextInput:
+    """A text given as an argument, checked by the one rule (`where` names it in an error)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes on the command line arrive as lone surrogates
+        return TextInput(text, None, f"{where}: not valid UTF-8")
+    return TextInput(text, None, f"{where}: empty text") if not text.strip() else TextInput(text, text)
+
+
 def file_inputs(p: str, stdin=None) -> Iterator[TextInput]:
-    """One input per line of file `p` ('-': stdin); named "file:line" (stdin lines by their text)."""
+    """One input per line of file `p` ('-': stdin); named "file:line" (stdin lines by their text,
+    or "<stdin>:line" when they failed)."""
     if p == "-":
         stream = stdin if stdin is not None else sys.stdin
-        for line in stream:
-            line = line.rstrip("\r\n")
-            yield TextInput(line, line)
+        if stream is None:
+            raise ConfigError("-: stdin is closed; give the texts as files or with --text")
+        yield from _lines(getattr(stream, "buffer", stream), "<stdin>", named_by_text=True)
         return
     try:
-        with open(p, "rb") as f:
-            raw = f.read()
+        f = open(p, "rb")  # noqa: SIM115 - closed below, after the last line
     except OSError as e:
         yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e})")
         return
-    for n, line in enumerate(raw.splitlines(), 1):
-        where = f"{p}:{n}"
+    with f:
+        yield from _lines(f, p, named_by_text=False)
+
+
+def _lines(stream, name: str, named_by_text: bool) -> Iterator[TextInput]:
+    """Lines of a binary stream (a text one is encoded back), split at \n, CR LF stripped."""
+    for n, raw in enumerate(stream, 1):
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        if n == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        raw = raw.rstrip(b"\r\n")
+        where = f"{name}:{n}"
         try:
-            yield TextInput(where, line.decode("utf-8"), show_text=True)
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            yield TextInput(where, None, f"{where}: not valid UTF-8 (byte 0x{line[e.start]:02x})")
+            yield TextInput(where, None, f"{where}: not valid UTF-8 (byte 0x{raw[e.start]:02x})")
+            continue
+        if not line.strip():
+            yield TextInput(where, None, f"{where}: empty text")
+        elif named_by_text:
+            yield TextInput(line, line)
+        else:
+            yield TextInput(where, line, show_text=True)
 
 
 class TextPredictor:
