@@ -19,7 +19,7 @@ ATTN = f"{shlex.quote(sys.executable)} -m attn.cli"
 
 def sh(script: str, cwd, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run a bash script where $ATTN is the attn command (one torch thread: the machine is shared)."""
-    e = dict(os.environ, ATTN=ATTN, ATTN_THREADS="1", **(env or {}))
+    e = {**os.environ, "ATTN": ATTN, "ATTN_THREADS": "1", **(env or {})}
     e.pop("ATTN_DEBUG", None)
     return subprocess.run(["bash", "-c", script], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
 
