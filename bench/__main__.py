@@ -29,6 +29,7 @@ CASES = {
     "trec": ("cases_train", "trec_vs_tfidf"),
     "general": ("cases_general", "general"),
     "gpu": ("cases_gpu", "gpu"),
+    "threads": ("cases_threads", "thread_policy"),
 }
 
 
