@@ -155,8 +155,7 @@ ThreadsOpt = Annotated[
     typer.Option(
         "--threads",
         min=1,
-        help="CPU threads for torch (default: $ATTN_THREADS, else the cores the load average leaves free, "
-        "at least 1).",
+        help="CPU threads for torch (default: $ATTN_THREADS, else the cores the load average leaves free, at least 1).",
         show_default=False,
     ),
 ]
@@ -171,23 +170,37 @@ def set_threads(threads: int | None) -> None:
 
 
 def auto_threads() -> int:
-    """torch's default (one thread per physical core) less the cores other work keeps busy: the
-    1-minute load average, or the processes runnable right now when more (the average lags a
-    job that just started); at least 1. Call it before anything sets torch's threads."""
+    """torch's default (one thread per physical core) less the cores other work keeps busy, at
+    least 1. Call it before anything sets torch's threads."""
     import torch
 
     default = torch.get_num_threads()
-    try:
-        cpus = len(os.sched_getaffinity(0))
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # no affinity or load average on this system
+    busy = busy_cores()
+    if busy is None:
         return default
+    return max(1, min(default, round(usable_cpus() - busy)))
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def busy_cores() -> float | None:
+    """The 1-minute load average, or the processes runnable right now when more (the average
+    lags a job that just started); None where the system reports neither."""
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
     try:
         with open("/proc/loadavg", encoding="ascii") as f:
-            busy = max(busy, int(f.read().split()[3].split("/")[0]) - 1)  # runnable now, less ourselves
+            busy = max(busy, float(f.read().split()[3].split("/")[0]) - 1)  # runnable now, less ourselves
     except (OSError, ValueError, IndexError):
         pass
-    return max(1, min(default, round(cpus - busy)))
+    return busy
 
 
 def env_threads() -> int | None:

@@ -147,3 +147,23 @@ def test_a_huge_file_given_as_a_model_is_refused_on_its_first_bytes(tmp_path):
         f.truncate(64 << 30)
     r = sh(f"ulimit -v 1000000; $ATTN info {big}", cwd=tmp_path, timeout=60)
     assert r.returncode == 2 and "length mismatch" in r.stderr and str(big) in r.stderr, r.stderr
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    """Without --threads or $ATTN_THREADS, torch gets the cores other work leaves free: one when
+    the machine is loaded (torch's own default then ran 8-9x slower: bench/cases_threads.py),
+    torch's default when it is idle."""
+    import torch
+
+    from attn.cli import common
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(common, "usable_cpus", lambda: 2)
+    for busy, want in ((9.0, 1), (1.2, 1), (0.4, 2), (0.0, 2), (None, 2)):
+        monkeypatch.setattr(common, "busy_cores", lambda busy=busy: busy)
+        assert common.auto_threads() == want, busy
+    monkeypatch.setattr(common, "usable_cpus", lambda: 16)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)  # physical cores
+    monkeypatch.setattr(common, "busy_cores", lambda: 12.0)
+    assert common.auto_threads() == 4
+    assert isinstance(common.busy_cores(), float)  # Linux reports a load
