@@ -120,7 +120,9 @@ def test_process_substitution_and_fifo_are_read(trained_model, wav, tmp_path):
     w = shlex.quote(str(wav))
     direct = sh(f"$ATTN predict -m {m} {w}", cwd=tmp_path)
     sub = sh(f"$ATTN predict -m {m} <(cat {w})", cwd=tmp_path)
-    fifo = sh(f"mkfifo p.wav; (cat {w} > p.wav &); $ATTN predict -m {m} p.wav", cwd=tmp_path)
+    # The writer holds none of our pipes and gives up after a minute, should attn never read.
+    writer = f"(timeout 60 sh -c 'cat {w} > p.wav' >/dev/null 2>&1 &)"
+    fifo = sh(f"mkfifo p.wav; {writer}; $ATTN predict -m {m} p.wav", cwd=tmp_path)
     assert direct.returncode == sub.returncode == fifo.returncode == 0, (sub.stderr, fifo.stderr)
     want = {k: v for k, v in json.loads(direct.stdout).items() if k != "input"}
     for r in (sub, fifo):
