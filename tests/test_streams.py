@@ -24,6 +24,11 @@ def sh(script: str, cwd, env: dict | None = None, timeout: int = 300) -> subproc
     return subprocess.run(["bash", "-c", script], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
 
 
+def not_warnings(stderr: str) -> list[str]:
+    """stderr lines other than warnings (which -q keeps, e.g. a tiny run scoring below its baseline)."""
+    return [line for line in stderr.splitlines() if not line.startswith("attn: warning: ")]
+
+
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory):
     return write_wav(tmp_path_factory.mktemp("streams") / "one.wav", tone(440, 0.5, SR), SR)
@@ -55,8 +60,7 @@ def test_stdout_that_cannot_be_written_exits_3_with_one_line(name, trained_model
     (tmp_path / "tiny.yaml").write_text(TINY)
     r = sh(_commands(trained_model, wav)[name] + " > /dev/full", cwd=tmp_path)
     assert r.returncode == 3, r.stderr
-    assert r.stderr.strip().count("\n") == 0, r.stderr
-    assert "error: cannot write to stdout (no space left on device)" in r.stderr and "internal error" not in r.stderr
+    assert not_warnings(r.stderr) == ["error: cannot write to stdout (no space left on device)"], r.stderr
 
 
 @pytest.mark.parametrize("name", ["predict", "evaluate", "info", "train-json"])
@@ -76,7 +80,7 @@ def test_a_reader_that_leaves_early_is_not_an_error(name, trained_model, wav, tm
     anything, so the write always meets a closed pipe."""
     (tmp_path / "tiny.yaml").write_text(TINY)
     r = sh(_commands(trained_model, wav)[name] + " | true; exit ${PIPESTATUS[0]}", cwd=tmp_path)
-    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.returncode == 0 and not_warnings(r.stderr) == [], r.stderr
 
 
 def test_head_takes_the_first_line_of_many_records(trained_model, wav, tmp_path):
@@ -91,7 +95,7 @@ def test_quiet_train_prints_only_the_result_and_train_log_keeps_the_log(tmp_path
     (tmp_path / "tiny.yaml").write_text(TINY)
     r = sh("$ATTN train tiny.yaml --out run -q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stderr == "", "-q must leave stderr silent"
+    assert not_warnings(r.stderr) == [], "-q shows warnings and errors only"
     assert r.stdout.startswith("run ")
     log = (tmp_path / "run" / "train.log").read_text()
     assert "epoch 1/2" in log and "epoch 2/2" in log and "run directory" in log
