@@ -59,3 +59,22 @@ def trained_model(tmp_path_factory) -> Path:
     p.write_text(TINY_RECIPE.format(epochs=6))
     result = train(load_recipe(p), str(p), out=str(d / "run"), device="cpu")
     return result.model_path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _checkout_runs_latest_untouched():
+    """attn points runs/latest (in the working directory) at every new run, wherever --out puts
+    it. Tests that train into temporary folders from the repository folder would move the
+    checkout's own runs/latest onto them; there, and only there, the link is left alone."""
+    from attn.pipelines import rundir, train_ensemble
+
+    real = rundir.point_latest
+
+    def point_latest(run_dir):
+        if Path.cwd().resolve() != REPO:
+            real(run_dir)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rundir, "point_latest", point_latest)
+        mp.setattr(train_ensemble, "point_latest", point_latest)
+        yield
