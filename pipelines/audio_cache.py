@@ -47,6 +47,7 @@ class AudioCache:
         self.root = Path(os.path.expanduser(root))
         self.hits = self.misses = 0
         self._writable = True
+        self._lock = threading.Lock()  # decoding threads may fail to write at the same moment
 
     def entry(self, path: str, sample_rate: int) -> Path:
         key = cache_key(path, sample_rate)
@@ -84,7 +85,9 @@ class AudioCache:
             os.replace(tmp, entry)
         except OSError as e:
             # A full or read-only cache only costs speed: warn once, go on uncached.
-            self._writable = False
-            log.warning("audio cache: cannot write to %s (%s); continuing without caching", self.root, e)
+            with self._lock:
+                first, self._writable = self._writable, False
+            if first:
+                log.warning("audio cache: cannot write to %s (%s); continuing without caching", self.root, e)
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
