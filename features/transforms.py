@@ -78,6 +78,8 @@ class LogMel(FromConfig, nn.Module):
         librosa: slaney scale and norm, zero padding when centred).
         ref, amin: fixed dB reference and floor.
     Shapes: (..., time) -> (..., n_mels, frames). Runs on any device.
+    Attribute `chunk_bytes`: the CPU chunk size of `functional.mel_spectrogram`; None computes
+    in one pass (what a traced or exported graph needs: the same numbers, no shape-specific loop).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class LogMel(FromConfig, nn.Module):
     ) -> None:
         super().__init__()
         self.ref, self.amin = ref, amin
+        self.chunk_bytes: int | None = 1 << 20
         self.spec = LinearSpectrogram(n_fft, hop_length, win_length, power, center, db=False)
         fb = torchaudio.functional.melscale_fbanks(
             n_fft // 2 + 1, f_min, f_max or sample_rate / 2, n_mels, sample_rate, mel_norm, mel_scale
@@ -106,7 +109,7 @@ class LogMel(FromConfig, nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         s = self.spec
-        mel = AF.mel_spectrogram(wave, s.window, self.fb, s.n_fft, s.hop_length, s.center, s.power)
+        mel = AF.mel_spectrogram(wave, s.window, self.fb, s.n_fft, s.hop_length, s.center, s.power, self.chunk_bytes)
         return to_db(mel, s.power, self.ref, self.amin)  # (..., n_mels, frames)
 
 

@@ -42,7 +42,9 @@ class Backbone(nn.Module):
         return self.head(self.forward_features(x, lengths))
 
     def max_steps(self) -> int | None:
-        """The longest sequence this model accepts (None: any)."""
+        """The longest window a recipe may train this model on (None: any), e.g. the length of a
+        learned position table. Longer inputs at prediction time are the family's to handle (the
+        transformer interpolates its table)."""
         return None
 
     def describe(self) -> dict:

@@ -6,8 +6,9 @@ model"), for text tokens and audio frames alike.
     block (pre-norm option):              H = X + MHA(LN(X));  H = H + FF(LN(H))
 
 Multi-head scaled dot-product attention softmax(QK^T / sqrt(d_k)) V per head, heads concatenated
-and projected; padded keys get -inf before the softmax, so they receive zero attention and a
-sequence's output never depends on its padding.
+and projected (or additive scoring, Bahdanau et al. 2015: v^T tanh(q + k) per head); padded keys
+get -inf before the softmax, so they receive zero attention and a sequence's output never depends
+on its padding.
 """
 
 from __future__ import annotations
@@ -36,6 +37,26 @@ def sinusoidal_table(steps: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
+def interpolated_positions(table: torch.Tensor, lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """A learned (P, D) position table for a batch padded to `steps`: (B, steps, D).
+
+    A row of L <= P valid steps gets table[0..L-1], exactly. A longer row gets the table linearly
+    interpolated up to L entries, as BERT and ViT do for inputs longer than they were trained on:
+    its step i reads the table at i * (P - 1) / (L - 1), so the first and last entries stay where
+    they were and the ones between spread evenly. Each row's codes depend on its own length only,
+    never on how far the batch is padded. Steps past a row's length (padding) read the last entry.
+    """
+    p = table.shape[0]
+    i = torch.arange(steps, device=table.device, dtype=torch.float32)  # (T,)
+    n = lengths.to(table.device)
+    scale = torch.where(n > p, (p - 1) / (n - 1).clamp_min(1).to(torch.float32), 1.0)  # (B,)
+    at = (i[None, :] * scale[:, None]).clamp(max=p - 1)  # (B, T) fractional table index
+    lo = at.floor().long()
+    hi = (lo + 1).clamp(max=p - 1)
+    w = (at - lo.to(at.dtype))[:, :, None].to(table.dtype)  # 0 for in-range rows: table[lo] exactly
+    return table[lo] * (1 - w) + table[hi] * w
+
+
 class MultiHeadAttention(nn.Module):
     """(B, T, d), key mask (B, T) -> (B, T, d). `weights()` gives the attention matrix."""
 
@@ -51,6 +72,10 @@ class MultiHeadAttention(nn.Module):
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.dk).permute(2, 0, 3, 1, 4)  # 3 x (B, h, T, dk)
         return q, k, v
 
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Attention logits of queries (B, h, T, dk) against keys (B, h, S, dk): (B, h, T, S)."""
+        return q @ k.transpose(-1, -2) / math.sqrt(self.dk)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self._qkv(x)
@@ -60,16 +85,49 @@ class MultiHeadAttention(nn.Module):
         return self.out(h.transpose(1, 2).reshape(b, t, d))
 
     def weights(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """softmax(QK^T / sqrt(d_k)) with -inf on padded keys: (B, heads, T, T)."""
+        """softmax(scores) with -inf on padded keys: (B, heads, T, T); scores QK^T / sqrt(d_k)."""
         q, k, _ = self._qkv(x)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.dk)
-        return scores.masked_fill(~mask[:, None, None, :], float("-inf")).softmax(-1)
+        return self._weights(q, k, mask)
+
+    def _weights(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        s = self.scores(q, k).float().masked_fill(~mask[:, None, None, :], float("-inf"))
+        return s.softmax(-1).to(q.dtype)
+
+
+class AdditiveAttention(MultiHeadAttention):
+    """Multi-head additive (Bahdanau) attention: per head h, score(q, k) = v_h^T tanh(q + k), then
+    the same masked softmax, values and output projection as `MultiHeadAttention`.
+
+    The seeds write it w_v^T tanh(W_q q + W_k k); here W_q x and W_k x are the head's query and
+    key projections of the shared qkv layer (their two biases sum to one bias inside the tanh),
+    and w_v = v_h (d_k,). Memory is O(T^2 d) (a tanh per query, key and channel) against the dot
+    product's O(T^2 heads): for sequences of up to a few hundred tokens.
+    """
+
+    def __init__(self, d: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__(d, heads, dropout)
+        self.v = nn.Parameter(torch.randn(heads, self.dk) * self.dk**-0.5)
+
+    def scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        e = torch.tanh(q[:, :, :, None, :] + k[:, :, None, :, :])  # (B, h, T, S, dk)
+        return torch.einsum("bhtsd,hd->bhts", e, self.v.to(e.dtype))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self._qkv(x)
+        w = F.dropout(self._weights(q, k, mask), self.dropout, self.training)  # (B, h, T, T)
+        return self.out((w @ v).transpose(1, 2).reshape(b, t, d))
+
+
+ATTENTION = {"dot": MultiHeadAttention, "additive": AdditiveAttention}
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, d: int, heads: int, ff: int, dropout: float, attn_dropout: float, act: str, norm: str):
+    def __init__(
+        self, d: int, heads: int, ff: int, dropout: float, attn_dropout: float, act: str, norm: str, attention: str
+    ):
         super().__init__()
-        self.attn = MultiHeadAttention(d, heads, attn_dropout)
+        self.attn = ATTENTION[attention](d, heads, attn_dropout)
         self.ff = nn.Sequential(nn.Linear(d, ff), nn.GELU() if act == "gelu" else nn.ReLU(), nn.Dropout(dropout),
                                 nn.Linear(ff, d))  # fmt: skip
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
@@ -107,9 +165,13 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         b, t, c = x.shape
         x = x * length_mask(lengths, t)[:, :, None]
-        n = int(self.time_tokens(lengths).max())
-        need = (n - 1) * self.stride[1] + self.size[1]
-        img = F.pad(x.transpose(1, 2), (0, max(0, need - t)))[:, None, :, :need]  # (B, 1, C, T')
+        # Time patches covering all t steps (a padded batch is as wide as its longest row, so this
+        # is that row's count). From the shape, not from `lengths`: an exported graph keeps it
+        # symbolic, where a count read from a tensor would be data-dependent.
+        pt, st = self.size[1], self.stride[1]
+        n = 1 + (torch.sym_max(t - pt, 0) + st - 1) // st
+        need = (n - 1) * st + pt  # >= t
+        img = F.pad(x.transpose(1, 2), (0, need - t))[:, None]  # (B, 1, C, need)
         tokens = self.conv(img)  # (B, width, Nf, n)
         tokens = tokens.permute(0, 3, 2, 1).reshape(b, n * self.freq_tokens, -1)  # time-major
         return tokens, self.time_tokens(lengths) * self.freq_tokens, n
@@ -125,7 +187,11 @@ class TransformerEncoder(Backbone):
         dropout: after attention/feed-forward and on the input; attention_dropout: on weights;
             head_dropout: on the pooled vector before the linear head.
         norm: post (the seeds' order) or pre.
-        positions: sinusoidal, learned (max_positions of them) or none.
+        attention: dot (scaled dot-product) or additive (Bahdanau: v^T tanh(q + k) per head;
+            more memory, see `AdditiveAttention`).
+        positions: sinusoidal, learned (max_positions of them; the recipe's windows must fit,
+            and a longer input at prediction time gets the table linearly interpolated to its
+            length, as BERT and ViT do) or none.
         position_mode: sum (E added, width d_model) or concat (E of position_dim appended).
         pool: cls (a trainable class token, read at the output), mean or max over valid steps,
             or attention: a learned scoring vector w gives each output token a weight
@@ -156,6 +222,7 @@ class TransformerEncoder(Backbone):
         attention_dropout: float = Field(0.0, ge=0, lt=1)
         activation: Literal["gelu", "relu"] = "gelu"
         norm: Literal["post", "pre"] = "post"
+        attention: Literal["dot", "additive"] = "dot"
         positions: Literal["sinusoidal", "learned", "none"] = "sinusoidal"
         position_mode: Literal["sum", "concat"] = "sum"
         position_dim: int = Field(32, ge=2)
@@ -199,7 +266,9 @@ class TransformerEncoder(Backbone):
             self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
-            EncoderBlock(d, cfg.heads, cfg.ff_dim, cfg.dropout, cfg.attention_dropout, cfg.activation, cfg.norm)
+            EncoderBlock(
+                d, cfg.heads, cfg.ff_dim, cfg.dropout, cfg.attention_dropout, cfg.activation, cfg.norm, cfg.attention
+            )
             for _ in range(cfg.layers)
         )
         self.final_norm = nn.LayerNorm(d) if cfg.norm == "pre" else nn.Identity()
@@ -229,36 +298,38 @@ class TransformerEncoder(Backbone):
         return self.cfg.d_model
 
     def max_steps(self) -> int | None:
+        # A learned table fits the recipe's windows; longer inputs at prediction time interpolate it.
         if self.cfg.positions != "learned":
             return None
         if self.patches is not None:  # the limit is on time patches; in input steps:
             return (self.cfg.max_positions - 1) * self.patches.stride[1] + self.patches.size[1]
         return self.cfg.max_positions
 
-    def positions(self, steps: int, device) -> torch.Tensor:
-        """(steps, pos_dim) positional encodings for steps 0..steps-1."""
+    def positions(self, lengths: torch.Tensor, steps: int) -> torch.Tensor:
+        """Positional encodings of a batch padded to `steps` with `lengths` (B,) valid steps:
+        (B, steps, pos_dim) for a learned table (interpolated for rows longer than it, see
+        `interpolated_positions`), (1, steps, pos_dim) for sinusoids (any length)."""
         if self.cfg.positions == "learned":
-            if steps > self.cfg.max_positions:
-                raise ValueError(f"sequence of {steps} steps exceeds model.max_positions={self.cfg.max_positions}")
-            return self.pos[:steps]
-        return self._sinusoid(steps, self.pos_dim, device)
+            return interpolated_positions(self.pos, lengths, steps)
+        return self._sinusoid(steps, self.pos_dim, lengths.device)[None]
 
     def _sinusoid(self, steps: int, dim: int, device) -> torch.Tensor:
         if self._table.shape[0] < steps or self._table.shape[1] != dim or self._table.device != torch.device(device):
             self._table = sinusoidal_table(max(steps, 64), dim).to(device)
         return self._table[:steps]
 
-    def patch_positions(self, time_tokens: int, device) -> torch.Tensor:
-        """(time_tokens * freq_tokens, pos_dim) for time-major patch order: each token's code
-        depends only on its (time, freq) index, never on how long the batch is."""
-        nf = self.patches.freq_tokens
+    def patch_positions(self, time_lengths: torch.Tensor, time_tokens: int) -> torch.Tensor:
+        """(B or 1, time_tokens * freq_tokens, pos_dim) for time-major patch order, rows with
+        `time_lengths` (B,) valid time patches: each token's code depends only on its (time, freq)
+        index and its row's length, never on how long the batch is."""
+        nf, device = self.patches.freq_tokens, time_lengths.device
         if self.cfg.positions == "learned":
-            pt, pf = self.positions(time_tokens, device), self.pos_freq  # (Tt, D), (Nf, D)
+            pt, pf = self.positions(time_lengths, time_tokens), self.pos_freq  # (B, Tt, D), (Nf, D)
         else:
             half = self.pos_dim // 2
-            pt = F.pad(self._sinusoid(time_tokens, half, device), (0, self.pos_dim - half))
+            pt = F.pad(self._sinusoid(time_tokens, half, device), (0, self.pos_dim - half))[None]
             pf = F.pad(sinusoidal_table(nf, self.pos_dim - half).to(device), (half, 0))
-        return (pt[:, None, :] + pf[None, :, :]).reshape(time_tokens * nf, self.pos_dim)
+        return (pt[:, :, None, :] + pf[None, None, :, :]).reshape(pt.shape[0], time_tokens * nf, self.pos_dim)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token encoder outputs (B, T', d) and their mask (B, T'); T' = T + 1 with a class
@@ -271,19 +342,21 @@ class TransformerEncoder(Backbone):
         if self.input_norm is not None:
             m = length_mask(lengths, x.shape[1])
             x = (self.input_norm(x.transpose(1, 2), m) * m[:, None, :]).transpose(1, 2)
+        pos = self.cfg.positions != "none"
         if self.patches is not None:
+            time_lengths = self.patches.time_tokens(lengths)  # (B,)
             h, lengths, time_tokens = self.patches(x, lengths)  # (B, N, width)
-            e = self.patch_positions(time_tokens, x.device) if self.cfg.positions != "none" else None
+            e = self.patch_positions(time_lengths, time_tokens) if pos else None
         else:
             h = self.proj(x)  # (B, T, width)
-            e = self.positions(x.shape[1], x.device) if self.cfg.positions != "none" else None
+            e = self.positions(lengths, x.shape[1]) if pos else None  # (B or 1, T, pos_dim)
         b, t, _ = h.shape
         tokens, token_mask = h, length_mask(lengths, t)
         if e is not None:
             e = e.to(h.dtype)
             if self.cfg.position_scale != 1.0:
                 e = e * self.cfg.position_scale
-            h = h + e if self.cfg.position_mode == "sum" else torch.cat([h, e.expand(b, t, -1)], dim=-1)
+            h = h + e if self.cfg.position_mode == "sum" else torch.cat([h, e.expand(b, -1, -1)], dim=-1)
         mask = token_mask
         if self.cfg.pool == "cls":
             h = torch.cat([self.cls.expand(b, 1, -1).to(h.dtype), h], dim=1)

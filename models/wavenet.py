@@ -89,13 +89,27 @@ class FrontStage(nn.Module):
         mask = length_mask(lengths, x.shape[-1])
         x = torch.relu(x) * mask[:, None, :]
         if self.pool > 1:
-            # Ceil mode keeps a last partial block; padding is 0 <= x there, so the max is exact.
-            x = F.max_pool1d(x, self.pool, ceil_mode=True)
+            x = max_pool_ceil(x, self.pool)
             lengths = pooled_lengths(lengths, self.pool)
             mask = length_mask(lengths, x.shape[-1])
         if self.norm is not None:
             x = self.norm(x, mask) * mask[:, None, :]
         return x, lengths, mask
+
+
+def max_pool_ceil(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Max over blocks of k steps, a last partial block kept (ceil mode), for x >= 0:
+    (B, C, T) -> (B, C, ceil(T / k)).
+
+    While exporting or compiling, the partial block is padded with zeros (exact, since x >= 0)
+    and the blocks are reshaped and reduced: `max_pool1d`'s ceil-mode size rule would specialise
+    the graph to the example's length. Eagerly, max_pool1d is ~4x faster (no padded copy).
+    """
+    if not torch.compiler.is_compiling():
+        return F.max_pool1d(x, k, ceil_mode=True)
+    b, c, t = x.shape
+    steps = (t + k - 1) // k
+    return F.pad(x, (0, steps * k - t)).reshape(b, c, steps, k).amax(-1)
 
 
 class GatedResidualLayer(nn.Module):

@@ -51,10 +51,12 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
 
     frontend = build_frontend(recipe, vocab_size)
     backbone = registry.build(recipe.model.name, frontend.out_dim, num_classes, recipe.model.config)
+    # A learned position table must cover the windows the recipe trains on; only inputs longer
+    # than those, at prediction time, get it interpolated.
     limit = backbone.max_steps()
     if limit is not None and max_steps(recipe) > limit:
         raise ConfigError(
-            f"model.max_positions is {limit} but one window has up to {max_steps(recipe)} steps; "
+            f"model.max_positions covers {limit} steps but one window has up to {max_steps(recipe)}; "
             f"raise model.max_positions or shorten the window"
         )
     augment = None
