@@ -11,15 +11,22 @@ from helpers import assert_padded_batch_equals_single_items
 
 FAMILIES = registry.names()
 IN_DIM, K = 24, 5
+SMALL = {  # a small instance of each family (keeps the generated tests fast)
+    "cnn": {"channels": [4, 8]},
+    "transformer": {"d_model": 16, "heads": 2, "layers": 2, "ff_dim": 32, "pool": "cls"},
+    "wavenet": {"front_strides": [2, 2], "front_channels": 8, "channels": 8, "skip_channels": 8, "layers": 3},
+}
+# Options that change what the forward pass computes get the contract tests too: additive
+# attention, and a learned position table shorter than the batch's rows (interpolated per row).
+VARIANTS = {
+    "transformer-additive": ("transformer", {**SMALL["transformer"], "attention": "additive"}),
+    "transformer-learned": ("transformer", {**SMALL["transformer"], "positions": "learned", "max_positions": 16}),
+}
+CASES = FAMILIES + list(VARIANTS)
 
 
-def small(name: str):
-    """A small instance of each family (keeps the generated tests fast)."""
-    params = {
-        "cnn": {"channels": [4, 8]},
-        "transformer": {"d_model": 16, "heads": 2, "layers": 2, "ff_dim": 32, "pool": "cls"},
-        "wavenet": {"front_strides": [2, 2], "front_channels": 8, "channels": 8, "skip_channels": 8, "layers": 3},
-    }.get(name, {})
+def small(case: str):
+    name, params = VARIANTS.get(case, (case, SMALL.get(case, {})))
     torch.manual_seed(0)
     return registry.create(name, IN_DIM, K, **params)
 
@@ -33,7 +40,7 @@ def batch(lengths=(37, 20, 5, 1)):
     return x, lens
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CASES)
 def test_forward_shape_and_finite(name):
     m = small(name).eval()
     x, lens = batch()
@@ -41,7 +48,7 @@ def test_forward_shape_and_finite(name):
     assert out.shape == (4, K) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CASES)
 def test_backward_reaches_every_parameter(name):
     m = small(name).train()
     x, lens = batch()
@@ -50,13 +57,13 @@ def test_backward_reaches_every_parameter(name):
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CASES)
 def test_padded_batch_equals_single_item(name):
     x, lens = batch()
     assert_padded_batch_equals_single_items(small(name), x, lens, name)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", CASES)
 def test_padding_content_never_matters_in_training_mode(name):
     """Batch statistics come from valid steps only: junk in the padding changes nothing."""
     m = small(name).train()

@@ -6,10 +6,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attn.models import registry
 from attn.models.base import length_mask
-from attn.models.transformer import MultiHeadAttention, sinusoidal_table
+from attn.models.transformer import AdditiveAttention, MultiHeadAttention, interpolated_positions, sinusoidal_table
 
 
 def enc(**kw):
@@ -62,6 +65,8 @@ VARIANTS = [
     {"patch": (8, 2), "input_norm": True, "pool": "mean"}, {"pool": "attention"},
     {"token_pool": "attention"}, {"pool": "attention", "token_pool": "mean", "position_scale": 0.1},
     {"token_pool": "max", "position_mode": "concat", "position_dim": 4}, {"patch": (4, 3), "token_pool": "attention"},
+    {"attention": "additive"}, {"attention": "additive", "patch": (4, 3), "norm": "pre"},
+    {"positions": "learned", "max_positions": 5}, {"patch": (4, 3), "positions": "learned", "max_positions": 2},
 ]  # fmt: skip
 
 
@@ -80,19 +85,41 @@ def test_padding_never_changes_a_sequences_output(kw):
             assert torch.allclose(batch[i], m(x[i : i + 1, :n], lens[i : i + 1])[0], atol=1e-5)
 
 
-def test_attention_rows_sum_to_one_and_are_zero_on_padding():
+@pytest.mark.parametrize("kind", [MultiHeadAttention, AdditiveAttention])
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_attention_rows_sum_to_one_and_are_zero_on_padding(kind, lengths, seed):
+    torch.manual_seed(seed)
+    mha = kind(16, 4).eval()
+    t = max(lengths)
+    x = torch.randn(len(lengths), t, 16) * 3
+    mask = length_mask(torch.tensor(lengths), t)
+    with torch.no_grad():
+        w = mha.weights(x, mask)
+        assert w.shape == (len(lengths), 4, t, t)
+        assert torch.allclose(w.sum(-1), torch.ones(len(lengths), 4, t), atol=1e-5)
+        assert (w >= 0).all() and (w.masked_select(~mask[:, None, None, :]) == 0).all()
+        # forward is those weights applied to the values (the dot product's fast path too).
+        _, _, v = mha._qkv(x)
+        explicit = mha.out((w @ v).transpose(1, 2).reshape(len(lengths), t, 16))
+        assert torch.allclose(mha(x, mask), explicit, atol=1e-5)
+
+
+def test_additive_scores_are_v_tanh_of_query_plus_key_per_head():
     torch.manual_seed(0)
-    mha = MultiHeadAttention(16, 4)
-    x = torch.randn(2, 6, 16)
-    mask = length_mask(torch.tensor([6, 3]), 6)
-    w = mha.weights(x, mask)
-    assert w.shape == (2, 4, 6, 6)
-    assert torch.allclose(w.sum(-1), torch.ones(2, 4, 6), atol=1e-6)
-    assert (w[1, :, :, 3:] == 0).all()
-    # The fast path (scaled_dot_product_attention) computes the same thing.
-    q, k, v = mha._qkv(x)
-    explicit = mha.out((w @ v).transpose(1, 2).reshape(2, 6, 16))
-    assert torch.allclose(mha(x, mask), explicit, atol=1e-5)
+    att = AdditiveAttention(8, 2)
+    x = torch.randn(1, 3, 8)
+    w_q, w_k = att.qkv.weight[:8], att.qkv.weight[8:16]
+    b_q, b_k = att.qkv.bias[:8], att.qkv.bias[8:16]
+    with torch.no_grad():
+        got = att.scores(*att._qkv(x)[:2])  # (1, 2, 3, 3)
+        for h in range(2):
+            rows = slice(4 * h, 4 * h + 4)
+            for i in range(3):
+                for j in range(3):
+                    q = w_q[rows] @ x[0, i] + b_q[rows]
+                    k = w_k[rows] @ x[0, j] + b_k[rows]
+                    assert got[0, h, i, j].item() == pytest.approx((att.v[h] @ torch.tanh(q + k)).item(), abs=1e-5)
 
 
 def test_class_token_is_trainable_and_read_at_the_output():
@@ -102,7 +129,42 @@ def test_class_token_is_trainable_and_read_at_the_output():
     assert m.cls.grad is not None and m.cls.grad.abs().sum() > 0
 
 
-def test_learned_positions_refuse_too_long_inputs():
+def test_interpolated_positions_are_linear_interpolation_of_the_table():
+    torch.manual_seed(0)
+    table = torch.randn(8, 6)
+    lengths = torch.tensor([20, 8, 3, 9])
+    got = interpolated_positions(table, lengths, 20)  # (4, 20, 6)
+    for i, n in enumerate(lengths.tolist()):
+        if n <= 8:  # in range: the table itself, bit for bit
+            assert torch.equal(got[i, :n], table[:n])
+        else:  # longer: what F.interpolate does (BERT/ViT), first and last entries kept
+            ref = F.interpolate(table.T[None], size=n, mode="linear", align_corners=True)[0].T
+            assert torch.allclose(got[i, :n], ref, atol=1e-6)
+            assert torch.equal(got[i, 0], table[0]) and torch.allclose(got[i, n - 1], table[-1], atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["sum", "concat"])
+def test_learned_positions_interpolate_on_sequences_longer_than_the_table(mode):
+    """A model with an 8-entry table on 20 steps: finite, and exactly the model whose 20-entry table is
+    the linear interpolation of those 8; on 8 steps or fewer, the plain table."""
+    m = enc(positions="learned", max_positions=8, position_mode=mode, position_dim=4, pool="mean")
+    torch.nn.init.normal_(m.pos, std=1.0)
+    x = torch.randn(2, 20, 8)
+    lens = torch.tensor([20, 6])
+    long = enc(positions="learned", max_positions=20, position_mode=mode, position_dim=4, pool="mean")
+    long.load_state_dict(m.state_dict() | {"pos": F.interpolate(m.pos.T[None], size=20, mode="linear",
+                                                                align_corners=True)[0].T})  # fmt: skip
+    with torch.no_grad():
+        out = m(x, lens)
+        assert torch.isfinite(out).all()
+        assert torch.allclose(out[0], long(x[:1], lens[:1])[0], atol=1e-5)
+        # In range: the table read as is, whatever the table size beyond it.
+        same = enc(positions="learned", max_positions=6, position_mode=mode, position_dim=4, pool="mean")
+        same.load_state_dict(m.state_dict() | {"pos": m.pos[:6]})
+        assert torch.allclose(out[1], same(x[1:, :6], lens[1:])[0], atol=1e-6)
+
+
+def test_learned_positions_must_cover_the_recipes_windows():
     from attn.errors import ConfigError
     from attn.pipelines.recipe import recipe_from_dict
 

@@ -172,3 +172,16 @@ def test_uses_the_parametrized_weight_norm():
     names = [n for n, _ in m.named_parameters()]
     assert any("parametrizations.weight.original0" in n for n in names)
     assert not any(n.endswith("weight_g") for n in names)  # the deprecated torch.nn.utils.weight_norm
+
+
+@pytest.mark.parametrize("t", [1, 3, 4, 5, 17, 4001])
+def test_traced_pool_path_equals_max_pool(t, monkeypatch):
+    """The front pool's export/compile path (pad, reshape, max) gives what ceil-mode max_pool1d
+    gives eagerly."""
+    from attn.models.wavenet import max_pool_ceil
+
+    x = torch.relu(torch.randn(2, 3, t))
+    eager = max_pool_ceil(x, 4)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert torch.equal(max_pool_ceil(x, 4), eager)
+    assert eager.shape == (2, 3, -(-t // 4))
