@@ -23,6 +23,7 @@ from attn.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover - names for annotations only
     from attn.pipelines.artifact import LoadedModel
     from attn.pipelines.config import Recipe
+    from attn.pipelines.export import ExportResult
     from attn.pipelines.train_model import TrainResult
     from attn.pipelines.tune import TuneResult
 
@@ -183,6 +184,15 @@ class Model:
         from attn.pipelines.artifact import model_info
 
         return model_info(self.loaded.header, self.path)
+
+    def export(self, path: str | os.PathLike | None = None, format: str = "onnx") -> ExportResult:
+        """Write the model, front end included, as one ONNX ("onnx") or TorchScript
+        ("torchscript") file mapping what `predict` reads to probabilities (see `attn export
+        --help`); `path` defaults to the model file's with .onnx or .pt. The file is checked
+        against this model before it is written: `.max_abs_diff` of the result says how well."""
+        from attn.pipelines.export import default_path, export_model
+
+        return export_model(self.loaded, path if path is not None else default_path(self.path, format), format)
 
     def predict(self, inputs, top_k: int = 1, **options) -> list[dict[str, Any]]:
         """One record per input, in order, as `attn predict` prints them.

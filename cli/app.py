@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import evaluate, features, info, predict, tokenize, train, tune
+from . import evaluate, export, features, info, predict, tokenize, train, tune
 from .common import State
 
 app = typer.Typer(
@@ -54,6 +54,7 @@ app.command("features", epilog=_epilog(features.EPILOG))(features.features_cmd)
 app.command("info", epilog=_epilog(info.EPILOG))(info.info_cmd)
 app.command("tokenize", epilog=_epilog(tokenize.EPILOG))(tokenize.tokenize_cmd)
 app.command("tune", epilog=_epilog(tune.EPILOG))(tune.tune_cmd)
+app.command("export", epilog=_epilog(export.EPILOG))(export.export_cmd)
 
 
 def main() -> None:

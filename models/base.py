@@ -71,7 +71,8 @@ class Backbone(nn.Module):
     @property
     def token_dim(self) -> int:
         """Width D of `encode`'s per-token outputs (families with `token_outputs`)."""
-        raise NotImplementedError(f"model {self.family!r} has no per-token outputs")
+        # AttributeError, so that hasattr() is False: TorchScript probes every attribute that way.
+        raise AttributeError(f"model {self.family!r} has no per-token outputs")
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token outputs (B, class_tokens + T', D) and their mask (B, class_tokens + T'), for

@@ -169,7 +169,9 @@ class PatchEmbed(nn.Module):
         # is that row's count). From the shape, not from `lengths`: an exported graph keeps it
         # symbolic, where a count read from a tensor would be data-dependent.
         pt, st = self.size[1], self.stride[1]
-        n = 1 + (torch.sym_max(t - pt, 0) + st - 1) // st
+        over = t - pt  # an int, a SymInt (export) or a 0-d tensor (torch.jit.trace)
+        over = over.clamp_min(0) if isinstance(over, torch.Tensor) else torch.sym_max(over, 0)
+        n = 1 + (over + st - 1) // st
         need = (n - 1) * st + pt  # >= t
         img = F.pad(x.transpose(1, 2), (0, need - t))[:, None]  # (B, 1, C, need)
         tokens = self.conv(img)  # (B, width, Nf, n)

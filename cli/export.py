@@ -1,0 +1,61 @@
+"""attn export"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+import typer
+
+from .common import ModelOpt, QuietOpt, handle_errors, setup_logging, stderr_console
+
+EPILOG = """\
+Examples:
+
+  attn export --out digits.onnx                          # runs/latest, ONNX
+
+  attn export -m runs/trec/model.attn --format torchscript --out trec.pt
+
+  attn export -m runs/digits --json | jq .max_abs_diff   # where it went and how well it matches
+
+The file maps what `attn predict` reads to class probabilities, the front end inside: audio
+models take `waveform` (batch, samples) float32 at the model's sample rate, one window per row;
+text models take `ids` (batch, tokens) int64 (batch, tokens, 1 + K with hashed n-grams) and
+`lengths` (batch,). Labels and front-end settings are in the ONNX metadata (TorchScript: the
+extra file attn.json). The file is checked against PyTorch on a batch of another shape before it
+is written. ONNX needs pip install 'attn[export]'.
+"""
+
+
+@handle_errors
+def export_cmd(
+    model: ModelOpt = None,
+    fmt: Annotated[
+        Literal["onnx", "torchscript"], typer.Option("--format", "-f", help="onnx (onnxruntime) or torchscript.")
+    ] = "onnx",
+    out: Annotated[
+        str | None,
+        typer.Option(
+            "--out", "-o", help="File to write. Default: beside the model, model.onnx or model.pt.", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a trained model, front end included, to one ONNX or TorchScript file."""
+    import attn
+
+    setup_logging(quiet, None if quiet else stderr_console())
+    res = attn.load(model).export(out, format=fmt).summary()
+    if as_json:
+        print(json.dumps(res))
+        return
+    ins = ", ".join(f"{i['name']} {i['dtype']} ({', '.join(i['shape'])})" for i in res["inputs"])
+    labels = res["labels"]
+    n = len(res["check_shapes"])
+    print("\n".join([
+        f"wrote        {res['path']} ({res['format']}, {res['bytes'] / 1e6:.1f} MB, {res['seconds']} s)",
+        f"inputs       {ins}",
+        f"output       probabilities (batch, {len(labels)}): {', '.join(map(str, labels))}",
+        f"parity       max |exported - torch| = {res['max_abs_diff']:.1g} over {n} check inputs of other shapes",
+    ]))  # fmt: skip

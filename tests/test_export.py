@@ -1,0 +1,249 @@
+"""`attn export`: the exported file gives `attn predict`'s probabilities, on real data.
+
+Tiny models are trained in seconds on a slice of FSDD (spoken digits) and TREC (questions), one
+per family and front end that exports; the ONNX file runs in onnxruntime (the `attn[export]`
+extra; skipped where it is not installed, CI installs it) and the TorchScript file in torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import attn
+from attn.cli.app import app
+
+runner = CliRunner()
+TOL = 1e-4  # the issue's bar; predict's records round scores to 6 places (<= 5e-7)
+
+FSDD_RECIPE = """\
+data: {{manifest: {manifest}, split_column: split}}
+features: {{sample_rate: 8000, frame_seconds: 0.6, hop_seconds: 0.3, n_fft: 256, hop_length: 128, n_mels: 32,
+            kind: {kind}}}
+model: {model}
+train: {{epochs: 2, batch_size: 16, lr: 0.003, patience: 0, seed: 0, ensemble: {ensemble}}}
+"""
+TREC_RECIPE = """\
+data: {{train: {train}, test: {test}}}
+features:
+  kind: text
+  embed_dim: 32
+  tokenizer: {{level: word, max_len: 24, char_ngrams: {ngrams}, word_ngrams: {word_ngrams}, ngram_buckets: 2000}}
+model: {model}
+train: {{epochs: 2, batch_size: 32, lr: 0.003, patience: 0, seed: 0}}
+"""
+TINY_TRANSFORMER = {"name": "transformer", "d_model": 32, "heads": 2, "layers": 1, "ff_dim": 64}
+AUDIO = {
+    "cnn-logmel": ("logmel", {"name": "cnn", "channels": [8, 16]}),
+    "cnn-mfcc": ("mfcc", {"name": "cnn", "channels": [8, 16]}),
+    "cnn-spectrogram": ("spectrogram", {"name": "cnn", "channels": [4, 8]}),
+    "transformer-frames-learned": ("logmel", {**TINY_TRANSFORMER, "positions": "learned", "max_positions": 64}),
+    "transformer-patches": ("logmel", {**TINY_TRANSFORMER, "patch": [8, 4], "input_norm": True}),
+    "transformer-additive": ("logmel", {**TINY_TRANSFORMER, "attention": "additive", "pool": "mean"}),
+    "wavenet-waveform": ("waveform", {"name": "wavenet", "front_strides": [4, 4, 2], "front_channels": 8,
+                                      "channels": 8, "skip_channels": 16, "layers": 4, "stacks": 1}),
+}  # fmt: skip
+TEXT = {
+    "transformer-ngrams": ({**TINY_TRANSFORMER, "token_pool": "mean"}, True),
+    "transformer-words-learned": ({**TINY_TRANSFORMER, "positions": "learned", "max_positions": 24}, False),
+    "cnn": ({"name": "cnn", "channels": [8]}, True),
+    "wavenet": ({"name": "wavenet", "front_strides": [1], "channels": 8, "skip_channels": 8, "layers": 2}, False),
+}
+
+
+def _fsdd_manifest(data: Path, tmp: Path) -> Path:
+    """5 training and 2 test clips per digit (the official split's speakers), absolute paths."""
+    rows = list(csv.DictReader(open(data / "fsdd" / "labels.csv")))
+    keep, seen = [], {}
+    for r in rows:
+        key = (r["label"], r["split"])
+        if seen.get(key, 0) < (5 if r["split"] == "train" else 2):
+            seen[key] = seen.get(key, 0) + 1
+            keep.append({"path": str(data / "fsdd" / r["path"]), "label": r["label"], "split": r["split"]})
+    p = tmp / "fsdd.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.DictWriter(f, ["path", "label", "split"])
+        w.writeheader()
+        w.writerows(keep)
+    return p
+
+
+def _trec_parts(data: Path, tmp: Path) -> tuple[Path, Path, list[str]]:
+    """400 training and 40 test questions; returns the two manifests and the test texts."""
+    out = []
+    for name, n in (("train", 400), ("test", 40)):
+        rows = list(csv.DictReader(open(data / "trec" / f"{name}.csv")))[:n]
+        p = tmp / f"trec_{name}.csv"
+        with open(p, "w", newline="") as f:
+            w = csv.DictWriter(f, ["text", "label"])
+            w.writeheader()
+            w.writerows({"text": r["text"], "label": r["label"]} for r in rows)
+        out.append((p, [r["text"] for r in rows]))
+    return out[0][0], out[1][0], out[1][1]
+
+
+def _train(recipe: str, tmp: Path, name: str) -> Path:
+    p = tmp / f"{name}.yaml"
+    p.write_text(recipe)
+    return attn.train(p, out=tmp / name, device="cpu").run_dir
+
+
+@pytest.fixture(scope="module")
+def fsdd(shared_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fsdd")
+    manifest = _fsdd_manifest(shared_data, tmp)
+    tests = [r["path"] for r in csv.DictReader(open(manifest)) if r["split"] == "test"]
+    return tmp, manifest, tests
+
+
+@pytest.fixture(scope="module")
+def trec(shared_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trec")
+    return (tmp, *_trec_parts(shared_data, tmp))
+
+
+def _predict_probs(m, inputs) -> np.ndarray:
+    """`attn predict`'s probabilities: every label's score from its top-k records."""
+    recs = m.predict(inputs, top_k=len(m.labels))
+    assert all("error" not in r for r in recs), recs
+    return np.array([[{t["label"]: t["score"] for t in r["top_k"]}[lab] for lab in m.labels] for r in recs])
+
+
+def _onnx_audio_probs(session, m, paths: list[str]) -> np.ndarray:
+    """What a consumer of the ONNX file does: decode, cut into windows as attn does, one window
+    per row at its own length, mean probability per clip."""
+    from attn.features.audio import read_audio
+    from attn.features.functional import window_spans
+
+    f = m.recipe.features
+    out = []
+    for p in paths:
+        x = read_audio(p, f.sample_rate)
+        probs = [session.run(None, {"waveform": x[None, s : s + n]})[0][0]
+                 for s, n in window_spans(len(x), f.frame_samples, f.hop_samples)]  # fmt: skip
+        out.append(np.mean(probs, axis=0))
+    return np.array(out)
+
+
+def _text_rows(m, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A padded batch of the model's ids, as attn prepares them."""
+    from attn.pipelines.batching import pad_rows
+    from attn.pipelines.text import model_ids
+
+    parts = [model_ids(m.loaded.tokenizer.encode_array(t), m.recipe.features.tokenizer.max_len) for t in texts]
+    return pad_rows(parts), np.array([len(p) for p in parts], dtype=np.int64)
+
+
+@pytest.mark.parametrize("case", list(AUDIO))
+def test_onnx_audio_equals_predict_on_fsdd(fsdd, case):
+    ort = pytest.importorskip("onnxruntime")
+    tmp, manifest, tests = fsdd
+    kind, model = AUDIO[case]
+    run = _train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1), tmp, case)
+    m = attn.load(run)
+    res = m.export(tmp / f"{case}.onnx")
+    assert res.max_abs_diff <= TOL
+    session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    got = _onnx_audio_probs(session, m, tests)
+    want = _predict_probs(m, tests)
+    print(f"parity {case}: max abs diff {np.abs(got - want).max():.2g} over {len(tests)} FSDD clips")
+    assert np.abs(got - want).max() <= TOL
+    # One session, a batch of clips cut to one length: rows are independent windows.
+    n = 3000
+    x = np.stack([np.resize(w, n) for w in (_read(p, m) for p in tests[:4])])
+    batch = session.run(None, {"waveform": x})[0]
+    single = np.concatenate([session.run(None, {"waveform": r[None]})[0] for r in x])
+    assert batch.shape == (4, len(m.labels)) and np.abs(batch - single).max() <= 1e-5
+
+
+def _read(p, m):
+    from attn.features.audio import read_audio
+
+    return read_audio(p, m.recipe.features.sample_rate)
+
+
+@pytest.mark.parametrize("case", list(TEXT))
+def test_onnx_text_equals_predict_on_trec(trec, case):
+    ort = pytest.importorskip("onnxruntime")
+    tmp, train, test, texts = trec
+    model, ngrams = TEXT[case]
+    recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(model), ngrams="[2, 4]" if ngrams else "null",
+                                word_ngrams=2 if ngrams else 1)  # fmt: skip
+    m = attn.load(_train(recipe, tmp, case))
+    res = m.export(tmp / f"{case}.onnx")
+    session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    ids, lengths = _text_rows(m, texts)
+    assert ids.ndim == (3 if ngrams else 2)
+    got = session.run(None, {"ids": ids, "lengths": lengths})[0]
+    want = _predict_probs(m, texts)
+    print(f"parity text {case}: max abs diff {np.abs(got - want).max():.2g} over {len(texts)} TREC questions")
+    assert np.abs(got - want).max() <= TOL
+
+
+def test_ensemble_exports_as_one_graph(fsdd):
+    ort = pytest.importorskip("onnxruntime")
+    tmp, manifest, tests = fsdd
+    recipe = FSDD_RECIPE.format(manifest=manifest, kind="logmel", model=json.dumps({"name": "cnn", "channels": [4, 8]}),
+                                ensemble=2)  # fmt: skip
+    m = attn.load(_train(recipe, tmp, "ensemble"))
+    res = m.export(tmp / "ensemble.onnx")
+    session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    assert np.abs(_onnx_audio_probs(session, m, tests) - _predict_probs(m, tests)).max() <= TOL
+
+
+def test_torchscript_equals_predict(fsdd, trec):
+    import torch
+
+    tmp, manifest, tests = fsdd
+    kind, model = AUDIO["transformer-patches"]
+    m = attn.load(_train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1), tmp,
+                         "ts-audio"))  # fmt: skip
+    res = m.export(tmp / "audio.pt", format="torchscript")
+    ts = torch.jit.load(str(res.path))
+
+    class Session:  # the onnxruntime call shape, over the TorchScript module
+        def run(self, _, feeds):
+            return [ts(torch.from_numpy(feeds["waveform"])).numpy()]
+
+    assert np.abs(_onnx_audio_probs(Session(), m, tests) - _predict_probs(m, tests)).max() <= TOL
+    ttmp, train, test, texts = trec
+    recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(TINY_TRANSFORMER), ngrams="[2, 4]",
+                                word_ngrams=2)  # fmt: skip
+    mt = attn.load(_train(recipe, ttmp, "ts-text"))
+    tst = torch.jit.load(str(mt.export(ttmp / "text.pt", format="torchscript").path))
+    ids, lengths = _text_rows(mt, texts)
+    got = tst(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    assert np.abs(got - _predict_probs(mt, texts)).max() <= TOL
+
+
+def test_cli_export_writes_metadata_and_json(trained_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from attn.pipelines.export import read_metadata
+
+    out = tmp_path / "m.onnx"
+    r = runner.invoke(app, ["export", "-m", str(trained_model), "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["path"] == str(out) and summary["max_abs_diff"] <= TOL
+    assert summary["inputs"][0]["name"] == "waveform" and summary["inputs"][0]["shape"] == ["batch", "samples"]
+    meta = read_metadata(out)
+    m = attn.load(trained_model)
+    assert meta["labels"] == m.labels and meta["modality"] == "audio"
+    assert meta["features"]["sample_rate"] == 8000 and meta["features"]["n_mels"] == 24
+
+
+def test_cli_export_errors_are_one_line(trained_model, tmp_path):
+    r = runner.invoke(app, ["export", "-m", str(tmp_path / "nope.attn"), "--out", str(tmp_path / "x.onnx")])
+    assert r.exit_code == 2 and "not found" in r.output
+    r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", "tflite"])
+    assert r.exit_code == 2
+    blocker = tmp_path / "a_file"  # a folder that cannot be made, even as root
+    blocker.write_text("x")
+    r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", "torchscript", "--out",
+                            str(blocker / "m.pt")])  # fmt: skip
+    assert r.exit_code == 3 and "cannot write" in r.stderr and r.stderr.count("\n") == 1
