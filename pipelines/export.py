@@ -117,6 +117,7 @@ def export_model(loaded: LoadedModel, out: str | Path, fmt: str = "onnx") -> Exp
     t0 = time.perf_counter()
     out = Path(out)
     model = copy.deepcopy(loaded.model).cpu().eval()  # never touch the caller's model (device, caches)
+    model.requires_grad_(False)  # a consumer's outputs carry no autograd graph
     _one_pass(model)
     text = loaded.recipe.modality == "text"
     wrapper = (TextProbs(model) if text else AudioProbs(model)).eval()
@@ -279,7 +280,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raw = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     else:
         files = {EXTRA_FILE: ""}
-        torch.jit.load(str(path), _extra_files=files)
+        with _quiet():
+            torch.jit.load(str(path), _extra_files=files)
         raw = json.loads(files[EXTRA_FILE])
     out: dict[str, Any] = {}
     for k, v in raw.items():

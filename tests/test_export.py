@@ -3,6 +3,8 @@
 Tiny models are trained in seconds on a slice of FSDD (spoken digits) and TREC (questions), one
 per family and front end that exports; the ONNX file runs in onnxruntime (the `attn[export]`
 extra; skipped where it is not installed, CI installs it) and the TorchScript file in torch.
+An ONNX export takes 5-20 s (torch.export), so the default suite runs one model per family and
+modality and `-m slow` the other front ends and options.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typer.testing import CliRunner
 import attn
 from attn.cli.app import app
 
+# torch.jit.load's deprecation notice (the exporter silences it; a test loads TorchScript itself)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 runner = CliRunner()
 TOL = 1e-4  # the issue's bar; predict's records round scores to 6 places (<= 5e-7)
 
@@ -26,7 +30,7 @@ data: {{manifest: {manifest}, split_column: split}}
 features: {{sample_rate: 8000, frame_seconds: 0.6, hop_seconds: 0.3, n_fft: 256, hop_length: 128, n_mels: 32,
             kind: {kind}}}
 model: {model}
-train: {{epochs: 2, batch_size: 16, lr: 0.003, patience: 0, seed: 0, ensemble: {ensemble}}}
+train: {{epochs: 1, batch_size: 16, lr: 0.003, patience: 0, seed: 0, ensemble: {ensemble}}}
 """
 TREC_RECIPE = """\
 data: {{train: {train}, test: {test}}}
@@ -35,18 +39,23 @@ features:
   embed_dim: 32
   tokenizer: {{level: word, max_len: 24, char_ngrams: {ngrams}, word_ngrams: {word_ngrams}, ngram_buckets: 2000}}
 model: {model}
-train: {{epochs: 2, batch_size: 32, lr: 0.003, patience: 0, seed: 0}}
+train: {{epochs: 1, batch_size: 32, lr: 0.003, patience: 0, seed: 0}}
 """
 TINY_TRANSFORMER = {"name": "transformer", "d_model": 32, "heads": 2, "layers": 1, "ff_dim": 64}
 AUDIO = {
     "cnn-logmel": ("logmel", {"name": "cnn", "channels": [8, 16]}),
-    "cnn-mfcc": ("mfcc", {"name": "cnn", "channels": [8, 16]}),
-    "cnn-spectrogram": ("spectrogram", {"name": "cnn", "channels": [4, 8]}),
-    "transformer-frames-learned": ("logmel", {**TINY_TRANSFORMER, "positions": "learned", "max_positions": 64}),
-    "transformer-patches": ("logmel", {**TINY_TRANSFORMER, "patch": [8, 4], "input_norm": True}),
-    "transformer-additive": ("logmel", {**TINY_TRANSFORMER, "attention": "additive", "pool": "mean"}),
+    # Spectrogram patches with additive attention and a learned table of 10 time patches (a 0.6 s
+    # window has 10): longer inputs interpolate it inside the graph.
+    "transformer-patches-additive-learned": ("logmel", {**TINY_TRANSFORMER, "patch": [8, 4], "input_norm": True,
+                                             "attention": "additive", "positions": "learned", "max_positions": 10}),
     "wavenet-waveform": ("waveform", {"name": "wavenet", "front_strides": [4, 4, 2], "front_channels": 8,
                                       "channels": 8, "skip_channels": 16, "layers": 4, "stacks": 1}),
+    "cnn-mfcc": ("mfcc", {"name": "cnn", "channels": [8, 16]}),
+    "cnn-spectrogram": ("spectrogram", {"name": "cnn", "channels": [4, 8]}),
+    "transformer-frames-learned": ("logmel", {**TINY_TRANSFORMER, "positions": "learned", "max_positions": 40}),
+    "transformer-frames-additive": ("logmel", {**TINY_TRANSFORMER, "attention": "additive", "pool": "mean"}),
+    "wavenet-logmel": ("logmel", {"name": "wavenet", "front_strides": [1], "channels": 8, "skip_channels": 8,
+                                  "layers": 3}),
 }  # fmt: skip
 TEXT = {
     "transformer-ngrams": ({**TINY_TRANSFORMER, "token_pool": "mean"}, True),
@@ -54,6 +63,11 @@ TEXT = {
     "cnn": ({"name": "cnn", "channels": [8]}, True),
     "wavenet": ({"name": "wavenet", "front_strides": [1], "channels": 8, "skip_channels": 8, "layers": 2}, False),
 }
+DEFAULT = {"cnn-logmel", "transformer-patches-additive-learned", "wavenet-waveform", "transformer-ngrams"}
+
+
+def cases(names):
+    return [pytest.param(n, marks=() if n in DEFAULT else pytest.mark.slow) for n in names]
 
 
 def _fsdd_manifest(data: Path, tmp: Path) -> Path:
@@ -139,8 +153,12 @@ def _text_rows(m, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return pad_rows(parts), np.array([len(p) for p in parts], dtype=np.int64)
 
 
-@pytest.mark.parametrize("case", list(AUDIO))
+@pytest.mark.parametrize("case", cases(AUDIO))
 def test_onnx_audio_equals_predict_on_fsdd(fsdd, case):
+    import torch
+
+    from attn.pipelines.export import read_metadata
+
     ort = pytest.importorskip("onnxruntime")
     tmp, manifest, tests = fsdd
     kind, model = AUDIO[case]
@@ -153,12 +171,19 @@ def test_onnx_audio_equals_predict_on_fsdd(fsdd, case):
     want = _predict_probs(m, tests)
     print(f"parity {case}: max abs diff {np.abs(got - want).max():.2g} over {len(tests)} FSDD clips")
     assert np.abs(got - want).max() <= TOL
-    # One session, a batch of clips cut to one length: rows are independent windows.
-    n = 3000
-    x = np.stack([np.resize(w, n) for w in (_read(p, m) for p in tests[:4])])
+    # A batch of clips cut to one length: rows are independent windows; and a window twice the
+    # recipe's (a learned table is interpolated in the graph) still matches PyTorch.
+    clips = [_read(p, m) for p in tests[:4]]
+    x = np.stack([np.resize(w, 3000) for w in clips])
     batch = session.run(None, {"waveform": x})[0]
     single = np.concatenate([session.run(None, {"waveform": r[None]})[0] for r in x])
     assert batch.shape == (4, len(m.labels)) and np.abs(batch - single).max() <= 1e-5
+    long = np.concatenate(clips)[None, : 2 * m.recipe.features.frame_samples]
+    with torch.no_grad():
+        ref = m.module(torch.from_numpy(long), torch.tensor([long.shape[1]])).softmax(-1).numpy()
+    assert np.abs(session.run(None, {"waveform": long})[0] - ref).max() <= TOL
+    meta = read_metadata(res.path)
+    assert meta["labels"] == m.labels and meta["features"]["kind"] == kind and meta["features"]["sample_rate"] == 8000
 
 
 def _read(p, m):
@@ -167,7 +192,7 @@ def _read(p, m):
     return read_audio(p, m.recipe.features.sample_rate)
 
 
-@pytest.mark.parametrize("case", list(TEXT))
+@pytest.mark.parametrize("case", cases(TEXT))
 def test_onnx_text_equals_predict_on_trec(trec, case):
     ort = pytest.importorskip("onnxruntime")
     tmp, train, test, texts = trec
@@ -185,6 +210,7 @@ def test_onnx_text_equals_predict_on_trec(trec, case):
     assert np.abs(got - want).max() <= TOL
 
 
+@pytest.mark.slow
 def test_ensemble_exports_as_one_graph(fsdd):
     ort = pytest.importorskip("onnxruntime")
     tmp, manifest, tests = fsdd
@@ -200,7 +226,7 @@ def test_torchscript_equals_predict(fsdd, trec):
     import torch
 
     tmp, manifest, tests = fsdd
-    kind, model = AUDIO["transformer-patches"]
+    kind, model = AUDIO["transformer-patches-additive-learned"]
     m = attn.load(_train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1), tmp,
                          "ts-audio"))  # fmt: skip
     res = m.export(tmp / "audio.pt", format="torchscript")
@@ -222,11 +248,10 @@ def test_torchscript_equals_predict(fsdd, trec):
 
 
 def test_cli_export_writes_metadata_and_json(trained_model, tmp_path):
-    pytest.importorskip("onnxruntime")
     from attn.pipelines.export import read_metadata
 
-    out = tmp_path / "m.onnx"
-    r = runner.invoke(app, ["export", "-m", str(trained_model), "--out", str(out), "--json"])
+    out = tmp_path / "m.pt"  # TorchScript: seconds (the ONNX tests above cover the other format)
+    r = runner.invoke(app, ["export", "-m", str(trained_model), "-f", "torchscript", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["path"] == str(out) and summary["max_abs_diff"] <= TOL
