@@ -31,10 +31,18 @@ if TYPE_CHECKING:  # pragma: no cover - names for annotations only
 def load(model: str | os.PathLike | None = None, device: Any = "cpu") -> Model:
     """Load a trained model: a model file or a run directory (its model.attn); None means
     $ATTN_MODEL, else runs/latest. `device`: "cpu", "auto", "cuda[:N]" or a torch.device.
-    The file's checksum is verified and nothing in it can run code."""
+    The file's checksum is verified and nothing in it can run code.
+
+    An ONNX file written by `attn export` (*.onnx) loads too, for prediction without PyTorch
+    (onnxruntime on the CPU; `device` is ignored): `.predict`, `.labels`, `.info()` work, and
+    `.recipe` holds its front end and data settings only."""
     from attn.pipelines.artifact import load_model, resolve_model_path
 
     path = resolve_model_path(None if model is None else os.fspath(model))
+    if path.suffix.lower() == ".onnx":
+        from attn.pipelines.exported import load_exported
+
+        return Model(load_exported(path), path)
     return Model(load_model(path, _device(device)), path)
 
 
@@ -180,9 +188,12 @@ class Model:
         return self.loaded.device
 
     def info(self) -> dict[str, Any]:
-        """What `attn info --format json` shows: recipe, labels, parameters, versions, metrics."""
+        """What `attn info --format json` shows: recipe, labels, parameters, versions, metrics
+        (an exported ONNX model: its metadata)."""
         from attn.pipelines.artifact import model_info
 
+        if self.path.suffix.lower() == ".onnx":
+            return {"path": str(self.path), "format": "onnx", **self.loaded.header}
         return model_info(self.loaded.header, self.path)
 
     def export(self, path: str | os.PathLike | None = None, format: str = "onnx") -> ExportResult:
@@ -192,6 +203,8 @@ class Model:
         against this model before it is written: `.max_abs_diff` of the result says how well."""
         from attn.pipelines.export import default_path, export_model
 
+        if self.path.suffix.lower() == ".onnx":
+            raise ConfigError(f"{self.path} is already an exported model; export the .attn model it came from")
         return export_model(self.loaded, path if path is not None else default_path(self.path, format), format)
 
     def predict(self, inputs, top_k: int = 1, **options) -> list[dict[str, Any]]:

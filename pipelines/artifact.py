@@ -33,6 +33,21 @@ class LoadedModel:
         """The run's baseline module (attn.models.linear.LinearBaseline), or None."""
         return getattr(self.model, "baseline", None)
 
+    def window_probs(self, windows: list) -> Any:
+        """Class probabilities (W, K) float32 of windows: 1-D float32 samples, or token ids (T,)
+        or (T, 1 + K); zero-padded into one batch with their lengths (padding never changes a
+        prediction). Predict's one model call (`exported.ExportedModel` has the same)."""
+        import torch
+
+        from .batching import pad_rows
+        from .inference import softmax
+
+        x = torch.from_numpy(pad_rows(windows)).to(self.device)
+        lengths = torch.tensor([len(w) for w in windows], dtype=torch.int64, device=self.device)
+        with torch.inference_mode():
+            logits = self.model(x, lengths).float().cpu().numpy()
+        return softmax(logits)
+
 
 def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch

@@ -158,6 +158,7 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
         "labels": json.dumps(list(loaded.labels)),
         "features": json.dumps(feats),
         "model": json.dumps(recipe.get("model", {})),
+        "data": json.dumps({"extensions": list(loaded.recipe.data.extensions)}),
         "inputs": json.dumps(
             [{"name": n, "dtype": shapes[n][0], "shape": shapes[n][1], "doc": shapes[n][2]} for n in inputs]
         ),

@@ -1,29 +1,34 @@
 """Run a model over windows and aggregate window predictions per clip (shared by training's
-validation, `attn evaluate` and `attn predict`)."""
+validation, `attn evaluate` and `attn predict`). Only `window_logits` needs torch: predicting
+with an exported ONNX model uses the rest without it."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .batching import WindowSet
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .batching import WindowSet
 
 AGGREGATES = ("mean", "max", "vote")
 
 
-@torch.inference_mode()
 def window_logits(model, ws: WindowSet, device, batch_size: int = 64, amp: bool = False) -> np.ndarray:
     """Logits for every window of `ws` in `ws.all_windows` order: (W, K) float32."""
+    import torch
+
     model.eval()
     out = []
     pin = device.type == "cuda"
-    for batch in ws.batches(ws.all_windows, batch_size):
-        if pin:
-            batch = batch.pin_memory()
-        batch = batch.to(device, non_blocking=pin)
-        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            logits = model(batch.x, batch.lengths)
-        out.append(logits.float().cpu())
+    with torch.inference_mode():
+        for batch in ws.batches(ws.all_windows, batch_size):
+            if pin:
+                batch = batch.pin_memory()
+            batch = batch.to(device, non_blocking=pin)
+            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+                logits = model(batch.x, batch.lengths)
+            out.append(logits.float().cpu())
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(out).numpy()

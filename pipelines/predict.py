@@ -22,8 +22,7 @@ import numpy as np
 from attn.errors import InputError
 from attn.features.config import AUDIO_EXTENSIONS
 
-from .batching import pad_rows
-from .inference import AGGREGATES, aggregate, softmax, top_labels
+from .inference import AGGREGATES, aggregate, top_labels
 
 STREAM_SECONDS = 120.0
 WARN_FRACTION = 10  # a record gets a "warning" below 1/10 of a window, or 1/10 of the model's sample rate
@@ -91,7 +90,8 @@ class _File:
 
 
 class AudioPredictor:
-    """Predict audio files (or `AudioArray`s) with a loaded model (see `artifact.load_model`)."""
+    """Predict audio files (or `AudioArray`s) with a loaded model: `artifact.load_model`'s, or an
+    exported ONNX file's (`exported.load_exported`, no torch)."""
 
     def __init__(
         self,
@@ -150,14 +150,7 @@ class AudioPredictor:
 
     # model ----------------------------------------------------------------------------------------
     def _run(self, rows: list[tuple[_File, int, np.ndarray, int]]) -> None:
-        import torch
-
-        dev = self.loaded.device
-        x = pad_rows([w[:n] for _, _, w, n in rows])  # (B, N) float32
-        lengths = torch.tensor([n for _, _, _, n in rows], dtype=torch.int64)
-        with torch.inference_mode():
-            logits = self.loaded.model(torch.from_numpy(x).to(dev), lengths.to(dev)).float().cpu().numpy()
-        probs = softmax(logits)
+        probs = self.loaded.window_probs([w[:n] for _, _, w, n in rows])  # (B, K)
         for (f, start, _, n), p in zip(rows, probs, strict=True):
             f.probs.append(p)
             f.spans.append((start, n))

@@ -16,7 +16,7 @@ import numpy as np
 
 from attn.errors import ConfigError
 
-from .inference import softmax, top_labels
+from .inference import top_labels
 
 BOM = b"\xef\xbb\xbf"
 
@@ -122,21 +122,13 @@ class TextPredictor:
         yield from self._flush(pending)
 
     def _flush(self, rows) -> Iterator[dict[str, Any]]:
-        import torch
-
-        from .batching import pad_rows
         from .text import model_ids
 
         good = [(i, ids) for i, (_, ids, _) in enumerate(rows) if ids is not None]
         probs: dict[int, np.ndarray] = {}
         if good:
             parts = [model_ids(ids, self.max_len) for _, ids in good]  # (T,) or (T, 1 + K) each
-            x = pad_rows(parts)  # (B, T) or (B, T, 1 + K)
-            lengths = [len(p) for p in parts]
-            dev = self.loaded.device
-            with torch.inference_mode():
-                logits = self.loaded.model(torch.from_numpy(x).to(dev), torch.tensor(lengths).to(dev))
-            for (i, _), p in zip(good, softmax(logits.float().cpu().numpy()), strict=True):
+            for (i, _), p in zip(good, self.loaded.window_probs(parts), strict=True):
                 probs[i] = p
         for i, (item, ids, err) in enumerate(rows):
             rec: dict[str, Any] = {"input": item.input}

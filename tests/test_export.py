@@ -107,6 +107,30 @@ def _train(recipe: str, tmp: Path, name: str) -> Path:
     return attn.train(p, out=tmp / name, device="cpu").run_dir
 
 
+_EXPORTED: dict[str, tuple] = {}  # case -> (Model, ExportResult): one training and export per case
+
+
+def _audio_case(fsdd, case: str):
+    if case not in _EXPORTED:
+        tmp, manifest, _ = fsdd
+        kind, model = AUDIO[case]
+        run = _train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1), tmp, case)
+        m = attn.load(run)
+        _EXPORTED[case] = m, m.export(tmp / f"{case}.onnx")
+    return _EXPORTED[case]
+
+
+def _text_case(trec, case: str):
+    if case not in _EXPORTED:
+        tmp, train, test, _ = trec
+        model, ngrams = TEXT[case]
+        recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(model),
+                                    ngrams="[2, 4]" if ngrams else "null", word_ngrams=2 if ngrams else 1)  # fmt: skip
+        m = attn.load(_train(recipe, tmp, case))
+        _EXPORTED[case] = m, m.export(tmp / f"{case}.onnx")
+    return _EXPORTED[case]
+
+
 @pytest.fixture(scope="module")
 def fsdd(shared_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fsdd")
@@ -160,11 +184,9 @@ def test_onnx_audio_equals_predict_on_fsdd(fsdd, case):
     from attn.pipelines.export import read_metadata
 
     ort = pytest.importorskip("onnxruntime")
-    tmp, manifest, tests = fsdd
-    kind, model = AUDIO[case]
-    run = _train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1), tmp, case)
-    m = attn.load(run)
-    res = m.export(tmp / f"{case}.onnx")
+    tests = fsdd[2]
+    kind = AUDIO[case][0]
+    m, res = _audio_case(fsdd, case)
     assert res.max_abs_diff <= TOL
     session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
     got = _onnx_audio_probs(session, m, tests)
@@ -195,12 +217,9 @@ def _read(p, m):
 @pytest.mark.parametrize("case", cases(TEXT))
 def test_onnx_text_equals_predict_on_trec(trec, case):
     ort = pytest.importorskip("onnxruntime")
-    tmp, train, test, texts = trec
-    model, ngrams = TEXT[case]
-    recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(model), ngrams="[2, 4]" if ngrams else "null",
-                                word_ngrams=2 if ngrams else 1)  # fmt: skip
-    m = attn.load(_train(recipe, tmp, case))
-    res = m.export(tmp / f"{case}.onnx")
+    texts = trec[3]
+    ngrams = TEXT[case][1]
+    m, res = _text_case(trec, case)
     session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
     ids, lengths = _text_rows(m, texts)
     assert ids.ndim == (3 if ngrams else 2)
@@ -208,6 +227,45 @@ def test_onnx_text_equals_predict_on_trec(trec, case):
     want = _predict_probs(m, texts)
     print(f"parity text {case}: max abs diff {np.abs(got - want).max():.2g} over {len(texts)} TREC questions")
     assert np.abs(got - want).max() <= TOL
+
+
+def test_predict_with_the_onnx_file_needs_no_torch(fsdd):
+    """`attn predict --model model.onnx` (soundfile + numpy framing + onnxruntime) prints the
+    records the .attn model prints, and never imports torch."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    tests = fsdd[2][:6]
+    m, res = _audio_case(fsdd, "cnn-logmel")
+    code = ("import sys, atexit; atexit.register(lambda: print('TORCH', 'torch' in sys.modules, file=sys.stderr)); "
+            "from attn.cli.app import main; main()")  # fmt: skip
+    args = ["predict", "--model", str(res.path), *tests, "--top-k", "3", "--per-frame", "-f", "jsonl"]
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "TORCH False" in r.stderr
+    got = [json.loads(x) for x in r.stdout.splitlines()]
+    want = m.predict(tests, top_k=3, per_frame=True)
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g["windows"] == w["windows"] and g["duration"] == w["duration"]
+        assert abs(g["score"] - w["score"]) <= TOL
+        assert [f["start"] for f in g["frames"]] == [f["start"] for f in w["frames"]]
+
+
+def test_text_onnx_model_predicts_through_the_api(trec):
+    pytest.importorskip("onnxruntime")
+    texts = trec[3][:20] + ["   ", "Who is Zqxjk Wobbleton ?"]  # an empty text, an unknown name
+    m, res = _text_case(trec, "transformer-ngrams")
+    om = attn.load(res.path)
+    assert om.labels == m.labels and om.modality == "text" and om.info()["format"] == "onnx"
+    got, want = om.predict(texts, top_k=2), m.predict(texts, top_k=2)
+    assert [g.get("error") for g in got] == [w.get("error") for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.get("label") == w.get("label") and g.get("tokens") == w.get("tokens")
+        assert abs(g.get("score", 0) - w.get("score", 0)) <= TOL
+    with pytest.raises(attn.ConfigError, match="already an exported model"):
+        om.export(res.path.with_suffix(".again.onnx"))
 
 
 @pytest.mark.slow
