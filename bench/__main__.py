@@ -26,6 +26,7 @@ CASES = {
     "training": ("cases_train", "trainer_vs_loop"),
     "cold_start": ("cases_cli", "cold_start"),
     "batch_predict": ("cases_cli", "batch_predict"),
+    "onnx_predict": ("cases_cli", "onnx_predict"),
     "trec": ("cases_train", "trec_vs_tfidf"),
     "general": ("cases_general", "general"),
     "gpu": ("cases_gpu", "gpu"),

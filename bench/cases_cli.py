@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -77,3 +78,37 @@ def batch_predict(quick: bool = False) -> list[dict]:
                  batch_seconds=round(t_batch, 2), import_torch_seconds=round(t_torch, 2),
                  after_startup_files_per_s=round(len(files) / max(t_batch - t_torch, 1e-9)),
                  per_file_call_seconds=round(t_loop, 3))]  # fmt: skip
+
+
+def onnx_predict(quick: bool = False) -> list[dict]:
+    """`attn predict` on the exported ONNX file (onnxruntime, no torch import) beside the same
+    model's .attn file: one file cold, and many files in one call."""
+    root = data_root()
+    if root is None:
+        return [{"case": "ONNX predict", "skipped": "FSDD not found"}]
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return [{"case": "ONNX predict", "skipped": "the export extra is not installed (pip install -e '.[export]')"}]
+    attn = attn_cmd()
+    n = 3 if quick else 5
+    model = _model("audio", root)
+    onnx = model.replace(".attn", ".onnx")
+    r = subprocess.run([*attn, "export", "-m", model, "--out", onnx, "--json"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-500:])
+    wav = str(root / "fsdd" / "recordings" / "7_jackson_32.wav")
+    t_onnx = command_time([*attn, "predict", "-m", onnx, wav], repeats=n)
+    t_attn = command_time([*attn, "predict", "-m", model, wav], repeats=n)
+    files = sorted(str(p) for p in (root / "fsdd" / "recordings").glob("*.wav"))[: 600 if quick else None]
+    stdin = "\n".join(files)
+    b_onnx = command_time([*attn, "predict", "-m", onnx, "-"], repeats=1 if quick else 3, stdin=stdin)
+    b_attn = command_time([*attn, "predict", "-m", model, "-"], repeats=1 if quick else 3, stdin=stdin)
+    return [
+        case("cold start: attn predict one.wav, ONNX file", "one FSDD file, digits CNN exported (onnxruntime)",
+             "the same model's .attn file (imports torch)", t_onnx, t_attn, "s", "faster than the .attn file",
+             t_onnx < t_attn, higher_is_better=False, max_abs_diff=json.loads(r.stdout)["max_abs_diff"]),
+        case("batch predict: ONNX file vs .attn file", f"{len(files)} FSDD files, one call, digits CNN",
+             "the same model's .attn file", len(files) / b_onnx, len(files) / b_attn, "files/s", "≥ 0.8x",
+             b_onnx <= b_attn / 0.8),
+    ]  # fmt: skip
