@@ -151,6 +151,8 @@ def evaluate(
     from attn.pipelines.recipe import resolve_recipe
 
     m = model if isinstance(model, Model) else load(model, device)
+    if m.exported:
+        raise ConfigError(f"{m.path}: evaluate needs the .attn model (an exported ONNX file only predicts)")
     r = None if recipe is None else resolve_recipe(recipe, list(overrides))
     if r is None and overrides:
         raise ConfigError("overrides need a recipe")
@@ -180,6 +182,11 @@ class Model:
         return self.loaded.recipe
 
     @property
+    def exported(self) -> bool:
+        """An ONNX file from `attn export` (predicts through onnxruntime; no `.module`, no evaluate)."""
+        return self.path.suffix.lower() == ".onnx"
+
+    @property
     def module(self):
         return self.loaded.model
 
@@ -192,8 +199,10 @@ class Model:
         (an exported ONNX model: its metadata)."""
         from attn.pipelines.artifact import model_info
 
-        if self.path.suffix.lower() == ".onnx":
-            return {"path": str(self.path), "format": "onnx", **self.loaded.header}
+        if self.exported:
+            from attn.pipelines.exported import exported_info
+
+            return exported_info(self.path)
         return model_info(self.loaded.header, self.path)
 
     def export(self, path: str | os.PathLike | None = None, format: str = "onnx") -> ExportResult:
@@ -203,7 +212,7 @@ class Model:
         against this model before it is written: `.max_abs_diff` of the result says how well."""
         from attn.pipelines.export import default_path, export_model
 
-        if self.path.suffix.lower() == ".onnx":
+        if self.exported:
             raise ConfigError(f"{self.path} is already an exported model; export the .attn model it came from")
         return export_model(self.loaded, path if path is not None else default_path(self.path, format), format)
 

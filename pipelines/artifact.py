@@ -177,4 +177,8 @@ def read_info(model: str | None) -> dict[str, Any]:
     """`model_info` of a model file or run directory (default $ATTN_MODEL, else runs/latest),
     from its header alone: fast, no torch; the checksum is still verified."""
     path = resolve_model_path(model)
+    if path.suffix.lower() == ".onnx":  # an `attn export` file: its metadata
+        from .exported import exported_info
+
+        return exported_info(path)
     return model_info(read_container(path, header_only=True).header, path)

@@ -162,6 +162,10 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
         "inputs": json.dumps(
             [{"name": n, "dtype": shapes[n][0], "shape": shapes[n][1], "doc": shapes[n][2]} for n in inputs]
         ),
+        "parameters": json.dumps(loaded.header.get("parameters")),
+        "created": json.dumps(loaded.header.get("created")),  # when the model (not this file) was trained
+        "torch_version": json.dumps(loaded.header.get("torch_version")),
+        "metrics": json.dumps(loaded.header.get("metrics")),
         "output": json.dumps(
             {
                 "name": "probabilities",
@@ -286,10 +290,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raw = json.loads(files[EXTRA_FILE])
     out: dict[str, Any] = {}
     for k, v in raw.items():
-        try:
-            out[k] = json.loads(v) if k not in ("attn_version", "modality", "tokenizer_model_base64") else v
-        except ValueError:
-            out[k] = v
+        out[k] = v if k in ("attn_version", "modality", "tokenizer_model_base64") else json.loads(v)
     return out
 
 

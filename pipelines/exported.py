@@ -71,20 +71,7 @@ class ExportedModel:
 
 def load_exported(path: str | Path) -> ExportedModel:
     """An ONNX file written by `attn export`, ready for `AudioPredictor` / `TextPredictor`."""
-    path = Path(path)
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError(f"{path}: running an ONNX model needs onnxruntime: pip install 'attn[export]'") from None
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise ArtifactError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
-    raw = session.get_modelmeta().custom_metadata_map
-    if "labels" not in raw or "features" not in raw:
-        raise ArtifactError(f"{path}: an ONNX model without attn's metadata (export it with `attn export`)")
-    meta = {k: v if k in ("attn_version", "modality", "tokenizer_model_base64") else json.loads(v)
-            for k, v in raw.items()}  # fmt: skip
+    session, meta = _open(Path(path))
     feats = meta["features"]
     schema = TextFeatures if feats.get("kind") == "text" else AudioFeatures
     features = schema.model_validate(feats)
@@ -98,3 +85,34 @@ def load_exported(path: str | Path) -> ExportedModel:
         tokenizer = tokenizer_from_state(features.tokenizer, meta["tokenizer"], blob)
     recipe = ExportedRecipe(data, features, meta.get("model", {}))
     return ExportedModel(session, recipe, list(meta["labels"]), meta, tokenizer)
+
+
+def exported_info(path: str | Path) -> dict[str, Any]:
+    """What `attn info` shows of an exported file: its metadata, shaped like a model header."""
+    _, meta = _open(Path(path))
+    shown = {k: v for k, v in meta.items() if k not in ("features", "model", "data", "tokenizer_model_base64")}
+    return {"path": str(path), "format": "onnx", **shown, "recipe": {"features": meta["features"],
+                                                                       "model": meta.get("model", {})}}  # fmt: skip
+
+
+def _open(path: Path) -> tuple[Any, dict[str, Any]]:
+    """(onnxruntime session, the metadata with JSON values decoded)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError(f"{path}: running an ONNX model needs onnxruntime: pip install 'attn[export]'") from None
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ArtifactError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+    raw = session.get_modelmeta().custom_metadata_map
+    if "labels" not in raw or "features" not in raw:
+        raise ArtifactError(f"{path}: an ONNX model without attn's metadata (export it with `attn export`)")
+    try:
+        meta = {k: v if k in _PLAIN else json.loads(v) for k, v in raw.items()}
+    except ValueError as e:
+        raise ArtifactError(f"{path}: damaged attn metadata ({e})") from None
+    return session, meta
+
+
+_PLAIN = ("attn_version", "modality", "tokenizer_model_base64")  # metadata values that are not JSON

@@ -253,6 +253,19 @@ def test_predict_with_the_onnx_file_needs_no_torch(fsdd):
         assert [f["start"] for f in g["frames"]] == [f["start"] for f in w["frames"]]
 
 
+def test_info_and_evaluate_on_an_onnx_file(fsdd):
+    pytest.importorskip("onnxruntime")
+    m, res = _audio_case(fsdd, "cnn-logmel")
+    r = runner.invoke(app, ["info", str(res.path), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["format"] == "onnx" and info["labels"] == m.labels
+    source = m.info()
+    assert info["parameters"] == source["parameters"] and info["metrics"]["accuracy"] == source["metrics"]["accuracy"]
+    r = runner.invoke(app, ["evaluate", "-m", str(res.path)])
+    assert r.exit_code == 2 and "needs the .attn model" in r.stderr
+
+
 def test_text_onnx_model_predicts_through_the_api(trec):
     pytest.importorskip("onnxruntime")
     texts = trec[3][:20] + ["   ", "Who is Zqxjk Wobbleton ?"]  # an empty text, an unknown name
