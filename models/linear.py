@@ -70,10 +70,10 @@ class TfidfFeatures(nn.Module):
         valid = torch.arange(t, device=w.device)[None, :] < lengths[:, None]
         inside = (w >= 0) & (w < vocab)
         uni = torch.where(valid & inside, self.unigram[w.clamp(0, vocab - 1)], -1)  # (B, T)
-        if t < 2 or not len(self.bigram_keys):
+        if not len(self.bigram_keys) or (not torch.compiler.is_compiling() and t < 2):
             return uni
         key = w[:, :-1] * vocab + w[:, 1:]  # (B, T-1)
-        pos = torch.searchsorted(self.bigram_keys, key).clamp(max=len(self.bigram_keys) - 1)
+        pos = sorted_index(self.bigram_keys, key).clamp(max=len(self.bigram_keys) - 1)
         hit = (self.bigram_keys[pos] == key) & valid[:, 1:] & inside[:, :-1] & inside[:, 1:]
         big = torch.where(hit, self.bigram_cols[pos], -1)
         return torch.cat([uni, big], dim=1)
@@ -86,6 +86,23 @@ class TfidfFeatures(nn.Module):
         counts = counts[:, :-1]
         tf = torch.where(counts > 0, 1 + torch.log(counts.clamp_min(1)), counts) * self.idf  # (B, D)
         return tf / tf.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def sorted_index(keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """`torch.searchsorted(keys, query)` (left) for sorted 1-D `keys`: the first index i with
+    keys[i] >= query, elementwise. While exporting or compiling, a branchless binary search of
+    ceil(log2(M + 1)) gathers, the same numbers (ONNX has no searchsorted op; `attn export`)."""
+    if not torch.compiler.is_compiling():
+        return torch.searchsorted(keys, query)
+    n = keys.shape[0]
+    lo = torch.zeros_like(query)  # count of keys known to be < query
+    step = 1 << (n.bit_length() - 1) if n else 0
+    while step:
+        cand = lo + step  # is keys[cand - 1] < query?
+        ok = (cand <= n) & (keys[(cand - 1).clamp(0, n - 1)] < query)
+        lo = torch.where(ok, cand, lo)
+        step //= 2
+    return lo
 
 
 class LinearBaseline(nn.Module):

@@ -311,16 +311,19 @@ def _importable(name: str) -> bool:
 @contextlib.contextmanager
 def _quiet():
     """The exporters log and warn about things that are not the user's business (torchvision ops
-    not registered, torch.jit's deprecation notice); the library never prints."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    not registered, optimizer passes skipped, torch.jit's deprecation notice); the library never
+    prints."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _first_line(e: BaseException) -> str:

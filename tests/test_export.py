@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ data: {{manifest: {manifest}, split_column: split}}
 features: {{sample_rate: 8000, frame_seconds: 0.6, hop_seconds: 0.3, n_fft: 256, hop_length: 128, n_mels: 32,
             kind: {kind}}}
 model: {model}
-train: {{epochs: 1, batch_size: 16, lr: 0.003, patience: 0, seed: 0, ensemble: {ensemble}}}
+train: {{epochs: 1, batch_size: 16, lr: 0.003, patience: 0, seed: 0, ensemble: {ensemble}, baseline: {baseline},
+         blend: {baseline}}}
 """
 TREC_RECIPE = """\
 data: {{train: {train}, test: {test}}}
@@ -39,7 +41,7 @@ features:
   embed_dim: 32
   tokenizer: {{level: word, max_len: 24, char_ngrams: {ngrams}, word_ngrams: {word_ngrams}, ngram_buckets: 2000}}
 model: {model}
-train: {{epochs: 1, batch_size: 32, lr: 0.003, patience: 0, seed: 0}}
+train: {{epochs: 1, batch_size: 32, lr: 0.003, patience: 0, seed: 0, baseline: {baseline}, blend: {baseline}}}
 """
 TINY_TRANSFORMER = {"name": "transformer", "d_model": 32, "heads": 2, "layers": 1, "ff_dim": 64}
 AUDIO = {
@@ -68,6 +70,16 @@ DEFAULT = {"cnn-logmel", "transformer-patches-additive-learned", "wavenet-wavefo
 
 def cases(names):
     return [pytest.param(n, marks=() if n in DEFAULT else pytest.mark.slow) for n in names]
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_cli_log_handler():
+    """A CLI call leaves attn's log handler on the test runner's stderr, closed after the call;
+    training later in this process (a session fixture, this module's models) would log to it."""
+    yield
+    logger = logging.getLogger("attn")
+    for h in [h for h in logger.handlers if getattr(h, "_attn_cli", False)]:
+        logger.removeHandler(h)
 
 
 def _fsdd_manifest(data: Path, tmp: Path) -> Path:
@@ -114,8 +126,8 @@ def _audio_case(fsdd, case: str):
     if case not in _EXPORTED:
         tmp, manifest, _ = fsdd
         kind, model = AUDIO[case]
-        run = _train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1), tmp, case)
-        m = attn.load(run)
+        recipe = FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1, baseline="false")
+        m = attn.load(_train(recipe, tmp, case))  # the network alone: the blend has its own test
         _EXPORTED[case] = m, m.export(tmp / f"{case}.onnx")
     return _EXPORTED[case]
 
@@ -124,7 +136,7 @@ def _text_case(trec, case: str):
     if case not in _EXPORTED:
         tmp, train, test, _ = trec
         model, ngrams = TEXT[case]
-        recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(model),
+        recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(model), baseline="false",
                                     ngrams="[2, 4]" if ngrams else "null", word_ngrams=2 if ngrams else 1)  # fmt: skip
         m = attn.load(_train(recipe, tmp, case))
         _EXPORTED[case] = m, m.export(tmp / f"{case}.onnx")
@@ -253,19 +265,6 @@ def test_predict_with_the_onnx_file_needs_no_torch(fsdd):
         assert [f["start"] for f in g["frames"]] == [f["start"] for f in w["frames"]]
 
 
-def test_info_and_evaluate_on_an_onnx_file(fsdd):
-    pytest.importorskip("onnxruntime")
-    m, res = _audio_case(fsdd, "cnn-logmel")
-    r = runner.invoke(app, ["info", str(res.path), "--format", "json"])
-    assert r.exit_code == 0, r.output
-    info = json.loads(r.stdout)
-    assert info["format"] == "onnx" and info["labels"] == m.labels
-    source = m.info()
-    assert info["parameters"] == source["parameters"] and info["metrics"]["accuracy"] == source["metrics"]["accuracy"]
-    r = runner.invoke(app, ["evaluate", "-m", str(res.path)])
-    assert r.exit_code == 2 and "needs the .attn model" in r.stderr
-
-
 def test_text_onnx_model_predicts_through_the_api(trec):
     pytest.importorskip("onnxruntime")
     texts = trec[3][:20] + ["   ", "Who is Zqxjk Wobbleton ?"]  # an empty text, an unknown name
@@ -281,12 +280,42 @@ def test_text_onnx_model_predicts_through_the_api(trec):
         om.export(res.path.with_suffix(".again.onnx"))
 
 
+@pytest.mark.parametrize("modality", ["text", pytest.param("audio", marks=pytest.mark.slow)])
+def test_a_blend_with_the_baseline_exports_as_one_graph(fsdd, trec, modality):
+    """Recipes blend the network with the run's baseline by default (train.blend): TF-IDF of the
+    token 1-2-grams or MFCC statistics + logistic regression, inside the model. Its weight is
+    set to 0.5 here (validation picks 0 or 1 on models this small), so both parts count."""
+    ort = pytest.importorskip("onnxruntime")
+    from attn.models.linear import Blend
+
+    if modality == "text":
+        tmp, train, test, texts = trec
+        recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(TINY_TRANSFORMER), ngrams="[2, 4]",
+                                    word_ngrams=2, baseline="true")  # fmt: skip
+    else:
+        tmp, manifest, tests = fsdd
+        recipe = FSDD_RECIPE.format(manifest=manifest, kind="logmel", model=json.dumps(AUDIO["cnn-logmel"][1]),
+                                    ensemble=1, baseline="true")  # fmt: skip
+    m = attn.load(_train(recipe, tmp, f"blend-{modality}"))
+    assert isinstance(m.module, Blend)
+    m.module.weight = 0.5
+    res = m.export(tmp / f"blend-{modality}.onnx")
+    session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    if modality == "text":
+        ids, lengths = _text_rows(m, texts)
+        got, want = session.run(None, {"ids": ids, "lengths": lengths})[0], _predict_probs(m, texts)
+    else:
+        got, want = _onnx_audio_probs(session, m, tests), _predict_probs(m, tests)
+    print(f"parity blend {modality}: max abs diff {np.abs(got - want).max():.2g}")
+    assert np.abs(got - want).max() <= TOL
+
+
 @pytest.mark.slow
 def test_ensemble_exports_as_one_graph(fsdd):
     ort = pytest.importorskip("onnxruntime")
     tmp, manifest, tests = fsdd
     recipe = FSDD_RECIPE.format(manifest=manifest, kind="logmel", model=json.dumps({"name": "cnn", "channels": [4, 8]}),
-                                ensemble=2)  # fmt: skip
+                                ensemble=2, baseline="false")  # fmt: skip
     m = attn.load(_train(recipe, tmp, "ensemble"))
     res = m.export(tmp / "ensemble.onnx")
     session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
@@ -300,8 +329,8 @@ def test_torchscript_equals_predict(fsdd, trec):
 
     tmp, manifest, tests = fsdd
     kind, model = AUDIO["transformer-patches-additive-learned"]
-    m = attn.load(_train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1), tmp,
-                         "ts-audio"))  # fmt: skip
+    m = attn.load(_train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1,
+                                            baseline="false"), tmp, "ts-audio"))  # fmt: skip
     res = m.export(tmp / "audio.pt", format="torchscript")
     ts = torch.jit.load(str(res.path))
 
@@ -312,12 +341,42 @@ def test_torchscript_equals_predict(fsdd, trec):
     assert np.abs(_onnx_audio_probs(Session(), m, tests) - _predict_probs(m, tests)).max() <= TOL
     ttmp, train, test, texts = trec
     recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(TINY_TRANSFORMER), ngrams="[2, 4]",
-                                word_ngrams=2)  # fmt: skip
+                                word_ngrams=2, baseline="false")  # fmt: skip
     mt = attn.load(_train(recipe, ttmp, "ts-text"))
     tst = torch.jit.load(str(mt.export(ttmp / "text.pt", format="torchscript").path))
     ids, lengths = _text_rows(mt, texts)
     got = tst(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
     assert np.abs(got - _predict_probs(mt, texts)).max() <= TOL
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 8, 9, 1000])
+def test_the_baselines_exported_bigram_search_equals_searchsorted(n, monkeypatch):
+    """The blended text baseline looks bigrams up with searchsorted, which ONNX lacks; the
+    branchless binary search used while exporting finds the same indices."""
+    import torch
+
+    from attn.models.linear import sorted_index
+
+    g = torch.Generator().manual_seed(n)
+    keys = torch.unique(torch.randint(0, 5000, (n,), generator=g))
+    query = torch.randint(-3, 5003, (3, 17), generator=g)
+    query[0, : min(5, len(keys))] = keys[:5]  # exact hits too
+    want = torch.searchsorted(keys, query)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert torch.equal(sorted_index(keys, query), want)
+
+
+def test_info_and_evaluate_on_an_onnx_file(fsdd):
+    pytest.importorskip("onnxruntime")
+    m, res = _audio_case(fsdd, "cnn-logmel")
+    r = runner.invoke(app, ["info", str(res.path), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["format"] == "onnx" and info["labels"] == m.labels
+    source = m.info()
+    assert info["parameters"] == source["parameters"] and info["metrics"]["accuracy"] == source["metrics"]["accuracy"]
+    r = runner.invoke(app, ["evaluate", "-m", str(res.path)])
+    assert r.exit_code == 2 and "needs the .attn model" in r.stderr
 
 
 def test_cli_export_writes_metadata_and_json(trained_model, tmp_path):
