@@ -58,13 +58,16 @@ AUDIO = {
     "transformer-frames-additive": ("logmel", {**TINY_TRANSFORMER, "attention": "additive", "pool": "mean"}),
     "wavenet-logmel": ("logmel", {"name": "wavenet", "front_strides": [1], "channels": 8, "skip_channels": 8,
                                   "layers": 3}),
+    "cnn1d-logmel": ("logmel", {"name": "cnn1d", "filters": 16}),
 }  # fmt: skip
 TEXT = {
     "transformer-ngrams": ({**TINY_TRANSFORMER, "token_pool": "mean"}, True),
     "transformer-words-learned": ({**TINY_TRANSFORMER, "positions": "learned", "max_positions": 24}, False),
     "cnn": ({"name": "cnn", "channels": [8]}, True),
     "wavenet": ({"name": "wavenet", "front_strides": [1], "channels": 8, "skip_channels": 8, "layers": 2}, False),
+    "cnn1d": ({"name": "cnn1d", "filters": 16}, True),
 }
+TEXT_CNN1D = TEXT["cnn1d"][0]  # the general text recipe's family
 DEFAULT = {"cnn-logmel", "transformer-patches-additive-learned", "wavenet-waveform", "transformer-ngrams"}
 
 
@@ -290,7 +293,7 @@ def test_a_blend_with_the_baseline_exports_as_one_graph(fsdd, trec, modality):
 
     if modality == "text":
         tmp, train, test, texts = trec
-        recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(TINY_TRANSFORMER), ngrams="[2, 4]",
+        recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(TEXT_CNN1D), ngrams="[2, 4]",
                                     word_ngrams=2, baseline="true")  # fmt: skip
     else:
         tmp, manifest, tests = fsdd
