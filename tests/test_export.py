@@ -122,27 +122,40 @@ def _train(recipe: str, tmp: Path, name: str) -> Path:
     return attn.train(p, out=tmp / name, device="cpu").run_dir
 
 
-_EXPORTED: dict[str, tuple] = {}  # case -> (Model, ExportResult): one training and export per case
+_TRAINED: dict[str, attn.Model] = {}  # one training per case in this module
+_EXPORTED: dict[str, tuple] = {}  # case -> (Model, ExportResult): one ONNX export per case
+
+
+def _audio_model(fsdd, case: str) -> attn.Model:
+    if case not in _TRAINED:
+        tmp, manifest, _ = fsdd
+        kind, model = AUDIO[case]
+        recipe = FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1, baseline="false")
+        _TRAINED[case] = attn.load(_train(recipe, tmp, case))  # the network alone: the blend has its own test
+    return _TRAINED[case]
+
+
+def _text_model(trec, case: str) -> attn.Model:
+    if case not in _TRAINED:
+        tmp, train, test, _ = trec
+        model, ngrams = TEXT[case]
+        recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(model), baseline="false",
+                                    ngrams="[2, 4]" if ngrams else "null", word_ngrams=2 if ngrams else 1)  # fmt: skip
+        _TRAINED[case] = attn.load(_train(recipe, tmp, case))
+    return _TRAINED[case]
 
 
 def _audio_case(fsdd, case: str):
     if case not in _EXPORTED:
-        tmp, manifest, _ = fsdd
-        kind, model = AUDIO[case]
-        recipe = FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1, baseline="false")
-        m = attn.load(_train(recipe, tmp, case))  # the network alone: the blend has its own test
-        _EXPORTED[case] = m, m.export(tmp / f"{case}.onnx")
+        m = _audio_model(fsdd, case)
+        _EXPORTED[case] = m, m.export(fsdd[0] / f"{case}.onnx")
     return _EXPORTED[case]
 
 
 def _text_case(trec, case: str):
     if case not in _EXPORTED:
-        tmp, train, test, _ = trec
-        model, ngrams = TEXT[case]
-        recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(model), baseline="false",
-                                    ngrams="[2, 4]" if ngrams else "null", word_ngrams=2 if ngrams else 1)  # fmt: skip
-        m = attn.load(_train(recipe, tmp, case))
-        _EXPORTED[case] = m, m.export(tmp / f"{case}.onnx")
+        m = _text_model(trec, case)
+        _EXPORTED[case] = m, m.export(trec[0] / f"{case}.onnx")
     return _EXPORTED[case]
 
 
@@ -330,10 +343,8 @@ def test_ensemble_exports_as_one_graph(fsdd):
 def test_torchscript_equals_predict(fsdd, trec):
     import torch
 
-    tmp, manifest, tests = fsdd
-    kind, model = AUDIO["transformer-patches-additive-learned"]
-    m = attn.load(_train(FSDD_RECIPE.format(manifest=manifest, kind=kind, model=json.dumps(model), ensemble=1,
-                                            baseline="false"), tmp, "ts-audio"))  # fmt: skip
+    tmp, _, tests = fsdd
+    m = _audio_model(fsdd, "transformer-patches-additive-learned")
     res = m.export(tmp / "audio.pt", format="torchscript")
     ts = torch.jit.load(str(res.path))
 
@@ -342,10 +353,8 @@ def test_torchscript_equals_predict(fsdd, trec):
             return [ts(torch.from_numpy(feeds["waveform"])).numpy()]
 
     assert np.abs(_onnx_audio_probs(Session(), m, tests) - _predict_probs(m, tests)).max() <= TOL
-    ttmp, train, test, texts = trec
-    recipe = TREC_RECIPE.format(train=train, test=test, model=json.dumps(TINY_TRANSFORMER), ngrams="[2, 4]",
-                                word_ngrams=2, baseline="false")  # fmt: skip
-    mt = attn.load(_train(recipe, ttmp, "ts-text"))
+    ttmp, texts = trec[0], trec[3]
+    mt = _text_model(trec, "transformer-ngrams")
     tst = torch.jit.load(str(mt.export(ttmp / "text.pt", format="torchscript").path))
     ids, lengths = _text_rows(mt, texts)
     got = tst(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
