@@ -6,13 +6,15 @@
     model.predict(["clip.wav"], top_k=3)          # the records `attn predict` prints
     attn.evaluate(model)                          # test-split metrics, as metrics.json
     attn.tune("recipe.yaml", trials=20, timeout="30m")  # hyperparameter search (Optuna)
+    model.explain(["clip.wav"])                   # where it looks: weights per token/frame
+    attn.report(result.run_dir)                   # (re)write the run's report.html
 
 `import attn` is light (no torch); the work is imported when a function runs. The layers
 below: attn.pipelines (recipes, data, training, artifacts), attn.models (the registry and
 model families), attn.features (DSP and tokenizers); attn.errors and attn.schema at the bottom.
 """
 
-from attn.api import Model, evaluate, load, resume, train, tune
+from attn.api import Model, evaluate, load, report, resume, train, tune
 from attn.errors import ArtifactError, AttnError, ConfigError, InputError, Interrupted, OutputError, TrainingError
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "TrainingError",
     "evaluate",
     "load",
+    "report",
     "resume",
     "train",
     "tune",

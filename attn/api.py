@@ -52,6 +52,7 @@ def train(
     out: str | os.PathLike | None = None,
     device: Any = "auto",
     callbacks=None,
+    tensorboard: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a recipe (a YAML file, a mapping shaped like one, or a Recipe) in a new run
     directory (`out`, else runs/<recipe>-<time>, and runs/latest points at it); returns the
@@ -59,22 +60,39 @@ def train(
 
     overrides: `--set`-style items, e.g. ["train.epochs=3", "model.dropout=0.3"].
     callbacks: an object with any of `on_epoch_begin(epoch, epochs, steps)`, `on_step(step,
-        loss)`, `on_epoch_end(record)` (record: the epoch's losses and validation metrics);
-        raising in one stops training, keeping the last finished epoch's checkpoint.
+        loss)`, `on_epoch_end(record)` (record: the epoch's losses and validation metrics),
+        `on_train_end(metrics)`; raising in one stops training, keeping the last finished
+        epoch's checkpoint.
+    tensorboard: a folder for TensorBoard event files (needs attn[tensorboard]); the recipe's
+        `train.tensorboard: true` writes them to <run>/tensorboard.
+    The run directory also gets report.html (see `attn.report`).
     """
     from attn.pipelines.recipe import resolve_recipe
     from attn.pipelines.train import train as train_run
 
     r = resolve_recipe(recipe, list(overrides))
     path = os.fspath(recipe) if isinstance(recipe, (str, os.PathLike)) else None
-    return train_run(r, path, out=None if out is None else os.fspath(out), device=_spec(device), callbacks=callbacks)
+    return train_run(r, path, out=None if out is None else os.fspath(out), device=_spec(device), callbacks=callbacks,
+                     tensorboard=None if tensorboard is None else os.fspath(tensorboard))  # fmt: skip
 
 
-def resume(run_dir: str | os.PathLike, device: Any = "auto", callbacks=None) -> TrainResult:
+def resume(
+    run_dir: str | os.PathLike, device: Any = "auto", callbacks=None, tensorboard: str | os.PathLike | None = None
+) -> TrainResult:
     """Continue an interrupted run from its last finished epoch (exactly as if never stopped)."""
     from attn.pipelines.train import resume as resume_run
 
-    return resume_run(os.fspath(run_dir), device=_spec(device), callbacks=callbacks)
+    return resume_run(os.fspath(run_dir), device=_spec(device), callbacks=callbacks,
+                      tensorboard=None if tensorboard is None else os.fspath(tensorboard))  # fmt: skip
+
+
+def report(run_dir: str | os.PathLike | None = None) -> Path:
+    """(Re)write a run's report.html (default runs/latest) and return its path: learning curves,
+    confusion matrix, per-class metrics, the baseline, the data, the most confidently wrong
+    test examples and the recipe, in one self-contained page."""
+    from attn.pipelines.report import write_report
+
+    return write_report(Path("runs/latest") if run_dir is None else Path(run_dir))
 
 
 def tune(
@@ -248,6 +266,25 @@ class Model:
         predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
                                    per_frame=per_frame)  # fmt: skip
         return predictor.predict(self._audio_inputs(inputs))
+
+    def explain(self, inputs, out: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+        """Where the model looks, one record per input (same inputs as `predict`): the predicted
+        "label" and "score", and "weights" over the input's positions (>= 0, summing to 1): text
+        "tokens"; audio "positions" ([start, end] seconds in the explained "window"). Transformers:
+        attention rollout from the pooled vector (the class token) to the inputs, and "layers",
+        its attention per layer and head; CNN and WaveNet: occlusion ("grid" over mel bands too).
+        `out`: a folder to write one PNG per input ("image" in the record). See `attn explain`.
+        """
+        return list(self.explain_iter(inputs, out))
+
+    def explain_iter(self, inputs, out: str | os.PathLike | None = None) -> Iterator[dict[str, Any]]:
+        """`explain`, one record at a time."""
+        from attn.pipelines.explain import Explainer
+
+        if _single(inputs):
+            inputs = [inputs]
+        items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)
+        return Explainer(self.loaded, None if out is None else os.fspath(out)).explain(items)
 
     def _audio_inputs(self, inputs) -> list:
         import numpy as np

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import evaluate, export, features, info, predict, tokenize, train, tune
+from . import evaluate, explain, export, features, info, predict, report, tokenize, train, tune
 from .common import State
 
 app = typer.Typer(
@@ -55,6 +55,8 @@ app.command("info", epilog=_epilog(info.EPILOG))(info.info_cmd)
 app.command("tokenize", epilog=_epilog(tokenize.EPILOG))(tokenize.tokenize_cmd)
 app.command("tune", epilog=_epilog(tune.EPILOG))(tune.tune_cmd)
 app.command("export", epilog=_epilog(export.EPILOG))(export.export_cmd)
+app.command("explain", epilog=_epilog(explain.EPILOG))(explain.explain_cmd)
+app.command("report", epilog=_epilog(report.EPILOG))(report.report_cmd)
 
 
 def main() -> None:

@@ -33,9 +33,11 @@ Examples:
 
   attn train --resume runs/digits-20261122-101500
 
+  attn train recipes/quickstart.yaml --tensorboard runs/tb     # then: tensorboard --logdir runs/tb
+
 Writes runs/<recipe>-<time>/ (or --out DIR: model.attn, recipe.yaml, history.jsonl, metrics.json,
-train.log) and points runs/latest at it, wherever it is, so `attn predict FILE` uses it next.
-A run that fails before its first epoch ends leaves no directory behind.
+train.log, report.html) and points runs/latest at it, wherever it is, so `attn predict FILE` uses
+it next. A run that fails before its first epoch ends leaves no directory behind.
 """
 
 
@@ -51,6 +53,15 @@ def train_cmd(
     seed: Annotated[int | None, typer.Option(help="Override train.seed.", show_default=False)] = None,
     resume: Annotated[
         str | None, typer.Option("--resume", help="Continue an interrupted run directory.", show_default=False)
+    ] = None,
+    tensorboard: Annotated[
+        str | None,
+        typer.Option(
+            "--tensorboard",
+            help="Write TensorBoard event files here (needs attn[tensorboard]; "
+            "train.tensorboard: true puts them in <run>/tensorboard).",
+            show_default=False,
+        ),  # fmt: skip
     ] = None,
     fmt: Annotated[Literal["text", "json"], typer.Option("--format", "-f", help="Result on stdout.")] = "text",
     threads: ThreadsOpt = None,
@@ -76,12 +87,12 @@ def train_cmd(
         if resume is not None:
             if set_ or seed is not None or out:
                 raise fail("--resume continues a run exactly: --set, --seed and --out cannot change it")
-            result = attn.resume(resume, device=device, callbacks=progress)
+            result = attn.resume(resume, device=device, callbacks=progress, tensorboard=tensorboard)
         else:
             overrides = list(set_ or [])
             if seed is not None:
                 overrides.append(f"train.seed={seed}")
-            result = attn.train(recipe, overrides, out=out, device=device, callbacks=progress)
+            result = attn.train(recipe, overrides, out=out, device=device, callbacks=progress, tensorboard=tensorboard)
     if not main_rank:
         return
     summary = result.summary()

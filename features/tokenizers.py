@@ -66,6 +66,11 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
+    def display_tokens(self, text: str) -> list[str]:
+        """One string per id of `encode(text)`, as the text spells it (an unknown word as itself,
+        not <unk>): what `attn explain` shows beside each token's weight."""
+        return self.tokens(text)
+
     def encode_array(self, text: str) -> np.ndarray:
         """What the model is fed: (T,) int64 ids, or (T, 1 + K) with hashed n-grams (word level,
         `char_ngrams`/`word_ngrams`: column 0 the id, then bucket ids, 0-padded). Not truncated."""
@@ -99,6 +104,9 @@ class VocabTokenizer(Tokenizer):
 
     def tokens(self, text: str) -> list[str]:
         return [t if t in self.stoi else UNK for t in self.split(self.normalize(text))]
+
+    def display_tokens(self, text: str) -> list[str]:
+        return self.split(self.normalize(text))
 
     def encode(self, text: str) -> list[int]:
         return [self.stoi.get(t, UNK_ID) for t in self.split(self.normalize(text))]
@@ -186,6 +194,9 @@ class WordTokenizer(_SentencePieceModel, VocabTokenizer):
         if self.sp is None:
             return super().tokens(text)
         return [self.id_to_token(i) for i in self.encode(text)]
+
+    def display_tokens(self, text: str) -> list[str]:
+        return super().display_tokens(text) if self.sp is None else self.tokens(text)
 
     def encode(self, text: str) -> list[int]:
         if self.sp is None:

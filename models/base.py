@@ -7,6 +7,7 @@ row's length are padding: a family must give a row the same logits alone or in a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -19,8 +20,9 @@ class Backbone(nn.Module):
 
     Besides `forward`, the contract answers what code outside the family may ask of it, so that
     nothing has to probe a family's attributes by name: `max_steps`, `describe`, whether it has
-    per-token outputs (`token_outputs`, `encode`, `token_dim`) and whether it prepends a class
-    token (`uses_class_token`, `class_tokens`).
+    per-token outputs (`token_outputs`, `encode`, `token_dim`), whether it prepends a class
+    token (`uses_class_token`, `class_tokens`) and what its attention looks at
+    (`attention_maps`, for `attn explain`).
     """
 
     family: str = ""
@@ -78,6 +80,46 @@ class Backbone(nn.Module):
         """Per-token outputs (B, class_tokens + T', D) and their mask (B, class_tokens + T'), for
         x (B, T, C), lengths (B,) (families with `token_outputs`)."""
         raise NotImplementedError(f"model {self.family!r} has no per-token outputs")
+
+    def attention_maps(
+        self, x: torch.Tensor, lengths: torch.Tensor, target: torch.Tensor | None = None
+    ) -> AttentionMaps | None:
+        """The attention the model computes for x (B, T, C), lengths (B,) (eval mode), or None
+        for a family without attention (`attn explain` then measures occlusion instead).
+        `target` (B,): the class whose evidence `AttentionMaps.direct_share` weighs (default:
+        the predicted one)."""
+        return None
+
+
+@dataclass(frozen=True)
+class PatchLayout:
+    """Encoder tokens that are (freq, time) patches of the (C x T) input, in time-major order:
+    token i covers time steps [(i // freq_tokens) * stride[1], ... + size[1]) and channels
+    [(i % freq_tokens) * stride[0], ... + size[0])."""
+
+    freq_tokens: int
+    size: tuple[int, int]  # (freq, time)
+    stride: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """What a family's attention looks at (`Backbone.attention_maps`), for attribution.
+
+    N encoder tokens: `skip` leading ones that are not inputs (a class token), then one per
+    input step, or per patch (`patches`).
+    """
+
+    layers: list[torch.Tensor]  # per layer (B, heads, N, N): row i = token i's weights over the keys
+    mask: torch.Tensor  # (B, N) valid tokens
+    readout: torch.Tensor  # (B, N) each encoder output's weight in the pooled vector (sums to 1)
+    skip: int = 0
+    patches: PatchLayout | None = None
+    # A path beside the encoder that reads the input tokens directly (the transformer's
+    # token_pool): its weights over the N - skip input tokens (B, N - skip) and its share of
+    # the target logit's evidence (B,) in [0, 1].
+    direct: torch.Tensor | None = None
+    direct_share: torch.Tensor | None = None
 
 
 def scaled_widths(cfg, key: str, factors=(0.5, 1, 2)) -> list:

@@ -23,7 +23,16 @@ from torch import nn
 
 from attn.schema import PosInt, Strict
 
-from .base import Backbone, MaskedBatchNorm, length_mask, masked_max, masked_mean, scaled_widths
+from .base import (
+    AttentionMaps,
+    Backbone,
+    MaskedBatchNorm,
+    PatchLayout,
+    length_mask,
+    masked_max,
+    masked_mean,
+    scaled_widths,
+)
 from .families import register
 
 
@@ -133,6 +142,10 @@ class EncoderBlock(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.drop = nn.Dropout(dropout)
         self.pre = norm == "pre"
+
+    def attention(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The weights (B, heads, T, T) this block's attention uses for block input x (B, T, d)."""
+        return self.attn.weights(self.norm1(x) if self.pre else x, mask)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pre:
@@ -368,6 +381,49 @@ class TransformerEncoder(Backbone):
             h = block(h, mask)
         return self.final_norm(h), mask, tokens, token_mask
 
+    @torch.no_grad()
+    def attention_maps(
+        self, x: torch.Tensor, lengths: torch.Tensor, target: torch.Tensor | None = None
+    ) -> AttentionMaps:
+        layers: list[torch.Tensor] = []
+        # Each block's weights on the input it actually gets (a pre-hook sees it as forward does).
+        hooks = [b.register_forward_pre_hook(lambda blk, args: layers.append(blk.attention(*args)))
+                 for b in self.blocks]  # fmt: skip
+        try:
+            h, mask, tokens, token_mask = self._encode(x, lengths)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        m = mask.float()
+        if self.cfg.pool == "cls":
+            readout = torch.zeros_like(m)
+            readout[:, 0] = 1.0
+        elif self.cfg.pool == "attention":
+            readout = _softmax_over(self.attn_pool(h), mask)
+        else:  # mean or max: every valid output counts alike
+            readout = m / m.sum(-1, keepdim=True)
+        direct = share = None
+        if self.cfg.token_pool != "none":
+            tm = token_mask.float()
+            if self.cfg.token_pool == "attention":
+                direct = _softmax_over(self.token_score(tokens), token_mask)
+            else:
+                direct = tm / tm.sum(-1, keepdim=True)
+            # The head is linear over [encoder vector, token vector]: each path's share of the
+            # target logit is the size of its term in it.
+            z_enc = h[:, 0] if self.cfg.pool == "cls" else self._pool(h, mask, self.cfg.pool, self.attn_pool)
+            z_tok = self._pool(tokens, token_mask, self.cfg.token_pool, self.token_score)
+            if target is None:
+                target = self.head(torch.cat([z_enc, z_tok], dim=-1)).argmax(-1)
+            w = self.head.weight[target]  # (B, d + width)
+            d = z_enc.shape[-1]
+            a, b = (w[:, :d] * z_enc).sum(-1).abs(), (w[:, d:] * z_tok).sum(-1).abs()
+            share = (b / (a + b).clamp_min(1e-12)).float()
+        patches = None
+        if self.patches is not None:
+            patches = PatchLayout(self.patches.freq_tokens, self.patches.size, self.patches.stride)
+        return AttentionMaps([a.float() for a in layers], mask, readout, self.class_tokens, patches, direct, share)
+
     @staticmethod
     def _pool(h: torch.Tensor, mask: torch.Tensor, how: str, score: nn.Module | None) -> torch.Tensor:
         """(B, T, C), (B, T) -> (B, C) over valid steps."""
@@ -386,3 +442,8 @@ class TransformerEncoder(Backbone):
         if self.cfg.token_pool != "none":
             z = torch.cat([z, self._pool(tokens, token_mask, self.cfg.token_pool, self.token_score)], dim=-1)
         return self.head_drop(z)
+
+
+def _softmax_over(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scores (B, T, 1) -> softmax over the valid steps of mask (B, T), float32 (B, T)."""
+    return scores.squeeze(-1).float().masked_fill(~mask, float("-inf")).softmax(-1)

@@ -207,6 +207,7 @@ class TrainConfig(Strict):
     mask_prob: Annotated[float, Field(gt=0, lt=1)] = 0.15  # share of tokens masked when pretraining
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile the training forward pass (pays off on GPU; not on 2 CPU cores)
+    tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard (needs attn[tensorboard])
 
 
 class Recipe(Strict):

@@ -59,12 +59,6 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score `loaded` (a LoadedModel) on labelled data; returns metrics.json-shaped data plus
     `skipped` (files that could not be read)."""
-    import numpy as np
-
-    from .batching import WindowSet
-    from .inference import window_logits
-    from .sources import load_clips
-
     items, where = evaluation_items(loaded, data, recipe, split)
     if not items:
         raise InputError(f"{where}: no labelled examples to evaluate")
@@ -78,6 +72,23 @@ def evaluate(
             f"({len(unknown)} example(s) with unknown label(s) {', '.join(map(repr, names[:5]))}; "
             f"model labels: {', '.join(loaded.labels)})"
         )
+    ws, _, skipped, logits = score_items(loaded, items, (recipe or loaded.recipe).data, where, batch_size)
+    rep = evaluation_report(logits, ws, loaded.labels, aggregate_how)
+    if loaded.baseline is not None:
+        rep["baseline"] = baseline_report(loaded, ws, batch_size)
+    rep["skipped"] = skipped
+    rep["data"] = where
+    return rep
+
+
+def score_items(loaded, items: list, data_cfg, where: str, batch_size: int = 64):
+    """Run `loaded` over labelled items: (WindowSet, the items it holds, how many files could not be
+    read, window logits (W, K)). `data_cfg` says how to read audio files; `where` names the data in
+    an error."""
+    from .inference import window_logits
+    from .sources import load_clips
+
+    index = {lab: i for i, lab in enumerate(loaded.labels)}
     f = loaded.recipe.features
     skipped = 0
     if loaded.recipe.modality == "text":
@@ -89,22 +100,16 @@ def evaluate(
         if cut:
             log.info("%d text(s) cut to max_len=%d tokens", cut, f.tokenizer.max_len)
     else:
-        cfg = (recipe or loaded.recipe).data
-        loaded_clips = load_clips(items, cfg, f.sample_rate)
+        loaded_clips = load_clips(items, data_cfg, f.sample_rate)
         for err in loaded_clips.errors:
             log.warning("skipped: %s", err)
         if not loaded_clips.items:
             raise InputError(f"{where}: none of the {len(items)} files could be read ({loaded_clips.errors[0]})")
-        y = np.array([index[it.label] for it in loaded_clips.items])
-        ws = WindowSet(loaded_clips.clips, y, f.frame_samples, f.hop_samples)
+        items = loaded_clips.items
+        ws = WindowSet(loaded_clips.clips, np.array([index[it.label] for it in items]), f.frame_samples,
+                       f.hop_samples)  # fmt: skip
         skipped = len(loaded_clips.errors)
-    logits = window_logits(loaded.model, ws, loaded.device, batch_size)
-    rep = evaluation_report(logits, ws, loaded.labels, aggregate_how)
-    if loaded.baseline is not None:
-        rep["baseline"] = baseline_report(loaded, ws, batch_size)
-    rep["skipped"] = skipped
-    rep["data"] = where
-    return rep
+    return ws, items, skipped, window_logits(loaded.model, ws, loaded.device, batch_size)
 
 
 def baseline_report(loaded, ws, batch_size: int = 64) -> dict[str, Any]:

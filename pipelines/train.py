@@ -33,12 +33,19 @@ def train(
     out: str | None = None,
     device: str = "auto",
     callbacks=None,
+    tensorboard: str | None = None,
 ) -> TrainResult:
     """Train the recipe in a new run directory (`out`, else runs/<recipe stem>-<time>) and
-    return what was written. `callbacks`: see `attn.pipelines.trainer.Callbacks`."""
+    return what was written, report.html included. `callbacks`: see
+    `attn.pipelines.trainer.Callbacks`; `tensorboard`: a folder for TensorBoard event files
+    (default <run>/tensorboard when the recipe sets train.tensorboard)."""
     from .auto import resolve_auto
     from .recipe import recipe_to_yaml
 
+    if tensorboard or recipe.train.tensorboard:
+        from .tensorboard import check_package
+
+        check_package()  # a missing package is an error before any work
     world, dev = _devices(device)
     run_dir, created = None, out is None or not Path(out).exists()
     try:
@@ -54,7 +61,8 @@ def train(
             log.info("run directory %s", run_dir)
             for key, c in auto.items():
                 log.info("auto: %s = %s (%s)", key, c["value"], c["why"])
-            return _train(recipe, prepared, run_dir, dev, callbacks, None, world, auto)
+            callbacks = _with_tensorboard(callbacks, recipe, run_dir, tensorboard, world)
+            return _finish(_train(recipe, prepared, run_dir, dev, callbacks, None, world, auto), callbacks, world)
     except BaseException:
         # Failed before any epoch finished (data that cannot load, Ctrl-C in epoch 1): nothing
         # to resume, and a leftover folder would block the same --out.
@@ -65,7 +73,7 @@ def train(
         leave()
 
 
-def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
+def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str | None = None) -> TrainResult:
     """Continue an interrupted run from its last finished epoch (an ensemble from its members)."""
     from .checkpoint import read_checkpoint
     from .recipe import recipe_from_dict
@@ -95,7 +103,9 @@ def resume(run_dir: str, device: str = "auto", callbacks=None) -> TrainResult:
             prepared = prepared.with_tokenizer(ckpt.tokenizer)
         with RunLog(rd / LOG) if world.main else contextlib.nullcontext():
             log.info("resuming %s %s", rd, where)
-            return _train(recipe, prepared, rd, dev, callbacks, None if ckpt is None else ckpt.state, world)
+            callbacks = _with_tensorboard(callbacks, recipe, rd, tensorboard, world)
+            result = _train(recipe, prepared, rd, dev, callbacks, None if ckpt is None else ckpt.state, world)
+            return _finish(result, callbacks, world)
     finally:
         leave()
 
@@ -114,3 +124,29 @@ def _train(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, callbacks
         return train_ensemble(recipe, prepared, run_dir, device=dev, callbacks=callbacks, world=world, auto=auto)
     return train_model(recipe, prepared, run_dir, device=dev, callbacks=callbacks, resume_state=resume_state,
                        world=world, auto=auto)  # fmt: skip
+
+
+def _with_tensorboard(callbacks, recipe: Recipe, run_dir: Path, tensorboard: str | None, world: World):
+    """The caller's callbacks, plus TensorBoard logging on rank 0 when asked for."""
+    from .trainer import CallbackList
+
+    if not world.main or not (tensorboard or recipe.train.tensorboard):
+        return CallbackList(callbacks)
+    from .tensorboard import TensorBoardCallback
+
+    return CallbackList(callbacks, TensorBoardCallback(tensorboard or run_dir / "tensorboard", recipe, run_dir))
+
+
+def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
+    """After training (rank 0): the callbacks' on_train_end, then report.html."""
+    if not world.main:
+        return result
+    callbacks.on_train_end(result.metrics)
+    from .report import write_report
+
+    try:
+        log.info("report %s", write_report(result.run_dir))
+    except Exception as e:  # noqa: BLE001 - the model is saved; a failed report must not fail the run
+        log.warning("report.html not written (%s: %s); retry with: attn report %s", type(e).__name__, e,
+                    result.run_dir)  # fmt: skip
+    return result

@@ -40,6 +40,8 @@ class Callbacks:
     def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
     def on_step(self, step: int, loss: float) -> None: ...
     def on_epoch_end(self, record: dict[str, Any]) -> None: ...
+    def on_train_end(self, metrics: dict[str, Any] | None) -> None:
+        """After the run: its final metrics (metrics.json; None without test or validation data)."""
 
 
 class CallbackList(Callbacks):
@@ -62,6 +64,9 @@ class CallbackList(Callbacks):
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         self._call("on_epoch_end", record)
+
+    def on_train_end(self, metrics: dict[str, Any] | None) -> None:
+        self._call("on_train_end", metrics)
 
 
 @dataclass
@@ -137,6 +142,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup * self.total_steps)
         self.state = TrainState()
+        self.train_accuracy = 0.0  # of the last epoch trained
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.ema: dict[str, torch.Tensor] | None = None
         self._ema_pairs = None
@@ -203,6 +209,7 @@ class Trainer:
         windows, order = self._epoch_windows(epoch)
         self.cb.on_epoch_begin(epoch + 1, cfg.epochs, self.steps_per_epoch)
         total, count = 0.0, 0
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)  # summed on device: no sync per step
         pin = self.device.type == "cuda"
         for i, batch in enumerate(self.train_set.batches(windows, cfg.batch_size, order)):
             if pin:
@@ -237,7 +244,11 @@ class Trainer:
                 self._update_ema()
             total += value * len(batch.y)
             count += len(batch.y)
+            correct += (logits.detach().argmax(-1) == batch.y).sum()
             self.cb.on_step(i + 1, value)
+        # Running accuracy on the epoch's training windows (augmented, in training mode), for the
+        # learning curves; every rank has as many examples, so the mean over ranks is the total's.
+        self.train_accuracy = self._global_mean(correct.float() / max(1, count))
         return total / max(1, count)
 
     def _global_mean(self, loss: torch.Tensor) -> float:
@@ -314,7 +325,8 @@ class Trainer:
             t0 = time.perf_counter()
             epoch = st.epoch
             train_loss = self.train_epoch(epoch)
-            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": round(train_loss, 6)}
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
+                                      "train_accuracy": round(self.train_accuracy, 6)}  # fmt: skip
             if self.val_set is not None:
                 rep = self.evaluate(self.val_set)
                 record.update(

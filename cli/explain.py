@@ -1,0 +1,135 @@
+"""attn explain"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Literal
+
+import typer
+
+from .common import DeviceOpt, ModelOpt, QuietOpt, ThreadsOpt, fail, handle_errors, is_tty, set_threads, setup_logging
+
+EPILOG = """\
+Examples:
+
+  attn explain -m runs/trec --text "How far is it from Denver to Aspen?"     # tokens shaded by weight
+
+  attn explain -m runs/trec questions.txt --format json | jq -c '[.tokens, .weights]'
+
+  attn explain clip.wav --out explain/          # one PNG per input: the log-mel with the weights over it
+
+Transformers: attention rollout (Abnar & Zuidema 2020) from the class token (or the pooled
+vector) back to the input tokens, frames or patches; the JSON adds "layers", the class token's
+attention in each layer and head. CNN and WaveNet: occlusion (each stretch of the input replaced
+by its mean; the fall in the predicted class's log-probability is its weight). Weights are >= 0
+and sum to 1 over the input. A recording longer than one window: the window that scores the
+file's label highest.
+"""
+
+
+@handle_errors
+def explain_cmd(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Audio files (or folders), or text files with one text per line; - reads stdin.", show_default=False
+        ),  # fmt: skip
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option("--text", "-t", help="A text to explain (repeatable; text models).", show_default=False),
+    ] = None,
+    model: ModelOpt = None,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write one PNG per input into this folder.", show_default=False)
+    ] = None,
+    fmt: Annotated[
+        Literal["text", "json"] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text: shaded tokens / a weight curve; json: one object per line with "
+            "the weights. Default: text on a terminal, json otherwise.",
+            show_default=False,
+        ),  # fmt: skip
+    ] = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show which tokens, frames or patches a model's prediction rests on."""
+    import attn
+
+    if not inputs and not text:
+        raise fail("no inputs: give audio files, text files, - for stdin, or --text for a text model")
+    fmt = fmt or ("text" if is_tty() else "json")
+    setup_logging(quiet)
+    set_threads(threads)
+    m = attn.load(model, device)
+    if m.modality == "text":
+        from attn.pipelines.predict_text import text_inputs
+
+        items: Any = list(text_inputs(text or [], inputs or []))
+    else:
+        from attn.pipelines.predict import expand_inputs
+
+        if text:
+            raise fail(f"--text given, but {m.path} is an audio model")
+        items = expand_inputs(inputs or [], m.recipe.data.extensions)
+    if not items:
+        raise fail("no inputs (stdin was empty)")
+    failed = 0
+    console = None
+    for rec in m.explain_iter(items, out=out):
+        failed += "error" in rec
+        if fmt == "json":
+            print(json.dumps(rec, ensure_ascii=False), flush=True)
+            continue
+        if console is None:
+            from rich.console import Console
+
+            console = Console(highlight=False)
+        show(console, rec)
+    if failed:
+        print(f"attn: {failed} of {len(items)} input(s) failed", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def show(console, rec: dict[str, Any]) -> None:
+    """One input for a person: text tokens on backgrounds as strong as their weights; audio a
+    sparkline of the weights over the window and where the peak is."""
+    from rich.text import Text
+
+    if "error" in rec:
+        console.print(Text(f"{rec['input']}: error: {rec['error'].removeprefix(rec['input'] + ': ')}", style="red"))
+        return
+    head = Text(f"{rec['label']} {rec['score']:.3f}  ", style="bold")
+    w = rec["weights"]
+    top = max(w) if w else 1.0
+    if "tokens" in rec:
+        line = Text()
+        for tok, x in zip(rec["tokens"], w, strict=True):
+            level = x / top if top > 0 else 0.0
+            line.append(tok, style=_shade(level))
+            line.append(" ")
+        console.print(head + line)
+        return
+    spark = "".join(BARS[min(len(BARS) - 1, round(x / top * (len(BARS) - 1)))] if top > 0 else " " for x in w)
+    peak = rec["positions"][max(range(len(w)), key=w.__getitem__)]
+    console.print(head + Text(rec["input"]))
+    console.print(Text(f"  {rec['window'][0]:.2f}s |", style="dim") + Text(spark, style="dark_orange")
+                  + Text(f"| {rec['window'][1]:.2f}s  peak {peak[0]:.2f}-{peak[1]:.2f}s ({rec['method']})",
+                         style="dim"))  # fmt: skip
+    if "image" in rec:
+        console.print(Text(f"  {rec['image']}", style="dim"))
+
+
+def _shade(level: float) -> str:
+    """A background from none (weight 0) to strong orange (the largest weight)."""
+    r, g, b = 255, round(255 - 150 * level), round(255 - 255 * level)
+    fg = "white" if level > 0.6 else "black"
+    return f"{fg} on rgb({r},{g},{b})"

@@ -1,0 +1,179 @@
+"""`attn explain`: what a trained model's prediction rests on, per input position.
+
+One record per input, in order (an input that cannot be read gives {"input", "error"}):
+
+    text:  {"input", "label", "score", "method", "tokens", "weights", ["layers"], ["truncated"]}
+    audio: {"input", "label", "score", "method", "window": [start, end] s, "positions": [[start,
+            end] s, ...], "weights", ["grid", "bands"], ["layers"]}
+
+`weights` (one per token or position) are >= 0 and sum to 1; `layers` (transformers) holds, per
+layer and head, the pooled vector's (the class token's) attention over the same positions;
+`grid` (CNN occlusion, spectrogram patches) splits the weights over channel bands (`bands`:
+[lo, hi) feature channels, e.g. mel bins). For a recording longer than one window, the window
+that scores the file's label highest is explained. An ensemble's members are explained one by
+one and their weights averaged. The method itself is in `attn.models.attribution`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attn.errors import InputError
+
+from .inference import softmax
+
+SEGMENTS = 32  # occlusion: at most this many stretches of a window's time axis
+BANDS = 8  # occlusion of spectrogram inputs: frequency bands
+SPECTRAL = ("logmel", "spectrogram")  # audio features whose channels are frequencies
+
+
+def members(model) -> list:
+    """The classifiers an (ensemble) model averages."""
+    from attn.models.ensemble import Ensemble
+
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def explain_window(model, x: torch.Tensor, lengths: torch.Tensor, target: int, spectral: bool, per_step: bool):
+    """Attribution of class `target` for one padded input x (1, N) (samples or token ids),
+    averaged over an ensemble's members."""
+    from attn.models.attribution import attribute, mean_attribution
+
+    parts = []
+    for m in members(model):
+        feats, flen = m.features(x, lengths)  # (1, F, T), (1,)
+        parts.append(attribute(m.backbone, feats.transpose(1, 2), flen, torch.tensor([target]),
+                               segments=None if per_step else SEGMENTS, bands=BANDS if spectral else None))  # fmt: skip
+    return mean_attribution(parts)
+
+
+class Explainer:
+    """Explain inputs with a loaded model (see `artifact.load_model`); `out`: a folder for one
+    PNG per input (its path goes in the record as "image")."""
+
+    def __init__(self, loaded, out: str | None = None) -> None:
+        self.loaded = loaded
+        self.out = None if out is None else Path(out)
+        if self.out is not None:
+            from .fsutil import make_dirs
+
+            make_dirs(self.out)
+
+    def explain(self, inputs: Iterable) -> Iterator[dict[str, Any]]:
+        text = self.loaded.recipe.modality == "text"
+        for i, item in enumerate(inputs):
+            try:
+                rec, figure = self._text(item) if text else self._audio(item)
+            except InputError as e:
+                name = item.input if text else getattr(item, "name", item)
+                yield {"input": name, "error": str(e)}
+                continue
+            if self.out is not None:
+                from . import plots
+
+                path = self.out / f"{i + 1:03d}-{_slug(rec['input'])}.png"
+                plots.write_png(path, plots.explain_figure(rec, **figure))
+                rec["image"] = str(path)
+            yield rec
+
+    # text ---------------------------------------------------------------------------------------
+    def _text(self, item) -> tuple[dict[str, Any], dict[str, Any]]:
+        from .text import model_ids
+
+        if item.error is not None:
+            raise InputError(item.error)
+        if item.text is None or not item.text.strip():
+            raise InputError(f"{item.input if item.show_text else 'input'}: empty text")
+        tok, max_len = self.loaded.tokenizer, self.loaded.recipe.features.tokenizer.max_len
+        ids = tok.encode_array(item.text)
+        x = model_ids(ids, max_len)
+        tokens = tok.display_tokens(item.text)[: len(x)] if len(ids) else ["<unk>"]
+        dev = self.loaded.device
+        xb, lengths = torch.from_numpy(x[None]).to(dev), torch.tensor([len(x)], device=dev)
+        with torch.no_grad():
+            probs = softmax(self.loaded.model(xb, lengths).float().cpu().numpy())[0]
+        k = int(probs.argmax())
+        a = explain_window(self.loaded.model, xb, lengths, k, spectral=False, per_step=True)
+        rec: dict[str, Any] = {"input": item.input}
+        if item.show_text:
+            rec["text"] = item.text
+        rec.update(label=self.loaded.labels[k], score=round(float(probs[k]), 6), method=a.method, tokens=tokens,
+                   weights=_round(a.weights[0]))  # fmt: skip
+        if a.layers is not None:
+            rec["layers"] = _round(a.layers[0])
+        if len(ids) > max_len:
+            rec["truncated"] = True
+        return rec, {}
+
+    # audio --------------------------------------------------------------------------------------
+    def _audio(self, item) -> tuple[dict[str, Any], dict[str, Any]]:
+        from attn.features.audio import from_array, iter_windows, stream_audio
+
+        from .predict import AudioArray
+
+        f = self.loaded.recipe.features
+        if isinstance(item, AudioArray):
+            name = item.name
+            blocks = iter([from_array(item.samples, item.sample_rate, f.sample_rate, item.name)])
+        else:
+            name = str(item)
+            if Path(name).is_dir():
+                raise InputError(f"{name}: a directory (give audio files)")
+            blocks = stream_audio(name, f.sample_rate)
+        windows, probs = [], []
+        dev = self.loaded.device
+        for start, w, n in iter_windows(blocks, f.frame_samples, f.hop_samples):
+            x = torch.from_numpy(w[None, :n]).to(dev)
+            with torch.no_grad():
+                probs.append(softmax(self.loaded.model(x, torch.tensor([n], device=dev)).float().cpu().numpy())[0])
+            windows.append((start, w[:n]))
+        if not windows:
+            raise InputError(f"{name}: no audio windows")
+        p = np.stack(probs)  # (W, K)
+        k = int(p.mean(0).argmax())  # the file's label, as `attn predict` aggregates (mean)
+        start, wave = windows[int(p[:, k].argmax())]
+        x = torch.from_numpy(wave[None]).to(dev)
+        a = explain_window(self.loaded.model, x, torch.tensor([len(wave)], device=dev), k,
+                           spectral=f.kind in SPECTRAL, per_step=False)  # fmt: skip
+        sr = f.sample_rate
+        step = 1 if f.kind == "waveform" else f.hop_length  # samples per backbone input step
+        spans = (a.spans.numpy() * step).clip(0, len(wave)) / sr
+        rec: dict[str, Any] = {
+            "input": name,
+            "label": self.loaded.labels[k],
+            "score": round(float(p.mean(0)[k]), 6),
+            "method": a.method,
+            "window": [round(start / sr, 4), round((start + len(wave)) / sr, 4)],
+            "positions": np.round(spans, 4).tolist(),
+            "weights": _round(a.weights[0]),
+        }
+        if a.grid is not None:
+            rec["grid"], rec["bands"] = _round(a.grid[0]), a.bands.tolist()
+        if a.layers is not None:
+            rec["layers"] = _round(a.layers[0])
+        return rec, {"logmel": display_logmel(wave, f), "seconds": len(wave) / sr,
+                     "channels_are_mels": f.kind == "logmel"}  # fmt: skip
+
+
+def display_logmel(wave: np.ndarray, features) -> np.ndarray:
+    """The log-mel image of a window (n_mels, frames) in dB, with the recipe's STFT and mel settings
+    (also for a model that reads another kind of feature)."""
+    from attn.features.transforms import LogMel
+
+    with torch.no_grad():
+        return LogMel.from_config(features)(torch.from_numpy(np.ascontiguousarray(wave))).numpy()
+
+
+def _round(t: torch.Tensor) -> list:
+    return np.round(t.detach().cpu().numpy().astype(np.float64), 6).tolist()
+
+
+def _slug(name: str) -> str:
+    stem = Path(name).stem if "/" in name or "." in name[-6:] else name
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")[:40] or "input"

@@ -1,0 +1,292 @@
+"""report.html: one self-contained page about a run, from what its run directory holds.
+
+Written at the end of `attn train` and again by `attn report RUN` (older runs too). Sections:
+the headline metrics (and the baseline beside them when metrics.json has one), learning curves
+(history.jsonl), the confusion matrix and per-class precision/recall/F1 (metrics.json), the data
+(examples per class per split, windows, truncation), the test examples the model got most
+confidently wrong, and the resolved recipe. Images are inline PNG data URIs: no network, no
+other file; it opens from disk in any browser. The wrong examples come from scoring the
+evaluated split again with model.attn; when the data is not there, that section says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attn.errors import ArtifactError, AttnError, ConfigError
+
+from .fsutil import atomic_write_text
+from .rundir import HISTORY, METRICS, MODEL, RECIPE
+
+log = logging.getLogger("attn")
+
+REPORT = "report.html"
+WRONG = 12  # most confidently wrong examples shown
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write run_dir/report.html; returns its path. Raises ConfigError when run_dir is not a run."""
+    from . import plots
+
+    rd = Path(run_dir)
+    if rd.is_file():
+        rd = rd.parent
+    if not (rd / MODEL).exists() and not (rd / METRICS).exists():
+        raise ConfigError(f"{rd}: not a run directory (no {MODEL} or {METRICS})")
+    metrics = _json(rd / METRICS)
+    history = _jsonl(rd / HISTORY)
+    header = _header(rd / MODEL)
+    recipe_text = (rd / RECIPE).read_text(encoding="utf-8") if (rd / RECIPE).exists() else ""
+    labels = (metrics or {}).get("labels") or header.get("labels") or []
+    parts = [_head(rd, header, metrics, history)]
+    if metrics and metrics.get("baseline"):
+        parts.append(_baseline(metrics, history, header))
+    if metrics and metrics.get("members"):
+        parts.append(_members(metrics["members"]))
+    if history:
+        parts.append(_section("Learning curves", _img(plots.curves_figure(history), "learning curves")))
+    if metrics:
+        matrix = _img(plots.confusion_figure(metrics["confusion"], labels), "confusion matrix")
+        parts.append(_section(f"Confusion matrix ({metrics.get('split', 'test')} split)", matrix))
+        parts.append(_per_class(metrics))
+    examples, data_html = _scored(rd, header, metrics)
+    parts.append(data_html)
+    parts.append(examples)
+    if recipe_text:
+        parts.append(_section("Recipe (resolved)", f"<pre>{html.escape(recipe_text)}</pre>"))
+    page = _PAGE.format(title=html.escape(f"attn report: {rd.name}"), body="\n".join(parts))
+    path = rd / REPORT
+    atomic_write_text(path, page)
+    return path
+
+
+# -- reading the run -----------------------------------------------------------------------------
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def _header(path: Path) -> dict[str, Any]:
+    from .container import read_container
+
+    try:
+        return read_container(path, header_only=True).header
+    except (ArtifactError, OSError):
+        return {}
+
+
+def _data_facts(rd: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """What training recorded about its data (an ensemble: its first member's run)."""
+    facts = (header.get("train") or {}).get("data")
+    if facts is None and (rd / "member-1" / MODEL).exists():
+        facts = (_header(rd / "member-1" / MODEL).get("train") or {}).get("data")
+    return facts or {}
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[dict]) -> str:
+    r = header.get("recipe") or {}
+    train = header.get("train") or {}
+    model = r.get("model", {}).get("name", "?")
+    n = r.get("train", {}).get("ensemble", 1)
+    rows = [("model", f"{model}" + (f" (ensemble of {n})" if n > 1 else "")),
+            ("parameters", f"{header.get('parameters', 0):,}"), ("modality", header.get("modality", "?")),
+            ("labels", ", ".join(map(str, header.get("labels", []))))]  # fmt: skip
+    if metrics:
+        rows += [("split", f"{metrics.get('split', 'test')} ({metrics.get('count')} examples)"),
+                 ("accuracy", f"{metrics['accuracy']:.4f}"), ("macro-F1", f"{metrics['macro_f1']:.4f}")]  # fmt: skip
+        if "window_accuracy" in metrics:
+            rows.append(("window accuracy", f"{metrics['window_accuracy']:.4f} ({metrics['windows']} windows)"))
+    best = [h for h in history if h.get("best") and "member" not in h]
+    if best:
+        rows.append(("best epoch", f"{best[-1]['epoch']} of {train.get('epochs_run', len(history))}"))
+    if train.get("seconds") is not None:
+        rows.append(("training time", f"{train['seconds']:.1f} s"))
+    rows.append(("trained", f"{header.get('created', '?')} with attn {header.get('attn_version', '?')}, "
+                            f"torch {header.get('torch_version', '?')}"))  # fmt: skip
+    return f"<h1>{html.escape(rd.name)}</h1>\n<p class='path'>{html.escape(str(rd.resolve()))}</p>\n" + _kv(rows)
+
+
+def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
+    b = metrics["baseline"]
+    best = [h for h in history if h.get("best") and "member" not in h]
+    val = best[-1] if best else {}
+    secs = (header.get("train") or {}).get("seconds")
+    rows = [("accuracy", metrics.get("accuracy"), b.get("accuracy")),
+            ("macro-F1", metrics.get("macro_f1"), b.get("macro_f1")),
+            ("validation accuracy", val.get("val_accuracy", metrics.get("val_accuracy")), b.get("val_accuracy")),
+            ("validation macro-F1", val.get("val_macro_f1"), b.get("val_macro_f1")),
+            ("seconds", secs, b.get("seconds"))]  # fmt: skip
+    body = "".join(f"<tr><th>{k}</th><td>{_num(m)}</td><td>{_num(v)}</td></tr>" for k, m, v in rows)
+    kind = html.escape(str(b.get("kind", "baseline")))
+    return _section("Model and baseline", f"<table><tr><th></th><th>model</th><th>baseline: {kind}</th></tr>"
+                                          f"{body}</table>")  # fmt: skip
+
+
+def _members(members: list[dict]) -> str:
+    head = "<tr><th>member</th><th>seed</th><th>best epoch</th><th>epochs</th><th>val accuracy</th>" \
+           "<th>test accuracy</th><th>seconds</th></tr>"  # fmt: skip
+    rows = "".join(f"<tr><td>{m.get('member')}</td><td>{m.get('seed')}</td><td>{m.get('best_epoch')}</td>"
+                   f"<td>{m.get('epochs')}</td><td>{_num(m.get('val_accuracy'))}</td>"
+                   f"<td>{_num(m.get('test_accuracy'))}</td><td>{_num(m.get('seconds'))}</td></tr>"
+                   for m in members)  # fmt: skip
+    return _section("Ensemble members", f"<table>{head}{rows}</table>")
+
+
+def _per_class(metrics: dict) -> str:
+    rows = "".join(f"<tr><td>{html.escape(str(lab))}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
+                   f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>"
+                   for lab, v in metrics["per_class"].items())  # fmt: skip
+    return _section("Per class", "<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th>"
+                                 f"<th>support</th></tr>{rows}</table>")  # fmt: skip
+
+
+def _scored(rd: Path, header: dict, metrics: dict | None) -> tuple[str, str]:
+    """(most confidently wrong examples, data summary): lists the stored recipe's data and
+    scores the evaluated split with model.attn."""
+    facts = _data_facts(rd, header)
+    try:
+        from .artifact import load_model
+        from .sources import list_items, split_items
+
+        loaded = load_model(rd / MODEL)
+        r = loaded.recipe
+        splits = split_items(list_items(r.data, r.modality), r.data)
+        split = (metrics or {}).get("split") or ("test" if splits["test"] else "val")
+        wrong, windows = _wrong(loaded, splits[split], split)
+    except (AttnError, OSError) as e:
+        why = f"<p class='note'>Data not available here, so these sections are incomplete: {html.escape(str(e))}</p>"
+        return _section("Most confidently wrong", why), _data(facts, None, None, None)
+    return wrong, _data(facts, splits, windows, split)
+
+
+def _wrong(loaded, items: list, split: str) -> tuple[str, int]:
+    """Score `items` and render the wrong ones, highest score for the wrong label first."""
+    from .evaluate import score_items
+    from .inference import aggregate, softmax
+
+    if not items:
+        return _section("Most confidently wrong", "<p class='note'>No examples in the split.</p>"), 0
+    ws, kept, _, logits = score_items(loaded, items, loaded.recipe.data, f"{split} split")
+    probs = aggregate(softmax(logits), ws.all_windows[:, 0], len(ws))  # (N, K) clip scores, as evaluate
+    pred = probs.argmax(1)
+    bad = np.flatnonzero(pred != ws.labels)
+    bad = bad[np.argsort(-probs[bad, pred[bad]], kind="stable")][:WRONG]
+    title = f"Most confidently wrong ({len(np.flatnonzero(pred != ws.labels))} of {len(ws)} {split} examples wrong)"
+    if not len(bad):
+        return _section(title, "<p class='note'>None: every example was right.</p>"), ws.num_windows
+    audio = loaded.recipe.modality == "audio"
+    head = "<tr><th>example</th><th>true</th><th>predicted</th><th>score</th>" + ("<th>log-mel</th>" if audio else "")
+    rows = []
+    for i in bad:
+        it = kept[i]
+        cell = html.escape(Path(it.source).name if audio else it.source)
+        row = (f"<tr><td title='{html.escape(str(it.source))}'>{cell}</td><td>{html.escape(it.label)}</td>"
+               f"<td>{html.escape(loaded.labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td>")  # fmt: skip
+        if audio:
+            row += f"<td>{_thumb(ws.clips[i], loaded.recipe.features)}</td>"
+        rows.append(row + "</tr>")
+    return _section(title, f"<table>{head}</tr>{''.join(rows)}</table>"), ws.num_windows
+
+
+def _thumb(clip: np.ndarray, features) -> str:
+    from . import plots
+    from .explain import display_logmel
+
+    wave = clip[: features.frame_samples]
+    return _img(plots.logmel_thumb(display_logmel(wave, features), len(wave) / features.sample_rate), "log-mel")
+
+
+def _data(facts: dict, splits: dict | None, windows: int | None, split: str | None) -> str:
+    parts = []
+    if splits is not None:
+        labels = sorted({it.label for items in splits.values() for it in items})
+        names = [s for s in ("train", "val", "test") if splits.get(s)]
+        counts = {s: {lab: 0 for lab in labels} for s in names}
+        for s in names:
+            for it in splits[s]:
+                counts[s][it.label] += 1
+        head = "<tr><th>label</th>" + "".join(f"<th>{s}</th>" for s in names) + "</tr>"
+        rows = "".join(f"<tr><td>{html.escape(lab)}</td>" + "".join(f"<td>{counts[s][lab]}</td>" for s in names)
+                       + "</tr>" for lab in labels)  # fmt: skip
+        total = "<tr><th>all</th>" + "".join(f"<th>{len(splits[s])}</th>" for s in names) + "</tr>"
+        parts.append("<p>Examples per class and split (as the recipe lists them):</p>"
+                     f"<table>{head}{rows}{total}</table>")  # fmt: skip
+    rows = []
+    for key, value in facts.items():
+        rows.append((key.replace("_", " "), _fact(value)))
+    if windows is not None and split is not None:
+        rows.append((f"{split} windows", str(windows)))
+    if rows:
+        parts.append("<p>What training recorded:</p>" + _kv(rows))
+    return _section("Data", "".join(parts) or "<p class='note'>No data facts recorded.</p>")
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+
+def _img(fig, alt: str) -> str:
+    from . import plots
+
+    data = base64.b64encode(plots.png_bytes(fig)).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{html.escape(title)}</h2>\n{body}\n</section>"
+
+
+def _kv(rows: list[tuple[str, str]]) -> str:
+    return "<table class='kv'>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"  # fmt: skip
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.4f}" if isinstance(v, float) and abs(v) <= 1 else (f"{v:.1f}" if isinstance(v, float) else str(v))
+
+
+def _fact(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fact(x)}" for k, x in v.items())
+    return str(v)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; padding: 0 1em; }}
+h1 {{ margin-bottom: 0; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }}
+.path, .note {{ color: #666; }}
+table {{ border-collapse: collapse; margin: .5em 0; }}
+th, td {{ padding: .2em .7em; border-bottom: 1px solid #eee; text-align: right; vertical-align: middle; }}
+th:first-child, td:first-child {{ text-align: left; }}
+table.kv th {{ text-align: left; font-weight: 600; }} table.kv td {{ text-align: left; }}
+img {{ max-width: 100%; }}
+pre {{ background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 12px; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
