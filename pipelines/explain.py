@@ -28,8 +28,8 @@ from attn.errors import InputError
 
 from .inference import softmax
 
-SEGMENTS = 32  # occlusion: at most this many stretches of a window's time axis
-BANDS = 8  # occlusion of spectrogram inputs: frequency bands
+SEGMENTS = 24  # occlusion: at most this many stretches of a window's time axis
+BANDS = 6  # occlusion of spectrogram inputs: frequency bands (x SEGMENTS model calls)
 SPECTRAL = ("logmel", "spectrogram")  # audio features whose channels are frequencies
 
 
@@ -143,7 +143,7 @@ class Explainer:
                            spectral=f.kind in SPECTRAL, per_step=False)  # fmt: skip
         sr = f.sample_rate
         step = 1 if f.kind == "waveform" else f.hop_length  # samples per backbone input step
-        spans = (a.spans.numpy() * step).clip(0, len(wave)) / sr
+        spans = (start + (a.spans.numpy() * step).clip(0, len(wave))) / sr  # seconds in the file
         rec: dict[str, Any] = {
             "input": name,
             "label": self.loaded.labels[k],
