@@ -107,7 +107,7 @@ def show(console, rec: dict[str, Any]) -> None:
     if "error" in rec:
         console.print(Text(f"{rec['input']}: error: {rec['error'].removeprefix(rec['input'] + ': ')}", style="red"))
         return
-    head = Text(f"{rec['label']} {rec['score']:.3f}  ", style="bold")
+    head = Text.assemble((f"{rec['label']} {rec['score']:.3f}", "bold"), "  ")
     w = rec["weights"]
     top = max(w) if w else 1.0
     if "tokens" in rec:

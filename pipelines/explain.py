@@ -30,7 +30,8 @@ from .inference import softmax
 
 SEGMENTS = 24  # occlusion: at most this many stretches of a window's time axis
 BANDS = 6  # occlusion of spectrogram inputs: frequency bands (x SEGMENTS model calls)
-SPECTRAL = ("logmel", "spectrogram")  # audio features whose channels are frequencies
+SPECTRAL = ("logmel", "spectrogram")
+BATCH = 32  # windows per model call while scoring a recording  # audio features whose channels are frequencies
 
 
 def members(model) -> list:
@@ -115,29 +116,46 @@ class Explainer:
     def _audio(self, item) -> tuple[dict[str, Any], dict[str, Any]]:
         from attn.features.audio import from_array, iter_windows, stream_audio
 
+        from .batching import pad_rows
         from .predict import AudioArray
 
         f = self.loaded.recipe.features
         if isinstance(item, AudioArray):
-            name = item.name
-            blocks = iter([from_array(item.samples, item.sample_rate, f.sample_rate, item.name)])
+            name, wave = item.name, from_array(item.samples, item.sample_rate, f.sample_rate, item.name)
+
+            def windows():
+                return iter_windows(iter([wave]), f.frame_samples, f.hop_samples)
         else:
             name = str(item)
             if Path(name).is_dir():
                 raise InputError(f"{name}: a directory (give audio files)")
-            blocks = stream_audio(name, f.sample_rate)
-        windows, probs = [], []
+
+            def windows():  # streamed twice (scores, then the chosen window): memory stays flat
+                return iter_windows(stream_audio(name, f.sample_rate), f.frame_samples, f.hop_samples)
+
         dev = self.loaded.device
-        for start, w, n in iter_windows(blocks, f.frame_samples, f.hop_samples):
-            x = torch.from_numpy(w[None, :n]).to(dev)
+        probs, batch = [], []
+
+        def run() -> None:
+            x = torch.from_numpy(pad_rows([w[:n] for w, n in batch])).to(dev)
+            lengths = torch.tensor([n for _, n in batch], device=dev)
             with torch.no_grad():
-                probs.append(softmax(self.loaded.model(x, torch.tensor([n], device=dev)).float().cpu().numpy())[0])
-            windows.append((start, w[:n]))
-        if not windows:
+                probs.extend(softmax(self.loaded.model(x, lengths).float().cpu().numpy()))
+            batch.clear()
+
+        for _, w, n in windows():
+            batch.append((w, n))
+            if len(batch) == BATCH:
+                run()
+        if batch:
+            run()
+        if not probs:
             raise InputError(f"{name}: no audio windows")
         p = np.stack(probs)  # (W, K)
         k = int(p.mean(0).argmax())  # the file's label, as `attn predict` aggregates (mean)
-        start, wave = windows[int(p[:, k].argmax())]
+        best = int(p[:, k].argmax())
+        start, w, n = next(x for i, x in enumerate(windows()) if i == best)
+        wave = w[:n]
         x = torch.from_numpy(wave[None]).to(dev)
         a = explain_window(self.loaded.model, x, torch.tensor([len(wave)], device=dev), k,
                            spectral=f.kind in SPECTRAL, per_step=False)  # fmt: skip

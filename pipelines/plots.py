@@ -150,32 +150,38 @@ def _rect(x: float, y: float, w: float, h: float, alpha: float):
     return Rectangle((x, y), w, h, facecolor="tab:orange", edgecolor="none", alpha=float(np.clip(alpha, 0, 1)) * 0.7)
 
 
-def token_strip(tokens: list[str], weights: list[float], title: str = "", per_line: int = 90):
-    """Tokens laid out left to right (wrapped), each on a background as dark as its weight."""
+def token_strip(tokens: list[str], weights: list[float], title: str = "", width_px: int = 800):
+    """Tokens laid out left to right (wrapped at `width_px`), each on a background as dark as its
+    weight (the largest weight darkest)."""
     from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.font_manager import FontProperties
 
-    lines: list[list[tuple[str, float]]] = [[]]
-    used = 0
+    font = FontProperties(family="monospace", size=12)
+    renderer = FigureCanvasAgg(figure(1, 1)).get_renderer()
+    pad, gap, line_h = 10.0, 9.0, 28.0
+    placed, x, row = [], pad, 0  # (token, weight, x, row)
     for t, w in zip(tokens, weights, strict=True):
-        if used + len(t) + 1 > per_line and lines[-1]:
-            lines.append([])
-            used = 0
-        lines[-1].append((t, w))
-        used += len(t) + 1
-    fig = figure(min(12.0, 1.0 + 0.105 * max(sum(len(t) + 1 for t, _ in ln) for ln in lines)), 0.5 + 0.42 * len(lines))
-    ax = fig.subplots()
+        tw = renderer.get_text_width_height_descent(t, font, ismath=False)[0]
+        if x + tw > width_px - pad and x > pad:
+            x, row = pad, row + 1
+        placed.append((t, w, x, row))
+        x += tw + gap
+    top_px = 26.0 if title else pad
+    height_px = top_px + line_h * (row + 1) + pad
+    fig = figure(width_px / DPI, height_px / DPI)
+    fig.set_layout_engine(None)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
-    ax.set(xlim=(0, per_line), ylim=(len(lines), -0.6))
-    top = max(weights) if weights else 1.0
+    ax.set(xlim=(0, width_px), ylim=(height_px, 0))
+    most = max(weights) if weights else 1.0
     cmap = colormaps["Oranges"]
-    for row, line in enumerate(lines):
-        x = 0.0
-        for t, w in line:
-            level = w / top if top > 0 else 0.0
-            ax.text(x, row + 0.5, t, family="monospace", fontsize=11, va="center", ha="left",
-                    color="white" if level > 0.6 else "black",
-                    bbox={"facecolor": cmap(0.1 + 0.85 * level), "edgecolor": "none", "pad": 2})  # fmt: skip
-            x += len(t) + 1.2
+    for t, w, x0, r in placed:
+        level = w / most if most > 0 else 0.0
+        ax.text(x0, top_px + line_h * (r + 0.5), t, fontproperties=font, va="center", ha="left",
+                color="white" if level > 0.6 else "black",
+                bbox={"facecolor": cmap(0.05 + 0.9 * level), "edgecolor": "none", "pad": 3})  # fmt: skip
     if title:
-        ax.set_title(title, fontsize=9, loc="left")
+        ax.text(pad, 14, title, fontsize=10, va="center", ha="left")
     return fig
