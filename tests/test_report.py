@@ -41,6 +41,8 @@ def test_training_writes_the_report(trained_model):
         assert f"<h2>{section}" in page, section
     metrics = json.loads((run / "metrics.json").read_text())
     assert f"{metrics['accuracy']:.4f}" in page
+    if metrics.get("baseline"):  # train.baseline: the classical baseline's scores beside the model's
+        assert "Model and baseline" in page and f"{metrics['baseline']['accuracy']:.4f}" in page
     for label in metrics["labels"]:  # the per-class table and the data table name every class
         assert page.count(f"<td>{label}</td>") >= 2
     assert len(_images(page)) >= 2  # curves and matrix (and a log-mel per wrong clip)
