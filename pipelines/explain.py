@@ -11,7 +11,8 @@ layer and head, the pooled vector's (the class token's) attention over the same 
 `grid` (CNN occlusion, spectrogram patches) splits the weights over channel bands (`bands`:
 [lo, hi) feature channels, e.g. mel bins). For a recording longer than one window, the window
 that scores the file's label highest is explained. An ensemble's members are explained one by
-one and their weights averaged. The method itself is in `attn.models.attribution`.
+one and their weights averaged; a baseline blended into the model's probabilities is not
+explained (the label is still the blended model's). The method is in `attn.models.attribution`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,17 @@ BATCH = 32  # windows per model call while scoring a recording  # audio features
 
 
 def members(model) -> list:
-    """The classifiers an (ensemble) model averages."""
+    """The networks a model's prediction comes from: an ensemble's members, each without the
+    linear baseline a `Blend` mixes in (the baseline reads n-gram counts or MFCC statistics,
+    not positions, so only the networks are explained)."""
     from attn.models.ensemble import Ensemble
+    from attn.models.linear import Blend
 
-    return list(model.members) if isinstance(model, Ensemble) else [model]
+    if isinstance(model, Blend):
+        return members(model.network)
+    if isinstance(model, Ensemble):
+        return [n for m in model.members for n in members(m)]
+    return [model]
 
 
 def explain_window(model, x: torch.Tensor, lengths: torch.Tensor, target: int, spectral: bool, per_step: bool):

@@ -16,13 +16,14 @@ from attn.cli.app import app
 from attn.models import registry
 from attn.models.attribution import attribute, rollout
 from attn.models.transformer import TransformerEncoder
-from helpers import write_wav
+from helpers import tone, write_wav
 
 runner = CliRunner()
 
 # Transformer variants: every readout (class token, pooling) and token layout; the attention
 # kinds the family offers are added from its Config, so a new one is covered when it lands.
 VARIANTS = [("cnn", {"channels": [4, 8]}), ("wavenet", {"channels": 8, "layers": 2, "front_strides": [2]}),
+            ("cnn1d", {"widths": [2, 3], "filters": 8}),
             ("transformer", {}), ("transformer", {"pool": "mean", "token_pool": "attention"}),
             ("transformer", {"pool": "attention", "norm": "pre"}),
             ("transformer", {"pool": "max", "token_pool": "mean"}),
@@ -58,7 +59,7 @@ def test_weights_are_a_distribution_over_valid_positions(name, params):
     if a.layers is not None:  # per layer and head, each a distribution too
         assert (a.layers >= 0).all() and torch.allclose(a.layers.sum(-1), torch.ones(a.layers.shape[:3]), atol=1e-5)
         assert (a.layers.permute(0, 3, 1, 2)[~a.valid] == 0).all()
-    assert a.method == ("attention rollout" if name == "transformer" else "occlusion")
+    assert a.method == ("attention rollout" if name == "transformer" else "occlusion")  # cnn, wavenet, cnn1d
 
 
 def test_padding_does_not_change_a_row_s_attention_weights():
@@ -213,8 +214,6 @@ def test_explain_cli_json_terminal_png_and_errors(keyword_model, tmp_path):
 def test_explain_audio_cli_png_and_a_missing_file(trained_model, tmp_path):
     import soundfile as sf
 
-    from helpers import tone
-
     wav = write_wav(tmp_path / "a.wav", tone(440, 1.2, SR), SR)  # longer than one window
     r = runner.invoke(app, ["explain", "-m", str(trained_model), str(wav), str(tmp_path / "missing.wav"),
                             "--out", str(tmp_path / "png"), "--format", "json"])  # fmt: skip
@@ -227,3 +226,21 @@ def test_explain_audio_cli_png_and_a_missing_file(trained_model, tmp_path):
     assert all(w0 <= s < e <= w1 + 1e-6 for s, e in good["positions"])
     assert len(good["grid"]) == len(good["bands"]) and len(good["grid"][0]) == len(good["weights"])
     assert os.path.getsize(good["image"]) > 1000
+
+
+def test_an_ensemble_is_explained_as_its_members_average(tiny_recipe, tmp_path):
+    import attn
+    from attn.models.attribution import mean_attribution
+    from attn.pipelines.explain import explain_window, members
+
+    result = attn.train(tiny_recipe(epochs=1), ["train.ensemble=2"], out=tmp_path / "ens", device="cpu")
+    m = attn.load(result.run_dir)
+    nets = members(m.module)
+    assert len(nets) == 2 and all(hasattr(n, "backbone") for n in nets)
+    x, lengths = torch.from_numpy(tone(440, 0.5, SR))[None], torch.tensor([int(0.5 * SR)])
+    both = explain_window(m.module, x, lengths, 0, spectral=True, per_step=False)
+    one = [explain_window(n, x, lengths, 0, spectral=True, per_step=False) for n in nets]
+    assert torch.allclose(both.weights, mean_attribution(one).weights)
+    assert torch.allclose(both.weights.sum(), torch.tensor(1.0), atol=1e-5)
+    (rec,) = m.explain([(tone(440, 0.5, SR), SR)])
+    assert rec["label"] == m.predict([(tone(440, 0.5, SR), SR)])[0]["label"]  # the whole model's label
