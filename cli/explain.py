@@ -13,15 +13,15 @@ from .common import DeviceOpt, ModelOpt, QuietOpt, ThreadsOpt, fail, handle_erro
 EPILOG = """\
 Examples:
 
-  attn explain -m runs/trec --text "How far is it from Denver to Aspen?"     # tokens shaded by weight
+  attn explain -m runs/trec_transformer --text "How far is it from Denver to Aspen?"   # tokens shaded
 
-  attn explain -m runs/trec questions.txt --format json | jq -c '[.tokens, .weights]'
+  attn explain -m runs/trec_transformer questions.txt --format json | jq -c '[.tokens, .weights]'
 
   attn explain clip.wav --out explain/          # one PNG per input: the log-mel with the weights over it
 
 Transformers: attention rollout (Abnar & Zuidema 2020) from the class token (or the pooled
 vector) back to the input tokens, frames or patches; the JSON adds "layers", the class token's
-attention in each layer and head. CNN and WaveNet: occlusion (each stretch of the input replaced
+attention in each layer and head. Other families (cnn, cnn1d, wavenet): occlusion (each stretch of the input replaced
 by its mean; the fall in the predicted class's log-probability is its weight). Weights are >= 0
 and sum to 1 over the input. A recording longer than one window: the window that scores the
 file's label highest.
