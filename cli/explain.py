@@ -21,10 +21,10 @@ Examples:
 
 Transformers: attention rollout (Abnar & Zuidema 2020) from the class token (or the pooled
 vector) back to the input tokens, frames or patches; the JSON adds "layers", the class token's
-attention in each layer and head. Other families (cnn, cnn1d, wavenet): occlusion (each stretch of the input replaced
-by its mean; the fall in the predicted class's log-probability is its weight). Weights are >= 0
-and sum to 1 over the input. A recording longer than one window: the window that scores the
-file's label highest.
+attention in each layer and head. Other families (cnn, cnn1d, wavenet): occlusion (each
+stretch of the input replaced by its mean; the fall in the predicted class's log-probability is
+its weight). Weights are >= 0 and sum to 1 over the input. A recording longer than one window:
+the window that scores the file's label highest.
 """
 
 
