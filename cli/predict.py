@@ -81,8 +81,9 @@ def predict_cmd(
         raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)
-    set_threads(threads)
     m = attn.load(model, device)
+    if not m.exported:  # an ONNX file predicts through onnxruntime: torch is never imported
+        set_threads(threads)
     if m.modality == "text":
         from attn.pipelines.predict_text import text_inputs
 

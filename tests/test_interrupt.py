@@ -15,11 +15,12 @@ import torch
 
 from attn.pipelines.container import read_container
 
+EPOCHS = 6
 RECIPE = """\
 data: {synthetic: {classes: [sine, chirp, noise_burst], per_class: 60, seconds: 0.5, seed: 2}}
 features: {sample_rate: 8000, frame_seconds: 0.5, hop_seconds: 0.25, n_fft: 256, hop_length: 128, n_mels: 24}
 model: {name: cnn, channels: [8, 16], dropout: 0.3}
-train: {epochs: 4, batch_size: 8, lr: 0.005, patience: 0, seed: 3, augment: {freq_mask: 3, time_mask: 3}}
+train: {epochs: 6, batch_size: 8, lr: 0.005, patience: 0, seed: 3, augment: {freq_mask: 3, time_mask: 3}}
 """
 
 
@@ -35,14 +36,14 @@ def _start(*args, cwd):
                             preexec_fn=_default_sigint)  # fmt: skip
 
 
-def _wait_for_epochs(run: Path, n: int, proc, timeout=300):
+def _wait_for_epochs(run: Path, n: int, proc, timeout=300, poll=0.05):
     t0 = time.time()
     while time.time() - t0 < timeout:
         h = run / "history.jsonl"
         if h.exists() and len(h.read_text().splitlines()) >= n:
             return
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
+        time.sleep(poll)
     raise AssertionError("training did not progress")
 
 
@@ -55,13 +56,17 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     recipe.write_text(RECIPE)
     full = _start("train", recipe, "--out", tmp_path / "full", "--quiet", cwd=tmp_path)
     cut = _start("train", recipe, "--out", tmp_path / "cut", "--quiet", cwd=tmp_path)
-    _wait_for_epochs(tmp_path / "cut", 1, cut)
-    time.sleep(0.3)  # into epoch 2
+    # Kill halfway through epoch 3, timed from the length of epoch 2 on this machine (a fixed
+    # sleep let a fast machine finish the whole run first).
+    _wait_for_epochs(tmp_path / "cut", 1, cut, poll=0.005)
+    t1 = time.monotonic()
+    _wait_for_epochs(tmp_path / "cut", 2, cut, poll=0.005)
+    time.sleep((time.monotonic() - t1) / 2)
     cut.send_signal(signal.SIGKILL)
     cut.wait()
     assert full.wait(timeout=600) == 0, full.stderr.read()
     done = len((tmp_path / "cut" / "history.jsonl").read_text().splitlines())
-    assert done < 4, "the run finished before it could be killed"
+    assert done < EPOCHS, "the run finished before it could be killed"
     read_container(tmp_path / "cut" / "last.ckpt")  # intact after the kill
     assert not [p for p in (tmp_path / "cut").iterdir() if p.name.endswith(".tmp")]
     resumed = _start("train", "--resume", tmp_path / "cut", "--quiet", cwd=tmp_path)
@@ -76,7 +81,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(RECIPE.replace("epochs: 4", "epochs: 50"))
+    recipe.write_text(RECIPE.replace("epochs: 6", "epochs: 50"))
     proc = _start("train", recipe, "--out", tmp_path / "run", cwd=tmp_path)
     _wait_for_epochs(tmp_path / "run", 1, proc)
     proc.send_signal(signal.SIGINT)
