@@ -71,9 +71,11 @@ class Reporter:
             raise ConfigError(f"attn tune scores trials on the validation split ({self.metric}); this recipe has no "
                               "validation examples (set data.val_fraction or a val manifest)")  # fmt: skip
         self.trial.report(float(value), record["epoch"])
+        if record["epoch"] >= self.planned:  # a trial that ran all its epochs is kept, whatever the clock says
+            return
         if self.deadline is not None and time.time() >= self.deadline:
             raise optuna.TrialPruned(f"stopped at epoch {record['epoch']}: the tune's time is up")
-        if record["epoch"] < self.planned and self.trial.should_prune():  # a finished trial is kept
+        if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}: {self.metric} {value:.4f} behind the median")
 
 

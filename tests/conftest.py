@@ -78,3 +78,18 @@ def _checkout_runs_latest_untouched():
         mp.setattr(rundir, "point_latest", point_latest)
         mp.setattr(train_ensemble, "point_latest", point_latest)
         yield
+
+
+@pytest.fixture(autouse=True)
+def _cli_log_handlers_detached():
+    """A command run in-process (CliRunner) leaves its stderr log handler on the "attn" logger,
+    bound to the runner's stream, which is closed once the command returns; a later test that
+    logs through the library would write to it ("I/O operation on closed file")."""
+    yield
+    import logging
+
+    logger = logging.getLogger("attn")
+    for h in list(logger.handlers):
+        if getattr(h, "_attn_cli", False):
+            logger.removeHandler(h)
+    logger.propagate = True
