@@ -139,6 +139,6 @@ def trec_vs_tfidf(quick: bool = False) -> list[dict]:
     if r.returncode != 0:
         return [{"case": "TREC", "error": r.stderr[-300:]}]
     acc = json.loads(r.stdout)["test_accuracy"]
-    return [case("TREC test accuracy: attn transformer vs TF-IDF + logistic regression", "TREC 5452 train / 500 test",
+    return [case("TREC test accuracy: recipes/trec.yaml vs TF-IDF + logistic regression", "TREC 5452 train / 500 test",
                  "TF-IDF (1-2 grams) + LR, same run", acc, acc_lr, "accuracy", "beat it", acc > acc_lr,
                  attn_train_seconds=round(t_attn, 1), tfidf_seconds=round(t_lr, 2))]  # fmt: skip
