@@ -8,7 +8,18 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from .common import DeviceOpt, ModelOpt, QuietOpt, ThreadsOpt, fail, handle_errors, is_tty, set_threads, setup_logging
+from .common import (
+    DeviceOpt,
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    audio_paths,
+    fail,
+    handle_errors,
+    is_tty,
+    set_threads,
+    setup_logging,
+)
 
 EPILOG = """\
 Examples:
@@ -72,11 +83,7 @@ def explain_cmd(
 
         items: Any = list(text_inputs(text or [], inputs or []))
     else:
-        from attn.pipelines.predict import expand_inputs
-
-        if text:
-            raise fail(f"--text given, but {m.path} is an audio model")
-        items = expand_inputs(inputs or [], m.recipe.data.extensions)
+        items = audio_paths(m, inputs, text)
     if not items:
         raise fail("no inputs (stdin was empty)")
     failed = 0

@@ -13,6 +13,7 @@ from .common import (
     ModelOpt,
     QuietOpt,
     ThreadsOpt,
+    audio_paths,
     fail,
     handle_errors,
     is_tty,
@@ -92,13 +93,7 @@ def predict_cmd(
         total = 0
         records = m.predict_iter(text_inputs(text or [], inputs or []), top_k, batch_size=batch_size)
     else:
-        from attn.pipelines.predict import expand_inputs
-
-        if text:
-            raise fail(f"--text given, but {m.path} is an audio model")
-        paths = expand_inputs(inputs or [], m.recipe.data.extensions)
-        if not paths:
-            raise fail("no inputs (stdin was empty)")
+        paths = audio_paths(m, inputs, text)
         total = len(paths)
         records = m.predict_iter(paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size)
     counter = None
