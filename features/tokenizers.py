@@ -267,10 +267,14 @@ _LEVELS = {"char": CharTokenizer, "word": WordTokenizer, "subword": SubwordToken
 
 
 def make_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
+    if cfg.level == "encoder":
+        raise ValueError("an encoder's tokenizer comes from its checkpoint (EncoderTokenizer.from_dir)")
     return _LEVELS[cfg.level](cfg)
 
 
 def tokenizer_from_state(cfg: TokenizerConfig, header: dict[str, Any], blob: bytes | None) -> Tokenizer:
+    if cfg.level == "encoder":
+        raise ValueError("an encoder's tokenizer is rebuilt by EncoderTokenizer (features/encoder_tokenizer.py)")
     if cfg.level == "subword":
         if not blob:
             raise ValueError("subword tokenizer state lacks the sentencepiece model")

@@ -71,4 +71,4 @@ def create(name: str, in_dim: int, num_classes: int, **params: Any):
 
 def _load_families() -> None:
     # Importing the family modules runs their @register decorators.
-    from attn.models import cnn, cnn1d, transformer, wavenet  # noqa: F401
+    from attn.models import cnn, cnn1d, pooled, transformer, wavenet  # noqa: F401

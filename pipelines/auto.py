@@ -50,6 +50,7 @@ def needs_resolving(recipe: Recipe) -> bool:
     text = isinstance(f, TextFeatures)
     return (
         (text and f.tokenizer.max_len == "auto")
+        or (text and f.encoder is not None and f.encoder.config is None)
         or (not text and not f.resolved)
         or "auto" in (t.epochs, t.patience, t.monitor)
     )
@@ -74,6 +75,12 @@ def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, Prepar
         chosen[key] = {"value": value, "why": why}
 
     if isinstance(recipe.features, TextFeatures):
+        if recipe.features.encoder is not None and recipe.features.encoder.config is None:
+            from .encoders import resolve_encoder
+
+            ck = resolve_encoder(recipe.features.encoder)
+            put("features.encoder.sha256", ck.sha256, f"model.safetensors of {ck.path} ({ck.source})")
+            raw["features"]["encoder"]["config"] = ck.config  # the architecture, so the model file needs no checkpoint
         if recipe.features.tokenizer.max_len == "auto":
             prepared = _max_len(recipe, prepared, put)
     elif not recipe.features.resolved:
@@ -151,9 +158,25 @@ def _max_len(recipe: Recipe, prepared: PreparedData, put) -> PreparedData:
     counts = np.array([len(tok.encode_array(t)) for t in texts])
     p99 = float(np.percentile(counts, 99))
     n = min(max(8 * math.ceil(p99 / 8), MAX_LEN_RANGE[0]), MAX_LEN_RANGE[1])
-    put("features.tokenizer.max_len", n,
-        f"99% of {len(texts)} training texts have at most {p99:.0f} tokens (longest {counts.max()})")  # fmt: skip
+    why = f"99% of {len(texts)} training texts have at most {p99:.0f} tokens (longest {counts.max()})"
+    limit = _encoder_positions(recipe)
+    if limit is not None and n > limit:
+        n, why = limit, why + f"; the encoder has {limit} positions"
+    put("features.tokenizer.max_len", n, why)
     return prepared.with_tokenizer(tok)
+
+
+def _encoder_positions(recipe: Recipe) -> int | None:
+    """How many tokens the recipe's pretrained encoder can take, or None without one."""
+    enc = recipe.features.encoder
+    if enc is None:
+        return None
+    from attn.models.bert import encoder_shape
+
+    from .encoders import resolve_encoder
+
+    shape = encoder_shape(enc.config or resolve_encoder(enc).config)
+    return shape["positions"] - shape["offset"]
 
 
 # -- training -----------------------------------------------------------------------------------

@@ -10,6 +10,13 @@ from .config import Recipe
 
 def build_frontend(recipe: Recipe, vocab_size: int | None = None):
     """The modality's front-end: log-mel/MFCC/... for audio, a token embedding for text."""
+    if isinstance(recipe.features, TextFeatures) and recipe.features.encoder is not None:
+        from attn.models.bert import EncoderFrontend
+
+        enc = recipe.features.encoder
+        if enc.config is None:
+            raise ValueError("features.encoder.config is filled when a run starts (pipelines/auto.py)")
+        return EncoderFrontend(enc.config, enc.finetune)
     if isinstance(recipe.features, TextFeatures):
         from attn.features.text import TextFrontend
 
@@ -58,6 +65,11 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
         raise ConfigError(
             f"model.max_positions covers {limit} steps but one window has up to {max_steps(recipe)}; "
             f"raise model.max_positions or shorten the window"
+        )
+    positions = getattr(getattr(frontend, "encoder", None), "max_positions", None)
+    if positions is not None and max_steps(recipe) > positions:
+        raise ConfigError(
+            f"features.tokenizer.max_len ({max_steps(recipe)}) exceeds the encoder's {positions} positions"
         )
     augment = None
     if not isinstance(recipe.features, TextFeatures):

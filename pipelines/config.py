@@ -200,8 +200,12 @@ class TrainConfig(Strict):
     seed: int = 0
     ensemble: PosInt = 1  # train this many models (seeds seed, seed+1, ...) and average their probabilities
     windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all
+    length_buckets: bool = False  # batch examples of similar length together (text: less padding, faster)
     augment: AugmentConfig = AugmentConfig()
-    frontend_lr_scale: PosFloat = 1.0  # learning rate multiplier for the front-end (text embedding)
+    frontend_lr_scale: PosFloat = 1.0  # learning rate multiplier for the front-end (text embedding, encoder)
+    # A pretrained encoder's layer i of L learns at frontend_lr_scale * layer_decay ** (L + 1 - i)
+    # times lr (embeddings: i = 0); 1.0 = one rate for all.
+    layer_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
     ema: Fraction = 0.0  # evaluate and keep an exponential moving average of the weights; 0 = off
     pretrain_epochs: NonNegInt = 0  # text: masked-token pretraining on the training texts first
     mask_prob: Annotated[float, Field(gt=0, lt=1)] = 0.15  # share of tokens masked when pretraining

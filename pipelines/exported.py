@@ -78,11 +78,11 @@ def load_exported(path: str | Path) -> ExportedModel:
     data = ExportedData(tuple(meta.get("data", {}).get("extensions", AUDIO_EXTENSIONS)))
     tokenizer = None
     if isinstance(features, TextFeatures):
-        from attn.features.tokenizers import tokenizer_from_state
+        from attn.features.encoder_tokenizer import restore_tokenizer
 
         blob = meta.get("tokenizer_model_base64")
         blob = base64.b64decode(blob) if blob else None
-        tokenizer = tokenizer_from_state(features.tokenizer, meta["tokenizer"], blob)
+        tokenizer = restore_tokenizer(features.tokenizer, meta["tokenizer"], blob)
     recipe = ExportedRecipe(data, features, meta.get("model", {}))
     return ExportedModel(session, recipe, list(meta["labels"]), meta, tokenizer)
 

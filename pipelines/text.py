@@ -17,6 +17,12 @@ log = logging.getLogger("attn")
 
 def fit_tokenizer(features: TextFeatures, train_texts: list[str]):
     """The tokenizer training builds: fitted on the training texts only."""
+    if features.encoder is not None:
+        from .encoders import encoder_tokenizer
+
+        tok = encoder_tokenizer(features)
+        log.info("tokenizer: the encoder's own, %d tokens in the vocabulary", tok.vocab_size)
+        return tok
     from attn.features.tokenizers import make_tokenizer
 
     tok = make_tokenizer(features.tokenizer).fit(train_texts)
@@ -57,14 +63,14 @@ def tokenizer_state(tok) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def tokenizer_from_artifact(recipe: Recipe, header: dict[str, Any], tensors: dict[str, Any]):
-    from attn.features.tokenizers import tokenizer_from_state
+    from attn.features.encoder_tokenizer import restore_tokenizer
 
     assert isinstance(recipe.features, TextFeatures)
     state = header.get("tokenizer")
     if state is None:
         raise ConfigError("text model without tokenizer state")
     blob = tensors.get("tokenizer_model")
-    return tokenizer_from_state(recipe.features.tokenizer, state, None if blob is None else blob.numpy().tobytes())
+    return restore_tokenizer(recipe.features.tokenizer, state, None if blob is None else blob.numpy().tobytes())
 
 
 def apply_vectors(model, tok, features: TextFeatures) -> dict[str, Any]:

@@ -82,6 +82,27 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def frontends(model) -> list:
+    """The front-end of a model, or of each member of an ensemble."""
+    return [m.frontend for m in getattr(model, "members", [model]) if hasattr(m, "frontend")]
+
+
+def length_bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, gen: np.random.Generator,
+                    pool: int = 50) -> np.ndarray:  # fmt: skip
+    """`order` regrouped so each batch holds examples of similar length (less padding, the same
+    examples per epoch): runs of `pool` batches are sorted by length, cut into batches, and the
+    batches shuffled. (B, T) attention and convolutions cost in proportion to the longest row."""
+    chunk = batch_size * pool
+    batches = []
+    for c in range(0, len(order), chunk):
+        part = order[c : c + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[b : b + batch_size] for b in range(0, len(part), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    rest = [b for b in batches if len(b) < batch_size]  # last: the caller cuts batches every batch_size
+    return np.concatenate([full[i] for i in gen.permutation(len(full))] + rest) if batches else order
+
+
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     """Multiplier on the base learning rate at optimizer step `step` (0-based)."""
     if warmup and step < warmup:
@@ -118,13 +139,17 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         # Weight decay on matrices only; the front-end (a text embedding) may learn faster: Adam
         # moves each weight by ~lr per update, and a rare word gets few updates.
-        front = {id(p) for p in getattr(model, "frontend", torch.nn.Module()).parameters()}
+        # A pretrained encoder's layers may learn at rates decaying with depth (train.layer_decay).
+        front: dict[int, float] = {}
+        for fe in frontends(model):
+            scales = fe.lr_scales(cfg.layer_decay) if hasattr(fe, "lr_scales") else {}
+            front.update({id(p): cfg.frontend_lr_scale * scales.get(id(p), 1.0) for p in fe.parameters()})
         # Parameters with the same settings share a group: each group is one fused kernel call,
         # a fixed per-step cost that shows on a small model.
         by_setting: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
         for p in model.parameters():
             if p.requires_grad:
-                key = (cfg.weight_decay if p.dim() >= 2 else 0.0, cfg.frontend_lr_scale if id(p) in front else 1.0)
+                key = (cfg.weight_decay if p.dim() >= 2 else 0.0, front.get(id(p), 1.0))
                 by_setting.setdefault(key, []).append(p)
         groups = [{"params": ps, "weight_decay": wd, "lr_scale": scale} for (wd, scale), ps in by_setting.items()]
         try:
@@ -196,6 +221,8 @@ class Trainer:
         ws = self.train_set
         windows = ws.random_windows(gen) if self.cfg.windows == "random" else ws.all_windows
         order = gen.permutation(len(windows))
+        if self.cfg.length_buckets and not self.world.distributed:
+            order = length_bucketed(order, windows[:, 2], self.cfg.batch_size, gen)
         if self.world.distributed:
             # Rank r takes every size-th example: batch i of all ranks together is batch i of
             # one process with size x the batch. Every rank gets the same number of steps.

@@ -1,0 +1,84 @@
+"""A pretrained encoder's own tokenizer (Hugging Face `tokenizers`), behind attn's Tokenizer API.
+
+The checkpoint's tokenizer.json (or, for an older BERT checkpoint, its vocab.txt) defines the
+ids the encoder was pretrained on, special tokens included ([CLS] ... [SEP] or <s> ... </s>);
+attn neither fits nor changes it. Its JSON is the tokenizer's state, kept in the model file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .config import TokenizerConfig
+from .tokenizers import Tokenizer, tokenizer_from_state
+
+
+class EncoderTokenizer(Tokenizer):
+    level = "encoder"
+
+    def __init__(self, cfg: TokenizerConfig, spec: bytes) -> None:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        super().__init__(cfg)
+        self.spec = spec
+        try:
+            self.tok = HFTokenizer.from_str(spec.decode("utf-8"))
+        except Exception as e:  # noqa: BLE001 - tokenizers raises plain Exceptions with its parser's text
+            raise ValueError(f"not a tokenizer.json the tokenizers library can read ({str(e)[:200]})") from None
+        # attn truncates to max_len and pads itself; the checkpoint's own settings would do it twice.
+        self.tok.no_truncation()
+        self.tok.no_padding()
+
+    @classmethod
+    def from_dir(cls, cfg: TokenizerConfig, path: Path, lowercase: bool = True) -> EncoderTokenizer:
+        """The tokenizer of a checkpoint directory: tokenizer.json, else a WordPiece vocab.txt
+        (BERT's original format: lowercased when the checkpoint's tokenizer_config says so)."""
+        spec = path / "tokenizer.json"
+        if spec.is_file():
+            return cls(cfg, spec.read_bytes())
+        vocab = path / "vocab.txt"
+        if not vocab.is_file():
+            raise FileNotFoundError(f"{path}: no tokenizer.json or vocab.txt (the checkpoint's tokenizer)")
+        from tokenizers import BertWordPieceTokenizer
+
+        wp = BertWordPieceTokenizer(str(vocab), lowercase=lowercase)
+        return cls(cfg, wp._tokenizer.to_str().encode("utf-8"))
+
+    def _enc(self, text: str):
+        return self.tok.encode(text)
+
+    def tokens(self, text: str) -> list[str]:
+        return self._enc(text).tokens
+
+    def encode(self, text: str) -> list[int]:
+        return self._enc(text).ids
+
+    def display_tokens(self, text: str) -> list[str]:
+        enc = self._enc(text)
+        # A word piece as the text spells it (its offsets); special tokens as themselves.
+        return [text[a:b] if b > a else t for t, (a, b) in zip(enc.tokens, enc.offsets, strict=True)]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size(with_added_tokens=True)
+
+    def id_to_token(self, i: int) -> str:
+        return self.tok.id_to_token(i) or f"<{i}>"
+
+    def fit(self, texts: Iterable[str]) -> EncoderTokenizer:
+        return self  # pretrained: never fitted to the user's texts
+
+    def state(self) -> tuple[dict[str, Any], bytes | None]:
+        return {"level": self.level}, self.spec
+
+
+def restore_tokenizer(cfg: TokenizerConfig, header: dict[str, Any], blob: bytes | None) -> Tokenizer:
+    """Any level's tokenizer from its saved state (`tokenizers.tokenizer_from_state` for attn's own
+    levels; here because this module builds on that one, not the reverse)."""
+    if cfg.level == "encoder":
+        if not blob:
+            raise ValueError("encoder tokenizer state lacks its tokenizer.json")
+        return EncoderTokenizer(cfg, blob)
+    return tokenizer_from_state(cfg, header, blob)

@@ -1,0 +1,272 @@
+"""BERT-family text encoders (BERT, MiniLM, bge, RoBERTa, XLM-R, DistilBERT) in plain torch, built
+from a Hugging Face `config.json` and loaded from its safetensors weights.
+
+    BertEncoder(ids (B, T) int64, lengths (B,)) -> hidden states (B, T, H)
+    EncoderFrontend(ids (B, T), lengths (B,)) -> (hidden (B, H, T), lengths (B,))
+
+Written here rather than imported from `transformers` because importing its model classes costs
+~3.5 s on top of torch, which `attn predict` would pay on every call; the layout is the original
+post-LayerNorm transformer (Devlin et al. 2019: embeddings + LayerNorm, then per layer
+x = LN(x + Attn(x)), x = LN(x + FFN(x))). Parameter names mirror Hugging Face's `BertModel`, so
+a checkpoint loads by name (tests/test_pretrained.py checks the hidden states against
+`transformers` on random checkpoints of each architecture). Padding is a key mask built from
+`lengths`: outputs at valid steps never depend on the padding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# model_type values whose checkpoints this module runs (config.json "model_type").
+ARCHITECTURES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert")
+
+
+def encoder_shape(config: dict[str, Any]) -> dict[str, Any]:
+    """The architecture facts of a Hugging Face config, in one vocabulary for every family.
+    Raises ValueError naming what is missing or unsupported."""
+    kind = config.get("model_type")
+    if kind not in ARCHITECTURES:
+        raise ValueError(f"model_type {kind!r} is not a supported text encoder (supported: {', '.join(ARCHITECTURES)})")
+    try:
+        if kind == "distilbert":
+            if config.get("sinusoidal_pos_embds"):
+                raise ValueError("DistilBERT with sinusoidal positions is not supported")
+            shape = dict(hidden=config["dim"], layers=config["n_layers"], heads=config["n_heads"],
+                         intermediate=config["hidden_dim"], act=config.get("activation", "gelu"), eps=1e-12,
+                         types=0, offset=0)  # fmt: skip
+        else:
+            # RoBERTa counts positions from pad_token_id + 1 (its position table has those rows unused).
+            offset = config.get("pad_token_id", 1) + 1 if kind != "bert" else 0
+            shape = dict(hidden=config["hidden_size"], layers=config["num_hidden_layers"],
+                         heads=config["num_attention_heads"], intermediate=config["intermediate_size"],
+                         act=config.get("hidden_act", "gelu"), eps=config.get("layer_norm_eps", 1e-12),
+                         types=config.get("type_vocab_size", 2), offset=offset)  # fmt: skip
+            if config.get("position_embedding_type", "absolute") != "absolute":
+                raise ValueError(f"position_embedding_type {config['position_embedding_type']!r} is not supported")
+        shape.update(vocab=config["vocab_size"], positions=config["max_position_embeddings"], kind=kind)
+    except KeyError as e:
+        raise ValueError(f"config.json lacks {e.args[0]!r}") from None
+    if shape["act"] not in _ACTIVATIONS:
+        raise ValueError(f"activation {shape['act']!r} is not supported (supported: {', '.join(_ACTIVATIONS)})")
+    if shape["hidden"] % shape["heads"]:
+        raise ValueError(f"hidden size {shape['hidden']} is not a multiple of {shape['heads']} heads")
+    return shape
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+class _Embeddings(nn.Module):
+    def __init__(self, s: dict[str, Any]) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(s["vocab"], s["hidden"])
+        self.position_embeddings = nn.Embedding(s["positions"], s["hidden"])
+        self.token_type_embeddings = nn.Embedding(s["types"], s["hidden"]) if s["types"] else None
+        self.LayerNorm = nn.LayerNorm(s["hidden"], eps=s["eps"])
+        self.offset = s["offset"]
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        t = ids.shape[1]
+        pos = torch.arange(self.offset, self.offset + t, device=ids.device)  # (T,); right padding only
+        x = self.word_embeddings(ids) + self.position_embeddings(pos)[None]  # (B, T, H)
+        if self.token_type_embeddings is not None:  # one segment: type 0 everywhere
+            x = x + self.token_type_embeddings.weight[0]
+        return self.LayerNorm(x)
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, s: dict[str, Any]) -> None:
+        super().__init__()
+        h = s["hidden"]
+        self.query, self.key, self.value = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
+        self.heads = s["heads"]
+
+
+class _Output(nn.Module):
+    def __init__(self, d_in: int, d_out: int, eps: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_in, d_out)
+        self.LayerNorm = nn.LayerNorm(d_out, eps=eps)
+
+
+class _Attention(nn.Module):
+    def __init__(self, s: dict[str, Any]) -> None:
+        super().__init__()
+        self.self = _SelfAttention(s)
+        self.output = _Output(s["hidden"], s["hidden"], s["eps"])
+
+
+class _Intermediate(nn.Module):
+    def __init__(self, s: dict[str, Any]) -> None:
+        super().__init__()
+        self.dense = nn.Linear(s["hidden"], s["intermediate"])
+
+
+class _Layer(nn.Module):
+    def __init__(self, s: dict[str, Any], dropout: float) -> None:
+        super().__init__()
+        self.attention = _Attention(s)
+        self.intermediate = _Intermediate(s)
+        self.output = _Output(s["intermediate"], s["hidden"], s["eps"])
+        self.act = _ACTIVATIONS[s["act"]]
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """x (B, T, H), keep (B, 1, 1, T) bool: True at valid key steps."""
+        b, t, h = x.shape
+        sa = self.attention.self
+        q, k, v = (lin(x).view(b, t, sa.heads, h // sa.heads).transpose(1, 2) for lin in (sa.query, sa.key, sa.value))
+        drop = self.p if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=drop)  # (B, nh, T, hs)
+        a = a.transpose(1, 2).reshape(b, t, h)
+        out = self.attention.output
+        x = out.LayerNorm(x + F.dropout(out.dense(a), drop, self.training))
+        f = self.output.dense(self.act(self.intermediate.dense(x)))
+        return self.output.LayerNorm(x + F.dropout(f, drop, self.training))
+
+
+class _Stack(nn.Module):
+    def __init__(self, s: dict[str, Any], dropout: float) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(_Layer(s, dropout) for _ in range(s["layers"]))
+
+
+class BertEncoder(nn.Module):
+    """The encoder of a Hugging Face BERT-family `config` (dict of config.json), freshly
+    initialised; `load_hf_state` puts a checkpoint's weights in. `dropout` is the checkpoint's
+    hidden dropout (training only)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.shape = encoder_shape(config)
+        dropout = float(config.get("hidden_dropout_prob", config.get("dropout", 0.1)))
+        self.embeddings = _Embeddings(self.shape)
+        self.encoder = _Stack(self.shape, dropout)
+        self.p = dropout
+        self.hidden = self.shape["hidden"]
+
+    @property
+    def max_positions(self) -> int:
+        return self.shape["positions"] - self.shape["offset"]
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        t = ids.shape[1]
+        keep = (torch.arange(t, device=ids.device)[None, :] < lengths.clamp_min(1)[:, None])[:, None, None, :]
+        x = F.dropout(self.embeddings(ids), self.p, self.training)  # (B, T, H)
+        for layer in self.encoder.layer:
+            x = layer(x, keep)
+        return x
+
+    def depth_of(self, name: str) -> int:
+        """0 for the embeddings, i + 1 for layer i: how deep a parameter sits (layer-wise lr decay
+        and `finetune: N` count from the top)."""
+        if name.startswith("encoder.layer."):
+            return int(name.split(".")[2]) + 1
+        return 0
+
+
+def hf_to_attn_names(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors under this module's names: the base model's prefix dropped
+    (`bert.`, `roberta.`, ...), DistilBERT's names mapped to BERT's, the pooler and task heads left
+    out (an encoder's hidden states are what attn trains on)."""
+    prefixes = ("bert.", "roberta.", "xlm-roberta.", "camembert.", "distilbert.", "model.")
+    out = {}
+    for name, t in state.items():
+        for p in prefixes:
+            if name.startswith(p):
+                name = name[len(p) :]
+                break
+        if kind == "distilbert":
+            name = _distil_name(name)
+        if name.startswith(("embeddings.", "encoder.layer.")) and not name.endswith("position_ids"):
+            out[name] = t
+    return out
+
+
+_DISTIL = (
+    ("transformer.layer.", "encoder.layer."),
+    ("attention.q_lin.", "attention.self.query."),
+    ("attention.k_lin.", "attention.self.key."),
+    ("attention.v_lin.", "attention.self.value."),
+    ("attention.out_lin.", "attention.output.dense."),
+    ("sa_layer_norm.", "attention.output.LayerNorm."),
+    ("ffn.lin1.", "intermediate.dense."),
+    ("ffn.lin2.", "output.dense."),
+    ("output_layer_norm.", "output.LayerNorm."),
+)
+
+
+def _distil_name(name: str) -> str:
+    for a, b in _DISTIL:
+        name = name.replace(a, b)
+    return name
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation (normal(0, 0.02) matrices, zero biases, unit LayerNorms), for an
+    encoder built without a checkpoint's weights."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class EncoderFrontend(nn.Module):
+    """A pretrained text encoder as attn's text front-end: token ids -> hidden states.
+
+    finetune: "all" trains every encoder weight, an int N only the top N layers (0 = frozen:
+    the encoder stays in eval mode, no dropout, no gradients), "frozen" the same as 0.
+    Same (features, lengths) convention as the other front-ends: (B, H, T), lengths unchanged.
+    """
+
+    def __init__(self, config: dict[str, Any], finetune: str | int = "all") -> None:
+        super().__init__()
+        self.encoder = BertEncoder(config)
+        init_weights(self.encoder, float(config.get("initializer_range", 0.02)))
+        self.out_dim = self.encoder.hidden
+        layers = self.encoder.shape["layers"]
+        # Depths at or above this one train: 0 (embeddings too) for all, layers + 1 for none.
+        top = {"all": layers + 1, "frozen": 0}.get(finetune, finetune)
+        self.trained_from = layers + 1 - min(int(top), layers + 1)
+        for name, p in self.encoder.named_parameters():
+            p.requires_grad_(self.encoder.depth_of(name) >= self.trained_from)
+
+    @property
+    def frozen(self) -> bool:
+        return self.trained_from > self.encoder.shape["layers"]
+
+    def train(self, mode: bool = True) -> EncoderFrontend:
+        super().train(mode)
+        if self.frozen:  # a frozen encoder computes the same states in training as at prediction
+            self.encoder.eval()
+        return self
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths
+
+    def lr_scales(self, decay: float) -> dict[int, float]:
+        """{id(parameter): learning-rate multiplier}: decay ** (layers + 1 - depth), so the top
+        layer learns at decay x the head's rate and each layer below at decay times the one above
+        (layer-wise learning-rate decay, Howard & Ruder 2018; Clark et al. 2020)."""
+        top = self.encoder.shape["layers"] + 1
+        return {id(p): decay ** (top - self.encoder.depth_of(n)) for n, p in self.encoder.named_parameters()}
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if ids.dim() == 3:  # attn's n-gram columns never reach an encoder; keep the ids
+            ids = ids[..., 0]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            h = self.encoder(ids, lengths)  # (B, T, H)
+        return h.transpose(1, 2), lengths  # (B, H, T)

