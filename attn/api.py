@@ -267,6 +267,24 @@ class Model:
                                    per_frame=per_frame)  # fmt: skip
         return predictor.predict(self._audio_inputs(inputs))
 
+    def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:
+        """The vector each prediction rests on, one record per input (same inputs as `predict`):
+        {"input", "embedding": [D floats], ...}: the network's penultimate layer (over a
+        pretrained encoder, its pooled states); an audio file's is the mean over its windows,
+        each window's under "frames" with `per_window`. See `attn embed`."""
+        return list(self.embed_iter(inputs, per_window, batch_size))
+
+    def embed_iter(self, inputs, per_window: bool = False, batch_size: int = 64) -> Iterator[dict[str, Any]]:
+        """`embed`, one record at a time."""
+        from attn.pipelines.embed import embed
+
+        if _single(inputs):
+            inputs = [inputs]
+        if self.exported:
+            raise ConfigError(f"{self.path}: an exported ONNX file only predicts; embed with the .attn model")
+        items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)
+        return embed(self.loaded, items, per_window=per_window, batch_size=batch_size)
+
     def explain(self, inputs, out: str | os.PathLike | None = None) -> list[dict[str, Any]]:
         """Where the model looks, one record per input (same inputs as `predict`): the predicted
         "label" and "score", and "weights" over the input's positions (>= 0, summing to 1): text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Literal
 
 import typer
@@ -42,7 +43,7 @@ def info_cmd(
     r = h.get("recipe", {})
     m = h.get("metrics") or {}
     lines = [
-        f"model        {path}",
+        f"model        {path}" + (f" ({os.path.getsize(path) / 1e6:.1f} MB)" if os.path.isfile(path) else ""),
         f"family       {r.get('model', {}).get('name')} ({h.get('parameters', 0):,} parameters"
         + (f", an ensemble of {n} averaged)" if (n := r.get("train", {}).get("ensemble", 1)) > 1 else ")"),
         f"modality     {h.get('modality')}",
@@ -56,6 +57,12 @@ def info_cmd(
         hashed = f", {' + '.join(grams)} in {tc.get('ngram_buckets')} buckets" if grams else ""
         lines.append(f"tokenizer    {tok.get('level')} level, {tok.get('vocab_size')} tokens, "
                      f"max_len {tc.get('max_len')}{hashed}")  # fmt: skip
+    enc = r.get("features", {}).get("encoder")
+    if isinstance(enc, dict):
+        c = enc.get("config") or {}
+        shape = f"{c.get('num_hidden_layers', c.get('n_layers'))} layers x {c.get('hidden_size', c.get('dim'))}"
+        lines.append(f"encoder      {enc.get('name')} ({c.get('model_type')}, {shape}, finetune {enc.get('finetune')}, "
+                     f"sha256 {str(enc.get('sha256'))[:16]}...)")  # fmt: skip
     for k, v in (h.get("model_info") or {}).items():
         lines.append(f"{k:<12} {v}")
     if m:

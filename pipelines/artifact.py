@@ -48,6 +48,27 @@ class LoadedModel:
             logits = self.model(x, lengths).float().cpu().numpy()
         return softmax(logits)
 
+    def window_embeddings(self, windows: list) -> Any:
+        """The pooled vector each window's prediction rests on (W, D) float32: the network's
+        penultimate layer (`Backbone.forward_features`; for the `pooled` head over a pretrained
+        encoder, the pooled encoder states). An ensemble concatenates its members' vectors; a
+        blended model gives its network's."""
+        import numpy as np
+        import torch
+
+        from .batching import pad_rows
+
+        net = getattr(self.model, "network", self.model)  # a Blend's network
+        members = list(getattr(net, "members", [net]))  # an Ensemble's members
+        x = torch.from_numpy(pad_rows(windows)).to(self.device)
+        lengths = torch.tensor([len(w) for w in windows], dtype=torch.int64, device=self.device)
+        with torch.inference_mode():
+            parts = []
+            for m in members:
+                feats, flen = m.frontend(x, lengths)  # (B, F, T)
+                parts.append(m.backbone.forward_features(feats.transpose(1, 2), flen).float().cpu().numpy())
+        return np.concatenate(parts, axis=1)
+
 
 def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch

@@ -292,3 +292,17 @@ def test_a_bad_checkpoint_is_one_line_exit_2_and_nothing_written(tmp_path, check
 def test_an_encoder_refuses_a_tokenizer_level_of_its_own(tmp_path, checkpoint, text_data):
     r = run("train", recipe(tmp_path, text_data, checkpoint), "--set", "features.tokenizer.level=word")
     assert r.exit_code == 2 and "brings its own" in r.output, r.output
+
+
+def test_embed_gives_the_mean_pooled_encoder_states(trained):
+    import attn
+
+    tmp, _ = trained
+    m = attn.load(tmp / "run")
+    rec = m.embed("the movie was great")[0]
+    ids = torch.from_numpy(m.loaded.tokenizer.encode_array("the movie was great"))[None]
+    with torch.no_grad():
+        h, _ = m.module.network.frontend(ids, torch.tensor([ids.shape[1]])) if hasattr(m.module, "network") else \
+            m.module.frontend(ids, torch.tensor([ids.shape[1]]))  # fmt: skip
+    assert np.allclose(rec["embedding"], h[0].mean(-1).numpy(), atol=1e-5)
+    assert rec["tokens"] == ids.shape[1]

@@ -1,0 +1,116 @@
+"""attn embed"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import (
+    DeviceOpt,
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    audio_paths,
+    fail,
+    handle_errors,
+    set_threads,
+    setup_logging,
+)
+
+EPILOG = """\
+Examples:
+
+  attn embed -m runs/sst2/model.attn --text "a gripping, funny film" --text "dull"
+
+  attn embed -m runs/digits recordings/ --out vectors.npy          # (files, D) float32
+
+  attn embed -m runs/genre song.wav --per-window > windows.jsonl    # one vector per window too
+
+  cat reviews.txt | attn embed -m runs/sst2 - --out reviews.npy
+
+The vector each prediction rests on: the network's last layer before its output (for a model
+over a pretrained encoder, the pooled encoder states), for texts, clips or windows framed exactly
+as `attn predict` frames them; a clip's vector is the mean of its windows'. JSON lines on stdout
+({"input", "embedding", ...}, an input that cannot be read gets "error"), or --out FILE: .jsonl,
+or .npy with one row per input in order (a row of NaN for an input that failed, exit 1).
+"""
+
+
+@handle_errors
+def embed_cmd(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Audio: files, folders or - (paths on stdin). Text: files with one text per line, "
+            "or - for lines on stdin.",
+            show_default=False,
+        ),  # fmt: skip
+    ] = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", "-t", help="A text to embed (repeatable).", show_default=False)
+    ] = None,
+    model: ModelOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write to FILE.npy or FILE.jsonl instead of stdout.")
+    ] = None,
+    per_window: Annotated[bool, typer.Option("--per-window", help="Audio: also each window's vector (jsonl).")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the vector (embedding) a model computes for each audio file or text."""
+    import attn
+
+    if not inputs and not text:
+        raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
+    suffix = out.suffix.lower() if out is not None else ".jsonl"
+    if suffix not in (".npy", ".jsonl"):
+        raise fail(f"--out {out}: write a .npy or a .jsonl file")
+    if suffix == ".npy" and per_window:
+        raise fail("--per-window gives a different number of vectors per file: write it to .jsonl, not .npy")
+    setup_logging(quiet)
+    m = attn.load(model, device)
+    set_threads(threads)
+    if m.modality == "text":
+        from attn.pipelines.predict_text import text_inputs
+
+        if per_window:
+            raise fail("--per-window is for audio models; a text has one vector")
+        items = text_inputs(text or [], inputs or [])
+    else:
+        items = audio_paths(m, inputs, text)
+    records = m.embed_iter(items, per_window=per_window, batch_size=batch_size)
+    if suffix == ".npy":
+        from attn.pipelines.embed import write_npy
+
+        seen = write_npy(records, out)
+    else:
+        seen = _write_jsonl(records, out)
+    if not seen:
+        raise fail("no inputs (stdin was empty)")
+    failed = [r for r in seen if r.get("error")]
+    for r in failed if out is not None else []:
+        print(f"error: {r['error']}", file=sys.stderr)
+    if out is not None:
+        print(f"attn: wrote {out} ({len(seen) - len(failed)} of {len(seen)} inputs)", file=sys.stderr)
+    if failed:
+        print(f"attn: {len(failed)} of {len(seen)} input(s) failed", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _write_jsonl(records, out: Path | None) -> list[dict]:
+    """Records to stdout, or to `out` (written whole, atomically, once every input is done)."""
+    from . import render
+
+    if out is None:
+        return [{"error": r.get("error")} for r in render.write_jsonl(records)]
+    from attn.pipelines.fsutil import atomic_write_text
+
+    recs = list(records)
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+    return recs
