@@ -29,6 +29,7 @@ CASES = {
     "onnx_predict": ("cases_cli", "onnx_predict"),
     "trec": ("cases_train", "trec_vs_tfidf"),
     "general": ("cases_general", "general"),
+    "pretrained": ("cases_pretrained", "pretrained"),
     "gpu": ("cases_gpu", "gpu"),
     "threads": ("cases_threads", "thread_policy"),
 }

@@ -59,12 +59,13 @@ def general(quick: bool = False) -> list[dict]:
     return rows
 
 
-def _train(tmp: Path, name: str, general_recipe: str, data: dict, root: Path, seed: int, quick: bool) -> dict:
+def _train(tmp: Path, name: str, general_recipe: str, data: dict, root: Path, seed: int, quick: bool,
+           epochs: int = 2) -> dict:  # fmt: skip
     recipe = tmp / f"{name}.yaml"
     section = {k: str(root / v) for k, v in data.items()}
     recipe.write_text(json.dumps({"extends": str(REPO / "recipes" / general_recipe), "data": section}))
     out = tmp / f"{name}-{seed}"
-    extra = ["--set", "train.epochs=2"] if quick else []
+    extra = ["--set", f"train.epochs={epochs}"] if quick else []
     t0 = time.perf_counter()
     r = subprocess.run([*attn_cmd(), "train", str(recipe), "--seed", str(seed), "--out", str(out), "--quiet",
                         "--format", "json", *extra], capture_output=True, text=True)  # fmt: skip
