@@ -54,9 +54,10 @@ class Baseline:
 # -- fitting ------------------------------------------------------------------------------------
 
 
-def fit_baseline(recipe, data, device=None) -> Baseline:
-    """The recipe's baseline, fitted on `data.train` (a `Datasets`), C chosen on `data.val`,
-    scored on val and test exactly as the model is (window probabilities averaged per clip)."""
+def fit_baseline(recipe, data, device=None, c: float | None = None) -> Baseline:
+    """The recipe's baseline, fitted on `data.train` (a `Datasets`), C chosen on `data.val` (or
+    the given `c`: a refit on train + val keeps the C validation chose), scored on val and test
+    exactly as the model is (window probabilities averaged per clip)."""
     import torch
 
     from .evaluate import evaluation_report
@@ -80,7 +81,13 @@ def fit_baseline(recipe, data, device=None) -> Baseline:
         mean, scale = x["train"].mean(0), x["train"].std(0)
         scale[scale == 0] = 1.0
         x = {s: (v - mean) / scale for s, v in x.items()}
-    clf, c = _fit_choose_c(x["train"], y["train"], x["val"], y["val"], data.val, len(labels))
+    if c is None:
+        clf, c = _fit_choose_c(x["train"], y["train"], x["val"], y["val"], data.val, len(labels))
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        with _one_thread():
+            clf = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])
     module = _module(features, clf, len(labels), mean, scale)
     b = Baseline(module.to(device).eval(), kind, c)
     for split in ("val", "test"):

@@ -54,6 +54,11 @@ class WindowSet:
     def __len__(self) -> int:
         return len(self.clips)
 
+    def merged(self, other: WindowSet) -> WindowSet:
+        """This set's clips followed by `other`'s (train + val for a refit), framed alike."""
+        return WindowSet(self.clips + other.clips, np.concatenate([self.labels, other.labels]), self.frame, self.hop,
+                         self.truncate)  # fmt: skip
+
     @property
     def num_windows(self) -> int:
         return len(self.all_windows)

@@ -200,6 +200,11 @@ class TrainConfig(Strict):
     seed: int = 0
     ensemble: PosInt = 1  # train this many models (seeds seed, seed+1, ...) and average their probabilities
     windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all
+    # After early stopping chose the epoch count on validation, train again on train + val for
+    # that many epochs (the baseline too, with the C validation chose) and save that model.
+    # auto: when validation holds at least REFIT_SHARE of the labelled examples, or the
+    # training set is small (below REFIT_SMALL examples).
+    refit: bool | Literal["auto"] = False
     length_buckets: bool = False  # batch examples of similar length together (text: less padding, faster)
     augment: AugmentConfig = AugmentConfig()
     frontend_lr_scale: PosFloat = 1.0  # learning rate multiplier for the front-end (text embedding, encoder)

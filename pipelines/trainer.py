@@ -393,6 +393,12 @@ class Trainer:
             self.model.load_state_dict(self.best_weights)
             self.ema, self._ema_pairs = None, None
 
+    def load_last(self) -> None:
+        """Make the last epoch's weights (averaged ones with ema) the model's: a run with no
+        validation to choose an epoch (a refit on train + val) keeps what it ended with."""
+        self.model.load_state_dict(self._weights())
+        self.ema, self._ema_pairs = None, None
+
     # -- resume state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,58 @@
+"""train.refit: after validation chose the epoch count, train again on train + val for that many
+epochs (the baseline too, at the C validation chose) and save that model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from attn.pipelines.recipe import load_recipe
+from attn.pipelines.train import train
+
+
+def _run(tiny_recipe, tmp_path, refit, epochs=3):
+    p = tiny_recipe(epochs=epochs)
+    r = load_recipe(p, [f"train.refit={refit}"])
+    return train(r, str(p), out=str(tmp_path / f"run_{refit}"), device="cpu")
+
+
+def test_refit_trains_on_train_and_val_for_the_chosen_epochs(tiny_recipe, tmp_path):
+    import torch
+
+    from attn.pipelines.artifact import load_model
+
+    plain = _run(tiny_recipe, tmp_path, "false")
+    res = _run(tiny_recipe, tmp_path, "true")
+    facts = res.data["refit"]
+    n = res.data["clips"]
+    assert facts["epochs"] == res.best_epoch
+    assert facts["examples"] == n["train"] + n["val"]
+    assert res.metrics is not None and res.metrics["split"] == "test"
+    # Same seed, same first phase: only the refit makes the saved weights differ.
+    a = load_model(plain.model_path).model.state_dict()
+    b = load_model(res.model_path).model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("network."))
+    info = json.loads((res.run_dir / "metrics.json").read_text())
+    assert info["baseline"]["C"] == plain.metrics["baseline"]["C"]  # the baseline kept its chosen C
+
+
+def test_refit_auto_follows_the_share_validation_holds_back(tiny_recipe, tmp_path):
+    from attn.pipelines.prepared import load_datasets, prepare_data
+    from attn.pipelines.train_model import should_refit
+
+    p = tiny_recipe()
+    for share, want in (("0.25", True), ("0.1", False)):
+        r = load_recipe(p, ["train.refit=auto", f"data.val_fraction={share}", "data.synthetic.per_class=500"])
+        data = load_datasets(r, prepare_data(r))
+        assert should_refit(r, data)[0] is want, share
+    small = load_recipe(p, ["train.refit=auto", "data.val_fraction=0.1"])  # 40 per class: a small set
+    assert should_refit(small, load_datasets(small, prepare_data(small)))[0]
+
+
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_refit_takes_true_false_or_auto(tiny_recipe, value):
+    from attn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.refit"):
+        load_recipe(tiny_recipe(), [f"train.refit={value}"])
