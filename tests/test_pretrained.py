@@ -306,3 +306,18 @@ def test_embed_gives_the_mean_pooled_encoder_states(trained):
             m.module.frontend(ids, torch.tensor([ids.shape[1]]))  # fmt: skip
     assert np.allclose(rec["embedding"], h[0].mean(-1).numpy(), atol=1e-5)
     assert rec["tokens"] == ids.shape[1]
+
+
+def test_onnx_export_of_encoder_and_head_matches_the_model(trained, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import attn
+
+    tmp, _ = trained
+    m = attn.load(tmp / "run")
+    res = m.export(tmp_path / "m.onnx")
+    assert res.max_abs_diff < 1e-4
+    texts = ["the movie was great", "awful plot", "it was a very poor and bad movie and the plot was fine"]
+    want = [r["score"] for r in m.predict(texts)]
+    got = [r["score"] for r in attn.load(tmp_path / "m.onnx").predict(texts)]
+    assert np.allclose(want, got, atol=1e-4)
