@@ -243,6 +243,18 @@ class EncoderFrontend(nn.Module):
         self.trained_from = layers + 1 - min(int(top), layers + 1)
         for name, p in self.encoder.named_parameters():
             p.requires_grad_(self.encoder.depth_of(name) >= self.trained_from)
+        # Frozen: each distinct input's states, computed once per run (`enable_cache`); never saved.
+        self._cache: dict[bytes, torch.Tensor] | None = None
+        self._cache_bytes = 0
+        self.cache_limit = 0
+        self.train()  # a frozen encoder starts in eval mode too (modules are built in training mode)
+
+    def enable_cache(self, limit_bytes: int = 4 << 30) -> None:
+        """Keep a frozen encoder's hidden states per distinct input (token ids), up to
+        `limit_bytes`: training reads each example every epoch, and a frozen encoder gives it the
+        same states each time, so only the first epoch pays for the encoder."""
+        if self.frozen:
+            self._cache, self._cache_bytes, self.cache_limit = {}, 0, limit_bytes
 
     @property
     def frozen(self) -> bool:
@@ -267,6 +279,32 @@ class EncoderFrontend(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if ids.dim() == 3:  # attn's n-gram columns never reach an encoder; keep the ids
             ids = ids[..., 0]
+        if self._cache is not None and not torch.jit.is_scripting():
+            return self._cached(ids, lengths)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             h = self.encoder(ids, lengths)  # (B, T, H)
         return h.transpose(1, 2), lengths  # (B, H, T)
+
+    def _cached(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` through the cache: rows seen before are looked up, the rest run in one batch."""
+        cache = self._cache
+        assert cache is not None
+        keys = [ids[i, : max(1, int(n))].cpu().numpy().tobytes() for i, n in enumerate(lengths.tolist())]
+        miss = [i for i, k in enumerate(keys) if k not in cache]
+        if miss:
+            with torch.no_grad():
+                h = self.encoder(ids[miss], lengths[miss])  # (M, T, H)
+            for j, i in enumerate(miss):
+                state = h[j, : max(1, int(lengths[i]))].detach()
+                if self._cache_bytes + state.numel() * state.element_size() <= self.cache_limit:
+                    cache[keys[i]] = state
+                    self._cache_bytes += state.numel() * state.element_size()
+            fresh = dict(zip(miss, h, strict=True))
+        else:
+            fresh = {}
+        out = ids.new_zeros((*ids.shape, self.out_dim), dtype=torch.float32)  # (B, T, H), zero past each length
+        for i, k in enumerate(keys):
+            row = fresh[i] if i in fresh else cache[k]
+            n = min(row.shape[0], ids.shape[1]) if i not in fresh else ids.shape[1]
+            out[i, :n] = row[:n]
+        return out.transpose(1, 2), lengths

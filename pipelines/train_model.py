@@ -283,6 +283,9 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
 
         for member in getattr(model, "members", [model]):
             facts["encoder"] = load_encoder_weights(member.frontend, recipe.features.encoder)
+    for member in getattr(model, "members", [model]):
+        if hasattr(member.frontend, "enable_cache"):
+            member.frontend.enable_cache()  # a frozen encoder's states: computed in epoch 1 only
     if fresh and tok is not None and recipe.features.tokenizer.vectors:
         from .text import apply_vectors
 

@@ -321,3 +321,22 @@ def test_onnx_export_of_encoder_and_head_matches_the_model(trained, tmp_path):
     want = [r["score"] for r in m.predict(texts)]
     got = [r["score"] for r in attn.load(tmp_path / "m.onnx").predict(texts)]
     assert np.allclose(want, got, atol=1e-4)
+
+
+def test_a_frozen_encoders_cache_gives_the_states_it_would_compute(checkpoint):
+    from attn.features.config import EncoderConfig
+    from attn.models.bert import EncoderFrontend
+    from attn.pipelines.encoders import load_encoder_weights
+
+    fe = EncoderFrontend(json.loads((checkpoint / "config.json").read_text()), finetune="frozen")
+    load_encoder_weights(fe, EncoderConfig(name=str(checkpoint)))
+    ids, lengths = torch.randint(5, 19, (4, 7)), torch.tensor([7, 3, 5, 1])
+    want, _ = fe(ids, lengths)
+    fe.enable_cache()
+    first, _ = fe(ids, lengths)  # fills the cache
+    again, _ = fe(ids[[2, 0]], lengths[[2, 0]])  # served from it
+    assert len(fe._cache) == 4
+    for out, rows in ((first, [0, 1, 2, 3]), (again, [2, 0])):
+        for j, i in enumerate(rows):
+            n = int(lengths[i])
+            assert torch.allclose(out[j, :, :n], want[i, :, :n], atol=1e-6)
