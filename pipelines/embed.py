@@ -11,7 +11,7 @@ import numpy as np
 
 from attn.errors import ConfigError
 
-from .predict import AudioPredictor, _unspool
+from .predict import AudioPredictor, unspool
 from .predict_text import TextInput, TextPredictor
 
 
@@ -41,7 +41,7 @@ class AudioEmbedder(AudioPredictor):
         super().__init__(_Vectors(loaded), batch_size=batch_size, per_frame=per_window)
 
     def _record(self, f) -> dict[str, Any]:
-        _unspool(f)
+        unspool(f)
         if f.error is not None:
             return {"input": f.path, "error": f.error}
         if not f.probs:

@@ -214,10 +214,10 @@ class AudioPredictor:
                     yield self._record(done.popleft())
         finally:  # also when the caller stops early (a closed pipe downstream): no spooled copy stays
             for f in [*done, *(fut.result() for fut in futures if fut.done() and fut.exception() is None)]:
-                _unspool(f)
+                unspool(f)
 
     def _record(self, f: _File) -> dict[str, Any]:
-        _unspool(f)
+        unspool(f)
         if f.error is not None:
             return {"input": f.path, "error": f.error}
         if not f.probs:
@@ -260,7 +260,7 @@ class AudioPredictor:
         return "; ".join(notes) or None
 
 
-def _unspool(f: _File) -> None:
+def unspool(f: _File) -> None:
     if f.local is not None:
         try:
             os.unlink(f.local)
