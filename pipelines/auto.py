@@ -50,7 +50,7 @@ def needs_resolving(recipe: Recipe) -> bool:
     text = isinstance(f, TextFeatures)
     return (
         (text and f.tokenizer.max_len == "auto")
-        or (text and f.encoder is not None and f.encoder.config is None)
+        or (f.encoder is not None and f.encoder.config is None)
         or (not text and not f.resolved)
         or "auto" in (t.epochs, t.patience, t.monitor)
     )
@@ -83,11 +83,32 @@ def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, Prepar
             raw["features"]["encoder"]["config"] = ck.config  # the architecture, so the model file needs no checkpoint
         if recipe.features.tokenizer.max_len == "auto":
             prepared = _max_len(recipe, prepared, put)
-    elif not recipe.features.resolved:
-        _audio(recipe, prepared, put)
+    else:
+        if recipe.features.encoder is not None and recipe.features.encoder.config is None:
+            _audio_encoder(recipe, raw, put)
+            recipe = validate_recipe(raw, source="recipe (encoder resolved)")
+        if not recipe.features.resolved:
+            _audio(recipe, prepared, put)
     _training(recipe, prepared, put)
     # Validated as a new recipe: the rules that wait for numbers (e.g. mel filters that fit n_fft) apply now.
     return validate_recipe(raw, source="recipe (auto values resolved)"), prepared, chosen
+
+
+def _audio_encoder(recipe: Recipe, raw: dict[str, Any], put) -> None:
+    """An audio encoder's checkpoint: its hash and config, and its sampling rate (the only rate
+    it was pretrained at)."""
+    from .encoders import resolve_encoder
+
+    f = recipe.features
+    ck = resolve_encoder(f.encoder)
+    put("features.encoder.sha256", ck.sha256, f"model.safetensors of {ck.path} ({ck.source})")
+    raw["features"]["encoder"]["config"] = ck.config
+    rate = ck.config["feature_extractor"]["sampling_rate"]
+    if f.sample_rate == "auto":
+        put("features.sample_rate", rate, "the encoder's sampling rate")
+    elif f.sample_rate != rate:
+        raise ConfigError(f"features.sample_rate ({f.sample_rate}) differs from the encoder's {rate} Hz: "
+                          "use sample_rate: auto (or the encoder's rate)")  # fmt: skip
 
 
 # -- audio --------------------------------------------------------------------------------------

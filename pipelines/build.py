@@ -23,6 +23,15 @@ def build_frontend(recipe: Recipe, vocab_size: int | None = None):
         if vocab_size is None:
             raise ValueError("a text front-end needs the tokenizer's vocabulary size")
         return TextFrontend.from_config(recipe.features, vocab_size)
+    if recipe.features.encoder is not None:
+        from attn.models.hf_audio import AudioEncoderFrontend
+
+        enc = recipe.features.encoder
+        if enc.config is None:
+            raise ValueError("features.encoder.config is filled when a run starts (pipelines/auto.py)")
+        config = {k: v for k, v in enc.config.items() if k != "feature_extractor"}
+        normalize = enc.config.get("feature_extractor", {}).get("do_normalize", True)
+        return AudioEncoderFrontend(config, enc.finetune, normalize)
     from attn.features.transforms import AudioFrontend
 
     return AudioFrontend.from_config(recipe.features)

@@ -24,6 +24,7 @@ from typing import Any
 
 from attn.errors import ConfigError
 from attn.features.config import EncoderConfig
+from attn.models.hf_audio import AUDIO_ARCHITECTURES
 
 log = logging.getLogger("attn")
 
@@ -66,7 +67,8 @@ def _resolve(name: str, pin: str | None) -> Checkpoint:
     if want and digest != want:
         raise ConfigError(f"encoder {name!r}: {weights} has SHA-256 {digest[:16]}..., expected {want[:16]}... "
                           "(a damaged or different checkpoint; reinstall it, or change the pinned sha256)")  # fmt: skip
-    if not ((where / "tokenizer.json").is_file() or (where / "vocab.txt").is_file()):
+    audio = config["model_type"] in AUDIO_ARCHITECTURES
+    if not audio and not ((where / "tokenizer.json").is_file() or (where / "vocab.txt").is_file()):
         raise ConfigError(f"encoder {name!r}: {where} has no tokenizer.json or vocab.txt (its own tokenizer)")
     log.info("encoder: %s (%s %s, %s, sha256 %s...)", name, source, where, config.get("model_type"), digest[:12])
     return Checkpoint(where, source, digest, config)
@@ -135,7 +137,10 @@ def _hub_cache_dir(name: str) -> Path | None:
 
 
 def _read_config(name: str, where: Path) -> dict[str, Any]:
+    """config.json, checked; for an audio encoder with its feature extractor's settings
+    (preprocessor_config.json: sampling_rate, do_normalize) under "feature_extractor"."""
     from attn.models.bert import encoder_shape
+    from attn.models.hf_audio import audio_encoder_shape
 
     path = where / "config.json"
     if not path.is_file():
@@ -150,9 +155,20 @@ def _read_config(name: str, where: Path) -> dict[str, Any]:
         raise ConfigError(f"encoder {name!r}: needs its own code (auto_map in config.json); attn never runs code "
                           "from a checkpoint (trust_remote_code is refused)")  # fmt: skip
     try:
-        encoder_shape(config)
+        if config.get("model_type") in AUDIO_ARCHITECTURES:
+            audio_encoder_shape(config)
+        else:
+            encoder_shape(config)
     except ValueError as e:
         raise ConfigError(f"encoder {name!r}: {e}") from None
+    if config["model_type"] in AUDIO_ARCHITECTURES:
+        pre = where / "preprocessor_config.json"
+        try:
+            fe = json.loads(pre.read_text(encoding="utf-8")) if pre.is_file() else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"encoder {name!r}: {pre} is not valid JSON ({e})") from None
+        config["feature_extractor"] = {"sampling_rate": int(fe.get("sampling_rate", 16000)),
+                                       "do_normalize": bool(fe.get("do_normalize", True))}  # fmt: skip
     return config
 
 
@@ -188,11 +204,13 @@ def encoder_tokenizer(features):
 
 
 def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
-    """Put the checkpoint's weights into an `EncoderFrontend`; returns facts for the run's log."""
+    """Put the checkpoint's weights into an `EncoderFrontend` (text) or `AudioEncoderFrontend`;
+    returns facts for the run's log."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from attn.models.bert import hf_to_attn_names
+    from attn.models.hf_audio import hf_audio_names
 
     ck = resolve_encoder(enc)
     path = ck.path / WEIGHTS
@@ -201,9 +219,10 @@ def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise ConfigError(f"encoder {enc.name!r}: {path} is damaged or truncated ({str(e)[:160]})") from None
     kind = ck.config["model_type"]
-    named = hf_to_attn_names(state, kind)
+    named = hf_audio_names(state, kind) if kind in AUDIO_ARCHITECTURES else hf_to_attn_names(state, kind)
     target = frontend.encoder.state_dict()
-    missing = sorted(set(target) - set(named))
+    # masked_spec_embed is used only by pretraining's masking: a fine-tuning checkpoint may lack it.
+    missing = sorted(k for k in set(target) - set(named) if k != "masked_spec_embed")
     if missing:
         raise ConfigError(f"encoder {enc.name!r}: {path} lacks {len(missing)} of the {kind} encoder's weights "
                           f"(e.g. {', '.join(missing[:3])}): not an encoder of this config")  # fmt: skip
@@ -212,6 +231,6 @@ def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
         k = wrong[0]
         raise ConfigError(f"encoder {enc.name!r}: weight {k} has shape {tuple(named[k].shape)} but config.json "
                           f"implies {tuple(target[k].shape)}")  # fmt: skip
-    frontend.encoder.load_state_dict({k: named[k].float() for k in target})
+    frontend.encoder.load_state_dict({k: named[k].float() for k in target if k in named}, strict=False)
     return {"encoder": enc.name, "source": ck.source, "sha256": ck.sha256, "model_type": kind,
             "finetune": enc.finetune}  # fmt: skip

@@ -278,7 +278,7 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
         bank = load_background(recipe.train.augment.background, recipe.data.extensions, f.sample_rate, f.frame_samples)
         model.augment.set_background(torch.from_numpy(bank))
         facts["background_segments"] = len(bank)
-    if fresh and tok is not None and recipe.features.encoder is not None:
+    if fresh and getattr(recipe.features, "encoder", None) is not None:
         from .encoders import load_encoder_weights
 
         for member in getattr(model, "members", [model]):

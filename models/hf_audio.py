@@ -1,0 +1,110 @@
+"""Pretrained audio encoders (wav2vec 2.0, HuBERT, WavLM, data2vec-audio) as attn's audio front-end.
+
+    AudioEncoderFrontend(wave (B, N) float, lengths (B,)) -> (hidden (B, H, T'), frames (B,))
+
+These read raw samples at the checkpoint's rate; their convolutional feature encoder turns 20 ms
+into one step (a 400-sample receptive field, stride 320 at 16 kHz), then a transformer
+(Baevski et al. 2020; Hsu et al. 2021). The modules are `transformers`' own, built from the
+checkpoint's config.json (never its code); attn feeds them samples as the checkpoint's feature
+extractor would (zero mean, unit variance per clip over its valid samples when the checkpoint
+says `do_normalize`), and masks padding when the checkpoint was trained with an attention mask
+(`feat_extract_norm: layer`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+# model_type values this front-end runs (config.json "model_type").
+AUDIO_ARCHITECTURES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
+
+
+def audio_encoder_shape(config: dict[str, Any]) -> dict[str, Any]:
+    """Facts of an audio encoder config; ValueError naming what is missing or unsupported."""
+    kind = config.get("model_type")
+    if kind not in AUDIO_ARCHITECTURES:
+        raise ValueError(f"model_type {kind!r} is not a supported audio encoder "
+                         f"(supported: {', '.join(AUDIO_ARCHITECTURES)})")  # fmt: skip
+    try:
+        return {"kind": kind, "hidden": int(config["hidden_size"]), "layers": int(config["num_hidden_layers"])}
+    except KeyError as e:
+        raise ValueError(f"config.json lacks {e.args[0]!r}") from None
+
+
+class AudioEncoderFrontend(nn.Module):
+    """finetune: "all", "frozen", or N (the top N transformer layers train; the feature encoder,
+    projection and positional convolution stay as pretrained)."""
+
+    def __init__(self, config: dict[str, Any], finetune: str | int = "all", normalize: bool = True) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        shape = audio_encoder_shape(config)
+        cfg = AutoConfig.for_model(**{k: v for k, v in config.items() if k != "model_type"}, model_type=shape["kind"])
+        self.encoder = AutoModel.from_config(cfg)
+        self.out_dim = shape["hidden"]
+        self.layers = shape["layers"]
+        self.normalize = normalize
+        self.use_mask = config.get("feat_extract_norm", "group") == "layer"
+        top = {"all": self.layers + 1, "frozen": 0}.get(finetune, finetune)
+        self.trained_from = self.layers + 1 - min(int(top), self.layers + 1)
+        for name, p in self.encoder.named_parameters():
+            p.requires_grad_(self.depth_of(name) >= self.trained_from)
+        self.train()
+
+    @property
+    def frozen(self) -> bool:
+        return self.trained_from > self.layers
+
+    def depth_of(self, name: str) -> int:
+        """0 below the transformer layers, i + 1 for layer i."""
+        if name.startswith("encoder.layers."):
+            return int(name.split(".")[2]) + 1
+        return 0
+
+    def train(self, mode: bool = True) -> AudioEncoderFrontend:
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    def lr_scales(self, decay: float) -> dict[int, float]:
+        top = self.layers + 1
+        return {id(p): decay ** (top - self.depth_of(n)) for n, p in self.encoder.named_parameters()}
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.encoder._get_feat_extract_output_lengths(lengths).long().clamp_min(1)
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None]  # (B, N)
+        x = wave.float() * valid
+        if self.normalize:  # as Wav2Vec2FeatureExtractor: per clip, over its valid samples
+            n = lengths.clamp_min(1).to(x.dtype)[:, None]
+            mean = x.sum(1, keepdim=True) / n
+            var = (((x - mean) * valid) ** 2).sum(1, keepdim=True) / n
+            x = (x - mean) / torch.sqrt(var + 1e-7) * valid
+        mask = valid.long() if self.use_mask else None
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            h = self.encoder(input_values=x, attention_mask=mask).last_hidden_state  # (B, T', H)
+        return h.transpose(1, 2), self.frame_lengths(lengths).clamp_max(h.shape[1])
+
+
+def hf_audio_names(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors under the base model's names: the task model's prefix dropped
+    (`wav2vec2.`, `hubert.`, ...), heads left out, and the positional convolution's weight norm
+    under torch's parametrization names (older checkpoints save weight_g / weight_v)."""
+    prefixes = ("wav2vec2.", "hubert.", "wavlm.", "data2vec_audio.")
+    out = {}
+    for name, t in state.items():
+        for p in prefixes:
+            if name.startswith(p):
+                name = name[len(p) :]
+                break
+        name = name.replace("conv.weight_g", "conv.parametrizations.weight.original0")
+        name = name.replace("conv.weight_v", "conv.parametrizations.weight.original1")
+        if name.startswith(("feature_extractor.", "feature_projection.", "encoder.", "masked_spec_embed")):
+            out[name] = t
+    return out
