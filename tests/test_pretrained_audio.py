@@ -31,8 +31,8 @@ def make_audio_checkpoint(d: Path, kind: str = "wav2vec2", seed: int = 0) -> Pat
               conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
               feat_extract_norm="layer", do_stable_layer_norm=True)  # fmt: skip
     transformers.AutoModel.from_config(cfg).save_pretrained(str(d), safe_serialization=True)
-    (d / "preprocessor_config.json").write_text(json.dumps({"sampling_rate": 16000, "do_normalize": True,
-                                                            "feature_extractor_type": "Wav2Vec2FeatureExtractor"}))  # fmt: skip
+    pre = {"sampling_rate": 16000, "do_normalize": True, "feature_extractor_type": "Wav2Vec2FeatureExtractor"}
+    (d / "preprocessor_config.json").write_text(json.dumps(pre))
     return d
 
 
