@@ -247,7 +247,10 @@ def default_space(recipe) -> TuneSpace:
     space: dict[str, Any] = {"train.lr": {"log_uniform": [_round(lr / 10), _round(lr * 3)]}}
     space.update({f"model.{k}": v for k, v in recipe.model.family.tune_space(recipe.model.config).items()})
     f = recipe.features
-    if recipe.modality == "text":
+    if recipe.modality == "text" and f.encoder is not None:  # a pretrained encoder: how fast it adapts
+        scale = recipe.train.frontend_lr_scale
+        space["train.frontend_lr_scale"] = {"log_uniform": [_round(scale / 3), _round(min(1.0, scale * 3))]}
+    elif recipe.modality == "text":
         space["features.word_dropout"] = {"uniform": [0.0, 0.3]}
         tok = f.tokenizer
         if tok.level == "subword" or tok.unknown_words == "subword":

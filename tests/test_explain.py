@@ -23,7 +23,7 @@ runner = CliRunner()
 # Transformer variants: every readout (class token, pooling) and token layout; the attention
 # kinds the family offers are added from its Config, so a new one is covered when it lands.
 VARIANTS = [("cnn", {"channels": [4, 8]}), ("wavenet", {"channels": 8, "layers": 2, "front_strides": [2]}),
-            ("cnn1d", {"widths": [2, 3], "filters": 8}),
+            ("cnn1d", {"widths": [2, 3], "filters": 8}), ("pooled", {}), ("pooled", {"pooling": "cls", "hidden": 8}),
             ("transformer", {}), ("transformer", {"pool": "mean", "token_pool": "attention"}),
             ("transformer", {"pool": "attention", "norm": "pre"}),
             ("transformer", {"pool": "max", "token_pool": "mean"}),
