@@ -51,6 +51,12 @@ def train_cmd(
     ] = None,
     device: DeviceOpt = "auto",
     seed: Annotated[int | None, typer.Option(help="Override train.seed.", show_default=False)] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds", help="Cross-validate over K folds (train.folds), then train on all of them.", show_default=False
+        ),  # fmt: skip
+    ] = None,
     resume: Annotated[
         str | None, typer.Option("--resume", help="Continue an interrupted run directory.", show_default=False)
     ] = None,
@@ -85,13 +91,15 @@ def train_cmd(
         progress = RichTrainProgress(console)
     with progress if progress is not None else contextlib.nullcontext():
         if resume is not None:
-            if set_ or seed is not None or out:
-                raise fail("--resume continues a run exactly: --set, --seed and --out cannot change it")
+            if set_ or seed is not None or out or folds is not None:
+                raise fail("--resume continues a run exactly: --set, --seed, --folds and --out cannot change it")
             result = attn.resume(resume, device=device, callbacks=progress, tensorboard=tensorboard)
         else:
             overrides = list(set_ or [])
             if seed is not None:
                 overrides.append(f"train.seed={seed}")
+            if folds is not None:
+                overrides.append(f"train.folds={folds}")
             result = attn.train(recipe, overrides, out=out, device=device, callbacks=progress, tensorboard=tensorboard)
     if not main_rank:
         return
@@ -116,6 +124,10 @@ def train_cmd(
     ]
     if (b := summary.get("baseline")) is not None:
         lines.insert(3, f"baseline   {baseline_line(b)}")
+    if (cv := summary.get("cv")) is not None:
+        each = " ".join(f"{f['accuracy']:.4f}" for f in cv["folds"])
+        lines.insert(3, f"folds      accuracy {cv['accuracy_mean']:.4f} +- {cv['accuracy_std']:.4f} held out "
+                        f"({len(cv['folds'])} folds: {each})")  # fmt: skip
     print("\n".join(lines))
     if is_tty():
         print(f"next       attn predict --model {summary['model']} FILE")

@@ -88,6 +88,7 @@ class DataConfig(Strict):
     text_column: str = "text"
     label_column: str = "label"
     split_column: str = "split"
+    fold_column: str | None = None  # cross-validation folds given by the data (e.g. ESC-50's fold 1-5)
     val_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1
     split_seed: int = 0
@@ -205,6 +206,18 @@ class TrainConfig(Strict):
     # auto: when validation holds at least REFIT_SHARE of the labelled examples, or the
     # training set is small (below REFIT_SMALL examples).
     refit: bool | Literal["auto"] = False
+    # Cross-validation over the labelled non-test examples: K stratified folds (or the folds of
+    # data.fold_column), one model per fold scored on its held-out fold, then the saved model
+    # trained on all of them for the folds' median best epoch. 0 = off.
+    folds: Annotated[int, Field(ge=0, le=100)] = 0
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("1 fold is no cross-validation: use 0 (off) or 2 or more")
+        return v
+
     length_buckets: bool = False  # batch examples of similar length together (text: less padding, faster)
     augment: AugmentConfig = AugmentConfig()
     frontend_lr_scale: PosFloat = 1.0  # learning rate multiplier for the front-end (text embedding, encoder)

@@ -39,6 +39,7 @@ class Item:
     label: str | None
     split: str | None = None
     where: str = ""
+    fold: str | None = None  # data.fold_column's value (cross-validation)
 
 
 # -- listing ------------------------------------------------------------------------------------
@@ -176,7 +177,14 @@ def read_manifest(
                 if raw not in _SPLIT_ALIASES:
                     raise InputError(f"{where}: unknown split {raw!r} (use train, val or test)")
                 split = _SPLIT_ALIASES[raw]
-        items.append(Item(value, label, split, where))
+        fold = None
+        if cfg.fold_column:
+            if cfg.fold_column not in columns:
+                raise ConfigError(
+                    f"{path}: data.fold_column {cfg.fold_column!r} not found (columns: {', '.join(columns)})"
+                )
+            fold = row.get(cfg.fold_column, "").strip() or None
+        items.append(Item(value, label, split, where, fold))
     if skipped:
         log.warning("%s: skipped %d row(s) with empty %r", path, skipped, key)
     if not items:

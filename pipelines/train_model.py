@@ -44,6 +44,8 @@ class TrainResult:
     data: dict[str, Any] = field(default_factory=dict)  # examples per split, skipped files, vectors, ...
     members: list[dict[str, Any]] = field(default_factory=list)  # train.ensemble: one entry per member
     baseline: dict[str, Any] | None = None  # the classical baseline's scores (train.baseline)
+    val_report: dict[str, Any] | None = None  # with score_val: the saved model on validation
+    cv: dict[str, Any] | None = None  # train.folds: each fold's held-out scores, their mean and spread
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics or {}
@@ -61,6 +63,7 @@ class TrainResult:
             "data": self.data,
             **({"baseline": self.baseline} if self.baseline else {}),
             **({"members": self.members} if self.members else {}),
+            **({"cv": {k: v for k, v in self.cv.items() if k != "confusion"}} if self.cv else {}),
         }
 
 
@@ -75,6 +78,7 @@ def train_model(
     world: World = World(),
     point_latest: bool = True,
     auto: dict[str, Any] | None = None,
+    score_val: bool = False,
 ) -> TrainResult:
     """Train one model of `recipe` (train.ensemble 1) from prepared data in an existing `run_dir`.
 
@@ -86,6 +90,8 @@ def train_model(
         world: the torchrun process group; only rank 0 writes files and reports metrics.
         point_latest: point runs/latest at run_dir when done.
         auto: what `resolve_auto` chose for the recipe's auto keys (kept in the run's facts).
+        score_val: also score the saved model on validation (`TrainResult.val_report`: a
+            cross-validation fold's held-out scores and confusion matrix).
     """
     from .artifact import save_model
     from .build import count_parameters
@@ -119,7 +125,7 @@ def train_model(
         ) from None
 
     trainer.load_best()
-    metrics, blend = None, None
+    metrics, blend, val_report = None, None, None
     refit, why = should_refit(recipe, data)
     if refit and world.distributed:
         log.warning("train.refit is skipped under torchrun (one process would refit, not all)")
@@ -139,6 +145,11 @@ def train_model(
             "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
         }
         save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer)
+        if score_val and len(data.val):
+            from .evaluate import evaluation_report
+            from .inference import window_logits
+
+            val_report = evaluation_report(window_logits(final, data.val, device), data.val, labels)
         if point_latest:
             rundir.point_latest(run_dir)
     return TrainResult(
@@ -154,6 +165,7 @@ def train_model(
         parameters=count_parameters(model),
         data=facts,
         baseline=baseline_facts(baseline, blend),
+        val_report=val_report,
     )
 
 

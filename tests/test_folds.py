@@ -1,0 +1,74 @@
+"""Cross-validation (train.folds / attn train --folds / data.fold_column): one model per fold
+scored on its held-out fold, their mean and spread, a pooled confusion matrix, then the saved
+model trained on every fold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from attn.cli.app import app
+
+runner = CliRunner()
+
+
+def test_folds_score_each_held_out_fold_then_train_on_all(tiny_recipe, tmp_path):
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(tiny_recipe(epochs=3)), "--folds", "3", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "folds      accuracy" in r.output
+    cv = json.loads((out / "metrics.json").read_text())["cv"]
+    assert [f["fold"] for f in cv["folds"]] == ["1", "2", "3"]
+    for name in ("1", "2", "3"):
+        assert (out / f"fold-{name}" / "model.attn").exists()
+    # Every labelled non-test example is held out exactly once: the pooled matrix counts them all.
+    info = json.loads(runner.invoke(app, ["info", str(out), "--format", "json"]).output)
+    n = info["train"]["data"]["clips"]
+    assert sum(map(sum, cv["confusion"])) == n["train"] == sum(f["count"] for f in cv["folds"])
+    assert abs(cv["accuracy_mean"] - sum(f["accuracy"] for f in cv["folds"]) / 3) < 1e-9
+    assert info["epoch"] <= 3
+
+
+def test_stratified_folds_are_even_and_disjoint(tiny_recipe):
+    from attn.pipelines.folds import assign_folds
+    from attn.pipelines.recipe import load_recipe
+    from attn.pipelines.sources import list_items
+
+    r = load_recipe(tiny_recipe(), ["train.folds=4"])
+    items = list_items(r.data)
+    folds = assign_folds(items, r)
+    sizes = [len(f) for f in folds.values()]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == len(items)
+    assert len({id(it) for f in folds.values() for it in f}) == len(items)
+    for f in folds.values():  # stratified: each fold has every label
+        assert {it.label for it in f} == {it.label for it in items}
+
+
+def test_a_fold_column_gives_the_folds(tmp_path):
+    from helpers import tone, write_wav
+
+    rows = ["path,label,fold,split"]
+    for i in range(24):
+        label, freq = ("low", 300) if i % 2 else ("high", 2000)
+        write_wav(tmp_path / f"a{i}.wav", tone(freq, 0.5, 8000, seed=i), 8000)
+        rows.append(f"a{i}.wav,{label},{'A' if i < 12 else 'B'},{'test' if i >= 20 else 'train'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+data: {{manifest: {tmp_path / "labels.csv"}, fold_column: fold}}
+features: {{sample_rate: 8000, frame_seconds: 0.5, hop_seconds: 0.25, n_fft: 256, hop_length: 128, n_mels: 24}}
+model: {{name: cnn, channels: [4, 8]}}
+train: {{epochs: 2, batch_size: 4, patience: 0}}
+""")
+    r = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    cv = json.loads((tmp_path / "run" / "metrics.json").read_text())["cv"]
+    assert [(f["fold"], f["count"]) for f in cv["folds"]] == [("A", 12), ("B", 8)]
+
+
+@pytest.mark.parametrize("value", ["1", "-1"])
+def test_one_fold_is_refused(tiny_recipe, value):
+    r = runner.invoke(app, ["train", str(tiny_recipe()), "--set", f"train.folds={value}"])
+    assert r.exit_code == 2 and "train.folds" in r.output
