@@ -52,7 +52,7 @@ def needs_resolving(recipe: Recipe) -> bool:
         (text and f.tokenizer.max_len == "auto")
         or (f.encoder is not None and f.encoder.config is None)
         or (not text and not f.resolved)
-        or "auto" in (t.epochs, t.patience, t.monitor)
+        or "auto" in (t.epochs, t.patience, t.monitor, t.windows)
     )
 
 
@@ -89,7 +89,7 @@ def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, Prepar
             recipe = validate_recipe(raw, source="recipe (encoder resolved)")
         if not recipe.features.resolved:
             _audio(recipe, prepared, put)
-    _training(recipe, prepared, put)
+    _training(recipe, prepared, put, raw)
     # Validated as a new recipe: the rules that wait for numbers (e.g. mel filters that fit n_fft) apply now.
     return validate_recipe(raw, source="recipe (auto values resolved)"), prepared, chosen
 
@@ -203,19 +203,40 @@ def _encoder_positions(recipe: Recipe) -> int | None:
 # -- training -----------------------------------------------------------------------------------
 
 
-def _training(recipe: Recipe, prepared: PreparedData, put) -> None:
+def _windows_per_clip(recipe: Recipe, prepared: PreparedData, raw: dict[str, Any]) -> float:
+    """Mean windows per training clip at the (resolved) frame and hop: text has one per text."""
+    if isinstance(recipe.features, TextFeatures):
+        return 1.0
+    f = raw["features"]  # resolved values (frame and hop may have been auto a moment ago)
+    frame, hop = float(f["frame_seconds"]), float(f["hop_seconds"])
+    _, durations, _ = _probe(recipe, prepared)
+    counts = [1 + max(0, math.ceil((d - frame) / hop - 1e-9)) for d in durations]
+    return float(np.mean(counts)) if counts else 1.0
+
+
+def _training(recipe: Recipe, prepared: PreparedData, put, raw: dict[str, Any]) -> None:
     t = recipe.train
     n_train, n_val = len(prepared.splits["train"]), len(prepared.splits["val"])
+    windows, per_clip = t.windows, 1.0
+    if windows == "auto" or (windows == "all" and t.epochs == "auto"):
+        per_clip = _windows_per_clip(recipe, prepared, raw)
+    if windows == "auto":
+        windows = "all" if per_clip >= 2 else "random"
+        put("train.windows", windows, f"training clips hold {per_clip:.1f} windows on average"
+            + (": one random window per clip would see a fraction of each recording per epoch" if windows == "all"
+               else ""))  # fmt: skip
+    examples = n_train * (per_clip if windows == "all" else 1)
     epochs = t.epochs
     if epochs == "auto":
-        steps = max(1, math.ceil(n_train / t.batch_size))
+        steps = max(1, math.ceil(examples / t.batch_size))
         want = round(TARGET_STEPS / steps)
         epochs = min(max(want, EPOCH_RANGE[0]), EPOCH_RANGE[1])
         bound = "" if epochs == want else f", kept within {EPOCH_RANGE[0]}-{EPOCH_RANGE[1]} epochs"
         put(
             "train.epochs",
             epochs,
-            f"{n_train} training examples, {steps} steps per epoch: ~{TARGET_STEPS} steps{bound}",
+            f"{round(examples)} training {'windows' if windows == 'all' else 'examples'}, {steps} steps per epoch: "
+            f"~{TARGET_STEPS} steps{bound}",
         )
     if t.patience == "auto":
         put("train.patience", max(5, epochs // 3), "a third of the epochs")

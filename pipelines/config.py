@@ -200,7 +200,9 @@ class TrainConfig(Strict):
     blend: bool = True  # save the model blended with the baseline, weight chosen on validation (0 = network alone)
     seed: int = 0
     ensemble: PosInt = 1  # train this many models (seeds seed, seed+1, ...) and average their probabilities
-    windows: Literal["random", "all"] = "random"  # per clip and epoch: one random window, or all
+    # Per clip and epoch: one random window, or all of them; auto: all when the training clips
+    # hold two windows or more on average (long recordings), else random.
+    windows: Literal["random", "all", "auto"] = "random"
     # After early stopping chose the epoch count on validation, train again on train + val for
     # that many epochs (the baseline too, with the C validation chose) and save that model.
     # auto: when validation holds at least REFIT_SHARE of the labelled examples, or the

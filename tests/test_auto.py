@@ -122,3 +122,25 @@ def test_tokenize_from_a_recipe_with_max_len_auto(tmp_path):
 def test_bad_auto_or_ms_values_are_recipe_errors(tmp_path, tiny_recipe, key, value, message):
     with pytest.raises(attn.ConfigError, match=message):
         load_recipe(tiny_recipe(), [f"{key}={value}"])
+
+
+@pytest.mark.parametrize(("seconds", "want"), [(3.0, "all"), (0.5, "random")])
+def test_windows_auto_reads_every_window_of_long_recordings(tmp_path, seconds, want):
+    """Long recordings cut into short windows: one random window per clip and epoch would see a
+    fraction of the data, and `epochs: auto` would count clips, not the windows an epoch reads
+    (a few long clips per class trained 60 epochs of 2 steps, best epoch the last)."""
+    p = tmp_path / "r.yaml"
+    p.write_text(f"""
+data: {{synthetic: {{classes: [sine, chirp], per_class: 30, seconds: {seconds}}}}}
+features: {{sample_rate: 8000, frame_seconds: 0.5, hop_seconds: 0.25, n_fft: 256, hop_length: 128, n_mels: 24}}
+model: {{name: cnn, channels: [4, 8]}}
+train: {{epochs: auto, windows: auto, batch_size: 8}}
+""")
+    r = load_recipe(p)
+    resolved, _, chosen = resolve_auto(r, prepare_data(r))
+    assert resolved.train.windows == want
+    n_train = len(prepare_data(r).splits["train"])
+    per_clip = 1 + int(np.ceil((seconds - 0.5) / 0.25))  # 11 windows of a 3 s clip, 1 of a 0.5 s one
+    steps = int(np.ceil(n_train * per_clip / 8))
+    assert resolved.train.epochs == min(max(round(2000 / steps), 10), 60)
+    assert "windows" in chosen["train.windows"]["why"]
