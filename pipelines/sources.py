@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -233,16 +234,17 @@ def collect_labels(splits: dict[str, list[Item]]) -> list[str]:
     if unseen:
         raise InputError(f"data: label(s) {', '.join(map(repr, unseen))} appear in val/test but never in train")
     if all(_is_number(x) for x in labels):
-        return sorted(labels, key=float)
+        # Ties ("1", "01", "1.0") broken by the text: the order must not depend on the set's
+        # iteration order (Python's hash seed), or a resumed run would see its labels "change".
+        return sorted(labels, key=lambda x: (float(x), x))
     return sorted(labels)
 
 
 def _is_number(s: str) -> bool:
     try:
-        float(s)
+        return math.isfinite(float(s))  # "nan" and "inf" are names: NaN has no place in an order
     except ValueError:
         return False
-    return True
 
 
 # -- loading audio ------------------------------------------------------------------------------
