@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from attn.errors import ConfigError
+from attn.errors import ConfigError, OutputError
 
 from .fsutil import make_dirs
 
@@ -39,9 +39,12 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
     """A fresh run directory; two runs started in the same second never share one."""
     if out:
         p = Path(out)
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            raise OutputError(f"--out {out}: cannot write (not a directory)")
         if p.exists() and any(p.iterdir()):
             raise ConfigError(f"--out {out}: directory exists and is not empty (use --resume {out} to continue it)")
         make_dirs(p)
+        claim(p, RECIPE, f"--out {out}")
         return p
     stem = Path(recipe_path).stem if recipe_path else "run"
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -57,6 +60,18 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
             make_dirs(p)  # raises an OutputError naming the problem
             raise AssertionError from e
     raise ConfigError("runs/: could not find a free run directory name")
+
+
+def claim(folder: Path, name: str, what: str) -> None:
+    """Take `folder` for this process by creating `name` in it (O_EXCL: atomic, exactly one of
+    two runs started together succeeds). The emptiness check before is only a good message for
+    the usual case; two runs sharing one folder would interleave their logs and files."""
+    try:
+        os.close(os.open(folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise OutputError(f"{what}: cannot write (another run started in the same folder at the same time)") from None
+    except OSError as e:
+        raise OutputError(f"{what}: cannot write ({e.strerror or e})") from None
 
 
 def point_latest(run_dir: Path) -> None:

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attn.errors import ConfigError
+from attn.errors import ConfigError, OutputError
 
 from .config import Recipe
 from .fsutil import atomic_write_text, make_dirs
-from .tune_loop import BEST, Session, fingerprint, work, write_outputs
+from .tune_loop import BEST, Session, data_fingerprint, same_study, work, write_outputs
 from .tune_space import TuneSpace, current, default_space
 from .tune_study import MAXIMIZE, Counts, best_record, counts, leaderboard, storage_url
 from .tune_trial import Plan, trial_dir
@@ -222,7 +222,7 @@ def _new_settings(
     make_pruner(pruner)  # a bad name fails here, before anything is written
     # `auto` keys get their numbers once, from the training split: every trial then trains (and
     # is scored on, for train.monitor) the same resolved recipe with only its own values changed.
-    recipe, _, chosen = resolve_auto(recipe, prepare_data(recipe))
+    recipe, prepared, chosen = resolve_auto(recipe, prepare_data(recipe))
     for key, c in chosen.items():
         log.info("auto: %s = %s (%s)", key, c["value"], c["why"])
     space = recipe.tune if recipe.tune is not None else default_space(recipe)
@@ -247,6 +247,7 @@ def _new_settings(
         "baseline": baseline,
         "first": queued,
         "metric": recipe.train.monitor,
+        "data": data_fingerprint(plain["data"], prepared),
         "storage": storage,
         "study": study or (Path(recipe_path).stem if recipe_path else "attn"),
         "trials": trials if trials is not None else (None if timeout else 20),
@@ -263,9 +264,15 @@ def _tune_dir(out: str | None, recipe_path: str | None, settings: dict[str, Any]
 
     if out is not None:
         p = Path(out)
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            raise OutputError(f"--out {out}: cannot write (not a directory)")
         if (p / SETTINGS).exists():
             have = _read_settings(p)
-            if fingerprint(have) != fingerprint(settings) or have["study"] != settings["study"]:
+            if have.get("data", settings["data"]) != settings["data"]:
+                raise ConfigError(f"--out {out}: holds a tune of other data (its items or labels differ, e.g. "
+                                  "data.* set otherwise); trials on different data cannot share one leaderboard: "
+                                  "choose another directory")  # fmt: skip
+            if not same_study(have, settings) or have["study"] != settings["study"]:
                 raise ConfigError(f"--out {out}: holds another tune (other space, metric or study); "
                                   f"choose another directory, or continue it with --resume {out}")  # fmt: skip
             settings["seed"] = have["seed"]

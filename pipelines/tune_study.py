@@ -92,9 +92,8 @@ def open_study(storage, name: str, metric: str, sampler, pruner, fingerprint: di
     have = study.user_attrs.get("attn")
     if have is None:
         study.set_user_attr("attn", fingerprint)
-    elif have != fingerprint:
-        what = [k for k in fingerprint if have.get(k) != fingerprint[k]]
-        raise ConfigError(f"study {name!r} in this storage searches another {' and '.join(what) or 'space'}; "
+    elif what := [k for k in fingerprint if have.get(k, fingerprint[k]) != fingerprint[k]]:  # a key it lacks: older
+        raise ConfigError(f"study {name!r} in this storage searches another {' and '.join(what)}; "
                           f"give another --study name (or --out directory)")  # fmt: skip
     return study
 
