@@ -23,10 +23,16 @@ def literal_text():
     """Draw every string as written: labels, texts and file names are the user's, and matplotlib
     would read `$...$` in them as mathtext (a bad command fails the whole figure, a good one
     draws `$\\frac{1}{2}$` as "1/2"). Text objects read these settings when they are made, and
-    tick labels are made again at draw time, so both building and rendering go inside."""
+    tick labels are made again at draw time, so both building and rendering go inside.
+
+    A character the font lacks (CJK with the bundled DejaVu fonts, control characters) is drawn
+    as an empty box; matplotlib's warning about it, once per glyph and figure, is not shown."""
+    import warnings
+
     import matplotlib
 
-    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
         yield
 
 
