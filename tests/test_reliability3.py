@@ -19,9 +19,10 @@ from helpers import tone, write_wav
 
 runner = CliRunner()
 SR = 8000
-# Labels matplotlib would read as mathtext (one invalid, one valid) and Rich as markup.
-ODD_LABELS = ["[/]", "$\\frac{1}{2}$", "$\\undefinedcmd{x}$", "[red]x[/red]"]
-WORDS = ["alpha beta", "gamma delta", "epsilon zeta", "eta theta"]
+# Labels matplotlib would read as mathtext (one invalid, one valid), Rich as markup, and a
+# terminal as an escape sequence (clear the screen).
+ODD_LABELS = ["[/]", "$\\frac{1}{2}$", "$\\undefinedcmd{x}$", "[red]x[/red]", "wipe\x1b[2Jout"]
+WORDS = ["alpha beta", "gamma delta", "epsilon zeta", "eta theta", "iota kappa"]
 TEXT_RECIPE = """\
 data: {train: t.csv, val_fraction: 0.2, test_fraction: 0.2}
 features: {kind: text, embed_dim: 16, tokenizer: {level: word, max_len: 16}}
@@ -47,8 +48,8 @@ def odd_text_run(tmp_path_factory):
     with open(d / "t.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["text", "label"])
-        for i in range(60):
-            w.writerow([f"{WORDS[i % 4]} word{i % 7}", ODD_LABELS[i % 4]])
+        for i in range(75):
+            w.writerow([f"{WORDS[i % 5]} word{i % 7}", ODD_LABELS[i % 5]])
     (d / "r.yaml").write_text(TEXT_RECIPE)
     r = runner.invoke(app, ["train", str(d / "r.yaml"), "--out", str(d / "run")])
     assert r.exit_code == 0, r.output
@@ -229,7 +230,7 @@ def test_tune_refuses_to_join_a_study_on_other_data(tmp_path):
 
 def test_markup_labels_are_shown_as_written_in_tables(odd_text_run):
     run, _ = odd_text_run
-    r = runner.invoke(app, ["predict", "-m", str(run), "--text", "alpha beta", "--format", "table", "--top-k", "4"])
+    r = runner.invoke(app, ["predict", "-m", str(run), "--text", "alpha beta", "--format", "table", "--top-k", "5"])
     assert r.exit_code == 0, r.output
     assert "[/]" in r.stdout and "[red]x[/red]" in r.stdout
     r = runner.invoke(app, ["evaluate", "-m", str(run), str(run.parent / "t.csv")])
@@ -359,3 +360,81 @@ def test_a_chain_of_1500_extends_is_a_clear_error(tmp_path):
     from attn.pipelines.recipe import load_recipe
 
     assert load_recipe(tmp_path / "r1450.yaml").model.name == "cnn"  # a chain of 50 still loads
+
+
+# -- questionable, decided (docs/errors.md) ------------------------------------------------------
+
+
+def test_escape_sequences_in_labels_never_reach_the_terminal(odd_text_run):
+    run, _ = odd_text_run
+    for args in (["info", str(run)], ["predict", "-m", str(run), "--text", "iota kappa", "--format", "table"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.output
+        assert "\x1b" not in r.stdout and "wipe\\x1b[2Jout" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        ("train.epochs=-1", "train.epochs: Input should be greater than 0 (or 'auto') (got -1)"),
+        ("train.lr=.inf", "train.lr: Input should be a finite number (got inf)"),
+        ("features.frame_seconds=.inf", "features.frame_seconds: Input should be a finite number (or 'auto')"),
+        (
+            "train.augment.freq_mask=1000",
+            "train.augment.freq_mask (1000) is wider than the features' 40 frequency bins",
+        ),
+    ],
+)
+def test_recipe_values_that_mean_nothing_are_refused_in_plain_words(override, says, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY_AUDIO + "features: {sample_rate: 8000, n_fft: 256, hop_length: 128, n_mels: 40}\n")
+    r = runner.invoke(app, ["train", str(recipe), "--set", override, "--out", str(tmp_path / "run")])
+    err = one_line_error(r, 2, says)
+    assert "constrained-" not in err and "more problem" not in err and not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def one_trial_tune(tmp_path_factory):
+    from test_tune import write_recipe
+
+    d = tmp_path_factory.mktemp("tune1")
+    recipe = write_recipe(d, epochs=1)
+    r = runner.invoke(app, ["tune", str(recipe), "--out", str(d / "t"), "--trials", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    return recipe, d / "t"
+
+
+def test_resume_after_the_study_database_was_deleted_refuses(one_trial_tune, tmp_path):
+    import shutil
+
+    _, tdir = one_trial_tune
+    copy = tmp_path / "t"
+    shutil.copytree(tdir, copy, symlinks=True)
+    (copy / "study.db").unlink()
+    r = runner.invoke(app, ["tune", "--resume", str(copy), "--trials", "2"])
+    one_line_error(r, 2, f"{copy}: study.db is missing", "nothing to resume")
+    assert not (copy / "study.db").exists()
+
+
+def test_a_storage_password_is_masked_in_tune_json_and_kept_owner_only(one_trial_tune, tmp_path):
+    recipe, _ = one_trial_tune
+    url = "postgresql://ann:s3cret@127.0.0.1:9/attn"
+    r = runner.invoke(app, ["tune", str(recipe), "--out", str(tmp_path / "t"), "--storage", url, "--trials", "1"])
+    assert r.exit_code == 2 and "s3cret" not in r.output and "ann:***@127.0.0.1" in r.stderr, r.output
+    settings = json.loads((tmp_path / "t" / "tune.json").read_text())
+    assert settings["storage"] == "postgresql://ann:***@127.0.0.1:9/attn"
+    secret = tmp_path / "t" / "storage.url"
+    assert secret.read_text().strip() == url and secret.stat().st_mode & 0o777 == 0o600
+    r = runner.invoke(app, ["tune", "--resume", str(tmp_path / "t")])  # resume connects with the password
+    assert r.exit_code == 2 and "cannot open" in r.stderr and "s3cret" not in r.output, r.output
+
+
+def test_glyphs_missing_from_the_font_draw_without_warnings_on_stderr():
+    import warnings
+
+    from attn.pipelines import plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = plots.png_bytes(plots.confusion_figure([[2, 0], [1, 1]], ["猫", "犬\x07"]))
+    assert png.startswith(b"\x89PNG")
