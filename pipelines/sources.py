@@ -112,7 +112,7 @@ def read_table(path: str) -> tuple[list[dict[str, str]], list[int], list[str]]:
                 raise InputError(f"{path}:{n}: invalid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{n}: expected a JSON object per line")
-            rows.append({k: "" if v is None else str(v) for k, v in obj.items()})
+            rows.append({k: _cell(v) for k, v in obj.items()})
             lines.append(n)
             columns += [k for k in obj if k not in columns]
         return rows, lines, columns
@@ -225,6 +225,12 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
     if not splits["train"]:
         raise ConfigError("data: the training split is empty")
     return splits
+
+
+def _cell(v) -> str:
+    """A JSON value as the text a CSV cell would hold: as JSON writes it (true, 1.5, ["a"]), not
+    as Python would (True); null is empty."""
+    return "" if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
 def collect_labels(splits: dict[str, list[Item]]) -> list[str]:
