@@ -14,6 +14,7 @@ from .common import (
     QuietOpt,
     SetOpt,
     ThreadsOpt,
+    check_out,
     err,
     fail,
     handle_errors,
@@ -100,6 +101,7 @@ def tune_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Search a recipe's hyperparameters (Optuna: TPE, pruning); the leaderboard goes to stdout."""
+    check_out(out)
     import attn
 
     if (recipe is None) == (resume is None):
