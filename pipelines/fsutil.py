@@ -74,6 +74,21 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         raise _output_error(path, e) from None
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, as `atomic_write_bytes` would at the end, when `path` cannot be written: for a
+    result that takes long to compute (an export), before the work rather than after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: cannot write (a directory)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise _output_error(path, e) from None
+
+
 def make_dirs(path: str | os.PathLike) -> Path:
     path = Path(path)
     try:
