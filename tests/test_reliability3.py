@@ -438,3 +438,86 @@ def test_glyphs_missing_from_the_font_draw_without_warnings_on_stderr():
         warnings.simplefilter("error")
         png = plots.png_bytes(plots.confusion_figure([[2, 0], [1, 1]], ["猫", "犬\x07"]))
     assert png.startswith(b"\x89PNG")
+
+
+def test_explain_warns_of_a_one_sample_file_as_predict_does(trained_model, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    one = tmp_path / "one.wav"
+    sf.write(str(one), np.array([0.1], dtype=np.float32), SR)
+    good = write_wav(tmp_path / "good.wav", tone(440, 0.5, SR), SR)
+    predicted = json.loads(runner.invoke(app, ["predict", "-m", str(trained_model), str(one)]).stdout)
+    r = runner.invoke(app, ["explain", "-m", str(trained_model), str(one), str(good), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert recs[0]["warning"] == predicted["warning"] and "under a tenth" in recs[0]["warning"]
+    assert "warning" not in recs[1] and '1 of 2 input(s) have a warning (see their "warning" field)' in r.stderr
+
+
+def test_explain_text_output_shows_the_png_path_and_empty_folders_read_as_in_predict(
+    odd_text_run, trained_model, tmp_path
+):
+    run, _ = odd_text_run
+    r = runner.invoke(app, ["explain", "-m", str(run), "--text", "alpha beta", "--out", str(tmp_path / "png"),
+                            "--format", "text"])  # fmt: skip
+    assert r.exit_code == 0 and str(tmp_path / "png" / "001-alpha_beta.png") in r.stdout, r.output
+    (tmp_path / "empty").mkdir()
+    said = []
+    for command in ("predict", "explain"):
+        r = runner.invoke(app, [command, "-m", str(trained_model), str(tmp_path / "empty")])  # JSON lines
+        assert r.exit_code == 1, r.output
+        said.append(json.loads(r.stdout)["error"])
+    assert said[0] == said[1] == f"{tmp_path / 'empty'}: directory contains no audio files"
+
+
+def test_json_boolean_labels_keep_their_json_spelling(tmp_path):
+    from attn.pipelines.config import DataConfig
+    from attn.pipelines.sources import list_items
+
+    rows = [{"text": f"t{i}", "label": [True, False, 1.5, None, "x"][i % 5]} for i in range(10)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["label"] is not None))
+    items = list_items(DataConfig(manifest=str(tmp_path / "d.jsonl")), "text")
+    assert sorted({it.label for it in items}) == ["1.5", "false", "true", "x"]
+
+
+def test_a_text_model_refuses_a_binary_file_once(odd_text_run, tmp_path):
+    run, _ = odd_text_run
+    wav = write_wav(tmp_path / "clip.wav", tone(440, 2.0, SR), SR)
+    (tmp_path / "q.txt").write_text("alpha beta\n")
+    r = runner.invoke(app, ["predict", "-m", str(run), str(wav), str(tmp_path / "q.txt")])
+    assert r.exit_code == 1, r.output
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    why = "not a text file (binary data; a text model reads UTF-8 text, one per line)"
+    assert len(recs) == 2 and recs[0] == {"input": str(wav), "error": f"{wav}: {why}"}
+    assert recs[1]["label"] in ODD_LABELS and "1 of 2 input(s) failed" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "tune", "explain", "export", "features"])
+def test_out_dash_is_refused_rather_than_a_file_named_dash(command, trained_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = {"train": ["train", "r.yaml"], "tune": ["tune", "r.yaml"], "explain": ["explain", "-m", str(trained_model),
+            "x.wav"], "export": ["export", "-m", str(trained_model)],
+            "features": ["features", "x.wav", "-m", str(trained_model)]}[command]  # fmt: skip
+    (tmp_path / "r.yaml").write_text(TINY_AUDIO)
+    write_wav(tmp_path / "x.wav", tone(440, 0.5, SR), SR)
+    r = runner.invoke(app, [*args, "--out", "-"])
+    one_line_error(r, 2, "--out -: this command writes files, not to stdout")
+    assert not (tmp_path / "-").exists()
+
+
+def test_export_checks_out_before_exporting(trained_model, tmp_path, monkeypatch):
+    from attn.pipelines import export
+
+    def never(*a, **k):
+        raise AssertionError("exported before --out was checked")
+
+    monkeypatch.setattr(export, "_onnx_bytes", never)
+    monkeypatch.setattr(export, "_torchscript_bytes", never)
+    (tmp_path / "file").write_text("x")
+    for fmt in ("onnx", "torchscript"):
+        out = tmp_path / "file" / "m.bin"
+        r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", fmt, "--out", str(out)])
+        one_line_error(r, 3, f"{out}: cannot write")
+    r = runner.invoke(app, ["export", "-m", str(trained_model), "--out", str(tmp_path)])
+    one_line_error(r, 3, f"{tmp_path}: cannot write (a directory)")
