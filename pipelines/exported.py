@@ -160,7 +160,11 @@ def _open(path: Path) -> tuple[Any, dict[str, Any]]:
     except ImportError:
         raise ConfigError(f"{path}: running an ONNX model needs onnxruntime: pip install 'attn[export]'") from None
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        # Errors only: onnxruntime's warnings (about the graph's optimisation, in colour even on a
+        # file or pipe) tell a user of `attn predict` nothing they can act on.
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ArtifactError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
     raw = session.get_modelmeta().custom_metadata_map
