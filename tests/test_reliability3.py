@@ -87,22 +87,22 @@ def test_mathtext_labels_and_file_names_are_drawn_literally(odd_text_run, traine
 # -- 2 and 12. an exported ONNX file only predicts -----------------------------------------------
 
 
-def _onnx(path: Path, meta: dict[str, str], inputs=("waveform",), classes: int = 3) -> Path:
-    """A tiny graph (mean of the samples times a row of weights, softmax) with `meta` attached."""
+def _onnx(path: Path, meta: dict[str, str], inputs=("waveform",), classes: int = 3, unused: bool = False) -> Path:
+    """A tiny graph (mean of the samples times a row of weights, softmax) with `meta` attached;
+    `unused`: also an initializer no node reads (onnxruntime warns that it removes it)."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.linspace(-1, 1, classes, dtype=np.float32)[None], "w")
+    w = [numpy_helper.from_array(np.linspace(-1, 1, classes, dtype=np.float32)[None], "w")]
+    w += [numpy_helper.from_array(np.zeros(3, dtype=np.float32), "unused")] if unused else []
     nodes = [helper.make_node("ReduceMean", [inputs[0]], ["m"], axes=[1], keepdims=1),
              helper.make_node("MatMul", ["m", "w"], ["z"]),
              helper.make_node("Softmax", ["z"], ["probabilities"], axis=1)]  # fmt: skip
     ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", "samples"]) for n in inputs]
     out = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes])
-    model = helper.make_model(
-        helper.make_graph(nodes, "g", ins, [out], [w]), opset_imports=[helper.make_opsetid("", 13)]
-    )
+    model = helper.make_model(helper.make_graph(nodes, "g", ins, [out], w), opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
@@ -521,3 +521,22 @@ def test_export_checks_out_before_exporting(trained_model, tmp_path, monkeypatch
         one_line_error(r, 3, f"{out}: cannot write")
     r = runner.invoke(app, ["export", "-m", str(trained_model), "--out", str(tmp_path)])
     one_line_error(r, 3, f"{tmp_path}: cannot write (a directory)")
+
+
+def test_divergence_in_the_first_epoch_does_not_promise_a_checkpoint(tmp_path):
+    from test_tune import write_recipe
+
+    recipe = write_recipe(tmp_path, epochs=2)
+    overrides = ["--set", "train.lr=1e8", "--set", "train.batch_size=2", "--set", "train.grad_clip=0"]
+    r = runner.invoke(app, ["train", str(recipe), *overrides, "--out", str(tmp_path / "run"), "--quiet"])
+    err = one_line_error(r, 1, "training diverged", "at epoch 1", "no epoch finished, so nothing is kept")
+    assert "checkpoint is kept" not in err and not (tmp_path / "run").exists()
+
+
+def test_onnxruntime_warnings_do_not_reach_stderr(onnx_meta, tmp_path):
+    model = _onnx(tmp_path / "m.onnx", onnx_meta, unused=True)
+    clip = write_wav(tmp_path / "clip.wav", tone(440, 0.5, SR), SR)
+    r = subprocess.run([sys.executable, "-m", "attn.cli", "predict", "-m", str(model), str(clip)], capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and json.loads(r.stdout)["windows"] == 1, r.stderr
+    assert r.stderr == ""
