@@ -540,3 +540,24 @@ def test_onnxruntime_warnings_do_not_reach_stderr(onnx_meta, tmp_path):
                        text=True, timeout=120)  # fmt: skip
     assert r.returncode == 0 and json.loads(r.stdout)["windows"] == 1, r.stderr
     assert r.stderr == ""
+
+
+def test_a_tune_interrupted_in_the_untuned_trial_reports_it_consistently(tmp_path):
+    from test_tune import write_recipe
+
+    import attn
+
+    class CtrlC:
+        def on_epoch_end(self, record):
+            raise KeyboardInterrupt
+
+    recipe = write_recipe(tmp_path, epochs=1)
+    with pytest.raises(attn.errors.Interrupted):
+        attn.tune(recipe, trials=2, out=tmp_path / "t", device="cpu", callbacks=CtrlC())
+    r = runner.invoke(app, ["tune", "--resume", str(tmp_path / "t"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    rows = {int(x.split()[0]): x for x in r.stdout.splitlines() if x.strip()[:1].isdigit()}
+    assert "failed (interrupted)" in rows[0] and "*" not in rows[0]  # it ran again, as trial 1
+    assert "complete *" in rows[1]
+    assert "2 complete, 0 pruned, 0 failed, 1 interrupted (run again) of 2" in r.stdout
+    assert "* = the recipe as written" in r.stdout
