@@ -37,7 +37,7 @@ def write_csv(
     for rec in records:
         row = dict(rec)
         if "top_k" in rec:
-            row["top_k"] = " ".join(f"{t['label']}:{t['score']:.4f}" for t in rec["top_k"])
+            row["top_k"] = " ".join(f"{_csv_label(t['label'])}:{t['score']:.4f}" for t in rec["top_k"])
         w.writerow(row)
         for fr in rec.get("frames", []):
             w.writerow({"input": rec["input"], **fr})
@@ -46,6 +46,13 @@ def write_csv(
         if on_record:
             on_record(rec)
     return seen
+
+
+def _csv_label(label: str) -> str:
+    """A label in the `top_k` cell ("label:score" pairs, space-separated): one holding a space,
+    a colon, a quote or a backslash is written as a JSON string, so the cell splits one way only
+    (also with a shell-style splitter such as Python's shlex)."""
+    return json.dumps(label, ensure_ascii=False) if re.search(r"[\s:\"'\\]", label) or not label else label
 
 
 def _seen(rec: dict[str, Any]) -> dict[str, Any]:

@@ -21,8 +21,8 @@ runner = CliRunner()
 SR = 8000
 # Labels matplotlib would read as mathtext (one invalid, one valid), Rich as markup, and a
 # terminal as an escape sequence (clear the screen).
-ODD_LABELS = ["[/]", "$\\frac{1}{2}$", "$\\undefinedcmd{x}$", "[red]x[/red]", "wipe\x1b[2Jout"]
-WORDS = ["alpha beta", "gamma delta", "epsilon zeta", "eta theta", "iota kappa"]
+ODD_LABELS = ["[/]", "$\\frac{1}{2}$", "$\\undefinedcmd{x}$", "[red]x[/red]", "wipe\x1b[2Jout", 'say "a: b"']
+WORDS = ["alpha beta", "gamma delta", "epsilon zeta", "eta theta", "iota kappa", "lambda mu"]
 TEXT_RECIPE = """\
 data: {train: t.csv, val_fraction: 0.2, test_fraction: 0.2}
 features: {kind: text, embed_dim: 16, tokenizer: {level: word, max_len: 16}}
@@ -48,8 +48,8 @@ def odd_text_run(tmp_path_factory):
     with open(d / "t.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["text", "label"])
-        for i in range(75):
-            w.writerow([f"{WORDS[i % 5]} word{i % 7}", ODD_LABELS[i % 5]])
+        for i in range(90):
+            w.writerow([f"{WORDS[i % 6]} word{i % 7}", ODD_LABELS[i % 6]])
     (d / "r.yaml").write_text(TEXT_RECIPE)
     r = runner.invoke(app, ["train", str(d / "r.yaml"), "--out", str(d / "run")])
     assert r.exit_code == 0, r.output
@@ -230,7 +230,7 @@ def test_tune_refuses_to_join_a_study_on_other_data(tmp_path):
 
 def test_markup_labels_are_shown_as_written_in_tables(odd_text_run):
     run, _ = odd_text_run
-    r = runner.invoke(app, ["predict", "-m", str(run), "--text", "alpha beta", "--format", "table", "--top-k", "5"])
+    r = runner.invoke(app, ["predict", "-m", str(run), "--text", "alpha beta", "--format", "table", "--top-k", "6"])
     assert r.exit_code == 0, r.output
     assert "[/]" in r.stdout and "[red]x[/red]" in r.stdout
     r = runner.invoke(app, ["evaluate", "-m", str(run), str(run.parent / "t.csv")])
@@ -561,3 +561,15 @@ def test_a_tune_interrupted_in_the_untuned_trial_reports_it_consistently(tmp_pat
     assert "complete *" in rows[1]
     assert "2 complete, 0 pruned, 0 failed, 1 interrupted (run again) of 2" in r.stdout
     assert "* = the recipe as written" in r.stdout
+
+
+def test_csv_top_k_cells_split_one_way_for_labels_with_spaces_and_colons(odd_text_run):
+    import io
+    import shlex
+
+    run, _ = odd_text_run
+    r = runner.invoke(app, ["predict", "-m", str(run), "--text", "lambda mu", "--format", "csv", "--top-k", "6"])
+    assert r.exit_code == 0, r.output
+    row = next(csv.DictReader(io.StringIO(r.stdout)))
+    pairs = [p.rsplit(":", 1) for p in shlex.split(row["top_k"], posix=True)]
+    assert sorted(label for label, _ in pairs) == sorted(ODD_LABELS) and all(float(s) >= 0 for _, s in pairs)
