@@ -146,8 +146,9 @@ def _short(value: Any) -> str:
 
 
 def exported_info(path: str | Path) -> dict[str, Any]:
-    """What `attn info` shows of an exported file: its metadata, shaped like a model header."""
-    _, meta = _open(Path(path))
+    """What `attn info` shows of an exported file: its metadata, shaped like a model header
+    (checked as `load_exported` checks it: info shows no labels a prediction would not use)."""
+    meta = load_exported(path).header
     shown = {k: v for k, v in meta.items() if k not in ("features", "model", "data", "tokenizer_model_base64")}
     return {"path": str(path), "format": "onnx", **shown, "recipe": {"features": meta["features"],
                                                                        "model": meta.get("model", {})}}  # fmt: skip

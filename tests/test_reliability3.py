@@ -292,6 +292,7 @@ def test_onnx_metadata_that_lies_is_damaged_metadata(name, lie, graph, says, onn
     r = runner.invoke(app, ["predict", "-m", str(model), str(clip)])
     one_line_error(r, 2, f"{model}: damaged attn metadata", says)
     assert r.stdout == ""
+    one_line_error(runner.invoke(app, ["info", str(model)]), 2, f"{model}: damaged attn metadata", says)
 
 
 # -- 10. report.html from metrics.json fields that are not numbers -------------------------------
