@@ -249,7 +249,7 @@ def _new_settings(
         "baseline": baseline,
         "first": queued,
         "metric": recipe.train.monitor,
-        "data": data_fingerprint(plain["data"], prepared),
+        "data": data_fingerprint(plain["data"], prepared, recipe.modality),
         "storage": storage,
         "study": study or (Path(recipe_path).stem if recipe_path else "attn"),
         "trials": trials if trials is not None else (None if timeout else 20),

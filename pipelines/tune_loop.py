@@ -115,17 +115,23 @@ def same_study(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(fa[k] == fb[k] for k in fa.keys() & fb.keys())
 
 
-def data_fingerprint(data_section: dict[str, Any], prepared) -> str:
-    """The data trials train and are scored on: the recipe's data section and every listed
-    example (source, label, split). Trials on other data are not comparable, which is also why
-    tune never searches `data.*`."""
+def data_fingerprint(data_section: dict[str, Any], prepared, modality: str) -> str:
+    """The data trials train and are scored on: the recipe's data settings and every listed
+    example (split, label, and its text or its file's name). Trials on other data are not
+    comparable, which is also why tune never searches `data.*`. Where the data lives is left
+    out (folders, manifest paths): hosts sharing a study may mount it in different places."""
     import hashlib
 
-    h = hashlib.sha256(json.dumps(data_section, sort_keys=True).encode())
+    settings = {k: v for k, v in data_section.items() if k not in _WHERE}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for split, items in sorted(prepared.splits.items()):
         for it in items:
-            h.update(json.dumps([split, it.source, it.label]).encode())
+            source = os.path.basename(it.source) if modality == "audio" else it.source
+            h.update(json.dumps([split, it.label, source]).encode())
     return h.hexdigest()[:16]
+
+
+_WHERE = ("root", "manifest", "train", "val", "test", "cache_dir")  # data keys naming places, not data
 
 
 def _internal(s: Session, rec: dict[str, Any]) -> bool:
