@@ -18,6 +18,7 @@ import datetime as _dt
 import logging
 import os
 import shutil
+import socket
 from pathlib import Path
 
 from attn.errors import ConfigError, OutputError
@@ -33,6 +34,7 @@ HISTORY = "history.jsonl"
 METRICS = "metrics.json"
 LOG = "train.log"
 MEMBERS = "members.json"
+LOCK = ".attn-run.lock"  # "pid host" of the process writing into the run directory, while it runs
 
 
 def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
@@ -42,9 +44,11 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
         if (p.exists() or p.is_symlink()) and not p.is_dir():
             raise OutputError(f"--out {out}: cannot write (not a directory)")
         if p.exists() and any(p.iterdir()):
+            if (pid := lock_holder(p)) is not None:
+                raise OutputError(f"--out {out}: cannot write (another run, process {pid}, is writing into it)")
             raise ConfigError(f"--out {out}: directory exists and is not empty (use --resume {out} to continue it)")
         make_dirs(p)
-        claim(p, RECIPE, f"--out {out}")
+        claim(p, f"--out {out}")
         return p
     stem = Path(recipe_path).stem if recipe_path else "run"
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -53,6 +57,7 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
         p = Path("runs") / (f"{stem}-{stamp}" + (f"-{i + 1}" if i else ""))
         try:
             p.mkdir()  # atomic: fails if another run took the name
+            claim(p, str(p))
             return p
         except FileExistsError:
             continue
@@ -62,16 +67,53 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
     raise ConfigError("runs/: could not find a free run directory name")
 
 
-def claim(folder: Path, name: str, what: str) -> None:
-    """Take `folder` for this process by creating `name` in it (O_EXCL: atomic, exactly one of
-    two runs started together succeeds). The emptiness check before is only a good message for
-    the usual case; two runs sharing one folder would interleave their logs and files."""
+def claim(folder: Path, what: str) -> None:
+    """Take `folder` for this process: create its LOCK (O_EXCL: atomic, so of two runs started
+    together exactly one succeeds; two runs in one folder would interleave their logs and
+    files). A lock whose process is gone (killed) is taken over. `release` ends the claim."""
+    for _ in range(2):
+        try:
+            fd = os.open(folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pid = lock_holder(folder)
+            if pid is not None:
+                raise OutputError(f"{what}: cannot write (another run, process {pid}, is writing into it)") from None
+            release(folder)  # stale: its run was killed
+            continue
+        except OSError as e:
+            raise OutputError(f"{what}: cannot write ({e.strerror or e})") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()}\n")
+        return
+    raise OutputError(f"{what}: cannot write (another run is taking it at the same time)")
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The process holding `folder`'s LOCK, if it is alive: on this host the process table
+    says; another host's lock counts as held (remove the file if that run is gone)."""
     try:
-        os.close(os.open(folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    except FileExistsError:
-        raise OutputError(f"{what}: cannot write (another run started in the same folder at the same time)") from None
-    except OSError as e:
-        raise OutputError(f"{what}: cannot write ({e.strerror or e})") from None
+        pid_text, host = (folder / LOCK).read_text(encoding="utf-8").split()
+        pid = int(pid_text)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return -1  # being written this instant, or unreadable: another run's
+    if host != socket.gethostname():
+        return pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def release(folder: Path) -> None:
+    try:
+        (folder / LOCK).unlink()
+    except OSError:
+        pass
 
 
 def point_latest(run_dir: Path) -> None:

@@ -207,6 +207,27 @@ def test_two_runs_started_together_into_one_folder_one_gets_exit_3(tmp_path, mon
     assert errors[0].exit_code == 3 and "cannot write (another run" in str(errors[0]) and str(out) in str(errors[0])
 
 
+def test_a_run_started_while_another_writes_the_folder_gets_exit_3(tmp_path):
+    """The first run's files are there and its process is alive: the second is told so (exit 3),
+    not to resume a run still going; once that process is gone, the usual advice (exit 2)."""
+    import os
+    import socket
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY_AUDIO)
+    out = tmp_path / "same"
+    out.mkdir()
+    (out / "train.log").write_text("the first run's log\n")
+    (out / ".attn-run.lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")  # a live process
+    r = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
+    one_line_error(r, 3, f"--out {out}: cannot write (another run, process {os.getpid()}, is writing into it)")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / ".attn-run.lock").write_text(f"{gone.stdout.strip()} {socket.gethostname()}\n")  # a killed run's
+    r = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
+    one_line_error(r, 2, "directory exists and is not empty (use --resume")
+    assert (out / "train.log").read_text() == "the first run's log\n"
+
+
 # -- 6. tune --out with other data ---------------------------------------------------------------
 
 
