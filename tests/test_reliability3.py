@@ -595,3 +595,16 @@ def test_csv_top_k_cells_split_one_way_for_labels_with_spaces_and_colons(odd_tex
     row = next(csv.DictReader(io.StringIO(r.stdout)))
     pairs = [p.rsplit(":", 1) for p in shlex.split(row["top_k"], posix=True)]
     assert sorted(label for label, _ in pairs) == sorted(ODD_LABELS) and all(float(s) >= 0 for _, s in pairs)
+
+
+def test_tensorboard_draws_mathtext_labels_literally(tmp_path):
+    pytest.importorskip("tensorboard")
+    from attn.pipelines.recipe import resolve_recipe
+    from attn.pipelines.tensorboard import TensorBoardCallback
+
+    tb = TensorBoardCallback(tmp_path / "tb", resolve_recipe({"data": {"synthetic": {"per_class": 4}}}), tmp_path)
+    tb.on_epoch_end({"epoch": 1, "train_loss": 1.0})
+    metrics = {"split": "test", "accuracy": 0.5, "macro_f1": 0.5, "labels": ["$\\undefinedcmd{x}$", "b"],
+               "confusion": [[1, 1], [1, 1]]}  # fmt: skip
+    tb.on_train_end(metrics)  # draws the confusion matrix image
+    assert any((tmp_path / "tb").iterdir())
