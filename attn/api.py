@@ -170,7 +170,9 @@ def evaluate(
 
     m = model if isinstance(model, Model) else load(model, device)
     if m.exported:
-        raise ConfigError(f"{m.path}: evaluate needs the .attn model (an exported ONNX file only predicts)")
+        from attn.pipelines.exported import only_predicts
+
+        raise only_predicts(m.path, "attn evaluate")
     r = None if recipe is None else resolve_recipe(recipe, list(overrides))
     if r is None and overrides:
         raise ConfigError("overrides need a recipe")
@@ -299,6 +301,10 @@ class Model:
         """`explain`, one record at a time."""
         from attn.pipelines.explain import Explainer
 
+        if self.exported:
+            from attn.pipelines.exported import only_predicts
+
+            raise only_predicts(self.path, "attn explain")
         if _single(inputs):
             inputs = [inputs]
         items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
+# Finite: `lr=.inf` or `frame_seconds: .inf` pass `> 0` but mean nothing (NaN fails every bound).
+PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 # A value derived from the training data when a run starts (pipelines/auto.py); the resolved,
@@ -79,9 +80,13 @@ def describe_validation_error(err: ValidationError, root: type[BaseModel], prefi
 def _describe(err: ValidationError, root: type[BaseModel], prefix: tuple[str, ...]) -> tuple[str, int]:
     """(`dotted.key: problem` for the first error, how many other problems there are)."""
     errors = err.errors()
-    more = len(errors) - 1
     first = errors[0]
-    raw_loc = tuple(first["loc"])
+    # A value of a scalar union (`PosInt | Auto`) fails once per member, each at the field's key
+    # plus a pydantic tag ("constrained-int", "literal['auto']"): one problem, not several.
+    field_loc = _strip_member_tags(tuple(first["loc"]))
+    alternatives = [e for e in errors if _strip_member_tags(tuple(e["loc"])) == field_loc]
+    more = len({_strip_member_tags(tuple(e["loc"])) for e in errors}) - 1
+    raw_loc = field_loc
     loc = _clean_loc(raw_loc, root)
     dotted = ".".join(str(p) for p in (*prefix, *loc)) or "(top level)"
     kind = first["type"]
@@ -107,10 +112,26 @@ def _describe(err: ValidationError, root: type[BaseModel], prefix: tuple[str, ..
         detail = first["msg"]
         if kind.startswith("value_error"):
             detail = detail.removeprefix("Value error, ")
+        literals = [
+            str(e["ctx"]["expected"]) for e in alternatives[1:] if e["type"] == "literal_error" and e.get("ctx")
+        ]
+        if literals:
+            detail += f" (or {', '.join(literals)})"
         msg = f"{dotted}: {detail}" if loc or not kind.startswith("value_error") else detail  # a rule across sections
         if kind not in ("value_error",) and not isinstance(got, (dict, list)) and got is not None:
             msg += f" (got {got!r})"
     return msg, more
+
+
+_MEMBER_TAGS = {"int", "float", "str", "bool", "none", "list", "tuple", "dict"}
+
+
+def _strip_member_tags(loc: tuple) -> tuple:
+    """`loc` without trailing union-member tags: pydantic's type names, e.g. "constrained-int",
+    "literal['auto']", "function-after[...]" (never a key: keys are identifiers)."""
+    while loc and isinstance(loc[-1], str) and (not loc[-1].isidentifier() or loc[-1] in _MEMBER_TAGS):
+        loc = loc[:-1]
+    return loc
 
 
 def _walk(root: type[BaseModel], loc: tuple) -> Any:

@@ -235,6 +235,13 @@ def recipe_opt(help: str):
     return Annotated[str | None, typer.Option("--recipe", "-r", help=help, show_default=False)]
 
 
+def check_out(out: str | None) -> None:
+    """`--out -` names no stream here: these commands write files or folders (a model, PNGs, a
+    .npy), so `-` is refused rather than becoming a file named "-" (./- still names one)."""
+    if out == "-":
+        raise fail("--out -: this command writes files, not to stdout; give a file or folder name")
+
+
 def check_model_or_recipe(model: str | None, recipe: str | None, set_: list[str] | None) -> None:
     """--model and --recipe exclude each other; --set overrides a recipe, so it needs one."""
     if recipe is not None and model is not None:

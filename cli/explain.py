@@ -14,6 +14,7 @@ from .common import (
     QuietOpt,
     ThreadsOpt,
     audio_paths,
+    check_out,
     fail,
     handle_errors,
     is_tty,
@@ -70,6 +71,7 @@ def explain_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Show which tokens, frames or patches a model's prediction rests on."""
+    check_out(out)
     import attn
 
     if not inputs and not text:
@@ -86,10 +88,11 @@ def explain_cmd(
         items = audio_paths(m, inputs, text)
     if not items:
         raise fail("no inputs (stdin was empty)")
-    failed = 0
+    failed = warned = 0
     console = None
     for rec in m.explain_iter(items, out=out):
         failed += "error" in rec
+        warned += "warning" in rec
         if fmt == "json":
             print(json.dumps(rec, ensure_ascii=False), flush=True)
             continue
@@ -98,6 +101,8 @@ def explain_cmd(
 
             console = Console(highlight=False)
         show(console, rec)
+    if warned:  # as `attn predict` says it
+        print(f'attn: {warned} of {len(items)} input(s) have a warning (see their "warning" field)', file=sys.stderr)
     if failed:
         print(f"attn: {failed} of {len(items)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)
@@ -111,28 +116,43 @@ def show(console, rec: dict[str, Any]) -> None:
     sparkline of the weights over the window and where the peak is."""
     from rich.text import Text
 
+    from .render import printable
+
     if "error" in rec:
-        console.print(Text(f"{rec['input']}: error: {rec['error'].removeprefix(rec['input'] + ': ')}", style="red"))
+        why = rec["error"].removeprefix(rec["input"] + ": ")
+        console.print(Text(printable(f"{rec['input']}: error: {why}"), style="red"))
         return
-    head = Text.assemble((f"{rec['label']} {rec['score']:.3f}", "bold"), "  ")
+    head = Text.assemble((printable(f"{rec['label']} {rec['score']:.3f}"), "bold"), "  ")
     w = rec["weights"]
     top = max(w) if w else 1.0
     if "tokens" in rec:
         line = Text()
         for tok, x in zip(rec["tokens"], w, strict=True):
             level = x / top if top > 0 else 0.0
-            line.append(tok, style=_shade(level))
+            line.append(printable(tok), style=_shade(level))
             line.append(" ")
         console.print(head + line)
+        _notes(console, rec)
         return
     spark = "".join(BARS[min(len(BARS) - 1, round(x / top * (len(BARS) - 1)))] if top > 0 else " " for x in w)
     peak = rec["positions"][max(range(len(w)), key=w.__getitem__)]
-    console.print(head + Text(rec["input"]))
+    console.print(head + Text(printable(rec["input"])))
     console.print(Text(f"  {rec['window'][0]:.2f}s |", style="dim") + Text(spark, style="dark_orange")
                   + Text(f"| {rec['window'][1]:.2f}s  peak {peak[0]:.2f}-{peak[1]:.2f}s ({rec['method']})",
                          style="dim"))  # fmt: skip
-    if "image" in rec:
-        console.print(Text(f"  {rec['image']}", style="dim"))
+    _notes(console, rec)
+
+
+def _notes(console, rec: dict[str, Any]) -> None:
+    """The record's warning and the path of its PNG (--out), under it."""
+    from rich.text import Text
+
+    from .render import printable
+
+    if "warning" in rec:
+        console.print(Text(printable(f"  warning: {rec['warning']}"), style="yellow"), soft_wrap=True)
+    if "image" in rec:  # unwrapped: a path to copy
+        console.print(Text(printable(f"  {rec['image']}"), style="dim"), soft_wrap=True)
 
 
 def _shade(level: float) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import ModelOpt, QuietOpt, handle_errors, setup_logging, stderr_console
+from .common import ModelOpt, QuietOpt, check_out, handle_errors, setup_logging, stderr_console
 
 EPILOG = """\
 Examples:
@@ -43,6 +43,7 @@ def export_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Export a trained model, front end included, to one ONNX or TorchScript file."""
+    check_out(out)
     import attn
 
     setup_logging(quiet, None if quiet else stderr_console())

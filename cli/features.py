@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, ModelOpt, SetOpt, check_model_or_recipe, handle_errors, recipe_opt
+from .common import DeviceOpt, ModelOpt, SetOpt, check_model_or_recipe, check_out, handle_errors, recipe_opt
 
 EPILOG = """\
 Examples:
@@ -30,6 +30,7 @@ def features_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Write the feature tensor a model computes for FILE (for inspection or other tools)."""
+    check_out(out)
     check_model_or_recipe(model, recipe, set_)
     from attn.pipelines.device import resolve_device
     from attn.pipelines.features_export import export_features

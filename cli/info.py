@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from .common import handle_errors
-from .render import baseline_line
+from .render import baseline_line, printable
 
 EPILOG = """\
 Examples:
@@ -79,4 +79,4 @@ def info_cmd(
         "recipe:",
         "  " + yaml.safe_dump(r, sort_keys=False, default_flow_style=None).rstrip().replace("\n", "\n  "),
     ]
-    print("\n".join(lines))
+    print(printable("\n".join(lines)))  # labels and paths are the user's: no escape sequences reach the terminal

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -36,7 +37,7 @@ def write_csv(
     for rec in records:
         row = dict(rec)
         if "top_k" in rec:
-            row["top_k"] = " ".join(f"{t['label']}:{t['score']:.4f}" for t in rec["top_k"])
+            row["top_k"] = " ".join(f"{_csv_label(t['label'])}:{t['score']:.4f}" for t in rec["top_k"])
         w.writerow(row)
         for fr in rec.get("frames", []):
             w.writerow({"input": rec["input"], **fr})
@@ -45,6 +46,13 @@ def write_csv(
         if on_record:
             on_record(rec)
     return seen
+
+
+def _csv_label(label: str) -> str:
+    """A label in the `top_k` cell ("label:score" pairs, space-separated): one holding a space,
+    a colon, a quote or a backslash is written as a JSON string, so the cell splits one way only
+    (also with a shell-style splitter such as Python's shlex)."""
+    return json.dumps(label, ensure_ascii=False) if re.search(r"[\s:\"'\\]", label) or not label else label
 
 
 def _seen(rec: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +80,7 @@ def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -
             why = rec["error"].removeprefix(f"{rec['input']}: ")
             table.add_row(_escape(rec["input"]), f"[red]error: {_escape(why)}[/red]", "", *([""] if top_k > 1 else []))
             continue
-        extra = [" ".join(f"{t['label']} {t['score']:.3f}" for t in rec["top_k"])] if top_k > 1 else []
+        extra = [_escape(" ".join(f"{t['label']} {t['score']:.3f}" for t in rec["top_k"]))] if top_k > 1 else []
         table.add_row(_escape(rec["input"]), _escape(str(rec["label"])), f"{rec['score']:.3f}", *extra)
         if "warning" in rec:
             table.add_row("", f"[yellow]warning: {_escape(rec['warning'])}[/yellow]", "", *([""] if top_k > 1 else []))
@@ -88,9 +96,20 @@ def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -
 
 
 def _escape(s: str) -> str:
+    """A user's string (label, file name, message) as Rich markup that shows it as written."""
     from rich.markup import escape
 
-    return escape(s)
+    return escape(printable(s))
+
+
+# C0 and C1 control characters but tab and newline: ESC (0x1b) and CSI (0x9b) start terminal
+# escape sequences, which a label or file name must not be able to send to the terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(s: str) -> str:
+    """`s` for a terminal: control characters shown as \\xNN escapes rather than sent to it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
 
 
 def baseline_line(b: dict[str, Any]) -> str:
@@ -114,7 +133,9 @@ def metrics_table(m: dict[str, Any]) -> None:
         head += f"   window accuracy {m['window_accuracy']:.4f} ({m['windows']} windows)"
     console.print(head)
     if (b := m.get("baseline")) is not None:
-        console.print(f"baseline {b['kind']}: accuracy {b['accuracy']:.4f}   macro-F1 {b['macro_f1']:.4f}")
+        console.print(
+            f"baseline {_escape(str(b['kind']))}: accuracy {b['accuracy']:.4f}   macro-F1 {b['macro_f1']:.4f}"
+        )
     t = Table(show_edge=False, box=None, header_style="bold")
     for c in ("label", "precision", "recall", "f1", "support"):
         t.add_column(c, justify="left" if c == "label" else "right")
@@ -125,7 +146,7 @@ def metrics_table(m: dict[str, Any]) -> None:
     c = Table(title="confusion (rows: true, columns: predicted)", show_edge=False, box=None, header_style="bold")
     c.add_column("")
     for lab in labels:
-        c.add_column(_escape(lab)[:8], justify="right")
+        c.add_column(_escape(str(lab)[:8]), justify="right")  # cut first: a cut escape would be markup again
     for lab, row in zip(labels, m["confusion"], strict=True):
         c.add_row(_escape(lab), *(str(v) if v else "." for v in row))
     console.print(c)

@@ -13,6 +13,7 @@ from .common import (
     QuietOpt,
     SetOpt,
     ThreadsOpt,
+    check_out,
     fail,
     handle_errors,
     is_tty,
@@ -74,6 +75,7 @@ def train_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model from a recipe; the test metrics and the run directory go to stdout."""
+    check_out(out)
     import attn
     from attn.pipelines.distributed import world_from_env
 

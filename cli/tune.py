@@ -14,6 +14,7 @@ from .common import (
     QuietOpt,
     SetOpt,
     ThreadsOpt,
+    check_out,
     err,
     fail,
     handle_errors,
@@ -100,6 +101,7 @@ def tune_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Search a recipe's hyperparameters (Optuna: TPE, pruning); the leaderboard goes to stdout."""
+    check_out(out)
     import attn
 
     if (recipe is None) == (resume is None):
@@ -152,8 +154,12 @@ def _print_text(s: dict[str, Any]) -> None:
     t = Table(show_edge=False, box=None, header_style="bold")
     for col in ("trial", "state", s["metric"], "epochs", "seconds", *(names[k] for k in keys)):
         t.add_column(escape(col), justify="left" if col in ("state",) else "right")
+    states = []
     for r in s["leaderboard"]:
-        state = r["state"] + (" (interrupted)" if r.get("interrupted") else "") + (" *" if r.get("baseline") else "")
+        # `*` marks the run of the recipe as written that counts: not an interrupted one (it ran again)
+        mark = " *" if r.get("baseline") and not r.get("interrupted") else ""
+        state = r["state"] + (" (interrupted)" if r.get("interrupted") else "") + mark
+        states.append(state)
         value = "" if r["value"] is None else f"{r['value']:.4f}"
         secs = "" if r["seconds"] is None else f"{r['seconds']:.0f}"
         vals = [_fmt(r["values"].get(k, "")) for k in keys]
@@ -164,8 +170,10 @@ def _print_text(s: dict[str, Any]) -> None:
             console.print(f"trial {r['number']} failed: {escape(r['error'])}", highlight=False)
     c, best = s["trials"], s["best"]
     of = "" if c["requested"] is None else f" of {c['requested']}"
-    lines = [f"trials     {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed{of} "
-             f"({s['seconds'] / 60:.1f} min); * = the recipe as written"]  # fmt: skip
+    again = f", {c['interrupted']} interrupted (run again)" if c.get("interrupted") else ""
+    star = "; * = the recipe as written" if any("*" in row for row in states) else ""
+    lines = [f"trials     {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed{again}{of} "
+             f"({s['seconds'] / 60:.1f} min){star}"]  # fmt: skip
     if best is not None:
         test = (
             f" (test accuracy {best['test_accuracy']:.4f}: reported, not used to choose)"

@@ -123,13 +123,18 @@ def save_model(
     write_container(path, header, tensors)
 
 
-def load_model(path, device=None) -> LoadedModel:
-    """Verify, rebuild and load a model artifact; eval mode, on `device` (default CPU)."""
+def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
+    """Verify, rebuild and load a model artifact; eval mode, on `device` (default CPU). `purpose`
+    names the command in the refusal of an exported ONNX file."""
     import torch
 
     from .build import build_model
     from .recipe import recipe_from_dict
 
+    if Path(path).suffix.lower() == ".onnx":
+        from .exported import only_predicts
+
+        raise only_predicts(path, purpose)
     box = read_container(path)
     header = box.header
     if header.get("kind") != "model":

@@ -71,7 +71,7 @@ def fit_baseline(recipe, data, device=None, c: float | None = None) -> Baseline:
         # the torch module computes the same numbers (tested) wherever the model runs.
         features, vec = _tfidf(data.train)
         kind = "tfidf+logreg"
-        x = {s: vec.transform(_docs(data.split(s))) for s in ("train", "val", "test")}
+        x = {s: _transform(vec, data.split(s)) for s in ("train", "val", "test")}
     else:
         features, kind = _mfcc_stats(recipe.features), "mfcc+logreg"
         x = {s: _window_features(features, data.split(s), device) for s in ("train", "val", "test")}
@@ -133,6 +133,17 @@ def _tfidf(train_ws):
     keys = torch.tensor([k for k, _ in pairs], dtype=torch.long)
     cols = torch.tensor([c for _, c in pairs], dtype=torch.long)
     return TfidfFeatures(unigram, keys, cols, torch.from_numpy(vec.idf_.astype(np.float32))), vec
+
+
+def _transform(vec, ws):
+    """TF-IDF rows of `ws`'s windows; an empty split (data too small to hold out val or test)
+    gives no rows, which scikit-learn's transform refuses."""
+    docs = _docs(ws)
+    if not docs:
+        from scipy.sparse import csr_matrix
+
+        return csr_matrix((0, len(vec.vocabulary_)), dtype=np.float64)
+    return vec.transform(docs)
 
 
 def _docs(ws) -> list[np.ndarray]:

@@ -284,6 +284,21 @@ class Recipe(Strict):
             )
         return raw
 
+    @model_validator(mode="after")
+    def _masks_fit(self, info: ValidationInfo) -> Recipe:
+        """A frequency mask wider than the features' bins masks all of them on every example
+        (new recipes only, as the other rules for recipes about to be used)."""
+        f, width = self.features, self.train.augment.freq_mask
+        if not (info.context or {}).get("new_recipe") or not width or not isinstance(f, AudioFeatures):
+            return self
+        bins = {"logmel": ("n_mels", f.n_mels), "mfcc": ("n_mfcc", f.n_mfcc)}.get(f.kind)
+        if f.kind == "spectrogram" and isinstance(f.n_fft, int):
+            bins = ("n_fft", f.n_fft // 2 + 1)
+        if bins is not None and width > bins[1]:
+            raise ValueError(f"train.augment.freq_mask ({width}) is wider than the features' {bins[1]} frequency bins "
+                             f"(features.{bins[0]}); use at most {bins[1]}")  # fmt: skip
+        return self
+
     @property
     def modality(self) -> str:
         return "text" if isinstance(self.features, TextFeatures) else "audio"

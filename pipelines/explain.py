@@ -125,24 +125,26 @@ class Explainer:
         from attn.features.audio import from_array, iter_windows, stream_audio
 
         from .batching import pad_rows
-        from .predict import AudioArray
+        from .predict import AudioArray, input_warning
 
         f = self.loaded.recipe.features
         if isinstance(item, AudioArray):
             name, wave = item.name, from_array(item.samples, item.sample_rate, f.sample_rate, item.name)
+            rate = item.sample_rate
 
             def windows():
                 return iter_windows(iter([wave]), f.frame_samples, f.hop_samples)
         else:
             name = str(item)
             if Path(name).is_dir():
-                raise InputError(f"{name}: a directory (give audio files)")
+                raise InputError(f"{name}: directory contains no audio files")  # as predict says it
+            rate = _file_rate(name)
 
             def windows():  # streamed twice (scores, then the chosen window): memory stays flat
                 return iter_windows(stream_audio(name, f.sample_rate), f.frame_samples, f.hop_samples)
 
         dev = self.loaded.device
-        probs, batch = [], []
+        probs, batch, total = [], [], 0
 
         def run() -> None:
             x = torch.from_numpy(pad_rows([w[:n] for w, n in batch])).to(dev)
@@ -151,7 +153,8 @@ class Explainer:
                 probs.extend(softmax(self.loaded.model(x, lengths).float().cpu().numpy()))
             batch.clear()
 
-        for _, w, n in windows():
+        for start, w, n in windows():
+            total = max(total, start + n)  # samples at the model's rate
             batch.append((w, n))
             if len(batch) == BATCH:
                 run()
@@ -183,6 +186,9 @@ class Explainer:
             rec["grid"], rec["bands"] = _round(a.grid[0]), a.bands.tolist()
         if a.layers is not None:
             rec["layers"] = _round(a.layers[0])
+        warning = input_warning(total / sr, rate, f)  # as `attn predict` warns of the same input
+        if warning:
+            rec["warning"] = warning
         return rec, {"logmel": display_logmel(wave, f), "seconds": len(wave) / sr,
                      "channels_are_mels": f.kind == "logmel"}  # fmt: skip
 
@@ -194,6 +200,18 @@ def display_logmel(wave: np.ndarray, features) -> np.ndarray:
 
     with torch.no_grad():
         return LogMel.from_config(features)(torch.from_numpy(np.ascontiguousarray(wave))).numpy()
+
+
+def _file_rate(path: str) -> int:
+    """The file's own sample rate (0 when its header does not say: the warning is then skipped)."""
+    from attn.features.audio import audio_info
+
+    if not Path(path).is_file():  # a pipe is read once, by the decoder
+        return 0
+    try:
+        return int(audio_info(path, path).sample_rate)
+    except InputError:  # decoding reports the problem; this is only for a warning
+        return 0
 
 
 def _round(t: torch.Tensor) -> list:

@@ -42,7 +42,7 @@ from attn.errors import AttnError, ConfigError
 
 from .artifact import LoadedModel
 from .container import attn_version
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_write_bytes, check_writable
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -116,6 +116,7 @@ def export_model(loaded: LoadedModel, out: str | Path, fmt: str = "onnx") -> Exp
         _require_onnx()
     t0 = time.perf_counter()
     out = Path(out)
+    check_writable(out)  # an export takes seconds to minutes: a bad --out fails first
     model = copy.deepcopy(loaded.model).cpu().eval()  # never touch the caller's model (device, caches)
     model.requires_grad_(False)  # a consumer's outputs carry no autograd graph
     _one_pass(model)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from attn.errors import ArtifactError, ConfigError
 from attn.features.config import AUDIO_EXTENSIONS, AudioFeatures, TextFeatures
+from attn.schema import describe_validation_error
 
 
 @dataclass(frozen=True)
@@ -69,27 +71,84 @@ class ExportedModel:
         return out
 
 
+def only_predicts(path: str | Path, command: str) -> ArtifactError:
+    """The one refusal of every command but predict and info given an exported file: the graph
+    maps inputs to probabilities, with no torch module, features or training state to work on."""
+    return ArtifactError(f"{path}: {command} needs the .attn model (an exported ONNX file only predicts)")
+
+
 def load_exported(path: str | Path) -> ExportedModel:
-    """An ONNX file written by `attn export`, ready for `AudioPredictor` / `TextPredictor`."""
-    session, meta = _open(Path(path))
+    """An ONNX file written by `attn export`, ready for `AudioPredictor` / `TextPredictor`. The
+    metadata is checked as a model file's header would be: a file whose metadata does not fit
+    its graph (or is not attn's) is refused as damaged, before any input is read."""
+    path = Path(path)
+    session, meta = _open(path)
+    try:
+        return _model(session, meta)
+    except ValidationError as e:
+        why = describe_validation_error(e, _schema(meta), ("features",))
+        raise ArtifactError(f"{path}: damaged attn metadata ({why})") from None
+    except (ValueError, TypeError, KeyError) as e:  # binascii.Error is a ValueError
+        raise ArtifactError(f"{path}: damaged attn metadata ({e})") from None
+
+
+MAX_WINDOW_SAMPLES = 2**25  # 128 MB of float32 per window: far past any trained window, short of a MemoryError
+_GRAPH_INPUTS = {"audio": ["waveform"], "text": ["ids", "lengths"]}
+
+
+def _schema(meta: dict[str, Any]) -> type:
+    feats = meta.get("features")
+    return TextFeatures if isinstance(feats, dict) and feats.get("kind") == "text" else AudioFeatures
+
+
+def _model(session, meta: dict[str, Any]) -> ExportedModel:
     feats = meta["features"]
-    schema = TextFeatures if feats.get("kind") == "text" else AudioFeatures
-    features = schema.model_validate(feats)
-    data = ExportedData(tuple(meta.get("data", {}).get("extensions", AUDIO_EXTENSIONS)))
+    if not isinstance(feats, dict):
+        raise ValueError(f"features is a {type(feats).__name__}, not a mapping")
+    features = _schema(meta).model_validate(feats)
+    labels = meta["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"labels must be a non-empty list of strings, got {_short(labels)}")
+    modality = "text" if isinstance(features, TextFeatures) else "audio"
+    names = [i.name for i in session.get_inputs()]
+    if names != _GRAPH_INPUTS[modality]:
+        raise ValueError(f"the graph's inputs {names} are not those of an attn {modality} model "
+                         f"{_GRAPH_INPUTS[modality]}")  # fmt: skip
+    outputs = session.get_outputs()
+    classes = outputs[0].shape[-1] if outputs and outputs[0].shape else None
+    if isinstance(classes, int) and classes != len(labels):
+        raise ValueError(f"{len(labels)} labels for a graph of {classes} outputs")
+    if isinstance(features, AudioFeatures):
+        if not features.resolved:
+            raise ValueError("features hold unresolved values (auto or milliseconds)")
+        if features.frame_samples > MAX_WINDOW_SAMPLES:
+            secs, rate = features.frame_seconds, features.sample_rate
+            raise ValueError(f"a window of {features.frame_samples} samples (frame_seconds {secs:g} at {rate} Hz); "
+                             f"at most {MAX_WINDOW_SAMPLES}")  # fmt: skip
+    extensions = (meta.get("data") or {}).get("extensions", AUDIO_EXTENSIONS)
+    if not isinstance(extensions, (list, tuple)) or not all(isinstance(x, str) for x in extensions):
+        raise ValueError(f"data.extensions must be a list of strings, got {_short(extensions)}")
     tokenizer = None
     if isinstance(features, TextFeatures):
         from attn.features.encoder_tokenizer import restore_tokenizer
 
         blob = meta.get("tokenizer_model_base64")
-        blob = base64.b64decode(blob) if blob else None
+        blob = base64.b64decode(blob, validate=True) if blob else None
         tokenizer = restore_tokenizer(features.tokenizer, meta["tokenizer"], blob)
-    recipe = ExportedRecipe(data, features, meta.get("model", {}))
-    return ExportedModel(session, recipe, list(meta["labels"]), meta, tokenizer)
+    model = meta.get("model", {})
+    recipe = ExportedRecipe(ExportedData(tuple(extensions)), features, model if isinstance(model, dict) else {})
+    return ExportedModel(session, recipe, list(labels), meta, tokenizer)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return f"{type(value).__name__} {text[:60]}{'…' if len(text) > 60 else ''}"
 
 
 def exported_info(path: str | Path) -> dict[str, Any]:
-    """What `attn info` shows of an exported file: its metadata, shaped like a model header."""
-    _, meta = _open(Path(path))
+    """What `attn info` shows of an exported file: its metadata, shaped like a model header
+    (checked as `load_exported` checks it: info shows no labels a prediction would not use)."""
+    meta = load_exported(path).header
     shown = {k: v for k, v in meta.items() if k not in ("features", "model", "data", "tokenizer_model_base64")}
     return {"path": str(path), "format": "onnx", **shown, "recipe": {"features": meta["features"],
                                                                        "model": meta.get("model", {})}}  # fmt: skip
@@ -102,7 +161,11 @@ def _open(path: Path) -> tuple[Any, dict[str, Any]]:
     except ImportError:
         raise ConfigError(f"{path}: running an ONNX model needs onnxruntime: pip install 'attn[export]'") from None
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        # Errors only: onnxruntime's warnings (about the graph's optimisation, in colour even on a
+        # file or pipe) tell a user of `attn predict` nothing they can act on.
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ArtifactError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
     raw = session.get_modelmeta().custom_metadata_map

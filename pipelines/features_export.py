@@ -49,7 +49,7 @@ def export_features(path: str, out: str, model: str | None, recipe: str | None, 
         from .artifact import load_model, resolve_model_path
 
         model_path = resolve_model_path(model)
-        loaded = load_model(model_path, device)
+        loaded = load_model(model_path, device, purpose="attn features")
         cfg = loaded.recipe.features
         if isinstance(cfg, TextFeatures):
             raise ConfigError(f"{model_path}: a text model has no audio features; `attn tokenize -m {model_path} "

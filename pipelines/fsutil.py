@@ -33,14 +33,15 @@ def _output_error(path: Path, e: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({why})")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
+    """`mode`: the file's permissions (default: the usual, as the umask leaves them)."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _FILE_MODE)
+            os.fchmod(f.fileno(), _FILE_MODE if mode is None else mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -57,8 +58,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
                 pass
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
@@ -69,6 +70,21 @@ def append_line(path: str | os.PathLike, line: str) -> None:
             f.write(line.rstrip("\n") + "\n")
             f.flush()
             os.fsync(f.fileno())
+    except OSError as e:
+        raise _output_error(path, e) from None
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail now, as `atomic_write_bytes` would at the end, when `path` cannot be written: for a
+    result that takes long to compute (an export), before the work rather than after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: cannot write (a directory)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
     except OSError as e:
         raise _output_error(path, e) from None
 

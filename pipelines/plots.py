@@ -7,7 +7,9 @@ display, and `attn predict` and `attn --help` never import it.
 
 from __future__ import annotations
 
+import functools
 import io
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,40 @@ import numpy as np
 DPI = 100
 
 
+@contextmanager
+def literal_text():
+    """Draw every string as written: labels, texts and file names are the user's, and matplotlib
+    would read `$...$` in them as mathtext (a bad command fails the whole figure, a good one
+    draws `$\\frac{1}{2}$` as "1/2"). Text objects read these settings when they are made, and
+    tick labels are made again at draw time, so both building and rendering go inside.
+
+    A character the font lacks (CJK with the bundled DejaVu fonts, control characters) is drawn
+    as an empty box; matplotlib's warning about it, once per glyph and figure, is not shown."""
+    import warnings
+
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        yield
+
+
+def _literal(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with literal_text():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def figure(width: float, height: float):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+@_literal
 def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -37,6 +67,7 @@ def write_png(path: Path, fig) -> None:
 # -- the run report ------------------------------------------------------------------------------
 
 
+@_literal
 def curves_figure(history: list[dict[str, Any]]):
     """Loss (left) and accuracy (right) per epoch, train and validation; the best epoch marked.
     An ensemble's history (records with "member") draws one line per member."""
@@ -75,6 +106,7 @@ def curves_figure(history: list[dict[str, Any]]):
     return fig
 
 
+@_literal
 def confusion_figure(confusion: list[list[int]], labels: list[str]):
     """Heat map of counts, rows true and columns predicted, each cell's count written in it."""
     cm = np.asarray(confusion, dtype=np.int64)
@@ -97,6 +129,7 @@ def confusion_figure(confusion: list[list[int]], labels: list[str]):
     return fig
 
 
+@_literal
 def logmel_thumb(logmel: np.ndarray, seconds: float):
     """A small log-mel image (n_mels, frames) in dB."""
     fig = figure(2.6, 1.3)
@@ -112,6 +145,7 @@ def logmel_thumb(logmel: np.ndarray, seconds: float):
 # -- attn explain --------------------------------------------------------------------------------
 
 
+@_literal
 def explain_figure(rec: dict[str, Any], logmel: np.ndarray | None = None, seconds: float = 0.0,
                    channels_are_mels: bool = False):  # fmt: skip
     """Text: the tokens in a strip, each shaded by its weight. Audio: the window's log-mel with the
@@ -150,6 +184,7 @@ def _rect(x: float, y: float, w: float, h: float, alpha: float):
     return Rectangle((x, y), w, h, facecolor="tab:orange", edgecolor="none", alpha=float(np.clip(alpha, 0, 1)) * 0.7)
 
 
+@_literal
 def token_strip(tokens: list[str], weights: list[float], title: str = "", width_px: int = 800):
     """Tokens laid out left to right (wrapped at `width_px`), each on a background as dark as its
     weight (the largest weight darkest)."""

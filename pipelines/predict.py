@@ -247,17 +247,22 @@ class AudioPredictor:
         return rec
 
     def _warning(self, f: _File) -> str | None:
-        """Why a prediction deserves little trust though it ran: the input holds under a tenth of
-        a window of audio (the model sees mostly padding), or was recorded at under a tenth of
-        the model's sample rate (upsampled, it has nothing in most of the band the model knows)."""
-        cfg, notes = self.cfg, []
-        if f.seconds < cfg.frame_seconds / WARN_FRACTION:
-            notes.append(f"{f.seconds:g} s of audio, under a tenth of the model's {cfg.frame_seconds:g} s window: "
-                         "the prediction rests mostly on padding")  # fmt: skip
-        if f.rate and f.rate * WARN_FRACTION < cfg.sample_rate:
-            notes.append(f"recorded at {f.rate} Hz, under a tenth of the model's {cfg.sample_rate} Hz: it holds "
-                         f"nothing above {f.rate / 2:g} Hz")  # fmt: skip
-        return "; ".join(notes) or None
+        return input_warning(f.seconds, f.rate, self.cfg)
+
+
+def input_warning(seconds: float, rate: int, cfg) -> str | None:
+    """Why a prediction (or explanation) deserves little trust though it ran: the input holds
+    under a tenth of a window of audio (the model sees mostly padding), or was recorded at under
+    a tenth of the model's sample rate (upsampled, it has nothing in most of the band the model
+    knows). `rate` 0: unknown."""
+    notes = []
+    if seconds < cfg.frame_seconds / WARN_FRACTION:
+        notes.append(f"{seconds:g} s of audio, under a tenth of the model's {cfg.frame_seconds:g} s window: "
+                     "the prediction rests mostly on padding")  # fmt: skip
+    if rate and rate * WARN_FRACTION < cfg.sample_rate:
+        notes.append(f"recorded at {rate} Hz, under a tenth of the model's {cfg.sample_rate} Hz: it holds "
+                     f"nothing above {rate / 2:g} Hz")  # fmt: skip
+    return "; ".join(notes) or None
 
 
 def unspool(f: _File) -> None:

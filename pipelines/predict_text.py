@@ -72,6 +72,9 @@ def file_inputs(p: str, stdin=None) -> Iterator[TextInput]:
         yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e})")
         return
     with f:
+        if b"\0" in f.peek(8192)[:8192]:  # an audio file, an archive: refused once, not line by line
+            yield TextInput(p, None, f"{p}: not a text file (binary data; a text model reads UTF-8 text, one per line)")
+            return
         yield from _lines(f, p, named_by_text=False)
 
 

@@ -21,6 +21,8 @@ from attn.schema import format_validation_error
 from .config import PATH_KEYS, Recipe
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+MAX_EXTENDS = 64  # recipes in one `extends:` chain; a deeper one is a mistake (and would exhaust the stack)
+MAX_VALUES = 100_000  # values in a recipe once YAML aliases are expanded; real recipes hold a few hundred
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
@@ -55,6 +57,9 @@ def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     seen = (*_seen, path.resolve())
     if base_path.resolve() in seen:
         raise ConfigError(f"{path}: extends {base}: the recipes extend each other in a cycle")
+    if len(seen) >= MAX_EXTENDS:
+        raise ConfigError(f"{path}: extends {base}: a chain of more than {MAX_EXTENDS} recipes (from {seen[0]}); "
+                          "merge some of them")  # fmt: skip
     if not base_path.is_file():
         raise ConfigError(f"{path}: extends {base}: recipe file not found ({base_path})")
     return merge_recipes(read_raw(base_path, seen), raw)
@@ -114,6 +119,7 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
+        _bounded(yaml.compose(text, Loader=yaml.SafeLoader), source)
         raw = yaml.safe_load(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
@@ -130,6 +136,30 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a recipe must be a mapping of sections, got {_kind(raw)}")
     return raw
+
+
+def _bounded(node: yaml.Node | None, source: str) -> None:
+    """Refuse a recipe whose aliases (`*name`) would expand it past MAX_VALUES values: PyYAML
+    shares an aliased node, but every later step (${VAR} expansion, merging, validation) walks
+    the expanded tree, so nine nested aliases of nine would be 387 million values, then a
+    MemoryError. Sizes are counted per node once (memoised), so the count itself stays cheap."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        if id(n) not in sizes:
+            sizes[id(n)] = 0  # a recursive alias meets itself here; PyYAML refuses it when loading
+            if isinstance(n, yaml.MappingNode):
+                total = 1 + sum(size(k) + size(v) for k, v in n.value)
+            elif isinstance(n, yaml.SequenceNode):
+                total = 1 + sum(size(v) for v in n.value)
+            else:
+                total = 1
+            sizes[id(n)] = min(total, MAX_VALUES + 1)
+        return sizes[id(n)]
+
+    if node is not None and size(node) > MAX_VALUES:
+        raise ConfigError(f"{source}: the recipe expands to over {MAX_VALUES:,} values through YAML aliases (*name); "
+                          "refusing to load it")  # fmt: skip
 
 
 def _no_duplicate_keys(node: yaml.Node | None, source: str, path: tuple[str, ...] = (), seen=None) -> None:

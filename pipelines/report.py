@@ -15,6 +15,7 @@ import base64
 import html
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,8 @@ def write_report(run_dir: str | Path) -> Path:
         rd = rd.parent
     if not (rd / MODEL).exists() and not (rd / METRICS).exists():
         raise ConfigError(f"{rd}: not a run directory (no {MODEL} or {METRICS})")
-    metrics = _json(rd / METRICS)
-    history = _jsonl(rd / HISTORY)
+    metrics = _metrics(_json(rd / METRICS), rd / METRICS)
+    history = _history(_jsonl(rd / HISTORY))
     header = _header(rd / MODEL)
     recipe_text = (rd / RECIPE).read_text(encoding="utf-8") if (rd / RECIPE).exists() else ""
     labels = (metrics or {}).get("labels") or header.get("labels") or []
@@ -52,9 +53,10 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append(_members(metrics["members"]))
     if history:
         parts.append(_section("Learning curves", _img(plots.curves_figure(history), "learning curves")))
-    if metrics:
+    if metrics and _square(metrics.get("confusion"), len(labels)):
         matrix = _img(plots.confusion_figure(metrics["confusion"], labels), "confusion matrix")
         parts.append(_section(f"Confusion matrix ({metrics.get('split', 'test')} split)", matrix))
+    if metrics and isinstance(metrics.get("per_class"), dict):
         parts.append(_per_class(metrics))
     examples, data_html = _scored(rd, header, metrics)
     parts.append(data_html)
@@ -82,6 +84,56 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, ValueError):
         return []
+
+
+# metrics.json and history.jsonl are files anyone can edit: every value the page shows is
+# formatted by `_num` (a number as a number, anything else as escaped text) and every field a
+# figure draws is checked first, so a wrong type leaves a field out instead of failing the page.
+_SCORES = ("accuracy", "macro_f1", "window_accuracy", "val_accuracy")
+
+
+def _metrics(m: Any, path: Path) -> dict[str, Any] | None:
+    if not isinstance(m, dict):
+        return None
+    out = dict(m)
+    for key in _SCORES:
+        if key in out and not _is_number(out[key]):
+            log.warning("%s: %s is %r, not a number; left out of the report", path, key, out.pop(key))
+    if not (isinstance(out.get("labels"), list) and all(isinstance(x, str) for x in out["labels"])):
+        out.pop("labels", None)
+    if not isinstance(out.get("baseline"), dict):
+        out.pop("baseline", None)
+    if out.get("split") not in ("train", "val", "test"):  # it picks the split the examples come from
+        out.pop("split", None)
+    if not (isinstance(out.get("members"), list) and all(isinstance(x, dict) for x in out["members"])):
+        out.pop("members", None)
+    return out
+
+
+def _history(records: list[Any]) -> list[dict[str, Any]]:
+    """Epoch records a curve can be drawn from: a numeric epoch, numbers (or nothing) as values."""
+    keep = []
+    for r in records:
+        if not isinstance(r, dict) or not _is_number(r.get("epoch")):
+            continue
+        r = {k: v for k, v in r.items() if not k.endswith(("_loss", "_accuracy", "_f1")) or _is_number(v)}
+        if "member" in r and not isinstance(r["member"], (int, str)):
+            r["member"] = str(r["member"])
+        keep.append(r)
+    return keep
+
+
+def _square(confusion: Any, k: int) -> bool:
+    rows = confusion if isinstance(confusion, list) and len(confusion) == k > 0 else []
+    return bool(rows) and all(isinstance(r, list) and len(r) == k and all(map(_is_count, r)) for r in rows)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _header(path: Path) -> dict[str, Any]:
@@ -114,9 +166,9 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
             ("labels", ", ".join(map(str, header.get("labels", []))))]  # fmt: skip
     if metrics:
         rows += [("split", f"{metrics.get('split', 'test')} ({metrics.get('count')} examples)"),
-                 ("accuracy", f"{metrics['accuracy']:.4f}"), ("macro-F1", f"{metrics['macro_f1']:.4f}")]  # fmt: skip
+                 ("accuracy", _num(metrics.get("accuracy"))), ("macro-F1", _num(metrics.get("macro_f1")))]  # fmt: skip
         if "window_accuracy" in metrics:
-            rows.append(("window accuracy", f"{metrics['window_accuracy']:.4f} ({metrics['windows']} windows)"))
+            rows.append(("window accuracy", f"{_num(metrics['window_accuracy'])} ({metrics.get('windows')} windows)"))
     best = [h for h in history if h.get("best") and "member" not in h]
     if best:
         rows.append(("best epoch", f"{best[-1]['epoch']} of {train.get('epochs_run', len(history))}"))
@@ -137,7 +189,7 @@ def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
             ("validation accuracy", val.get("val_accuracy", metrics.get("val_accuracy")), b.get("val_accuracy")),
             ("validation macro-F1", val.get("val_macro_f1"), b.get("val_macro_f1")),
             ("seconds", secs, b.get("seconds"))]  # fmt: skip
-    body = "".join(f"<tr><th>{k}</th><td>{_num(m)}</td><td>{_num(v)}</td></tr>" for k, m, v in rows)
+    body = "".join(f"<tr><th>{k}</th>{_td(m)}{_td(v)}</tr>" for k, m, v in rows)
     kind = html.escape(str(b.get("kind", "baseline")))
     return _section("Model and baseline", f"<table><tr><th></th><th>model</th><th>baseline: {kind}</th></tr>"
                                           f"{body}</table>")  # fmt: skip
@@ -146,17 +198,15 @@ def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
 def _members(members: list[dict]) -> str:
     head = "<tr><th>member</th><th>seed</th><th>best epoch</th><th>epochs</th><th>val accuracy</th>" \
            "<th>test accuracy</th><th>seconds</th></tr>"  # fmt: skip
-    rows = "".join(f"<tr><td>{m.get('member')}</td><td>{m.get('seed')}</td><td>{m.get('best_epoch')}</td>"
-                   f"<td>{m.get('epochs')}</td><td>{_num(m.get('val_accuracy'))}</td>"
-                   f"<td>{_num(m.get('test_accuracy'))}</td><td>{_num(m.get('seconds'))}</td></tr>"
-                   for m in members)  # fmt: skip
+    keys = ("member", "seed", "best_epoch", "epochs", "val_accuracy", "test_accuracy", "seconds")
+    rows = "".join("<tr>" + "".join(_td(m.get(k)) for k in keys) + "</tr>" for m in members)
     return _section("Ensemble members", f"<table>{head}{rows}</table>")
 
 
 def _per_class(metrics: dict) -> str:
-    rows = "".join(f"<tr><td>{html.escape(str(lab))}</td><td>{v['precision']:.3f}</td><td>{v['recall']:.3f}</td>"
-                   f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>"
-                   for lab, v in metrics["per_class"].items())  # fmt: skip
+    rows = "".join(f"<tr><td>{html.escape(str(lab))}</td>"
+                   + "".join(_td(v.get(k), ".3f") for k in ("precision", "recall", "f1", "support")) + "</tr>"
+                   for lab, v in metrics["per_class"].items() if isinstance(v, dict))  # fmt: skip
     return _section("Per class", "<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th>"
                                  f"<th>support</th></tr>{rows}</table>")  # fmt: skip
 
@@ -261,10 +311,18 @@ def _kv(rows: list[tuple[str, str]]) -> str:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"  # fmt: skip
 
 
-def _num(v: Any) -> str:
+def _num(v: Any, spec: str = ".4f") -> str:
+    """A value as text (not yet escaped): a fraction to `spec`, another float to one place, an
+    integer as written, anything else (a string where a number belongs) as its text."""
     if v is None:
         return "–"
-    return f"{v:.4f}" if isinstance(v, float) and abs(v) <= 1 else (f"{v:.1f}" if isinstance(v, float) else str(v))
+    if isinstance(v, float) and math.isfinite(v):
+        return f"{v:{spec}}" if abs(v) <= 1 else f"{v:.1f}"
+    return str(v)
+
+
+def _td(v: Any, spec: str = ".4f") -> str:
+    return f"<td>{html.escape(_num(v, spec))}</td>"
 
 
 def _fact(v: Any) -> str:

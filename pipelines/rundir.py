@@ -18,9 +18,10 @@ import datetime as _dt
 import logging
 import os
 import shutil
+import socket
 from pathlib import Path
 
-from attn.errors import ConfigError
+from attn.errors import ConfigError, OutputError
 
 from .fsutil import make_dirs
 
@@ -33,15 +34,21 @@ HISTORY = "history.jsonl"
 METRICS = "metrics.json"
 LOG = "train.log"
 MEMBERS = "members.json"
+LOCK = ".attn-run.lock"  # "pid host" of the process writing into the run directory, while it runs
 
 
 def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
     """A fresh run directory; two runs started in the same second never share one."""
     if out:
         p = Path(out)
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            raise OutputError(f"--out {out}: cannot write (not a directory)")
         if p.exists() and any(p.iterdir()):
+            if (pid := lock_holder(p)) is not None:
+                raise OutputError(f"--out {out}: cannot write (another run, process {pid}, is writing into it)")
             raise ConfigError(f"--out {out}: directory exists and is not empty (use --resume {out} to continue it)")
         make_dirs(p)
+        claim(p, f"--out {out}")
         return p
     stem = Path(recipe_path).stem if recipe_path else "run"
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -50,6 +57,7 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
         p = Path("runs") / (f"{stem}-{stamp}" + (f"-{i + 1}" if i else ""))
         try:
             p.mkdir()  # atomic: fails if another run took the name
+            claim(p, str(p))
             return p
         except FileExistsError:
             continue
@@ -57,6 +65,55 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
             make_dirs(p)  # raises an OutputError naming the problem
             raise AssertionError from e
     raise ConfigError("runs/: could not find a free run directory name")
+
+
+def claim(folder: Path, what: str) -> None:
+    """Take `folder` for this process: create its LOCK (O_EXCL: atomic, so of two runs started
+    together exactly one succeeds; two runs in one folder would interleave their logs and
+    files). A lock whose process is gone (killed) is taken over. `release` ends the claim."""
+    for _ in range(2):
+        try:
+            fd = os.open(folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pid = lock_holder(folder)
+            if pid is not None:
+                raise OutputError(f"{what}: cannot write (another run, process {pid}, is writing into it)") from None
+            release(folder)  # stale: its run was killed
+            continue
+        except OSError as e:
+            raise OutputError(f"{what}: cannot write ({e.strerror or e})") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()}\n")
+        return
+    raise OutputError(f"{what}: cannot write (another run is taking it at the same time)")
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The process holding `folder`'s LOCK, if it is alive: on this host the process table
+    says; another host's lock counts as held (remove the file if that run is gone)."""
+    try:
+        pid_text, host = (folder / LOCK).read_text(encoding="utf-8").split()
+        pid = int(pid_text)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return -1  # being written this instant, or unreadable: another run's
+    if host != socket.gethostname():
+        return pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def release(folder: Path) -> None:
+    try:
+        (folder / LOCK).unlink()
+    except OSError:
+        pass
 
 
 def point_latest(run_dir: Path) -> None:

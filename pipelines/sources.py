@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -112,7 +113,7 @@ def read_table(path: str) -> tuple[list[dict[str, str]], list[int], list[str]]:
                 raise InputError(f"{path}:{n}: invalid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{n}: expected a JSON object per line")
-            rows.append({k: "" if v is None else str(v) for k, v in obj.items()})
+            rows.append({k: _cell(v) for k, v in obj.items()})
             lines.append(n)
             columns += [k for k in obj if k not in columns]
         return rows, lines, columns
@@ -234,6 +235,12 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
     return splits
 
 
+def _cell(v) -> str:
+    """A JSON value as the text a CSV cell would hold: as JSON writes it (true, 1.5, ["a"]), not
+    as Python would (True); null is empty."""
+    return "" if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+
 def collect_labels(splits: dict[str, list[Item]]) -> list[str]:
     """The ordered label list: every training label, sorted (numerically when all are numbers)."""
     labels = {it.label for it in splits["train"] if it.label is not None}
@@ -241,16 +248,17 @@ def collect_labels(splits: dict[str, list[Item]]) -> list[str]:
     if unseen:
         raise InputError(f"data: label(s) {', '.join(map(repr, unseen))} appear in val/test but never in train")
     if all(_is_number(x) for x in labels):
-        return sorted(labels, key=float)
+        # Ties ("1", "01", "1.0") broken by the text: the order must not depend on the set's
+        # iteration order (Python's hash seed), or a resumed run would see its labels "change".
+        return sorted(labels, key=lambda x: (float(x), x))
     return sorted(labels)
 
 
 def _is_number(s: str) -> bool:
     try:
-        float(s)
+        return math.isfinite(float(s))  # "nan" and "inf" are names: NaN has no place in an order
     except ValueError:
         return False
-    return True
 
 
 # -- loading audio ------------------------------------------------------------------------------

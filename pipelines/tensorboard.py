@@ -80,8 +80,9 @@ class TensorBoardCallback:
             self.writer = summary_writer(self.dir)
         if metrics:
             split = metrics.get("split", "test")
-            fig = plots.confusion_figure(metrics["confusion"], metrics["labels"])
-            self.writer.add_figure(f"confusion/{split}", fig, self.last_epoch)
+            with plots.literal_text():  # add_figure draws the figure itself: labels as written
+                fig = plots.confusion_figure(metrics["confusion"], metrics["labels"])
+                self.writer.add_figure(f"confusion/{split}", fig, self.last_epoch)
             final = {f"hparam/{split}_{k}": float(metrics[k]) for k in ("accuracy", "macro_f1")}
             for part in hparams(self.hparams, final):
                 self.writer.file_writer.add_summary(part)

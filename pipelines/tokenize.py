@@ -28,7 +28,7 @@ def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides
         splits = split_items(list_items(r.data, "text"), r.data)
         return fit_tokenizer(r.features, [it.source for it in splits["train"]]), r.features, uses_class_token(r)
     path = resolve_model_path(model)
-    loaded = load_model(path)
+    loaded = load_model(path, purpose="attn tokenize")
     if loaded.tokenizer is None:
         raise ConfigError(f"{path}: an audio model has no tokenizer")
     return loaded.tokenizer, loaded.recipe.features, uses_class_token(loaded.recipe)

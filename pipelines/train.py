@@ -18,7 +18,7 @@ from .config import Recipe
 from .distributed import World, broadcast_text, join, leave, world_from_env
 from .fsutil import atomic_write_text
 from .prepared import PreparedData, prepare_data
-from .rundir import CHECKPOINT, LOG, MEMBERS, RECIPE, RunLog, discard_unstarted, new_run_dir
+from .rundir import CHECKPOINT, LOG, MEMBERS, RECIPE, RunLog, claim, discard_unstarted, new_run_dir, release
 from .train_ensemble import read_members, train_ensemble
 from .train_model import TrainResult, train_model
 
@@ -70,6 +70,8 @@ def train(
             log.info("removed %s: no epoch finished, so there is nothing to resume", run_dir)
         raise
     finally:
+        if world.main and run_dir is not None:
+            release(run_dir)
         leave()
 
 
@@ -95,7 +97,11 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
         ckpt = read_checkpoint(rd / CHECKPOINT)
         recipe, labels, where = ckpt.recipe, ckpt.labels, f"from epoch {ckpt.epoch}"
     world, dev = _devices(device)
+    claimed = False
     try:
+        if world.main:
+            claim(rd, f"--resume {run_dir}")  # not while another process trains or resumes it
+            claimed = True
         prepared = prepare_data(recipe)
         if list(prepared.labels) != labels:
             raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
@@ -107,6 +113,8 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
             result = _train(recipe, prepared, rd, dev, callbacks, None if ckpt is None else ckpt.state, world)
             return _finish(result, callbacks, world)
     finally:
+        if claimed:
+            release(rd)
         leave()
 
 

@@ -254,10 +254,12 @@ class Trainer:
             loss = self._loss(logits.float(), batch.y, mix)
             value = self._global_mean(loss.detach())
             if not math.isfinite(value):
+                # In the first epoch nothing was saved (and `attn train` removes the run folder).
+                kept = f"the checkpoint of epoch {epoch} is kept" if epoch else "no epoch finished, so nothing is kept"
                 raise TrainingError(
                     f"training diverged: loss is {value} at epoch {epoch + 1}, step {i + 1} "
                     f"(global step {self.state.step + 1}); lower train.lr or check the data. "
-                    f"Stopped without saving this epoch; the last good checkpoint is kept"
+                    f"Stopped without saving this epoch; {kept}"
                 )
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attn.errors import ConfigError
+from attn.errors import ConfigError, OutputError
 
 from .config import Recipe
 from .fsutil import atomic_write_text, make_dirs
-from .tune_loop import BEST, Session, fingerprint, work, write_outputs
+from .tune_loop import BEST, Session, data_fingerprint, same_study, work, write_outputs
 from .tune_space import TuneSpace, current, default_space
 from .tune_study import MAXIMIZE, Counts, best_record, counts, leaderboard, storage_url
 from .tune_trial import Plan, trial_dir
@@ -41,6 +41,7 @@ from .tune_trial import Plan, trial_dir
 log = logging.getLogger("attn.tune")
 
 SETTINGS, DATABASE, IMPORTANCES, REFIT = "tune.json", "study.db", "importances.json", "refit"
+STORAGE_URL = "storage.url"  # the --storage URL when it holds a password (mode 0600; tune.json has it masked)
 
 
 @dataclass
@@ -122,6 +123,7 @@ def tune(
         raise ConfigError(f"--jobs {jobs}: give at least 1")
     if resume is not None:
         settings = _read_settings(Path(resume))
+        settings["storage"] = _stored_url(Path(resume), settings["storage"])
         if trials is not None:
             settings["trials"] = trials
         if timeout is None and trials is None:  # the stored budget, afresh (never an endless tune)
@@ -134,7 +136,7 @@ def tune(
         resume = _tune_dir(out, recipe_path, settings)
     tdir = Path(resume)
     settings["refit"], settings["timeout"] = refit, timeout
-    atomic_write_text(tdir / SETTINGS, json.dumps(settings, indent=2) + "\n")
+    _write_settings(tdir, settings)
     base = Recipe.model_validate(settings["recipe"])
     space = TuneSpace.model_validate(settings["space"])
     _check_data(base)
@@ -222,7 +224,7 @@ def _new_settings(
     make_pruner(pruner)  # a bad name fails here, before anything is written
     # `auto` keys get their numbers once, from the training split: every trial then trains (and
     # is scored on, for train.monitor) the same resolved recipe with only its own values changed.
-    recipe, _, chosen = resolve_auto(recipe, prepare_data(recipe))
+    recipe, prepared, chosen = resolve_auto(recipe, prepare_data(recipe))
     for key, c in chosen.items():
         log.info("auto: %s = %s (%s)", key, c["value"], c["why"])
     space = recipe.tune if recipe.tune is not None else default_space(recipe)
@@ -247,6 +249,7 @@ def _new_settings(
         "baseline": baseline,
         "first": queued,
         "metric": recipe.train.monitor,
+        "data": data_fingerprint(plain["data"], prepared, recipe.modality),
         "storage": storage,
         "study": study or (Path(recipe_path).stem if recipe_path else "attn"),
         "trials": trials if trials is not None else (None if timeout else 20),
@@ -263,9 +266,15 @@ def _tune_dir(out: str | None, recipe_path: str | None, settings: dict[str, Any]
 
     if out is not None:
         p = Path(out)
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            raise OutputError(f"--out {out}: cannot write (not a directory)")
         if (p / SETTINGS).exists():
             have = _read_settings(p)
-            if fingerprint(have) != fingerprint(settings) or have["study"] != settings["study"]:
+            if have.get("data", settings["data"]) != settings["data"]:
+                raise ConfigError(f"--out {out}: holds a tune of other data (its items or labels differ, e.g. "
+                                  "data.* set otherwise); trials on different data cannot share one leaderboard: "
+                                  "choose another directory")  # fmt: skip
+            if not same_study(have, settings) or have["study"] != settings["study"]:
                 raise ConfigError(f"--out {out}: holds another tune (other space, metric or study); "
                                   f"choose another directory, or continue it with --resume {out}")  # fmt: skip
             settings["seed"] = have["seed"]
@@ -285,6 +294,35 @@ def _tune_dir(out: str | None, recipe_path: str | None, settings: dict[str, Any]
         except FileExistsError:
             continue
     raise ConfigError("tunes/: could not find a free directory name")
+
+
+def _write_settings(tdir: Path, settings: dict[str, Any]) -> None:
+    """tune.json, with a storage password masked: the file is meant to be read and shared (its
+    recipe and space), the password not. The full URL goes to storage.url, readable by its owner
+    alone, for --resume."""
+    url = settings["storage"]
+    shown = storage_url(url) if url else url
+    atomic_write_text(tdir / SETTINGS, json.dumps({**settings, "storage": shown}, indent=2) + "\n")
+    if shown != url:
+        atomic_write_text(tdir / STORAGE_URL, url + "\n", mode=0o600)
+
+
+def _stored_url(tdir: Path, shown: str | None) -> str | None:
+    """The storage URL a tune directory was set up with (see `_write_settings`)."""
+    if shown is None:  # SQLite in the tune directory: without it, the trials so far are gone
+        if not (tdir / DATABASE).exists():
+            raise ConfigError(f"{tdir}: {DATABASE} is missing, so the trials so far are gone and there is nothing to "
+                              "resume; start a new tune with another --out")  # fmt: skip
+        return None
+    if storage_url(shown) != shown or "***" not in shown:
+        return shown  # no password (or written before passwords were masked)
+    try:
+        return (tdir / STORAGE_URL).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(
+            f"{tdir}: tune.json's storage password is masked and {STORAGE_URL} cannot be read "
+            f"({e.strerror or e}); start the tune again with --storage"
+        ) from None
 
 
 def _read_settings(tdir: Path) -> dict[str, Any]:

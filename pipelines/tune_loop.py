@@ -6,6 +6,7 @@ has its trials or time is up.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -103,8 +104,34 @@ def write_outputs(s: Session, plan: Plan) -> list[dict[str, Any]]:
 
 
 def fingerprint(st: dict[str, Any]) -> dict[str, Any]:
-    """What processes sharing a study must agree on."""
-    return {"space": st["space"], "metric": st["metric"]}
+    """What processes sharing a study must agree on: the space, the metric and the data (a tune
+    set up before data fingerprints has none, and is compared without it)."""
+    return {"space": st["space"], "metric": st["metric"], **({"data": st["data"]} if st.get("data") else {})}
+
+
+def same_study(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two fingerprints (or settings) agree on every key both have."""
+    fa, fb = fingerprint(a), fingerprint(b)
+    return all(fa[k] == fb[k] for k in fa.keys() & fb.keys())
+
+
+def data_fingerprint(data_section: dict[str, Any], prepared, modality: str) -> str:
+    """The data trials train and are scored on: the recipe's data settings and every listed
+    example (split, label, and its text or its file's name). Trials on other data are not
+    comparable, which is also why tune never searches `data.*`. Where the data lives is left
+    out (folders, manifest paths): hosts sharing a study may mount it in different places."""
+    import hashlib
+
+    settings = {k: v for k, v in data_section.items() if k not in _WHERE}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for split, items in sorted(prepared.splits.items()):
+        for it in items:
+            source = os.path.basename(it.source) if modality == "audio" else it.source
+            h.update(json.dumps([split, it.label, source]).encode())
+    return h.hexdigest()[:16]
+
+
+_WHERE = ("root", "manifest", "train", "val", "test", "cache_dir")  # data keys naming places, not data
 
 
 def _internal(s: Session, rec: dict[str, Any]) -> bool:

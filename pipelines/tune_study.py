@@ -92,9 +92,8 @@ def open_study(storage, name: str, metric: str, sampler, pruner, fingerprint: di
     have = study.user_attrs.get("attn")
     if have is None:
         study.set_user_attr("attn", fingerprint)
-    elif have != fingerprint:
-        what = [k for k in fingerprint if have.get(k) != fingerprint[k]]
-        raise ConfigError(f"study {name!r} in this storage searches another {' and '.join(what) or 'space'}; "
+    elif what := [k for k in fingerprint if have.get(k, fingerprint[k]) != fingerprint[k]]:  # a key it lacks: older
+        raise ConfigError(f"study {name!r} in this storage searches another {' and '.join(what)}; "
                           f"give another --study name (or --out directory)")  # fmt: skip
     return study
 
@@ -265,14 +264,15 @@ def fail_stale(study, storage) -> list[int]:
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:  # another process got there first
             continue
-        requeue(study, t.number, a.get("values"), t.params)
+        requeue(study, t.number, a.get("values"), t.params, baseline=bool(a.get("baseline")))
         marked.append(t.number)
     return marked
 
 
-def requeue(study, number: int, values: Any, params: dict[str, Any]) -> None:
-    """Queue an interrupted trial's parameters to run again as a new trial."""
-    attrs = {"retry_of": number}
+def requeue(study, number: int, values: Any, params: dict[str, Any], baseline: bool = False) -> None:
+    """Queue an interrupted trial's parameters to run again as a new trial (the recipe as
+    written stays marked as such in its new run)."""
+    attrs: dict[str, Any] = {"retry_of": number, **({"baseline": True} if baseline else {})}
     if values is not None:
         attrs["values"] = values
     study.enqueue_trial(params, user_attrs=attrs)

@@ -117,7 +117,7 @@ def run_trial(study, trial, plan: Plan, device, callbacks=None) -> dict[str, Any
         state, attrs = TrialState.PRUNED, {"epochs": reporter.epochs, "pruned": str(e)}
     except (Interrupted, KeyboardInterrupt):
         if _finish(study, trial, TrialState.FAIL, None, {"interrupted": True, "seconds": round(time.time() - t0, 1)}):
-            requeue(study, trial.number, values, trial.params)
+            requeue(study, trial.number, values, trial.params, baseline=bool(trial.user_attrs.get("baseline")))
         clean_run_dir(run_dir, keep_model=False)
         raise Interrupted(f"interrupted during trial {trial.number} (its values will run again); "
                           f"continue with: attn tune --resume {plan.tune_dir}") from None  # fmt: skip

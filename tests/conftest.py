@@ -93,3 +93,35 @@ def _cli_log_handlers_detached():
         if getattr(h, "_attn_cli", False):
             logger.removeHandler(h)
     logger.propagate = True
+
+
+@pytest.fixture(scope="session")
+def odd_text_run(tmp_path_factory):
+    """A tiny text model whose labels are mathtext, Rich markup, a terminal escape sequence and a
+    quoted label with a colon (tests/helpers.py: ODD_LABELS); (run dir, `attn train`'s result)."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+    from helpers import ODD_LABELS, ODD_TEXT_RECIPE, WORDS
+
+    d = tmp_path_factory.mktemp("odd")
+    with open(d / "t.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(90):
+            w.writerow([f"{WORDS[i % 6]} word{i % 7}", ODD_LABELS[i % 6]])
+    (d / "r.yaml").write_text(ODD_TEXT_RECIPE)
+    r = CliRunner().invoke(app, ["train", str(d / "r.yaml"), "--out", str(d / "run")])
+    assert r.exit_code == 0, r.output
+    return d / "run", r
+
+
+@pytest.fixture(scope="session")
+def onnx_meta(trained_model):
+    """The metadata `attn export` writes for the session's tiny audio model (3 labels)."""
+    from attn.pipelines.artifact import load_model
+    from attn.pipelines.export import metadata
+
+    return metadata(load_model(trained_model), ["waveform"])
