@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import evaluate, explain, export, features, info, predict, report, tokenize, train, tune
+from . import evaluate, explain, export, features, info, predict, report, serve, tokenize, train, tune
 from .common import State
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ app.command("tune", epilog=_epilog(tune.EPILOG))(tune.tune_cmd)
 app.command("export", epilog=_epilog(export.EPILOG))(export.export_cmd)
 app.command("explain", epilog=_epilog(explain.EPILOG))(explain.explain_cmd)
 app.command("report", epilog=_epilog(report.EPILOG))(report.report_cmd)
+app.command("serve", epilog=_epilog(serve.EPILOG))(serve.serve_cmd)
 
 
 def main() -> None:
