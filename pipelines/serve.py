@@ -420,7 +420,11 @@ def run(config: ServeConfig, app: Any, sock: socket.socket) -> None:
         from uvicorn.supervisors import Multiprocess
 
         uv = uvicorn.Config(app, factory=True, workers=config.workers, **kw)
-        Multiprocess(uv, target=uvicorn.Server(uv).run, sockets=[sock]).run()
+        # older uvicorn takes the worker's entry point as `target`; newer builds it itself
+        import inspect
+
+        extra = {"target": uvicorn.Server(uv).run} if "target" in inspect.signature(Multiprocess).parameters else {}
+        Multiprocess(uv, sockets=[sock], **extra).run()
         return
     server = uvicorn.Server(uvicorn.Config(app, **kw))
     # uvicorn re-raises the signal it stopped for once it has drained; SIGTERM (a service
