@@ -84,8 +84,8 @@ class Server:
 
 def multipart(files: list[tuple[str, bytes]], field: str = "file") -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-             f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n" for name, data in files]  # fmt: skip
+    head = 'Content-Disposition: form-data; name="{}"; filename="{}"\r\nContent-Type: application/octet-stream'
+    parts = [f"--{boundary}\r\n{head.format(field, name)}\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
