@@ -31,6 +31,7 @@ CASES = {
     "general": ("cases_general", "general"),
     "gpu": ("cases_gpu", "gpu"),
     "threads": ("cases_threads", "thread_policy"),
+    "serve": ("cases_serve", "serve"),
 }
 
 

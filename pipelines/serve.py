@@ -172,18 +172,22 @@ class Service:
         if self.text:
             yield self._texts(body)
             return
-        folder = tempfile.mkdtemp(prefix="attn-serve-")
+        saved: list[str] = []
         try:
-            yield await self._uploads(request, body, folder)
+            yield await self._uploads(request, body, saved)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            for path in saved:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     async def _body(self, request) -> bytes:
         limit = int(self.config.max_upload_mb * 1024 * 1024)
+        declared = request.headers.get("content-length", "")
+        keep = not (declared.isdigit() and int(declared) > limit)  # known too large: read it, keep none of it
         buf, seen, t0 = bytearray(), 0, time.perf_counter()
         async for chunk in request.stream():
             seen += len(chunk)
-            if seen <= limit:
+            if keep and seen <= limit:
                 buf += chunk
             elif time.perf_counter() - t0 > DRAIN_SECONDS:
                 break
@@ -214,7 +218,9 @@ class Service:
                 raise ApiError(422, f"texts[{i}]: expected a string, got {type(t).__name__}", "bad_request")
         return [given_text(t, f"text {i}") for i, t in enumerate(texts, 1)]  # named as `--text` names them
 
-    async def _uploads(self, request, body: bytes, folder: str) -> list[Upload]:
+    async def _uploads(self, request, body: bytes, saved: list[str]) -> list[Upload]:
+        """Each file saved on its own (a temporary file each: creating and removing a folder per
+        request cost ~3 ms of the event loop's time on ext4, files a few microseconds)."""
         from starlette.datastructures import UploadFile
         from starlette.formparsers import MultiPartException
         from starlette.requests import Request
@@ -239,10 +245,10 @@ class Service:
                 if not value.filename:  # a form's file input left empty
                     continue
                 self._count(len(out) + 1)
-                safe = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(value.filename.replace("\\", "/")))
-                path = os.path.join(folder, str(len(out)), safe.lstrip(".")[-100:] or "upload")
-                os.makedirs(os.path.dirname(path))
-                with open(path, "wb") as f:
+                safe = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(value.filename.replace("\\", "/")))[-100:]
+                fd, path = tempfile.mkstemp(prefix="attn-serve-", suffix=f"-{safe}")
+                saved.append(path)
+                with os.fdopen(fd, "wb") as f:
                     shutil.copyfileobj(value.file, f)
                 out.append(Upload(value.filename, path))
         finally:
