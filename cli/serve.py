@@ -65,7 +65,7 @@ def serve_cmd(
     max_upload_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body (413 above).")] = 20.0,
     max_inputs: Annotated[int, typer.Option(min=1, help="Files or texts in one request, at most.")] = 64,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 30.0,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
