@@ -17,14 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
-import os
-import re
-import shutil
 import signal
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,16 +27,14 @@ from typing import Any
 
 from attn.errors import ConfigError
 
-from .inference import AGGREGATES
-from .predict_text import given_text
 from .serve_batching import Batcher, BatchInfo
+from .serve_inputs import ApiError, RequestReader, named, with_failures
 from .serve_metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("attn.serve")
 
 ENDPOINTS = ("/", "/predict", "/explain", "/info", "/healthz", "/metrics")
 PROTECTED = ("/predict", "/explain", "/info", "/metrics")  # the page and /healthz carry no model data
-DRAIN_SECONDS = 2.0  # an upload over the limit is read (and dropped) this long, so its client sees the 413
 
 
 @dataclass(frozen=True)
@@ -68,22 +61,6 @@ class ServeConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: out of range")
 
 
-class ApiError(Exception):
-    """An answer other than 200: its status, a one-line message and the kind counted in /metrics."""
-
-    def __init__(self, status: int, message: str, kind: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.extra = status, message, kind, extra
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded file: the name its record shows, and where it was saved for decoding."""
-
-    name: str
-    path: str
-
-
 class Service:
     """The app's state: the model (an `attn.Model`), its batcher and metrics."""
 
@@ -92,6 +69,7 @@ class Service:
         self.text = model.modality == "text"
         self.info = model.info()
         self.metrics = Metrics()
+        self.reader = RequestReader(model.modality, config.max_upload_mb, config.max_inputs)
         self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms, on_batch=self._on_batch)
 
     # model thread ---------------------------------------------------------------------------------
@@ -101,7 +79,7 @@ class Service:
         flat = [x for g in groups for x in g]
         opts = {} if self.text else {"per_frame": per_frame, "aggregate": how}
         inputs = flat if self.text else [u.path for u in flat]
-        records = [_named(r, x) for r, x in zip(self.model.predict_iter(inputs, top_k, **opts), flat, strict=True)]
+        records = [named(r, x) for r, x in zip(self.model.predict_iter(inputs, top_k, **opts), flat, strict=True)]
         out, i = [], 0
         for g in groups:
             out.append(records[i : i + len(g)])
@@ -115,8 +93,8 @@ class Service:
 
     # endpoints ------------------------------------------------------------------------------------
     async def predict(self, request) -> tuple[int, dict[str, Any]]:
-        key = self._options(request.query_params)
-        async with self._inputs(request) as items:
+        key = self.reader.options(request.query_params)
+        async with self.reader.inputs(request) as items:
             self.metrics.queued.inc(len(items))
             try:
                 records, info = await self.batcher.submit(key, items)
@@ -125,163 +103,18 @@ class Service:
         request.scope["attn.note"] = f"{len(items)} input(s), batch {info.id} ({info.requests} request(s))"
         body: dict[str, Any] = {"records": records, "batch": {"id": info.id, "requests": info.requests,
                                                               "items": info.items}}  # fmt: skip
-        return _with_failures(body, records)
+        return with_failures(body, records)
 
     async def explain(self, request) -> tuple[int, dict[str, Any]]:
-        self._options(request.query_params, allowed=())
+        self.reader.options(request.query_params, allowed=())
         if self.model.exported:
             raise ApiError(422, f"{self.model.path.name}: explain needs the .attn model (an exported ONNX file "
                                 "only predicts)", "bad_request")  # fmt: skip
-        async with self._inputs(request) as items:
+        async with self.reader.inputs(request) as items:
             inputs = items if self.text else [u.path for u in items]
             records = await self.batcher.call(lambda: list(self.model.explain_iter(inputs)))
         request.scope["attn.note"] = f"{len(items)} input(s)"
-        return _with_failures({"records": [_named(r, x) for r, x in zip(records, items, strict=True)]}, records)
-
-    # request parsing ------------------------------------------------------------------------------
-    def _options(self, query, allowed=("top_k", "per_frame", "aggregate")) -> tuple[int, bool, str]:
-        unknown = sorted(set(query) - set(allowed))
-        if unknown:
-            use = f"; options: {', '.join(allowed)}" if allowed else "; this endpoint takes none"
-            raise ApiError(422, f"unknown option {unknown[0]!r}{use}", "bad_request")
-        raw = query.get("top_k", "1")
-        if not raw.isdigit() or int(raw) < 1:
-            raise ApiError(422, f"top_k={raw!r}: expected a whole number, 1 or more", "bad_request")
-        flag = query.get("per_frame", "false").lower()
-        if flag not in ("1", "true", "yes", "0", "false", "no", ""):
-            raise ApiError(422, f"per_frame={flag!r}: expected true or false", "bad_request")
-        how = query.get("aggregate", "mean")
-        if how not in AGGREGATES:
-            raise ApiError(422, f"aggregate={how!r}: expected one of {', '.join(AGGREGATES)}", "bad_request")
-        per_frame = flag in ("1", "true", "yes")
-        if per_frame and self.text:
-            raise ApiError(422, "per_frame is for audio models; this is a text model", "bad_request")
-        return int(raw), per_frame, how
-
-    @contextlib.asynccontextmanager
-    async def _inputs(self, request):
-        """The request's inputs: `TextInput`s from JSON, or `Upload`s saved to a temporary folder
-        (removed when the block ends: soundfile decodes from a file, as `attn predict` does)."""
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        want = "application/json" if self.text else "multipart/form-data"
-        if ctype != want:
-            how = 'JSON {"texts": ["..."]}' if self.text else "audio files as multipart/form-data (curl -F f=@a.wav)"
-            raise ApiError(415, f"content type {ctype or 'none'!r}: this {self.model.modality} model takes {how}",
-                           "bad_request")  # fmt: skip
-        body = await self._body(request)
-        if self.text:
-            yield self._texts(body)
-            return
-        saved: list[str] = []
-        try:
-            yield await self._uploads(request, body, saved)
-        finally:
-            for path in saved:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-
-    async def _body(self, request) -> bytes:
-        limit = int(self.config.max_upload_mb * 1024 * 1024)
-        declared = request.headers.get("content-length", "")
-        keep = not (declared.isdigit() and int(declared) > limit)  # known too large: read it, keep none of it
-        buf, seen, t0 = bytearray(), 0, time.perf_counter()
-        async for chunk in request.stream():
-            seen += len(chunk)
-            if keep and seen <= limit:
-                buf += chunk
-            elif time.perf_counter() - t0 > DRAIN_SECONDS:
-                break
-        if seen > limit:
-            raise ApiError(413, f"upload over the {self.config.max_upload_mb:g} MB limit (--max-upload-mb)",
-                           "too_large")  # fmt: skip
-        if not buf:
-            what = 'JSON {"texts": ["..."]}' if self.text else "audio files as multipart/form-data"
-            raise ApiError(400, f"empty body: send {what}", "bad_request")
-        return bytes(buf)
-
-    def _texts(self, body: bytes) -> list:
-        try:
-            doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ApiError(400, f"invalid JSON ({e})", "bad_request") from None
-        if not isinstance(doc, dict) or "texts" not in doc:
-            raise ApiError(422, 'expected a JSON object {"texts": ["...", ...]}', "bad_request")
-        unknown = sorted(set(doc) - {"texts"})
-        if unknown:
-            raise ApiError(422, f"unknown field {unknown[0]!r} (options go in the query string)", "bad_request")
-        texts = doc["texts"]
-        if not isinstance(texts, list) or not texts:
-            raise ApiError(422, '"texts": expected a non-empty list of strings', "bad_request")
-        self._count(len(texts))
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise ApiError(422, f"texts[{i}]: expected a string, got {type(t).__name__}", "bad_request")
-        return [given_text(t, f"text {i}") for i, t in enumerate(texts, 1)]  # named as `--text` names them
-
-    async def _uploads(self, request, body: bytes, saved: list[str]) -> list[Upload]:
-        """Each file saved on its own (a temporary file each: creating and removing a folder per
-        request cost ~3 ms of the event loop's time on ext4, files a few microseconds)."""
-        from starlette.datastructures import UploadFile
-        from starlette.formparsers import MultiPartException
-        from starlette.requests import Request
-
-        async def replay():
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        try:
-            form = await Request(request.scope, replay).form(max_files=self.config.max_inputs, max_fields=8,
-                                                             max_part_size=len(body) + 1)  # fmt: skip
-        except MultiPartException as e:
-            raise ApiError(400 if "maximum" not in e.message.lower() else 422, f"multipart body: {e.message}",
-                           "bad_request") from None  # fmt: skip
-        except Exception as e:  # noqa: BLE001 - python-multipart's parser errors on garbage are many kinds
-            raise ApiError(400, f"malformed multipart body ({type(e).__name__})", "bad_request") from None
-        out: list[Upload] = []
-        try:
-            for field, value in form.multi_items():
-                if not isinstance(value, UploadFile):
-                    raise ApiError(422, f"unknown field {field!r}: send audio files (options go in the query "
-                                        "string: top_k, per_frame, aggregate)", "bad_request")  # fmt: skip
-                if not value.filename:  # a form's file input left empty
-                    continue
-                self._count(len(out) + 1)
-                safe = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(value.filename.replace("\\", "/")))[-100:]
-                fd, path = tempfile.mkstemp(prefix="attn-serve-", suffix=f"-{safe}")
-                saved.append(path)
-                with os.fdopen(fd, "wb") as f:
-                    shutil.copyfileobj(value.file, f)
-                out.append(Upload(value.filename, path))
-        finally:
-            await form.close()
-        if not out:
-            raise ApiError(422, "no inputs: send one or more audio files as multipart/form-data", "bad_request")
-        return out
-
-    def _count(self, n: int) -> None:
-        if n > self.config.max_inputs:
-            raise ApiError(413, f"more than {self.config.max_inputs} inputs in one request (--max-inputs)",
-                           "too_large")  # fmt: skip
-
-
-def _named(record: dict[str, Any], item) -> dict[str, Any]:
-    """An upload's record named by its file name, not the temporary copy's path (in the error
-    text too, so it reads as `attn predict NAME` would have said it)."""
-    if not isinstance(item, Upload):
-        return record
-    if record.get("input") == item.path:
-        record["input"] = item.name
-    if isinstance(record.get("error"), str):
-        record["error"] = record["error"].replace(item.path, item.name)
-    return record
-
-
-def _with_failures(body: dict[str, Any], records: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-    """422 when an input could not be read: "error" is the first failed record's one line (the
-    CLI's text), and every record is still there."""
-    failed = [r for r in records if "error" in r]
-    if not failed:
-        return 200, body
-    return 422, {"error": failed[0]["error"], "failed": len(failed), **body}
+        return with_failures({"records": [named(r, x) for r, x in zip(records, items, strict=True)]}, records)
 
 
 def create_app(model, config: ServeConfig, page: str | None = None):

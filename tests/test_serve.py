@@ -171,6 +171,7 @@ def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
         (404, "GET", "/nothing-here", None, {}, "default"),
         (405, "GET", "/predict", None, {}, "default"),
         (405, "DELETE", "/info", None, {}, "default"),
+        (413, "POST", "/predict", *_many(65), "default"),  # over --max-inputs (64)
     ]
     # the boundaries of the two "multipart" bodies above differ from the header's: fix the first
     body, ctype = multipart([("junk.wav", garbage)])
@@ -196,6 +197,11 @@ def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
     _, metrics = server.request("GET", "/metrics")
     assert re.search(r'attn_errors_total\{endpoint="/predict",kind="too_large"\} [1-9]', metrics)
     assert re.search(r'attn_errors_total\{endpoint="/predict",kind="unauthorized"\} [1-9]', metrics)
+
+
+def _many(n: int) -> tuple[bytes, dict]:
+    body, ctype = multipart([(f"{i}.wav", b"RIFF") for i in range(n)])
+    return body, {"Content-Type": ctype}
 
 
 def server_model(server: Server) -> str:
