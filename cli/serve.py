@@ -79,6 +79,9 @@ def serve_cmd(
                          token=token or None, max_upload_mb=max_upload_mb, timeout_s=timeout, max_inputs=max_inputs,
                          debug=State.debug)  # fmt: skip
     config.check()
+    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("attn").warning("listening on %s without --token: anyone who can reach this port can "
+                                          "use the model", host)  # fmt: skip
     m = attn.load(model, device)  # a bad model file is a usage error here, before any port is taken
     n = threads or env_threads() or (None if m.exported else auto_threads())
     sock = listen(host, port)
