@@ -59,7 +59,6 @@ class Batcher:
         self.queue: asyncio.Queue[Job] | None = None
         self.task: asyncio.Task | None = None
         self.ids = itertools.count(1)
-        self.waiting = 0  # inputs queued, not yet taken into a batch
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -82,7 +81,6 @@ class Batcher:
         Cancelling the caller (a timeout) abandons the job if it has not started."""
         assert self.queue is not None, "Batcher.start() first"
         job = Job(key, items, asyncio.get_running_loop().create_future())
-        self.waiting += len(items)
         self.queue.put_nowait(job)
         try:
             return await asyncio.shield(job.future)
@@ -117,7 +115,6 @@ class Batcher:
 
     async def _run(self, batch: list[Job]) -> None:
         assert self.queue is not None
-        self.waiting -= sum(len(j.items) for j in batch)
         live = [j for j in batch if not j.abandoned and not j.future.done()]
         try:
             if live:

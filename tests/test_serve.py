@@ -152,6 +152,31 @@ def test_two_concurrent_requests_are_scored_in_one_batch(server, clips):
     assert total > alone  # at least one batch held more than one request
 
 
+def test_the_batcher_groups_by_options_caps_batches_and_never_splits_a_request():
+    import asyncio
+
+    from attn.pipelines.serve_batching import Batcher
+
+    seen = []
+
+    def run(key, groups):
+        seen.append((key, [len(g) for g in groups]))
+        return [[f"{key}:{x}" for x in g] for g in groups]
+
+    async def main():
+        b = Batcher(run, max_batch=3, max_wait_ms=50)
+        await b.start()
+        jobs = [("a", [1]), ("a", [2, 3]), ("b", [4]), ("a", [5]), ("a", [6, 7, 8, 9])]
+        out = await asyncio.gather(*(b.submit(k, items) for k, items in jobs))
+        await b.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert [records for records, _ in out] == [["a:1"], ["a:2", "a:3"], ["b:4"], ["a:5"], ["a:6", "a:7", "a:8", "a:9"]]
+    assert [info.id for _, info in out] == [1, 1, 2, 3, 4]  # the first two share a batch of 3 inputs
+    assert seen == [("a", [1, 2]), ("b", [1]), ("a", [1]), ("a", [4])]  # options apart; 4 > 3 runs alone
+
+
 def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
     wav = (clips / "sine.wav").read_bytes()
     garbage = np.random.default_rng(0).bytes(3000)
