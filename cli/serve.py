@@ -83,7 +83,8 @@ def serve_cmd(
         logging.getLogger("attn").warning("listening on %s without --token: anyone who can reach this port can "
                                           "use the model", host)  # fmt: skip
     m = attn.load(model, device)  # a bad model file is a usage error here, before any port is taken
-    n = threads or env_threads() or (None if m.exported else auto_threads())
+    asked = threads or env_threads()  # given: every worker gets it; found by the load rule: split between them
+    n = asked or (None if m.exported else auto_threads())
     sock = listen(host, port)
     from dataclasses import asdict, replace
 
@@ -95,9 +96,8 @@ def serve_cmd(
             torch.set_num_threads(n)
         run(config, create_app(m, config), sock)
         return
-    # Each worker loads the model itself (a process cannot share the parent's); the cores the
-    # thread rule found are split between them.
-    per_worker = None if n is None else max(1, n // workers if not threads and not env_threads() else n)
+    # Each worker loads the model itself (a process cannot share the parent's).
+    per_worker = asked or (None if n is None else max(1, n // workers))
     os.environ[ENV] = json.dumps({"model": str(m.path), "device": device, "threads": per_worker,
                                   "quiet": quiet, "config": asdict(config)})  # fmt: skip
     del m
