@@ -110,8 +110,9 @@ def clips(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(trained_model, clips):
-    # max-batch 2: two lone requests fill a batch at once; a lone one waits at most 200 ms.
-    s = Server(trained_model, "--max-batch", "2", "--max-wait-ms", "200", "--max-upload-mb", "0.5", token=TOKEN)
+    # max-batch 2: two requests fill a batch at once; a lone one waits 500 ms for company (time enough
+    # for the second of two concurrent requests to arrive on a busy machine).
+    s = Server(trained_model, "--max-batch", "2", "--max-wait-ms", "500", "--max-upload-mb", "0.5", token=TOKEN)
     yield s
     s.stop()
 
@@ -239,8 +240,8 @@ def _rss(pid: int) -> int:
 
 
 def test_sigterm_answers_requests_in_flight_then_exits_zero(trained_model, clips):
-    # a lone request waits 1 s for company: SIGTERM comes while it is in flight
-    s = Server(trained_model, "--max-wait-ms", "1000", "--timeout", "2")
+    # a lone request waits 1.5 s for company: SIGTERM comes while it is in flight
+    s = Server(trained_model, "--max-wait-ms", "1500", "--timeout", "3")
     try:
         c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)  # a client that stalls mid-upload
         c.putrequest("POST", "/predict")
@@ -252,7 +253,10 @@ def test_sigterm_answers_requests_in_flight_then_exits_zero(trained_model, clips
         c.close()
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(s.upload, [("sine.wav", (clips / "sine.wav").read_bytes())])
-            time.sleep(0.4)
+            deadline = time.perf_counter() + 10
+            while "attn_queued_items 1.0" not in s.request("GET", "/metrics")[1]:  # it waits for the model
+                assert time.perf_counter() < deadline and not answer.done(), "the request never queued"
+                time.sleep(0.02)
             s.proc.send_signal(signal.SIGTERM)
             status, body = answer.result(timeout=30)
         assert status == 200 and body["records"][0]["label"]
