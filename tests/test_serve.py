@@ -358,7 +358,9 @@ def test_the_page_classifies_an_uploaded_wav_in_chromium(server, clips, tmp_path
     opts.binary_location = exe
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900"):  # fmt: skip
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+                 # a microphone for MediaRecorder: Chromium's fake device (a beep), no permission prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # fmt: skip
         opts.add_argument(flag)
     # A file name that is also markup: the page must show it as text, never run it.
     name = "<img src=x onerror=document.title=1> & co.wav"
@@ -386,5 +388,12 @@ def test_the_page_classifies_an_uploaded_wav_in_chromium(server, clips, tmp_path
         assert all(lab in labels for lab in ("chirp", "noise_burst", "sine"))
         pixels = np.asarray(Image.open(BytesIO(driver.get_screenshot_as_png())).convert("L"), dtype=np.float64)
         assert pixels.std() > 20 and (pixels < 128).mean() > 0.01  # a blank page has std ~0
+        record = driver.find_element(By.ID, "record")  # record, stop: the browser's WAV of it is classified
+        record.click()
+        wait.until(lambda d: d.find_element(By.ID, "record").text == "Stop")
+        time.sleep(1.0)
+        record.click()
+        wait.until(lambda d: d.find_element(By.ID, "input-name").text == "input: recording.wav")
+        assert driver.find_element(By.ID, "label").text in ("chirp", "noise_burst", "sine")
     finally:
         driver.quit()
