@@ -32,6 +32,7 @@ CASES = {
     "pretrained": ("cases_pretrained", "pretrained"),
     "gpu": ("cases_gpu", "gpu"),
     "threads": ("cases_threads", "thread_policy"),
+    "serve": ("cases_serve", "serve"),
 }
 
 

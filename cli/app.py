@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import embed, evaluate, explain, export, features, info, predict, report, tokenize, train, tune
+from . import embed, evaluate, explain, export, features, info, predict, report, serve, tokenize, train, tune
 from .common import State
 
 app = typer.Typer(
@@ -58,6 +58,7 @@ app.command("export", epilog=_epilog(export.EPILOG))(export.export_cmd)
 app.command("explain", epilog=_epilog(explain.EPILOG))(explain.explain_cmd)
 app.command("report", epilog=_epilog(report.EPILOG))(report.report_cmd)
 app.command("embed", epilog=_epilog(embed.EPILOG))(embed.embed_cmd)
+app.command("serve", epilog=_epilog(serve.EPILOG))(serve.serve_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,399 @@
+"""`attn serve` as clients see it: the server runs in a subprocess on a free loopback port and
+every check goes through HTTP (records against `attn predict`, batching, limits, the token,
+SIGTERM draining, the page in a real headless Chromium)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import tone, write_wav
+
+TOKEN = "s3cret-token"
+
+
+class Server:
+    """`attn serve ... --port 0` in a subprocess; the port is read from its first log line."""
+
+    def __init__(self, model: Path, *args: str, cwd: Path | None = None, token: str | None = None) -> None:
+        env = dict(os.environ, ATTN_THREADS="1")
+        env.pop("ATTN_TOKEN", None)
+        cmd = [sys.executable, "-m", "attn.cli", "serve", "-m", str(model), "--port", "0", *args]
+        if token:
+            cmd += ["--token", token]
+        self.token = token
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            for line in self.proc.stderr:
+                self.lines.append(line.rstrip("\n"))
+                if " on http://" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(120) or self.proc.poll() is not None:
+            self.stop()
+            raise AssertionError("server did not start:\n" + "\n".join(self.lines[-30:]))
+        self.port = int(re.search(r"http://127\.0\.0\.1:(\d+)", "\n".join(self.lines)).group(1))
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+                token: str | None = "default", timeout: float = 60) -> tuple[int, dict | str]:  # fmt: skip
+        h = dict(headers or {})
+        tok = self.token if token == "default" else token
+        if tok:
+            h["Authorization"] = f"Bearer {tok}"
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read().decode()
+        finally:
+            c.close()
+        is_json = r.getheader("content-type", "").startswith("application/json")
+        return r.status, json.loads(data) if is_json else data
+
+    def upload(self, files: list[tuple[str, bytes]], query: str = "", path: str = "/predict", **kw):
+        body, ctype = multipart(files)
+        return self.request("POST", path + query, body, {"Content-Type": ctype}, **kw)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def multipart(files: list[tuple[str, bytes]], field: str = "file") -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = 'Content-Disposition: form-data; name="{}"; filename="{}"\r\nContent-Type: application/octet-stream'
+    parts = [f"--{boundary}\r\n{head.format(field, name)}\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def attn_jsonl(*args, cwd=None) -> list[dict]:
+    r = subprocess.run([sys.executable, "-m", "attn.cli", "predict", "--format", "jsonl", *map(str, args)], cwd=cwd,
+                       capture_output=True, text=True, timeout=300, env=dict(os.environ, ATTN_THREADS="1"))  # fmt: skip
+    assert r.returncode in (0, 1), r.stderr
+    return [json.loads(x) for x in r.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve-clips")
+    sr = 8000
+    t = np.arange(int(0.5 * sr)) / sr
+    write_wav(d / "sine.wav", tone(440, 0.5, sr), sr)
+    write_wav(d / "chirp.wav", (0.3 * np.sin(2 * np.pi * (200 + 1500 * t) * t)).astype(np.float32), sr)
+    write_wav(d / "stereo44k.wav", np.stack([tone(660, 2.2, 44100)] * 2, 1), 44100)  # resampled, 8 windows
+    (d / "bad.wav").write_text("not audio")
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(trained_model, clips):
+    # max-batch 2: two requests fill a batch at once; a lone one waits 500 ms for company (time enough
+    # for the second of two concurrent requests to arrive on a busy machine).
+    s = Server(trained_model, "--max-batch", "2", "--max-wait-ms", "500", "--max-upload-mb", "0.5", token=TOKEN)
+    yield s
+    s.stop()
+
+
+def test_records_are_those_of_attn_predict(server, clips, trained_model):
+    names = ["sine.wav", "chirp.wav", "stereo44k.wav", "bad.wav"]
+    expected = attn_jsonl("-m", trained_model, "--top-k", "2", "--per-frame", *names, cwd=clips)
+    status, body = server.upload([(n, (clips / n).read_bytes()) for n in names], "?top_k=2&per_frame=true")
+    assert status == 422 and body["records"] == expected
+    assert body["error"] == expected[3]["error"] and body["error"].startswith("bad.wav: ")  # the CLI's line
+    status, body = server.upload([("chirp.wav", (clips / "chirp.wav").read_bytes())], "?aggregate=vote")
+    assert status == 200 and body["records"] == attn_jsonl("-m", trained_model, "--aggregate", "vote", "chirp.wav",
+                                                           cwd=clips)  # fmt: skip
+    status, info = server.request("GET", "/info")
+    r = subprocess.run([sys.executable, "-m", "attn.cli", "info", str(trained_model), "--format", "json"],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert status == 200 and info == json.loads(r.stdout)
+    status, body = server.upload([("sine.wav", (clips / "sine.wav").read_bytes())], path="/explain")
+    assert status == 200 and body["records"][0]["input"] == "sine.wav"
+    assert abs(sum(body["records"][0]["weights"]) - 1) < 1e-3
+
+
+def test_two_concurrent_requests_are_scored_in_one_batch(server, clips):
+    wav = (clips / "sine.wav").read_bytes()
+    barrier = threading.Barrier(2)
+
+    def one(name):
+        barrier.wait()
+        return server.upload([(name, wav)])
+
+    with ThreadPoolExecutor(2) as pool:
+        (s1, b1), (s2, b2) = pool.map(one, ["a.wav", "b.wav"])
+    assert s1 == s2 == 200 and b1["records"][0]["input"] == "a.wav" and b2["records"][0]["input"] == "b.wav"
+    assert b1["batch"]["id"] == b2["batch"]["id"] and b1["batch"]["requests"] == 2
+    _, metrics = server.request("GET", "/metrics")
+    alone = float(re.search(r'attn_batch_requests_bucket\{le="1.0"\} (\S+)', metrics).group(1))
+    total = float(re.search(r"attn_batch_requests_count (\S+)", metrics).group(1))
+    assert total > alone  # at least one batch held more than one request
+
+
+def test_the_batcher_groups_by_options_caps_batches_and_never_splits_a_request():
+    import asyncio
+
+    from attn.pipelines.serve_batching import Batcher
+
+    seen = []
+
+    def run(key, groups):
+        seen.append((key, [len(g) for g in groups]))
+        return [[f"{key}:{x}" for x in g] for g in groups]
+
+    async def main():
+        b = Batcher(run, max_batch=3, max_wait_ms=50)
+        await b.start()
+        jobs = [("a", [1]), ("a", [2, 3]), ("b", [4]), ("a", [5]), ("a", [6, 7, 8, 9])]
+        out = await asyncio.gather(*(b.submit(k, items) for k, items in jobs))
+        await b.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert [records for records, _ in out] == [["a:1"], ["a:2", "a:3"], ["b:4"], ["a:5"], ["a:6", "a:7", "a:8", "a:9"]]
+    assert [info.id for _, info in out] == [1, 1, 2, 3, 4]  # the first two share a batch of 3 inputs
+    assert seen == [("a", [1, 2]), ("b", [1]), ("a", [1]), ("a", [4])]  # options apart; 4 > 3 runs alone
+
+
+def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
+    wav = (clips / "sine.wav").read_bytes()
+    garbage = np.random.default_rng(0).bytes(3000)
+    form = multipart([("x.wav", wav)])
+    cases = [  # (expected status, method, path, body, headers, token)
+        (422, "POST", "/predict", multipart([("junk.wav", garbage)])[0], {"Content-Type": multipart([])[1]}, "default"),
+        (400, "POST", "/predict", b"", {"Content-Type": form[1]}, "default"),
+        (400, "POST", "/predict", b"--nope\r\n\r\n", {"Content-Type": "multipart/form-data; boundary=xyz"}, "default"),
+        (413, "POST", "/predict", multipart([("big.wav", b"\0" * 600_000)])[0], {"Content-Type": form[1]}, "default"),
+        (415, "POST", "/predict", b'{"texts": ["hi"]}', {"Content-Type": "application/json"}, "default"),
+        (415, "POST", "/predict", wav, {"Content-Type": "audio/wav"}, "default"),
+        (422, "POST", "/predict?colour=red", form[0], {"Content-Type": form[1]}, "default"),
+        (422, "POST", "/predict?top_k=0", form[0], {"Content-Type": form[1]}, "default"),
+        (401, "POST", "/predict", form[0], {"Content-Type": form[1]}, None),
+        (401, "GET", "/info", None, {}, "wrong"),
+        (401, "GET", "/metrics", None, {}, None),
+        (404, "GET", "/nothing-here", None, {}, "default"),
+        (405, "GET", "/predict", None, {}, "default"),
+        (405, "DELETE", "/info", None, {}, "default"),
+        (413, "POST", "/predict", *_many(65), "default"),  # over --max-inputs (64)
+    ]
+    # the boundaries of the two "multipart" bodies above differ from the header's: fix the first
+    body, ctype = multipart([("junk.wav", garbage)])
+    cases[0] = (422, "POST", "/predict", body, {"Content-Type": ctype}, "default")
+    # an unknown (non-file) field
+    b = uuid.uuid4().hex
+    field = (f'--{b}\r\nContent-Disposition: form-data; name="colour"\r\n\r\nred\r\n--{b}--\r\n').encode()
+    cases.append((422, "POST", "/predict", field, {"Content-Type": f"multipart/form-data; boundary={b}"}, "default"))
+    rss_before = _rss(server.proc.pid)
+    for i in range(100):
+        want, method, path, body, headers, token = cases[i % len(cases)]
+        status, answer = server.request(method, path, body, headers, token=token)
+        assert status == want and isinstance(answer, dict) and answer["error"], (cases[i % len(cases)][:3], answer)
+        assert "\n" not in answer["error"]
+    assert _rss(server.proc.pid) < rss_before + 40 * 2**20  # memory flat (40 MB of slack for allocator noise)
+    status, body = server.upload([("junk.wav", garbage)])
+    assert body["error"] == "junk.wav: not a readable audio file (Format not recognised)"  # the CLI's text
+    assert server.request("GET", "/healthz", token=None) == (200, {"status": "ok", "model": str(server_model(server)),
+                                                                   "modality": "audio"})  # fmt: skip
+    assert server.upload([("sine.wav", wav)])[0] == 200
+    logged = [line for line in server.lines if re.match(r"attn: 127\.0\.0\.1 (GET|POST|DELETE) /", line)]
+    assert len(logged) >= 100  # one line per request
+    _, metrics = server.request("GET", "/metrics")
+    assert re.search(r'attn_errors_total\{endpoint="/predict",kind="too_large"\} [1-9]', metrics)
+    assert re.search(r'attn_errors_total\{endpoint="/predict",kind="unauthorized"\} [1-9]', metrics)
+
+
+def _many(n: int) -> tuple[bytes, dict]:
+    body, ctype = multipart([(f"{i}.wav", b"RIFF") for i in range(n)])
+    return body, {"Content-Type": ctype}
+
+
+def server_model(server: Server) -> str:
+    return re.search(r"serving (\S+) ", "\n".join(server.lines)).group(1)
+
+
+def _rss(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) * 1024
+
+
+def test_sigterm_answers_requests_in_flight_then_exits_zero(trained_model, clips):
+    # a lone request waits 1.5 s for company: SIGTERM comes while it is in flight
+    s = Server(trained_model, "--max-wait-ms", "1500", "--timeout", "3")
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)  # a client that stalls mid-upload
+        c.putrequest("POST", "/predict")
+        c.putheader("Content-Type", "multipart/form-data; boundary=x")
+        c.putheader("Content-Length", "1000")
+        c.endheaders(b"--x\r\n")
+        t0 = time.perf_counter()
+        assert c.getresponse().status == 504 and time.perf_counter() - t0 < 10
+        c.close()
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(s.upload, [("sine.wav", (clips / "sine.wav").read_bytes())])
+            deadline = time.perf_counter() + 10
+            while "attn_queued_items 1.0" not in s.request("GET", "/metrics")[1]:  # it waits for the model
+                assert time.perf_counter() < deadline and not answer.done(), "the request never queued"
+                time.sleep(0.02)
+            s.proc.send_signal(signal.SIGTERM)
+            status, body = answer.result(timeout=30)
+        assert status == 200 and body["records"][0]["label"]
+        assert s.proc.wait(30) == 0
+        assert any("POST /predict 200" in line for line in s.lines)
+    finally:
+        s.stop()
+
+
+def test_serve_imports_nothing_until_it_runs_and_refuses_bad_settings(tmp_path, trained_model):
+    code = ("import sys, attn\nfrom attn.cli.app import app\ntry: app(['serve', '--help'])\nexcept SystemExit: pass\n"
+            "bad = [m for m in ('uvicorn', 'starlette', 'prometheus_client', 'torch') if m in sys.modules]\n"
+            "assert not bad, bad")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "attn.cli", "serve", "-m", str(tmp_path / "none.attn")],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip().endswith("model file not found") and "Traceback" not in r.stderr
+    with __import__("socket").socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = subprocess.run([sys.executable, "-m", "attn.cli", "serve", "-m", str(trained_model), "--port",
+                            str(taken.getsockname()[1])], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and "cannot listen on 127.0.0.1:" in r.stderr and "Traceback" not in r.stderr
+
+
+TEXT_ROWS = [(f"{q} the {n} ?", lab) for lab, q in (("HUM", "Who built"), ("LOC", "Where is"), ("NUM", "How many"))
+             for n in ("bridge", "radio", "castle", "engine", "river", "tower", "piano", "camera")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory):
+    import csv
+
+    import attn
+
+    d = tmp_path_factory.mktemp("serve-text")
+    with open(d / "train.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *TEXT_ROWS])
+    recipe = {"data": {"train": str(d / "train.csv"), "val_fraction": 0.2, "test_fraction": 0.2},
+              "features": {"kind": "text", "tokenizer": {"level": "word", "max_len": 6}, "embed_dim": 8},
+              "model": {"name": "cnn1d", "filters": 8, "widths": [2]},
+              "train": {"epochs": 3, "batch_size": 8, "baseline": False, "seed": 0}}  # fmt: skip
+    return attn.train(recipe, out=d / "run", device="cpu").model_path
+
+
+def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_model):
+    s = Server(text_model, "--workers", "2")  # two processes: /metrics sums them
+    try:
+        texts = ["Who built the radio ?", "Where is a very very long river of words here ?", "  "]
+        status, body = s.request("POST", "/predict?top_k=2", json.dumps({"texts": texts}).encode(),
+                                 {"Content-Type": "application/json"})  # fmt: skip
+        args = [a for t in texts for a in ("--text", t)]
+        assert status == 422 and body["records"] == attn_jsonl("-m", text_model, "--top-k", "2", *args)
+        assert body["error"] == "text 3: empty text"
+        for doc, want in (({"texts": "hi"}, 422), ({"texts": ["a"], "lang": "en"}, 422), ({"texts": [1]}, 422)):
+            assert s.request("POST", "/predict", json.dumps(doc).encode(), {"Content-Type": "application/json"})[0] \
+                == want  # fmt: skip
+        assert s.request("POST", "/predict", b"{nope", {"Content-Type": "application/json"})[0] == 400
+        assert s.request("POST", "/predict?per_frame=1", b'{"texts": ["a b"]}',
+                         {"Content-Type": "application/json"})[0] == 422  # fmt: skip
+        status, body = s.request("POST", "/explain", json.dumps({"texts": texts[:1]}).encode(),
+                                 {"Content-Type": "application/json"})  # fmt: skip
+        assert status == 200 and body["records"][0]["tokens"] == ["who", "built", "the", "radio", "?"]
+        counts = []
+        for _ in range(6):  # the answers come from either process; every count is the sum of both
+            _, metrics = s.request("GET", "/metrics")
+            counts.append(sum(float(x) for x in re.findall(r'attn_requests_total\{endpoint="/predict",status="422"\} '
+                                                            r"(\S+)", metrics)))  # fmt: skip
+        assert set(counts) == {5.0}, counts  # the first request, three bad documents, per_frame
+    finally:
+        s.stop()
+
+
+# -- the page in a real browser ---------------------------------------------------------------------
+
+
+def chromium() -> tuple[str, str]:
+    """Chromium and its driver; skips without them, except in CI (CI=1/true) or with ATTN_REQUIRE_BROWSER=1."""
+    exe, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if exe and driver:
+        return exe, driver
+    if os.environ.get("CI", "").lower() in ("1", "true") or os.environ.get("ATTN_REQUIRE_BROWSER") == "1":
+        pytest.fail("no Chromium or chromedriver (CI installs them: apt-get install chromium chromium-driver)")
+    pytest.skip("no Chromium or chromedriver on this machine (apt-get install chromium chromium-driver)")
+
+
+def test_the_page_classifies_an_uploaded_wav_in_chromium(server, clips, tmp_path):
+    from io import BytesIO
+
+    from PIL import Image
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    exe, driver_path = chromium()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = exe
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+                 # a microphone for MediaRecorder: Chromium's fake device (a beep), no permission prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # fmt: skip
+        opts.add_argument(flag)
+    # A file name that is also markup: the page must show it as text, never run it.
+    name = "<img src=x onerror=document.title=1> & co.wav"
+    wav = write_wav(tmp_path / name, tone(440, 0.5, 8000), 8000)
+    _, api = server.upload([(name, wav.read_bytes())], "?top_k=5")
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: "bad" in (d.find_element(By.ID, "status").get_attribute("class") or ""))  # no token yet
+        driver.find_element(By.CSS_SELECTOR, "details summary").click()
+        token = driver.find_element(By.ID, "token")
+        token.send_keys(TOKEN)
+        driver.find_element(By.TAG_NAME, "h1").click()  # leaving the field sends its change event
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#facts dd")) >= 4)
+        driver.find_element(By.ID, "file").send_keys(str(wav))
+        wait.until(lambda d: d.find_element(By.ID, "label").text)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heat .cell"))
+        assert driver.find_element(By.ID, "label").text == api["records"][0]["label"]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")) == len(api["records"][0]["top_k"])
+        assert driver.find_element(By.ID, "input-name").text == f"input: {name}"
+        assert not driver.find_elements(By.CSS_SELECTOR, "#result img") and driver.title == "attn serve"
+        labels = driver.find_element(By.ID, "facts").text
+        assert all(lab in labels for lab in ("chirp", "noise_burst", "sine"))
+        pixels = np.asarray(Image.open(BytesIO(driver.get_screenshot_as_png())).convert("L"), dtype=np.float64)
+        assert pixels.std() > 20 and (pixels < 128).mean() > 0.01  # a blank page has std ~0
+        record = driver.find_element(By.ID, "record")  # record, stop: the browser's WAV of it is classified
+        record.click()
+        wait.until(lambda d: d.find_element(By.ID, "record").text == "Stop")
+        time.sleep(1.0)
+        record.click()
+        wait.until(lambda d: d.find_element(By.ID, "input-name").text == "input: recording.wav")
+        assert driver.find_element(By.ID, "label").text in ("chirp", "noise_burst", "sine")
+    finally:
+        driver.quit()
