@@ -51,6 +51,8 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append(_baseline(metrics, history, header))
     if metrics and metrics.get("members"):
         parts.append(_members(metrics["members"]))
+    if metrics and metrics.get("cv"):
+        parts.append(_cv(metrics["cv"], labels, plots))
     if history:
         parts.append(_section("Learning curves", _img(plots.curves_figure(history), "learning curves")))
     if metrics and _square(metrics.get("confusion"), len(labels)):
@@ -107,6 +109,10 @@ def _metrics(m: Any, path: Path) -> dict[str, Any] | None:
         out.pop("split", None)
     if not (isinstance(out.get("members"), list) and all(isinstance(x, dict) for x in out["members"])):
         out.pop("members", None)
+    cv = out.get("cv")
+    folds = cv.get("folds") if isinstance(cv, dict) else None
+    if not (isinstance(folds, list) and all(isinstance(x, dict) for x in folds)):
+        out.pop("cv", None)
     return out
 
 
@@ -164,6 +170,15 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
     rows = [("model", f"{model}" + (f" (ensemble of {n})" if n > 1 else "")),
             ("parameters", f"{header.get('parameters', 0):,}"), ("modality", header.get("modality", "?")),
             ("labels", ", ".join(map(str, header.get("labels", []))))]  # fmt: skip
+    enc = (r.get("features") or {}).get("encoder")
+    if isinstance(enc, dict):
+        kind = (enc.get("config") or {}).get("model_type") if isinstance(enc.get("config"), dict) else None
+        rows.append(("encoder", f"{enc.get('name')} ({kind}, finetune {enc.get('finetune')}, "
+                                f"sha256 {str(enc.get('sha256'))[:16]}...)"))  # fmt: skip
+    refit = ((train.get("data") or {}).get("refit")) if isinstance(train.get("data"), dict) else None
+    if isinstance(refit, dict):
+        rows.append(("refit", f"trained again on train + val ({refit.get('examples')} examples) for "
+                              f"{refit.get('epochs')} epochs: {refit.get('why')}"))  # fmt: skip
     if metrics:
         rows += [("split", f"{metrics.get('split', 'test')} ({metrics.get('count')} examples)"),
                  ("accuracy", _num(metrics.get("accuracy"))), ("macro-F1", _num(metrics.get("macro_f1")))]  # fmt: skip
@@ -193,6 +208,21 @@ def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
     kind = html.escape(str(b.get("kind", "baseline")))
     return _section("Model and baseline", f"<table><tr><th></th><th>model</th><th>baseline: {kind}</th></tr>"
                                           f"{body}</table>")  # fmt: skip
+
+
+def _cv(cv: dict, labels: list[str], plots) -> str:
+    """Cross-validation: each fold's held-out scores, their mean +- std, the pooled confusion."""
+    head = "<tr><th>fold</th><th>held out</th><th>accuracy</th><th>macro-F1</th><th>best epoch</th></tr>"
+    keys = ("fold", "count", "accuracy", "macro_f1", "best_epoch")
+    rows = "".join("<tr>" + "".join(_td(f.get(k)) for k in keys) + "</tr>" for f in cv["folds"])
+    acc, f1 = (html.escape(f"{_num(cv.get(k + '_mean'))} +- {_num(cv.get(k + '_std'))}") for k in ("accuracy", "macro_f1"))
+    mean = f"<tr><th>mean +- std</th><td></td><td>{acc}</td><td>{f1}</td><td></td></tr>"
+    body = f"<table>{head}{rows}{mean}</table>"
+    if _square(cv.get("confusion"), len(labels)):
+        body += _img(plots.confusion_figure(cv["confusion"], labels), "pooled confusion matrix of the held-out folds")
+    note = "<p class='note'>Each fold's model chose its epoch on the fold it is scored on; the saved model trained " \
+           "on every fold.</p>"  # fmt: skip
+    return _section(f"Cross-validation ({len(cv['folds'])} folds, held-out predictions pooled)", body + note)
 
 
 def _members(members: list[dict]) -> str:

@@ -72,3 +72,12 @@ train: {{epochs: 2, batch_size: 4, patience: 0}}
 def test_one_fold_is_refused(tiny_recipe, value):
     r = runner.invoke(app, ["train", str(tiny_recipe()), "--set", f"train.folds={value}"])
     assert r.exit_code == 2 and "train.folds" in r.output
+
+
+def test_the_report_shows_each_fold_and_the_pooled_matrix(tiny_recipe, tmp_path):
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(tiny_recipe(epochs=2)), "--folds", "2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    page = (out / "report.html").read_text()
+    assert "Cross-validation (2 folds" in page and "mean +- std" in page
+    assert "pooled confusion matrix of the held-out folds" in page
