@@ -215,7 +215,8 @@ def _cv(cv: dict, labels: list[str], plots) -> str:
     head = "<tr><th>fold</th><th>held out</th><th>accuracy</th><th>macro-F1</th><th>best epoch</th></tr>"
     keys = ("fold", "count", "accuracy", "macro_f1", "best_epoch")
     rows = "".join("<tr>" + "".join(_td(f.get(k)) for k in keys) + "</tr>" for f in cv["folds"])
-    acc, f1 = (html.escape(f"{_num(cv.get(k + '_mean'))} +- {_num(cv.get(k + '_std'))}") for k in ("accuracy", "macro_f1"))
+    spread = {k: f"{_num(cv.get(k + '_mean'))} +- {_num(cv.get(k + '_std'))}" for k in ("accuracy", "macro_f1")}
+    acc, f1 = html.escape(spread["accuracy"]), html.escape(spread["macro_f1"])
     mean = f"<tr><th>mean +- std</th><td></td><td>{acc}</td><td>{f1}</td><td></td></tr>"
     body = f"<table>{head}{rows}{mean}</table>"
     if _square(cv.get("confusion"), len(labels)):
