@@ -71,7 +71,7 @@ def handle_errors(fn):
         except Exception as e:  # noqa: BLE001 - last resort: a bug, not the user's fault
             _traceback()
             hint = "" if State.debug else " (run `attn --debug ...` for the traceback)"
-            err(f"error: internal error: {type(e).__name__}: {e}{hint}")
+            err(f"error: internal error: {type(e).__name__}: {' '.join(str(e).split())}{hint}")  # one line
             raise typer.Exit(1) from None
 
     return wrapper

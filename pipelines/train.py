@@ -163,6 +163,6 @@ def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
     try:
         log.info("report %s", write_report(result.run_dir))
     except Exception as e:  # noqa: BLE001 - the model is saved; a failed report must not fail the run
-        log.warning("report.html not written (%s: %s); retry with: attn report %s", type(e).__name__, e,
-                    result.run_dir)  # fmt: skip
+        log.warning("report.html not written (%s: %s); retry with: attn report %s", type(e).__name__,
+                    " ".join(str(e).split()), result.run_dir)  # fmt: skip
     return result

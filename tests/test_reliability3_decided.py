@@ -227,3 +227,21 @@ def test_csv_top_k_cells_split_one_way_for_labels_with_spaces_and_colons(odd_tex
     row = next(csv.DictReader(io.StringIO(r.stdout)))
     pairs = [p.rsplit(":", 1) for p in shlex.split(row["top_k"], posix=True)]
     assert sorted(label for label, _ in pairs) == sorted(ODD_LABELS) and all(float(s) >= 0 for _, s in pairs)
+
+
+def test_an_internal_error_and_a_failed_report_are_one_line(trained_model, tmp_path, monkeypatch):
+    from attn.pipelines import artifact, report
+
+    def multi_line(*a, **k):
+        raise ValueError("first line\n  ^\nthird line")
+
+    monkeypatch.setattr(artifact, "read_info", multi_line)
+    r = runner.invoke(app, ["info", str(trained_model)])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "ValueError: first line ^ third line" in r.stderr
+    monkeypatch.setattr(report, "write_report", multi_line)
+    (tmp_path / "r.yaml").write_text(TINY_AUDIO)
+    r = runner.invoke(app, ["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--quiet"])
+    assert r.exit_code == 0 and (tmp_path / "run" / "model.attn").exists(), r.output
+    warning = [x for x in r.stderr.splitlines() if "report.html not written" in x]
+    assert warning == ["attn: warning: report.html not written (ValueError: first line ^ third line); retry with: "
+                       f"attn report {tmp_path / 'run'}"]  # fmt: skip
