@@ -97,3 +97,19 @@ def pad_rows(parts: list[np.ndarray]) -> np.ndarray:
     for r, p in enumerate(parts):
         x[(r, slice(0, len(p)), *(slice(0, s) for s in p.shape[1:]))] = p
     return x
+
+
+def length_bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, gen: np.random.Generator,
+                    pool: int = 50) -> np.ndarray:  # fmt: skip
+    """`order` regrouped so each batch holds examples of similar length (less padding, the same
+    examples per epoch): runs of `pool` batches are sorted by length, cut into batches, and the
+    batches shuffled. (B, T) attention and convolutions cost in proportion to the longest row."""
+    chunk = batch_size * pool
+    batches = []
+    for c in range(0, len(order), chunk):
+        part = order[c : c + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[b : b + batch_size] for b in range(0, len(part), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    rest = [b for b in batches if len(b) < batch_size]  # last: the caller cuts batches every batch_size
+    return np.concatenate([full[i] for i in gen.permutation(len(full))] + rest) if batches else order

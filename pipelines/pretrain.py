@@ -21,7 +21,7 @@ from attn.errors import ConfigError
 
 from .batching import WindowSet
 from .config import TrainConfig
-from .trainer import lr_factor
+from .optim import lr_factor
 
 log = logging.getLogger("attn")
 
