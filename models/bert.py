@@ -174,17 +174,21 @@ class BertEncoder(nn.Module):
         return 0
 
 
+def base_name(name: str, prefixes: tuple[str, ...]) -> str:
+    """A checkpoint tensor's name in the base model: a task model's prefix (`bert.`, ...) dropped."""
+    for p in prefixes:
+        if name.startswith(p):
+            return name[len(p) :]
+    return name
+
+
 def hf_to_attn_names(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors under this module's names: the base model's prefix dropped
     (`bert.`, `roberta.`, ...), DistilBERT's names mapped to BERT's, the pooler and task heads left
     out (an encoder's hidden states are what attn trains on)."""
-    prefixes = ("bert.", "roberta.", "xlm-roberta.", "camembert.", "distilbert.", "model.")
     out = {}
     for name, t in state.items():
-        for p in prefixes:
-            if name.startswith(p):
-                name = name[len(p) :]
-                break
+        name = base_name(name, ("bert.", "roberta.", "xlm-roberta.", "camembert.", "distilbert.", "model."))
         if kind == "distilbert":
             name = _distil_name(name)
         if name.startswith(("embeddings.", "encoder.layer.")) and not name.endswith("position_ids"):

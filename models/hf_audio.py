@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .bert import base_name
+
 # model_type values this front-end runs (config.json "model_type").
 AUDIO_ARCHITECTURES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 
@@ -96,13 +98,9 @@ def hf_audio_names(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch
     """A checkpoint's tensors under the base model's names: the task model's prefix dropped
     (`wav2vec2.`, `hubert.`, ...), heads left out, and the positional convolution's weight norm
     under torch's parametrization names (older checkpoints save weight_g / weight_v)."""
-    prefixes = ("wav2vec2.", "hubert.", "wavlm.", "data2vec_audio.")
     out = {}
     for name, t in state.items():
-        for p in prefixes:
-            if name.startswith(p):
-                name = name[len(p) :]
-                break
+        name = base_name(name, ("wav2vec2.", "hubert.", "wavlm.", "data2vec_audio."))
         name = name.replace("conv.weight_g", "conv.parametrizations.weight.original0")
         name = name.replace("conv.weight_v", "conv.parametrizations.weight.original1")
         if name.startswith(("feature_extractor.", "feature_projection.", "encoder.", "masked_spec_embed")):

@@ -11,7 +11,7 @@ import numpy as np
 
 from attn.errors import ConfigError
 
-from .predict import AudioPredictor, unspool
+from .predict import AudioPredictor
 from .predict_text import TextInput, TextPredictor
 
 
@@ -40,15 +40,8 @@ class AudioEmbedder(AudioPredictor):
     def __init__(self, loaded, batch_size: int = 64, per_window: bool = False) -> None:
         super().__init__(_Vectors(loaded), batch_size=batch_size, per_frame=per_window)
 
-    def _record(self, f) -> dict[str, Any]:
-        unspool(f)
-        if f.error is not None:
-            return {"input": f.path, "error": f.error}
-        if not f.probs:
-            return {"input": f.path, "error": f"{f.path}: no audio windows"}
-        order = sorted(range(len(f.spans)), key=lambda i: f.spans[i][0])  # windows ran sorted by length
-        spans = [f.spans[i] for i in order]
-        vecs = np.stack([f.probs[i] for i in order])  # (W, D)
+    def _file_record(self, f, vecs: np.ndarray) -> dict[str, Any]:
+        spans = f.spans
         rec: dict[str, Any] = {"input": f.path, "embedding": _vector(vecs.mean(0)), "duration": round(f.seconds, 3),
                                "windows": len(vecs)}  # fmt: skip
         if self.per_frame:

@@ -224,7 +224,10 @@ class AudioPredictor:
             return {"input": f.path, "error": f"{f.path}: no audio windows"}
         order = sorted(range(len(f.spans)), key=lambda i: f.spans[i][0])  # windows ran sorted by length
         f.spans = [f.spans[i] for i in order]
-        probs = np.stack([f.probs[i] for i in order])
+        return self._file_record(f, np.stack([f.probs[i] for i in order]))
+
+    def _file_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
+        """The record of a file whose windows' outputs `probs` (W, K) are in time order (`f.spans`)."""
         scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
         top = top_labels(scores, self.labels, self.top_k)
         rec: dict[str, Any] = {"input": f.path, **top[0], "duration": round(f.seconds, 3), "windows": len(probs)}
