@@ -303,32 +303,36 @@ def text_model(tmp_path_factory):
     return attn.train(recipe, out=d / "run", device="cpu").model_path
 
 
-def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_model):
+@pytest.fixture(scope="module")
+def text_server(text_model):
     s = Server(text_model, "--workers", "2")  # two processes: /metrics sums them
-    try:
-        texts = ["Who built the radio ?", "Where is a very very long river of words here ?", "  "]
-        status, body = s.request("POST", "/predict?top_k=2", json.dumps({"texts": texts}).encode(),
-                                 {"Content-Type": "application/json"})  # fmt: skip
-        args = [a for t in texts for a in ("--text", t)]
-        assert status == 422 and body["records"] == attn_jsonl("-m", text_model, "--top-k", "2", *args)
-        assert body["error"] == "text 3: empty text"
-        for doc, want in (({"texts": "hi"}, 422), ({"texts": ["a"], "lang": "en"}, 422), ({"texts": [1]}, 422)):
-            assert s.request("POST", "/predict", json.dumps(doc).encode(), {"Content-Type": "application/json"})[0] \
-                == want  # fmt: skip
-        assert s.request("POST", "/predict", b"{nope", {"Content-Type": "application/json"})[0] == 400
-        assert s.request("POST", "/predict?per_frame=1", b'{"texts": ["a b"]}',
-                         {"Content-Type": "application/json"})[0] == 422  # fmt: skip
-        status, body = s.request("POST", "/explain", json.dumps({"texts": texts[:1]}).encode(),
-                                 {"Content-Type": "application/json"})  # fmt: skip
-        assert status == 200 and body["records"][0]["tokens"] == ["who", "built", "the", "radio", "?"]
-        counts = []
-        for _ in range(6):  # the answers come from either process; every count is the sum of both
-            _, metrics = s.request("GET", "/metrics")
-            counts.append(sum(float(x) for x in re.findall(r'attn_requests_total\{endpoint="/predict",status="422"\} '
-                                                            r"(\S+)", metrics)))  # fmt: skip
-        assert set(counts) == {5.0}, counts  # the first request, three bad documents, per_frame
-    finally:
-        s.stop()
+    yield s
+    s.stop()
+
+
+def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, text_model):
+    s = text_server
+    texts = ["Who built the radio ?", "Where is a very very long river of words here ?", "  "]
+    status, body = s.request("POST", "/predict?top_k=2", json.dumps({"texts": texts}).encode(),
+                             {"Content-Type": "application/json"})  # fmt: skip
+    args = [a for t in texts for a in ("--text", t)]
+    assert status == 422 and body["records"] == attn_jsonl("-m", text_model, "--top-k", "2", *args)
+    assert body["error"] == "text 3: empty text"
+    for doc, want in (({"texts": "hi"}, 422), ({"texts": ["a"], "lang": "en"}, 422), ({"texts": [1]}, 422)):
+        assert s.request("POST", "/predict", json.dumps(doc).encode(), {"Content-Type": "application/json"})[0] \
+            == want  # fmt: skip
+    assert s.request("POST", "/predict", b"{nope", {"Content-Type": "application/json"})[0] == 400
+    assert s.request("POST", "/predict?per_frame=1", b'{"texts": ["a b"]}',
+                     {"Content-Type": "application/json"})[0] == 422  # fmt: skip
+    status, body = s.request("POST", "/explain", json.dumps({"texts": texts[:1]}).encode(),
+                             {"Content-Type": "application/json"})  # fmt: skip
+    assert status == 200 and body["records"][0]["tokens"] == ["who", "built", "the", "radio", "?"]
+    counts = []
+    for _ in range(6):  # the answers come from either process; every count is the sum of both
+        _, metrics = s.request("GET", "/metrics")
+        counts.append(sum(float(x) for x in re.findall(r'attn_requests_total\{endpoint="/predict",status="422"\} '
+                                                        r"(\S+)", metrics)))  # fmt: skip
+    assert set(counts) == {5.0}, counts  # the first request, three bad documents, per_frame
 
 
 # -- the page in a real browser ---------------------------------------------------------------------
@@ -344,14 +348,11 @@ def chromium() -> tuple[str, str]:
     pytest.skip("no Chromium or chromedriver on this machine (apt-get install chromium chromium-driver)")
 
 
-def test_the_page_classifies_an_uploaded_wav_in_chromium(server, clips, tmp_path):
-    from io import BytesIO
-
-    from PIL import Image
+def open_browser(tmp_path: Path):
+    """Headless Chromium through Debian's chromedriver (Selenium is given both paths: it never
+    looks for a driver of its own)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     exe, driver_path = chromium()
     opts = webdriver.ChromeOptions()
@@ -362,13 +363,24 @@ def test_the_page_classifies_an_uploaded_wav_in_chromium(server, clips, tmp_path
                  # a microphone for MediaRecorder: Chromium's fake device (a beep), no permission prompt
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # fmt: skip
         opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def test_the_page_classifies_an_uploaded_wav_in_chromium(server, clips, tmp_path):
+    from io import BytesIO
+
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
     # A file name that is also markup: the page must show it as text, never run it.
     name = "<img src=x onerror=document.title=1> & co.wav"
     wav = write_wav(tmp_path / name, tone(440, 0.5, 8000), 8000)
     _, api = server.upload([(name, wav.read_bytes())], "?top_k=5")
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver = open_browser(tmp_path)
     try:
-        driver.set_page_load_timeout(60)
         driver.get(f"http://127.0.0.1:{server.port}/")
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: "bad" in (d.find_element(By.ID, "status").get_attribute("class") or ""))  # no token yet
@@ -395,5 +407,28 @@ def test_the_page_classifies_an_uploaded_wav_in_chromium(server, clips, tmp_path
         record.click()
         wait.until(lambda d: d.find_element(By.ID, "input-name").text == "input: recording.wav")
         assert driver.find_element(By.ID, "label").text in ("chirp", "noise_burst", "sine")
+    finally:
+        driver.quit()
+
+
+def test_the_page_classifies_a_typed_text_in_chromium(text_server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    text = "Where is the <b>castle</b> ?"  # markup typed into the page stays text
+    _, api = text_server.request("POST", "/explain", json.dumps({"texts": [text]}).encode(),
+                                 {"Content-Type": "application/json"})  # fmt: skip
+    driver = open_browser(tmp_path)
+    try:
+        driver.get(f"http://127.0.0.1:{text_server.port}/")
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: d.find_element(By.ID, "text").is_displayed())  # a text model: the text box, no drop zone
+        assert not driver.find_element(By.ID, "drop").is_displayed()
+        driver.find_element(By.ID, "text").send_keys(text)
+        driver.find_element(By.CSS_SELECTOR, "#text-in button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heat .tok"))
+        assert driver.find_element(By.ID, "label").text == api["records"][0]["label"]
+        shown = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#heat .tok")]
+        assert shown == api["records"][0]["tokens"] and not driver.find_elements(By.CSS_SELECTOR, "#result b")
     finally:
         driver.quit()
