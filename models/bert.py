@@ -15,6 +15,7 @@ a checkpoint loads by name (tests/test_pretrained.py checks the hidden states ag
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -247,8 +248,9 @@ class EncoderFrontend(nn.Module):
         self.trained_from = layers + 1 - min(int(top), layers + 1)
         for name, p in self.encoder.named_parameters():
             p.requires_grad_(self.encoder.depth_of(name) >= self.trained_from)
-        # Frozen: each distinct input's states, computed once per run (`enable_cache`); never saved.
-        self._cache: dict[bytes, torch.Tensor] | None = None
+        # Frozen: each distinct input's states, computed once (`enable_cache`); not in the state dict.
+        self._cache: dict[str, torch.Tensor] | None = None
+        self._fresh: set[str] = set()  # keys computed in this process (what a disk cache lacks)
         self._cache_bytes = 0
         self.cache_limit = 0
         self.train()  # a frozen encoder starts in eval mode too (modules are built in training mode)
@@ -259,6 +261,19 @@ class EncoderFrontend(nn.Module):
         same states each time, so only the first epoch pays for the encoder."""
         if self.frozen:
             self._cache, self._cache_bytes, self.cache_limit = {}, 0, limit_bytes
+
+    def preload(self, states: dict[str, torch.Tensor]) -> None:
+        """Cached states from an earlier run (`new_states` of one with the same checkpoint)."""
+        if self._cache is not None:
+            for k, v in states.items():
+                if self._cache_bytes + v.numel() * v.element_size() > self.cache_limit:
+                    break
+                self._cache[k] = v
+                self._cache_bytes += v.numel() * v.element_size()
+
+    def new_states(self) -> dict[str, torch.Tensor]:
+        """{key: (T, H) states} computed in this process: what to add to a disk cache."""
+        return {k: self._cache[k] for k in self._fresh if self._cache is not None and k in self._cache}
 
     @property
     def frozen(self) -> bool:
@@ -293,7 +308,9 @@ class EncoderFrontend(nn.Module):
         """`forward` through the cache: rows seen before are looked up, the rest run in one batch."""
         cache = self._cache
         assert cache is not None
-        keys = [ids[i, : max(1, int(n))].cpu().numpy().tobytes() for i, n in enumerate(lengths.tolist())]
+        # The key: a digest of the row's valid ids (another tokenizer or max_len gives other ids).
+        keys = [hashlib.sha1(ids[i, : max(1, int(n))].cpu().numpy().tobytes()).hexdigest()
+                for i, n in enumerate(lengths.tolist())]  # fmt: skip
         miss = [i for i, k in enumerate(keys) if k not in cache]
         if miss:
             with torch.no_grad():
@@ -302,6 +319,7 @@ class EncoderFrontend(nn.Module):
                 state = h[j, : max(1, int(lengths[i]))].detach()
                 if self._cache_bytes + state.numel() * state.element_size() <= self.cache_limit:
                     cache[keys[i]] = state
+                    self._fresh.add(keys[i])
                     self._cache_bytes += state.numel() * state.element_size()
             fresh = dict(zip(miss, h, strict=True))
         else:

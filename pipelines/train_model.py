@@ -95,6 +95,7 @@ def train_model(
     """
     from .artifact import save_model
     from .build import count_parameters
+    from .encoder_cache import cache_folder, save_states
     from .prepared import load_datasets
     from .trainer import Trainer
 
@@ -124,6 +125,9 @@ def train_model(
             f"Resume with: attn train --resume {run_dir}"
         ) from None
 
+    folder = cache_folder(recipe)
+    if folder is not None and world.main:  # the frozen encoder's states, for the next run
+        save_states(model.frontend, folder)
     trainer.load_best()
     metrics, blend, val_report = None, None, None
     refit, why = should_refit(recipe, data)
@@ -278,6 +282,7 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
     import torch
 
     from .build import build_model
+    from .encoder_cache import cache_folder, load_states
 
     facts = dict(data.info)
     tok = data.tokenizer
@@ -298,6 +303,9 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
     for member in getattr(model, "members", [model]):
         if hasattr(member.frontend, "enable_cache"):
             member.frontend.enable_cache()  # a frozen encoder's states: computed in epoch 1 only
+            folder = cache_folder(recipe)
+            if folder is not None:
+                facts["encoder_cache"] = {"folder": str(folder), "reused": load_states(member.frontend, folder)}
     if fresh and tok is not None and recipe.features.tokenizer.vectors:
         from .text import apply_vectors
 

@@ -340,3 +340,23 @@ def test_a_frozen_encoders_cache_gives_the_states_it_would_compute(checkpoint):
         for j, i in enumerate(rows):
             n = int(lengths[i])
             assert torch.allclose(out[j, :, :n], want[i, :, :n], atol=1e-6)
+
+
+def test_a_frozen_encoders_states_are_reused_by_the_next_run_and_only_for_its_checkpoint(tmp_path, checkpoint,
+                                                                                          text_data):  # fmt: skip
+    cache = tmp_path / "cache"
+
+    def train(name, ck):
+        r = run("train", recipe(tmp_path, text_data, ck, finetune="frozen"), "--out", tmp_path / name,
+                "--set", "train.epochs=2", "--set", f"data.cache_dir={cache}")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        info = json.loads(run("info", tmp_path / name, "--format", "json").output)
+        return info["train"]["data"]["encoder_cache"], json.loads((tmp_path / name / "metrics.json").read_text())
+
+    first, m1 = train("a", checkpoint)
+    second, m2 = train("b", checkpoint)
+    assert first["reused"] == 0 and second["reused"] > 0  # the first run's train and val states
+    assert m1["accuracy"] == m2["accuracy"]  # the same states, read back instead of computed
+    other = make_checkpoint(tmp_path / "other", seed=1)  # another checkpoint: its own folder
+    third, _ = train("c", other)
+    assert third["reused"] == 0 and third["folder"] != first["folder"]
