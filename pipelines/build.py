@@ -88,5 +88,6 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
     return Classifier(frontend, backbone, augment=augment)
 
 
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def count_parameters(model, trainable_only: bool = False) -> int:
+    """The model's parameters (a frozen encoder's included; `trainable_only`: those training updates)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -110,8 +110,9 @@ def train_model(
     trainer = Trainer(model, recipe.train, data.train, data.val, labels, device, callbacks, world=world)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
-    log.info("model %s: %d parameters on %s; %d steps/epoch", recipe.model.name, count_parameters(model), device,
-             trainer.steps_per_epoch)  # fmt: skip
+    total, trained = count_parameters(model), count_parameters(model, trainable_only=True)
+    log.info("model %s: %d parameters%s on %s; %d steps/epoch", recipe.model.name, total,
+             f" ({trained} trained)" if trained != total else "", device, trainer.steps_per_epoch)  # fmt: skip
     saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main)
     if resume_state is not None:
         saver.rewrite_history(trainer.state.history)
