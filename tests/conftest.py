@@ -80,6 +80,15 @@ def _checkout_runs_latest_untouched():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _encoder_cache_in_a_temporary_folder(tmp_path_factory):
+    """A frozen encoder keeps its states under $ATTN_CACHE (default ~/.cache/attn): tests keep
+    theirs in a temporary folder, so no run reads states a previous test session left."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATTN_CACHE", str(tmp_path_factory.mktemp("attn_cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _cli_log_handlers_detached():
     """A command run in-process (CliRunner) leaves its stderr log handler on the "attn" logger,
