@@ -57,25 +57,8 @@ class TextEmbedder(TextPredictor):
     def __init__(self, loaded, batch_size: int = 64) -> None:
         super().__init__(_Vectors(loaded), batch_size=batch_size)
 
-    def _flush(self, rows) -> Iterator[dict[str, Any]]:
-        from .text import model_ids
-
-        good = [(i, ids) for i, (_, ids, _) in enumerate(rows) if ids is not None]
-        vecs: dict[int, np.ndarray] = {}
-        if good:
-            parts = [model_ids(ids, self.max_len) for _, ids in good]
-            vecs = dict(zip((i for i, _ in good), self.loaded.window_probs(parts), strict=True))
-        for i, (item, ids, err) in enumerate(rows):
-            rec: dict[str, Any] = {"input": item.input}
-            if item.show_text and item.text is not None:
-                rec["text"] = item.text
-            if i not in vecs:
-                rec["error"] = err or item.error or "empty text"
-            else:
-                rec.update(embedding=_vector(vecs[i]), tokens=len(ids))
-                if len(ids) > self.max_len:
-                    rec["truncated"] = True
-            yield rec
+    def _result(self, vec: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {"embedding": _vector(vec)}, {}
 
 
 def embed(loaded, inputs: Iterable, per_window: bool = False, batch_size: int = 64) -> Iterator[dict[str, Any]]:

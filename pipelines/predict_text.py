@@ -141,10 +141,15 @@ class TextPredictor:
                 rec["error"] = err or item.error or "empty text"
                 yield rec
                 continue
-            top = top_labels(probs[i], self.labels, self.top_k)
-            rec.update(**top[0], tokens=len(ids))
+            first, last = self._result(probs[i])
+            rec.update(first, tokens=len(ids))
             if len(ids) > self.max_len:
                 rec["truncated"] = True
-            if self.top_k > 1:
-                rec["top_k"] = top
+            rec.update(last)
             yield rec
+
+    def _result(self, probs: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What the model's output (K,) for one text adds to its record: fields before "tokens"
+        (label, score) and after it (top_k)."""
+        top = top_labels(probs, self.labels, self.top_k)
+        return top[0], ({"top_k": top} if self.top_k > 1 else {})
