@@ -37,30 +37,35 @@ def general(quick: bool = False) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, general_recipe, data, text, bar in SETS:
-            runs = [_train(Path(tmp), name, general_recipe, data, root, seed, quick) for seed in
+            runs = [train_run(Path(tmp), name, general_recipe, data, root, seed, quick) for seed in
                     (SEEDS[text][:1] if quick else SEEDS[text])]  # fmt: skip
-            bad = [r for r in runs if "error" in r]
-            if bad:
-                rows.append({"case": f"{name}: recipes/{general_recipe}", "error": bad[0]["error"]})
-                continue
-            acc = float(np.mean([r["test"] for r in runs]))
-            base = float(np.mean([r["baseline_test"] for r in runs]))
-            slowest = max(r["wall"] for r in runs)
-            rows.append(case(
-                f"{name}: recipes/{general_recipe}, data section only (mean of {len(runs)} seed(s))",
-                name, "in-run baseline, same runs", acc, base, "test accuracy",
-                f">= {bar:g}, beat the baseline, <= {TIME_LIMIT} s",
-                acc >= bar and acc > base and slowest <= TIME_LIMIT,
-                seeds=[r["seed"] for r in runs], tests=[round(r["test"], 4) for r in runs],
-                vals=[r["val"] for r in runs], network_tests=[round(r["network_test"], 4) for r in runs],
-                blend_weights=[r["blend_weight"] for r in runs], baseline=runs[0]["baseline_kind"],
-                epochs=[f"{r['best_epoch']}/{r['epochs']}" for r in runs], wall_seconds=[r["wall"] for r in runs],
-            ))  # fmt: skip
+            rows.append(recipe_row(name, general_recipe, runs, bar, TIME_LIMIT))
     return rows
 
 
-def _train(tmp: Path, name: str, general_recipe: str, data: dict, root: Path, seed: int, quick: bool,
-           epochs: int = 2) -> dict:  # fmt: skip
+def recipe_row(name: str, recipe: str, runs: list[dict], bar: float, time_limit: float, **extra) -> dict:
+    """One table row for a recipe's runs over seeds (`train_run` results): mean test accuracy
+    against the in-run baseline's, the bar, the slowest run, each run's facts."""
+    bad = [r for r in runs if "error" in r]
+    if bad:
+        return {"case": f"{name}: recipes/{recipe}", "error": bad[0]["error"]}
+    acc = float(np.mean([r["test"] for r in runs]))
+    base = float(np.mean([r["baseline_test"] for r in runs]))
+    slowest = max(r["wall"] for r in runs)
+    return case(
+        f"{name}: recipes/{recipe}, data section only (mean of {len(runs)} seed(s))",
+        name, "in-run baseline, same runs", acc, base, "test accuracy",
+        f">= {bar:g}, beat the baseline, <= {time_limit} s",
+        acc >= bar and acc > base and slowest <= time_limit,
+        seeds=[r["seed"] for r in runs], tests=[round(r["test"], 4) for r in runs],
+        vals=[r["val"] for r in runs], network_tests=[round(r["network_test"], 4) for r in runs],
+        blend_weights=[r["blend_weight"] for r in runs], baseline=runs[0]["baseline_kind"],
+        epochs=[f"{r['best_epoch']}/{r['epochs']}" for r in runs], wall_seconds=[r["wall"] for r in runs], **extra,
+    )  # fmt: skip
+
+
+def train_run(tmp: Path, name: str, general_recipe: str, data: dict, root: Path, seed: int, quick: bool,
+              epochs: int = 2) -> dict:  # fmt: skip
     recipe = tmp / f"{name}.yaml"
     section = {k: str(root / v) for k, v in data.items()}
     recipe.write_text(json.dumps({"extends": str(REPO / "recipes" / general_recipe), "data": section}))

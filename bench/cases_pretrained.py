@@ -14,9 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from .cases_general import _train
+from .cases_general import recipe_row, train_run
 from .common import attn_cmd, case, command_time, data_root
 
 SETS = [
@@ -39,27 +37,12 @@ def pretrained(quick: bool = False) -> list[dict]:
     rows, model = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for name, data, bar in SETS:
-            seeds = SEEDS[:1] if quick else SEEDS
-            runs = [_train(Path(tmp), name, "text_pretrained.yaml", data, root, s, quick, epochs=1) for s in seeds]
-            bad = [r for r in runs if "error" in r]
-            if bad:
-                rows.append({"case": f"{name}: recipes/text_pretrained.yaml", "error": bad[0]["error"]})
-                continue
-            model = model or str(Path(tmp) / f"{name}-{seeds[0]}" / "model.attn")
-            acc = float(np.mean([r["test"] for r in runs]))
-            base = float(np.mean([r["baseline_test"] for r in runs]))
-            slowest = max(r["wall"] for r in runs)
-            rows.append(case(
-                f"{name}: recipes/text_pretrained.yaml, data section only (mean of {len(runs)} seed(s))",
-                name, "in-run baseline, same runs", acc, base, "test accuracy",
-                f">= {bar:g}, beat the baseline, <= {TIME_LIMIT} s",
-                acc >= bar and acc > base and slowest <= TIME_LIMIT,
-                seeds=[r["seed"] for r in runs], tests=[round(r["test"], 4) for r in runs],
-                vals=[r["val"] for r in runs], network_tests=[round(r["network_test"], 4) for r in runs],
-                blend_weights=[r["blend_weight"] for r in runs],
-                epochs=[f"{r['best_epoch']}/{r['epochs']}" for r in runs],
-                wall_seconds=[r["wall"] for r in runs], load_avg=round(os.getloadavg()[0], 1),
-            ))  # fmt: skip
+            runs = [train_run(Path(tmp), name, "text_pretrained.yaml", data, root, s, quick, epochs=1)
+                    for s in (SEEDS[:1] if quick else SEEDS)]  # fmt: skip
+            row = recipe_row(name, "text_pretrained.yaml", runs, bar, TIME_LIMIT, load_avg=round(os.getloadavg()[0], 1))
+            rows.append(row)
+            if "error" not in row:
+                model = model or str(Path(tmp) / f"{name}-{runs[0]['seed']}" / "model.attn")
         if model is not None:
             n = 3 if quick else 5
             t_torch = command_time([sys.executable, "-c", "import torch"], repeats=n)
