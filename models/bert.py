@@ -309,14 +309,14 @@ class EncoderFrontend(nn.Module):
         cache = self._cache
         assert cache is not None
         # The key: a digest of the row's valid ids (another tokenizer or max_len gives other ids).
-        keys = [hashlib.sha1(ids[i, : max(1, int(n))].cpu().numpy().tobytes()).hexdigest()
-                for i, n in enumerate(lengths.tolist())]  # fmt: skip
+        rows = ids.cpu().numpy()  # one copy off the device per batch, not one per row
+        keys = [hashlib.sha1(rows[i, : max(1, n)].tobytes()).hexdigest() for i, n in enumerate(lengths.tolist())]
         miss = [i for i, k in enumerate(keys) if k not in cache]
         if miss:
             with torch.no_grad():
                 h = self.encoder(ids[miss], lengths[miss])  # (M, T, H)
             for j, i in enumerate(miss):
-                state = h[j, : max(1, int(lengths[i]))].detach()
+                state = h[j, : max(1, int(lengths[i]))].detach().clone()  # its own storage, not the batch's
                 if self._cache_bytes + state.numel() * state.element_size() <= self.cache_limit:
                     cache[keys[i]] = state
                     self._fresh.add(keys[i])
