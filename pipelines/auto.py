@@ -74,35 +74,31 @@ def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, Prepar
         node[last] = value
         chosen[key] = {"value": value, "why": why}
 
+    durations = None  # audio: the probed training clips' durations (one probe per run)
+    if recipe.features.encoder is not None and recipe.features.encoder.config is None:
+        _encoder(recipe, raw, put)
+        recipe = validate_recipe(raw, source="recipe (encoder resolved)")
     if isinstance(recipe.features, TextFeatures):
-        if recipe.features.encoder is not None and recipe.features.encoder.config is None:
-            from .encoders import resolve_encoder
-
-            ck = resolve_encoder(recipe.features.encoder)
-            put("features.encoder.sha256", ck.sha256, f"model.safetensors of {ck.path} ({ck.source})")
-            raw["features"]["encoder"]["config"] = ck.config  # the architecture, so the model file needs no checkpoint
         if recipe.features.tokenizer.max_len == "auto":
             prepared = _max_len(recipe, prepared, put)
-    else:
-        if recipe.features.encoder is not None and recipe.features.encoder.config is None:
-            _audio_encoder(recipe, raw, put)
-            recipe = validate_recipe(raw, source="recipe (encoder resolved)")
-        if not recipe.features.resolved:
-            _audio(recipe, prepared, put)
-    _training(recipe, prepared, put, raw)
+    elif not recipe.features.resolved:
+        durations = _audio(recipe, prepared, put)
+    _training(recipe, prepared, put, raw, durations)
     # Validated as a new recipe: the rules that wait for numbers (e.g. mel filters that fit n_fft) apply now.
     return validate_recipe(raw, source="recipe (auto values resolved)"), prepared, chosen
 
 
-def _audio_encoder(recipe: Recipe, raw: dict[str, Any], put) -> None:
-    """An audio encoder's checkpoint: its hash and config, and its sampling rate (the only rate
-    it was pretrained at)."""
+def _encoder(recipe: Recipe, raw: dict[str, Any], put) -> None:
+    """A pretrained encoder's checkpoint: its hash and config.json (the architecture, so the model
+    file needs no checkpoint), and for audio its sampling rate (the only rate it was pretrained at)."""
     from .encoders import resolve_encoder
 
     f = recipe.features
     ck = resolve_encoder(f.encoder)
     put("features.encoder.sha256", ck.sha256, f"model.safetensors of {ck.path} ({ck.source})")
     raw["features"]["encoder"]["config"] = ck.config
+    if isinstance(f, TextFeatures):
+        return
     rate = ck.config["feature_extractor"]["sampling_rate"]
     if f.sample_rate == "auto":
         put("features.sample_rate", rate, "the encoder's sampling rate")
@@ -114,7 +110,8 @@ def _audio_encoder(recipe: Recipe, raw: dict[str, Any], put) -> None:
 # -- audio --------------------------------------------------------------------------------------
 
 
-def _audio(recipe: Recipe, prepared: PreparedData, put) -> None:
+def _audio(recipe: Recipe, prepared: PreparedData, put) -> list[float]:
+    """Resolves the audio auto values; returns the probed training clips' durations."""
     f = recipe.features
     rate, durations, why_rate = _probe(recipe, prepared)
     if f.sample_rate == "auto":
@@ -139,6 +136,7 @@ def _audio(recipe: Recipe, prepared: PreparedData, put) -> None:
             else:
                 why = f"{value} at {sr} Hz"
             put(f"features.{key}", samples, why)
+    return durations
 
 
 def _probe(recipe: Recipe, prepared: PreparedData) -> tuple[int, list[float], str]:
@@ -203,23 +201,26 @@ def _encoder_positions(recipe: Recipe) -> int | None:
 # -- training -----------------------------------------------------------------------------------
 
 
-def _windows_per_clip(recipe: Recipe, prepared: PreparedData, raw: dict[str, Any]) -> float:
+def _windows_per_clip(recipe: Recipe, prepared: PreparedData, raw: dict[str, Any],
+                      durations: list[float] | None) -> float:  # fmt: skip
     """Mean windows per training clip at the (resolved) frame and hop: text has one per text."""
     if isinstance(recipe.features, TextFeatures):
         return 1.0
     f = raw["features"]  # resolved values (frame and hop may have been auto a moment ago)
     frame, hop = float(f["frame_seconds"]), float(f["hop_seconds"])
-    _, durations, _ = _probe(recipe, prepared)
+    if durations is None:  # the recipe fixed every audio value: nothing probed the files yet
+        _, durations, _ = _probe(recipe, prepared)
     counts = [1 + max(0, math.ceil((d - frame) / hop - 1e-9)) for d in durations]
     return float(np.mean(counts)) if counts else 1.0
 
 
-def _training(recipe: Recipe, prepared: PreparedData, put, raw: dict[str, Any]) -> None:
+def _training(recipe: Recipe, prepared: PreparedData, put, raw: dict[str, Any],
+              durations: list[float] | None = None) -> None:  # fmt: skip
     t = recipe.train
     n_train, n_val = len(prepared.splits["train"]), len(prepared.splits["val"])
     windows, per_clip = t.windows, 1.0
     if windows == "auto" or (windows == "all" and t.epochs == "auto"):
-        per_clip = _windows_per_clip(recipe, prepared, raw)
+        per_clip = _windows_per_clip(recipe, prepared, raw, durations)
     if windows == "auto":
         windows = "all" if per_clip >= 2 else "random"
         put("train.windows", windows, f"training clips hold {per_clip:.1f} windows on average"
