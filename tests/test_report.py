@@ -186,3 +186,36 @@ def test_predict_and_help_do_not_import_matplotlib(trained_model, tmp_path):
                 "assert not e.code, e.code\nassert 'matplotlib' not in sys.modules, 'matplotlib imported'")  # fmt: skip
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, (args, r.stderr[-1000:])
+
+
+def test_a_quickstart_training_decodes_its_test_split_once(tmp_path, monkeypatch):
+    """The report at the end of training is built from what training scored: every listed example
+    (test split included) is generated once, and the page is the one `attn report` writes later
+    by listing, decoding and scoring the test split again."""
+    import attn.pipelines.data.synthetic as synthetic
+
+    calls = []
+    real = synthetic.generate_clip
+
+    def counted(kind, rng, seconds, sr):
+        calls.append(kind)
+        return real(kind, rng, seconds, sr)
+
+    monkeypatch.setattr(synthetic, "generate_clip", counted)
+    run = tmp_path / "q"
+    r = runner.invoke(app, ["train", "recipes/quickstart.yaml", "--out", str(run), "--quiet",
+                            "--set", "data.synthetic.per_class=10", "--set", "train.epochs=1",
+                            "--set", "model.channels=[4,8]"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    listed = json.loads((run / "metrics.json").read_text())
+    assert listed["split"] == "test" and listed["count"] > 0
+    assert len(calls) == 6 * 10  # six classes, ten examples each: each generated once, test included
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Most confidently wrong" in page and "test windows" in page
+
+    calls.clear()
+    (run / "report.html").unlink()
+    assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    assert len(calls) == listed["count"]  # `attn report` decodes and scores the test split again ...
+    again = (run / "report.html").read_text(encoding="utf-8")
+    assert again == page  # ... and finds what training handed over

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from attn.errors import ConfigError, InputError
@@ -49,6 +49,9 @@ class Datasets:
     labels: tuple[str, ...]
     info: dict[str, Any]
     tokenizer: Any = None
+    # The items each split's WindowSet holds, in its order (audio: the files that decoded), so
+    # the report can name the examples training scored without listing or decoding them again.
+    items: dict[str, list[Item]] = field(default_factory=dict)
 
     def split(self, name: str) -> WindowSet:
         if name not in SPLITS:
@@ -81,16 +84,18 @@ def load_datasets(recipe: Recipe, prepared: PreparedData) -> Datasets:
     tokenizer on the training texts (unless `prepared` has one), encode and cut to max_len."""
     if isinstance(recipe.features, TextFeatures):
         sets, info, tok = _text_sets(recipe.features, prepared)
+        items = prepared.splits
     else:
-        (sets, info), tok = _audio_sets(recipe, prepared), None
-    return Datasets(sets["train"], sets["val"], sets["test"], prepared.labels, info, tok)
+        (sets, info, items), tok = _audio_sets(recipe, prepared), None
+    return Datasets(sets["train"], sets["val"], sets["test"], prepared.labels, info, tok, items)
 
 
-def _audio_sets(recipe: Recipe, prepared: PreparedData) -> tuple[dict[str, WindowSet], dict[str, Any]]:
+def _audio_sets(recipe: Recipe, prepared: PreparedData):
+    """(WindowSet per split, facts, the items each holds)."""
     from .sources import load_clips
 
     index = {lab: i for i, lab in enumerate(prepared.labels)}
-    sets, counts, failed = {}, {}, []
+    sets, counts, failed, kept = {}, {}, [], {}
     f = recipe.features
     for split, items in prepared.splits.items():
         t0 = time.perf_counter()
@@ -100,13 +105,13 @@ def _audio_sets(recipe: Recipe, prepared: PreparedData) -> tuple[dict[str, Windo
         failed += loaded.errors
         y = [index[it.label] for it in loaded.items]
         sets[split] = WindowSet(loaded.clips, y, f.frame_samples, f.hop_samples)
-        counts[split] = len(loaded.items)
+        counts[split], kept[split] = len(loaded.items), loaded.items
         if items:
             log.info("%s: %d clips, %d windows (%.1fs)", split, len(loaded.items), sets[split].num_windows,
                      time.perf_counter() - t0)  # fmt: skip
     if not len(sets["train"]):
         raise InputError(f"data: no training example could be loaded ({failed[0] if failed else 'empty'})")
-    return sets, {"clips": counts, "skipped_files": len(failed)}
+    return sets, {"clips": counts, "skipped_files": len(failed)}, kept
 
 
 def _text_sets(f: TextFeatures, prepared: PreparedData) -> tuple[dict[str, WindowSet], dict[str, Any], Any]:

@@ -5,8 +5,9 @@ the headline metrics (and the baseline beside them when metrics.json has one), l
 (history.jsonl), the confusion matrix and per-class precision/recall/F1 (metrics.json), the data
 (examples per class per split, windows, truncation), the test examples the model got most
 confidently wrong, and the resolved recipe. Images are inline PNG data URIs: no network, no
-other file; it opens from disk in any browser. The wrong examples come from scoring the
-evaluated split again with model.attn; when the data is not there, that section says why.
+other file; it opens from disk in any browser. At the end of training the wrong examples come
+from what training scored (`Scored`); `attn report RUN` scores the evaluated split again with
+model.attn, and when the data is not there, that section says why.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import html
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,23 @@ REPORT = "report.html"
 WRONG = 12  # most confidently wrong examples shown
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write run_dir/report.html; returns its path. Raises ConfigError when run_dir is not a run."""
+@dataclass(frozen=True)
+class Scored:
+    """What training already scored for the report: the listed splits and the saved model's
+    window logits on the evaluated split, so the report lists, decodes and runs nothing again."""
+
+    splits: dict[str, list]  # split -> items, as the recipe lists them
+    split: str  # the evaluated split (metrics.json's)
+    ws: object  # its WindowSet: clips (N, ...) and labels (N,)
+    items: list  # the items ws holds, in its order
+    logits: np.ndarray  # (W, K) the saved model's window logits on ws
+    labels: list[str]
+    recipe: object  # the resolved Recipe (modality; features for the log-mel thumbnails)
+
+
+def write_report(run_dir: str | Path, scored: Scored | None = None) -> Path:
+    """Write run_dir/report.html; returns its path. Raises ConfigError when run_dir is not a run.
+    `scored`: what training scored (else the evaluated split is listed and scored again)."""
     from ..infer import plots
 
     rd = Path(run_dir)
@@ -60,7 +77,7 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append(_section(f"Confusion matrix ({metrics.get('split', 'test')} split)", matrix))
     if metrics and isinstance(metrics.get("per_class"), dict):
         parts.append(_per_class(metrics))
-    examples, data_html = _scored(rd, header, metrics)
+    examples, data_html = _scored(rd, header, metrics, scored)
     parts.append(data_html)
     parts.append(examples)
     if recipe_text:
@@ -242,33 +259,41 @@ def _per_class(metrics: dict) -> str:
                                  f"<th>support</th></tr>{rows}</table>")  # fmt: skip
 
 
-def _scored(rd: Path, header: dict, metrics: dict | None) -> tuple[str, str]:
-    """(most confidently wrong examples, data summary): lists the stored recipe's data and
-    scores the evaluated split with model.attn."""
+def _scored(rd: Path, header: dict, metrics: dict | None, scored: Scored | None) -> tuple[str, str]:
+    """(most confidently wrong examples, data summary): from what training scored, else lists
+    the stored recipe's data and scores the evaluated split with model.attn."""
     facts = _data_facts(rd, header)
+    if scored is not None:
+        wrong, windows = _wrong(scored)
+        return wrong, _data(facts, scored.splits, windows, scored.split)
     try:
         from ..data.sources import list_items, split_items
+        from ..infer.evaluate import score_items
         from ..store.artifact import load_model
 
         loaded = load_model(rd / MODEL)
         r = loaded.recipe
         splits = split_items(list_items(r.data, r.modality), r.data)
         split = (metrics or {}).get("split") or ("test" if splits["test"] else "val")
-        wrong, windows = _wrong(loaded, splits[split], split)
+        if not splits[split]:
+            return _section("Most confidently wrong", "<p class='note'>No examples in the split.</p>"), _data(
+                facts, splits, 0, split
+            )
+        ws, kept, _, logits = score_items(loaded, splits[split], r.data, f"{split} split")
+        wrong, windows = _wrong(Scored(splits, split, ws, kept, logits, list(loaded.labels), r))
     except (AttnError, OSError) as e:
         why = f"<p class='note'>Data not available here, so these sections are incomplete: {html.escape(str(e))}</p>"
         return _section("Most confidently wrong", why), _data(facts, None, None, None)
     return wrong, _data(facts, splits, windows, split)
 
 
-def _wrong(loaded, items: list, split: str) -> tuple[str, int]:
-    """Score `items` and render the wrong ones, highest score for the wrong label first."""
-    from ..infer.evaluate import score_items
+def _wrong(s: Scored) -> tuple[str, int]:
+    """Render the scored split's wrong examples, highest score for the wrong label first."""
     from ..infer.inference import aggregate, softmax
 
-    if not items:
+    ws, kept, logits, split = s.ws, s.items, s.logits, s.split
+    if not len(ws):
         return _section("Most confidently wrong", "<p class='note'>No examples in the split.</p>"), 0
-    ws, kept, _, logits = score_items(loaded, items, loaded.recipe.data, f"{split} split")
     probs = aggregate(softmax(logits), ws.all_windows[:, 0], len(ws))  # (N, K) clip scores, as evaluate
     pred = probs.argmax(1)
     bad = np.flatnonzero(pred != ws.labels)
@@ -276,16 +301,16 @@ def _wrong(loaded, items: list, split: str) -> tuple[str, int]:
     title = f"Most confidently wrong ({len(np.flatnonzero(pred != ws.labels))} of {len(ws)} {split} examples wrong)"
     if not len(bad):
         return _section(title, "<p class='note'>None: every example was right.</p>"), ws.num_windows
-    audio = loaded.recipe.modality == "audio"
+    audio = s.recipe.modality == "audio"
     head = "<tr><th>example</th><th>true</th><th>predicted</th><th>score</th>" + ("<th>log-mel</th>" if audio else "")
     rows = []
     for i in bad:
         it = kept[i]
         cell = html.escape(Path(it.source).name if audio else it.source)
         row = (f"<tr><td title='{html.escape(str(it.source))}'>{cell}</td><td>{html.escape(it.label)}</td>"
-               f"<td>{html.escape(loaded.labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td>")  # fmt: skip
+               f"<td>{html.escape(s.labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td>")  # fmt: skip
         if audio:
-            row += f"<td>{_thumb(ws.clips[i], loaded.recipe.features)}</td>"
+            row += f"<td>{_thumb(ws.clips[i], s.recipe.features)}</td>"
         rows.append(row + "</tr>")
     return _section(title, f"<table>{head}</tr>{''.join(rows)}</table>"), ws.num_windows
 

@@ -131,6 +131,7 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
         lines = (run_dir / f"member-{i + 1}" / HISTORY).read_text(encoding="utf-8").splitlines()
         history += [{"member": i + 1, **json.loads(line)} for line in lines if line.strip()]
     metrics, seconds, baseline, blend = None, sum(m["seconds"] for m in state["members"]), None, None
+    scored = None
     if world.main:
         data = load_datasets(recipe, prepared)
         baseline = fit_baseline(recipe, data, dev) if recipe.train.baseline else None
@@ -140,7 +141,9 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
             log.info("ensemble of %d: val accuracy %.4f", n, val["accuracy"])
             more["val_accuracy"] = val["accuracy"]
         final, blend = with_baseline(model, baseline, data, recipe, dev)
-        metrics = final_metrics(final, data, run_dir, dev, baseline, blend, more)
+        metrics, scored = final_metrics(
+            final, data, run_dir, dev, baseline, blend, more, recipe=recipe, listed=prepared.splits
+        )
         atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
         extra = {
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
@@ -162,4 +165,5 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
         data=data_info,
         members=state["members"],
         baseline=baseline_facts(baseline, blend),
+        scored=scored,
     )

@@ -16,6 +16,7 @@ import json
 import logging
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
     metrics["cv"] = cv
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     result.cv = cv
+    if result.scored is not None:  # the report's data table: the splits as the recipe lists them
+        result.scored = replace(result.scored, splits=prepared.splits)
     return result
 
 

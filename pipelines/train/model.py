@@ -20,6 +20,7 @@ from attn.errors import Interrupted
 from ..data.prepared import Datasets, PreparedData
 from ..fsutil import append_line, atomic_write_text
 from ..recipe.config import Recipe
+from ..ship.report import Scored
 from ..store import rundir
 from ..store.rundir import CHECKPOINT, HISTORY, METRICS, MODEL
 from .distributed import World
@@ -46,6 +47,9 @@ class TrainResult:
     baseline: dict[str, Any] | None = None  # the classical baseline's scores (train.baseline)
     val_report: dict[str, Any] | None = None  # with score_val: the saved model on validation
     cv: dict[str, Any] | None = None  # train.folds: each fold's held-out scores, their mean and spread
+    # What training scored for report.html (the evaluated split's windows and logits); the run
+    # drops it once the report is written, so a returned result does not hold decoded audio.
+    scored: Scored | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics or {}
@@ -130,7 +134,7 @@ def train_model(
     if folder is not None and world.main:  # the frozen encoder's states, for the next run
         save_states(model.frontend, folder)
     trainer.load_best()
-    metrics, blend, val_report = None, None, None
+    metrics, blend, val_report, scored = None, None, None, None
     refit, why = should_refit(recipe, data)
     if refit and world.distributed:
         log.warning("train.refit is skipped under torchrun (one process would refit, not all)")
@@ -141,7 +145,9 @@ def train_model(
         if refit:  # the blend weight stays the one validation chose before val joined the training data
             final, baseline, facts["refit"] = refit_on_train_and_val(recipe, data, st.best_epoch, device, callbacks,
                                                                      baseline, blend, why)  # fmt: skip
-        metrics = final_metrics(final, data, run_dir, device, baseline, blend)
+        metrics, scored = final_metrics(
+            final, data, run_dir, device, baseline, blend, recipe=recipe, listed=prepared.splits
+        )
         if chosen_on is not None:
             compare_with_baseline(st.history, chosen_on, blend)
         extra = {
@@ -171,6 +177,7 @@ def train_model(
         data=facts,
         baseline=baseline_facts(baseline, blend),
         val_report=val_report,
+        scored=scored,
     )
 
 
@@ -348,22 +355,34 @@ class EpochSaver:
 
 
 def final_metrics(
-    model, data: Datasets, run_dir: Path, device, baseline=None, blend=None, extra: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
+    model,
+    data: Datasets,
+    run_dir: Path,
+    device,
+    baseline=None,
+    blend=None,
+    extra: dict[str, Any] | None = None,
+    *,
+    recipe: Recipe,
+    listed: dict[str, list],
+) -> tuple[dict[str, Any] | None, Scored | None]:
     """Metrics of the model to save on `data.eval_split`, written to metrics.json with the
     baseline's scores beside them (and, when blended, the blend weight and the network's own
-    scores, and `extra`); None when there is neither a test nor a validation split."""
+    scores, and `extra`); None when there is neither a test nor a validation split. With them,
+    what the report needs of that scoring (`listed`: the items per split as the recipe lists
+    them), so report.html decodes and scores nothing again."""
     from ..infer.evaluate import evaluation_report
     from ..infer.inference import window_logits
 
     split = data.eval_split
     if split is None:
         log.warning("no test or validation clips: metrics.json not written")
-        return None
+        return None, None
     if split != "test":
         log.warning("no test clips: reporting metrics on the validation split")
     ws = data.split(split)
-    metrics = evaluation_report(window_logits(model, ws, device), ws, list(data.labels))
+    logits = window_logits(model, ws, device)  # (W, K)
+    metrics = evaluation_report(logits, ws, list(data.labels))
     metrics["split"] = split
     if baseline is not None:
         metrics["baseline"] = baseline.summary()
@@ -374,4 +393,7 @@ def final_metrics(
     atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples)", split, metrics["accuracy"], metrics["macro_f1"],
              metrics["count"])  # fmt: skip
-    return metrics
+    scored = None
+    if split in data.items:
+        scored = Scored(listed, split, ws, data.items[split], logits, list(data.labels), recipe)
+    return metrics, scored

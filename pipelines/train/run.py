@@ -161,8 +161,9 @@ def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
     from ..ship.report import write_report
 
     try:
-        log.info("report %s", write_report(result.run_dir))
+        log.info("report %s", write_report(result.run_dir, result.scored))
     except Exception as e:  # noqa: BLE001 - the model is saved; a failed report must not fail the run
         log.warning("report.html not written (%s: %s); retry with: attn report %s", type(e).__name__,
                     " ".join(str(e).split()), result.run_dir)  # fmt: skip
+    result.scored = None  # the decoded split goes with it
     return result
