@@ -98,6 +98,19 @@ def make_dirs(path: str | os.PathLike) -> Path:
     return path
 
 
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove a folder and what it holds, if it exists; a failure is an OutputError naming it."""
+    import shutil
+
+    path = Path(path)
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise _output_error(path, e) from None
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -26,11 +26,10 @@ import numpy as np
 from attn.errors import ArtifactError, AttnError, ConfigError
 
 from ..fsutil import atomic_write_text
-from ..store.rundir import HISTORY, METRICS, MODEL, RECIPE
+from ..store.rundir import HISTORY, METRICS, MODEL, RECIPE, REPORT, member_dir
 
 log = logging.getLogger("attn")
 
-REPORT = "report.html"
 WRONG = 12  # most confidently wrong examples shown
 
 
@@ -171,8 +170,8 @@ def _header(path: Path) -> dict[str, Any]:
 def _data_facts(rd: Path, header: dict[str, Any]) -> dict[str, Any]:
     """What training recorded about its data (an ensemble: its first member's run)."""
     facts = (header.get("train") or {}).get("data")
-    if facts is None and (rd / "member-1" / MODEL).exists():
-        facts = (_header(rd / "member-1" / MODEL).get("train") or {}).get("data")
+    if facts is None and (member_dir(rd, 1) / MODEL).exists():
+        facts = (_header(member_dir(rd, 1) / MODEL).get("train") or {}).get("data")
     return facts or {}
 
 

@@ -8,6 +8,7 @@ runs/<recipe>-<timestamp>/
     history.jsonl   one line of metrics per epoch
     metrics.json    final test metrics
     train.log       the log
+    report.html     the report (attn report RUN writes it again)
     members.json    train.ensemble only: the members finished so far (member-<i>/ are their runs)
 runs/latest -> the newest run, wherever --out put it
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from attn.errors import ConfigError, OutputError
 
-from ..fsutil import make_dirs
+from ..fsutil import atomic_write_text, make_dirs, remove_tree
 
 log = logging.getLogger("attn")
 
@@ -34,7 +35,46 @@ HISTORY = "history.jsonl"
 METRICS = "metrics.json"
 LOG = "train.log"
 MEMBERS = "members.json"
+REPORT = "report.html"
+TENSORBOARD = "tensorboard"  # train.tensorboard's event files, unless --tensorboard names a folder
 LOCK = ".attn-run.lock"  # "pid host" of the process writing into the run directory, while it runs
+
+
+def member_dir(run_dir: Path, member: int) -> Path:
+    """The run of ensemble member `member` (1-based) inside the ensemble's run directory."""
+    return run_dir / f"member-{member}"
+
+
+def fold_dir(run_dir: Path, fold: str) -> Path:
+    """The run of cross-validation fold `fold` inside the run directory."""
+    return run_dir / f"fold-{fold}"
+
+
+def start_run(run_dir: Path, recipe=None, *, replace: bool = False) -> Path:
+    """The one way a run directory is set up (train, ensemble members, tune trials, the tune's
+    refit): make it (`replace`: remove what a previous run left there first) and, given the
+    resolved recipe, write it as recipe.yaml. Failures are OutputErrors naming the path."""
+    if replace:
+        remove_tree(run_dir)
+    make_dirs(run_dir)
+    if recipe is not None:
+        write_recipe(run_dir, recipe)
+    return run_dir
+
+
+def write_recipe(run_dir: Path, recipe) -> None:
+    """run_dir/recipe.yaml: the resolved recipe the run trains (a Recipe)."""
+    from ..recipe.load import recipe_to_yaml
+
+    atomic_write_text(run_dir / RECIPE, recipe_to_yaml(recipe))
+
+
+def drop_checkpoint(run_dir: Path) -> None:
+    """A finished run needs no resume state: remove last.ckpt (a failure to do so is harmless)."""
+    try:
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def new_run_dir(recipe_path: str | None, out: str | None) -> Path:

@@ -24,9 +24,9 @@ from typing import Any
 from attn.errors import ArtifactError, Interrupted
 
 from ..data.prepared import PreparedData
-from ..fsutil import atomic_write_text, make_dirs
+from ..fsutil import atomic_write_text
 from ..recipe.config import Recipe
-from ..store.rundir import CHECKPOINT, HISTORY, MEMBERS, MODEL, RECIPE, point_latest
+from ..store.rundir import CHECKPOINT, HISTORY, MEMBERS, MODEL, drop_checkpoint, member_dir, point_latest, start_run
 from .distributed import World
 from .model import TrainResult, train_model
 
@@ -59,7 +59,7 @@ def train_ensemble(
     """Train (or, when members.json exists, continue) an ensemble run: each member through
     `train_model`, then the ensemble's evaluation and artifact."""
     from ..recipe.build import member_recipe
-    from ..recipe.load import recipe_to_dict, recipe_to_yaml
+    from ..recipe.load import recipe_to_dict
     from ..store.artifact import load_model
     from ..store.checkpoint import read_checkpoint
 
@@ -71,9 +71,9 @@ def train_ensemble(
         atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
     tok, data_info = prepared.tokenizer, {}
     if tok is None and state["members"] and recipe.modality == "text":
-        tok = load_model(run_dir / "member-1" / MODEL).tokenizer
+        tok = load_model(member_dir(run_dir, 1) / MODEL).tokenizer
     for i in range(len(state["members"]), n):
-        mdir, mrec = run_dir / f"member-{i + 1}", member_recipe(recipe, i)
+        mdir, mrec = member_dir(run_dir, i + 1), member_recipe(recipe, i)
         log.info("ensemble member %d of %d (train.seed %d)", i + 1, n, mrec.train.seed)
         resume_state = None
         if (mdir / CHECKPOINT).exists():
@@ -82,8 +82,7 @@ def train_ensemble(
             if tok is None and ckpt.tokenizer is not None:  # member 1, cut mid-training
                 tok = ckpt.tokenizer
         elif world.main:
-            make_dirs(mdir)
-            atomic_write_text(mdir / RECIPE, recipe_to_yaml(mrec))
+            start_run(mdir, mrec)
         try:
             res = train_model(mrec, prepared.with_tokenizer(tok), mdir, device=device, callbacks=callbacks,
                               resume_state=resume_state, world=world, point_latest=False, auto=auto)  # fmt: skip
@@ -102,7 +101,7 @@ def train_ensemble(
         })  # fmt: skip
         if world.main:
             atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
-            (mdir / CHECKPOINT).unlink(missing_ok=True)  # finished: only its model.attn is needed
+            drop_checkpoint(mdir)  # finished: only its model.attn is needed
     return _assemble(recipe, prepared.with_tokenizer(tok), run_dir, device, state, world, data_info)
 
 
@@ -124,11 +123,11 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
     from .model import baseline_facts, final_metrics, fit_baseline, with_baseline
 
     n, labels = recipe.train.ensemble, list(prepared.labels)
-    members = [load_model(run_dir / f"member-{i + 1}" / MODEL).model for i in range(n)]
+    members = [load_model(member_dir(run_dir, i + 1) / MODEL).model for i in range(n)]
     model = Ensemble(members).to(dev).eval()
     history = []
     for i in range(n):
-        lines = (run_dir / f"member-{i + 1}" / HISTORY).read_text(encoding="utf-8").splitlines()
+        lines = (member_dir(run_dir, i + 1) / HISTORY).read_text(encoding="utf-8").splitlines()
         history += [{"member": i + 1, **json.loads(line)} for line in lines if line.strip()]
     metrics, seconds, baseline, blend = None, sum(m["seconds"] for m in state["members"]), None, None
     scored = None

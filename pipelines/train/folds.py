@@ -26,9 +26,9 @@ from attn.errors import ConfigError
 
 from ..data.prepared import PreparedData
 from ..data.sources import Item
-from ..fsutil import atomic_write_text, make_dirs
+from ..fsutil import atomic_write_text
 from ..recipe.config import Recipe
-from ..store.rundir import METRICS
+from ..store.rundir import METRICS, fold_dir, start_run
 from .model import TrainResult, train_model
 
 log = logging.getLogger("attn")
@@ -76,8 +76,8 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         keep = {id(it) for it in held}
         split = {"train": [it for it in pool if id(it) not in keep], "val": held, "test": prepared.splits["test"]}
         log.info("fold %s of %d: %d training, %d held-out examples", name, len(folds), len(split["train"]), len(held))
-        make_dirs(run_dir / f"fold-{name}")
-        r = train_model(member, PreparedData(split, prepared.labels, prepared.tokenizer), run_dir / f"fold-{name}",
+        fdir = start_run(fold_dir(run_dir, name))
+        r = train_model(member, PreparedData(split, prepared.labels, prepared.tokenizer), fdir,
                         device=device, callbacks=callbacks, point_latest=False, score_val=True)  # fmt: skip
         rep = r.val_report or {}
         rows.append({"fold": name, "accuracy": rep.get("accuracy"), "macro_f1": rep.get("macro_f1"),

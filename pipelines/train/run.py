@@ -15,9 +15,19 @@ from pathlib import Path
 from attn.errors import ConfigError, InputError
 
 from ..data.prepared import PreparedData, prepare_data
-from ..fsutil import atomic_write_text
 from ..recipe.config import Recipe
-from ..store.rundir import CHECKPOINT, LOG, MEMBERS, RECIPE, RunLog, claim, discard_unstarted, new_run_dir, release
+from ..store.rundir import (
+    CHECKPOINT,
+    LOG,
+    MEMBERS,
+    TENSORBOARD,
+    RunLog,
+    claim,
+    discard_unstarted,
+    new_run_dir,
+    release,
+    start_run,
+)
 from .distributed import World, broadcast_text, join, leave, world_from_env
 from .ensemble import read_members, train_ensemble
 from .model import TrainResult, train_model
@@ -40,7 +50,6 @@ def train(
     `attn.pipelines.train.trainer.Callbacks`; `tensorboard`: a folder for TensorBoard event files
     (default <run>/tensorboard when the recipe sets train.tensorboard)."""
     from ..data.auto import resolve_auto
-    from ..recipe.load import recipe_to_yaml
 
     if tensorboard or recipe.train.tensorboard:
         from .tensorboard import check_package
@@ -52,8 +61,7 @@ def train(
         prepared = prepare_data(recipe)  # lists items and labels; config errors surface here
         recipe, prepared, auto = resolve_auto(recipe, prepared)  # numbers for `auto` and ms values
         if world.main:
-            run_dir = new_run_dir(recipe_path, out)
-            atomic_write_text(run_dir / RECIPE, recipe_to_yaml(recipe))
+            run_dir = start_run(new_run_dir(recipe_path, out), recipe)
         if world.distributed:
             run_dir = Path(broadcast_text(None if run_dir is None else str(run_dir), world))
         assert run_dir is not None
@@ -150,7 +158,7 @@ def _with_tensorboard(callbacks, recipe: Recipe, run_dir: Path, tensorboard: str
         return CallbackList(callbacks)
     from .tensorboard import TensorBoardCallback
 
-    return CallbackList(callbacks, TensorBoardCallback(tensorboard or run_dir / "tensorboard", recipe, run_dir))
+    return CallbackList(callbacks, TensorBoardCallback(tensorboard or run_dir / TENSORBOARD, recipe, run_dir))
 
 
 def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:

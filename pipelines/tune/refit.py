@@ -14,9 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import atomic_write_text
 from ..recipe.space import with_values
-from ..store.rundir import CHECKPOINT, LOG, RECIPE, RunLog
+from ..store.rundir import LOG, RunLog, drop_checkpoint, start_run
 
 log = logging.getLogger("attn.tune")
 
@@ -24,11 +23,9 @@ log = logging.getLogger("attn.tune")
 def refit_best(plan, best: dict[str, Any], run_dir: Path, device: str, callbacks=None):
     """Train the best trial's recipe on train+val for its best epoch count in `run_dir` (replaced
     if a previous refit left one); returns the TrainResult."""
-    import shutil
-
     from ..data.prepared import prepare_data
     from ..device import resolve_device
-    from ..recipe.load import recipe_from_dict, recipe_to_yaml
+    from ..recipe.load import recipe_from_dict
     from ..train.model import train_model
 
     epochs = int(best.get("best_epoch") or best.get("epochs") or 1)
@@ -37,14 +34,11 @@ def refit_best(plan, best: dict[str, Any], run_dir: Path, device: str, callbacks
     prepared = prepare_data(recipe)
     splits = prepared.splits
     merged = replace(prepared, splits={**splits, "train": [*splits["train"], *splits["val"]], "val": []})
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    atomic_write_text(run_dir / RECIPE, recipe_to_yaml(recipe))
+    start_run(run_dir, recipe, replace=True)  # a previous refit's folder is replaced
     with RunLog(run_dir / LOG):
         log.info("refit: trial %d's recipe on train+val (%d + %d examples), %d epochs", best["number"],
                  len(splits["train"]), len(splits["val"]), epochs)  # fmt: skip
         result = train_model(recipe, merged, run_dir, device=resolve_device(device), callbacks=callbacks,
                              point_latest=False)  # fmt: skip
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    drop_checkpoint(run_dir)
     return result

@@ -34,6 +34,7 @@ from attn.errors import ConfigError, OutputError
 from ..fsutil import atomic_write_text, make_dirs
 from ..recipe.config import Recipe
 from ..recipe.space import TuneSpace, current, default_space
+from ..store.rundir import METRICS
 from .loop import BEST, Session, data_fingerprint, same_study, work, write_outputs
 from .study import MAXIMIZE, Counts, best_record, counts, leaderboard, storage_url
 from .trial import Plan, trial_dir
@@ -175,7 +176,7 @@ def finish(s: Session, plan: Plan, tdir: Path, refit: bool, device: str, callbac
     best = best_record(recs, plan.maximize)
     if best is not None:
         best = {**best, "recipe": str(tdir / BEST)}
-        metrics = trial_dir(tdir, best["number"]) / "metrics.json"
+        metrics = trial_dir(tdir, best["number"]) / METRICS
         if metrics.exists():  # reported beside the choice, never used to make it
             m = json.loads(metrics.read_text(encoding="utf-8"))
             best["test_accuracy"], best["test_macro_f1"], best["test_split"] = m["accuracy"], m["macro_f1"], m["split"]

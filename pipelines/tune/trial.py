@@ -20,9 +20,8 @@ from typing import Any
 
 from attn.errors import AttnError, ConfigError, Interrupted
 
-from ..fsutil import atomic_write_text, make_dirs
 from ..recipe.space import TuneSpace, with_values
-from ..store.rundir import CHECKPOINT, LOG, MODEL, RECIPE, RunLog
+from ..store.rundir import LOG, MODEL, RunLog, drop_checkpoint, start_run, write_recipe
 from .study import Heartbeat, claim, record, requeue
 
 log = logging.getLogger("attn.tune")
@@ -100,11 +99,11 @@ def run_trial(study, trial, plan: Plan, device, callbacks=None) -> dict[str, Any
     _call(callbacks, "on_trial_begin", trial.number, values)
     state, value, attrs = TrialState.FAIL, None, {}
     try:
-        make_dirs(run_dir)
+        start_run(run_dir)
         with RunLog(run_dir / LOG), Heartbeat(trial):
             log.info("trial %d: %s", trial.number, describe(values))
             recipe = plan.recipe(values, source=f"trial {trial.number}")
-            atomic_write_text(run_dir / RECIPE, _yaml(recipe))
+            write_recipe(run_dir, recipe)
             prepared = prepare_data(recipe)
             result = train_model(recipe, prepared, run_dir, device=device, callbacks=CallbackList(reporter, callbacks),
                                  point_latest=False)  # fmt: skip
@@ -174,12 +173,6 @@ def _short(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _yaml(recipe) -> str:
-    from ..recipe.load import recipe_to_yaml
-
-    return recipe_to_yaml(recipe)
-
-
 def _out_of_memory(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and ("out of memory" in str(e).lower() or "can't allocate" in str(e).lower())
 
@@ -194,9 +187,10 @@ def _free_memory(device) -> None:
 def clean_run_dir(run_dir: Path, keep_model: bool) -> None:
     """Drop what only a finished or resumable run needs: the checkpoint always, the model of a
     trial that did not complete (its weights are from an epoch the tune did not accept)."""
-    for name in (CHECKPOINT,) if keep_model else (CHECKPOINT, MODEL):
+    drop_checkpoint(run_dir)
+    if not keep_model:
         try:
-            (run_dir / name).unlink(missing_ok=True)
+            (run_dir / MODEL).unlink(missing_ok=True)
         except OSError:
             pass
 
