@@ -184,6 +184,21 @@ def test_a_broken_symlink_in_a_folder_is_an_error_record(trained_model, tmp_path
     assert [Path(it.source).name for it in scan_folder(str(d), (".wav",))] == ["gone.wav", "good.wav"]
 
 
+def test_background_noise_warns_about_a_broken_symlink_and_uses_the_rest(tmp_path, caplog):
+    """train.augment.background walks its folder like training and predict do: the broken link is
+    named in a warning (it used to vanish silently) and the readable file still gives segments."""
+    from attn.pipelines.data.sources import load_background
+
+    d = tmp_path / "noise"
+    write_wav(d / "hum.WAV", tone(50, 1.0, SR), SR)
+    (d / "sub").mkdir()
+    (d / "sub" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    with caplog.at_level("WARNING", logger="attn"):
+        segments = load_background(str(d), (".wav",), SR, SR // 2)
+    assert segments.shape == (2, SR // 2)
+    assert any("gone.wav" in r.getMessage() and "background skipped" in r.getMessage() for r in caplog.records)
+
+
 def test_features_of_a_text_model_point_at_tokenize(text_model, tmp_path):
     wav = write_wav(tmp_path / "x.wav", tone(440, 0.5, SR), SR)
     err = one_line_error(run("features", wav, "-m", text_model, "--out", tmp_path / "x.npy"), 2)

@@ -73,19 +73,28 @@ def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
     base = Path(root)
     if not base.is_dir():
         raise ConfigError(f"{root}: data folder not found")
-    exts = {e.lower() for e in extensions}
     items = []
     for label_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-        for f in sorted(label_dir.rglob("*")):
-            if f.suffix.lower() in exts and (f.is_file() or (f.is_symlink() and not f.exists())):  # broken link:
-                # listed, so loading reports it and counts it as skipped, like any unreadable file
-                items.append(Item(str(f), label_dir.name, None, str(f)))
+        items += [Item(str(f), label_dir.name, None, str(f)) for f in audio_files(label_dir, extensions)]
     if not items:
         raise ConfigError(
             f"{root}: no audio found (expected class folders like {root}/<label>/*"
             f"{extensions[0] if extensions else '.wav'})"
         )
     return items
+
+
+def audio_files(folder: str | Path, extensions: tuple[str, ...]) -> list[Path]:
+    """The one folder walk: every file under `folder` (recursively) with one of `extensions`
+    (any case), sorted. A broken symbolic link is listed too, so whoever reads it reports it
+    like any unreadable file instead of it vanishing (training counts it as skipped, predict
+    gives it an error record, background augmentation warns)."""
+    exts = {e.lower() for e in extensions}
+    return sorted(
+        f
+        for f in Path(folder).rglob("*")
+        if f.suffix.lower() in exts and (f.is_file() or (f.is_symlink() and not f.exists()))
+    )
 
 
 def read_table(path: str) -> tuple[list[dict[str, str]], list[int], list[str]]:
@@ -328,9 +337,8 @@ def load_background(folder: str, extensions: tuple[str, ...], sample_rate: int, 
     base = Path(folder)
     if not base.is_dir():
         raise ConfigError(f"train.augment.background: {folder}: folder not found")
-    exts = {e.lower() for e in extensions}
     segments: list[np.ndarray] = []
-    for f in sorted(p for p in base.rglob("*") if p.suffix.lower() in exts and p.is_file()):
+    for f in audio_files(base, extensions):
         try:
             clip = read_audio(str(f), sample_rate)
         except InputError as e:
@@ -340,7 +348,8 @@ def load_background(folder: str, extensions: tuple[str, ...], sample_rate: int, 
             clip = np.tile(clip, -(-length // len(clip)))
         segments += [clip[i : i + length] for i in range(0, len(clip) - length + 1, length)]
     if not segments:
-        raise ConfigError(f"train.augment.background: {folder}: no readable audio ({', '.join(sorted(exts))})")
+        exts = ", ".join(sorted({e.lower() for e in extensions}))
+        raise ConfigError(f"train.augment.background: {folder}: no readable audio ({exts})")
     if len(segments) > max_segments:
         keep = np.linspace(0, len(segments) - 1, max_segments).round().astype(int)
         segments = [segments[i] for i in keep]

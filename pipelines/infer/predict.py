@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,23 +43,18 @@ def expand_inputs(inputs: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXT
 def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
     """Files as given; directories -> their audio files (recursive, sorted). Paths that do not
     exist are kept: they become error records, in order."""
-    exts = {e.lower() for e in extensions}
+    from ..data.sources import audio_files
+
     out: list[str] = []
     for arg in paths:
         if os.path.isdir(arg):
-            found = sorted(str(p) for p in Path(arg).rglob("*") if p.suffix.lower() in exts and _listed(p))
+            found = sorted(str(p) for p in audio_files(arg, extensions))  # as text: the order predict always had
             if not found:
                 out.append(arg)  # reported as "no audio files" below
             out += found
         else:
             out.append(arg)
     return out
-
-
-def _listed(p: Path) -> bool:
-    """A file found in a folder is an input: a regular file, or a broken symbolic link (which then
-    gets an error record instead of vanishing from the output)."""
-    return p.is_file() or (p.is_symlink() and not p.exists())
 
 
 @dataclass(frozen=True)
