@@ -93,7 +93,8 @@ def test_a_bad_tune_section_is_a_recipe_error_before_any_training(tmp_path, tune
 def test_default_space_fits_every_shipped_recipe_and_contains_it():
     """Without a tune: section each family's default space applies; the recipe as written is a
     point of it, so trial 0 scores the untuned recipe."""
-    from attn.pipelines.recipe.space import current, default_space
+    from attn.pipelines.recipe.keys import get as current
+    from attn.pipelines.recipe.space import default_space
 
     for path in sorted((REPO / "recipes").glob("*.yaml")):
         recipe = load_recipe(path)

@@ -31,6 +31,7 @@ from attn.errors import ConfigError
 from attn.features.config import TextFeatures
 from attn.schema import millis
 
+from ..recipe import keys
 from ..recipe.config import Recipe
 from .prepared import PreparedData
 
@@ -67,11 +68,7 @@ def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, Prepar
     chosen: dict[str, dict[str, Any]] = {}
 
     def put(key: str, value: Any, why: str) -> None:
-        node = raw
-        *path, last = key.split(".")
-        for k in path:
-            node = node[k]
-        node[last] = value
+        keys.put(raw, key, value)
         chosen[key] = {"value": value, "why": why}
 
     durations = None  # audio: the probed training clips' durations (one probe per run)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from attn.errors import ConfigError
 from attn.schema import format_validation_error
 
+from . import keys
 from .config import PATH_KEYS, Recipe
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -51,7 +52,7 @@ def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if base is None:
         return raw
     if not isinstance(base, str) or not base.strip():
-        raise ConfigError(f"{path}: extends: expected the file name of another recipe, got {_kind(base)}")
+        raise ConfigError(f"{path}: extends: expected the file name of another recipe, got {keys.kind(base)}")
     base_path = Path(base).expanduser()
     base_path = base_path if base_path.is_absolute() else path.resolve().parent / base_path
     seen = (*_seen, path.resolve())
@@ -108,7 +109,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         key, value = parse_override(item)
         if _is_path_key(key) and isinstance(value, str):
             value = _resolve(value, Path.cwd())
-        set_dotted(raw, key, value, source=f"--set {item}")
+        keys.put(raw, key, value, source=f"--set {item}")
 
 
 def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
@@ -134,7 +135,7 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: recipe is empty")
     _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), source)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a recipe must be a mapping of sections, got {_kind(raw)}")
+        raise ConfigError(f"{source}: a recipe must be a mapping of sections, got {keys.kind(raw)}")
     return raw
 
 
@@ -226,20 +227,6 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
-    node = raw
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        nxt = node.get(part)
-        if nxt is None:
-            nxt = node[part] = {}
-        if not isinstance(nxt, dict):
-            where = ".".join(parts[: i + 1])
-            raise ConfigError(f"{source}: {where} is a {_kind(nxt)}, not a section")
-        node = nxt
-    node[parts[-1]] = value
-
-
 def validate_recipe(raw: dict[str, Any], source: str, new: bool = True) -> Recipe:
     """Validate the recipe, the model family's hyperparameters included (see `ModelSection`);
     `new`: also the rules for a recipe about to be trained or evaluated (e.g. features that would
@@ -279,16 +266,12 @@ def _resolve_paths(raw: dict[str, Any], base: Path, source: str) -> None:
     """Expand and resolve path keys. A relative path written in the recipe is relative to the
     recipe's folder; one that comes from an environment variable (`${ATTN_DATA}/fsdd` with
     ATTN_DATA=data) is relative to the working directory, where the user typed it."""
-    for keys in PATH_KEYS:
+    for parts in PATH_KEYS:
         node: Any = raw
-        for k in keys[:-1]:
+        for k in parts[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            value = node[keys[-1]]
+        if isinstance(node, dict) and isinstance(node.get(parts[-1]), str):
+            value = node[parts[-1]]
             m = _ENV.match(value)
             from_env = m is not None and m.start() == 0 and os.environ.get(m.group(1)) not in (None, "")
-            node[keys[-1]] = _resolve(expand_env(value, source), Path.cwd() if from_env else base)
-
-
-def _kind(x: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string"}.get(type(x), type(x).__name__)
+            node[parts[-1]] = _resolve(expand_env(value, source), Path.cwd() if from_env else base)

@@ -29,6 +29,8 @@ from pydantic import ValidationError, model_serializer, model_validator
 
 from attn.schema import NestedError, PosFloat, Strict, describe_validation_error
 
+from . import keys
+
 KINDS = ("log_uniform", "uniform", "int", "choice")
 # Keys a trial may not change: they decide the validation split or the score itself.
 FROZEN = ("data", "train.monitor")
@@ -192,50 +194,13 @@ def check_space(space: TuneSpace, recipe: dict[str, Any], problem: Callable[[dic
         if any(key == f or key.startswith(f + ".") for f in FROZEN):
             raise NestedError(key=key, message="cannot be tuned: it changes the validation split or the score "
                                                "that trials are compared on")  # fmt: skip
-        missing = _missing(recipe, key)
+        missing = keys.missing(recipe, key)
         if missing:
             raise NestedError(key=key, message=missing)
         for value in dist.candidates():
-            why = problem(with_values(recipe, {key: value}))
+            why = problem(keys.with_values(recipe, {key: value}))
             if why is not None:
                 raise NestedError(key=key, message=f"{value!r} is not a valid value here ({why})")
-
-
-def with_values(recipe: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of plain recipe data with dotted keys set."""
-    out = json.loads(json.dumps(recipe))
-    for key, value in values.items():
-        node = out
-        *parents, last = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[last] = value
-    return out
-
-
-def _missing(recipe: dict[str, Any], key: str) -> str | None:
-    """Why `key` is not a key of `recipe`, or None when it is."""
-    node: Any = recipe
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        if not isinstance(node, dict):
-            where = ".".join(parts[:i])
-            return f"not a key of this recipe ({where} is {'not set' if node is None else 'a value, not a section'})"
-        if part not in node:
-            near = difflib.get_close_matches(key, _all_keys(recipe), n=1, cutoff=0.75)
-            if near:
-                return f"not a key of this recipe; did you mean {near[0]!r}?"
-            return f"not a key of this recipe ({'.'.join(parts[:i]) or 'a recipe'} has no {part!r})"
-        node = node[part]
-    return None
-
-
-def _all_keys(node: Any, prefix: str = "") -> list[str]:
-    if not isinstance(node, dict):
-        return [prefix] if prefix else []
-    return [k for name, v in node.items() for k in _all_keys(v, f"{prefix}.{name}" if prefix else name)] + (
-        [prefix] if prefix else []
-    )
 
 
 # -- the default space ---------------------------------------------------------------------------
@@ -271,15 +236,7 @@ def default_space(recipe) -> TuneSpace:
         space["train.augment.freq_mask"] = {"int": [0, max(1, bins // 5)]}
         space["train.augment.time_mask"] = {"int": [0, max(1, frames // 5)]}
     plain = recipe.model_dump(mode="json")
-    return TuneSpace.model_validate({k: _widened(d, current(plain, k)) for k, d in space.items()})
-
-
-def current(recipe: dict[str, Any], key: str) -> Any:
-    """The value at dotted `key` of plain recipe data."""
-    node: Any = recipe
-    for part in key.split("."):
-        node = node[part]
-    return node
+    return TuneSpace.model_validate({k: _widened(d, keys.get(plain, k)) for k, d in space.items()})
 
 
 def _widened(spec: dict[str, Any], value: Any) -> dict[str, Any]:

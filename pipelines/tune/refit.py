@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..recipe.space import with_values
+from ..recipe.keys import with_values
 from ..store.rundir import LOG, RunLog, drop_checkpoint, start_run
 
 log = logging.getLogger("attn.tune")

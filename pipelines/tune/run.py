@@ -33,7 +33,8 @@ from attn.errors import ConfigError, OutputError
 
 from ..fsutil import atomic_write_text, make_dirs
 from ..recipe.config import Recipe
-from ..recipe.space import TuneSpace, current, default_space
+from ..recipe.keys import get as current
+from ..recipe.space import TuneSpace, default_space
 from ..store.rundir import METRICS
 from .loop import BEST, Session, data_fingerprint, same_study, work, write_outputs
 from .study import MAXIMIZE, Counts, best_record, counts, leaderboard, storage_url

@@ -20,7 +20,8 @@ from typing import Any
 
 from attn.errors import AttnError, ConfigError, Interrupted
 
-from ..recipe.space import TuneSpace, with_values
+from ..recipe.keys import with_values
+from ..recipe.space import TuneSpace
 from ..store.rundir import LOG, MODEL, RunLog, drop_checkpoint, start_run, write_recipe
 from .study import Heartbeat, claim, record, requeue
 
