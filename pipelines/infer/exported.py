@@ -172,10 +172,22 @@ def _open(path: Path) -> tuple[Any, dict[str, Any]]:
     if "labels" not in raw or "features" not in raw:
         raise ArtifactError(f"{path}: an ONNX model without attn's metadata (export it with `attn export`)")
     try:
-        meta = {k: v if k in _PLAIN else json.loads(v) for k, v in raw.items()}
+        meta = decode_metadata(raw)
     except ValueError as e:
         raise ArtifactError(f"{path}: damaged attn metadata ({e})") from None
     return session, meta
 
 
-_PLAIN = ("attn_version", "modality", "tokenizer_model_base64")  # metadata values that are not JSON
+# The metadata codec of an exported file (ONNX metadata_props, TorchScript's attn.json): string
+# keys to string values, JSON except these, which are stored as they are.
+PLAIN = ("attn_version", "modality", "tokenizer_model_base64")
+
+
+def encode_metadata(values: dict[str, Any]) -> dict[str, str]:
+    """Plain values -> the strings an exported file stores (`attn export`)."""
+    return {k: v if k in PLAIN else json.dumps(v) for k, v in values.items()}
+
+
+def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
+    """The strings an exported file stores -> values (ValueError when one is not JSON)."""
+    return {k: v if k in PLAIN else json.loads(v) for k, v in raw.items()}

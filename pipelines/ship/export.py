@@ -41,6 +41,7 @@ from torch import nn
 from attn.errors import AttnError, ConfigError
 
 from ..fsutil import atomic_write_bytes, check_writable
+from ..infer.exported import decode_metadata, encode_metadata
 from ..store.artifact import LoadedModel
 from ..store.container import attn_version
 
@@ -156,33 +157,29 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
     meta = {
         "attn_version": attn_version(),
         "modality": loaded.recipe.modality,
-        "labels": json.dumps(list(loaded.labels)),
-        "features": json.dumps(feats),
-        "model": json.dumps(recipe.get("model", {})),
-        "data": json.dumps({"extensions": list(loaded.recipe.data.extensions)}),
-        "inputs": json.dumps(
-            [{"name": n, "dtype": shapes[n][0], "shape": shapes[n][1], "doc": shapes[n][2]} for n in inputs]
-        ),
-        "parameters": json.dumps(loaded.header.get("parameters")),
-        "created": json.dumps(loaded.header.get("created")),  # when the model (not this file) was trained
-        "torch_version": json.dumps(loaded.header.get("torch_version")),
-        "metrics": json.dumps(loaded.header.get("metrics")),
-        "output": json.dumps(
-            {
-                "name": "probabilities",
-                "dtype": "float32",
-                "shape": ["batch", "classes"],
-                "doc": "softmax over the labels, in the order of `labels`",
-            }
-        ),
+        "labels": list(loaded.labels),
+        "features": feats,
+        "model": recipe.get("model", {}),
+        "data": {"extensions": list(loaded.recipe.data.extensions)},
+        "inputs": [{"name": n, "dtype": shapes[n][0], "shape": shapes[n][1], "doc": shapes[n][2]} for n in inputs],
+        "parameters": loaded.header.get("parameters"),
+        "created": loaded.header.get("created"),  # when the model (not this file) was trained
+        "torch_version": loaded.header.get("torch_version"),
+        "metrics": loaded.header.get("metrics"),
+        "output": {
+            "name": "probabilities",
+            "dtype": "float32",
+            "shape": ["batch", "classes"],
+            "doc": "softmax over the labels, in the order of `labels`",
+        },
     }
     if text and "tokenizer" in loaded.header:
-        meta["tokenizer"] = json.dumps(loaded.header["tokenizer"])
+        meta["tokenizer"] = loaded.header["tokenizer"]
         if loaded.tokenizer is not None:
             _, blob = loaded.tokenizer.state()
             if blob:  # sentencepiece model
                 meta["tokenizer_model_base64"] = base64.b64encode(blob).decode("ascii")
-    return meta
+    return encode_metadata(meta)
 
 
 def _one_pass(model: nn.Module) -> None:
@@ -289,10 +286,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         with _quiet():
             torch.jit.load(str(path), _extra_files=files)
         raw = json.loads(files[EXTRA_FILE])
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        out[k] = v if k in ("attn_version", "modality", "tokenizer_model_base64") else json.loads(v)
-    return out
+    return decode_metadata(raw)
 
 
 def _require_onnx() -> None:
