@@ -109,24 +109,6 @@ def setup_logging(quiet: bool = False, console=None) -> None:
     logger.propagate = False
 
 
-class _ConsoleHandler(logging.Handler):
-    """Log lines through the rich console, so they print above live progress bars."""
-
-    def __init__(self, console) -> None:
-        super().__init__()
-        self.console = console
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            msg = record.getMessage()
-            if record.levelno >= logging.WARNING:
-                self.console.print(f"{record.levelname.lower()}: {msg}", style="yellow", markup=False, highlight=False)
-            else:
-                self.console.print(msg, markup=False, highlight=False)
-        except Exception:  # noqa: BLE001 - logging must never raise
-            self.handleError(record)
-
-
 class _PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
