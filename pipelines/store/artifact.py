@@ -16,7 +16,7 @@ from typing import Any
 from attn.errors import ArtifactError
 
 from ..recipe.config import Recipe
-from .container import attn_version, read_container, write_container
+from .container import attn_version, read_container, stored_recipe, write_container
 
 
 @dataclass
@@ -129,7 +129,6 @@ def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
     import torch
 
     from ..recipe.build import build_model
-    from ..recipe.load import recipe_from_dict
 
     if Path(path).suffix.lower() == ".onnx":
         from ..infer.exported import only_predicts
@@ -141,11 +140,7 @@ def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
         raise ArtifactError(
             f"{path}: is a {header.get('kind', 'unknown')!r} file, not a model (pass the run's model.attn)"
         )
-    try:
-        recipe = recipe_from_dict(header["recipe"], source=f"{path} (stored recipe)")
-        labels = list(header["labels"])
-    except KeyError as e:
-        raise ArtifactError(f"{path}: model header lacks {e}") from None
+    recipe, labels = stored_recipe(header, path, "model")
     tensors = box.tensors()
     tokenizer = None
     if recipe.modality == "text":

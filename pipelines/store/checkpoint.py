@@ -14,7 +14,7 @@ from typing import Any
 from attn.errors import ArtifactError
 
 from ..recipe.config import Recipe
-from .container import read_container, write_container
+from .container import read_container, stored_recipe, write_container
 
 
 @dataclass(frozen=True)
@@ -44,17 +44,11 @@ class CheckpointWriter:
 
 def read_checkpoint(path: Path) -> Checkpoint:
     """Read and verify a checkpoint; an ArtifactError names what is wrong with it."""
-    from ..recipe.load import recipe_from_dict
-
     box = read_container(path)
     header = box.header
     if header.get("kind") != "checkpoint":
         raise ArtifactError(f"{path}: not a training checkpoint")
-    try:
-        recipe = recipe_from_dict(header["recipe"], source=f"{path} (stored recipe)")
-        labels = list(header["labels"])
-    except KeyError as e:
-        raise ArtifactError(f"{path}: checkpoint header lacks {e}") from None
+    recipe, labels = stored_recipe(header, path, "checkpoint")
     state = box.tensors()
     tokenizer = None
     if header.get("tokenizer") is not None:

@@ -160,3 +160,14 @@ def _sniff(data: bytes) -> str:
     if data[:1] == b"\x80" or data[:1] in (b"(", b"]", b"}", b"c"):
         return "looks like a Python pickle, which could run code"
     return "unknown format"
+
+
+def stored_recipe(header: dict[str, Any], path: Path, what: str):
+    """(Recipe, labels) a model or checkpoint header holds; an ArtifactError names a missing key
+    (`what`: "model", "checkpoint")."""
+    from ..recipe.load import recipe_from_dict
+
+    try:
+        return recipe_from_dict(header["recipe"], source=f"{path} (stored recipe)"), list(header["labels"])
+    except KeyError as e:
+        raise ArtifactError(f"{path}: {what} header lacks {e}") from None
