@@ -2,7 +2,8 @@
 padding. Pure numpy, no model and no I/O, so `attn predict --events` (files) and `attn listen
 --events` (streams) turn scores into events the same way.
 
-The stable entry point is `detect_events(scores, hop, labels, settings, start=0.0, duration=None)`:
+The stable entry point is `detect_events(scores, hop, labels, settings, start=0.0, duration=None,
+levels_db=None)`:
 
 - `scores` (T, K): one row per window, in time order, one column per label (probabilities, or
   any score where higher means "more present"); windows are `hop` seconds apart and row t is the
@@ -13,6 +14,8 @@ The stable entry point is `detect_events(scores, hop, labels, settings, start=0.
   clipped to [0, duration].
 
 Per label, independently (labels can overlap in time):
+0. with `settings.gate_db` and `levels_db` given: `gate_scores` (rows quieter than the
+   recording's noise floor + gate_db score 0: "nothing here" for a softmax model),
 1. smooth the curve over `smooth_seconds` (a centred median or mean filter, `smooth` = "median" or
    "mean"; 0 or one row: no smoothing),
 2. hysteresis: an event opens on a row whose score reaches `on` and stays open while the score
@@ -45,12 +48,15 @@ class EventSettings:
     min_duration: float = 0.1
     min_gap: float = 0.1
     pad: float = 0.0  # added to both ends (negative: trimmed)
+    gate_db: float | None = None  # "nothing here": windows whose centre is not this many dB above the floor score 0
 
     def __post_init__(self) -> None:
         if self.smooth not in SMOOTHERS:
             raise ValueError(f"events smooth must be one of {', '.join(SMOOTHERS)}, not {self.smooth!r}")
         if not 0 <= self.off <= self.on:
             raise ValueError(f"events thresholds need 0 <= off <= on (got on={self.on}, off={self.off})")
+        if self.gate_db is not None and self.gate_db < 0:
+            raise ValueError("events gate_db must be >= 0 (dB above the recording's noise floor), or None")
         if self.smooth_seconds < 0 or self.min_duration < 0 or self.min_gap < 0:
             raise ValueError("events smooth_seconds, min_duration and min_gap must be >= 0")
 
@@ -73,6 +79,30 @@ class Event:
         """The output record: {input, label, start, end, score}, times to the millisecond."""
         return {"input": name, "label": self.label, "start": round(self.start, 3), "end": round(self.end, 3),
                 "score": round(self.score, 4)}  # fmt: skip
+
+
+FLOOR_QUANTILE = 0.1  # the noise floor: the level that 10% of a recording's window centres stay under
+
+
+def centre_level_db(window: np.ndarray, length: int, hop: int) -> float:
+    """Level (dBFS RMS) of the `hop` samples around the centre of a window's `length` valid samples
+    (a (frame,) or (frame, channels) array): what the window's time point sounds like, where the
+    window itself (longer) also hears its neighbours."""
+    mid = length // 2
+    x = np.asarray(window[max(0, mid - hop // 2) : mid + (hop + 1) // 2], dtype=np.float64)
+    return float(10 * np.log10(np.mean(x * x) + 1e-12)) if x.size else -120.0
+
+
+def gate_scores(scores: np.ndarray, levels_db: np.ndarray, gate_db: float | None) -> np.ndarray:
+    """The "nothing here" rule for a softmax model (which always names some label): rows (T, K)
+    whose centre level (T,) is under the recording's noise floor (`FLOOR_QUANTILE` of `levels_db`)
+    plus `gate_db` score 0 for every label. None: scores unchanged."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if gate_db is None or len(levels_db) == 0:
+        return scores
+    levels_db = np.asarray(levels_db, dtype=np.float64)
+    floor = float(np.quantile(levels_db, FLOOR_QUANTILE))
+    return scores * (levels_db >= floor + gate_db)[:, None]
 
 
 def smooth_curves(scores: np.ndarray, hop: float, how: str, seconds: float) -> np.ndarray:
@@ -115,13 +145,17 @@ def detect_events(
     settings: EventSettings,
     start: float = 0.0,
     duration: float | None = None,
+    levels_db: np.ndarray | None = None,
 ) -> list[Event]:
-    """Events, sorted by start then label, from window scores (T, K) (see the module docstring)."""
+    """Events, sorted by start then label, from window scores (T, K) (see the module docstring);
+    `levels_db` (T,): each window's `centre_level_db`, for `settings.gate_db`."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or scores.shape[1] != len(labels):
         raise ValueError(f"scores must be (windows, {len(labels)}), got {scores.shape}")
     if hop <= 0:
         raise ValueError("hop must be > 0")
+    if levels_db is not None:
+        scores = gate_scores(scores, levels_db, settings.gate_db)
     smoothed = smooth_curves(scores, hop, settings.smooth, settings.smooth_seconds)
     events: list[Event] = []
     for k, label in enumerate(labels):
