@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 SMOOTHERS = ("median", "mean")
+CLASSIFY = ("windows", "segments")
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,20 @@ class EventSettings:
     min_gap: float = 0.1
     pad: float = 0.0  # added to both ends (negative: trimmed)
     gate_db: float | None = None  # "nothing here": windows whose centre is not this many dB above the floor score 0
+    # "windows": per-label hysteresis on the window scores; "segments": where anything is (the gated
+    # scores' sum, `activity_spans`), each span then labelled by the model as one clip (events_predict.py)
+    classify: str = "windows"
+    margin: float = 0.0  # "segments": seconds of audio added to each side of a span before it is classified
 
     def __post_init__(self) -> None:
         if self.smooth not in SMOOTHERS:
             raise ValueError(f"events smooth must be one of {', '.join(SMOOTHERS)}, not {self.smooth!r}")
         if not 0 <= self.off <= self.on:
             raise ValueError(f"events thresholds need 0 <= off <= on (got on={self.on}, off={self.off})")
+        if self.classify not in CLASSIFY:
+            raise ValueError(f"events classify must be one of {', '.join(CLASSIFY)}, not {self.classify!r}")
+        if self.classify == "segments" and self.gate_db is None:
+            raise ValueError("events classify: segments needs gate_db (what marks where something is)")
         if self.gate_db is not None and self.gate_db < 0:
             raise ValueError("events gate_db must be >= 0 (dB above the recording's noise floor), or None")
         if self.smooth_seconds < 0 or self.min_duration < 0 or self.min_gap < 0:
@@ -187,3 +196,12 @@ def _pad(s: float, e: float, pad: float, hop: float) -> tuple[float, float]:
         return s - pad, e + pad
     mid = (s + e) / 2
     return mid - hop / 2, mid + hop / 2
+
+
+def activity_spans(scores: np.ndarray, hop: float, settings: EventSettings, start: float = 0.0,
+                   duration: float | None = None, levels_db: np.ndarray | None = None) -> list[Event]:  # fmt: skip
+    """Where anything is: `detect_events` on one curve, the sum over labels of the gated scores
+    (T,) (a softmax row sums to 1, so this is the gate, smoothed), with the same thresholds, gap,
+    duration and padding. Events labelled "" with score = the curve's peak; the caller labels them."""
+    total = gate_scores(scores, levels_db if levels_db is not None else np.zeros(len(scores)), settings.gate_db)
+    return detect_events(total.sum(axis=1, keepdims=True), hop, [""], settings, start, duration)
