@@ -274,20 +274,18 @@ class Model:
         per event, files in order; the post-processing stored in the model (tuned at training),
         any `settings` (events.EventSettings fields) and `hop` (seconds) overriding it. See
         `attn predict --events`."""
-        from attn.pipelines.events import EventSettings
         from attn.pipelines.events_predict import predict_events
 
-        self._audio_only("events")
-        base = (self.loaded.header.get("events") or {}).get("settings", {})
-        s = EventSettings.from_dict({**base, **settings})
+        s = self._event_settings(settings)
         return predict_events(self.loaded, self._audio_inputs(_listed(inputs)), s, hop, batch_size)
 
-    def evaluate_events(self, annotations, files=None, split: str | None = None) -> dict[str, Any]:
-        """sed_eval event- and segment-based metrics on annotated recordings (`attn evaluate --events`)."""
+    def evaluate_events(self, annotations, files=None, split: str | None = None, **settings) -> dict[str, Any]:
+        """sed_eval event- and segment-based metrics on annotated recordings (`attn evaluate
+        --events`), with the stored post-processing, any `settings` overriding it."""
         from attn.pipelines.events_predict import evaluate_events
 
-        self._audio_only("events")
-        return evaluate_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split)
+        s = self._event_settings(settings)
+        return evaluate_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split, s)
 
     def tune_events(self, annotations, files=None, split: str | None = "val", save: bool = True) -> dict[str, Any]:
         """Tune the events post-processing on annotated recordings (what `attn train` does with
@@ -301,6 +299,17 @@ class Model:
         if save:
             update_header(self.path, events=tuned)
         return tuned
+
+    def _event_settings(self, overrides: dict):
+        from attn.pipelines.events import EventSettings
+
+        self._audio_only("events")
+        try:
+            return EventSettings.from_dict(
+                {**(self.loaded.header.get("events") or {}).get("settings", {}), **overrides}
+            )
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
 
     def _audio_only(self, what: str) -> None:
         if self.modality != "audio" or self.exported:
