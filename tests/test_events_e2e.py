@@ -11,10 +11,10 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from attn.cli.app import app
-from attn.pipelines.events import Event
-from attn.pipelines.events_data import Annotated, Annotation, load_annotated
-from attn.pipelines.events_predict import event_metrics
-from attn.pipelines.synthetic import generate_clip
+from attn.pipelines.data.annotations import Annotated, Annotation, load_annotated
+from attn.pipelines.data.synthetic import generate_clip
+from attn.pipelines.infer.events import Event
+from attn.pipelines.infer.events_predict import event_metrics
 
 SR = 8000
 # (label, onset, offset) of the sounds placed in the generated recording
@@ -106,7 +106,7 @@ def test_bad_annotation_rows_are_warned_and_the_rest_kept(tmp_path, caplog):
 
 def test_cli_formats_and_info(trained_model, scene):
     import attn
-    from attn.pipelines.artifact import update_header
+    from attn.pipelines.store.artifact import update_header
 
     model = scene / "model.attn"
     model.write_bytes(trained_model.read_bytes())

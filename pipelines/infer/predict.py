@@ -1,0 +1,293 @@
+"""`attn predict`: files in, one record per input out, in input order.
+
+Files are decoded in worker threads while the model runs; windows from several files share a
+batch. A recording longer than `STREAM_SECONDS` is streamed window by window, so memory stays
+bounded whatever its length. A file that cannot be read becomes an error record; the others
+are still predicted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attn.errors import InputError
+from attn.features.config import AUDIO_EXTENSIONS
+
+from .events import centre_level_db
+from .inference import AGGREGATES, aggregate, top_labels
+
+STREAM_SECONDS = 120.0
+WARN_FRACTION = 10  # a record gets a "warning" below 1/10 of a window, or 1/10 of the model's sample rate
+POOL = 4  # batches of windows gathered before running them sorted by length
+
+
+def expand_inputs(inputs: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS, stdin=None) -> list[str]:
+    """`expand_paths`, and '-' -> one path per stdin line (the command line's inputs)."""
+    out: list[str] = []
+    for arg in inputs:
+        if arg == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            out += [line.strip() for line in stream if line.strip()]
+        else:
+            out += expand_paths([arg], extensions)
+    return out
+
+
+def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
+    """Files as given; directories -> their audio files (recursive, sorted). Paths that do not
+    exist are kept: they become error records, in order."""
+    exts = {e.lower() for e in extensions}
+    out: list[str] = []
+    for arg in paths:
+        if os.path.isdir(arg):
+            found = sorted(str(p) for p in Path(arg).rglob("*") if p.suffix.lower() in exts and _listed(p))
+            if not found:
+                out.append(arg)  # reported as "no audio files" below
+            out += found
+        else:
+            out.append(arg)
+    return out
+
+
+def _listed(p: Path) -> bool:
+    """A file found in a folder is an input: a regular file, or a broken symbolic link (which then
+    gets an error record instead of vanishing from the output)."""
+    return p.is_file() or (p.is_symlink() and not p.exists())
+
+
+@dataclass(frozen=True)
+class AudioArray:
+    """A recording in memory: `samples` (samples,) or (samples, channels) float at `sample_rate`;
+    `name` is what its record calls it (the "input" field)."""
+
+    name: str
+    samples: np.ndarray
+    sample_rate: int
+
+
+@dataclass
+class _File:
+    index: int
+    path: str
+    error: str | None = None
+    seconds: float = 0.0
+    rate: int = 0  # the input's own sample rate, and its samples at that rate (for the warnings)
+    samples: int = 0
+    local: str | None = None  # a pipe's spooled copy (features.audio.spool), removed once predicted
+    windows: list[tuple[int, np.ndarray, int]] | None = None  # (start, samples, length)
+    stream: bool = False
+    probs: list[np.ndarray] = field(default_factory=list)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    levels: list[float] = field(default_factory=list)  # keep_scores: each window's centre level (dB)
+    pending: int = 0
+
+
+class AudioPredictor:
+    """Predict audio files (or `AudioArray`s) with a loaded model: `artifact.load_model`'s, or an
+    exported ONNX file's (`exported.load_exported`, no torch)."""
+
+    def __init__(
+        self,
+        loaded,
+        batch_size: int = 64,
+        aggregate_how: str = "mean",
+        top_k: int = 1,
+        per_frame: bool = False,
+        workers: int = 2,
+        hop_seconds: float | None = None,
+        keep_scores: bool = False,
+    ) -> None:
+        """`hop_seconds`: frame at this hop instead of the model's (events want a hop finer than
+        the window); `keep_scores`: a record also holds "scores", its windows' outputs (W, K)
+        float32 in time order, and "levels_db" (W,), each window's `events.centre_level_db`
+        (infer/events_predict.py turns them into events)."""
+        if aggregate_how not in AGGREGATES:
+            raise ValueError(aggregate_how)
+        self.loaded = loaded
+        self.cfg = loaded.recipe.features
+        if hop_seconds is not None:
+            self.cfg = self.cfg.model_copy(update={"hop_seconds": float(hop_seconds)})
+        self.keep_scores = keep_scores
+        self.labels = loaded.labels
+        self.batch_size = batch_size
+        self.how = aggregate_how
+        self.top_k = max(1, min(top_k, len(self.labels)))
+        self.per_frame = per_frame
+        self.workers = workers
+
+    # decoding (worker threads) ------------------------------------------------------------------
+    def _read(self, index: int, path: str | AudioArray) -> _File:
+        from attn.features.audio import audio_info, from_array, is_stream, iter_windows, spool
+
+        if isinstance(path, AudioArray):
+            f = _File(index, path.name)
+            try:
+                x = from_array(path.samples, path.sample_rate, self.cfg.sample_rate, path.name)
+                f.seconds = len(path.samples) / path.sample_rate
+                f.rate, f.samples = int(path.sample_rate), len(path.samples)
+                f.windows = list(iter_windows(iter([x]), self.cfg.frame_samples, self.cfg.hop_samples))
+            except InputError as e:
+                f.error = str(e)
+            return f
+        f = _File(index, path)
+        try:
+            if os.path.isdir(path):
+                raise InputError(f"{path}: directory contains no audio files")
+            if is_stream(path):  # `<(cat x.wav)`, a FIFO: read once, into a file soundfile can seek in
+                f.local = spool(path)
+            info = audio_info(f.local or path, path)
+            f.seconds, f.rate, f.samples = info.seconds, info.sample_rate, info.frames
+            if info.seconds > STREAM_SECONDS:
+                f.stream = True
+                return f
+            f.windows = list(iter_windows(self._blocks(f), self.cfg.frame_samples, self.cfg.hop_samples))
+        except InputError as e:
+            f.error = str(e)
+        return f
+
+    def _blocks(self, f: _File) -> Iterator[np.ndarray]:
+        from attn.features.audio import stream_audio
+
+        return stream_audio(f.local or f.path, self.cfg.sample_rate, name=f.path)
+
+    # model ----------------------------------------------------------------------------------------
+    def _run(self, rows: list[tuple[_File, int, np.ndarray, int]]) -> None:
+        probs = self.loaded.window_probs([w[:n] for _, _, w, n in rows])  # (B, K)
+        for (f, start, w, n), p in zip(rows, probs, strict=True):
+            f.probs.append(p)
+            if self.keep_scores:
+                f.levels.append(centre_level_db(w, n, self.cfg.hop_samples))
+            f.spans.append((start, n))
+            f.pending -= 1
+
+    def _flush(self, batch: list, final: bool = False) -> list:
+        """Once `POOL` batches' worth of windows wait (or at the end), run them sorted by length:
+        clips of similar length share a batch, so little compute goes to padding (FSDD clips
+        are 0.14-2.3 s; one long clip would otherwise pad its whole batch)."""
+        if not batch or (len(batch) < self.batch_size * POOL and not final):
+            return batch
+        batch.sort(key=lambda row: row[3])
+        for i in range(0, len(batch), self.batch_size):
+            self._run(batch[i : i + self.batch_size])
+        return []
+
+    def predict(self, paths: list[str | AudioArray]) -> Iterator[dict[str, Any]]:
+        """Yield one record per path (or array), in order."""
+        from attn.features.audio import iter_windows
+
+        lookahead = max(4, 2 * self.workers)
+        batch: list[tuple[_File, int, np.ndarray, int]] = []
+        done: deque[_File] = deque()
+        futures: deque = deque()
+        try:
+            with ThreadPoolExecutor(self.workers) as pool:
+                it = iter(enumerate(paths))
+
+                def fill() -> None:
+                    while len(futures) < lookahead:
+                        nxt = next(it, None)
+                        if nxt is None:
+                            return
+                        futures.append(pool.submit(self._read, *nxt))
+
+                fill()
+                while futures:
+                    f = futures.popleft().result()
+                    fill()
+                    done.append(f)
+                    if f.error is None and f.stream:
+                        try:
+                            for start, w, n in iter_windows(self._blocks(f), self.cfg.frame_samples,
+                                                            self.cfg.hop_samples):  # fmt: skip
+                                f.pending += 1
+                                batch.append((f, start, w, n))
+                                batch = self._flush(batch)
+                        except InputError as e:
+                            f.error = str(e)
+                    elif f.error is None:
+                        for start, w, n in f.windows or []:
+                            f.pending += 1
+                            batch.append((f, start, w, n))
+                        f.windows = None
+                        batch = self._flush(batch)
+                    # Emit, in input order, every file whose windows have all been through the model.
+                    while done and (done[0].error is not None or done[0].pending == 0):
+                        yield self._record(done.popleft())
+                self._flush(batch, final=True)
+                while done:
+                    yield self._record(done.popleft())
+        finally:  # also when the caller stops early (a closed pipe downstream): no spooled copy stays
+            for f in [*done, *(fut.result() for fut in futures if fut.done() and fut.exception() is None)]:
+                unspool(f)
+
+    def _record(self, f: _File) -> dict[str, Any]:
+        unspool(f)
+        if f.error is not None:
+            return {"input": f.path, "error": f.error}
+        if not f.probs:
+            return {"input": f.path, "error": f"{f.path}: no audio windows"}
+        order = sorted(range(len(f.spans)), key=lambda i: f.spans[i][0])  # windows ran sorted by length
+        f.spans = [f.spans[i] for i in order]
+        f.levels = [f.levels[i] for i in order] if f.levels else []
+        return self._file_record(f, np.stack([f.probs[i] for i in order]))
+
+    def _file_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
+        """The record of a file whose windows' outputs `probs` (W, K) are in time order (`f.spans`)."""
+        scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
+        top = top_labels(scores, self.labels, self.top_k)
+        rec: dict[str, Any] = {"input": f.path, **top[0], "duration": round(f.seconds, 3), "windows": len(probs)}
+        warning = self._warning(f)
+        if warning:
+            rec["warning"] = warning
+        if self.top_k > 1:
+            rec["top_k"] = top
+        if self.keep_scores:
+            rec["scores"], rec["levels_db"] = probs, np.asarray(f.levels)
+        if self.per_frame:
+            sr = self.cfg.sample_rate
+            rec["frames"] = [
+                {
+                    "start": round(s / sr, 3),
+                    "end": round((s + n) / sr, 3),
+                    "label": self.labels[int(p.argmax())],
+                    "score": round(float(p.max()), 6),
+                }
+                for (s, n), p in zip(f.spans, probs, strict=True)
+            ]
+        return rec
+
+    def _warning(self, f: _File) -> str | None:
+        return input_warning(f.seconds, f.rate, self.cfg)
+
+
+def input_warning(seconds: float, rate: int, cfg) -> str | None:
+    """Why a prediction (or explanation) deserves little trust though it ran: the input holds
+    under a tenth of a window of audio (the model sees mostly padding), or was recorded at under
+    a tenth of the model's sample rate (upsampled, it has nothing in most of the band the model
+    knows). `rate` 0: unknown."""
+    notes = []
+    if seconds < cfg.frame_seconds / WARN_FRACTION:
+        notes.append(f"{seconds:g} s of audio, under a tenth of the model's {cfg.frame_seconds:g} s window: "
+                     "the prediction rests mostly on padding")  # fmt: skip
+    if rate and rate * WARN_FRACTION < cfg.sample_rate:
+        notes.append(f"recorded at {rate} Hz, under a tenth of the model's {cfg.sample_rate} Hz: it holds "
+                     f"nothing above {rate / 2:g} Hz")  # fmt: skip
+    return "; ".join(notes) or None
+
+
+def unspool(f: _File) -> None:
+    if f.local is not None:
+        try:
+            os.unlink(f.local)
+        except OSError:
+            pass
+        f.local = None
