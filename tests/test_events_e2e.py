@@ -129,3 +129,21 @@ def test_cli_formats_and_info(trained_model, scene):
     info = runner.invoke(app, ["info", str(model)]).stdout
     assert "classify segments" in info and "gate_db 10.0" in info
     assert attn.load(model).info()["events"] == tuned
+
+
+def test_tuning_stores_settings_that_find_the_sounds_and_the_report_draws_them(trained_model, scene, tmp_path):
+    import shutil
+
+    import attn
+    from attn.pipelines.ship.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_model.parent, run)
+    m = attn.load(run / "model.attn")
+    tuned = m.tune_events(scene / "events.csv", split=None)
+    assert tuned["tuned_on"]["event_f1"] == 1.0
+    assert tuned["timeline"]["truth"] == [list(p) for p in PLACED]
+    again = attn.load(run / "model.attn")  # stored in the file: predict --events uses it with no settings given
+    assert [e["label"] for e in again.events_iter(scene / "scene.wav")] == [label for label, _, _ in PLACED]
+    html = write_report(run).read_text()
+    assert "Sound events: a validation recording" in html

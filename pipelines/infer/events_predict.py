@@ -267,4 +267,17 @@ def tune_events(loaded, annotations: str, files: str | None = None, split: str |
     keep = ("event_f1", "event_error_rate", "segment_f1", "reference_events", "estimated_events")
     return {"hop_seconds": hop, "settings": settings.to_dict(),
             "tuned_on": {"annotations": str(annotations), "split": split, "recordings": len(reference.files),
-                         **{k: metrics[k] for k in keep}}}  # fmt: skip
+                         **{k: metrics[k] for k in keep}},
+            "timeline": _timeline(curves, reference, loaded, settings)}  # fmt: skip
+
+
+def _timeline(curves: list[Curves], reference: Annotated, loaded, settings: EventSettings) -> dict | None:
+    """The recording report.html draws (truth above prediction): the one with the most annotations."""
+    ok = [c for c in curves if c.error is None]
+    if not ok:
+        return None
+    c = max(ok, key=lambda c: len(reference.events.get(c.name, [])))
+    return {"file": c.name, "duration": c.duration,
+            "truth": [[a.label, a.onset, a.offset] for a in reference.events.get(c.name, [])],
+            "predicted": [[e.label, round(e.start, 3), round(e.end, 3)]
+                          for e in curve_events(c, loaded.labels, settings, loaded)]}  # fmt: skip
