@@ -269,6 +269,52 @@ class Model:
                                    per_frame=per_frame)  # fmt: skip
         return predictor.predict(self._audio_inputs(inputs))
 
+    def events_iter(self, inputs, hop: float | None = None, batch_size: int = 64, **settings) -> Iterator[dict]:
+        """Sound events in audio inputs (as `predict`), one record {input, label, start, end, score}
+        per event, files in order; the post-processing stored in the model (tuned at training),
+        any `settings` (events.EventSettings fields) and `hop` (seconds) overriding it. See
+        `attn predict --events`."""
+        from attn.pipelines.infer.events_predict import predict_events
+
+        s = self._event_settings(settings)
+        return predict_events(self.loaded, self._audio_inputs(_listed(inputs)), s, hop, batch_size)
+
+    def evaluate_events(self, annotations, files=None, split: str | None = None, **settings) -> dict[str, Any]:
+        """sed_eval event- and segment-based metrics on annotated recordings (`attn evaluate
+        --events`), with the stored post-processing, any `settings` overriding it."""
+        from attn.pipelines.infer.events_predict import evaluate_events
+
+        s = self._event_settings(settings)
+        return evaluate_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split, s)
+
+    def tune_events(self, annotations, files=None, split: str | None = "val", save: bool = True) -> dict[str, Any]:
+        """Tune the events post-processing on annotated recordings (what `attn train` does with
+        `data.events`); `save` stores it in the model file (`attn info` shows it)."""
+        from attn.pipelines.infer.events_predict import tune_events
+        from attn.pipelines.store.artifact import update_header
+
+        self._audio_only("events")
+        tuned = tune_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split)
+        self.loaded.header["events"] = tuned
+        if save:
+            update_header(self.path, events=tuned)
+        return tuned
+
+    def _event_settings(self, overrides: dict):
+        from attn.pipelines.infer.events import EventSettings
+
+        self._audio_only("events")
+        try:
+            return EventSettings.from_dict(
+                {**(self.loaded.header.get("events") or {}).get("settings", {}), **overrides}
+            )
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+
+    def _audio_only(self, what: str) -> None:
+        if self.modality != "audio" or self.exported:
+            raise ConfigError(f"{self.path}: {what} need an audio .attn model")
+
     def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:
         """The vector each prediction rests on, one record per input (same inputs as `predict`):
         {"input", "embedding": [D floats], ...}: the network's penultimate layer (over a
@@ -340,6 +386,10 @@ def _text_inputs(inputs) -> Iterator:
             yield from file_inputs(os.fspath(x))
         else:
             raise ConfigError(f"input {i}: a text model takes strings or paths, got {type(x).__name__}")
+
+
+def _listed(inputs) -> list:
+    return [inputs] if _single(inputs) else list(inputs)
 
 
 def _single(inputs) -> bool:

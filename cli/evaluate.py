@@ -32,6 +32,12 @@ Examples:
 
   attn evaluate --recipe recipes/digits.yaml --set data.root=/other/copy
 
+  attn evaluate --events ../shared/data/fsdd_scenes/events.csv --split test --format json
+
+--events ANNOTATIONS.csv (file,onset,offset,label[,split]; --files FILES.csv adds recordings with no
+events): sed_eval's event-based F1 and error rate (onset collar 200 ms, offset collar the larger of
+200 ms and half the event's length) and segment-based F1 (1 s segments).
+
 JSON output has the keys of metrics.json: accuracy, macro_f1, per_class, confusion, labels.
 """
 
@@ -54,6 +60,18 @@ def evaluate_cmd(
         typer.Option(help="Default: test for recipes, every row for DATA.", show_default=False),
     ] = None,
     fmt: Annotated[Literal["table", "json"], typer.Option("--format", "-f")] = "table",
+    events: Annotated[
+        str | None,
+        typer.Option("--events", help="Score sound events against this annotations CSV.", show_default=False),
+    ] = None,
+    files: Annotated[
+        str | None,
+        typer.Option(
+            "--files",
+            help="--events: a CSV (path[,split]) of the recordings, also those with no events.",
+            show_default=False,
+        ),
+    ] = None,
     aggregate: Annotated[
         Literal["mean", "max", "vote"], typer.Option(help="Combine window predictions per clip.")
     ] = "mean",
@@ -72,6 +90,12 @@ def evaluate_cmd(
     set_threads(threads)
     from attn.pipelines.recipe.load import load_recipe
 
+    if events is not None:
+        if data is not None or recipe is not None:
+            raise fail("--events takes its recordings from the annotations: give no DATA or --recipe")
+        return _events(attn.load(model, device), events, files, split, fmt)
+    if files is not None:
+        raise fail("--files is for --events")
     r = load_recipe(recipe, list(set_ or [])) if recipe else None  # a bad recipe fails before the model loads
     metrics = attn.evaluate(attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate)
     if fmt == "json":
@@ -81,4 +105,23 @@ def evaluate_cmd(
 
         metrics_table(metrics)
     if metrics.get("skipped"):
+        raise typer.Exit(1)
+
+
+def _events(m, annotations: str, files: str | None, split: str | None, fmt: str) -> None:
+    metrics = m.evaluate_events(annotations, files, split)
+    if fmt == "json":
+        print(json.dumps(metrics))
+    else:
+        print(
+            f"event-based  F1 {metrics['event_f1']:.4f}  error rate {metrics['event_error_rate']:.4f}  "
+            f"(precision {metrics['event_precision']:.4f}, recall {metrics['event_recall']:.4f}; "
+            f"collars: onset 200 ms, offset max(200 ms, half the event))"
+        )
+        print(f"segment-based F1 {metrics['segment_f1']:.4f}  error rate {metrics['segment_error_rate']:.4f}  (1 s)")
+        print(
+            f"{metrics['reference_events']} reference and {metrics['estimated_events']} estimated events "
+            f"in {metrics['recordings']} recordings"
+        )
+    if metrics["skipped"]:
         raise typer.Exit(1)

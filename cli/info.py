@@ -72,6 +72,15 @@ def info_cmd(
         )
     if (b := h.get("baseline")) is not None:
         lines.append(f"baseline     {baseline_line(b)}")
+    if ev := h.get("events"):
+        on = ev.get("tuned_on") or {}
+        lines.append(
+            f"events       hop {ev.get('hop_seconds')} s, " + ", ".join(f"{k} {v}" for k, v in ev["settings"].items())
+        )
+        if on:
+            lines.append(f"events       tuned on {on.get('recordings')} recordings ({on.get('split')} of "
+                         f"{on.get('annotations')}): event F1 {on.get('event_f1', 0):.4f}, "
+                         f"error rate {on.get('event_error_rate', 0):.4f}")  # fmt: skip
     for key, c in ((h.get("train") or {}).get("data", {}).get("auto") or {}).items():
         lines.append(f"auto         {key} = {c['value']} ({c['why']})")
     lines += [

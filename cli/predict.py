@@ -33,11 +33,17 @@ Examples:
 
   attn predict long_recording.wav --per-frame --aggregate vote
 
+  attn predict field_day.flac --events --format raven > field_day.selections.txt
+
+  attn predict podcast.wav --events --format audacity --hop 0.05 > podcast.labels.txt
+
   attn predict -m runs/trec/model.attn --text "Who wrote Hamlet?" --text "How far is Mars?"
 
   cat questions.txt | attn predict -m runs/trec/model.attn -        # text model: one text per line
 
-Output: one record per input, in order (table on a terminal, JSON lines otherwise). An input
+--events: one record per event {input, label, start, end, score} (formats jsonl, csv, audacity,
+raven), with the post-processing stored in the model (`attn info` shows it; README, "Sound
+events"). Otherwise: one record per input, in order (table on a terminal, JSON lines otherwise). An input
 that cannot be read gets an `error` field and the others still run. Exit code 0 if all inputs
 succeeded, 1 if any failed, 2 on usage errors.
 """
@@ -59,13 +65,29 @@ def predict_cmd(
     ] = None,
     model: ModelOpt = None,
     fmt: Annotated[
-        Literal["table", "jsonl", "csv"] | None,
-        typer.Option("--format", "-f", help="Default: table on a terminal, jsonl otherwise.", show_default=False),
+        Literal["table", "jsonl", "csv", "audacity", "raven"] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Default: table on a terminal, jsonl otherwise; audacity and raven with --events.",
+            show_default=False,
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Also report the k best labels.")] = 1,
     per_frame: Annotated[
         bool, typer.Option("--per-frame", help="Add each window's prediction with start/end.")
     ] = False,
+    events: Annotated[
+        bool, typer.Option("--events", help="Sound events (start, end, label) instead of a label per file.")
+    ] = False,
+    hop: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="--events: seconds between windows (default: the model's tuned hop, 0.1).",
+            show_default=False,
+        ),
+    ] = None,
     aggregate: Annotated[
         Literal["mean", "max", "vote"], typer.Option(help="Combine window predictions per file.")
     ] = "mean",
@@ -78,6 +100,10 @@ def predict_cmd(
     import attn
 
     fmt = fmt or ("table" if is_tty() else "jsonl")
+    if fmt in ("audacity", "raven") and not events:
+        raise fail(f"--format {fmt} is for --events")
+    if hop is not None and not events:
+        raise fail("--hop is for --events")
     if not inputs and not text:
         raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
     console = None if quiet else stderr_console()
@@ -95,6 +121,8 @@ def predict_cmd(
     else:
         paths = audio_paths(m, inputs, text)
         total = len(paths)
+        if events:
+            return _events(m, paths, fmt, hop, batch_size)
         records = m.predict_iter(paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size)
     counter = None
     if console is not None and total > 20:
@@ -119,6 +147,18 @@ def predict_cmd(
         print(f'attn: {warned} of {len(seen)} input(s) have a warning (see their "warning" field)', file=sys.stderr)
     if failed:
         print(f"attn: {failed} of {len(seen)} input(s) failed", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _events(m, paths: list, fmt: str, hop: float | None, batch_size: int) -> None:
+    from .render_events import write_events
+
+    if fmt == "audacity" and len(paths) > 1:
+        raise fail(f"--format audacity writes one label track: give one recording, not {len(paths)}")
+    high = m.recipe.features.sample_rate / 2
+    errors = write_events(m.events_iter(paths, hop=hop), "jsonl" if fmt == "table" else fmt, high)
+    if errors:
+        print(f"attn: {len(errors)} of {len(paths)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)
 
 

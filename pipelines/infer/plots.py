@@ -142,6 +142,25 @@ def logmel_thumb(logmel: np.ndarray, seconds: float):
     return fig
 
 
+@_literal
+def events_timeline_figure(timeline: dict[str, Any]):
+    """One recording's events: the annotations ("truth") above the model's ("predicted"), a bar
+    per event with its label; `timeline` = {file, duration, truth: [[label, start, end]], predicted: [...]}."""
+    fig = figure(9.0, 1.8)
+    ax = fig.subplots()
+    for row, key, color in ((1, "truth", "tab:green"), (0, "predicted", "tab:blue")):
+        for label, start, end in timeline.get(key, []):
+            ax.broken_barh([(start, end - start)], (row - 0.35, 0.7), color=color, alpha=0.6)
+            ax.text((start + end) / 2, row, str(label), ha="center", va="center", fontsize=7)
+    ax.set_yticks([0, 1], ["predicted", "truth"], fontsize=8)
+    ax.set_xlim(0, timeline.get("duration") or 1)
+    ax.set_ylim(-0.6, 1.6)
+    ax.set_xlabel("seconds", fontsize=8)
+    ax.set_title(Path(str(timeline.get("file", ""))).name, fontsize=8)
+    ax.tick_params(labelsize=7)
+    return fig
+
+
 # -- attn explain --------------------------------------------------------------------------------
 
 

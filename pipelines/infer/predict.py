@@ -21,6 +21,7 @@ import numpy as np
 from attn.errors import InputError
 from attn.features.config import AUDIO_EXTENSIONS
 
+from .events import centre_level_db
 from .inference import AGGREGATES, aggregate, top_labels
 
 STREAM_SECONDS = 120.0
@@ -80,6 +81,7 @@ class _File:
     stream: bool = False
     probs: list[np.ndarray] = field(default_factory=list)
     spans: list[tuple[int, int]] = field(default_factory=list)
+    levels: list[float] = field(default_factory=list)  # keep_scores: each window's centre level (dB)
     pending: int = 0
 
 
@@ -95,11 +97,20 @@ class AudioPredictor:
         top_k: int = 1,
         per_frame: bool = False,
         workers: int = 2,
+        hop_seconds: float | None = None,
+        keep_scores: bool = False,
     ) -> None:
+        """`hop_seconds`: frame at this hop instead of the model's (events want a hop finer than
+        the window); `keep_scores`: a record also holds "scores", its windows' outputs (W, K)
+        float32 in time order, and "levels_db" (W,), each window's `events.centre_level_db`
+        (infer/events_predict.py turns them into events)."""
         if aggregate_how not in AGGREGATES:
             raise ValueError(aggregate_how)
         self.loaded = loaded
         self.cfg = loaded.recipe.features
+        if hop_seconds is not None:
+            self.cfg = self.cfg.model_copy(update={"hop_seconds": float(hop_seconds)})
+        self.keep_scores = keep_scores
         self.labels = loaded.labels
         self.batch_size = batch_size
         self.how = aggregate_how
@@ -145,8 +156,10 @@ class AudioPredictor:
     # model ----------------------------------------------------------------------------------------
     def _run(self, rows: list[tuple[_File, int, np.ndarray, int]]) -> None:
         probs = self.loaded.window_probs([w[:n] for _, _, w, n in rows])  # (B, K)
-        for (f, start, _, n), p in zip(rows, probs, strict=True):
+        for (f, start, w, n), p in zip(rows, probs, strict=True):
             f.probs.append(p)
+            if self.keep_scores:
+                f.levels.append(centre_level_db(w, n, self.cfg.hop_samples))
             f.spans.append((start, n))
             f.pending -= 1
 
@@ -218,6 +231,7 @@ class AudioPredictor:
             return {"input": f.path, "error": f"{f.path}: no audio windows"}
         order = sorted(range(len(f.spans)), key=lambda i: f.spans[i][0])  # windows ran sorted by length
         f.spans = [f.spans[i] for i in order]
+        f.levels = [f.levels[i] for i in order] if f.levels else []
         return self._file_record(f, np.stack([f.probs[i] for i in order]))
 
     def _file_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
@@ -230,6 +244,8 @@ class AudioPredictor:
             rec["warning"] = warning
         if self.top_k > 1:
             rec["top_k"] = top
+        if self.keep_scores:
+            rec["scores"], rec["levels_db"] = probs, np.asarray(f.levels)
         if self.per_frame:
             sr = self.cfg.sample_rate
             rec["frames"] = [

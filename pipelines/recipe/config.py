@@ -56,6 +56,8 @@ PATH_KEYS = (
     ("data", "val"),
     ("data", "test"),
     ("data", "cache_dir"),
+    ("data", "events", "annotations"),
+    ("data", "events", "files"),
     ("features", "tokenizer", "vectors"),
     ("train", "augment", "background"),
 )
@@ -68,6 +70,18 @@ class SyntheticConfig(Strict):
     per_class: PosInt = 200
     seconds: PosFloat = 1.0  # generated at features.sample_rate
     seed: int = 0
+
+
+class EventsData(Strict):
+    """Annotated recordings the events post-processing is tuned on after training (`attn train`
+    stores the settings in the model): an annotations CSV (file,onset,offset,label[,split]), an
+    optional files CSV (path[,split]: also the recordings with no events), and the split to use
+    (rows without a split column are all used)."""
+
+    annotations: str
+    files: str | None = None
+    split: str | None = "val"
+    hop_seconds: PosFloat = 0.1
 
 
 class DataConfig(Strict):
@@ -93,6 +107,7 @@ class DataConfig(Strict):
     test_fraction: Fraction = 0.1
     split_seed: int = 0
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+    events: EventsData | None = None  # tune `attn predict --events` on these (see EventsData)
     cache_dir: str | None = None  # keep decoded, resampled audio here for the next run (see data/audio_cache.py)
 
     @model_validator(mode="after")

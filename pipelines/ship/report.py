@@ -76,6 +76,10 @@ def write_report(run_dir: str | Path, scored: Scored | None = None) -> Path:
         parts.append(_section(f"Confusion matrix ({metrics.get('split', 'test')} split)", matrix))
     if metrics and isinstance(metrics.get("per_class"), dict):
         parts.append(_per_class(metrics))
+    if timeline := (header.get("events") or {}).get("timeline"):
+        what = "truth above the model's events, post-processing tuned on these recordings"
+        parts.append(_section(f"Sound events: a validation recording ({what})",
+                              _img(plots.events_timeline_figure(timeline), "events timeline")))  # fmt: skip
     examples, data_html = _scored(rd, header, metrics, scored)
     parts.append(data_html)
     parts.append(examples)

@@ -123,6 +123,13 @@ def save_model(
     write_container(path, header, tensors)
 
 
+def update_header(path, **fields: Any) -> None:
+    """Rewrite a model file with `fields` set in its header (weights unchanged), atomically."""
+    box = read_container(path)
+    header = {k: v for k, v in box.header.items() if k != "_path"}
+    write_container(path, {**header, **fields}, box.tensors())
+
+
 def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
     """Verify, rebuild and load a model artifact; eval mode, on `device` (default CPU). `purpose`
     names the command in the refusal of an exported ONNX file."""

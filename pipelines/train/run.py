@@ -166,6 +166,7 @@ def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
     if not world.main:
         return result
     callbacks.on_train_end(result.metrics)
+    _tune_events(result)
     from ..ship.report import write_report
 
     try:
@@ -175,3 +176,21 @@ def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
                     " ".join(str(e).split()), result.run_dir)  # fmt: skip
     result.scored = None  # the decoded split goes with it
     return result
+
+
+def _tune_events(result: TrainResult) -> None:
+    """With `data.events`: tune the events post-processing on its annotated recordings and store
+    it in the model ("events" in the header: `attn info` shows it, `attn predict --events` uses it)."""
+    from ..store.container import read_container
+
+    if not (read_container(result.model_path, header_only=True).header["recipe"].get("data") or {}).get("events"):
+        return
+    from ..infer.events_predict import tune_events
+    from ..store.artifact import load_model, update_header
+
+    loaded = load_model(result.model_path)
+    ev = loaded.recipe.data.events
+
+    tuned = tune_events(loaded, ev.annotations, ev.files, ev.split, ev.hop_seconds)
+    update_header(result.model_path, events=tuned)
+    result.data["events"] = tuned

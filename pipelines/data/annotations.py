@@ -1,0 +1,141 @@
+"""Annotated recordings for sound events: an annotations CSV (`file,onset,offset,label`, an optional
+`split` column; `path` may stand for `file`) and an optional files CSV (`path[,split]`) naming
+recordings too, including those with no events at all. Paths are relative to the CSV's folder.
+
+Bad rows never sink the rest: onset >= offset, a duplicate, an annotated file that is missing: a
+one-line warning naming the CSV, its line and the problem, and the row (or file) is left out.
+Overlapping annotations of one label in one file are merged (warned: the metrics would count two
+events where a listener hears one). Labels the model does not know are warned about by the caller
+(`unknown_labels`): they stay in the reference, where they count as missed.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attn.errors import InputError
+
+log = logging.getLogger("attn")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    label: str
+    onset: float
+    offset: float
+
+
+@dataclass
+class Annotated:
+    """Recordings (absolute paths, in order) and their reference events (sorted by onset)."""
+
+    files: list[str] = field(default_factory=list)
+    events: dict[str, list[Annotation]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({a.label for evs in self.events.values() for a in evs})
+
+
+def _rows(path: str) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            sample = f.read(4096)
+            f.seek(0)
+            delim = "\t" if "\t" in sample.split("\n", 1)[0] else ","  # a TSV (Raven tables are)
+            return list(csv.DictReader(f, delimiter=delim))
+    except FileNotFoundError:
+        raise InputError(f"{path}: annotations file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{path}: cannot read ({e})") from None
+
+
+def _file_column(path: str, row: dict[str, str]) -> str:
+    for key in ("file", "path", "filename"):
+        if key in row:
+            return key
+    raise InputError(f"{path}: needs a file (or path) column; has {', '.join(row)}")
+
+
+def load_annotated(annotations: str, files: str | None = None, split: str | None = None) -> Annotated:
+    """Read the CSVs (see the module docstring); `split`: keep only rows whose split column says so."""
+    out = Annotated()
+    base = Path(annotations).parent
+    seen: set[tuple[str, str, float, float]] = set()
+    names: dict[str, None] = {}
+    if files is not None:
+        frows = _rows(files)
+        if frows:
+            key = _file_column(files, frows[0])
+            for row in frows:
+                if split is None or row.get("split", split) == split:
+                    names[str(Path(files).parent / row[key])] = None
+    rows = _rows(annotations)
+    if rows:
+        key = _file_column(annotations, rows[0])
+        missing = [c for c in ("onset", "offset", "label") if c not in rows[0]]
+        if missing:
+            raise InputError(f"{annotations}: missing column(s) {', '.join(missing)} (needs file,onset,offset,label)")
+    for line, row in enumerate(rows, start=2):
+        if split is not None and row.get("split", split) != split:
+            continue
+        where = f"{annotations}:{line}"
+        try:
+            onset, offset = float(row["onset"]), float(row["offset"])
+        except (TypeError, ValueError):
+            out.warnings.append(f"{where}: onset/offset are not numbers ({row['onset']!r}, {row['offset']!r}); skipped")
+            continue
+        name = str(base / row[key])
+        label = (row["label"] or "").strip()
+        if not label:
+            out.warnings.append(f"{where}: empty label; skipped")
+            continue
+        if not onset < offset or onset < 0:
+            out.warnings.append(f"{where}: onset {onset:g} s is not before offset {offset:g} s; skipped")
+            continue
+        if (name, label, onset, offset) in seen:
+            out.warnings.append(f"{where}: duplicate of an earlier annotation; skipped")
+            continue
+        seen.add((name, label, onset, offset))
+        names[name] = None
+        out.events.setdefault(name, []).append(Annotation(label, onset, offset))
+    for name in list(names):
+        if not os.path.isfile(name):
+            out.warnings.append(f"{name}: annotated recording not found; its annotations are left out")
+            out.events.pop(name, None)
+            del names[name]
+    for name, evs in out.events.items():
+        out.events[name] = _merge_overlaps(name, evs, out.warnings)
+    out.files = list(names)
+    if not out.files:
+        raise InputError(f"{annotations}: no annotated recordings found" + (f" in split {split!r}" if split else ""))
+    for w in out.warnings:
+        log.warning(w)
+    return out
+
+
+def _merge_overlaps(name: str, evs: list[Annotation], warnings: list[str]) -> list[Annotation]:
+    """One label's overlapping annotations in a file become one (other labels may overlap)."""
+    out: list[Annotation] = []
+    for a in sorted(evs, key=lambda a: (a.label, a.onset)):
+        last = out[-1] if out else None
+        if last is not None and last.label == a.label and a.onset < last.offset:
+            warnings.append(f"{name}: overlapping {a.label!r} annotations at {last.onset:g}-{last.offset:g} s and "
+                            f"{a.onset:g}-{a.offset:g} s; merged")  # fmt: skip
+            out[-1] = Annotation(a.label, last.onset, max(last.offset, a.offset))
+        else:
+            out.append(a)
+    return sorted(out, key=lambda a: (a.onset, a.label))
+
+
+def unknown_labels(data: Annotated, known: list[str]) -> list[str]:
+    """Reference labels the model cannot predict (each warned once): they count as missed."""
+    unknown = sorted(set(data.labels) - set(known))
+    if unknown:
+        log.warning(f"annotations hold label(s) the model does not know: {', '.join(unknown)} (counted as missed)")
+    return unknown

@@ -1,0 +1,149 @@
+"""Sound events end to end: a generated recording with sounds at known times, the collar
+convention against sed_eval, bad annotation rows, the CLI's formats and `attn info`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from attn.cli.app import app
+from attn.pipelines.data.annotations import Annotated, Annotation, load_annotated
+from attn.pipelines.data.synthetic import generate_clip
+from attn.pipelines.infer.events import Event
+from attn.pipelines.infer.events_predict import event_metrics
+
+SR = 8000
+# (label, onset, offset) of the sounds placed in the generated recording
+PLACED = [("sine", 1.0, 1.5), ("chirp", 3.0, 3.5), ("sine", 5.2, 5.7)]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """7 s of quiet noise (-60 dBFS) with the tiny model's classes at known times, and its annotations."""
+    d = tmp_path_factory.mktemp("scene")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(7 * SR) * 10 ** (-60 / 20)
+    for i, (label, on, off) in enumerate(PLACED):
+        clip = generate_clip(label, np.random.default_rng(100 + i), off - on, SR)
+        clip = clip / np.abs(clip).max() * 0.3
+        x[int(on * SR) : int(on * SR) + clip.size] += clip
+    sf.write(d / "scene.wav", x.astype(np.float32), SR)
+    (d / "events.csv").write_text(
+        "file,onset,offset,label\n" + "".join(f"scene.wav,{a},{b},{c}\n" for c, a, b in PLACED)
+    )
+    return d
+
+
+def test_sounds_at_known_times_are_found_with_their_labels(trained_model, scene):
+    import attn
+
+    m = attn.load(trained_model)
+    events = list(m.events_iter(scene / "scene.wav", classify="segments", gate_db=10.0, min_duration=0.1))
+    assert [e["label"] for e in events] == [label for label, _, _ in PLACED]
+    for e, (_, on, off) in zip(events, PLACED, strict=True):
+        assert abs(e["start"] - on) <= 0.1 and abs(e["end"] - off) <= 0.1, e
+    # and scored the way `attn evaluate --events` scores them: every event matched
+    metrics = m.evaluate_events(scene / "events.csv", classify="segments", gate_db=10.0, min_duration=0.1)
+    assert metrics["event_f1"] == 1.0 and metrics["event_error_rate"] == 0.0
+
+
+def _metrics(ref, est):
+    data = Annotated(files=["f"], events={"f": [Annotation(*r) for r in ref]})
+    return event_metrics(data, {"f": [Event(*e, 1.0) for e in est]}, ["a", "b"])
+
+
+def test_collars_are_200ms_onset_and_half_the_length_offset_as_sed_eval_computes_them():
+    import sed_eval
+
+    # a 2 s reference: onset 0.19 s late is matched, 0.21 s late is not; its offset collar is 1 s
+    assert _metrics([("a", 1.0, 3.0)], [("a", 1.19, 3.9)])["event_f1"] == 1.0
+    assert _metrics([("a", 1.0, 3.0)], [("a", 1.21, 3.0)])["event_f1"] == 0.0
+    assert _metrics([("a", 1.0, 3.0)], [("a", 1.0, 4.1)])["event_f1"] == 0.0
+    # a 0.2 s reference: the offset collar is 200 ms, not 0.1 s
+    assert _metrics([("b", 1.0, 1.2)], [("b", 1.0, 1.39)])["event_f1"] == 1.0
+    # the same lists straight through sed_eval give the same numbers
+    ref, est = [("a", 1.0, 3.0), ("b", 4.0, 4.5), ("a", 6.0, 6.3)], [("a", 1.1, 3.2), ("a", 4.0, 4.5), ("a", 8.0, 9.0)]
+    ours = _metrics(ref, est)
+    ev = sed_eval.sound_event.EventBasedMetrics(["a", "b"], t_collar=0.2, percentage_of_length=0.5)
+    seg = sed_eval.sound_event.SegmentBasedMetrics(["a", "b"], time_resolution=1.0)
+    r = [{"event_label": c, "onset": a, "offset": b, "file": "f"} for c, a, b in ref]
+    e = [{"event_label": c, "onset": a, "offset": b, "file": "f"} for c, a, b in est]
+    ev.evaluate(r, e)
+    seg.evaluate(r, e)
+    assert ours["event_f1"] == pytest.approx(ev.results_overall_metrics()["f_measure"]["f_measure"])
+    assert ours["event_error_rate"] == pytest.approx(ev.results_overall_metrics()["error_rate"]["error_rate"])
+    assert ours["segment_f1"] == pytest.approx(seg.results_overall_metrics()["f_measure"]["f_measure"])
+    assert ours["event_f1"] == pytest.approx(1 / 3)  # one of three matched, one substitution-like miss
+
+
+def test_bad_annotation_rows_are_warned_and_the_rest_kept(tmp_path, caplog):
+    sf.write(tmp_path / "a.wav", np.zeros(SR, dtype=np.float32), SR)
+    (tmp_path / "ann.csv").write_text(
+        "file,onset,offset,label\n"
+        "a.wav,0.1,0.3,x\n"
+        "a.wav,0.5,0.4,x\n"  # onset after offset
+        "a.wav,0.1,0.3,x\n"  # duplicate
+        "a.wav,0.2,0.6,x\n"  # overlaps the first: merged
+        "gone.wav,0.1,0.2,x\n"  # missing recording
+        "a.wav,0.7,0.9,y\n"
+    )
+    data = load_annotated(str(tmp_path / "ann.csv"))
+    assert data.files == [str(tmp_path / "a.wav")]
+    assert data.events[str(tmp_path / "a.wav")] == [Annotation("x", 0.1, 0.6), Annotation("y", 0.7, 0.9)]
+    text = "\n".join(data.warnings)
+    assert "ann.csv:3: onset 0.5 s is not before offset 0.4 s" in text
+    assert (
+        "ann.csv:4: duplicate" in text
+        and "overlapping 'x'" in text
+        and "gone.wav: annotated recording not found" in text
+    )
+    assert all("\n" not in w for w in data.warnings)
+
+
+def test_cli_formats_and_info(trained_model, scene):
+    import attn
+    from attn.pipelines.store.artifact import update_header
+
+    model = scene / "model.attn"
+    model.write_bytes(trained_model.read_bytes())
+    tuned = {"hop_seconds": 0.1, "settings": {"classify": "segments", "gate_db": 10.0, "min_duration": 0.1}}
+    update_header(model, events=tuned)
+    runner = CliRunner()
+    wav = str(scene / "scene.wav")
+    out = runner.invoke(app, ["predict", "-m", str(model), "--events", wav, "--format", "jsonl", "-q"])
+    assert out.exit_code == 0, out.output
+    recs = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [set(r) for r in recs] == [{"input", "label", "start", "end", "score"}] * len(PLACED)
+    aud = runner.invoke(app, ["predict", "-m", str(model), "--events", wav, "--format", "audacity", "-q"]).stdout
+    assert [line.split("\t")[2] for line in aud.splitlines()] == [r["label"] for r in recs]
+    assert aud.splitlines()[0] == f"{recs[0]['start']:.3f}\t{recs[0]['end']:.3f}\t{recs[0]['label']}"
+    raven = runner.invoke(app, ["predict", "-m", str(model), "--events", wav, "--format", "raven", "-q"]).stdout
+    head, *rows = raven.splitlines()
+    assert head.split("\t")[3:5] == ["Begin Time (s)", "End Time (s)"] and len(rows) == len(PLACED)
+    two = runner.invoke(app, ["predict", "-m", str(model), "--events", wav, wav, "--format", "audacity"])
+    assert two.exit_code == 2 and "one recording" in two.output
+    info = runner.invoke(app, ["info", str(model)]).stdout
+    assert "classify segments" in info and "gate_db 10.0" in info
+    assert attn.load(model).info()["events"] == tuned
+
+
+def test_tuning_stores_settings_that_find_the_sounds_and_the_report_draws_them(trained_model, scene, tmp_path):
+    import shutil
+
+    import attn
+    from attn.pipelines.ship.report import write_report
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_model.parent, run)
+    m = attn.load(run / "model.attn")
+    tuned = m.tune_events(scene / "events.csv", split=None)
+    assert tuned["tuned_on"]["event_f1"] == 1.0
+    assert tuned["timeline"]["truth"] == [list(p) for p in PLACED]
+    again = attn.load(run / "model.attn")  # stored in the file: predict --events uses it with no settings given
+    assert [e["label"] for e in again.events_iter(scene / "scene.wav")] == [label for label, _, _ in PLACED]
+    html = write_report(run).read_text()
+    assert "Sound events: a validation recording" in html
