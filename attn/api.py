@@ -269,6 +269,39 @@ class Model:
                                    per_frame=per_frame)  # fmt: skip
         return predictor.predict(self._audio_inputs(inputs))
 
+    def listen(
+        self,
+        source: str | os.PathLike = "-",
+        pcm: str = "s16le",
+        rate: int | None = None,
+        channels: int = 1,
+        realtime: bool = False,
+        stall_seconds: float = 5.0,
+        top_k: int = 1,
+        stop=None,
+    ) -> Iterator[dict[str, Any]]:
+        """Score a live raw PCM stream window by window, each record as soon as its window is
+        whole: {"input", "start", "end", "label", "score"} (+ "top_k"), times in seconds of
+        stream; the records `predict(..., per_frame=True)` gives the same audio as a file.
+        source: "-" (stdin), a FIFO or a file; pcm: "s16le" or "f32le"; rate: Hz (default the
+        model's; another is resampled); channels: averaged to mono. A stream that starts with a
+        WAV header (arecord's) is read by it. realtime: release a file's audio at its own pace.
+        stall_seconds: log a warning when no audio arrives for this long. stop: a
+        threading.Event; once set, the audio already received is scored and the records end.
+        See `attn listen`."""
+        from attn.features.pcm import ENCODINGS, PcmFormat
+        from attn.pipelines.listen import Listener, ListenOptions
+
+        if self.modality != "audio":
+            raise ConfigError(f"{self.path}: attn listen needs an audio model; this is a text model")
+        if pcm not in ENCODINGS:
+            raise ConfigError(f"pcm {pcm!r}: use one of {', '.join(ENCODINGS)}")
+        if (rate is not None and rate < 1) or channels < 1:
+            raise ConfigError(f"rate {rate} and channels {channels}: both must be 1 or more")
+        fmt = PcmFormat(pcm, int(rate or self.recipe.features.sample_rate), int(channels))
+        options = ListenOptions(fmt, realtime=realtime, stall_seconds=stall_seconds, top_k=top_k)
+        return Listener(self.loaded, options, stop).listen(os.fspath(source))
+
     def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:
         """The vector each prediction rests on, one record per input (same inputs as `predict`):
         {"input", "embedding": [D floats], ...}: the network's penultimate layer (over a
