@@ -1,0 +1,155 @@
+"""Window score curves -> sound events: smoothing, per-class hysteresis, minimum duration and gap,
+padding. Pure numpy, no model and no I/O, so `attn predict --events` (files) and `attn listen
+--events` (streams) turn scores into events the same way.
+
+The stable entry point is `detect_events(scores, hop, labels, settings, start=0.0, duration=None)`:
+
+- `scores` (T, K): one row per window, in time order, one column per label (probabilities, or
+  any score where higher means "more present"); windows are `hop` seconds apart and row t is the
+  score *at* time `start + t * hop` (a window's centre: pass `start = frame_seconds / 2`).
+- Row t stands for the interval [t_c - hop/2, t_c + hop/2) around its time t_c; an event over
+  rows i..j (inclusive) spans [time(i) - hop/2, time(j) + hop/2], then is padded by
+  `settings.pad` on each side (negative shrinks; an event never shrinks below one hop), and is
+  clipped to [0, duration].
+
+Per label, independently (labels can overlap in time):
+1. smooth the curve over `smooth_seconds` (a centred median or mean filter, `smooth` = "median" or
+   "mean"; 0 or one row: no smoothing),
+2. hysteresis: an event opens on a row whose score reaches `on` and stays open while the score
+   stays at or above `off` (`off` <= `on`),
+3. events of one label separated by a gap shorter than `min_gap` seconds are merged, then events
+   shorter than `min_duration` seconds are dropped (gaps first: a word broken by a dip is one
+   event, not two short ones that vanish); lengths are measured before padding.
+4. `score` of an event is the maximum smoothed score inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+SMOOTHERS = ("median", "mean")
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """How score curves become events; seconds throughout. `attn train` tunes them on annotated
+    validation recordings (pipelines/events_tune.py) and stores them in the model."""
+
+    smooth: str = "median"
+    smooth_seconds: float = 0.3
+    on: float = 0.5  # a label's event opens where its smoothed score reaches this
+    off: float = 0.3  # ... and closes where it falls below this
+    min_duration: float = 0.1
+    min_gap: float = 0.1
+    pad: float = 0.0  # added to both ends (negative: trimmed)
+
+    def __post_init__(self) -> None:
+        if self.smooth not in SMOOTHERS:
+            raise ValueError(f"events smooth must be one of {', '.join(SMOOTHERS)}, not {self.smooth!r}")
+        if not 0 <= self.off <= self.on:
+            raise ValueError(f"events thresholds need 0 <= off <= on (got on={self.on}, off={self.off})")
+        if self.smooth_seconds < 0 or self.min_duration < 0 or self.min_gap < 0:
+            raise ValueError("events smooth_seconds, min_duration and min_gap must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EventSettings:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class Event:
+    label: str
+    start: float
+    end: float
+    score: float
+
+    def record(self, name: str) -> dict:
+        """The output record: {input, label, start, end, score}, times to the millisecond."""
+        return {"input": name, "label": self.label, "start": round(self.start, 3), "end": round(self.end, 3),
+                "score": round(self.score, 4)}  # fmt: skip
+
+
+def smooth_curves(scores: np.ndarray, hop: float, how: str, seconds: float) -> np.ndarray:
+    """Centred median/mean filter over `seconds` (an odd number of rows, at least 1) of each column
+    of `scores` (T, K) -> (T, K). The ends use the rows they have (no padding values invented)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    half = int(round(seconds / hop / 2)) if hop > 0 else 0
+    if half <= 0 or len(scores) < 2:
+        return scores.copy()
+    out = np.empty_like(scores)
+    reduce = np.median if how == "median" else np.mean
+    for t in range(len(scores)):
+        out[t] = reduce(scores[max(0, t - half) : t + half + 1], axis=0)
+    return out
+
+
+def hysteresis_runs(curve: np.ndarray, on: float, off: float) -> list[tuple[int, int]]:
+    """Runs of rows (first, last inclusive) of a (T,) curve: each opens on a row >= `on` and
+    extends both ways while rows stay >= `off` (so the rising edge above `off` belongs to it)."""
+    above_off = curve >= off
+    runs: list[tuple[int, int]] = []
+    t, n = 0, len(curve)
+    while t < n:
+        if not above_off[t]:
+            t += 1
+            continue
+        j = t
+        while j + 1 < n and above_off[j + 1]:
+            j += 1
+        if (curve[t : j + 1] >= on).any():  # a stretch above `off` that somewhere reaches `on`
+            runs.append((t, j))
+        t = j + 1
+    return runs
+
+
+def detect_events(
+    scores: np.ndarray,
+    hop: float,
+    labels: Sequence[str],
+    settings: EventSettings,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> list[Event]:
+    """Events, sorted by start then label, from window scores (T, K) (see the module docstring)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] != len(labels):
+        raise ValueError(f"scores must be (windows, {len(labels)}), got {scores.shape}")
+    if hop <= 0:
+        raise ValueError("hop must be > 0")
+    smoothed = smooth_curves(scores, hop, settings.smooth, settings.smooth_seconds)
+    events: list[Event] = []
+    for k, label in enumerate(labels):
+        spans: list[list[float]] = []  # [start, end, score]
+        for i, j in hysteresis_runs(smoothed[:, k], settings.on, settings.off):
+            s, e = start + i * hop - hop / 2, start + j * hop + hop / 2
+            peak = float(smoothed[i : j + 1, k].max())
+            if spans and s - spans[-1][1] < settings.min_gap:
+                spans[-1][1], spans[-1][2] = e, max(spans[-1][2], peak)
+            else:
+                spans.append([s, e, peak])
+        for s, e, peak in spans:
+            if e - s < settings.min_duration:
+                continue
+            s, e = _pad(s, e, settings.pad, hop)
+            s = max(0.0, s)
+            if duration is not None:
+                e = min(duration, e)
+            if e > s:
+                events.append(Event(label, s, e, peak))
+    events.sort(key=lambda ev: (ev.start, ev.label))
+    return events
+
+
+def _pad(s: float, e: float, pad: float, hop: float) -> tuple[float, float]:
+    """Widen (pad > 0) or trim (pad < 0) both ends; a trimmed event keeps at least one hop around
+    its middle, so padding never deletes an event (min_duration decides that)."""
+    if pad >= 0 or (e - s) + 2 * pad >= hop:
+        return s - pad, e + pad
+    mid = (s + e) / 2
+    return mid - hop / 2, mid + hop / 2
