@@ -290,7 +290,7 @@ class Model:
         threading.Event; once set, the audio already received is scored and the records end.
         See `attn listen`."""
         from attn.features.pcm import ENCODINGS, PcmFormat
-        from attn.pipelines.listen import Listener, ListenOptions
+        from attn.pipelines.infer.listen import Listener, ListenOptions
 
         if self.modality != "audio":
             raise ConfigError(f"{self.path}: attn listen needs an audio model; this is a text model")

@@ -1,11 +1,11 @@
-"""Score curves -> events (pipelines/events.py) against answers worked out by hand."""
+"""Score curves -> events (pipelines/infer/events.py) against answers worked out by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from attn.pipelines.events import Event, EventSettings, detect_events, hysteresis_runs, smooth_curves
+from attn.pipelines.infer.events import Event, EventSettings, detect_events, hysteresis_runs, smooth_curves
 
 RAW = EventSettings(smooth="median", smooth_seconds=0.0, on=0.5, off=0.3, min_duration=0.0, min_gap=0.0, pad=0.0)
 
