@@ -122,14 +122,18 @@ def _rtf(model: str, pcm: bytes) -> tuple[float, float, int]:
 
     import attn
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     m = attn.load(model)
-    with tempfile.NamedTemporaryFile(suffix=".pcm") as f:
-        f.write(pcm)
-        f.flush()
-        t0 = time.perf_counter()
-        n = sum(1 for _ in m.listen(f.name, rate=RATE))
-        wall = time.perf_counter() - t0
+    try:
+        with tempfile.NamedTemporaryFile(suffix=".pcm") as f:
+            f.write(pcm)
+            f.flush()
+            t0 = time.perf_counter()
+            n = sum(1 for _ in m.listen(f.name, rate=RATE))
+            wall = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)  # the report's header states torch's default
     seconds = len(pcm) / 2 / RATE
     return wall / seconds, seconds, n
 
