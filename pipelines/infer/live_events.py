@@ -37,26 +37,40 @@ class LiveEvents:
 
     def __init__(self, name: str, labels: Sequence[str], hop: float, settings: EventSettings, start: float) -> None:
         self.name, self.labels, self.hop, self.settings, self.start = name, list(labels), hop, settings, start
-        self.bare = dataclasses.replace(settings, pad=0.0)
+        # detect_events runs on the smoothed rows kept here, with smoothing off (its first step, done
+        # once a row: each new row changes only the last `half` + 1 smoothed rows).
+        self.plain = dataclasses.replace(settings, smooth_seconds=0.0)
+        self.bare = dataclasses.replace(self.plain, pad=0.0)
         self.half = int(round(settings.smooth_seconds / hop / 2))  # the filter's reach, rows
-        self.gap = math.ceil(settings.min_gap / hop) + 1  # quiet rows after an event that settle it
-        self.rows: list[np.ndarray] = []
-        self.base = 0  # global index of rows[0]
+        # Quiet rows after an event that settle it: a run after more than min_gap / hop quiet rows
+        # cannot merge into it (one more for a gap that equals min_gap up to float rounding).
+        self.gap = math.floor(settings.min_gap / hop + 1e-6) + 2
+        self.rows: list[np.ndarray] = []  # raw scores (K,) from global row `base` on
+        self.smoothed: list[np.ndarray] = []  # their smoothed scores (K,), the last `half` not final yet
+        self.base = 0
         self.floor = -math.inf  # unpadded ends at or before this belong to events already settled
         self.written: set[tuple[str, float]] = set()
         self.cut_warned = False
 
-    def push(self, scores: np.ndarray) -> list[dict[str, Any]]:
+    def push(self, scores: np.ndarray, now: float = math.inf) -> list[dict[str, Any]]:
+        """`now`: the stream time so far (the newest window's end): an event whose padding reaches
+        past it waits, as the stream's end might clip it."""
         self.rows.append(np.asarray(scores, dtype=np.float64))
-        n = len(self.rows)
-        known = n - self.half  # rows whose smoothed score is final
+        n, h = len(self.rows), self.half
+        # Rows n-1-h.. change; their filter reaches back to n-1-2h, which the buffer always holds
+        # (a trim keeps 2h + gap rows), or to the stream's start, where the whole curve is clipped too.
+        lo = max(0, n - 1 - 3 * h)
+        fresh = smooth_curves(np.stack(self.rows[lo:]), self.hop, self.settings.smooth, self.settings.smooth_seconds)
+        keep = max(0, n - 1 - h)
+        self.smoothed = self.smoothed[:keep] + list(fresh[keep - lo :])
+        known = n - h  # rows whose smoothed score is final
         if known <= self.gap:
             return []
-        quiet = smooth_curves(np.stack(self.rows), self.hop, self.settings.smooth, self.settings.smooth_seconds)
-        quiet = quiet[:known] < self.settings.off  # (known, K)
+        quiet = np.stack(self.smoothed[:known]) < self.settings.off  # (known, K)
         settled = [self._settled(quiet[:, k]) for k in range(len(self.labels))]  # rows, per label
         bounds = {lab: self._time(self.base + r) - self.hop / 2 for lab, r in zip(self.labels, settled, strict=True)}
-        out = self._emit(lambda ev: ev.end <= bounds[ev.label] + EPS)
+        pad = self.settings.pad
+        out = self._emit(lambda ev: ev.end <= bounds[ev.label] + EPS and ev.end + pad <= now + EPS)
         self._trim(self._settled(quiet.all(axis=1)), n)
         return out
 
@@ -80,9 +94,9 @@ class LiveEvents:
         """The records of the buffer's events that `final` accepts and were not written yet. The
         stream's end (`duration`) clips the last ones (before it, a final event always ends
         before the newest window's centre, so inside the stream)."""
-        scores, start = np.stack(self.rows), self._time(self.base)
+        scores, start = np.stack(self.smoothed), self._time(self.base)
         bare = detect_events(scores, self.hop, self.labels, self.bare, start=start)
-        padded = detect_events(scores, self.hop, self.labels, self.settings, start=start)
+        padded = detect_events(scores, self.hop, self.labels, self.plain, start=start)
         out = []
         for lab in self.labels:
             pairs = zip([e for e in bare if e.label == lab], [e for e in padded if e.label == lab], strict=True)
@@ -111,6 +125,6 @@ class LiveEvents:
         if drop <= 0:
             return
         self.floor = max(self.floor, self._time(self.base + cut) - self.hop / 2)
-        self.rows = self.rows[drop:]
+        self.rows, self.smoothed = self.rows[drop:], self.smoothed[drop:]
         self.base += drop
         self.written = {k for k in self.written if k[1] > self.floor}  # no event crosses a quiet stretch
