@@ -23,11 +23,16 @@ Examples:
 
   attn listen recording.wav --realtime         # a file, released at its own pace
 
+  arecord -q -f S16_LE -r 16000 - | attn listen --events --event-set on=0.7   # sound events as they end
+
 Input: raw PCM (--pcm, --rate, --channels; the rate defaults to the model's, another is
 resampled as it arrives), or a stream that starts with a WAV header (arecord's default),
 whose format is then used. Output: one JSON line per window as soon as the window is whole,
 {"input", "start", "end", "label", "score"}, times in seconds of stream: the records
-`attn predict --per-frame` gives the same audio saved to a file. Ctrl-C or the end of the
+`attn predict --per-frame` gives the same audio saved to a file. With --events: one line per
+sound event {"input", "label", "start", "end", "score"} once no later window can change it
+(smoothing, hysteresis, minimum gap and duration, padding: pipelines/infer/events.py). Ctrl-C
+or the end of the
 stream scores what has arrived and stops: exit 130 or 0.
 """
 
@@ -48,6 +53,18 @@ def listen_cmd(
         float, typer.Option(min=0.1, help="Warn when no audio arrived for this many seconds (then keep listening).")
     ] = 5.0,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Also report the k best labels.")] = 1,
+    events: Annotated[
+        bool, typer.Option("--events", help="One record per sound event (label, start, end), not per window.")
+    ] = False,
+    event_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event-set",
+            help="An event setting KEY=VALUE (on, off, smooth, smooth_seconds, "
+            "min_duration, min_gap, pad; repeatable; implies --events).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -61,9 +78,10 @@ def listen_cmd(
         raise fail(f"{m.path}: attn listen needs an audio model; this is a text model")
     if not m.exported:
         set_threads(threads)
+    settings = _event_settings(event_set or [])
     stop = threading.Event()
     records = m.listen(source, pcm=pcm, rate=rate, channels=channels, realtime=realtime, stall_seconds=stall,
-                       top_k=top_k, stop=stop)  # fmt: skip
+                       top_k=top_k, events=settings if (events or settings) else False, stop=stop)  # fmt: skip
     from . import render
 
     previous = signal.getsignal(signal.SIGINT)
@@ -81,3 +99,17 @@ def listen_cmd(
     if stop.is_set():
         err(f"interrupted: the stream's {len(seen)} window(s) so far were written")
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _event_settings(items: list[str]) -> dict:
+    """--event-set on=0.7 --event-set smooth=mean -> {"on": 0.7, "smooth": "mean"}."""
+    out: dict = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise fail(f"--event-set {item!r}: expected KEY=VALUE, e.g. on=0.7")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            out[key.strip()] = value.strip()
+    return out

@@ -236,3 +236,76 @@ def test_a_long_stream_runs_in_flat_memory(trained_model):
     assert short["code"] == long["code"] == 0
     assert (short_n, long_n) == (239, 2399)  # 0.5 s windows every 0.25 s
     assert long["rss_mb"] - short["rss_mb"] < 10, (short, long)
+
+
+def _curves(rng, rows: int, labels: int) -> np.ndarray:
+    """Score curves that switch every few rows, with noise: events of every length and gap."""
+    steps = rng.random((rows // 4 + 1, labels))
+    return np.clip(np.repeat(steps, 4, axis=0)[:rows] + 0.1 * rng.standard_normal((rows, labels)), 0, 1)
+
+
+def test_live_events_are_the_events_of_the_whole_curve():
+    """Row by row, each event written once: the events detect_events finds over the whole curve
+    (hops exact in binary, as a model's are: 0.125, 0.25, 0.375 s)."""
+    from attn.pipelines.infer.events import EventSettings, detect_events
+    from attn.pipelines.infer.live_events import LiveEvents
+
+    rng = np.random.default_rng(0)
+    for trial in range(120):
+        hop = float(rng.choice([0.125, 0.25, 0.375]))
+        x = _curves(rng, int(rng.integers(5, 200)), int(rng.integers(1, 4)))
+        pick = lambda *values: rng.choice(values).item()  # noqa: E731
+        settings = EventSettings(
+            smooth=pick("median", "mean"),
+            smooth_seconds=pick(0, 1),
+            on=0.6,
+            off=pick(0.3, 0.6),
+            min_duration=pick(0, 1),
+            min_gap=pick(0, 0.25, 0.8),
+            pad=pick(0, 0.2, -0.5),
+        )
+        labels = [f"c{k}" for k in range(x.shape[1])]
+        start, duration = 0.375, 0.375 + len(x) * hop
+        want = [e.record("s") for e in detect_events(x, hop, labels, settings, start=start, duration=duration)]
+        live = LiveEvents("s", labels, hop, settings, start)
+        got = [r for t, row in enumerate(x) for r in live.push(row, now=start + (t + 1) * hop)] + live.close(duration)
+        assert sorted(got, key=str) == sorted(want, key=str), (trial, settings)
+
+
+def test_live_events_hold_a_bounded_buffer():
+    """An hour of hops with events coming and going: the buffer never grows past a few events' rows;
+    a label that never falls quiet is cut at MAX_EVENT_SECONDS."""
+    from attn.pipelines.infer.events import EventSettings
+    from attn.pipelines.infer.live_events import MAX_EVENT_SECONDS, LiveEvents
+
+    hop, rng = 0.25, np.random.default_rng(1)
+    live = LiveEvents("s", ["a", "b"], hop, EventSettings(), start=0.5)
+    longest, written = 0, 0
+    for t in range(int(3600 / hop)):
+        row = np.array([1.0 if (t // 40) % 2 else 0.0, rng.random() * 0.2])
+        written += len(live.push(row))
+        longest = max(longest, len(live.rows))
+    assert written == 3600 / hop / 80 - 1 and longest < 60  # one event every 20 s; the last one waits
+    always = LiveEvents("s", ["a"], hop, EventSettings(), start=0.5)
+    for _ in range(int(2 * MAX_EVENT_SECONDS / hop)):
+        always.push(np.array([1.0]))
+    assert len(always.rows) <= MAX_EVENT_SECONDS / hop + 1
+
+
+def test_listen_events_are_the_events_of_the_recordings_windows(trained_model, wav):
+    """`attn listen --events` on a stream: the events of the recording's window scores (predict's
+    framing and model call, in-process), with the same settings."""
+    import attn
+    from attn.features.audio import iter_windows, read_audio
+    from attn.pipelines.infer.events import EventSettings, detect_events
+
+    r = listen(trained_model, "--events", "--event-set", "on=0.6", "--event-set", "min_gap=0.25", stdin=raw(wav))
+    assert r.returncode == 0, r.stderr
+    m = attn.load(trained_model)
+    f = m.recipe.features
+    windows = list(iter_windows(iter([read_audio(str(wav), SR)]), f.frame_samples, f.hop_samples))
+    probs = m.loaded.window_probs([w[:n] for _, w, n in windows])
+    end = (windows[-1][0] + windows[-1][2]) / SR
+    want = detect_events(probs, f.hop_samples / SR, m.labels, EventSettings(on=0.6, min_gap=0.25),
+                         start=f.frame_seconds / 2, duration=end)  # fmt: skip
+    assert want and lines(r.stdout) == [e.record("stdin") for e in want]

@@ -29,6 +29,7 @@ import numpy as np
 from attn.errors import InputError
 from attn.features.pcm import PcmDecoder, PcmFormat, parse_wav_header
 
+from .events import EventSettings
 from .predict import WARN_FRACTION, frame_record
 
 log = logging.getLogger("attn")
@@ -45,6 +46,7 @@ class ListenOptions:
     realtime: bool = False  # release the audio at its own pace (a file), not as fast as it decodes
     stall_seconds: float = 5.0  # warn when no audio arrived for this long (then keep listening)
     top_k: int = 1
+    events: EventSettings | None = None  # records are then sound events (live_events.py), not windows
 
 
 class Listener:
@@ -59,18 +61,34 @@ class Listener:
 
     def listen(self, source: str = "-") -> Iterator[dict[str, Any]]:
         """One record per window, in stream order: {"input", "start", "end", "label", "score"}
-        (+ "top_k"), times in seconds of stream. `source`: "-" (stdin), a FIFO or a file."""
+        (+ "top_k"), times in seconds of stream; with `options.events`, one per sound event
+        instead ({"input", "label", "start", "end", "score"}), once no later window can change
+        it. `source`: "-" (stdin), a FIFO or a file."""
         from attn.features.audio import iter_windows
 
         name = "stdin" if source == "-" else source
         fd = 0 if source == "-" else _open(source)
+        sr = self.cfg.sample_rate
+        live = None
+        if self.options.events is not None:  # rows at the windows' centres, as predict --events scores them
+            from .live_events import LiveEvents
+
+            hop, half = self.cfg.hop_samples / sr, self.cfg.frame_samples / sr / 2
+            live = LiveEvents(name, self.labels, hop, self.options.events, start=half)
+        end = 0
         try:
             chunks = _reads(fd, name, self.options, self.stop)
             blocks = self._samples(chunks, name)
             for start, window, n in iter_windows(blocks, self.cfg.frame_samples, self.cfg.hop_samples):
                 probs = np.asarray(self.loaded.window_probs([window[:n]])[0])  # (K,)
                 self.stats["windows"] += 1
-                yield self._record(name, start, n, probs)
+                end = start + n
+                if live is None:
+                    yield self._record(name, start, n, probs)
+                else:
+                    yield from live.push(probs, now=end / sr)
+            if live is not None:
+                yield from live.close(end / sr)
         finally:
             if fd != 0:
                 os.close(fd)
