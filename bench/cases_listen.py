@@ -13,7 +13,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,16 +24,6 @@ from .common import attn_cmd, case, data_root
 
 RATE = 16000
 CHUNK_SECONDS = 0.02  # the writer's pieces: what a sound card hands over (arecord: a period of ~20-30 ms)
-PEAK_RSS = """
-import json, resource, sys
-from attn.cli.app import app
-try:
-    app(sys.argv[1:])
-except SystemExit as e:
-    code = e.code
-print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "code": code}),
-      file=sys.stderr)
-"""
 
 
 def _digits_model(root) -> tuple[str, str]:
@@ -138,21 +127,33 @@ def _rtf(model: str, pcm: bytes) -> tuple[float, float, int]:
     return wall / seconds, seconds, n
 
 
-def _memory(model: str, pcm: bytes, minutes: float) -> tuple[dict, int, float]:
-    """Peak RSS of `attn listen` over `minutes` of stream (the scenes repeated), fed as fast as
-    it is read: (stats, records, wall seconds)."""
-    proc = subprocess.Popen([sys.executable, "-c", PEAK_RSS, "listen", "-m", model, "--rate", str(RATE),
-                             "--threads", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_env())  # fmt: skip
-    count = 0
+def _memory(model: str, pcm: bytes, minutes: float) -> tuple[float, int, int, float]:
+    """Peak RSS (MB, the kernel's high-water mark, read until the process ends) of `attn listen`
+    over `minutes` of stream (the scenes repeated), fed as fast as it is read: (peak, exit code,
+    records, wall seconds)."""
+    proc = subprocess.Popen([*attn_cmd(), "listen", "-m", model, "--rate", str(RATE), "--threads", "1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=_env())  # fmt: skip
+    count, peak = 0, 0.0
 
     def read() -> None:
         nonlocal count
         for _ in proc.stdout:
             count += 1
 
-    reader = threading.Thread(target=read)
-    reader.start()
+    def watch() -> None:
+        nonlocal peak
+        while proc.poll() is None:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                peak = max(peak, int(status.split("VmHWM:")[1].split()[0]) / 1024)
+            except (OSError, IndexError, ValueError):  # the process is ending
+                pass
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=read), threading.Thread(target=watch)]
+    for t in threads:
+        t.start()
     t0 = time.monotonic()
     left = int(minutes * 60 * RATE) * 2
     while left > 0:
@@ -160,10 +161,10 @@ def _memory(model: str, pcm: bytes, minutes: float) -> tuple[dict, int, float]:
         proc.stdin.write(piece)
         left -= len(piece)
     proc.stdin.close()
-    proc.wait()
-    reader.join()
-    wall = time.monotonic() - t0
-    return json.loads(proc.stderr.read().decode().strip().splitlines()[-1]), count, wall
+    code = proc.wait()
+    for t in threads:
+        t.join()
+    return peak, code, count, time.monotonic() - t0
 
 
 def listen(quick: bool = False) -> list[dict]:
@@ -180,8 +181,8 @@ def listen(quick: bool = False) -> list[dict]:
     lat = _latency(model, pcm, 20.0 if quick else 60.0)
     rtf, seconds, windows = _rtf(model, pcm[: len(pcm) // 4] if quick else pcm)
     minutes = 10.0 if quick else 60.0
-    short, n_short, _ = _memory(model, pcm, 1.0)
-    long, n_long, wall_long = _memory(model, pcm, minutes)
+    short, code_short, n_short, _ = _memory(model, pcm, 1.0)
+    long, code_long, n_long, wall_long = _memory(model, pcm, minutes)
     load1 = os.getloadavg()[0]
     common = {"model": what, "model_rate": feats.sample_rate, "frame_s": feats.frame_seconds,
               "hop_s": feats.hop_seconds, "load_avg_before": round(load0, 2), "load_avg_after": round(load1, 2),
@@ -218,11 +219,11 @@ def listen(quick: bool = False) -> list[dict]:
             f"listen: peak memory, {minutes:.0f} min stream vs 1 min",
             f"fsdd_scenes test repeated, {n_long} windows",
             f"1 min stream ({n_short} windows)",
-            long["rss_mb"],
-            short["rss_mb"],
+            long,
+            short,
             "MB peak RSS",
             "flat (≤ +10 MB)",
-            long["rss_mb"] - short["rss_mb"] <= 10 and long["code"] == short["code"] == 0,
+            long - short <= 10 and code_long == code_short == 0,
             higher_is_better=False,
             wall_seconds=round(wall_long, 1),
             rtf_with_startup=round(wall_long / (minutes * 60), 4),
