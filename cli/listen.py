@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Annotated, Literal
 
@@ -10,7 +11,18 @@ import typer
 
 from attn.errors import EXIT_INTERRUPTED
 
-from .common import DeviceOpt, ModelOpt, QuietOpt, ThreadsOpt, err, fail, handle_errors, set_threads, setup_logging
+from .common import (
+    DeviceOpt,
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    err,
+    fail,
+    handle_errors,
+    is_tty,
+    set_threads,
+    setup_logging,
+)
 
 EPILOG = """\
 Examples:
@@ -72,6 +84,9 @@ def listen_cmd(
     """Classify a live audio stream (raw PCM or WAV on stdin or a FIFO) window by window."""
     import attn
 
+    if source == "-" and is_tty(sys.stdin):
+        raise fail("no stream on stdin (it is a terminal): pipe audio in, e.g. arecord -q -f S16_LE -r 16000 - | "
+                   "attn listen, or give a FIFO or a file")  # fmt: skip
     setup_logging(quiet)
     m = attn.load(model, device)
     if m.modality != "audio":
