@@ -94,8 +94,10 @@ def _latency(model: str, pcm: bytes, seconds: float) -> dict:
     lat = []
     for rec, t in got:
         last = round(rec["end"] * RATE)  # samples the window needs
-        if last <= primed or last > ends[-1] or rec["end"] - rec["start"] < frame - 1e-3:
-            continue  # the primed audio, and the short window the stream's end gives
+        if last <= primed or last >= ends[-1] or rec["end"] - rec["start"] < frame - 1e-3:
+            # The primed audio; a window ending at the last sample written (whole only once a next
+            # sample arrives, here the end of the stream 2 s later); the short window of the end.
+            continue
         k = int(np.searchsorted(ends, last))  # the first write after which `last` samples had arrived
         lat.append(t - arrivals[k][1])
     return {"n": len(lat), "median_ms": 1000 * statistics.median(lat), "p95_ms": 1000 * float(np.percentile(lat, 95)),
