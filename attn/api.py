@@ -315,6 +315,57 @@ class Model:
         if self.modality != "audio" or self.exported:
             raise ConfigError(f"{self.path}: {what} need an audio .attn model")
 
+    def listen(
+        self,
+        source: str | os.PathLike = "-",
+        pcm: str = "s16le",
+        rate: int | None = None,
+        channels: int = 1,
+        realtime: bool = False,
+        stall_seconds: float = 5.0,
+        top_k: int = 1,
+        events: bool | dict[str, Any] = False,
+        stop=None,
+    ) -> Iterator[dict[str, Any]]:
+        """Score a live raw PCM stream window by window, each record as soon as its window is
+        whole: {"input", "start", "end", "label", "score"} (+ "top_k"), times in seconds of
+        stream; the records `predict(..., per_frame=True)` gives the same audio as a file.
+        source: "-" (stdin), a FIFO or a file; pcm: "s16le" or "f32le"; rate: Hz (default the
+        model's; another is resampled); channels: averaged to mono. A stream that starts with a
+        WAV header (arecord's) is read by it. realtime: release a file's audio at its own pace.
+        stall_seconds: log a warning when no audio arrives for this long. events: True (or
+        settings overriding `EventSettings`' defaults, e.g. {"on": 0.7}): one record per sound
+        event {"input", "label", "start", "end", "score"}, written once no later window can
+        change it (the events the whole recording's window scores give). stop: a
+        threading.Event; once set, the audio already received is scored and the records end.
+        See `attn listen`."""
+        from attn.features.pcm import ENCODINGS, PcmFormat
+        from attn.pipelines.infer.listen import Listener, ListenOptions
+
+        if self.modality != "audio":
+            raise ConfigError(f"{self.path}: attn listen needs an audio model; this is a text model")
+        if pcm not in ENCODINGS:
+            raise ConfigError(f"pcm {pcm!r}: use one of {', '.join(ENCODINGS)}")
+        if (rate is not None and rate < 1) or channels < 1:
+            raise ConfigError(f"rate {rate} and channels {channels}: both must be 1 or more")
+        fmt = PcmFormat(pcm, int(rate or self.recipe.features.sample_rate), int(channels))
+        settings = None
+        if events is not False:
+            from attn.pipelines.infer.events import EventSettings
+
+            given = {} if events is True else dict(events)
+            unknown = sorted(set(given) - set(EventSettings.__dataclass_fields__))
+            if unknown:
+                raise ConfigError(
+                    f"events: unknown setting {unknown[0]!r}; use {', '.join(EventSettings.__dataclass_fields__)}"
+                )
+            try:
+                settings = EventSettings(**given)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(str(e)) from None
+        options = ListenOptions(fmt, realtime=realtime, stall_seconds=stall_seconds, top_k=top_k, events=settings)
+        return Listener(self.loaded, options, stop).listen(os.fspath(source))
+
     def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:
         """The vector each prediction rests on, one record per input (same inputs as `predict`):
         {"input", "embedding": [D floats], ...}: the network's penultimate layer (over a

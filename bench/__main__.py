@@ -34,6 +34,7 @@ CASES = {
     "threads": ("cases_threads", "thread_policy"),
     "serve": ("cases_serve", "serve"),
     "events": ("cases_events", "events"),
+    "listen": ("cases_listen", "listen"),
 }
 
 

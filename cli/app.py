@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from . import embed, evaluate, explain, export, features, info, predict, report, serve, tokenize, train, tune
+from . import embed, evaluate, explain, export, features, info, listen, predict, report, serve, tokenize, train, tune
 from .common import State
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ app.command("explain", epilog=_epilog(explain.EPILOG))(explain.explain_cmd)
 app.command("report", epilog=_epilog(report.EPILOG))(report.report_cmd)
 app.command("embed", epilog=_epilog(embed.EPILOG))(embed.embed_cmd)
 app.command("serve", epilog=_epilog(serve.EPILOG))(serve.serve_cmd)
+app.command("listen", epilog=_epilog(listen.EPILOG))(listen.listen_cmd)
 
 
 def main() -> None:

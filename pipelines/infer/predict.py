@@ -248,19 +248,22 @@ class AudioPredictor:
             rec["scores"], rec["levels_db"] = probs, np.asarray(f.levels)
         if self.per_frame:
             sr = self.cfg.sample_rate
-            rec["frames"] = [
-                {
-                    "start": round(s / sr, 3),
-                    "end": round((s + n) / sr, 3),
-                    "label": self.labels[int(p.argmax())],
-                    "score": round(float(p.max()), 6),
-                }
-                for (s, n), p in zip(f.spans, probs, strict=True)
-            ]
+            rec["frames"] = [frame_record(s, n, p, self.labels, sr) for (s, n), p in zip(f.spans, probs, strict=True)]
         return rec
 
     def _warning(self, f: _File) -> str | None:
         return input_warning(f.seconds, f.rate, self.cfg)
+
+
+def frame_record(start: int, length: int, probs: np.ndarray, labels: list[str], sample_rate: int) -> dict[str, Any]:
+    """One window's record (`--per-frame`'s "frames" items, `attn listen`'s lines): its span in
+    seconds from the recording's start, its best label and that label's probability (K,)."""
+    return {
+        "start": round(start / sample_rate, 3),
+        "end": round((start + length) / sample_rate, 3),
+        "label": labels[int(probs.argmax())],
+        "score": round(float(probs.max()), 6),
+    }
 
 
 def input_warning(seconds: float, rate: int, cfg) -> str | None:

@@ -1,0 +1,226 @@
+"""`attn listen`: a live PCM stream in, one record per window out as soon as the window is whole.
+
+The stream (stdin, a FIFO, or a file read at its own pace) is decoded to the samples soundfile
+would give for the same audio in a WAV file, resampled with the streaming soxr resampler that
+file decoding uses, framed by `features.audio.iter_windows` and scored by the model's
+`window_probs`, exactly as `attn predict --per-frame` frames and scores a file: a recording
+streamed gives that command's window records. Memory holds one window plus one read, however
+long the stream runs.
+
+A window is emitted when the first sample after it arrives (or the stream ends): only then is it
+known not to be the recording's last, shorter one (`iter_windows`). Reads return whatever the
+pipe holds, so that wait is one read of the writer (arecord: ~30 ms).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from threading import Event
+from typing import Any
+
+import numpy as np
+
+from attn.errors import InputError
+from attn.features.pcm import PcmDecoder, PcmFormat, parse_wav_header
+
+from .events import EventSettings
+from .predict import WARN_FRACTION, frame_record
+
+log = logging.getLogger("attn")
+
+READ_BYTES = 1 << 16  # one read of a pipe: what it holds, up to this
+PACE_SECONDS = 0.02  # a file read at its own pace arrives in reads of this much audio
+POLL_SECONDS = 0.1  # how often a waiting read looks at the stop flag and the stall clock
+DRAIN_BYTES = 1 << 20  # on stop, audio already waiting in the pipe is still scored, up to this
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    fmt: PcmFormat  # the flags' format; a WAV header at the stream's start replaces it
+    realtime: bool = False  # release the audio at its own pace (a file), not as fast as it decodes
+    stall_seconds: float = 5.0  # warn when no audio arrived for this long (then keep listening)
+    top_k: int = 1
+    events: EventSettings | None = None  # records are then sound events (live_events.py), not windows
+
+
+class Listener:
+    """Score a PCM stream with a loaded model (`artifact.load_model`'s or `exported.load_exported`'s)."""
+
+    def __init__(self, loaded, options: ListenOptions, stop: Event | None = None) -> None:
+        self.loaded, self.options = loaded, options
+        self.cfg = loaded.recipe.features
+        self.labels = list(loaded.labels)
+        self.stop = stop or Event()
+        self.stats = {"samples": 0, "windows": 0, "trailing_bytes": 0}  # for the caller's summary
+
+    def listen(self, source: str = "-") -> Iterator[dict[str, Any]]:
+        """One record per window, in stream order: {"input", "start", "end", "label", "score"}
+        (+ "top_k"), times in seconds of stream; with `options.events`, one per sound event
+        instead ({"input", "label", "start", "end", "score"}), once no later window can change
+        it. `source`: "-" (stdin), a FIFO or a file."""
+        from attn.features.audio import iter_windows
+
+        name = "stdin" if source == "-" else source
+        fd = 0 if source == "-" else _open(source)
+        sr = self.cfg.sample_rate
+        live = None
+        if self.options.events is not None:  # rows at the windows' centres, as predict --events scores them
+            from .live_events import LiveEvents
+
+            hop, half = self.cfg.hop_samples / sr, self.cfg.frame_samples / sr / 2
+            live = LiveEvents(name, self.labels, hop, self.options.events, start=half)
+        end = 0
+        try:
+            chunks = _reads(fd, name, self.options, self.stop)
+            blocks = self._samples(chunks, name)
+            for start, window, n in iter_windows(blocks, self.cfg.frame_samples, self.cfg.hop_samples):
+                probs = np.asarray(self.loaded.window_probs([window[:n]])[0])  # (K,)
+                self.stats["windows"] += 1
+                end = start + n
+                if live is None:
+                    yield self._record(name, start, n, probs)
+                else:
+                    yield from live.push(probs, now=end / sr)
+            if live is not None:
+                yield from live.close(end / sr)
+        finally:
+            if fd != 0:
+                os.close(fd)
+
+    def _record(self, name: str, start: int, n: int, probs: np.ndarray) -> dict[str, Any]:
+        from .inference import top_labels
+
+        rec = {"input": name, **frame_record(start, n, probs, self.labels, self.cfg.sample_rate)}
+        if self.options.top_k > 1:
+            rec["top_k"] = top_labels(probs, self.labels, min(self.options.top_k, len(self.labels)))
+        return rec
+
+    def _samples(self, chunks: Iterator[bytes], name: str) -> Iterator[np.ndarray]:
+        """Byte chunks -> float32 mono blocks at the model's rate (samples,)."""
+        fmt, head = self.options.fmt, b""
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= 4:
+                break
+        if head[:4] == b"RIFF":
+            while (found := parse_wav_header(head, name)) is None:
+                more = next(chunks, None)
+                if more is None:
+                    raise InputError(f"{name}: the stream ended inside its WAV header ({len(head)} bytes)")
+                head += more
+            fmt, skip = found
+            head = head[skip:]
+            self._check_header(name, fmt)
+        decoder = PcmDecoder(fmt, name)
+        resampler = self._resampler(fmt, name)
+        began = time.monotonic()
+        for chunk in _prepend(head, chunks):
+            x = decoder.decode(chunk)
+            self.stats["samples"] += len(x)
+            if self.options.realtime:  # released when the audio it holds would have been played
+                time.sleep(max(0.0, began + self.stats["samples"] / fmt.rate - time.monotonic()))
+            if resampler is not None:
+                x = resampler.resample_chunk(x, last=False)
+            if x.size:
+                yield x
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            if tail.size:
+                yield np.ascontiguousarray(tail, dtype=np.float32)
+        if decoder.pending:
+            self.stats["trailing_bytes"] = decoder.pending
+            log.warning(f"{name}: the stream ended inside a sample: {decoder.pending} trailing byte(s) dropped "
+                        f"(one sample of every channel is {fmt.frame_bytes} bytes of {fmt.encoding}); "
+                        "every whole sample was scored")  # fmt: skip
+        if self.stats["samples"] == 0:
+            raise InputError(f"{name}: the stream holds no audio samples")
+
+    def _check_header(self, name: str, fmt: PcmFormat) -> None:
+        flags = self.options.fmt
+        if fmt != flags:
+            log.info(f"{name}: WAV header: {fmt.encoding}, {fmt.rate} Hz, {fmt.channels} channel(s) "
+                     "(it replaces --pcm/--rate/--channels)")  # fmt: skip
+
+    def _resampler(self, fmt: PcmFormat, name: str):
+        sr = self.cfg.sample_rate
+        if fmt.rate == sr:
+            return None
+        if fmt.rate * WARN_FRACTION < sr:
+            log.warning(f"{name}: the stream is at {fmt.rate} Hz, under a tenth of the model's {sr} Hz: it holds "
+                        f"nothing above {fmt.rate / 2:g} Hz, so its predictions deserve little trust")  # fmt: skip
+        else:
+            log.warning(f"{name}: the stream is at {fmt.rate} Hz, the model at {sr} Hz: resampling as it "
+                        "arrives (as attn predict resamples a file)")  # fmt: skip
+        import soxr
+
+        return soxr.ResampleStream(fmt.rate, sr, 1, dtype="float32", quality="HQ")
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _open(path: str) -> int:
+    """A FIFO or a file, opened for reading (a FIFO's open waits for its writer)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InputError(f"{path}: cannot open ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory; give a PCM or WAV stream: -, a FIFO or a file")
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as e:
+        raise InputError(f"{path}: cannot open ({e.strerror or e})") from None
+
+
+def _reads(fd: int, name: str, options: ListenOptions, stop: Event) -> Iterator[bytes]:
+    """Chunks of the stream as they arrive, until it ends or `stop` is set (then what already
+    waits in the pipe is still read). A wait longer than `options.stall_seconds` logs one
+    warning; the stream may resume. A regular file is read in `PACE_SECONDS` pieces (see
+    `options.realtime`)."""
+    regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    size = READ_BYTES
+    if regular:
+        size = max(options.fmt.frame_bytes, int(options.fmt.rate * PACE_SECONDS) * options.fmt.frame_bytes)
+    last, stalled = time.monotonic(), False
+    while not stop.is_set():
+        if not regular and not select.select([fd], [], [], POLL_SECONDS)[0]:
+            waited = time.monotonic() - last
+            if not stalled and waited >= options.stall_seconds:
+                stalled = True
+                log.warning(f"{name}: no audio for {waited:.0f} s: the stream stalled; still listening "
+                            "(every window so far was written)")  # fmt: skip
+            continue
+        data = _read(fd, size, name)
+        if not data:
+            return
+        if stalled:
+            log.info(f"{name}: audio resumed after {time.monotonic() - last:.1f} s")
+            stalled = False
+        last = time.monotonic()
+        yield data
+    if regular:  # a file's rest has not "arrived": stop where the clock stopped
+        return
+    drained = 0
+    while drained < DRAIN_BYTES and select.select([fd], [], [], 0)[0]:
+        data = _read(fd, size, name)
+        if not data:
+            return
+        drained += len(data)
+        yield data
+
+
+def _read(fd: int, size: int, name: str) -> bytes:
+    try:
+        return os.read(fd, size)
+    except OSError as e:
+        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
