@@ -33,6 +33,7 @@ CASES = {
     "gpu": ("cases_gpu", "gpu"),
     "threads": ("cases_threads", "thread_policy"),
     "serve": ("cases_serve", "serve"),
+    "calibration": ("cases_calibration", "calibration"),
 }
 
 

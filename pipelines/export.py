@@ -176,6 +176,8 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
             }
         ),
     }
+    if loaded.header.get("calibration"):  # the temperature is in the graph; predict reads min_score from here
+        meta["calibration"] = json.dumps(loaded.header["calibration"])
     if text and "tokenizer" in loaded.header:
         meta["tokenizer"] = json.dumps(loaded.header["tokenizer"])
         if loaded.tokenizer is not None:
