@@ -48,7 +48,9 @@ def calibration(quick: bool = False) -> list[dict]:
                     if "error" in r:
                         return [{"case": f"calibration: {name}", "error": r["error"]}]
                     rd = Path(r["run_dir"])
-                runs[name].append({"seed": seed, "run_dir": rd, "metrics": json.loads((rd / "metrics.json").read_text())})
+                runs[name].append(
+                    {"seed": seed, "run_dir": rd, "metrics": json.loads((rd / "metrics.json").read_text())}
+                )
         rows = [ece_row(name, recipe, runs[name]) for name, recipe, *_ in (ESC10, SST2)]
         rows.append(unknown_row(runs["ESC-10"], root))
     return rows

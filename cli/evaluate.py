@@ -59,8 +59,12 @@ def evaluate_cmd(
     ] = "mean",
     min_score: Annotated[
         float | None,
-        typer.Option("--min-score", help="Report coverage and accuracy of the answers scoring at least this "
-                     "(0-1; default: the model's stored min score).", show_default=False),
+        typer.Option(
+            "--min-score",
+            help="Report coverage and accuracy of the answers scoring at least this "
+            "(0-1; default: the model's stored min score).",
+            show_default=False,
+        ),
     ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
@@ -78,8 +82,9 @@ def evaluate_cmd(
     from attn.pipelines.recipe import load_recipe
 
     r = load_recipe(recipe, list(set_ or [])) if recipe else None  # a bad recipe fails before the model loads
-    metrics = attn.evaluate(attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate,
-                             min_score=min_score)
+    metrics = attn.evaluate(
+        attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate, min_score=min_score
+    )
     if fmt == "json":
         print(json.dumps(metrics))
     else:

@@ -73,9 +73,13 @@ def predict_cmd(
     ] = "mean",
     min_score: Annotated[
         float | None,
-        typer.Option("--min-score", help="Answer `unknown` when the top score is below this (0-1); the record "
-                     "keeps the score and names the best label in best_label. Default: the model's stored "
-                     "min score (train.abstain), else never.", show_default=False),
+        typer.Option(
+            "--min-score",
+            help="Answer `unknown` when the top score is below this (0-1); the record "
+            "keeps the score and names the best label in best_label. Default: the model's stored "
+            "min score (train.abstain), else never.",
+            show_default=False,
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
     device: DeviceOpt = "auto",
@@ -102,13 +106,15 @@ def predict_cmd(
         if per_frame:
             raise fail("--per-frame is for audio models; this is a text model")
         total = 0
-        records = m.predict_iter(text_inputs(text or [], inputs or []), top_k, batch_size=batch_size,
-                                 min_score=min_score)
+        records = m.predict_iter(
+            text_inputs(text or [], inputs or []), top_k, batch_size=batch_size, min_score=min_score
+        )
     else:
         paths = audio_paths(m, inputs, text)
         total = len(paths)
-        records = m.predict_iter(paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size,
-                                 min_score=min_score)
+        records = m.predict_iter(
+            paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size, min_score=min_score
+        )
     counter = None
     if console is not None and total > 20:
         from .progress import RichCounter

@@ -171,5 +171,9 @@ def calibration_lines(console, m: dict[str, Any]) -> None:
         for col in ("min score", "coverage", "accuracy"):
             t.add_column(col, justify="right")
         for r in ab["curve"]:
-            t.add_row(f"{r['min_score']:.2f}", f"{r['coverage']:.3f}", "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}")
+            t.add_row(
+                f"{r['min_score']:.2f}",
+                f"{r['coverage']:.3f}",
+                "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
+            )
         console.print(t)

@@ -59,7 +59,9 @@ def ece(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
     n = len(y)
     if not n:
         return float("nan")
-    return float(sum(b["count"] / n * abs(b["accuracy"] - b["score"]) for b in reliability(probs, y, bins) if b["count"]))
+    return float(
+        sum(b["count"] / n * abs(b["accuracy"] - b["score"]) for b in reliability(probs, y, bins) if b["count"])
+    )
 
 
 def fit_temperature(logits: np.ndarray, ws) -> float:

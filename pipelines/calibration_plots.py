@@ -20,8 +20,9 @@ def _reliability(cal: dict[str, Any]):
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="calibrated")
     curves = cal.get("reliability") or {}
-    styles = {"before": ("#d62728", f"T = 1 (ECE {cal.get('ece_before', float('nan')):.3f})"),
-              "after": ("#1f77b4", f"T = {cal.get('temperature', 1):.2f} (ECE {cal.get('ece', float('nan')):.3f})")}  # fmt: skip
+    nan = float("nan")
+    styles = {"before": ("#d62728", f"T = 1 (ECE {cal.get('ece_before', nan):.3f})"),
+              "after": ("#1f77b4", f"T = {cal.get('temperature', 1):.2f} (ECE {cal.get('ece', nan):.3f})")}  # fmt: skip
     for key, (colour, label) in styles.items():
         bins = [b for b in curves.get(key) or [] if b.get("count")]
         if not bins:

@@ -223,8 +223,9 @@ def _calibration(metrics: dict) -> str:
             f"validation {_num(cal.get('val_ece_before'))} -> {_num(cal.get('val_ece'))}.</p>")  # fmt: skip
     rows = "".join(f"<tr>{_td(s, '.4f')}{_td(c)}{_td(a)}</tr>" for s, c, a in coverage_rows(ab))
     table = f"<table><tr><th>min score</th><th>coverage</th><th>accuracy of the answers</th></tr>{rows}</table>"
-    stored = (f"<p class='note'>predict answers <code>unknown</code> below {_num(ab['min_score'])} (chosen on validation "
-              f"for precision {_num((cal.get('abstain') or {}).get('target_precision'), '.2f')}).</p>"
+    target = (cal.get("abstain") or {}).get("target_precision")
+    stored = (f"<p class='note'>predict answers <code>unknown</code> below {_num(ab['min_score'])} (chosen on "
+              f"validation for precision {_num(target, '.2f')}).</p>"
               if cal.get("min_score") is not None and "min_score" in ab else "")  # fmt: skip
     return _section("Calibration", note + _img(reliability_figure(cal), "reliability diagram") + stored + table)
 

@@ -172,3 +172,19 @@ def test_min_score_outside_0_1_is_a_clear_error(trained_model, bad):
 
     r = CliRunner().invoke(app, ["predict", "x.wav", "-m", str(trained_model), "--min-score", bad])
     one_line_error(r, 2, "--min-score", "between 0 and 1")
+
+
+def test_onnx_export_carries_the_temperature_and_min_score(calibrated_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import attn
+    from helpers import tone, write_wav
+
+    result, _ = calibrated_run
+    m = attn.load(result.model_path)
+    assert m.loaded.model.temperature != 1.0  # else this test could not tell
+    onnx = attn.load(m.export(tmp_path / "m.onnx").path)
+    wavs = [write_wav(tmp_path / f"{f}.wav", tone(f, 0.5, 8000, seed=i), 8000) for i, f in enumerate((300, 900, 2000))]
+    ours, theirs = m.predict(wavs), onnx.predict(wavs)
+    assert onnx.min_score == m.min_score
+    for a, b in zip(ours, theirs, strict=True):
+        assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
