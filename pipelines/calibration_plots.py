@@ -18,7 +18,7 @@ def reliability_figure(cal: dict[str, Any]):
 def _reliability(cal: dict[str, Any]):
     fig = figure(5.2, 4.4)
     ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="calibrated")
+    ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--", label="perfectly calibrated")
     curves = cal.get("reliability") or {}
     nan = float("nan")
     styles = {"before": ("#d62728", f"T = 1 (ECE {cal.get('ece_before', nan):.3f})"),
