@@ -92,7 +92,7 @@ def predict_cmd(
     fmt = fmt or ("table" if is_tty() else "jsonl")
     if not inputs and not text:
         raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
-    from attn.pipelines.calibration import check_min_score
+    from attn.pipelines.infer.calibration import check_min_score
 
     check_min_score(min_score)  # before the model loads
     console = None if quiet else stderr_console()
@@ -101,7 +101,7 @@ def predict_cmd(
     if not m.exported:  # an ONNX file predicts through onnxruntime: torch is never imported
         set_threads(threads)
     if m.modality == "text":
-        from attn.pipelines.predict_text import text_inputs
+        from attn.pipelines.infer.predict_text import text_inputs
 
         if per_frame:
             raise fail("--per-frame is for audio models; this is a text model")

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attn.cli.app import app
-from attn.pipelines import calibration as cal
+from attn.pipelines.infer import calibration as cal
 from attn.pipelines.inference import softmax
 
 
