@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from attn.cli.app import app
 from attn.pipelines.infer import calibration as cal
-from attn.pipelines.inference import softmax
+from attn.pipelines.infer.inference import softmax
 
 
 class Clips:
@@ -97,8 +97,8 @@ def calibrated_run(tmp_path_factory):
     records the clips temperature scaling and the min score were fitted on."""
     from conftest import TINY_RECIPE
 
-    from attn.pipelines.recipe import load_recipe
-    from attn.pipelines.train import train
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.run import train
 
     seen = {"temperature": [], "min_score": []}
     fit_t, choose = cal.fit_temperature, cal.choose_min_score
