@@ -160,11 +160,14 @@ def evaluate(
     split: str | None = None,
     aggregate: str = "mean",
     device: Any = "cpu",
+    min_score: float | None = None,
 ) -> dict[str, Any]:
     """Score a model on labelled data: a folder per class or a manifest (`data`), else the `split`
     (default test) of `recipe` (with `overrides`), else of the model's own recipe. Returns what
     metrics.json holds (accuracy, macro_f1, per_class, confusion, labels) plus `skipped`, the
-    files that could not be read."""
+    files that could not be read; a calibrated model (or one given `min_score`) adds
+    `calibration` (ECE) and `abstention` (coverage and accuracy of the answers above
+    `min_score`, default the model's stored one)."""
     from attn.pipelines.infer.evaluate import evaluate as evaluate_model
     from attn.pipelines.recipe.load import resolve_recipe
 
@@ -177,7 +180,7 @@ def evaluate(
     if r is None and overrides:
         raise ConfigError("overrides need a recipe")
     return evaluate_model(m.loaded, data=None if data is None else os.fspath(data), recipe=r, split=split,
-                          aggregate_how=aggregate)  # fmt: skip
+                          aggregate_how=aggregate, min_score=min_score)  # fmt: skip
 
 
 class Model:
@@ -245,16 +248,34 @@ class Model:
             text models: strings (each one text), or paths (os.PathLike: one text per line).
         top_k: also list the k best labels ("top_k").
         options: audio: `per_frame` (each window's prediction), `aggregate` ("mean", "max" or
-            "vote" over a file's windows); both: `batch_size` (windows per model call).
+            "vote" over a file's windows); both: `batch_size` (windows per model call),
+            `min_score` (0-1: below it the label is "unknown"; default the model's stored one,
+            `train.abstain`, else never).
         Records: {"input", "label", "score", ...}; audio adds "duration" and "windows", text
-        "tokens" (and "truncated"). An input that cannot be read gives {"input", "error"}.
+        "tokens" (and "truncated"). An input that cannot be read gives {"input", "error"}. An
+        `unknown` answer keeps its top score in "score" and names that label in "best_label".
         """
         return list(self.predict_iter(inputs, top_k, **options))
 
+    @property
+    def min_score(self) -> float | None:
+        """The score below which `predict` answers `unknown` by default (`train.abstain`), or None."""
+        cal = self.loaded.header.get("calibration")
+        return cal.get("min_score") if isinstance(cal, dict) else None
+
     def predict_iter(
-        self, inputs, top_k: int = 1, per_frame: bool = False, aggregate: str = "mean", batch_size: int = 64
+        self,
+        inputs,
+        top_k: int = 1,
+        per_frame: bool = False,
+        aggregate: str = "mean",
+        batch_size: int = 64,
+        min_score: float | None = None,
     ) -> Iterator[dict[str, Any]]:
         """`predict`, one record at a time (memory stays flat over any number of inputs)."""
+        from attn.pipelines.infer.calibration import abstain, check_min_score
+
+        check_min_score(min_score)
         if _single(inputs):
             inputs = [inputs]
         if self.modality == "text":
@@ -262,12 +283,14 @@ class Model:
 
             if per_frame:
                 raise ConfigError("per_frame is for audio models; this is a text model")
-            return TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k).predict(_text_inputs(inputs))
-        from attn.pipelines.infer.predict import AudioPredictor
+            records = TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k).predict(_text_inputs(inputs))
+        else:
+            from attn.pipelines.infer.predict import AudioPredictor
 
-        predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
-                                   per_frame=per_frame)  # fmt: skip
-        return predictor.predict(self._audio_inputs(inputs))
+            predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
+                                       per_frame=per_frame)  # fmt: skip
+            records = predictor.predict(self._audio_inputs(inputs))
+        return abstain(records, self.min_score if min_score is None else min_score)
 
     def events_iter(self, inputs, hop: float | None = None, batch_size: int = 64, **settings) -> Iterator[dict]:
         """Sound events in audio inputs (as `predict`), one record {input, label, start, end, score}

@@ -35,6 +35,7 @@ CASES = {
     "serve": ("cases_serve", "serve"),
     "events": ("cases_events", "events"),
     "listen": ("cases_listen", "listen"),
+    "calibration": ("cases_calibration", "calibration"),
 }
 
 

@@ -65,12 +65,12 @@ def recipe_row(name: str, recipe: str, runs: list[dict], bar: float, time_limit:
 
 
 def train_run(tmp: Path, name: str, general_recipe: str, data: dict, root: Path, seed: int, quick: bool,
-              epochs: int = 2) -> dict:  # fmt: skip
+              epochs: int = 2, sets: tuple[str, ...] = ()) -> dict:  # fmt: skip
     recipe = tmp / f"{name}.yaml"
     section = {k: str(root / v) for k, v in data.items()}
     recipe.write_text(json.dumps({"extends": str(REPO / "recipes" / general_recipe), "data": section}))
     out = tmp / f"{name}-{seed}"
-    extra = ["--set", f"train.epochs={epochs}"] if quick else []
+    extra = (["--set", f"train.epochs={epochs}"] if quick else []) + [a for s in sets for a in ("--set", s)]
     t0 = time.perf_counter()
     r = subprocess.run([*attn_cmd(), "train", str(recipe), "--seed", str(seed), "--out", str(out), "--quiet",
                         "--format", "json", *extra], capture_output=True, text=True)  # fmt: skip
@@ -85,5 +85,5 @@ def train_run(tmp: Path, name: str, general_recipe: str, data: dict, root: Path,
         "seed": seed, "test": metrics["accuracy"], "val": best.get("val_accuracy"), "wall": wall,
         "network_test": blend.get("network_accuracy", metrics["accuracy"]), "blend_weight": blend.get("weight", 0.0),
         "baseline_test": metrics["baseline"]["accuracy"], "baseline_kind": metrics["baseline"]["kind"],
-        "best_epoch": best["epoch"], "epochs": len(history),
+        "best_epoch": best["epoch"], "epochs": len(history), "run_dir": str(out),
     }  # fmt: skip

@@ -75,6 +75,15 @@ def evaluate_cmd(
     aggregate: Annotated[
         Literal["mean", "max", "vote"], typer.Option(help="Combine window predictions per clip.")
     ] = "mean",
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-score",
+            help="Report coverage and accuracy of the answers scoring at least this "
+            "(0-1; default: the model's stored min score).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -97,7 +106,9 @@ def evaluate_cmd(
     if files is not None:
         raise fail("--files is for --events")
     r = load_recipe(recipe, list(set_ or [])) if recipe else None  # a bad recipe fails before the model loads
-    metrics = attn.evaluate(attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate)
+    metrics = attn.evaluate(
+        attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate, min_score=min_score
+    )
     if fmt == "json":
         print(json.dumps(metrics))
     else:

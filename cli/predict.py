@@ -41,6 +41,8 @@ Examples:
 
   cat questions.txt | attn predict -m runs/trec/model.attn -        # text model: one text per line
 
+  attn predict clips/ --min-score 0.8        # `unknown` where the top score is below 0.8
+
 --events: one record per event {input, label, start, end, score} (formats jsonl, csv, audacity,
 raven), with the post-processing stored in the model (`attn info` shows it; README, "Sound
 events"). Otherwise: one record per input, in order (table on a terminal, JSON lines otherwise). An input
@@ -91,6 +93,16 @@ def predict_cmd(
     aggregate: Annotated[
         Literal["mean", "max", "vote"], typer.Option(help="Combine window predictions per file.")
     ] = "mean",
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-score",
+            help="Answer `unknown` when the top score is below this (0-1); the record "
+            "keeps the score and names the best label in best_label. Default: the model's stored "
+            "min score (train.abstain), else never.",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
@@ -106,6 +118,9 @@ def predict_cmd(
         raise fail("--hop is for --events")
     if not inputs and not text:
         raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
+    from attn.pipelines.infer.calibration import check_min_score
+
+    check_min_score(min_score)  # before the model loads
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)
     m = attn.load(model, device)
@@ -117,13 +132,17 @@ def predict_cmd(
         if per_frame:
             raise fail("--per-frame is for audio models; this is a text model")
         total = 0
-        records = m.predict_iter(text_inputs(text or [], inputs or []), top_k, batch_size=batch_size)
+        records = m.predict_iter(
+            text_inputs(text or [], inputs or []), top_k, batch_size=batch_size, min_score=min_score
+        )
     else:
         paths = audio_paths(m, inputs, text)
         total = len(paths)
         if events:
             return _events(m, paths, fmt, hop, batch_size)
-        records = m.predict_iter(paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size)
+        records = m.predict_iter(
+            paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size, min_score=min_score
+        )
     counter = None
     if console is not None and total > 20:
         from .progress import RichCounter

@@ -150,3 +150,30 @@ def metrics_table(m: dict[str, Any]) -> None:
     for lab, row in zip(labels, m["confusion"], strict=True):
         c.add_row(_escape(lab), *(str(v) if v else "." for v in row))
     console.print(c)
+    if m.get("calibration") or m.get("abstention"):
+        calibration_lines(console, m)
+
+
+def calibration_lines(console, m: dict[str, Any]) -> None:
+    """ECE before and after temperature scaling, and coverage vs accuracy of the answers."""
+    from rich.table import Table
+
+    if (cal := m.get("calibration")) is not None:
+        console.print(f"calibration: temperature {cal['temperature']:.3f}   ECE {cal['ece_before']:.4f} -> "
+                      f"{cal['ece']:.4f} ({cal['binning']})")  # fmt: skip
+    ab = m.get("abstention") or {}
+    if "coverage" in ab:
+        acc = "-" if ab["accuracy"] is None else f"{ab['accuracy']:.4f}"
+        console.print(f"min score {ab['min_score']:.4f}: answers {ab['coverage']:.1%} ({ab['answered']}), "
+                      f"accuracy on those {acc}; the rest are `unknown`")  # fmt: skip
+    if ab.get("curve"):
+        t = Table(title="coverage vs accuracy", show_edge=False, box=None, header_style="bold")
+        for col in ("min score", "coverage", "accuracy"):
+            t.add_column(col, justify="right")
+        for r in ab["curve"]:
+            t.add_row(
+                f"{r['min_score']:.2f}",
+                f"{r['coverage']:.3f}",
+                "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
+            )
+        console.print(t)

@@ -25,12 +25,12 @@ def _weights(path):
 
 def test_members_are_the_single_runs_and_the_model_averages_their_probabilities(tmp_path, tiny_recipe):
     p = tiny_recipe(epochs=2)
-    # blend off: this is about the members and their average (a blend would add the baseline)
-    ens_recipe = load_recipe(p, ["train.ensemble=2", "train.blend=false"])
+    # blend and temperature off: this is about the members and their average (a blend would add
+    # the baseline, a temperature rescale the scores)
+    off = ["train.blend=false", "train.calibrate=false"]
+    ens_recipe = load_recipe(p, ["train.ensemble=2", *off])
     ens = train(ens_recipe, str(p), out=str(tmp_path / "ens"), device="cpu")
-    single = train(
-        load_recipe(p, ["train.seed=1", "train.blend=false"]), str(p), out=str(tmp_path / "seed1"), device="cpu"
-    )
+    single = train(load_recipe(p, ["train.seed=1", *off]), str(p), out=str(tmp_path / "seed1"), device="cpu")
     # Member 2 is exactly the run with seed + 1; the ensemble artifact holds both members.
     w2, ws = _weights(tmp_path / "ens" / "member-2" / "model.attn"), _weights(single.model_path)
     assert all(torch.equal(w2[k], ws[k]) for k in ws)

@@ -302,6 +302,7 @@ def test_a_blend_with_the_baseline_exports_as_one_graph(fsdd, trec, modality):
     token 1-2-grams or MFCC statistics + logistic regression, inside the model. Its weight is
     set to 0.5 here (validation picks 0 or 1 on models this small), so both parts count."""
     ort = pytest.importorskip("onnxruntime")
+    from attn.models.calibrated import untempered
     from attn.models.linear import Blend
 
     if modality == "text":
@@ -313,8 +314,9 @@ def test_a_blend_with_the_baseline_exports_as_one_graph(fsdd, trec, modality):
         recipe = FSDD_RECIPE.format(manifest=manifest, kind="logmel", model=json.dumps(AUDIO["cnn-logmel"][1]),
                                     ensemble=1, baseline="true")  # fmt: skip
     m = attn.load(_train(recipe, tmp, f"blend-{modality}"))
-    assert isinstance(m.module, Blend)
-    m.module.weight = 0.5
+    blend = untempered(m.module)  # the run's temperature wraps the blend (and goes into the graph too)
+    assert isinstance(blend, Blend)
+    blend.weight = 0.5
     res = m.export(tmp / f"blend-{modality}.onnx")
     session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
     if modality == "text":

@@ -56,9 +56,15 @@ def evaluate(
     split: str | None = None,
     aggregate_how: str = "mean",
     batch_size: int = 64,
+    min_score: float | None = None,
 ) -> dict[str, Any]:
     """Score `loaded` (a LoadedModel) on labelled data; returns metrics.json-shaped data plus
-    `skipped` (files that could not be read)."""
+    `skipped` (files that could not be read). A calibrated model (or any, given `min_score`)
+    adds `calibration` (ECE) and `abstention` (coverage and accuracy at `min_score`, default
+    the stored one)."""
+    from .calibration import check_min_score
+
+    check_min_score(min_score)
     items, where = evaluation_items(loaded, data, recipe, split)
     if not items:
         raise InputError(f"{where}: no labelled examples to evaluate")
@@ -74,6 +80,11 @@ def evaluate(
         )
     ws, _, skipped, logits = score_items(loaded, items, (recipe or loaded.recipe).data, where, batch_size)
     rep = evaluation_report(logits, ws, loaded.labels, aggregate_how)
+    facts = getattr(loaded.model, "calibration", None)
+    if facts is not None or min_score is not None:
+        from .calibration import calibration_report
+
+        rep.update(calibration_report(logits, ws, facts or {"temperature": 1.0}, min_score))
     if loaded.baseline is not None:
         rep["baseline"] = baseline_report(loaded, ws, batch_size)
     rep["skipped"] = skipped

@@ -193,6 +193,14 @@ class ModelSection(Strict):
         return self.config.model_dump(mode="json")
 
 
+class AbstainConfig(Strict):
+    """train.abstain: the score below which `attn predict` answers `unknown` (single-label)."""
+
+    # Choose the lowest score S whose validation answers (clips scoring >= S) are at least this
+    # precise, and store it in the model (predict's default --min-score). null = never abstain.
+    target_precision: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
 class TrainConfig(Strict):
     """Optimisation: AdamW, linear warmup then cosine (or constant) decay, early stopping."""
 
@@ -247,6 +255,10 @@ class TrainConfig(Strict):
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     compile: bool = False  # torch.compile the training forward pass (pays off on GPU; not on 2 CPU cores)
     tensorboard: bool = False  # TensorBoard event files in <run>/tensorboard (needs attn[tensorboard])
+    # Temperature scaling fitted on validation after the blend (kept only when it lowers the
+    # validation ECE); with refit, on the first phase's validation scores (pipelines/calibration.py).
+    calibrate: bool = True
+    abstain: AbstainConfig = AbstainConfig()
 
 
 class Recipe(Strict):

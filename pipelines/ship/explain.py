@@ -39,9 +39,12 @@ def members(model) -> list:
     """The networks a model's prediction comes from: an ensemble's members, each without the
     linear baseline a `Blend` mixes in (the baseline reads n-gram counts or MFCC statistics,
     not positions, so only the networks are explained)."""
+    from attn.models.calibrated import Tempered
     from attn.models.ensemble import Ensemble
     from attn.models.linear import Blend
 
+    if isinstance(model, Tempered):
+        return members(model.inner)
     if isinstance(model, Blend):
         return members(model.network)
     if isinstance(model, Ensemble):

@@ -173,6 +173,8 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
             "doc": "softmax over the labels, in the order of `labels`",
         },
     }
+    if loaded.header.get("calibration"):  # the temperature is in the graph; predict reads min_score from here
+        meta["calibration"] = json.dumps(loaded.header["calibration"])
     if text and "tokenizer" in loaded.header:
         meta["tokenizer"] = loaded.header["tokenizer"]
         if loaded.tokenizer is not None:

@@ -80,6 +80,8 @@ def write_report(run_dir: str | Path, scored: Scored | None = None) -> Path:
         what = "truth above the model's events, post-processing tuned on these recordings"
         parts.append(_section(f"Sound events: a validation recording ({what})",
                               _img(plots.events_timeline_figure(timeline), "events timeline")))  # fmt: skip
+    if metrics and isinstance(metrics.get("calibration"), dict):
+        parts.append(_calibration(metrics))
     examples, data_html = _scored(rd, header, metrics, scored)
     parts.append(data_html)
     parts.append(examples)
@@ -228,6 +230,24 @@ def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
     kind = html.escape(str(b.get("kind", "baseline")))
     return _section("Model and baseline", f"<table><tr><th></th><th>model</th><th>baseline: {kind}</th></tr>"
                                           f"{body}</table>")  # fmt: skip
+
+
+def _calibration(metrics: dict) -> str:
+    """Reliability diagram (temperature scaling) and coverage vs accuracy (`unknown` below a score)."""
+    from ..infer.calibration_plots import coverage_rows, reliability_figure
+
+    cal, ab = metrics["calibration"], metrics.get("abstention") or {}
+    note = (f"<p class='note'>Temperature {_num(cal.get('temperature'), '.3f')} fitted on "
+            f"{html.escape(str(cal.get('fitted_on')))}; ECE on the {html.escape(str(metrics.get('split', 'test')))} "
+            f"split {_num(cal.get('ece_before'))} -> {_num(cal.get('ece'))} ({html.escape(str(cal.get('binning')))}); "
+            f"validation {_num(cal.get('val_ece_before'))} -> {_num(cal.get('val_ece'))}.</p>")  # fmt: skip
+    rows = "".join(f"<tr>{_td(s, '.4f')}{_td(c)}{_td(a)}</tr>" for s, c, a in coverage_rows(ab))
+    table = f"<table><tr><th>min score</th><th>coverage</th><th>accuracy of the answers</th></tr>{rows}</table>"
+    target = (cal.get("abstain") or {}).get("target_precision")
+    stored = (f"<p class='note'>predict answers <code>unknown</code> below {_num(ab['min_score'])} (chosen on "
+              f"validation for precision {_num(target, '.2f')}).</p>"
+              if cal.get("min_score") is not None and "min_score" in ab else "")  # fmt: skip
+    return _section("Calibration", note + _img(reliability_figure(cal), "reliability diagram") + stored + table)
 
 
 def _cv(cv: dict, labels: list[str], plots) -> str:

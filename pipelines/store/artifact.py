@@ -103,13 +103,18 @@ def save_model(
     tokenizer state goes in too; `state_dict` overrides the network's current weights. A
     `Blend` (network + the run's baseline) keeps the network's weights as `state_dict` and the
     baseline as its scores in the header and its parameters as `baseline.*` tensors."""
+    from attn.models.calibrated import Tempered, untempered
     from attn.models.linear import Blend
 
     from ..data.text import tokenizer_state
 
+    calibration = model.calibration if isinstance(model, Tempered) else None
+    model = untempered(model)
     network = model.network if isinstance(model, Blend) else model
     state = {k: v.detach().cpu() for k, v in (state_dict or network.state_dict()).items()}
     header = model_header(model, recipe, labels, extra)
+    if calibration is not None:
+        header["calibration"] = calibration  # temperature, validation ECE, min_score (calibration.py)
     tensors: dict[str, Any] = {"state_dict": state}
     if tokenizer is not None:
         header["tokenizer"], tok_tensors = tokenizer_state(tokenizer)
@@ -169,6 +174,13 @@ def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
             model = blend_from_state(model, header["baseline"], tensors)
         except (KeyError, ValueError, RuntimeError) as e:
             raise ArtifactError(f"{path}: damaged baseline state ({e})") from None
+    if header.get("calibration"):
+        from attn.models.calibrated import Tempered
+
+        try:
+            model = Tempered(model, float(header["calibration"]["temperature"]), header["calibration"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"{path}: damaged calibration entry ({e})") from None
     device = device or torch.device("cpu")
     model.to(device).eval()
     return LoadedModel(model, recipe, labels, header, device, tokenizer)

@@ -113,9 +113,11 @@ def _best_val(history: list[dict[str, Any]]) -> float | None:
 def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state, world: World, data_info):
     """Load the members' best weights into one Ensemble, evaluate it, write model.attn."""
 
+    from attn.models.calibrated import Tempered, untempered
     from attn.models.ensemble import Ensemble
 
     from ..data.prepared import load_datasets
+    from ..infer.calibration import calibrate
     from ..infer.evaluate import evaluation_report
     from ..infer.inference import window_logits
     from ..recipe.build import count_parameters
@@ -123,7 +125,8 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
     from .model import baseline_facts, final_metrics, fit_baseline, with_baseline
 
     n, labels = recipe.train.ensemble, list(prepared.labels)
-    members = [load_model(member_dir(run_dir, i + 1) / MODEL).model for i in range(n)]
+    # A member's own temperature is dropped: the ensemble is calibrated as one model below.
+    members = [untempered(load_model(member_dir(run_dir, i + 1) / MODEL).model) for i in range(n)]
     model = Ensemble(members).to(dev).eval()
     history = []
     for i in range(n):
@@ -140,6 +143,9 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
             log.info("ensemble of %d: val accuracy %.4f", n, val["accuracy"])
             more["val_accuracy"] = val["accuracy"]
         final, blend = with_baseline(model, baseline, data, recipe, dev)
+        calibration = calibrate(final, data, recipe, dev)
+        if calibration is not None:
+            final = Tempered(final, calibration["temperature"], calibration)
         metrics, scored = final_metrics(
             final, data, run_dir, dev, baseline, blend, more, recipe=recipe, listed=prepared.splits
         )

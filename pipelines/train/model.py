@@ -97,8 +97,11 @@ def train_model(
         score_val: also score the saved model on validation (`TrainResult.val_report`: a
             cross-validation fold's held-out scores and confusion matrix).
     """
+    from attn.models.calibrated import Tempered
+
     from ..data.encoder_cache import cache_folder, save_states
     from ..data.prepared import load_datasets
+    from ..infer.calibration import calibrate
     from ..recipe.build import count_parameters
     from ..store.artifact import save_model
     from .trainer import Trainer
@@ -141,10 +144,15 @@ def train_model(
         refit = False
     if world.main:  # rank 0 evaluates and writes
         final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
+        calibration = calibrate(final, data, recipe, device)  # T and min_score, on validation
         chosen_on = baseline  # validation scores of the baseline validation could judge
         if refit:  # the blend weight stays the one validation chose before val joined the training data
             final, baseline, facts["refit"] = refit_on_train_and_val(recipe, data, st.best_epoch, device, callbacks,
                                                                      baseline, blend, why)  # fmt: skip
+            if calibration is not None:  # validation is in the refit's training data: carry the first phase's
+                calibration["fitted_on"] = "validation, first phase (before the refit on train + val)"
+        if calibration is not None:
+            final = Tempered(final, calibration["temperature"], calibration)
         metrics, scored = final_metrics(
             final, data, run_dir, device, baseline, blend, recipe=recipe, listed=prepared.splits
         )
@@ -384,6 +392,10 @@ def final_metrics(
     logits = window_logits(model, ws, device)  # (W, K)
     metrics = evaluation_report(logits, ws, list(data.labels))
     metrics["split"] = split
+    if getattr(model, "calibration", None) is not None:  # a Tempered model: ECE and coverage on this split
+        from ..infer.calibration import calibration_report
+
+        metrics.update(calibration_report(logits, ws, model.calibration))
     if baseline is not None:
         metrics["baseline"] = baseline.summary()
     if blend is not None and blend["weight"] > 0:

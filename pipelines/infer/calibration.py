@@ -1,0 +1,176 @@
+"""Calibrated scores and "unknown" for single-label models (issue 20, part 2).
+
+After training and the blend, `calibrate` fits one temperature T on the validation split: the
+model's window logits are divided by T before the softmax (`attn.models.calibrated.Tempered`),
+T chosen to minimise the clip-level validation log-loss (clip scores are the mean of their
+windows' probabilities, as predict gives them). T is kept only when it lowers the validation
+ECE; otherwise T = 1 and the log says so. With `train.abstain.target_precision` the same
+validation scores choose the score S below which predict answers `unknown`: the lowest S whose
+answered validation clips (top score >= S) are at least that precise.
+
+With `train.refit` the saved model is retrained on train + val, so validation is no longer held
+out: T and S are fitted on the first phase's model (same recipe, same seed, trained on train
+only) and carried over to the refitted one. The test split never takes part; its ECE and
+coverage are only measured (metrics.json).
+
+ECE: 15 equal-width bins of the top-1 score over (0, 1] (a score s falls in bin ceil(15 s) - 1),
+ECE = sum over bins of (n_bin / N) |accuracy_bin - mean score_bin|, at clip level.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .inference import aggregate, softmax
+
+log = logging.getLogger("attn")
+
+BINS = 15
+BINNING = f"{BINS} equal-width bins of the top-1 score over (0, 1], clip level"
+UNKNOWN = "unknown"  # what predict answers below the min score
+CURVE_SCORES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # the coverage table's thresholds
+T_RANGE = (0.05, 20.0)  # the temperatures searched
+
+
+def clip_probs(logits: np.ndarray, ws, temperature: float = 1.0) -> np.ndarray:
+    """(N, K) clip scores: the mean over each clip's windows of softmax(window logits (W, K) / T)."""
+    return aggregate(softmax(logits.astype(np.float64) / temperature), ws.all_windows[:, 0], len(ws))
+
+
+def reliability(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> list[dict[str, Any]]:
+    """Per bin of the top-1 score (see the module doc): its range, count, mean score, accuracy."""
+    conf, correct = probs.max(1), probs.argmax(1) == y
+    idx = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = idx == b
+        n = int(m.sum())
+        out.append({"lo": round(b / bins, 4), "hi": round((b + 1) / bins, 4), "count": n,
+                    "score": float(conf[m].mean()) if n else None,
+                    "accuracy": float(correct[m].mean()) if n else None})  # fmt: skip
+    return out
+
+
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
+    """Expected calibration error of clip scores (N, K) against labels (N,)."""
+    n = len(y)
+    if not n:
+        return float("nan")
+    return float(
+        sum(b["count"] / n * abs(b["accuracy"] - b["score"]) for b in reliability(probs, y, bins) if b["count"])
+    )
+
+
+def fit_temperature(logits: np.ndarray, ws) -> float:
+    """The T in T_RANGE minimising the clip-level log-loss of `clip_probs(logits, ws, T)`."""
+    from scipy.optimize import minimize_scalar
+
+    y = ws.labels
+
+    def nll(log_t: float) -> float:
+        p = clip_probs(logits, ws, float(np.exp(log_t)))
+        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+
+    res = minimize_scalar(nll, bounds=tuple(np.log(T_RANGE)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(res.x))
+
+
+def choose_min_score(probs: np.ndarray, y: np.ndarray, target: float) -> tuple[float, dict[str, Any]]:
+    """(S, facts): the lowest top-1 score S whose answers (clips scoring >= S) reach `target`
+    precision on these labelled clips; when none does, the S of the most precise answers (ties:
+    the lowest), with a warning."""
+    conf, correct = probs.max(1), (probs.argmax(1) == y).astype(np.float64)
+    order = np.argsort(-conf, kind="stable")
+    conf, correct = conf[order], correct[order]
+    precision = np.cumsum(correct) / np.arange(1, len(conf) + 1)  # answering the i + 1 best-scored
+    last = np.r_[conf[1:] < conf[:-1], True]  # a threshold answers every clip of an equal score
+    ok = np.flatnonzero(last & (precision >= target))
+    if len(ok):
+        i = int(ok[-1])
+    else:
+        cand = np.flatnonzero(last)
+        i = int(cand[np.argmax(precision[cand])])
+        log.warning("abstain: no score threshold reaches %.2f precision on validation; min_score %.4f gives "
+                    "the most precise answers (%.4f)", target, conf[i], precision[i])  # fmt: skip
+    s = float(conf[i])
+    return s, {"target_precision": target, "val_precision": float(precision[i]),
+               "val_coverage": float((i + 1) / len(conf))}  # fmt: skip
+
+
+def coverage(probs: np.ndarray, y: np.ndarray, min_score: float) -> dict[str, Any]:
+    """Share of clips answered (top-1 score >= min_score) and the accuracy on those."""
+    conf, correct = probs.max(1), probs.argmax(1) == y
+    m = conf >= min_score
+    return {"min_score": round(float(min_score), 6), "coverage": float(m.mean()) if len(m) else 0.0,
+            "accuracy": float(correct[m].mean()) if m.any() else None, "answered": int(m.sum())}  # fmt: skip
+
+
+def calibrate(model, data, recipe, device) -> dict[str, Any] | None:
+    """The calibration facts the model file keeps (temperature, validation ECE before/after,
+    min_score): fitted on `data.val` with `model` (the blended model, before any refit); None
+    without a validation split or when the recipe asks for neither."""
+    from .inference import window_logits
+
+    target = recipe.train.abstain.target_precision
+    if not len(data.val) or not (recipe.train.calibrate or target is not None):
+        if target is not None:
+            log.warning("train.abstain: no validation split to choose min_score on; predict never abstains")
+        return None
+    logits = window_logits(model, data.val, device)  # (W, K), the windows of data.val
+    y = data.val.labels
+    before = ece(clip_probs(logits, data.val), y)
+    t, after = 1.0, before
+    if recipe.train.calibrate:
+        t = fit_temperature(logits, data.val)
+        after = ece(clip_probs(logits, data.val, t), y)
+        if not after < before:
+            log.info("calibration: temperature %.3f does not lower validation ECE (%.4f -> %.4f); kept T = 1",
+                     t, before, after)  # fmt: skip
+            t, after = 1.0, before
+        else:
+            log.info("calibration: temperature %.3f, validation ECE %.4f -> %.4f", t, before, after)
+    facts: dict[str, Any] = {"temperature": round(t, 6), "val_ece_before": round(before, 6), "val_ece": round(after, 6),
+                             "binning": BINNING, "fitted_on": "validation", "min_score": None}  # fmt: skip
+    if target is not None:
+        s, chosen = choose_min_score(clip_probs(logits, data.val, t), y, target)
+        facts["min_score"], facts["abstain"] = round(s, 6), chosen
+        log.info("abstain: min_score %.4f (validation precision %.4f at coverage %.4f, target %.2f)", s,
+                 chosen["val_precision"], chosen["val_coverage"], target)  # fmt: skip
+    return facts
+
+
+def calibration_report(logits: np.ndarray, ws, facts: dict[str, Any], min_score: float | None = None):
+    """metrics.json's `calibration` and `abstention` entries for calibrated window logits (W, K)
+    of labelled clips `ws`: ECE before (T = 1) and after, the reliability bins, and coverage vs
+    accuracy at CURVE_SCORES and at `min_score` (default: the stored one)."""
+    t = float(facts.get("temperature", 1.0))
+    y = ws.labels
+    after = clip_probs(logits, ws)
+    before = clip_probs(logits * t, ws)
+    cal = {**facts, "ece_before": ece(before, y), "ece": ece(after, y),
+           "reliability": {"before": reliability(before, y), "after": reliability(after, y)}}  # fmt: skip
+    s = facts.get("min_score") if min_score is None else min_score
+    ab: dict[str, Any] = {"curve": [coverage(after, y, c) for c in CURVE_SCORES]}
+    if s is not None:
+        ab.update(coverage(after, y, s))
+    return {"calibration": cal, "abstention": ab}
+
+
+def abstain(records, min_score: float | None):
+    """Prediction records with `label` "unknown" where the top score is below `min_score` (the
+    record keeps `score` and names the best label in `best_label`); errors pass through."""
+    for rec in records:
+        if min_score is not None and "error" not in rec and rec.get("score", 1.0) < min_score:
+            rec = {**rec, "label": UNKNOWN, "best_label": rec["label"]}
+        yield rec
+
+
+def check_min_score(value: float | None) -> None:
+    """--min-score must be a score: in [0, 1]."""
+    from attn.errors import ConfigError
+
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"--min-score {value:g}: a score is between 0 and 1 (predict answers `unknown` below it)")
