@@ -48,6 +48,8 @@ class Baseline:
             prefix = "" if split == "test" else f"{split}_"
             out[f"{prefix}accuracy"] = round(rep["accuracy"], 6)
             out[f"{prefix}macro_f1"] = round(rep["macro_f1"], 6)
+            if "macro_map" in rep:  # multi-label
+                out[f"{prefix}macro_map"] = round(rep["macro_map"], 6)
         return out
 
 
@@ -81,19 +83,34 @@ def fit_baseline(recipe, data, device=None, c: float | None = None) -> Baseline:
         mean, scale = x["train"].mean(0), x["train"].std(0)
         scale[scale == 0] = 1.0
         x = {s: (v - mean) / scale for s, v in x.items()}
-    if c is None:
+    if data.train.multi_label:  # one-vs-rest: a binary logistic regression per class
+        from .multilabel_baseline import fit_one_vs_rest
+
+        clf, c = fit_one_vs_rest(x, y, data.val, c, C_GRID, _one_thread)
+    elif c is None:
         clf, c = _fit_choose_c(x["train"], y["train"], x["val"], y["val"], data.val, len(labels))
     else:
         from sklearn.linear_model import LogisticRegression
 
         with _one_thread():
             clf = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])
-    module = _module(features, clf, len(labels), mean, scale)
+    if data.train.multi_label:
+        from .multilabel_baseline import ovr_module
+
+        module = ovr_module(features, clf, mean, scale)
+    else:
+        module = _module(features, clf, len(labels), mean, scale)
     b = Baseline(module.to(device).eval(), kind, c)
+    thresholds = None
     for split in ("val", "test"):
         ws = data.split(split)
         if len(ws):
-            b.scores[split] = evaluation_report(window_logits(b.module, ws, device), ws, labels)
+            logits = window_logits(b.module, ws, device)
+            if ws.multi_label and split == "val":  # scored as the model is: thresholds chosen on val
+                from .multilabel import choose_thresholds, clip_scores
+
+                thresholds = choose_thresholds(clip_scores(logits, ws), ws.labels)[0]
+            b.scores[split] = evaluation_report(logits, ws, labels, thresholds=thresholds)
     b.seconds = time.perf_counter() - t0
     parts = [f"{s} accuracy {rep['accuracy']:.4f}" for s, rep in b.scores.items()]
     log.info("baseline %s (C=%g): %s (%.1fs)", kind, c, ", ".join(parts) or "no val/test", b.seconds)
@@ -243,6 +260,8 @@ def baseline_state(blend) -> tuple[dict[str, Any], dict[str, Any]]:
     tensors."""
     module = blend.baseline
     header = {**blend.info, "blend_weight": blend.weight}
+    if module.multi_label:
+        header["multi_label"] = True
     if hasattr(module.features, "melkwargs"):
         header["melkwargs"], header["n_mfcc"] = module.features.melkwargs, module.features.n_mfcc
     tensors = {f"baseline.{k}": v.detach().cpu() for k, v in module.state_dict().items()}
@@ -259,7 +278,8 @@ def baseline_from_state(header: dict[str, Any], tensors: dict[str, Any]):
     else:
         features = TfidfFeatures(t["features.unigram"], t["features.bigram_keys"], t["features.bigram_cols"],
                                  t["features.idf"])  # fmt: skip
-    module = LinearBaseline(features, t["coef"], t["intercept"], t["mean"], t["scale"])
+    module = LinearBaseline(features, t["coef"], t["intercept"], t["mean"], t["scale"],
+                            multi_label=bool(header.get("multi_label")))  # fmt: skip
     module.load_state_dict(t)
     return module.eval()
 
@@ -268,7 +288,7 @@ def blend_from_state(network, header: dict[str, Any], tensors: dict[str, Any]):
     """The `Blend` of a loaded network and the baseline its model file holds."""
     from attn.models.linear import Blend
 
-    info = {k: v for k, v in header.items() if k not in ("blend_weight", "melkwargs", "n_mfcc")}
+    info = {k: v for k, v in header.items() if k not in ("blend_weight", "melkwargs", "n_mfcc", "multi_label")}
     return Blend(network, baseline_from_state(header, tensors), header.get("blend_weight", 0.0), info)
 
 
@@ -282,6 +302,10 @@ def choose_blend(net_logits: np.ndarray, base_logits: np.ndarray, ws) -> tuple[f
     pick a weight. Window logits (W, K) of `ws`, in `ws.all_windows` order."""
     from .inference import aggregate, softmax
 
+    if ws.multi_label:
+        from .multilabel_baseline import choose_blend_per_class
+
+        return choose_blend_per_class(net_logits, base_logits, ws, BLEND_GRID)
     clips, n = ws.all_windows[:, 0], len(ws)
     p_net = aggregate(softmax(net_logits), clips, n).astype(np.float64)
     p_base = aggregate(softmax(base_logits), clips, n).astype(np.float64)

@@ -120,10 +120,16 @@ def baseline_report(loaded, ws, batch_size: int = 64) -> dict[str, Any]:
     return {"kind": loaded.model.info.get("kind"), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
 
 
-def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean") -> dict[str, Any]:
-    """Metrics for window logits over a labelled WindowSet (clip level, plus window level)."""
+def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean",
+                      thresholds=None) -> dict[str, Any]:  # fmt: skip
+    """Metrics for window logits over a labelled WindowSet (clip level, plus window level);
+    multi-label targets: `multilabel.multilabel_report` at `thresholds` (default 0.5)."""
     clip = ws.all_windows[:, 0]
     y = ws.labels
+    if ws.multi_label:
+        from .multilabel import multilabel_evaluation
+
+        return multilabel_evaluation(logits, ws, labels, thresholds)
     if len(logits) == 0:
         return {**classification_report([], [], labels), "loss": float("nan")}
     probs = softmax(logits)

@@ -138,23 +138,30 @@ def train_model(
     if world.main:  # rank 0 evaluates and writes
         final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
         chosen_on = baseline  # validation scores of the baseline validation could judge
+        thresholds = None
+        if data.train.multi_label:  # chosen before a refit: validation is still held out here
+            from .multilabel import thresholds_on_val
+
+            thresholds, facts["thresholds"] = thresholds_on_val(final, data, device)
         if refit:  # the blend weight stays the one validation chose before val joined the training data
             final, baseline, facts["refit"] = refit_on_train_and_val(recipe, data, st.best_epoch, device, callbacks,
                                                                      baseline, blend, why)  # fmt: skip
-        metrics = final_metrics(final, data, run_dir, device, baseline, blend)
+        metrics = final_metrics(final, data, run_dir, device, baseline, blend, thresholds=thresholds)
         if chosen_on is not None:
             compare_with_baseline(st.history, chosen_on, blend)
         extra = {
             "epoch": st.best_epoch,
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
+            **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
         }
         save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer)
         if score_val and len(data.val):
             from .evaluate import evaluation_report
             from .inference import window_logits
 
-            val_report = evaluation_report(window_logits(final, data.val, device), data.val, labels)
+            val_report = evaluation_report(window_logits(final, data.val, device), data.val, labels,
+                                           thresholds=thresholds)  # fmt: skip
         if point_latest:
             rundir.point_latest(run_dir)
     return TrainResult(
@@ -348,7 +355,8 @@ class EpochSaver:
 
 
 def final_metrics(
-    model, data: Datasets, run_dir: Path, device, baseline=None, blend=None, extra: dict[str, Any] | None = None
+    model, data: Datasets, run_dir: Path, device, baseline=None, blend=None, extra: dict[str, Any] | None = None,
+    thresholds=None,
 ) -> dict[str, Any] | None:
     """Metrics of the model to save on `data.eval_split`, written to metrics.json with the
     baseline's scores beside them (and, when blended, the blend weight and the network's own
@@ -363,15 +371,18 @@ def final_metrics(
     if split != "test":
         log.warning("no test clips: reporting metrics on the validation split")
     ws = data.split(split)
-    metrics = evaluation_report(window_logits(model, ws, device), ws, list(data.labels))
+    metrics = evaluation_report(window_logits(model, ws, device), ws, list(data.labels), thresholds=thresholds)
     metrics["split"] = split
     if baseline is not None:
         metrics["baseline"] = baseline.summary()
     if blend is not None and blend["weight"] > 0:
-        net = evaluation_report(window_logits(model.network, ws, device), ws, list(data.labels))
+        net = evaluation_report(window_logits(model.network, ws, device), ws, list(data.labels),
+                                thresholds=thresholds)  # fmt: skip
         metrics["blend"] = {**blend, "network_accuracy": net["accuracy"], "network_macro_f1": net["macro_f1"]}
     metrics.update(extra or {})
     atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples)", split, metrics["accuracy"], metrics["macro_f1"],
              metrics["count"])  # fmt: skip
+    if "macro_map" in metrics:
+        log.info("%s micro-F1 %.4f, macro mAP %.4f", split, metrics["micro_f1"], metrics["macro_map"])
     return metrics

@@ -1,0 +1,245 @@
+"""Multi-label tagging (`data.multi_label: true`): label sets, multi-hot targets, per-class
+decision thresholds and the metrics of a tagger.
+
+A multi-label model has one independent sigmoid per class (trained with binary cross-entropy);
+an input's labels are the classes whose probability reaches that class's threshold. Thresholds
+are chosen on validation (`choose_thresholds`) and stored in the model file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from attn.errors import InputError
+
+log = logging.getLogger("attn")
+
+SEPARATORS = (";", "|", ",")  # what data.label_sep: auto tries, in this order
+# Per-class thresholds overfit a handful of positives: a class with fewer validation positives
+# than MIN_SUPPORT takes the global threshold, and every class's own choice is shrunk toward the
+# global one with the weight of SHRINK_PRIOR pseudo-positives: t_k = (n_k t_k + m t) / (n_k + m).
+MIN_SUPPORT = 5
+SHRINK_PRIOR = 10.0
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 4)
+DEFAULT_THRESHOLD = 0.5
+
+
+# -- label sets ---------------------------------------------------------------------------------
+
+
+def detect_sep(cells: list[str], where: str) -> str:
+    """data.label_sep: auto: the first of SEPARATORS found in any cell (JSON lists aside); when
+    none occurs every example has one label, which is allowed but said."""
+    plain = [c for c in cells if not c.lstrip().startswith("[")]
+    for sep in SEPARATORS:
+        if any(sep in c for c in plain):
+            return sep
+    if plain:
+        log.warning("%s: data.multi_label is on but no label cell holds a separator (tried %s): every example "
+                    "has one label; set data.label_sep if yours is another", where, " ".join(SEPARATORS))  # fmt: skip
+    return SEPARATORS[0]
+
+
+def check_sep(cells: list[str], sep: str, where: str) -> None:
+    """A separator given in the recipe that no cell holds: one warning (probably a wrong sep)."""
+    plain = [c for c in cells if not c.lstrip().startswith("[")]
+    if plain and not any(sep in c for c in plain):
+        log.warning("%s: data.label_sep %r never occurs in the label column: every example has one label "
+                    "(is the separator right?)", where, sep)  # fmt: skip
+
+
+def parse_cell(cell: str, sep: str, where: str) -> tuple[str, ...]:
+    """A label cell -> its labels, sorted and without duplicates: `a;b` (split on `sep`) or a
+    JSON list `["a", "b"]` (a JSONL manifest's list). An empty set is an error."""
+    text = cell.strip()
+    if text.startswith("["):
+        try:
+            parts = json.loads(text)
+        except json.JSONDecodeError:
+            parts = None
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise InputError(f"{where}: label list {text[:60]!r} is not a JSON list of strings")
+    else:
+        parts = text.split(sep)
+    labels = tuple(sorted({p.strip() for p in parts if p.strip()}))
+    if not labels:
+        raise InputError(f"{where}: empty label list")
+    return labels
+
+
+def collect_label_sets(splits: dict[str, list]) -> list[str]:
+    """Every label of the training sets, sorted. A label seen only in val/test cannot be learned:
+    it is dropped from those examples with a warning (an example left with none keeps no label,
+    and counts as all negatives)."""
+    labels = sorted({lab for it in splits["train"] for lab in it.labels or ()})
+    unseen = sorted({lab for s in ("val", "test") for it in splits.get(s, []) for lab in it.labels or ()} - set(labels))
+    if unseen:
+        log.warning("data: label(s) %s appear in val/test but never in train: ignored there (a model cannot "
+                    "learn them)", ", ".join(map(repr, unseen)))  # fmt: skip
+    return labels
+
+
+def multi_hot(label_sets: list[tuple[str, ...] | None], labels: list[str]) -> np.ndarray:
+    """(N, K) float32 targets: 1 where the example carries the class; unknown labels ignored."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.zeros((len(label_sets), len(labels)), dtype=np.float32)
+    for r, labs in enumerate(label_sets):
+        for lab in labs or ():
+            if lab in index:
+                y[r, index[lab]] = 1.0
+    return y
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32)
+
+
+def warn_no_positives(y: np.ndarray, labels: list[str]) -> None:
+    """A class with no positive among the training targets (possible when a refit or folds drop
+    examples): its sigmoid only learns 'no'."""
+    empty = [labels[k] for k in np.flatnonzero(y.sum(0) == 0)]
+    if empty:
+        log.warning("data: class(es) %s have no positive training example: the model will never tag them",
+                    ", ".join(map(repr, empty)))  # fmt: skip
+
+
+# -- thresholds ---------------------------------------------------------------------------------
+
+
+def _f1(y: np.ndarray, pred: np.ndarray, axis=None) -> np.ndarray:
+    tp = (y * pred).sum(axis)
+    denom = y.sum(axis) + pred.sum(axis)
+    return np.divide(2 * tp, denom, out=np.zeros_like(np.asarray(denom, dtype=float)), where=denom > 0)
+
+
+def choose_thresholds(scores: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-class thresholds (K,) from validation clip scores (N, K) and targets (N, K).
+
+    The global threshold maximises micro-F1 over all classes. Each class with at least
+    MIN_SUPPORT positives takes the grid value maximising its own F1 (ties: nearest the global
+    one), shrunk toward the global threshold by SHRINK_PRIOR pseudo-positives; a rarer class
+    takes the global threshold. Without validation examples every threshold is 0.5."""
+    k = scores.shape[1] if scores.ndim == 2 else 0
+    if not len(scores):
+        return np.full(k, DEFAULT_THRESHOLD), {"global": DEFAULT_THRESHOLD, "rule": "no validation data: 0.5"}
+    y = (y > 0.5).astype(np.float64)
+    micro = [float(_f1(y, (scores >= t).astype(float))) for t in THRESHOLD_GRID]
+    best_global = float(THRESHOLD_GRID[int(np.argmax(micro))])
+    out = np.full(k, best_global)
+    support = y.sum(0).astype(int)
+    for c in range(k):
+        if support[c] < MIN_SUPPORT:
+            continue
+        f1s = np.array([float(_f1(y[:, c], (scores[:, c] >= t).astype(float))) for t in THRESHOLD_GRID])
+        ties = np.flatnonzero(f1s >= f1s.max() - 1e-12)
+        own = float(THRESHOLD_GRID[ties[np.argmin(np.abs(THRESHOLD_GRID[ties] - best_global))]])
+        out[c] = (support[c] * own + SHRINK_PRIOR * best_global) / (support[c] + SHRINK_PRIOR)
+    facts = {"global": best_global, "min_support": MIN_SUPPORT, "shrink_prior": SHRINK_PRIOR,
+             "rule": "per class on validation, shrunk toward the global threshold"}  # fmt: skip
+    return np.round(out, 4), facts
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+def average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    """Area under the precision-recall curve as scikit-learn's average_precision_score computes it
+    (step-wise, ties grouped); NaN without positives."""
+    n_pos = y.sum()
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last index of each distinct score
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multilabel_report(scores: np.ndarray, y: np.ndarray, labels: list[str], thresholds: np.ndarray | None = None,
+                      ) -> dict[str, Any]:  # fmt: skip
+    """Metrics of clip scores (N, K) in [0, 1] against multi-hot targets (N, K): micro- and
+    macro-F1 at the thresholds, macro mAP, exact-set match (as `accuracy`, so early stopping and
+    summaries read one key), label cardinality, and per class precision/recall/F1/AP/support.
+    Macro averages run over classes with a positive in `y` (AP is undefined without one)."""
+    k = len(labels)
+    th = np.full(k, DEFAULT_THRESHOLD) if thresholds is None else np.asarray(thresholds, dtype=float)
+    y = (np.asarray(y) > 0.5).astype(np.float64)
+    n = len(y)
+    if not n:
+        pred = np.zeros((0, k))
+    else:
+        pred = (scores >= th[None, :]).astype(np.float64)
+    tp, pred_n, true_n = (y * pred).sum(0), pred.sum(0), y.sum(0)
+    precision = np.divide(tp, pred_n, out=np.zeros(k), where=pred_n > 0)
+    recall = np.divide(tp, true_n, out=np.zeros(k), where=true_n > 0)
+    f1 = _f1(y, pred, axis=0) if n else np.zeros(k)
+    ap = np.array([average_precision(y[:, c], scores[:, c]) for c in range(k)]) if n else np.full(k, np.nan)
+    present = true_n > 0
+    exact = float((pred == y).all(1).mean()) if n else 0.0
+    return {
+        "multi_label": True,
+        "accuracy": exact,  # exact-set match
+        "exact_match": exact,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "micro_f1": float(_f1(y, pred)) if n else 0.0,
+        "macro_map": float(np.nanmean(ap[present])) if present.any() else 0.0,
+        "label_cardinality": float(y.sum(1).mean()) if n else 0.0,
+        "predicted_cardinality": float(pred.sum(1).mean()) if n else 0.0,
+        "count": int(n),
+        "per_class": {
+            lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                  "ap": None if np.isnan(ap[i]) else float(ap[i]), "support": int(true_n[i]),
+                  "threshold": float(th[i])}
+            for i, lab in enumerate(labels)
+        },  # fmt: skip
+        "labels": list(labels),
+    }
+
+
+def bce(probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities (W, K) against targets (W, K)."""
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean()) if len(p) else float("nan")
+
+
+def chosen_labels(scores: np.ndarray, labels: list[str], thresholds: np.ndarray) -> list[str]:
+    """The labels whose score (K,) reaches its threshold, best first."""
+    order = np.argsort(-scores, kind="stable")
+    return [labels[i] for i in order if scores[i] >= thresholds[i]]
+
+
+def clip_scores(logits: np.ndarray, ws) -> np.ndarray:
+    """Window logits (W, K) of `ws` -> clip probabilities (N, K): each window's sigmoid, averaged."""
+    from .inference import aggregate
+
+    if not len(logits):
+        return np.zeros((len(ws), len(ws.labels[0]) if len(ws.labels) else 0), dtype=np.float32)
+    return aggregate(sigmoid(logits), ws.all_windows[:, 0], len(ws), "mean")
+
+
+def multilabel_evaluation(logits: np.ndarray, ws, labels: list[str], thresholds=None) -> dict[str, Any]:
+    """`evaluation_report` for multi-hot targets: the clip metrics plus the windows' mean BCE as `loss`."""
+    y = ws.labels
+    rep = multilabel_report(clip_scores(logits, ws), y, labels, thresholds)
+    rep["loss"] = bce(sigmoid(logits), y[ws.all_windows[:, 0]]) if len(logits) else float("nan")
+    return rep
+
+
+def thresholds_on_val(model, data, device) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """(thresholds (K,), facts) of the model to save, chosen on its validation clip scores."""
+    from .inference import window_logits
+
+    scores = clip_scores(window_logits(model, data.val, device), data.val) if len(data.val) else np.zeros((0, 0))
+    th, facts = choose_thresholds(scores, data.val.labels if len(data.val) else np.zeros((0, 0)))
+    if not len(data.val):
+        th = np.full(len(data.labels), DEFAULT_THRESHOLD)
+    log.info("thresholds (validation, global %.3f): %s", facts["global"],
+             ", ".join(f"{lab} {t:.3f}" for lab, t in zip(data.labels, th, strict=True)))  # fmt: skip
+    return th, facts
