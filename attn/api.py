@@ -246,15 +246,24 @@ class Model:
         top_k: also list the k best labels ("top_k").
         options: audio: `per_frame` (each window's prediction), `aggregate` ("mean", "max" or
             "vote" over a file's windows); both: `batch_size` (windows per model call).
-        Records: {"input", "label", "score", ...}; audio adds "duration" and "windows", text
+        Records: {"input", "label", "score", ...} (a multi-label model: {"input", "labels",
+            "scores", ...}, option `threshold`); audio adds "duration" and "windows", text
         "tokens" (and "truncated"). An input that cannot be read gives {"input", "error"}.
         """
         return list(self.predict_iter(inputs, top_k, **options))
 
     def predict_iter(
-        self, inputs, top_k: int = 1, per_frame: bool = False, aggregate: str = "mean", batch_size: int = 64
+        self,
+        inputs,
+        top_k: int = 1,
+        per_frame: bool = False,
+        aggregate: str = "mean",
+        batch_size: int = 64,
+        threshold: float | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """`predict`, one record at a time (memory stays flat over any number of inputs)."""
+        """`predict`, one record at a time (memory stays flat over any number of inputs).
+        `threshold`: a multi-label model's decision threshold for every class (default: the
+        per-class thresholds the model stores)."""
         if _single(inputs):
             inputs = [inputs]
         if self.modality == "text":
@@ -262,11 +271,13 @@ class Model:
 
             if per_frame:
                 raise ConfigError("per_frame is for audio models; this is a text model")
-            return TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k).predict(_text_inputs(inputs))
+            return TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k, threshold=threshold).predict(
+                _text_inputs(inputs)
+            )
         from attn.pipelines.predict import AudioPredictor
 
         predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
-                                   per_frame=per_frame)  # fmt: skip
+                                   per_frame=per_frame, threshold=threshold)  # fmt: skip
         return predictor.predict(self._audio_inputs(inputs))
 
     def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:

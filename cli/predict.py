@@ -37,6 +37,8 @@ Examples:
 
   cat questions.txt | attn predict -m runs/trec/model.attn -        # text model: one text per line
 
+  attn predict -m runs/tags/model.attn clips/ --threshold 0.3   # multi-label: one threshold for all
+
 Output: one record per input, in order (table on a terminal, JSON lines otherwise). An input
 that cannot be read gets an `error` field and the others still run. Exit code 0 if all inputs
 succeeded, 1 if any failed, 2 on usage errors.
@@ -70,6 +72,16 @@ def predict_cmd(
         Literal["mean", "max", "vote"], typer.Option(help="Combine window predictions per file.")
     ] = "mean",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Multi-label models: one decision threshold for every class "
+            "(default: the per-class thresholds chosen on validation).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -91,11 +103,13 @@ def predict_cmd(
         if per_frame:
             raise fail("--per-frame is for audio models; this is a text model")
         total = 0
-        records = m.predict_iter(text_inputs(text or [], inputs or []), top_k, batch_size=batch_size)
+        records = m.predict_iter(text_inputs(text or [], inputs or []), top_k, batch_size=batch_size,
+                                 threshold=threshold)  # fmt: skip
     else:
         paths = audio_paths(m, inputs, text)
         total = len(paths)
-        records = m.predict_iter(paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size)
+        records = m.predict_iter(paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size,
+                                 threshold=threshold)  # fmt: skip
     counter = None
     if console is not None and total > 20:
         from .progress import RichCounter
@@ -108,7 +122,8 @@ def predict_cmd(
         if fmt == "jsonl":
             seen = render.write_jsonl(records, on_record=_adv(on))
         elif fmt == "csv":
-            seen = render.write_csv(records, top_k, on_record=_adv(on), text=m.modality == "text")
+            seen = render.write_csv(records, top_k, on_record=_adv(on), text=m.modality == "text",
+                                    multi_label=bool(getattr(m.recipe.data, "multi_label", False)))  # fmt: skip
         else:
             seen = render.print_table(records, top_k, on_record=_adv(on))
     if not seen:

@@ -50,28 +50,33 @@ TOLERANCE = 1e-4  # max |p_exported - p_torch| accepted on the check batch
 EXTRA_FILE = "attn.json"  # TorchScript: the metadata, as one JSON extra file
 
 
+def _probs(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Softmax over the labels, or (multi-label) each label's own sigmoid."""
+    return logits.float().sigmoid() if multi_label else logits.float().softmax(-1)
+
+
 class AudioProbs(nn.Module):
     """waveform (B, N) -> probabilities (B, K): every row is one window of N valid samples."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.multi_label = model, multi_label
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         b, n = waveform.shape
         lengths = torch.full((b,), n, dtype=torch.int64, device=waveform.device)
-        return self.model(waveform, lengths).float().softmax(-1)
+        return _probs(self.model(waveform, lengths), self.multi_label)
 
 
 class TextProbs(nn.Module):
     """ids (B, T) or (B, T, 1 + K) int64, lengths (B,) int64 -> probabilities (B, K)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.multi_label = model, multi_label
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model(ids, lengths).float().softmax(-1)
+        return _probs(self.model(ids, lengths), self.multi_label)
 
 
 @dataclass
@@ -121,7 +126,8 @@ def export_model(loaded: LoadedModel, out: str | Path, fmt: str = "onnx") -> Exp
     model.requires_grad_(False)  # a consumer's outputs carry no autograd graph
     _one_pass(model)
     text = loaded.recipe.modality == "text"
-    wrapper = (TextProbs(model) if text else AudioProbs(model)).eval()
+    multi = loaded.recipe.data.multi_label
+    wrapper = (TextProbs(model, multi) if text else AudioProbs(model, multi)).eval()
     example, checks = _examples(loaded)
     meta = metadata(loaded, list(example))
     with _quiet(), torch.no_grad():
@@ -159,7 +165,12 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
         "labels": json.dumps(list(loaded.labels)),
         "features": json.dumps(feats),
         "model": json.dumps(recipe.get("model", {})),
-        "data": json.dumps({"extensions": list(loaded.recipe.data.extensions)}),
+        "data": json.dumps(
+            {
+                "extensions": list(loaded.recipe.data.extensions),
+                **({"multi_label": True} if loaded.recipe.data.multi_label else {}),
+            }
+        ),  # fmt: skip
         "inputs": json.dumps(
             [{"name": n, "dtype": shapes[n][0], "shape": shapes[n][1], "doc": shapes[n][2]} for n in inputs]
         ),
@@ -172,10 +183,17 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
                 "name": "probabilities",
                 "dtype": "float32",
                 "shape": ["batch", "classes"],
-                "doc": "softmax over the labels, in the order of `labels`",
+                "doc": (
+                    "each label's sigmoid (multi-label: a label applies at or above its threshold)"
+                    if loaded.recipe.data.multi_label
+                    else "softmax over the labels"
+                )
+                + ", in the order of `labels`",
             }
         ),
     }
+    if loaded.header.get("thresholds") is not None:  # multi-label: the per-class thresholds
+        meta["thresholds"] = json.dumps(loaded.header["thresholds"])
     if text and "tokenizer" in loaded.header:
         meta["tokenizer"] = json.dumps(loaded.header["tokenizer"])
         if loaded.tokenizer is not None:

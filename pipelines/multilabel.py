@@ -18,7 +18,7 @@ from attn.errors import InputError
 
 log = logging.getLogger("attn")
 
-SEPARATORS = (";", "|", ",")  # what data.label_sep: auto tries, in this order
+SEPARATORS = (";", "|", ",")  # what data.label_sep: auto tries
 # Per-class thresholds overfit a handful of positives: a class with fewer validation positives
 # than MIN_SUPPORT takes the global threshold, and every class's own choice is shrunk toward the
 # global one with the weight of SHRINK_PRIOR pseudo-positives: t_k = (n_k t_k + m t) / (n_k + m).
@@ -32,12 +32,13 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def detect_sep(cells: list[str], where: str) -> str:
-    """data.label_sep: auto: the first of SEPARATORS found in any cell (JSON lists aside); when
-    none occurs every example has one label, which is allowed but said."""
+    """data.label_sep: auto: of SEPARATORS, the one found in the most cells (JSON lists aside;
+    ties: the earlier), so a label that itself holds a `,` or `;` does not decide; when none
+    occurs every example has one label, which is allowed but said."""
     plain = [c for c in cells if not c.lstrip().startswith("[")]
-    for sep in SEPARATORS:
-        if any(sep in c for c in plain):
-            return sep
+    counts = [sum(sep in c for c in plain) for sep in SEPARATORS]
+    if max(counts, default=0):
+        return SEPARATORS[int(np.argmax(counts))]
     if plain:
         log.warning("%s: data.multi_label is on but no label cell holds a separator (tried %s): every example "
                     "has one label; set data.label_sep if yours is another", where, " ".join(SEPARATORS))  # fmt: skip
@@ -194,9 +195,14 @@ def multilabel_report(scores: np.ndarray, y: np.ndarray, labels: list[str], thre
         "predicted_cardinality": float(pred.sum(1).mean()) if n else 0.0,
         "count": int(n),
         "per_class": {
-            lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                  "ap": None if np.isnan(ap[i]) else float(ap[i]), "support": int(true_n[i]),
-                  "threshold": float(th[i])}
+            lab: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "ap": None if np.isnan(ap[i]) else float(ap[i]),
+                "support": int(true_n[i]),
+                "threshold": float(th[i]),
+            }
             for i, lab in enumerate(labels)
         },  # fmt: skip
         "labels": list(labels),
@@ -243,3 +249,63 @@ def thresholds_on_val(model, data, device) -> tuple[np.ndarray | None, dict[str,
     log.info("thresholds (validation, global %.3f): %s", facts["global"],
              ", ".join(f"{lab} {t:.3f}" for lab, t in zip(data.labels, th, strict=True)))  # fmt: skip
     return th, facts
+
+
+# -- predicting ---------------------------------------------------------------------------------
+
+
+def model_thresholds(loaded, override: float | None = None) -> np.ndarray | None:
+    """The thresholds predictions use: `override` (predict --threshold) for every class, else the
+    ones the model file stores (0.5 for a file without them); None for a single-label model."""
+    from attn.errors import ConfigError
+
+    if not getattr(loaded.recipe.data, "multi_label", False):
+        if override is not None:
+            raise ConfigError("--threshold is for multi-label models (data.multi_label); this model picks one label")
+        return None
+    if override is not None:
+        if not 0.0 <= override <= 1.0:
+            raise ConfigError(f"--threshold must be within [0, 1] (got {override:g})")
+        return np.full(len(loaded.labels), float(override))
+    stored = loaded.header.get("thresholds")
+    return np.asarray(stored, dtype=float) if stored else np.full(len(loaded.labels), DEFAULT_THRESHOLD)
+
+
+def tag_record(scores: np.ndarray, labels: list[str], thresholds: np.ndarray) -> dict[str, Any]:
+    """A multi-label prediction's fields: `labels` at or above their thresholds (best first) and
+    every class's `scores`, in the model's label order."""
+    return {"labels": chosen_labels(scores, labels, thresholds),
+            "scores": {lab: round(float(s), 6) for lab, s in zip(labels, scores, strict=True)}}  # fmt: skip
+
+
+def pr_curves(scores: np.ndarray, y: np.ndarray, labels: list[str], thresholds: np.ndarray) -> list[dict[str, Any]]:
+    """Per class: the precision-recall curve of clip scores (N, K) against targets (N, K) and the
+    (recall, precision) point of its threshold (report.html's figure)."""
+    out = []
+    y = np.asarray(y) > 0.5
+    for c, lab in enumerate(labels):
+        pos = int(y[:, c].sum())
+        if not pos:
+            continue
+        ts = np.unique(scores[:, c])[::-1]
+        pred = scores[:, c][None, :] >= ts[:, None]  # (T, N)
+        tp = (pred & y[:, c][None, :]).sum(1)
+        precision, recall = tp / np.maximum(pred.sum(1), 1), tp / pos
+        hit = scores[:, c] >= thresholds[c]
+        tp_t = int((hit & y[:, c]).sum())
+        at = (tp_t / pos, tp_t / hit.sum()) if hit.any() else (0.0, 1.0)
+        out.append({"label": lab, "precision": np.r_[1.0, precision], "recall": np.r_[0.0, recall], "at": at,
+                    "ap": average_precision(y[:, c].astype(float), scores[:, c])})  # fmt: skip
+    return out
+
+
+def worst_examples(scores: np.ndarray, y: np.ndarray, labels: list[str], thresholds: np.ndarray, n: int = 12):
+    """The examples whose tagged set is furthest from the truth (most wrong labels, then the
+    largest score error): [(index, true labels, predicted labels, missed + wrongly added)]."""
+    y = np.asarray(y) > 0.5
+    pred = scores >= thresholds[None, :]
+    wrong = (pred != y).sum(1)
+    err = np.abs(scores - y).sum(1)
+    order = [i for i in np.lexsort((-err, -wrong)) if wrong[i]][:n]
+    names = np.asarray(labels, dtype=object)
+    return [(int(i), list(names[y[i]]), list(names[pred[i]]), int(wrong[i])) for i in order], int((wrong > 0).sum())

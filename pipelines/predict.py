@@ -101,9 +101,13 @@ class AudioPredictor:
         top_k: int = 1,
         per_frame: bool = False,
         workers: int = 2,
+        threshold: float | None = None,
     ) -> None:
+        from .multilabel import model_thresholds
+
         if aggregate_how not in AGGREGATES:
             raise ValueError(aggregate_how)
+        self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only
         self.loaded = loaded
         self.cfg = loaded.recipe.features
         self.labels = loaded.labels
@@ -228,6 +232,8 @@ class AudioPredictor:
 
     def _file_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
         """The record of a file whose windows' outputs `probs` (W, K) are in time order (`f.spans`)."""
+        if self.thresholds is not None:
+            return self._tag_record(f, probs)
         scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
         top = top_labels(scores, self.labels, self.top_k)
         rec: dict[str, Any] = {"input": f.path, **top[0], "duration": round(f.seconds, 3), "windows": len(probs)}
@@ -247,6 +253,24 @@ class AudioPredictor:
                 }
                 for (s, n), p in zip(f.spans, probs, strict=True)
             ]
+        return rec
+
+    def _tag_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
+        """A multi-label model's record: the labels above threshold and every class's score (the
+        windows' probabilities averaged; per frame, each window's labels)."""
+        from .multilabel import tag_record
+
+        scores = probs.mean(0)
+        rec = {"input": f.path, **tag_record(scores, self.labels, self.thresholds), "duration": round(f.seconds, 3),
+               "windows": len(probs)}  # fmt: skip
+        warning = self._warning(f)
+        if warning:
+            rec["warning"] = warning
+        if self.per_frame:
+            sr = self.cfg.sample_rate
+            rec["frames"] = [{"start": round(s / sr, 3), "end": round((s + n) / sr, 3),
+                              **tag_record(p, self.labels, self.thresholds)}
+                             for (s, n), p in zip(f.spans, probs, strict=True)]  # fmt: skip
         return rec
 
     def _warning(self, f: _File) -> str | None:

@@ -355,7 +355,13 @@ class EpochSaver:
 
 
 def final_metrics(
-    model, data: Datasets, run_dir: Path, device, baseline=None, blend=None, extra: dict[str, Any] | None = None,
+    model,
+    data: Datasets,
+    run_dir: Path,
+    device,
+    baseline=None,
+    blend=None,
+    extra: dict[str, Any] | None = None,
     thresholds=None,
 ) -> dict[str, Any] | None:
     """Metrics of the model to save on `data.eval_split`, written to metrics.json with the
