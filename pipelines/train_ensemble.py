@@ -125,7 +125,7 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
 
     n, labels = recipe.train.ensemble, list(prepared.labels)
     members = [load_model(run_dir / f"member-{i + 1}" / MODEL).model for i in range(n)]
-    model = Ensemble(members).to(dev).eval()
+    model = Ensemble(members, multi_label=recipe.data.multi_label).to(dev).eval()
     history = []
     for i in range(n):
         lines = (run_dir / f"member-{i + 1}" / HISTORY).read_text(encoding="utf-8").splitlines()
@@ -140,11 +140,17 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
             log.info("ensemble of %d: val accuracy %.4f", n, val["accuracy"])
             more["val_accuracy"] = val["accuracy"]
         final, blend = with_baseline(model, baseline, data, recipe, dev)
-        metrics = final_metrics(final, data, run_dir, dev, baseline, blend, more)
+        thresholds = None
+        if data.train.multi_label:
+            from .multilabel import thresholds_on_val
+
+            thresholds, _ = thresholds_on_val(final, data, dev)
+        metrics = final_metrics(final, data, run_dir, dev, baseline, blend, more, thresholds=thresholds)
         atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
         extra = {
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"members": state["members"], "seconds": round(seconds, 1)},
+            **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
         }
         save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=prepared.tokenizer)
         point_latest(run_dir)

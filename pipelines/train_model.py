@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from attn.errors import Interrupted
 
 from . import rundir
@@ -41,6 +43,7 @@ class TrainResult:
     seconds: float
     labels: list[str]
     parameters: int
+    thresholds: list[float] | None = None  # multi-label: per-class decision thresholds stored in the model
     data: dict[str, Any] = field(default_factory=dict)  # examples per split, skipped files, vectors, ...
     members: list[dict[str, Any]] = field(default_factory=list)  # train.ensemble: one entry per member
     baseline: dict[str, Any] | None = None  # the classical baseline's scores (train.baseline)
@@ -79,6 +82,7 @@ def train_model(
     point_latest: bool = True,
     auto: dict[str, Any] | None = None,
     score_val: bool = False,
+    thresholds=None,
 ) -> TrainResult:
     """Train one model of `recipe` (train.ensemble 1) from prepared data in an existing `run_dir`.
 
@@ -92,6 +96,8 @@ def train_model(
         auto: what `resolve_auto` chose for the recipe's auto keys (kept in the run's facts).
         score_val: also score the saved model on validation (`TrainResult.val_report`: a
             cross-validation fold's held-out scores and confusion matrix).
+        thresholds: multi-label: the per-class thresholds to store when there is no validation
+            split to choose them on (train.folds' final model: the folds' held-out choices).
     """
     from .artifact import save_model
     from .build import count_parameters
@@ -131,6 +137,7 @@ def train_model(
         save_states(model.frontend, folder)
     trainer.load_best()
     metrics, blend, val_report = None, None, None
+    thresholds = None if thresholds is None else np.asarray(thresholds, dtype=float)
     refit, why = should_refit(recipe, data)
     if refit and world.distributed:
         log.warning("train.refit is skipped under torchrun (one process would refit, not all)")
@@ -138,8 +145,7 @@ def train_model(
     if world.main:  # rank 0 evaluates and writes
         final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
         chosen_on = baseline  # validation scores of the baseline validation could judge
-        thresholds = None
-        if data.train.multi_label:  # chosen before a refit: validation is still held out here
+        if data.train.multi_label and thresholds is None:  # chosen before a refit: validation is held out here
             from .multilabel import thresholds_on_val
 
             thresholds, facts["thresholds"] = thresholds_on_val(final, data, device)
@@ -178,6 +184,7 @@ def train_model(
         data=facts,
         baseline=baseline_facts(baseline, blend),
         val_report=val_report,
+        thresholds=None if thresholds is None else [float(t) for t in thresholds],
     )
 
 

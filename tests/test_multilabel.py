@@ -305,3 +305,17 @@ def test_label_only_in_test_and_missing_separator_are_warned(tmp_path, caplog):
 def test_threshold_on_a_single_label_model_is_refused(trained_model):
     r = CliRunner().invoke(app, ["predict", "-m", str(trained_model), "--text", "x", "--threshold", "0.3"])
     assert r.exit_code != 0
+
+
+def test_folds_and_ensembles_keep_thresholds_from_held_out_data(tmp_path):
+    from attn.pipelines.artifact import load_model
+
+    res = _train(audio_recipe(tmp_path / "f", epochs=1, extra=", folds: 2"), tmp_path / "folds")
+    header = load_model(res.model_path).header
+    folds = res.cv["folds"]
+    assert header["thresholds"] == pytest.approx(np.mean([f["thresholds"] for f in folds], axis=0), abs=1e-4)
+    res = _train(audio_recipe(tmp_path / "e", epochs=1, extra=", ensemble: 2"), tmp_path / "ens")
+    loaded = load_model(res.model_path)
+    assert len(loaded.header["thresholds"]) == 3 and res.metrics["multi_label"]
+    scores = loaded.window_probs([np.zeros(SR // 2, np.float32)])
+    assert scores.shape == (1, 3) and abs(float(scores.sum()) - 1) > 1e-3  # each label's own probability
