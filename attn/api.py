@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from attn.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover - names for annotations only
-    from attn.pipelines.artifact import LoadedModel
-    from attn.pipelines.config import Recipe
-    from attn.pipelines.export import ExportResult
-    from attn.pipelines.train_model import TrainResult
-    from attn.pipelines.tune import TuneResult
+    from attn.pipelines.recipe.config import Recipe
+    from attn.pipelines.ship.export import ExportResult
+    from attn.pipelines.store.artifact import LoadedModel
+    from attn.pipelines.train.model import TrainResult
+    from attn.pipelines.tune.run import TuneResult
 
 
 def load(model: str | os.PathLike | None = None, device: Any = "cpu") -> Model:
@@ -36,11 +36,11 @@ def load(model: str | os.PathLike | None = None, device: Any = "cpu") -> Model:
     An ONNX file written by `attn export` (*.onnx) loads too, for prediction without PyTorch
     (onnxruntime on the CPU; `device` is ignored): `.predict`, `.labels`, `.info()` work, and
     `.recipe` holds its front end and data settings only."""
-    from attn.pipelines.artifact import load_model, resolve_model_path
+    from attn.pipelines.store.artifact import load_model, resolve_model_path
 
     path = resolve_model_path(None if model is None else os.fspath(model))
     if path.suffix.lower() == ".onnx":
-        from attn.pipelines.exported import load_exported
+        from attn.pipelines.infer.exported import load_exported
 
         return Model(load_exported(path), path)
     return Model(load_model(path, _device(device)), path)
@@ -67,8 +67,8 @@ def train(
         `train.tensorboard: true` writes them to <run>/tensorboard.
     The run directory also gets report.html (see `attn.report`).
     """
-    from attn.pipelines.recipe import resolve_recipe
-    from attn.pipelines.train import train as train_run
+    from attn.pipelines.recipe.load import resolve_recipe
+    from attn.pipelines.train.run import train as train_run
 
     r = resolve_recipe(recipe, list(overrides))
     path = os.fspath(recipe) if isinstance(recipe, (str, os.PathLike)) else None
@@ -80,7 +80,7 @@ def resume(
     run_dir: str | os.PathLike, device: Any = "auto", callbacks=None, tensorboard: str | os.PathLike | None = None
 ) -> TrainResult:
     """Continue an interrupted run from its last finished epoch (exactly as if never stopped)."""
-    from attn.pipelines.train import resume as resume_run
+    from attn.pipelines.train.run import resume as resume_run
 
     return resume_run(os.fspath(run_dir), device=_spec(device), callbacks=callbacks,
                       tensorboard=None if tensorboard is None else os.fspath(tensorboard))  # fmt: skip
@@ -90,7 +90,7 @@ def report(run_dir: str | os.PathLike | None = None) -> Path:
     """(Re)write a run's report.html (default runs/latest) and return its path: learning curves,
     confusion matrix, per-class metrics, the baseline, the data, the most confidently wrong
     test examples and the recipe, in one self-contained page."""
-    from attn.pipelines.report import write_report
+    from attn.pipelines.ship.report import write_report
 
     return write_report(Path("runs/latest") if run_dir is None else Path(run_dir))
 
@@ -131,9 +131,9 @@ def tune(
         `on_trial_end(record)`, `on_status(status)`.
     Returns a `TuneResult` (`.best`, `.leaderboard()`, `.importances`, `.summary()`).
     """
-    from attn.pipelines.recipe import resolve_recipe
-    from attn.pipelines.tune import parse_duration
-    from attn.pipelines.tune import tune as tune_study
+    from attn.pipelines.recipe.load import resolve_recipe
+    from attn.pipelines.tune.run import parse_duration
+    from attn.pipelines.tune.run import tune as tune_study
 
     seconds = parse_duration(timeout)
     if resume is not None:
@@ -165,12 +165,12 @@ def evaluate(
     (default test) of `recipe` (with `overrides`), else of the model's own recipe. Returns what
     metrics.json holds (accuracy, macro_f1, per_class, confusion, labels) plus `skipped`, the
     files that could not be read."""
-    from attn.pipelines.evaluate import evaluate as evaluate_model
-    from attn.pipelines.recipe import resolve_recipe
+    from attn.pipelines.infer.evaluate import evaluate as evaluate_model
+    from attn.pipelines.recipe.load import resolve_recipe
 
     m = model if isinstance(model, Model) else load(model, device)
     if m.exported:
-        from attn.pipelines.exported import only_predicts
+        from attn.pipelines.infer.exported import only_predicts
 
         raise only_predicts(m.path, "attn evaluate")
     r = None if recipe is None else resolve_recipe(recipe, list(overrides))
@@ -217,10 +217,10 @@ class Model:
     def info(self) -> dict[str, Any]:
         """What `attn info --format json` shows: recipe, labels, parameters, versions, metrics
         (an exported ONNX model: its metadata)."""
-        from attn.pipelines.artifact import model_info
+        from attn.pipelines.store.artifact import model_info
 
         if self.exported:
-            from attn.pipelines.exported import exported_info
+            from attn.pipelines.infer.exported import exported_info
 
             return exported_info(self.path)
         return model_info(self.loaded.header, self.path)
@@ -230,7 +230,7 @@ class Model:
         ("torchscript") file mapping what `predict` reads to probabilities (see `attn export
         --help`); `path` defaults to the model file's with .onnx or .pt. The file is checked
         against this model before it is written: `.max_abs_diff` of the result says how well."""
-        from attn.pipelines.export import default_path, export_model
+        from attn.pipelines.ship.export import default_path, export_model
 
         if self.exported:
             raise ConfigError(f"{self.path} is already an exported model; export the .attn model it came from")
@@ -267,14 +267,14 @@ class Model:
         if _single(inputs):
             inputs = [inputs]
         if self.modality == "text":
-            from attn.pipelines.predict_text import TextPredictor
+            from attn.pipelines.infer.predict_text import TextPredictor
 
             if per_frame:
                 raise ConfigError("per_frame is for audio models; this is a text model")
             return TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k, threshold=threshold).predict(
                 _text_inputs(inputs)
             )
-        from attn.pipelines.predict import AudioPredictor
+        from attn.pipelines.infer.predict import AudioPredictor
 
         predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
                                    per_frame=per_frame, threshold=threshold)  # fmt: skip
@@ -289,7 +289,7 @@ class Model:
 
     def embed_iter(self, inputs, per_window: bool = False, batch_size: int = 64) -> Iterator[dict[str, Any]]:
         """`embed`, one record at a time."""
-        from attn.pipelines.embed import embed
+        from attn.pipelines.infer.embed import embed
 
         if _single(inputs):
             inputs = [inputs]
@@ -310,10 +310,10 @@ class Model:
 
     def explain_iter(self, inputs, out: str | os.PathLike | None = None) -> Iterator[dict[str, Any]]:
         """`explain`, one record at a time."""
-        from attn.pipelines.explain import Explainer
+        from attn.pipelines.ship.explain import Explainer
 
         if self.exported:
-            from attn.pipelines.exported import only_predicts
+            from attn.pipelines.infer.exported import only_predicts
 
             raise only_predicts(self.path, "attn explain")
         if _single(inputs):
@@ -324,7 +324,7 @@ class Model:
     def _audio_inputs(self, inputs) -> list:
         import numpy as np
 
-        from attn.pipelines.predict import AudioArray, expand_paths
+        from attn.pipelines.infer.predict import AudioArray, expand_paths
 
         out: list = []
         for i, x in enumerate(inputs):
@@ -340,7 +340,7 @@ class Model:
 
 
 def _text_inputs(inputs) -> Iterator:
-    from attn.pipelines.predict_text import TextInput, file_inputs, given_text
+    from attn.pipelines.infer.predict_text import TextInput, file_inputs, given_text
 
     for i, x in enumerate(inputs):
         if isinstance(x, TextInput):

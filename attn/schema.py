@@ -2,7 +2,7 @@
 number types, and one-line validation messages with the dotted key and a "did you mean".
 
 Each layer defines its own sections (features/config.py, each model family's nested `Config`,
-pipelines/config.py composes them into the recipe); all share this base and this error format.
+pipelines/recipe/config.py composes them into the recipe); all share this base and this error format.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 Probability = Annotated[float, Field(ge=0, le=1)]
-# A value derived from the training data when a run starts (pipelines/auto.py); the resolved,
+# A value derived from the training data when a run starts (pipelines/data/auto.py); the resolved,
 # concrete value is what the run's recipe.yaml and model file keep.
 Auto = typing.Literal["auto"]
 # A length in milliseconds ("25ms"), for sizes otherwise counted in samples: it means the same

@@ -85,9 +85,9 @@ def pipeline(quick: bool = False) -> list[dict]:
 
     import torch
 
-    from attn.pipelines.build import build_model
-    from attn.pipelines.prepared import PreparedData, load_datasets
-    from attn.pipelines.sources import list_items, load_clips, split_items
+    from attn.pipelines.data.prepared import PreparedData, load_datasets
+    from attn.pipelines.data.sources import list_items, load_clips, split_items
+    from attn.pipelines.recipe.build import build_model
 
     root = data_root()
     if root is None:
@@ -106,7 +106,7 @@ def pipeline(quick: bool = False) -> list[dict]:
         loaded = load_clips(items, r.data, sr)
         t_decode = time.perf_counter() - t0
         from attn.features.transforms import AudioFrontend
-        from attn.pipelines.batching import WindowSet
+        from attn.pipelines.data.batching import WindowSet
 
         ws = WindowSet(loaded.clips, np.zeros(len(loaded.clips)), r.features.frame_samples, r.features.hop_samples)
         fe = AudioFrontend.from_config(r.features)

@@ -37,8 +37,8 @@ def gpu(quick: bool = False) -> list[dict]:
     if root is None:
         return rows
     os.environ.setdefault("ATTN_DATA", str(root))
-    from attn.pipelines.build import build_model
-    from attn.pipelines.trainer import Trainer
+    from attn.pipelines.recipe.build import build_model
+    from attn.pipelines.train.trainer import Trainer
 
     from .cases_train import _sets
 

@@ -20,8 +20,8 @@ FAMILIES = {
 
 
 def _sets(recipe, quick):
-    from attn.pipelines.prepared import PreparedData, load_datasets
-    from attn.pipelines.sources import collect_labels, list_items, split_items
+    from attn.pipelines.data.prepared import PreparedData, load_datasets
+    from attn.pipelines.data.sources import collect_labels, list_items, split_items
 
     splits = split_items(list_items(recipe.data, recipe.modality), recipe.data)
     labels = collect_labels(splits)
@@ -38,8 +38,8 @@ def trainer_vs_loop(quick: bool = False) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from attn.pipelines.build import build_model
-    from attn.pipelines.trainer import Trainer
+    from attn.pipelines.recipe.build import build_model
+    from attn.pipelines.train.trainer import Trainer
 
     root = data_root()
     if root is None:

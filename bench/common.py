@@ -72,9 +72,9 @@ def case(name: str, measured: str, reference: str, ours: float, ref: float, unit
 def load_resolved(path: str, overrides: list[str] | None = None):
     """A shipped recipe with its `auto` and millisecond values resolved from its training data,
     as `attn train` resolves them."""
-    from attn.pipelines.auto import resolve_auto
-    from attn.pipelines.prepared import prepare_data
-    from attn.pipelines.recipe import load_recipe
+    from attn.pipelines.data.auto import resolve_auto
+    from attn.pipelines.data.prepared import prepare_data
+    from attn.pipelines.recipe.load import load_recipe
 
     r = load_recipe(path, overrides or [])
     return resolve_auto(r, prepare_data(r))[0]

@@ -102,7 +102,7 @@ def setup_logging(quiet: bool = False, console=None) -> None:
         handler.setFormatter(_PlainFormatter())
     handler._attn_cli = True  # type: ignore[attr-defined]
     # The handler keeps its own threshold: a run raises the logger to INFO for its train.log
-    # (pipelines/rundir.py), and --quiet must stay quiet on the terminal all the same.
+    # (pipelines/store/rundir.py), and --quiet must stay quiet on the terminal all the same.
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
@@ -253,7 +253,7 @@ def check_model_or_recipe(model: str | None, recipe: str | None, set_: list[str]
 def audio_paths(model, inputs: list[str] | None, text: list[str] | None) -> list:
     """The audio files an audio model gets from the command line (files, folders, - for paths on
     stdin); --text, or nothing to read, is a usage error."""
-    from attn.pipelines.predict import expand_inputs
+    from attn.pipelines.infer.predict import expand_inputs
 
     if text:
         raise fail(f"--text given, but {model.path} is an audio model")

@@ -77,7 +77,7 @@ def embed_cmd(
     m = attn.load(model, device)
     set_threads(threads)
     if m.modality == "text":
-        from attn.pipelines.predict_text import text_inputs
+        from attn.pipelines.infer.predict_text import text_inputs
 
         if per_window:
             raise fail("--per-window is for audio models; a text has one vector")
@@ -86,7 +86,7 @@ def embed_cmd(
         items = audio_paths(m, inputs, text)
     records = m.embed_iter(items, per_window=per_window, batch_size=batch_size)
     if suffix == ".npy":
-        from attn.pipelines.embed import write_npy
+        from attn.pipelines.infer.embed import write_npy
 
         seen = write_npy(records, out)
     else:

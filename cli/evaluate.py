@@ -70,7 +70,7 @@ def evaluate_cmd(
         raise fail("--set needs --recipe")
     setup_logging(quiet, None if quiet else stderr_console())
     set_threads(threads)
-    from attn.pipelines.recipe import load_recipe
+    from attn.pipelines.recipe.load import load_recipe
 
     r = load_recipe(recipe, list(set_ or [])) if recipe else None  # a bad recipe fails before the model loads
     metrics = attn.evaluate(attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate)

@@ -33,7 +33,7 @@ def features_cmd(
     check_out(out)
     check_model_or_recipe(model, recipe, set_)
     from attn.pipelines.device import resolve_device
-    from attn.pipelines.features_export import export_features
+    from attn.pipelines.ship.features_export import export_features
 
     dev = resolve_device(device)
     shape, frames = export_features(file, out, model=model, recipe=recipe, overrides=list(set_ or []), device=dev)

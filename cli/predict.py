@@ -98,7 +98,7 @@ def predict_cmd(
     if not m.exported:  # an ONNX file predicts through onnxruntime: torch is never imported
         set_threads(threads)
     if m.modality == "text":
-        from attn.pipelines.predict_text import text_inputs
+        from attn.pipelines.infer.predict_text import text_inputs
 
         if per_frame:
             raise fail("--per-frame is for audio models; this is a text model")

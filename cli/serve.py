@@ -71,7 +71,7 @@ def serve_cmd(
 ) -> None:
     """Serve a model over HTTP: predict, explain, info, metrics, and a page to try it."""
     import attn
-    from attn.pipelines.serve import ServeConfig, create_app, listen, run
+    from attn.pipelines.serve.app import ServeConfig, create_app, listen, run
 
     setup_logging(quiet)
     _uvicorn_logs_through_ours()
@@ -102,14 +102,14 @@ def serve_cmd(
                                   "quiet": quiet, "config": asdict(config)})  # fmt: skip
     del m
     with tempfile.TemporaryDirectory(prefix="attn-metrics-") as d:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = d  # /metrics sums the workers (serve_metrics.py)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = d  # /metrics sums the workers (pipelines/serve/metrics.py)
         run(config, "attn.cli.serve:worker_app", sock)
 
 
 def worker_app():
     """The app of one worker process (`--workers N`), from the settings the parent left in $ATTN_SERVE_WORKER."""
     import attn
-    from attn.pipelines.serve import ServeConfig, create_app
+    from attn.pipelines.serve.app import ServeConfig, create_app
 
     s = json.loads(os.environ[ENV])
     setup_logging(s["quiet"])

@@ -38,8 +38,8 @@ def tokenize_cmd(
     check_model_or_recipe(model, recipe, set_)
     setup_logging(quiet=True)
     from attn.features.tokenizers import CLS
-    from attn.pipelines.predict_text import argument_inputs
-    from attn.pipelines.tokenize import tokenizer_for
+    from attn.pipelines.infer.predict_text import argument_inputs
+    from attn.pipelines.ship.tokenize import tokenizer_for
 
     tok, features, cls = tokenizer_for(model=model, recipe=recipe, overrides=list(set_ or []))
     max_len = features.tokenizer.max_len

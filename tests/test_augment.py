@@ -115,8 +115,8 @@ def test_augmentation_is_training_only(tiny_audio_model):
 
 @pytest.fixture
 def tiny_audio_model():
-    from attn.pipelines.build import build_model
-    from attn.pipelines.recipe import recipe_from_dict
+    from attn.pipelines.recipe.build import build_model
+    from attn.pipelines.recipe.load import recipe_from_dict
 
     recipe = recipe_from_dict(
         {
@@ -134,7 +134,7 @@ def tiny_audio_model():
 
 def test_background_folder_is_cut_into_segments_and_used_in_training(tmp_path, tiny_recipe):
     import attn
-    from attn.pipelines.sources import load_background
+    from attn.pipelines.data.sources import load_background
     from helpers import tone, write_wav
 
     bg = tmp_path / "bg"

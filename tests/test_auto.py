@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 import attn
-from attn.pipelines.auto import resolve_auto
-from attn.pipelines.prepared import prepare_data
-from attn.pipelines.recipe import load_recipe, recipe_from_dict
+from attn.pipelines.data.auto import resolve_auto
+from attn.pipelines.data.prepared import prepare_data
+from attn.pipelines.recipe.load import load_recipe, recipe_from_dict
 from helpers import tone, write_wav
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import attn
-from attn.pipelines.container import read_container
+from attn.pipelines.store.container import read_container
 
 WORDS = {
     "sport": ["match", "goal", "team", "coach", "league", "score"],
@@ -108,9 +108,9 @@ def test_torch_baseline_equals_the_scikit_learn_fit(tmp_path):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from attn.pipelines.baseline import _grams, fit_baseline
-    from attn.pipelines.prepared import load_datasets, prepare_data
-    from attn.pipelines.recipe import recipe_from_dict
+    from attn.pipelines.data.prepared import load_datasets, prepare_data
+    from attn.pipelines.recipe.load import recipe_from_dict
+    from attn.pipelines.train.baseline import _grams, fit_baseline
 
     recipe = recipe_from_dict(_text_recipe(tmp_path))
     data = load_datasets(recipe, prepare_data(recipe))
@@ -131,7 +131,7 @@ def test_audio_baseline_statistics_ignore_padding():
     import torch
 
     from attn.features.config import AudioFeatures
-    from attn.pipelines.baseline import _mfcc_stats
+    from attn.pipelines.train.baseline import _mfcc_stats
 
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((2, 16000)).astype(np.float32))
@@ -143,8 +143,8 @@ def test_audio_baseline_statistics_ignore_padding():
 
 
 def test_blend_weight_follows_validation_log_loss():
-    from attn.pipelines.baseline import choose_blend
-    from attn.pipelines.batching import WindowSet
+    from attn.pipelines.data.batching import WindowSet
+    from attn.pipelines.train.baseline import choose_blend
 
     y = np.array([0, 1, 0, 1, 1, 0])
     ws = WindowSet([np.zeros(4, dtype=np.int64)] * 6, y, 4, 4, truncate=True)
@@ -168,10 +168,10 @@ def test_blended_model_file_round_trip(tmp_path):
     w = model.weight
     texts = ["goal team today", "pasta with cheese", "new laptop code"]
     records = loaded.predict(texts, top_k=3)
-    from attn.pipelines.text import encode_texts
+    from attn.pipelines.data.text import encode_texts
 
     ids, _ = encode_texts(loaded.loaded.tokenizer, texts, 16)
-    from attn.pipelines.batching import pad_rows
+    from attn.pipelines.data.batching import pad_rows
 
     x = torch.from_numpy(pad_rows(ids))
     lengths = torch.tensor([len(i) for i in ids])

@@ -75,9 +75,9 @@ def test_old_model_files_give_the_same_logits(here):
     import torch
 
     from attn.features.audio import iter_windows, stream_audio
-    from attn.pipelines.artifact import load_model
-    from attn.pipelines.batching import pad_rows
-    from attn.pipelines.text import model_ids
+    from attn.pipelines.data.batching import pad_rows
+    from attn.pipelines.data.text import model_ids
+    from attn.pipelines.store.artifact import load_model
 
     want = json.loads((here / "logits.expected.json").read_text())
     for name in ("audio_cnn", "audio_ensemble"):

@@ -10,9 +10,9 @@ import sys
 
 import torch
 
-from attn.pipelines.container import read_container
-from attn.pipelines.recipe import load_recipe
-from attn.pipelines.train import train
+from attn.pipelines.recipe.load import load_recipe
+from attn.pipelines.store.container import read_container
+from attn.pipelines.train.run import train
 
 # No batch norm and no dropout: the only difference between the runs is where the gradient
 # average is taken, so the two must agree to float rounding.

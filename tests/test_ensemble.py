@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from attn.cli.app import app
 from attn.errors import Interrupted
-from attn.pipelines.artifact import load_model
-from attn.pipelines.container import read_container
-from attn.pipelines.recipe import load_recipe
-from attn.pipelines.train import resume, train
+from attn.pipelines.recipe.load import load_recipe
+from attn.pipelines.store.artifact import load_model
+from attn.pipelines.store.container import read_container
+from attn.pipelines.train.run import resume, train
 
 runner = CliRunner()
 

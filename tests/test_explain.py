@@ -231,7 +231,7 @@ def test_explain_audio_cli_png_and_a_missing_file(trained_model, tmp_path):
 def test_an_ensemble_is_explained_as_its_members_average(tiny_recipe, tmp_path):
     import attn
     from attn.models.attribution import mean_attribution
-    from attn.pipelines.explain import explain_window, members
+    from attn.pipelines.ship.explain import explain_window, members
 
     result = attn.train(tiny_recipe(epochs=1), ["train.ensemble=2"], out=tmp_path / "ens", device="cpu")
     m = attn.load(result.run_dir)

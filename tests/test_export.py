@@ -198,8 +198,8 @@ def _onnx_audio_probs(session, m, paths: list[str]) -> np.ndarray:
 
 def _text_rows(m, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """A padded batch of the model's ids, as attn prepares them."""
-    from attn.pipelines.batching import pad_rows
-    from attn.pipelines.text import model_ids
+    from attn.pipelines.data.batching import pad_rows
+    from attn.pipelines.data.text import model_ids
 
     parts = [model_ids(m.loaded.tokenizer.encode_array(t), m.recipe.features.tokenizer.max_len) for t in texts]
     return pad_rows(parts), np.array([len(p) for p in parts], dtype=np.int64)
@@ -209,7 +209,7 @@ def _text_rows(m, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def test_onnx_audio_equals_predict_on_fsdd(fsdd, case):
     import torch
 
-    from attn.pipelines.export import read_metadata
+    from attn.pipelines.ship.export import read_metadata
 
     ort = pytest.importorskip("onnxruntime")
     tests = fsdd[2]
@@ -392,7 +392,7 @@ def test_info_and_evaluate_on_an_onnx_file(fsdd):
 
 
 def test_cli_export_writes_metadata_and_json(trained_model, tmp_path):
-    from attn.pipelines.export import read_metadata
+    from attn.pipelines.ship.export import read_metadata
 
     out = tmp_path / "m.pt"  # TorchScript: seconds (the ONNX tests above cover the other format)
     r = runner.invoke(app, ["export", "-m", str(trained_model), "-f", "torchscript", "--out", str(out), "--json"])

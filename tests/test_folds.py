@@ -32,9 +32,9 @@ def test_folds_score_each_held_out_fold_then_train_on_all(tiny_recipe, tmp_path)
 
 
 def test_stratified_folds_are_even_and_disjoint(tiny_recipe):
-    from attn.pipelines.folds import assign_folds
-    from attn.pipelines.recipe import load_recipe
-    from attn.pipelines.sources import list_items
+    from attn.pipelines.data.sources import list_items
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.folds import assign_folds
 
     r = load_recipe(tiny_recipe(), ["train.folds=4"])
     items = list_items(r.data)

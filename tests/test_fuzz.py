@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from attn.errors import ConfigError, InputError
 from attn.features.audio import read_audio
-from attn.pipelines.recipe import load_recipe
+from attn.pipelines.recipe.load import load_recipe
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

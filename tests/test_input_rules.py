@@ -108,7 +108,7 @@ def test_duplicate_recipe_keys_are_an_error_with_both_lines(tmp_path):
 
 
 def test_hop_longer_than_frame_is_an_error_saying_how_much_is_never_seen(tmp_path):
-    from attn.pipelines.recipe import load_recipe, recipe_from_dict, recipe_to_dict
+    from attn.pipelines.recipe.load import load_recipe, recipe_from_dict, recipe_to_dict
 
     r = run("train", QUICKSTART, *SMALL, "--set", "features.frame_seconds=6", "--set", "features.hop_seconds=36",
             "--out", tmp_path / "run")  # fmt: skip
@@ -171,7 +171,7 @@ def test_files_much_shorter_than_a_window_carry_a_warning(trained_model, tmp_pat
 
 
 def test_a_broken_symlink_in_a_folder_is_an_error_record(trained_model, tmp_path):
-    from attn.pipelines.sources import scan_folder
+    from attn.pipelines.data.sources import scan_folder
 
     d = tmp_path / "clips"
     write_wav(d / "a" / "good.wav", tone(440, 0.5, SR), SR)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attn.pipelines.container import read_container
+from attn.pipelines.store.container import read_container
 
 EPOCHS = 6
 RECIPE = """\
@@ -92,7 +92,7 @@ def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
 
 
 def test_runs_started_at_the_same_moment_get_their_own_directories(tmp_path, monkeypatch):
-    from attn.pipelines.rundir import new_run_dir
+    from attn.pipelines.store.rundir import new_run_dir
 
     monkeypatch.chdir(tmp_path)
     got, barrier = [], threading.Barrier(8)

@@ -21,8 +21,9 @@ def modules() -> dict[str, Path]:
     """Every module of the package: dotted name -> file."""
     out = {}
     for pkg, folder in PACKAGES.items():
-        for f in sorted((REPO / folder).glob("*.py")):
-            out[pkg if f.stem == "__init__" else f"{pkg}.{f.stem}"] = f
+        for f in sorted((REPO / folder).rglob("*.py")):
+            parts = f.relative_to(REPO / folder).with_suffix("").parts
+            out[".".join((pkg, *parts[:-1]) if f.stem == "__init__" else (pkg, *parts))] = f
     return out
 
 
@@ -126,6 +127,66 @@ def test_no_import_cycles():
 
 def test_the_walk_sees_imports_at_every_level(tmp_path):
     """The checks above would pass vacuously if function-level and relative imports were missed."""
-    found = imports("attn.pipelines.train", REPO / "pipelines" / "train.py")
-    assert "attn.pipelines.train_model" in found and "attn.pipelines.recipe" in found  # relative, in a function
+    found = imports("attn.pipelines.train.run", REPO / "pipelines" / "train" / "run.py")
+    assert "attn.pipelines.train.model" in found and "attn.pipelines.recipe.load" in found  # relative, in a function
     assert layer("attn.errors") == "bottom" and layer("attn.api") == "api" and layer("typer") == ""
+
+
+# pipelines/ by job: each tier may import the tiers before it (and fsutil/device, the floor at the
+# top level), never one after it nor a sibling in its own tier. A reader knows from a file's
+# folder what it may import.
+PIPELINES_FLOOR = ("fsutil", "device")
+PIPELINES_ORDER = (("recipe",), ("data",), ("infer",), ("store",), ("ship", "serve"), ("train",), ("tune",))
+
+
+def pipelines_part(module: str) -> str:
+    """The sub-package (or floor module) of an attn.pipelines module; '' for attn.pipelines itself
+    or a module outside pipelines."""
+    if not module.startswith("attn.pipelines."):
+        return ""
+    return module.split(".")[2]
+
+
+def tier(part: str) -> int:
+    """Index of a sub-package in PIPELINES_ORDER; -1 for the floor."""
+    if part in PIPELINES_FLOOR:
+        return -1
+    return next(i for i, t in enumerate(PIPELINES_ORDER) if part in t)
+
+
+def test_every_pipelines_module_has_a_place():
+    """A module at pipelines/ top level must be one of the floor's; a sub-package must be in the order."""
+    placed = set(PIPELINES_FLOOR) | {p for t in PIPELINES_ORDER for p in t}
+    for name, path in modules().items():
+        part = pipelines_part(name)
+        if not part:
+            continue
+        where = path.relative_to(REPO / "pipelines")
+        if len(where.parts) == 1:
+            assert part in PIPELINES_FLOOR, (
+                f"{where}: a module at pipelines/ top level outside the floor {PIPELINES_FLOOR}"
+            )
+        else:
+            assert len(where.parts) == 2, f"{where}: pipelines/ sub-packages are one level deep"
+            assert part in placed, f"{where}: sub-package {part}/ is not in PIPELINES_ORDER"
+    tops = [p for p in (REPO / "pipelines").glob("*.py") if p.stem != "__init__"]
+    subs = [d for d in (REPO / "pipelines").iterdir() if (d / "__init__.py").exists()]
+    assert len(tops) <= 4 and len(subs) >= 6
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if pipelines_part(n)))
+def test_pipelines_tiers_point_down(name):
+    mine = pipelines_part(name)
+    for target in sorted(imports(name, modules()[name])):
+        other = pipelines_part(target)
+        if not other or other == mine:
+            continue
+        assert tier(other) < tier(mine) or other in PIPELINES_FLOOR, f"{name} ({mine}) imports {target} ({other})"
+
+
+def test_the_tier_check_can_fail(tmp_path):
+    """The order is not vacuous: a store module importing train, or a floor module importing any
+    sub-package, breaks it; a sibling in the same tier (ship -> serve) breaks it too."""
+    assert not tier("train") < tier("store")
+    assert not tier("serve") < tier("ship") and not tier("ship") < tier("serve")
+    assert tier("recipe") > tier("fsutil")

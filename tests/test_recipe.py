@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from attn.errors import ConfigError
-from attn.pipelines.recipe import load_recipe, recipe_from_dict, recipe_to_dict, recipe_to_yaml
+from attn.pipelines.recipe.load import load_recipe, recipe_from_dict, recipe_to_dict, recipe_to_yaml
 
 BASE = """\
 data:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from attn.pipelines.recipe import load_recipe
-from attn.pipelines.train import train
+from attn.pipelines.recipe.load import load_recipe
+from attn.pipelines.train.run import train
 
 
 def _run(tiny_recipe, tmp_path, refit, epochs=3):
@@ -20,7 +20,7 @@ def _run(tiny_recipe, tmp_path, refit, epochs=3):
 def test_refit_trains_on_train_and_val_for_the_chosen_epochs(tiny_recipe, tmp_path):
     import torch
 
-    from attn.pipelines.artifact import load_model
+    from attn.pipelines.store.artifact import load_model
 
     plain = _run(tiny_recipe, tmp_path, "false")
     res = _run(tiny_recipe, tmp_path, "true")
@@ -38,8 +38,8 @@ def test_refit_trains_on_train_and_val_for_the_chosen_epochs(tiny_recipe, tmp_pa
 
 
 def test_refit_auto_follows_the_share_validation_holds_back(tiny_recipe, tmp_path):
-    from attn.pipelines.prepared import load_datasets, prepare_data
-    from attn.pipelines.train_model import should_refit
+    from attn.pipelines.data.prepared import load_datasets, prepare_data
+    from attn.pipelines.train.model import should_refit
 
     p = tiny_recipe()
     for share, want in (("0.25", True), ("0.1", False)):

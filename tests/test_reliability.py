@@ -237,7 +237,7 @@ def test_crash_during_rename_leaves_the_old_file_and_no_temp_files(tmp_path, mon
 def test_newer_artifact_and_tampered_artifact_via_cli(trained_model, tmp_path):
     import hashlib
 
-    from attn.pipelines.container import MAGIC
+    from attn.pipelines.store.container import MAGIC
 
     data = bytearray(trained_model.read_bytes()[:-32])
     struct.pack_into("<I", data, len(MAGIC), 99)

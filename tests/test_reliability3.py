@@ -41,7 +41,7 @@ def test_mathtext_labels_and_file_names_are_drawn_literally(odd_text_run, traine
     assert r.exit_code == 0, r.output
     assert [json.loads(x)["input"] for x in r.stdout.splitlines()] == [str(bad), str(good)]
     # A valid expression is drawn as written too, not typeset ("1/2").
-    from attn.pipelines import plots
+    from attn.pipelines.infer import plots
 
     fig = plots.confusion_figure([[1, 0], [0, 1]], ["$\\frac{1}{2}$", "b"])
     plots.png_bytes(fig)
@@ -88,7 +88,7 @@ def test_a_four_row_text_csv_trains_with_its_baseline(tmp_path):
 # -- 4. label order a pure function of the data ---------------------------------------------------
 
 _ORDER = """
-from attn.pipelines.sources import Item, collect_labels
+from attn.pipelines.data.sources import Item, collect_labels
 items = [Item(str(i), lab, "train") for i, lab in enumerate(["2", "1.0", "01", "1", "10", "1e0"])]
 print(collect_labels({"train": items, "val": [], "test": []}))
 """
@@ -111,7 +111,7 @@ def test_labels_equal_as_numbers_are_ordered_the_same_under_every_hash_seed():
 def test_two_runs_started_together_into_one_folder_one_gets_exit_3(tmp_path, monkeypatch):
     """Both runs pass the "is it empty?" check before either writes anything (a barrier holds them
     there); exactly one may take the folder."""
-    from attn.pipelines import rundir
+    from attn.pipelines.store import rundir
 
     out = tmp_path / "same"
     barrier = threading.Barrier(2, timeout=20)
@@ -283,7 +283,7 @@ def test_report_escapes_and_type_checks_what_it_reads(metrics, tmp_path):
 
 def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     from attn.errors import ConfigError
-    from attn.pipelines.recipe import parse_yaml
+    from attn.pipelines.recipe.load import parse_yaml
 
     lines, prev = ['  a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]'], "a"
     for name in "bcdefghi":  # 9 ** 9: 387 million strings once expanded
@@ -296,7 +296,7 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     r = runner.invoke(app, ["train", str(tmp_path / "bomb.yaml"), "--out", str(tmp_path / "run")])
     one_line_error(r, 2, "bomb.yaml: the recipe expands to over 100,000 values through YAML aliases")
     # A recipe with an ordinary alias still loads.
-    from attn.pipelines.recipe import load_recipe
+    from attn.pipelines.recipe.load import load_recipe
 
     (tmp_path / "ok.yaml").write_text("data: {synthetic: {per_class: 4}}\nmodel: &m {name: cnn, channels: [4]}\n")
     assert load_recipe(tmp_path / "ok.yaml").model.name == "cnn"
@@ -312,15 +312,15 @@ def test_a_chain_of_1500_extends_is_a_clear_error(tmp_path):
     r = runner.invoke(app, ["train", str(tmp_path / "r0.yaml"), "--out", str(tmp_path / "run")])
     one_line_error(r, 2, "a chain of more than 64 recipes", "r0.yaml")
     assert not (tmp_path / "run").exists()
-    from attn.pipelines.recipe import load_recipe
+    from attn.pipelines.recipe.load import load_recipe
 
     assert load_recipe(tmp_path / "r1450.yaml").model.name == "cnn"  # a chain of 50 still loads
 
 
 def test_tensorboard_draws_mathtext_labels_literally(tmp_path):
     pytest.importorskip("tensorboard")
-    from attn.pipelines.recipe import resolve_recipe
-    from attn.pipelines.tensorboard import TensorBoardCallback
+    from attn.pipelines.recipe.load import resolve_recipe
+    from attn.pipelines.train.tensorboard import TensorBoardCallback
 
     tb = TensorBoardCallback(tmp_path / "tb", resolve_recipe({"data": {"synthetic": {"per_class": 4}}}), tmp_path)
     tb.on_epoch_end({"epoch": 1, "train_loss": 1.0})

@@ -86,7 +86,7 @@ def test_a_storage_password_is_masked_in_tune_json_and_kept_owner_only(one_trial
 def test_glyphs_missing_from_the_font_draw_without_warnings_on_stderr():
     import warnings
 
-    from attn.pipelines import plots
+    from attn.pipelines.infer import plots
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -126,8 +126,8 @@ def test_explain_text_output_shows_the_png_path_and_empty_folders_read_as_in_pre
 
 
 def test_json_boolean_labels_keep_their_json_spelling(tmp_path):
-    from attn.pipelines.config import DataConfig
-    from attn.pipelines.sources import list_items
+    from attn.pipelines.data.sources import list_items
+    from attn.pipelines.recipe.config import DataConfig
 
     rows = [{"text": f"t{i}", "label": [True, False, 1.5, None, "x"][i % 5]} for i in range(10)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["label"] is not None))
@@ -161,7 +161,7 @@ def test_out_dash_is_refused_rather_than_a_file_named_dash(command, trained_mode
 
 
 def test_export_checks_out_before_exporting(trained_model, tmp_path, monkeypatch):
-    from attn.pipelines import export
+    from attn.pipelines.ship import export
 
     def never(*a, **k):
         raise AssertionError("exported before --out was checked")
@@ -230,7 +230,8 @@ def test_csv_top_k_cells_split_one_way_for_labels_with_spaces_and_colons(odd_tex
 
 
 def test_an_internal_error_and_a_failed_report_are_one_line(trained_model, tmp_path, monkeypatch):
-    from attn.pipelines import artifact, report
+    from attn.pipelines.ship import report
+    from attn.pipelines.store import artifact
 
     def multi_line(*a, **k):
         raise ValueError("first line\n  ^\nthird line")

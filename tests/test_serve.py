@@ -156,7 +156,7 @@ def test_two_concurrent_requests_are_scored_in_one_batch(server, clips):
 def test_the_batcher_groups_by_options_caps_batches_and_never_splits_a_request():
     import asyncio
 
-    from attn.pipelines.serve_batching import Batcher
+    from attn.pipelines.serve.batching import Batcher
 
     seen = []
 

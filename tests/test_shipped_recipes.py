@@ -8,13 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from attn.cli.app import app
-from attn.pipelines.recipe import load_recipe
+from attn.pipelines.recipe.load import load_recipe
 
 runner = CliRunner()
 
 
 def test_digits_recipe_reads_the_official_split(shared_data, monkeypatch):
-    from attn.pipelines.sources import list_items, split_items
+    from attn.pipelines.data.sources import list_items, split_items
 
     monkeypatch.setenv("ATTN_DATA", str(shared_data))
     r = load_recipe("recipes/digits.yaml")

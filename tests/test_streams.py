@@ -142,7 +142,7 @@ def test_process_substitution_and_fifo_are_read(trained_model, wav, tmp_path):
 def test_a_huge_file_given_as_a_model_is_refused_on_its_first_bytes(tmp_path):
     """`attn info /dev/zero` read forever; a sparse 64 GB file with a valid model's start must be
     refused from its header too. Memory is capped at 1 GB, so reading either whole fails."""
-    from attn.pipelines.container import MAGIC
+    from attn.pipelines.store.container import MAGIC
 
     zero = sh("ulimit -v 1000000; $ATTN info /dev/zero", cwd=tmp_path, timeout=60)
     assert zero.returncode == 2 and "not an attn model file" in zero.stderr, zero.stderr

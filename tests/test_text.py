@@ -184,7 +184,7 @@ def test_tokenize_from_a_recipe_builds_the_training_tokenizer(tmp_path):
 def test_pretrained_vectors_initialise_known_tokens(tmp_path):
     import torch
 
-    from attn.pipelines.container import read_container
+    from attn.pipelines.store.container import read_container
 
     p = _text_data(tmp_path)
     vec = tmp_path / "vectors.txt"
@@ -266,8 +266,8 @@ def test_named_glove_vectors_initialise_known_words(tmp_path):
     m = attn.load(res.run_dir)
     tok = m.loaded.tokenizer
     # the saved weights moved for one epoch; the initial rows are what apply_vectors wrote
-    from attn.pipelines.build import build_model
-    from attn.pipelines.text import apply_vectors
+    from attn.pipelines.data.text import apply_vectors
+    from attn.pipelines.recipe.build import build_model
 
     fresh = build_model(m.recipe, 2, vocab_size=tok.vocab_size)
     apply_vectors(fresh, tok, m.recipe.features)

@@ -19,7 +19,7 @@ from attn.features.config import TextFeatures, TokenizerConfig
 from attn.features.ngrams import bucket, char_ngrams
 from attn.features.text import TextFrontend
 from attn.features.tokenizers import UNK_ID, make_tokenizer, tokenizer_from_state
-from attn.pipelines.recipe import load_recipe
+from attn.pipelines.recipe.load import load_recipe
 
 runner = CliRunner()
 CFG = TokenizerConfig(level="word", char_ngrams=(3, 5), word_ngrams=2, ngram_buckets=5000)
@@ -105,9 +105,9 @@ NGRAM_SETS = ["--set", "features.tokenizer.char_ngrams=[3,5]", "--set", "feature
 
 
 def test_trained_model_round_trips_with_ngrams(tmp_path):
-    from attn.pipelines.artifact import load_model
-    from attn.pipelines.batching import pad_rows
-    from attn.pipelines.text import encode_texts
+    from attn.pipelines.data.batching import pad_rows
+    from attn.pipelines.data.text import encode_texts
+    from attn.pipelines.store.artifact import load_model
 
     p = _text_data(tmp_path)
     r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run"), "--quiet", "--format", "json",

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from attn.errors import Interrupted, TrainingError
-from attn.pipelines.container import read_container
-from attn.pipelines.recipe import load_recipe
-from attn.pipelines.rundir import new_run_dir
-from attn.pipelines.train import resume, train
+from attn.pipelines.recipe.load import load_recipe
+from attn.pipelines.store.container import read_container
+from attn.pipelines.store.rundir import new_run_dir
+from attn.pipelines.train.run import resume, train
 
 
 def _weights(path):
@@ -78,9 +78,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_recipe):
 
 
 def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_recipe, monkeypatch):
-    import attn.pipelines.trainer as T
-    from attn.pipelines.artifact import load_model
-    from attn.pipelines.evaluate import evaluate
+    import attn.pipelines.train.trainer as T
+    from attn.pipelines.infer.evaluate import evaluate
+    from attn.pipelines.store.artifact import load_model
 
     monkeypatch.setattr(T.Trainer, "_key", lambda self, rec: [-rec["epoch"]])  # epoch 1 is the best
     p = tiny_recipe(epochs=3)
@@ -92,7 +92,7 @@ def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, tiny_recipe, monkeypatch):
-    import attn.pipelines.trainer as T
+    import attn.pipelines.train.trainer as T
 
     p = tiny_recipe(epochs=3)
     real = T.F.cross_entropy

@@ -166,14 +166,14 @@ def test_learned_positions_interpolate_on_sequences_longer_than_the_table(mode):
 
 def test_learned_positions_must_cover_the_recipes_windows():
     from attn.errors import ConfigError
-    from attn.pipelines.recipe import recipe_from_dict
+    from attn.pipelines.recipe.load import recipe_from_dict
 
     r = recipe_from_dict({
         "data": {"root": "x"},
         "features": {"kind": "text", "tokenizer": {"max_len": 300}},
         "model": {"name": "transformer", "positions": "learned", "max_positions": 256},
     })  # fmt: skip
-    from attn.pipelines.build import build_model
+    from attn.pipelines.recipe.build import build_model
 
     with pytest.raises(ConfigError, match="max_positions"):
         build_model(r, 3, vocab_size=50)

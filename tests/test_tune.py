@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import attn
 from attn.cli.app import app
 from attn.models import registry
-from attn.pipelines.recipe import load_recipe
+from attn.pipelines.recipe.load import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -93,7 +93,7 @@ def test_a_bad_tune_section_is_a_recipe_error_before_any_training(tmp_path, tune
 def test_default_space_fits_every_shipped_recipe_and_contains_it():
     """Without a tune: section each family's default space applies; the recipe as written is a
     point of it, so trial 0 scores the untuned recipe."""
-    from attn.pipelines.tune_space import current, default_space
+    from attn.pipelines.recipe.space import current, default_space
 
     for path in sorted((REPO / "recipes").glob("*.yaml")):
         recipe = load_recipe(path)
@@ -103,7 +103,7 @@ def test_default_space_fits_every_shipped_recipe_and_contains_it():
         for key, dist in space.params.items():
             assert dist.contains(current(plain, key)), (path, key)
         load_recipe(path, [])  # the space's keys and bounds passed the recipe's own validation:
-        from attn.pipelines.recipe import resolve_recipe
+        from attn.pipelines.recipe.load import resolve_recipe
 
         resolve_recipe({**plain, "tune": space.model_dump()})
 
@@ -231,8 +231,8 @@ def test_two_processes_share_one_study(tmp_path):
 
 
 def test_durations_and_storage_urls_as_a_user_writes_them():
-    from attn.pipelines.tune import parse_duration
-    from attn.pipelines.tune_study import storage_url
+    from attn.pipelines.tune.run import parse_duration
+    from attn.pipelines.tune.study import storage_url
 
     assert [parse_duration(v) for v in ("90s", "30m", "2h", "1h30m", "45", 12)] == [90, 1800, 7200, 5400, 45, 12]
     for bad in ("soon", "0", "-5m", ""):

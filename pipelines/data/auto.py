@@ -1,0 +1,252 @@
+"""Recipe values derived from the training data: the `auto` keys and sizes given in milliseconds.
+
+A general recipe cannot fix what depends on the data (a sample rate, how long a clip is, how many
+tokens a text has, how many epochs a set of this size needs), so such keys accept `auto`, and the
+STFT sizes accept a time ("32ms"). `resolve_auto` turns them into numbers when a run starts,
+from the training split only, and says what it chose and why; the run's recipe.yaml and model
+file keep the numbers, so prediction never depends on the data again.
+
+    audio   features.sample_rate    most common rate of the training files, at most 22.05 kHz
+            features.frame_seconds  95th percentile of the training clips' durations, rounded up
+                                    to 0.25 s, within [0.25 s, 5 s] (longer clips are framed)
+            features.hop_seconds    half the frame
+            n_fft / win_length / hop_length in ms: samples at the resolved rate (n_fft rounded up
+                                    to a power of two)
+    text    tokenizer.max_len       99th percentile of the training texts' token counts, rounded
+                                    up to a multiple of 8, within [8, 512]
+    train   epochs                  about 2000 optimizer steps, within [10, 60] epochs
+            patience                a third of the epochs, at least 5
+            monitor                 val_loss below 200 validation examples (or multi-label),
+                                    else val_accuracy
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from attn.errors import ConfigError
+from attn.features.config import TextFeatures
+from attn.schema import millis
+
+from ..recipe.config import Recipe
+from .prepared import PreparedData
+
+MAX_AUTO_RATE = 22050  # Hz: above it, most classification cues are present at a fraction of the cost
+FRAME_RANGE = (0.25, 5.0)  # seconds
+FRAME_STEP = 0.25
+MAX_LEN_RANGE = (8, 512)
+TARGET_STEPS = 2000
+EPOCH_RANGE = (10, 60)
+SMALL_VAL = 200  # validation examples below which accuracy is too coarse to pick an epoch
+PROBE_FILES = 1000  # audio headers read to learn rates and durations (evenly spaced items)
+SYNTHETIC_RATE = 16000
+
+
+def needs_resolving(recipe: Recipe) -> bool:
+    f, t = recipe.features, recipe.train
+    text = isinstance(f, TextFeatures)
+    return (
+        (text and f.tokenizer.max_len == "auto")
+        or (f.encoder is not None and f.encoder.config is None)
+        or (not text and not f.resolved)
+        or "auto" in (t.epochs, t.patience, t.monitor, t.windows)
+    )
+
+
+def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, PreparedData, dict[str, Any]]:
+    """(recipe with numbers for every auto/ms value, prepared data (text: with the fitted
+    tokenizer, which max_len auto needed anyway), {dotted key: {"value", "why"}})."""
+    if not needs_resolving(recipe):
+        return recipe, prepared, {}
+    from ..recipe.load import recipe_to_dict, validate_recipe
+
+    raw = recipe_to_dict(recipe)
+    chosen: dict[str, dict[str, Any]] = {}
+
+    def put(key: str, value: Any, why: str) -> None:
+        node = raw
+        *path, last = key.split(".")
+        for k in path:
+            node = node[k]
+        node[last] = value
+        chosen[key] = {"value": value, "why": why}
+
+    durations = None  # audio: the probed training clips' durations (one probe per run)
+    if recipe.features.encoder is not None and recipe.features.encoder.config is None:
+        _encoder(recipe, raw, put)
+        recipe = validate_recipe(raw, source="recipe (encoder resolved)")
+    if isinstance(recipe.features, TextFeatures):
+        if recipe.features.tokenizer.max_len == "auto":
+            prepared = _max_len(recipe, prepared, put)
+    elif not recipe.features.resolved:
+        durations = _audio(recipe, prepared, put)
+    _training(recipe, prepared, put, raw, durations)
+    # Validated as a new recipe: the rules that wait for numbers (e.g. mel filters that fit n_fft) apply now.
+    return validate_recipe(raw, source="recipe (auto values resolved)"), prepared, chosen
+
+
+def _encoder(recipe: Recipe, raw: dict[str, Any], put) -> None:
+    """A pretrained encoder's checkpoint: its hash and config.json (the architecture, so the model
+    file needs no checkpoint), and for audio its sampling rate (the only rate it was pretrained at)."""
+    from .encoders import resolve_encoder
+
+    f = recipe.features
+    ck = resolve_encoder(f.encoder)
+    put("features.encoder.sha256", ck.sha256, f"model.safetensors of {ck.path} ({ck.source})")
+    raw["features"]["encoder"]["config"] = ck.config
+    if isinstance(f, TextFeatures):
+        return
+    rate = ck.config["feature_extractor"]["sampling_rate"]
+    if f.sample_rate == "auto":
+        put("features.sample_rate", rate, "the encoder's sampling rate")
+    elif f.sample_rate != rate:
+        raise ConfigError(f"features.sample_rate ({f.sample_rate}) differs from the encoder's {rate} Hz: "
+                          "use sample_rate: auto (or the encoder's rate)")  # fmt: skip
+
+
+# -- audio --------------------------------------------------------------------------------------
+
+
+def _audio(recipe: Recipe, prepared: PreparedData, put) -> list[float]:
+    """Resolves the audio auto values; returns the probed training clips' durations."""
+    f = recipe.features
+    rate, durations, why_rate = _probe(recipe, prepared)
+    if f.sample_rate == "auto":
+        sr = min(rate, MAX_AUTO_RATE)
+        put("features.sample_rate", sr, why_rate + (f", capped at {MAX_AUTO_RATE}" if rate > MAX_AUTO_RATE else ""))
+    else:
+        sr = f.sample_rate
+    frame = f.frame_seconds
+    if frame == "auto":
+        p95 = float(np.percentile(durations, 95))
+        frame = min(max(math.ceil(p95 / FRAME_STEP - 1e-9) * FRAME_STEP, FRAME_RANGE[0]), FRAME_RANGE[1])
+        put("features.frame_seconds", frame, f"95% of {len(durations)} training clips last at most {p95:.2f}s")
+    if f.hop_seconds == "auto":
+        put("features.hop_seconds", frame / 2, "half the frame")
+    for key in ("n_fft", "win_length", "hop_length"):
+        value = getattr(f, key)
+        if isinstance(value, str):
+            samples = max(1, round(millis(value) * sr / 1000))
+            if key == "n_fft":
+                samples = 1 << (samples - 1).bit_length()
+                why = f"{value} at {sr} Hz, rounded up to a power of two"
+            else:
+                why = f"{value} at {sr} Hz"
+            put(f"features.{key}", samples, why)
+    return durations
+
+
+def _probe(recipe: Recipe, prepared: PreparedData) -> tuple[int, list[float], str]:
+    """(most common sample rate, clip durations in seconds, a phrase saying so) of the training
+    files; headers only, at most PROBE_FILES of them, evenly spaced."""
+    data = recipe.data
+    items = prepared.splits["train"]
+    if data.synthetic is not None:
+        rate = recipe.features.sample_rate if recipe.features.sample_rate != "auto" else SYNTHETIC_RATE
+        return rate, [data.synthetic.seconds] * len(items), "generated data"
+    from attn.features.audio import audio_info
+
+    pick = np.unique(np.linspace(0, len(items) - 1, min(len(items), PROBE_FILES)).round().astype(int))
+    rates: Counter[int] = Counter()
+    durations = []
+    for i in pick:
+        try:
+            info = audio_info(items[i].source)
+        except Exception:  # noqa: BLE001 - an unreadable file is reported when the data loads
+            continue
+        rates[info.sample_rate] += 1
+        durations.append(info.seconds)
+    if not rates:
+        raise ConfigError("features: auto values need readable training audio; none of the probed files could be read")
+    rate, n = rates.most_common(1)[0]
+    share = f"{n} of {sum(rates.values())}" if len(rates) > 1 else "all"
+    return rate, durations, f"{share} probed training files are {rate} Hz"
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def _max_len(recipe: Recipe, prepared: PreparedData, put) -> PreparedData:
+    from .text import fit_tokenizer
+
+    texts = [it.source for it in prepared.splits["train"]]
+    tok = prepared.tokenizer or fit_tokenizer(recipe.features, texts)
+    counts = np.array([len(tok.encode_array(t)) for t in texts])
+    p99 = float(np.percentile(counts, 99))
+    n = min(max(8 * math.ceil(p99 / 8), MAX_LEN_RANGE[0]), MAX_LEN_RANGE[1])
+    why = f"99% of {len(texts)} training texts have at most {p99:.0f} tokens (longest {counts.max()})"
+    limit = _encoder_positions(recipe)
+    if limit is not None and n > limit:
+        n, why = limit, why + f"; the encoder has {limit} positions"
+    put("features.tokenizer.max_len", n, why)
+    return prepared.with_tokenizer(tok)
+
+
+def _encoder_positions(recipe: Recipe) -> int | None:
+    """How many tokens the recipe's pretrained encoder can take, or None without one."""
+    enc = recipe.features.encoder
+    if enc is None:
+        return None
+    from attn.models.bert import encoder_shape
+
+    from .encoders import resolve_encoder
+
+    shape = encoder_shape(enc.config or resolve_encoder(enc).config)
+    return shape["positions"] - shape["offset"]
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+def _windows_per_clip(recipe: Recipe, prepared: PreparedData, raw: dict[str, Any],
+                      durations: list[float] | None) -> float:  # fmt: skip
+    """Mean windows per training clip at the (resolved) frame and hop: text has one per text."""
+    if isinstance(recipe.features, TextFeatures):
+        return 1.0
+    f = raw["features"]  # resolved values (frame and hop may have been auto a moment ago)
+    frame, hop = float(f["frame_seconds"]), float(f["hop_seconds"])
+    if durations is None:  # the recipe fixed every audio value: nothing probed the files yet
+        _, durations, _ = _probe(recipe, prepared)
+    counts = [1 + max(0, math.ceil((d - frame) / hop - 1e-9)) for d in durations]
+    return float(np.mean(counts)) if counts else 1.0
+
+
+def _training(recipe: Recipe, prepared: PreparedData, put, raw: dict[str, Any],
+              durations: list[float] | None = None) -> None:  # fmt: skip
+    t = recipe.train
+    n_train, n_val = len(prepared.splits["train"]), len(prepared.splits["val"])
+    windows, per_clip = t.windows, 1.0
+    if windows == "auto" or (windows == "all" and t.epochs == "auto"):
+        per_clip = _windows_per_clip(recipe, prepared, raw, durations)
+    if windows == "auto":
+        windows = "all" if per_clip >= 2 else "random"
+        put("train.windows", windows, f"training clips hold {per_clip:.1f} windows on average"
+            + (": one random window per clip would see a fraction of each recording per epoch" if windows == "all"
+               else ""))  # fmt: skip
+    examples = n_train * (per_clip if windows == "all" else 1)
+    epochs = t.epochs
+    if epochs == "auto":
+        steps = max(1, math.ceil(examples / t.batch_size))
+        want = round(TARGET_STEPS / steps)
+        epochs = min(max(want, EPOCH_RANGE[0]), EPOCH_RANGE[1])
+        bound = "" if epochs == want else f", kept within {EPOCH_RANGE[0]}-{EPOCH_RANGE[1]} epochs"
+        put(
+            "train.epochs",
+            epochs,
+            f"{round(examples)} training {'windows' if windows == 'all' else 'examples'}, {steps} steps per epoch: "
+            f"~{TARGET_STEPS} steps{bound}",
+        )
+    if t.patience == "auto":
+        put("train.patience", max(5, epochs // 3), "a third of the epochs")
+    if t.monitor == "auto":
+        if recipe.data.multi_label:
+            put("train.monitor", "val_loss", "multi-label: exact-set accuracy is coarse, the BCE loss is smooth")
+        elif n_val and n_val < SMALL_VAL:
+            put("train.monitor", "val_loss", f"{n_val} validation examples: accuracy moves in {100 / n_val:.1f}-point "
+                                             "steps, the loss is smoother")  # fmt: skip
+        else:
+            put("train.monitor", "val_accuracy", f"{n_val} validation examples")

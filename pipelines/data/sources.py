@@ -1,0 +1,385 @@
+"""Data sources: list labelled items (folder per class, manifests, synthetic), split them, and
+load their audio. Items are cheap records; audio is decoded only by `load_clips`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from attn.errors import ConfigError, InputError
+
+from ..recipe.config import DataConfig
+
+log = logging.getLogger("attn")
+
+SPLITS = ("train", "val", "test")
+_SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled example before loading. `source` is a file path, a synthetic clip name, or
+    (for text) the text itself; `where` says where it came from, for error messages."""
+
+    source: str
+    label: str | None
+    split: str | None = None
+    where: str = ""
+    fold: str | None = None  # data.fold_column's value (cross-validation)
+    labels: tuple[str, ...] | None = None  # data.multi_label: the label set (`label` is it joined by ";")
+
+
+# -- listing ------------------------------------------------------------------------------------
+
+
+def list_items(cfg: DataConfig, modality: str = "audio") -> list[Item]:
+    """Every item the recipe's data section names, with splits where the source gives them."""
+    if cfg.synthetic is not None:
+        return [
+            Item(f"synthetic/{kind}/{i:04d}", kind, None, "synthetic")
+            for kind in cfg.synthetic.classes
+            for i in range(cfg.synthetic.per_class)
+        ]
+    if cfg.manifest is not None:
+        return read_manifest(cfg.manifest, cfg, modality, base=cfg.root)
+    if cfg.train is not None:
+        items = []
+        for split in SPLITS:
+            path = getattr(cfg, split)
+            if path is not None:
+                rows = read_manifest(path, cfg, modality, base=cfg.root, split_column=False)
+                items += [replace(it, split=split) for it in rows]
+        return items
+    assert cfg.root is not None
+    return scan_folder(cfg.root, cfg.extensions)
+
+
+def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
+    """`root/<label>/**/<file>` for files with one of `extensions`, sorted."""
+    base = Path(root)
+    if not base.is_dir():
+        raise ConfigError(f"{root}: data folder not found")
+    exts = {e.lower() for e in extensions}
+    items = []
+    for label_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        for f in sorted(label_dir.rglob("*")):
+            if f.suffix.lower() in exts and (f.is_file() or (f.is_symlink() and not f.exists())):  # broken link:
+                # listed, so loading reports it and counts it as skipped, like any unreadable file
+                items.append(Item(str(f), label_dir.name, None, str(f)))
+    if not items:
+        raise ConfigError(
+            f"{root}: no audio found (expected class folders like {root}/<label>/*"
+            f"{extensions[0] if extensions else '.wav'})"
+        )
+    return items
+
+
+def read_table(path: str) -> tuple[list[dict[str, str]], list[int], list[str]]:
+    """Rows of a CSV/TSV/JSONL file as dicts, their line numbers, and the column names."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: manifest not found")
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x})") from None
+    suffix = p.suffix.lower()
+    rows: list[dict[str, str]] = []
+    lines: list[int] = []
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        columns: list[str] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{path}:{n}: expected a JSON object per line")
+            rows.append({k: _cell(v) for k, v in obj.items()})
+            lines.append(n)
+            columns += [k for k in obj if k not in columns]
+        return rows, lines, columns
+    reader = csv.reader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InputError(f"{path}: manifest is empty")
+        header = [h.strip() for h in header]
+        for rec in reader:
+            if not any(c.strip() for c in rec):
+                continue
+            if len(rec) != len(header):
+                raise InputError(f"{path}:{reader.line_num}: expected {len(header)} columns, found {len(rec)}")
+            rows.append(dict(zip(header, rec, strict=True)))
+            lines.append(reader.line_num)
+    except csv.Error as e:
+        raise InputError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+    return rows, lines, header
+
+
+def read_manifest(
+    path: str,
+    cfg: DataConfig,
+    modality: str,
+    base: str | None = None,
+    split_column: bool = True,
+    need_label: bool = True,
+) -> list[Item]:
+    """Items from a manifest. Audio paths are relative to `base` or the manifest's folder."""
+    rows, lines, columns = read_table(path)
+    key = cfg.path_column if modality == "audio" else cfg.text_column
+    missing = [c for c in (key, cfg.label_column if need_label else None) if c and c not in columns]
+    if missing:
+        raise ConfigError(
+            f"{path}: column {missing[0]!r} not found (columns: {', '.join(columns)}); "
+            f"set data.{'path' if key == cfg.path_column and modality == 'audio' else 'text'}_column"
+            f" / data.label_column"
+        )
+    use_split = split_column and cfg.split_column in columns
+    root = Path(base) if base else Path(path).resolve().parent
+    items = []
+    skipped = 0
+    for row, line in zip(rows, lines, strict=True):
+        where = f"{path}:{line}"
+        value = row.get(key, "")
+        label = row.get(cfg.label_column, "").strip() if cfg.label_column in columns else None
+        if need_label and not label:
+            raise InputError(f"{where}: empty {cfg.label_column!r}")
+        if modality == "audio":
+            value = value.strip()
+            if not value:
+                raise InputError(f"{where}: empty {key!r}")
+            value = str(root / value) if not os.path.isabs(value) else value
+        elif not value.strip():
+            skipped += 1
+            continue
+        split = None
+        if use_split:
+            raw = row.get(cfg.split_column, "").strip().lower()
+            if raw:
+                if raw not in _SPLIT_ALIASES:
+                    raise InputError(f"{where}: unknown split {raw!r} (use train, val or test)")
+                split = _SPLIT_ALIASES[raw]
+        fold = None
+        if cfg.fold_column:
+            if cfg.fold_column not in columns:
+                raise ConfigError(
+                    f"{path}: data.fold_column {cfg.fold_column!r} not found (columns: {', '.join(columns)})"
+                )
+            fold = row.get(cfg.fold_column, "").strip() or None
+        items.append(Item(value, label, split, where, fold))
+    if cfg.multi_label and cfg.label_column in columns:
+        items = _with_label_sets(items, cfg, path)
+    if skipped:
+        log.warning("%s: skipped %d row(s) with empty %r", path, skipped, key)
+    if not items:
+        raise InputError(f"{path}: no usable rows")
+    return items
+
+
+def _with_label_sets(items: list[Item], cfg: DataConfig, path: str) -> list[Item]:
+    """data.multi_label: each item's label cell parsed into its label set (multilabel.py)."""
+    from .labelsets import check_sep, detect_sep, parse_cell
+
+    cells = [it.label or "" for it in items]
+    if cfg.label_sep == "auto":
+        sep = detect_sep(cells, path)
+    else:
+        sep = cfg.label_sep
+        check_sep(cells, sep, path)
+    out = []
+    for it in items:
+        labels = parse_cell(it.label, sep, it.where) if it.label else None
+        out.append(replace(it, label=None if labels is None else ";".join(labels), labels=labels))
+    return out
+
+
+# -- splits -------------------------------------------------------------------------------------
+
+
+def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
+    """Train/val/test. Splits the source gives are kept; missing val and test are carved from
+    train (test only when the source names no split at all), stratified by label and seeded."""
+    given = {it.split for it in items if it.split}
+    splits: dict[str, list[Item]] = {s: [it for it in items if it.split == s] for s in SPLITS}
+    pool = [it for it in items if it.split in (None, "train")]
+    carve_test = "test" not in given
+    carve_val = "val" not in given
+    val_n, test_n = (cfg.val_fraction if carve_val else 0.0), (cfg.test_fraction if carve_test else 0.0)
+    if (carve_val or carve_test) and pool:
+        by_label: dict[str | None, list[Item]] = defaultdict(list)
+        key = _strata(pool)
+        for it in sorted(pool, key=lambda it: it.source):
+            by_label[key(it)].append(it)
+        rng = np.random.default_rng(cfg.split_seed)
+        train, val, test = [], [], []
+        for label in sorted(by_label, key=str):
+            group = by_label[label]
+            order = rng.permutation(len(group))
+            n = len(group)
+            nt, nv = round(n * test_n), round(n * val_n)
+            while nt + nv >= n and (nt or nv):  # keep at least one training example per class
+                if nt >= nv:
+                    nt -= 1
+                else:
+                    nv -= 1
+            picked = [group[i] for i in order]
+            test += picked[:nt]
+            val += picked[nt : nt + nv]
+            train += picked[nt + nv :]
+        splits["train"] = [replace(it, split="train") for it in train]
+        if carve_val:
+            splits["val"] = [replace(it, split="val") for it in val]
+        if carve_test:
+            splits["test"] = [replace(it, split="test") for it in test]
+    if not splits["train"]:
+        raise ConfigError("data: the training split is empty")
+    return splits
+
+
+def _strata(pool: list[Item]):
+    """The stratum of an item: its label; a label set's rarest label (ties: the first), since
+    whole sets are mostly unique and would leave validation nearly empty."""
+    if not any(it.labels for it in pool):
+        return lambda it: it.label
+    counts: dict[str, int] = defaultdict(int)
+    for it in pool:
+        for lab in it.labels or ():
+            counts[lab] += 1
+    return lambda it: min(it.labels, key=lambda lab: (counts[lab], lab)) if it.labels else it.label
+
+
+def _cell(v) -> str:
+    """A JSON value as the text a CSV cell would hold: as JSON writes it (true, 1.5, ["a"]), not
+    as Python would (True); null is empty."""
+    return "" if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+
+
+def collect_labels(splits: dict[str, list[Item]]) -> list[str]:
+    """The ordered label list: every training label, sorted (numerically when all are numbers)."""
+    if any(it.labels is not None for it in splits["train"]):
+        from .labelsets import collect_label_sets
+
+        return collect_label_sets(splits)
+    labels = {it.label for it in splits["train"] if it.label is not None}
+    unseen = sorted({it.label for s in ("val", "test") for it in splits[s]} - labels, key=str)
+    if unseen:
+        raise InputError(f"data: label(s) {', '.join(map(repr, unseen))} appear in val/test but never in train")
+    if all(_is_number(x) for x in labels):
+        # Ties ("1", "01", "1.0") broken by the text: the order must not depend on the set's
+        # iteration order (Python's hash seed), or a resumed run would see its labels "change".
+        return sorted(labels, key=lambda x: (float(x), x))
+    return sorted(labels)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        return math.isfinite(float(s))  # "nan" and "inf" are names: NaN has no place in an order
+    except ValueError:
+        return False
+
+
+# -- loading audio ------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedClips:
+    items: list[Item]  # the items that loaded
+    clips: list[np.ndarray]  # float32 mono at the recipe's sample rate, one per item
+    errors: list[str]  # one message per item that failed
+
+
+def load_clips(items: list[Item], cfg: DataConfig, sample_rate: int, workers: int | None = None) -> LoadedClips:
+    """Decode every item (threads: libsndfile and soxr release the GIL). A file that fails is
+    reported in `errors` and left out; the others still load."""
+    from attn.features.audio import read_audio
+
+    if cfg.synthetic is not None and all(it.where == "synthetic" for it in items):
+        from .synthetic import generate_clip
+
+        kinds = list(cfg.synthetic.classes)
+        clips = []
+        for it in items:
+            kind, idx = it.source.split("/")[1], int(it.source.split("/")[2])
+            rng = np.random.default_rng([cfg.synthetic.seed, kinds.index(kind), idx])
+            clips.append(generate_clip(kind, rng, cfg.synthetic.seconds, sample_rate))
+        return LoadedClips(list(items), clips, [])
+
+    read = read_audio
+    cache = None
+    if cfg.cache_dir:
+        from .audio_cache import AudioCache
+
+        cache = AudioCache(cfg.cache_dir)
+        read = cache.read
+
+    def one(it: Item):
+        try:
+            return read(it.source, sample_rate), None
+        except InputError as e:
+            return None, str(e)
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(one, items))
+    if cache is not None and items:
+        log.info("audio cache %s: %d read, %d decoded and stored", cache.root, cache.hits, cache.misses)
+    kept, clips, errors = [], [], []
+    for it, (clip, err) in zip(items, results, strict=True):
+        if err is not None:
+            errors.append(err)
+        else:
+            kept.append(it)
+            clips.append(clip)
+    return LoadedClips(kept, clips, errors)
+
+
+def load_background(folder: str, extensions: tuple[str, ...], sample_rate: int, length: int,
+                    max_segments: int = 2000) -> np.ndarray:  # fmt: skip
+    """`train.augment.background`: every audio file under `folder` (recursively) as segments of
+    `length` samples at `sample_rate`, (M, length) float32. A long recording gives consecutive
+    segments (at most `max_segments` in all, taken evenly); a short one is repeated to fill one.
+    A file that cannot be read is skipped with a warning; a folder with nothing usable is a
+    recipe error."""
+    from attn.features.audio import read_audio
+
+    base = Path(folder)
+    if not base.is_dir():
+        raise ConfigError(f"train.augment.background: {folder}: folder not found")
+    exts = {e.lower() for e in extensions}
+    segments: list[np.ndarray] = []
+    for f in sorted(p for p in base.rglob("*") if p.suffix.lower() in exts and p.is_file()):
+        try:
+            clip = read_audio(str(f), sample_rate)
+        except InputError as e:
+            log.warning("background skipped: %s", e)
+            continue
+        if len(clip) < length:
+            clip = np.tile(clip, -(-length // len(clip)))
+        segments += [clip[i : i + length] for i in range(0, len(clip) - length + 1, length)]
+    if not segments:
+        raise ConfigError(f"train.augment.background: {folder}: no readable audio ({', '.join(sorted(exts))})")
+    if len(segments) > max_segments:
+        keep = np.linspace(0, len(segments) - 1, max_segments).round().astype(int)
+        segments = [segments[i] for i in keep]
+    log.info("background: %d segments of %.2fs from %s", len(segments), length / sample_rate, folder)
+    return np.stack(segments).astype(np.float32)

@@ -1,0 +1,88 @@
+"""Text data: fit the tokenizer on the training split, encode and truncate, keep its state."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from attn.errors import ConfigError
+from attn.features.config import TextFeatures
+
+from ..recipe.config import Recipe
+
+log = logging.getLogger("attn")
+
+
+def fit_tokenizer(features: TextFeatures, train_texts: list[str]):
+    """The tokenizer training builds: fitted on the training texts only."""
+    if features.encoder is not None:
+        from .encoders import encoder_tokenizer
+
+        tok = encoder_tokenizer(features)
+        log.info("tokenizer: the encoder's own, %d tokens in the vocabulary", tok.vocab_size)
+        return tok
+    from attn.features.tokenizers import make_tokenizer
+
+    tok = make_tokenizer(features.tokenizer).fit(train_texts)
+    cfg = features.tokenizer
+    if getattr(tok, "trained_vocab_size", cfg.vocab_size) != cfg.vocab_size:
+        log.warning("subword vocabulary shrunk to %d pieces: the training texts cannot support %d",
+                    tok.trained_vocab_size, cfg.vocab_size)  # fmt: skip
+    log.info("tokenizer: %s level, %d tokens in the vocabulary", cfg.level, tok.vocab_size)
+    return tok
+
+
+def encode_texts(tok, texts: list[str], max_len: int) -> tuple[list[np.ndarray], int]:
+    """Token id arrays (int64, (T,) or (T, 1 + K) with hashed n-grams), each cut to `max_len`
+    tokens, and how many texts were cut."""
+    out, cut = [], 0
+    for t in texts:
+        ids = tok.encode_array(t)
+        cut += len(ids) > max_len
+        out.append(model_ids(ids, max_len))
+    return out, cut
+
+
+def model_ids(ids: np.ndarray, max_len: int) -> np.ndarray:
+    """What the model sees of a text's ids ((T,) or (T, 1 + K)): cut to `max_len`; an all-space
+    text becomes one <unk>. Training and prediction both go through here."""
+    if not len(ids):
+        return np.ones((1, *ids.shape[1:2]), dtype=np.int64)
+    return ids[:max_len]
+
+
+def tokenizer_state(tok) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header part, tensor part) for the artifact."""
+    import torch
+
+    header, blob = tok.state()
+    tensors = {"tokenizer_model": torch.frombuffer(bytearray(blob), dtype=torch.uint8)} if blob else {}
+    return header, tensors
+
+
+def tokenizer_from_artifact(recipe: Recipe, header: dict[str, Any], tensors: dict[str, Any]):
+    from attn.features.encoder_tokenizer import restore_tokenizer
+
+    assert isinstance(recipe.features, TextFeatures)
+    state = header.get("tokenizer")
+    if state is None:
+        raise ConfigError("text model without tokenizer state")
+    blob = tensors.get("tokenizer_model")
+    return restore_tokenizer(recipe.features.tokenizer, state, None if blob is None else blob.numpy().tobytes())
+
+
+def apply_vectors(model, tok, features: TextFeatures) -> dict[str, Any]:
+    """Initialise embeddings from `features.tokenizer.vectors`; returns coverage facts."""
+    from attn.features.tokenizers import load_vectors
+
+    path = features.tokenizer.vectors
+    rows, _ = load_vectors(path, tok, features.embed_dim)
+    model.frontend.load_vectors(rows)
+    known = tok.vocab_size - 2
+    cover = {"vectors": path, "covered": len(rows), "vocabulary": known,
+             "coverage": round(len(rows) / known, 4) if known else 0.0}  # fmt: skip
+    log.info("word vectors: %d of %d vocabulary tokens initialised (%.1f%%) from %s", len(rows), known,
+             100 * cover["coverage"], path)  # fmt: skip
+    return cover

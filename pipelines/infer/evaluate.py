@@ -1,0 +1,148 @@
+"""`attn evaluate`: a trained model against labelled data -> the metrics of metrics.json.
+
+`evaluation_report` turns window logits into those metrics for every caller: `attn evaluate`,
+training's validation and final test, and the ensemble.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from attn.errors import ConfigError, InputError
+
+from ..data.batching import WindowSet
+from ..recipe.config import Recipe
+from .inference import aggregate, softmax
+from .metrics import classification_report
+
+log = logging.getLogger("attn")
+
+
+def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str | None):
+    """The labelled items to score: a folder or manifest given on the command line, else the
+    test split of `recipe` (or of the recipe stored in the model)."""
+    from ..data.sources import read_manifest, scan_folder, split_items
+
+    model_recipe: Recipe = loaded.recipe
+    if data is not None:
+        if os.path.isdir(data) and model_recipe.modality == "text":
+            raise ConfigError(f"{data}: a text model evaluates a CSV/TSV/JSONL manifest, not a folder")
+        if os.path.isdir(data):
+            items = scan_folder(data, model_recipe.data.extensions)
+        elif os.path.isfile(data):
+            items = read_manifest(data, model_recipe.data, model_recipe.modality)
+        else:
+            raise ConfigError(f"{data}: no such file or folder")
+        if split is not None:
+            if not any(it.split for it in items):
+                raise ConfigError(f"{data}: --split {split} given but the data has no split column")
+            items = [it for it in items if it.split == split]
+        return items, data
+    source = recipe or model_recipe
+    from ..data.sources import list_items
+
+    splits = split_items(list_items(source.data, source.modality), source.data)
+    return splits[split or "test"], f"{'recipe' if recipe else 'stored recipe'} {split or 'test'} split"
+
+
+def evaluate(
+    loaded,
+    data: str | None = None,
+    recipe: Recipe | None = None,
+    split: str | None = None,
+    aggregate_how: str = "mean",
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Score `loaded` (a LoadedModel) on labelled data; returns metrics.json-shaped data plus
+    `skipped` (files that could not be read)."""
+    items, where = evaluation_items(loaded, data, recipe, split)
+    if not items:
+        raise InputError(f"{where}: no labelled examples to evaluate")
+    index = {lab: i for i, lab in enumerate(loaded.labels)}
+    multi = (recipe or loaded.recipe).data.multi_label
+    unknown = [it for it in items if (it.label not in index if not multi else set(it.labels or ()) - set(index))]
+    if unknown:
+        first = unknown[0]
+        names = sorted({lab for it in unknown for lab in (it.labels if multi else (it.label,)) if lab not in index})
+        raise InputError(
+            f"{first.where or where}: label {names[0]!r} is not one the model was trained on "
+            f"({len(unknown)} example(s) with unknown label(s) {', '.join(map(repr, names[:5]))}; "
+            f"model labels: {', '.join(loaded.labels)})"
+        )
+    ws, _, skipped, logits = score_items(loaded, items, (recipe or loaded.recipe).data, where, batch_size)
+    from .multilabel import model_thresholds
+
+    rep = evaluation_report(logits, ws, loaded.labels, aggregate_how, thresholds=model_thresholds(loaded))
+    if loaded.baseline is not None:
+        rep["baseline"] = baseline_report(loaded, ws, batch_size)
+    rep["skipped"] = skipped
+    rep["data"] = where
+    return rep
+
+
+def score_items(loaded, items: list, data_cfg, where: str, batch_size: int = 64):
+    """Run `loaded` over labelled items: (WindowSet, the items it holds, how many files could not be
+    read, window logits (W, K)). `data_cfg` says how to read audio files; `where` names the data in
+    an error."""
+    from ..data.prepared import targets
+    from ..data.sources import load_clips
+    from .inference import window_logits
+
+    f = loaded.recipe.features
+    skipped = 0
+    if loaded.recipe.modality == "text":
+        from ..data.text import encode_texts
+
+        ids, cut = encode_texts(loaded.tokenizer, [it.source for it in items], f.tokenizer.max_len)
+        ws = WindowSet(ids, targets(items, loaded.labels), f.tokenizer.max_len, f.tokenizer.max_len,
+                       truncate=True)  # fmt: skip
+        if cut:
+            log.info("%d text(s) cut to max_len=%d tokens", cut, f.tokenizer.max_len)
+    else:
+        loaded_clips = load_clips(items, data_cfg, f.sample_rate)
+        for err in loaded_clips.errors:
+            log.warning("skipped: %s", err)
+        if not loaded_clips.items:
+            raise InputError(f"{where}: none of the {len(items)} files could be read ({loaded_clips.errors[0]})")
+        items = loaded_clips.items
+        ws = WindowSet(loaded_clips.clips, targets(items, loaded.labels), f.frame_samples,
+                       f.hop_samples)  # fmt: skip
+        skipped = len(loaded_clips.errors)
+    return ws, items, skipped, window_logits(loaded.model, ws, loaded.device, batch_size)
+
+
+def baseline_report(loaded, ws, batch_size: int = 64) -> dict[str, Any]:
+    """The model file's baseline scored on the same windows: kind, accuracy, macro_f1."""
+    from .inference import window_logits
+
+    rep = evaluation_report(window_logits(loaded.baseline, ws, loaded.device, batch_size), ws, loaded.labels)
+    out = {"kind": loaded.model.info.get("kind"), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
+    return out | ({"macro_map": rep["macro_map"]} if "macro_map" in rep else {})
+
+
+def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean",
+                      thresholds=None) -> dict[str, Any]:  # fmt: skip
+    """Metrics for window logits over a labelled WindowSet (clip level, plus window level);
+    multi-label targets: `multilabel.multilabel_report` at `thresholds` (default 0.5)."""
+    clip = ws.all_windows[:, 0]
+    y = ws.labels
+    if ws.multi_label:
+        from .multilabel import multilabel_evaluation
+
+        return multilabel_evaluation(logits, ws, labels, thresholds)
+    if len(logits) == 0:
+        return {**classification_report([], [], labels), "loss": float("nan")}
+    probs = softmax(logits)
+    yw = y[clip]
+    ll = -np.log(np.clip(probs[np.arange(len(clip)), yw], 1e-12, None))
+    clip_scores = aggregate(probs, clip, len(ws), how)
+    rep = classification_report(y, clip_scores.argmax(1), labels)
+    rep["loss"] = float(ll.mean())
+    if len(clip) > len(ws):
+        rep["windows"] = int(len(clip))
+        rep["window_accuracy"] = float((probs.argmax(1) == yw).mean())
+    return rep

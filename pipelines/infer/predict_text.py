@@ -1,0 +1,162 @@
+"""`attn predict` for text models: texts from --text, files (one per line) or stdin, in order.
+
+One rule for every source of text, shared with `attn tokenize`: a UTF-8 byte-order mark at the
+start of a file or of stdin is not text; a line that is blank or not valid UTF-8 is an input that
+failed, named by where it came from ("q.txt:3", "<stdin>:3", "text 2"), and the others still run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from attn.errors import ConfigError
+
+from .inference import top_labels
+
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class TextInput:
+    input: str  # what the record calls it: the text itself, or "file:line"
+    text: str | None  # None when it could not be read
+    error: str | None = None
+    show_text: bool = False  # add a "text" field (inputs named by file:line)
+
+
+def text_inputs(texts: Iterable[str], paths: Iterable[str], stdin=None) -> Iterator[TextInput]:
+    """--text values first, then each file's lines ('-' = stdin), in the order given."""
+    for n, t in enumerate(texts, 1):
+        yield given_text(t, f"text {n}")
+    for p in paths:
+        yield from file_inputs(p, stdin)
+
+
+def argument_inputs(args: Iterable[str], stdin=None) -> Iterator[TextInput]:
+    """`attn tokenize`'s inputs, in order: each argument one text ("text N"), '-' the lines on stdin."""
+    n = 0
+    for a in args:
+        if a == "-":
+            yield from file_inputs("-", stdin)
+        else:
+            n += 1
+            yield given_text(a, f"text {n}")
+
+
+def given_text(text: str, where: str) -> TextInput:
+    """A text given as an argument, checked by the one rule (`where` names it in an error)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes on the command line arrive as lone surrogates
+        return TextInput(text, None, f"{where}: not valid UTF-8")
+    return TextInput(text, None, f"{where}: empty text") if not text.strip() else TextInput(text, text)
+
+
+def file_inputs(p: str, stdin=None) -> Iterator[TextInput]:
+    """One input per line of file `p` ('-': stdin); named "file:line" (stdin lines by their text,
+    or "<stdin>:line" when they failed)."""
+    if p == "-":
+        stream = stdin if stdin is not None else sys.stdin
+        if stream is None:
+            raise ConfigError("-: stdin is closed; give the texts as files or with --text")
+        yield from _lines(getattr(stream, "buffer", stream), "<stdin>", named_by_text=True)
+        return
+    try:
+        f = open(p, "rb")  # noqa: SIM115 - closed below, after the last line
+    except OSError as e:
+        yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e})")
+        return
+    with f:
+        if b"\0" in f.peek(8192)[:8192]:  # an audio file, an archive: refused once, not line by line
+            yield TextInput(p, None, f"{p}: not a text file (binary data; a text model reads UTF-8 text, one per line)")
+            return
+        yield from _lines(f, p, named_by_text=False)
+
+
+def _lines(stream, name: str, named_by_text: bool) -> Iterator[TextInput]:
+    """Lines of a binary stream (a text one is encoded back), split at \n, CR LF stripped."""
+    for n, raw in enumerate(stream, 1):
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        if n == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        raw = raw.rstrip(b"\r\n")
+        where = f"{name}:{n}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield TextInput(where, None, f"{where}: not valid UTF-8 (byte 0x{raw[e.start]:02x})")
+            continue
+        if not line.strip():
+            yield TextInput(where, None, f"{where}: empty text")
+        elif named_by_text:
+            yield TextInput(line, line)
+        else:
+            yield TextInput(where, line, show_text=True)
+
+
+class TextPredictor:
+    """Predict `TextInput`s with a loaded text model: one record per input, in order."""
+
+    def __init__(self, loaded, batch_size: int = 64, top_k: int = 1, threshold: float | None = None) -> None:
+        from .multilabel import model_thresholds
+
+        self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only
+        self.loaded = loaded
+        self.tok = loaded.tokenizer
+        self.max_len = loaded.recipe.features.tokenizer.max_len
+        self.labels = loaded.labels
+        self.batch_size = batch_size
+        self.top_k = max(1, min(top_k, len(self.labels)))
+
+    def predict(self, inputs: Iterable[TextInput]) -> Iterator[dict[str, Any]]:
+        pending: list[tuple[TextInput, np.ndarray | None, str | None]] = []
+        for item in inputs:
+            if item.error is None and (item.text is None or not item.text.strip()):
+                item = TextInput(item.input, None, f"{item.input if item.show_text else 'input'}: empty text",
+                                 item.show_text)  # fmt: skip
+            ids = self.tok.encode_array(item.text) if item.error is None and item.text is not None else None
+            pending.append((item, ids, item.error))
+            if sum(1 for _, i, _ in pending if i is not None and len(i)) >= self.batch_size:
+                yield from self._flush(pending)
+                pending = []
+        yield from self._flush(pending)
+
+    def _flush(self, rows) -> Iterator[dict[str, Any]]:
+        from ..data.text import model_ids
+
+        good = [(i, ids) for i, (_, ids, _) in enumerate(rows) if ids is not None]
+        probs: dict[int, np.ndarray] = {}
+        if good:
+            parts = [model_ids(ids, self.max_len) for _, ids in good]  # (T,) or (T, 1 + K) each
+            for (i, _), p in zip(good, self.loaded.window_probs(parts), strict=True):
+                probs[i] = p
+        for i, (item, ids, err) in enumerate(rows):
+            rec: dict[str, Any] = {"input": item.input}
+            if item.show_text and item.text is not None:
+                rec["text"] = item.text
+            if i not in probs:
+                rec["error"] = err or item.error or "empty text"
+                yield rec
+                continue
+            first, last = self._result(probs[i])
+            rec.update(first, tokens=len(ids))
+            if len(ids) > self.max_len:
+                rec["truncated"] = True
+            rec.update(last)
+            yield rec
+
+    def _result(self, probs: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What the model's output (K,) for one text adds to its record: fields before "tokens"
+        (label, score) and after it (top_k)."""
+        if self.thresholds is not None:  # multi-label
+            from .multilabel import tag_record
+
+            return tag_record(probs, self.labels, self.thresholds), {}
+        top = top_labels(probs, self.labels, self.top_k)
+        return top[0], ({"top_k": top} if self.top_k > 1 else {})

@@ -1,0 +1,93 @@
+"""Build the model a recipe describes (used by training and by artifact loading alike)."""
+
+from __future__ import annotations
+
+from attn.errors import ConfigError
+from attn.features.config import TextFeatures
+
+from .config import Recipe
+
+
+def build_frontend(recipe: Recipe, vocab_size: int | None = None):
+    """The modality's front-end: log-mel/MFCC/... for audio, a token embedding for text."""
+    if isinstance(recipe.features, TextFeatures) and recipe.features.encoder is not None:
+        from attn.models.bert import EncoderFrontend
+
+        enc = recipe.features.encoder
+        if enc.config is None:
+            raise ValueError("features.encoder.config is filled when a run starts (pipelines/data/auto.py)")
+        return EncoderFrontend(enc.config, enc.finetune)
+    if isinstance(recipe.features, TextFeatures):
+        from attn.features.text import TextFrontend
+
+        if vocab_size is None:
+            raise ValueError("a text front-end needs the tokenizer's vocabulary size")
+        return TextFrontend.from_config(recipe.features, vocab_size)
+    if recipe.features.encoder is not None:
+        from attn.models.hf_audio import AudioEncoderFrontend
+
+        enc = recipe.features.encoder
+        if enc.config is None:
+            raise ValueError("features.encoder.config is filled when a run starts (pipelines/data/auto.py)")
+        config = {k: v for k, v in enc.config.items() if k != "feature_extractor"}
+        normalize = enc.config.get("feature_extractor", {}).get("do_normalize", True)
+        return AudioEncoderFrontend(config, enc.finetune, normalize)
+    from attn.features.transforms import AudioFrontend
+
+    return AudioFrontend.from_config(recipe.features)
+
+
+def max_steps(recipe: Recipe) -> int:
+    """The most steps (tokens, frames or samples) one window can give the backbone."""
+    f = recipe.features
+    if isinstance(f, TextFeatures):
+        return f.tokenizer.max_len
+    if f.kind == "waveform":
+        return f.frame_samples
+    return f.frame_samples // f.hop_length + 1 if f.center else (f.frame_samples - f.n_fft) // f.hop_length + 1
+
+
+def member_recipe(recipe: Recipe, i: int) -> Recipe:
+    """Member i of a `train.ensemble` recipe: the same recipe, one model, seed `seed + i` (the
+    ensemble fits the one baseline, not each member)."""
+    train = recipe.train.model_copy(update={"seed": recipe.train.seed + i, "ensemble": 1, "baseline": False})
+    return recipe.model_copy(update={"train": train})
+
+
+def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None):
+    """Front-end + registered backbone -> `Classifier` (on the CPU, freshly initialised); with
+    `train.ensemble: N`, an `Ensemble` of N of them."""
+    if recipe.train.ensemble > 1:
+        from attn.models.ensemble import Ensemble
+
+        members = [build_model(member_recipe(recipe, i), num_classes, vocab_size) for i in range(recipe.train.ensemble)]
+        return Ensemble(members, multi_label=recipe.data.multi_label)
+    from attn.models import registry
+    from attn.models.classifier import Classifier
+
+    frontend = build_frontend(recipe, vocab_size)
+    backbone = registry.build(recipe.model.name, frontend.out_dim, num_classes, recipe.model.config)
+    # A learned position table must cover the windows the recipe trains on; only inputs longer
+    # than those, at prediction time, get it interpolated.
+    limit = backbone.max_steps()
+    if limit is not None and max_steps(recipe) > limit:
+        raise ConfigError(
+            f"model.max_positions covers {limit} steps but one window has up to {max_steps(recipe)}; "
+            f"raise model.max_positions or shorten the window"
+        )
+    positions = getattr(getattr(frontend, "encoder", None), "max_positions", None)
+    if positions is not None and max_steps(recipe) > positions:
+        raise ConfigError(
+            f"features.tokenizer.max_len ({max_steps(recipe)}) exceeds the encoder's {positions} positions"
+        )
+    augment = None
+    if not isinstance(recipe.features, TextFeatures):
+        from attn.features.augment import Augment
+
+        augment = Augment.from_config(recipe.train.augment)
+    return Classifier(frontend, backbone, augment=augment)
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    """The model's parameters (a frozen encoder's included; `trainable_only`: those training updates)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

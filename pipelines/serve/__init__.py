@@ -1,0 +1,1 @@
+"""`attn serve`: one loaded model behind HTTP. Imports infer/ and below; never ship/ or train/."""

@@ -1,0 +1,232 @@
+"""`attn explain`: what a trained model's prediction rests on, per input position.
+
+One record per input, in order (an input that cannot be read gives {"input", "error"}):
+
+    text:  {"input", "label", "score", "method", "tokens", "weights", ["layers"], ["truncated"]}
+    audio: {"input", "label", "score", "method", "window": [start, end] s, "positions": [[start,
+            end] s, ...], "weights", ["grid", "bands"], ["layers"]}
+
+`weights` (one per token or position) are >= 0 and sum to 1; `layers` (transformers) holds, per
+layer and head, the pooled vector's (the class token's) attention over the same positions;
+`grid` (CNN occlusion, spectrogram patches) splits the weights over channel bands (`bands`:
+[lo, hi) feature channels, e.g. mel bins). For a recording longer than one window, the window
+that scores the file's label highest is explained. An ensemble's members are explained one by
+one and their weights averaged; a baseline blended into the model's probabilities is not
+explained (the label is still the blended model's). The method is in `attn.models.attribution`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from attn.errors import InputError
+
+from ..infer.inference import softmax
+
+SEGMENTS = 24  # occlusion: at most this many stretches of a window's time axis
+BANDS = 6  # occlusion of spectrogram inputs: frequency bands (x SEGMENTS model calls)
+SPECTRAL = ("logmel", "spectrogram")
+BATCH = 32  # windows per model call while scoring a recording  # audio features whose channels are frequencies
+
+
+def members(model) -> list:
+    """The networks a model's prediction comes from: an ensemble's members, each without the
+    linear baseline a `Blend` mixes in (the baseline reads n-gram counts or MFCC statistics,
+    not positions, so only the networks are explained)."""
+    from attn.models.ensemble import Ensemble
+    from attn.models.linear import Blend
+
+    if isinstance(model, Blend):
+        return members(model.network)
+    if isinstance(model, Ensemble):
+        return [n for m in model.members for n in members(m)]
+    return [model]
+
+
+def explain_window(model, x: torch.Tensor, lengths: torch.Tensor, target: int, spectral: bool, per_step: bool):
+    """Attribution of class `target` for one padded input x (1, N) (samples or token ids),
+    averaged over an ensemble's members."""
+    from attn.models.attribution import attribute, mean_attribution
+
+    parts = []
+    for m in members(model):
+        feats, flen = m.features(x, lengths)  # (1, F, T), (1,)
+        parts.append(attribute(m.backbone, feats.transpose(1, 2), flen, torch.tensor([target]),
+                               segments=None if per_step else SEGMENTS, bands=BANDS if spectral else None))  # fmt: skip
+    return mean_attribution(parts)
+
+
+class Explainer:
+    """Explain inputs with a loaded model (see `artifact.load_model`); `out`: a folder for one
+    PNG per input (its path goes in the record as "image")."""
+
+    def __init__(self, loaded, out: str | None = None) -> None:
+        self.loaded = loaded
+        self.out = None if out is None else Path(out)
+        if self.out is not None:
+            from ..fsutil import make_dirs
+
+            make_dirs(self.out)
+
+    def explain(self, inputs: Iterable) -> Iterator[dict[str, Any]]:
+        text = self.loaded.recipe.modality == "text"
+        for i, item in enumerate(inputs):
+            try:
+                rec, figure = self._text(item) if text else self._audio(item)
+            except InputError as e:
+                name = item.input if text else getattr(item, "name", item)
+                yield {"input": name, "error": str(e)}
+                continue
+            if self.out is not None:
+                from ..infer import plots
+
+                path = self.out / f"{i + 1:03d}-{_slug(rec['input'])}.png"
+                plots.write_png(path, plots.explain_figure(rec, **figure))
+                rec["image"] = str(path)
+            yield rec
+
+    def _probs(self, logits: np.ndarray) -> np.ndarray:
+        """Class probabilities of logits (B, K): softmax, or each label's sigmoid (multi-label,
+        where the explained label is the top-scoring one)."""
+        if self.loaded.recipe.data.multi_label:
+            from ..infer.multilabel import sigmoid
+
+            return sigmoid(logits)
+        return softmax(logits)
+
+    # text ---------------------------------------------------------------------------------------
+    def _text(self, item) -> tuple[dict[str, Any], dict[str, Any]]:
+        from ..data.text import model_ids
+
+        if item.error is not None:
+            raise InputError(item.error)
+        if item.text is None or not item.text.strip():
+            raise InputError(f"{item.input if item.show_text else 'input'}: empty text")
+        tok, max_len = self.loaded.tokenizer, self.loaded.recipe.features.tokenizer.max_len
+        ids = tok.encode_array(item.text)
+        x = model_ids(ids, max_len)
+        tokens = tok.display_tokens(item.text)[: len(x)] if len(ids) else ["<unk>"]
+        dev = self.loaded.device
+        xb, lengths = torch.from_numpy(x[None]).to(dev), torch.tensor([len(x)], device=dev)
+        with torch.no_grad():
+            probs = self._probs(self.loaded.model(xb, lengths).float().cpu().numpy())[0]
+        k = int(probs.argmax())
+        a = explain_window(self.loaded.model, xb, lengths, k, spectral=False, per_step=True)
+        rec: dict[str, Any] = {"input": item.input}
+        if item.show_text:
+            rec["text"] = item.text
+        rec.update(label=self.loaded.labels[k], score=round(float(probs[k]), 6), method=a.method, tokens=tokens,
+                   weights=_round(a.weights[0]))  # fmt: skip
+        if a.layers is not None:
+            rec["layers"] = _round(a.layers[0])
+        if len(ids) > max_len:
+            rec["truncated"] = True
+        return rec, {}
+
+    # audio --------------------------------------------------------------------------------------
+    def _audio(self, item) -> tuple[dict[str, Any], dict[str, Any]]:
+        from attn.features.audio import from_array, iter_windows, stream_audio
+
+        from ..data.batching import pad_rows
+        from ..infer.predict import AudioArray, input_warning
+
+        f = self.loaded.recipe.features
+        if isinstance(item, AudioArray):
+            name, wave = item.name, from_array(item.samples, item.sample_rate, f.sample_rate, item.name)
+            rate = item.sample_rate
+
+            def windows():
+                return iter_windows(iter([wave]), f.frame_samples, f.hop_samples)
+        else:
+            name = str(item)
+            if Path(name).is_dir():
+                raise InputError(f"{name}: directory contains no audio files")  # as predict says it
+            rate = _file_rate(name)
+
+            def windows():  # streamed twice (scores, then the chosen window): memory stays flat
+                return iter_windows(stream_audio(name, f.sample_rate), f.frame_samples, f.hop_samples)
+
+        dev = self.loaded.device
+        probs, batch, total = [], [], 0
+
+        def run() -> None:
+            x = torch.from_numpy(pad_rows([w[:n] for w, n in batch])).to(dev)
+            lengths = torch.tensor([n for _, n in batch], device=dev)
+            with torch.no_grad():
+                probs.extend(self._probs(self.loaded.model(x, lengths).float().cpu().numpy()))
+            batch.clear()
+
+        for start, w, n in windows():
+            total = max(total, start + n)  # samples at the model's rate
+            batch.append((w, n))
+            if len(batch) == BATCH:
+                run()
+        if batch:
+            run()
+        if not probs:
+            raise InputError(f"{name}: no audio windows")
+        p = np.stack(probs)  # (W, K)
+        k = int(p.mean(0).argmax())  # the file's label, as `attn predict` aggregates (mean)
+        best = int(p[:, k].argmax())
+        start, w, n = next(x for i, x in enumerate(windows()) if i == best)
+        wave = w[:n]
+        x = torch.from_numpy(wave[None]).to(dev)
+        a = explain_window(self.loaded.model, x, torch.tensor([len(wave)], device=dev), k,
+                           spectral=f.kind in SPECTRAL, per_step=False)  # fmt: skip
+        sr = f.sample_rate
+        step = 1 if f.kind == "waveform" else f.hop_length  # samples per backbone input step
+        spans = (start + (a.spans.numpy() * step).clip(0, len(wave))) / sr  # seconds in the file
+        rec: dict[str, Any] = {
+            "input": name,
+            "label": self.loaded.labels[k],
+            "score": round(float(p.mean(0)[k]), 6),
+            "method": a.method,
+            "window": [round(start / sr, 4), round((start + len(wave)) / sr, 4)],
+            "positions": np.round(spans, 4).tolist(),
+            "weights": _round(a.weights[0]),
+        }
+        if a.grid is not None:
+            rec["grid"], rec["bands"] = _round(a.grid[0]), a.bands.tolist()
+        if a.layers is not None:
+            rec["layers"] = _round(a.layers[0])
+        warning = input_warning(total / sr, rate, f)  # as `attn predict` warns of the same input
+        if warning:
+            rec["warning"] = warning
+        return rec, {"logmel": display_logmel(wave, f), "seconds": len(wave) / sr,
+                     "channels_are_mels": f.kind == "logmel"}  # fmt: skip
+
+
+def display_logmel(wave: np.ndarray, features) -> np.ndarray:
+    """The log-mel image of a window (n_mels, frames) in dB, with the recipe's STFT and mel settings
+    (also for a model that reads another kind of feature)."""
+    from attn.features.transforms import LogMel
+
+    with torch.no_grad():
+        return LogMel.from_config(features)(torch.from_numpy(np.ascontiguousarray(wave))).numpy()
+
+
+def _file_rate(path: str) -> int:
+    """The file's own sample rate (0 when its header does not say: the warning is then skipped)."""
+    from attn.features.audio import audio_info
+
+    if not Path(path).is_file():  # a pipe is read once, by the decoder
+        return 0
+    try:
+        return int(audio_info(path, path).sample_rate)
+    except InputError:  # decoding reports the problem; this is only for a warning
+        return 0
+
+
+def _round(t: torch.Tensor) -> list:
+    return np.round(t.detach().cpu().numpy().astype(np.float64), 6).tolist()
+
+
+def _slug(name: str) -> str:
+    stem = Path(name).stem if "/" in name or "." in name[-6:] else name
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_")[:40] or "input"

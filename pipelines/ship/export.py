@@ -1,0 +1,350 @@
+"""`attn export`: a trained model as one ONNX or TorchScript file that maps what `attn predict`
+reads to class probabilities, the front end inside the graph.
+
+    audio: waveform (batch, samples) float32 at the model's sample rate, each row one window of
+           `samples` valid samples -> probabilities (batch, classes)
+    text:  ids (batch, tokens) int64, or (batch, tokens, 1 + K) with hashed n-grams (column 0 the
+           token id, then the n-gram buckets, 0 = none); lengths (batch,) int64
+           -> probabilities (batch, classes)
+
+Batch, samples, tokens and K are dynamic. Audio features (STFT, mel filter bank, dB, DCT) are
+ops in the graph, so a consumer feeds raw samples. ONNX goes through `torch.export`
+(`torch.onnx.export(dynamo=True)`, which has a native STFT op; the legacy TorchScript-based
+exporter cannot export the complex STFT); TorchScript through `torch.jit.trace`. The CPU chunk
+loop of the mel spectrogram is switched off (`LogMel.chunk_bytes = None`): its Python arithmetic
+on the input's shape would bake the example's length into the graph.
+
+Labels, the front-end settings (and a text model's tokenizer) go into the ONNX metadata
+(`metadata_props`) or the TorchScript file's `attn.json` extra file. After writing, the file is
+run on a batch of another shape than the traced one and compared with the PyTorch model: the
+result carries that difference, and a file that disagrees by more than `TOLERANCE` is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import io
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from attn.errors import AttnError, ConfigError
+
+from ..fsutil import atomic_write_bytes, check_writable
+from ..store.artifact import LoadedModel
+from ..store.container import attn_version
+
+FORMATS = ("onnx", "torchscript")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+TOLERANCE = 1e-4  # max |p_exported - p_torch| accepted on the check batch
+EXTRA_FILE = "attn.json"  # TorchScript: the metadata, as one JSON extra file
+
+
+def _probs(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Softmax over the labels, or (multi-label) each label's own sigmoid."""
+    return logits.float().sigmoid() if multi_label else logits.float().softmax(-1)
+
+
+class AudioProbs(nn.Module):
+    """waveform (B, N) -> probabilities (B, K): every row is one window of N valid samples."""
+
+    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
+        super().__init__()
+        self.model, self.multi_label = model, multi_label
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        b, n = waveform.shape
+        lengths = torch.full((b,), n, dtype=torch.int64, device=waveform.device)
+        return _probs(self.model(waveform, lengths), self.multi_label)
+
+
+class TextProbs(nn.Module):
+    """ids (B, T) or (B, T, 1 + K) int64, lengths (B,) int64 -> probabilities (B, K)."""
+
+    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
+        super().__init__()
+        self.model, self.multi_label = model, multi_label
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return _probs(self.model(ids, lengths), self.multi_label)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    modality: str
+    inputs: list[dict[str, Any]]
+    labels: list[str]
+    bytes: int
+    max_abs_diff: float  # exported vs PyTorch probabilities, over the check inputs
+    check_shapes: list[dict[str, list[int]]]
+    seconds: float
+    metadata: dict[str, str] = field(repr=False, default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """What `attn export --json` prints."""
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "modality": self.modality,
+            "inputs": self.inputs,
+            "output": {"name": "probabilities", "shape": ["batch", "classes"], "dtype": "float32"},
+            "labels": self.labels,
+            "bytes": self.bytes,
+            "max_abs_diff": self.max_abs_diff,
+            "check_shapes": self.check_shapes,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def default_path(model_path: Path, fmt: str) -> Path:
+    """Beside the model file: runs/x/model.attn -> runs/x/model.onnx (or .pt)."""
+    return Path(model_path).with_suffix(SUFFIX[fmt])
+
+
+def export_model(loaded: LoadedModel, out: str | Path, fmt: str = "onnx") -> ExportResult:
+    """Write `loaded` as one `fmt` file at `out` (atomically) and check it against PyTorch."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r} (onnx or torchscript)")
+    if fmt == "onnx":
+        _require_onnx()
+    t0 = time.perf_counter()
+    out = Path(out)
+    check_writable(out)  # an export takes seconds to minutes: a bad --out fails first
+    model = copy.deepcopy(loaded.model).cpu().eval()  # never touch the caller's model (device, caches)
+    model.requires_grad_(False)  # a consumer's outputs carry no autograd graph
+    _one_pass(model)
+    text = loaded.recipe.modality == "text"
+    multi = loaded.recipe.data.multi_label
+    wrapper = (TextProbs(model, multi) if text else AudioProbs(model, multi)).eval()
+    example, checks = _examples(loaded)
+    meta = metadata(loaded, list(example))
+    with _quiet(), torch.no_grad():
+        if fmt == "onnx":
+            data = _onnx_bytes(wrapper, example, meta, _dynamic_shapes(example))
+        else:
+            data = _torchscript_bytes(wrapper, example, meta)
+        diff = max(float(np.abs(_run_file(data, fmt, c) - wrapper(*c.values()).numpy()).max()) for c in checks)
+    if not diff <= TOLERANCE:
+        raise AttnError(
+            f"exported {fmt} model disagrees with the PyTorch model by {diff:.2g} (> {TOLERANCE:g}) on "
+            f"check inputs; nothing written (please report this with `attn info --format json`)"
+        )
+    atomic_write_bytes(out, data)
+    shapes = [{k: list(v.shape) for k, v in c.items()} for c in checks]
+    return ExportResult(out, fmt, loaded.recipe.modality, json.loads(meta["inputs"]), list(loaded.labels),
+                        len(data), diff, shapes, time.perf_counter() - t0, meta)  # fmt: skip
+
+
+def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
+    """String key -> string value (JSON where structured): what a consumer needs besides the graph."""
+    recipe = loaded.header.get("recipe", {})
+    feats = dict(recipe.get("features", {}))
+    text = loaded.recipe.modality == "text"
+    shapes = {
+        "waveform": ("float32", ["batch", "samples"], "one window per row, mono, at features.sample_rate"),
+        "ids": ("int64", ["batch", "tokens", *(["1+ngrams"] if _ngrams(loaded) else [])],
+                "token ids from the tokenizer (0 pads), cut to tokenizer.max_len; with hashed n-grams column 0 "
+                "is the token and the others its n-gram buckets (0 = none)"),
+        "lengths": ("int64", ["batch"], "valid tokens per row"),
+    }  # fmt: skip
+    meta = {
+        "attn_version": attn_version(),
+        "modality": loaded.recipe.modality,
+        "labels": json.dumps(list(loaded.labels)),
+        "features": json.dumps(feats),
+        "model": json.dumps(recipe.get("model", {})),
+        "data": json.dumps(
+            {
+                "extensions": list(loaded.recipe.data.extensions),
+                **({"multi_label": True} if loaded.recipe.data.multi_label else {}),
+            }
+        ),  # fmt: skip
+        "inputs": json.dumps(
+            [{"name": n, "dtype": shapes[n][0], "shape": shapes[n][1], "doc": shapes[n][2]} for n in inputs]
+        ),
+        "parameters": json.dumps(loaded.header.get("parameters")),
+        "created": json.dumps(loaded.header.get("created")),  # when the model (not this file) was trained
+        "torch_version": json.dumps(loaded.header.get("torch_version")),
+        "metrics": json.dumps(loaded.header.get("metrics")),
+        "output": json.dumps(
+            {
+                "name": "probabilities",
+                "dtype": "float32",
+                "shape": ["batch", "classes"],
+                "doc": (
+                    "each label's sigmoid (multi-label: a label applies at or above its threshold)"
+                    if loaded.recipe.data.multi_label
+                    else "softmax over the labels"
+                )
+                + ", in the order of `labels`",
+            }
+        ),
+    }
+    if loaded.header.get("thresholds") is not None:  # multi-label: the per-class thresholds
+        meta["thresholds"] = json.dumps(loaded.header["thresholds"])
+    if text and "tokenizer" in loaded.header:
+        meta["tokenizer"] = json.dumps(loaded.header["tokenizer"])
+        if loaded.tokenizer is not None:
+            _, blob = loaded.tokenizer.state()
+            if blob:  # sentencepiece model
+                meta["tokenizer_model_base64"] = base64.b64encode(blob).decode("ascii")
+    return meta
+
+
+def _one_pass(model: nn.Module) -> None:
+    from attn.features.transforms import LogMel
+
+    for m in model.modules():
+        if isinstance(m, LogMel):
+            m.chunk_bytes = None
+
+
+def _ngrams(loaded: LoadedModel) -> bool:
+    return loaded.recipe.modality == "text" and loaded.recipe.features.tokenizer.hashed_ngrams
+
+
+def _examples(loaded: LoadedModel) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """(the traced example, check inputs of other sizes in every dynamic dimension).
+
+    Audio checks span consecutive frame counts and lengths that differ in their low bits: a graph
+    that got a stride, a pool or a `size % 2` wrong for some lengths fails on one of them.
+    """
+    gen = torch.Generator().manual_seed(0)
+    if loaded.recipe.modality == "audio":
+        f = loaded.recipe.features
+        n = f.frame_samples
+        step = 1 if f.kind == "waveform" else f.hop_length
+        base = max(n // 2, f.n_fft + 1 if f.kind != "waveform" and not f.center else 2)
+        example = {"waveform": 0.1 * torch.randn(2, n, generator=gen)}
+        checks = [{"waveform": 0.1 * torch.randn(3 if j == 0 else 1, base + j * step, generator=gen)}
+                  for j in (0, 1, 2, 3, 5, 9, 17, 33)]  # fmt: skip
+        return example, checks
+    vocab = loaded.tokenizer.vocab_size
+    tok = loaded.recipe.features.tokenizer
+
+    def ids(b: int, t: int, lengths: list[int], k: int) -> dict[str, torch.Tensor]:
+        x = torch.randint(2, vocab, (b, t), generator=gen)
+        if k:
+            grams = torch.randint(1, tok.ngram_buckets + 1, (b, t, k), generator=gen)
+            grams[:, ::2, k - 1] = 0  # some tokens with fewer n-grams than the widest
+            x = torch.cat([x[..., None], grams], dim=-1)
+        lens = torch.tensor(lengths)
+        x[torch.arange(t)[None, :] >= lens[:, None]] = 0  # padding
+        return {"ids": x, "lengths": lens}
+
+    k = 3 if _ngrams(loaded) else 0
+    t = min(tok.max_len, 8)
+    checks = [ids(3, t + 3, [t + 3, 2, 1], k + 2 if k else 0), ids(1, 1, [1], k), ids(2, 2 * t, [2 * t, t], k)]
+    return ids(2, t, [t, max(1, t // 2)], k), checks
+
+
+def _dynamic_shapes(example: dict[str, torch.Tensor]) -> dict[str, dict[int, Any]]:
+    batch = torch.export.Dim("batch")
+    if "waveform" in example:
+        return {"waveform": {0: batch, 1: torch.export.Dim("samples", min=2)}}
+    ids: dict[int, Any] = {0: batch, 1: torch.export.Dim("tokens")}
+    if example["ids"].dim() == 3:
+        ids[2] = torch.export.Dim("ngram_columns", min=2)
+    return {"ids": ids, "lengths": {0: batch}}
+
+
+def _onnx_bytes(wrapper: nn.Module, example: dict, meta: dict[str, str], dynamic: dict) -> bytes:
+    try:
+        program = torch.onnx.export(wrapper, tuple(example.values()), dynamo=True, verbose=False,
+                                    input_names=list(example), output_names=["probabilities"],
+                                    dynamic_shapes=dynamic)  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; the message says which step
+        raise AttnError(f"ONNX export failed: {_first_line(e)} (run `attn --debug export ...` for details)") from e
+    program.model.metadata_props.update(meta)
+    proto = program.model_proto
+    if proto.ByteSize() >= 2**31:
+        raise AttnError("the model is over 2 GB, beyond what one ONNX file holds")
+    return proto.SerializeToString()
+
+
+def _torchscript_bytes(wrapper: nn.Module, example: dict, meta: dict[str, str]) -> bytes:
+    try:
+        traced = torch.jit.trace(wrapper, tuple(example.values()), check_trace=False)
+    except Exception as e:  # noqa: BLE001
+        raise AttnError(f"TorchScript trace failed: {_first_line(e)}") from e
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf, _extra_files={EXTRA_FILE: json.dumps(meta)})
+    return buf.getvalue()
+
+
+def _run_file(data: bytes, fmt: str, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    """The written bytes run on `inputs`, as a consumer would: onnxruntime, or torch.jit.load."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        return session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    module = torch.jit.load(io.BytesIO(data))
+    return module(*inputs.values()).numpy()
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of an exported file (ONNX or TorchScript), JSON values decoded."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        raw = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    else:
+        files = {EXTRA_FILE: ""}
+        with _quiet():
+            torch.jit.load(str(path), _extra_files=files)
+        raw = json.loads(files[EXTRA_FILE])
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        out[k] = v if k in ("attn_version", "modality", "tokenizer_model_base64") else json.loads(v)
+    return out
+
+
+def _require_onnx() -> None:
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if not _importable(m)]
+    if missing:
+        raise ConfigError(
+            f"ONNX export needs {', '.join(missing)}: pip install 'attn[export]' (or use --format torchscript)"
+        )
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters log and warn about things that are not the user's business (torchvision ops
+    not registered, optimizer passes skipped, torch.jit's deprecation notice); the library never
+    prints."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"

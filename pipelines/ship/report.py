@@ -1,0 +1,407 @@
+"""report.html: one self-contained page about a run, from what its run directory holds.
+
+Written at the end of `attn train` and again by `attn report RUN` (older runs too). Sections:
+the headline metrics (and the baseline beside them when metrics.json has one), learning curves
+(history.jsonl), the confusion matrix and per-class precision/recall/F1 (metrics.json), the data
+(examples per class per split, windows, truncation), the test examples the model got most
+confidently wrong, and the resolved recipe. Images are inline PNG data URIs: no network, no
+other file; it opens from disk in any browser. The wrong examples come from scoring the
+evaluated split again with model.attn; when the data is not there, that section says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attn.errors import ArtifactError, AttnError, ConfigError
+
+from ..fsutil import atomic_write_text
+from ..store.rundir import HISTORY, METRICS, MODEL, RECIPE
+
+log = logging.getLogger("attn")
+
+REPORT = "report.html"
+WRONG = 12  # most confidently wrong examples shown
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write run_dir/report.html; returns its path. Raises ConfigError when run_dir is not a run."""
+    from ..infer import plots
+
+    rd = Path(run_dir)
+    if rd.is_file():
+        rd = rd.parent
+    if not (rd / MODEL).exists() and not (rd / METRICS).exists():
+        raise ConfigError(f"{rd}: not a run directory (no {MODEL} or {METRICS})")
+    metrics = _metrics(_json(rd / METRICS), rd / METRICS)
+    history = _history(_jsonl(rd / HISTORY))
+    header = _header(rd / MODEL)
+    recipe_text = (rd / RECIPE).read_text(encoding="utf-8") if (rd / RECIPE).exists() else ""
+    labels = (metrics or {}).get("labels") or header.get("labels") or []
+    parts = [_head(rd, header, metrics, history)]
+    if metrics and metrics.get("baseline"):
+        parts.append(_baseline(metrics, history, header))
+    if metrics and metrics.get("members"):
+        parts.append(_members(metrics["members"]))
+    if metrics and metrics.get("cv"):
+        parts.append(_cv(metrics["cv"], labels, plots))
+    if history:
+        parts.append(_section("Learning curves", _img(plots.curves_figure(history), "learning curves")))
+    if metrics and _square(metrics.get("confusion"), len(labels)):
+        matrix = _img(plots.confusion_figure(metrics["confusion"], labels), "confusion matrix")
+        parts.append(_section(f"Confusion matrix ({metrics.get('split', 'test')} split)", matrix))
+    if metrics and isinstance(metrics.get("per_class"), dict):
+        parts.append(_per_class(metrics))
+    examples, data_html = _scored(rd, header, metrics)
+    parts.append(data_html)
+    parts.append(examples)
+    if recipe_text:
+        parts.append(_section("Recipe (resolved)", f"<pre>{html.escape(recipe_text)}</pre>"))
+    page = _PAGE.format(title=html.escape(f"attn report: {rd.name}"), body="\n".join(parts))
+    path = rd / REPORT
+    atomic_write_text(path, page)
+    return path
+
+
+# -- reading the run -----------------------------------------------------------------------------
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+# metrics.json and history.jsonl are files anyone can edit: every value the page shows is
+# formatted by `_num` (a number as a number, anything else as escaped text) and every field a
+# figure draws is checked first, so a wrong type leaves a field out instead of failing the page.
+_SCORES = ("accuracy", "macro_f1", "window_accuracy", "val_accuracy")
+
+
+def _metrics(m: Any, path: Path) -> dict[str, Any] | None:
+    if not isinstance(m, dict):
+        return None
+    out = dict(m)
+    for key in _SCORES:
+        if key in out and not _is_number(out[key]):
+            log.warning("%s: %s is %r, not a number; left out of the report", path, key, out.pop(key))
+    if not (isinstance(out.get("labels"), list) and all(isinstance(x, str) for x in out["labels"])):
+        out.pop("labels", None)
+    if not isinstance(out.get("baseline"), dict):
+        out.pop("baseline", None)
+    if out.get("split") not in ("train", "val", "test"):  # it picks the split the examples come from
+        out.pop("split", None)
+    if not (isinstance(out.get("members"), list) and all(isinstance(x, dict) for x in out["members"])):
+        out.pop("members", None)
+    cv = out.get("cv")
+    folds = cv.get("folds") if isinstance(cv, dict) else None
+    if not (isinstance(folds, list) and all(isinstance(x, dict) for x in folds)):
+        out.pop("cv", None)
+    return out
+
+
+def _history(records: list[Any]) -> list[dict[str, Any]]:
+    """Epoch records a curve can be drawn from: a numeric epoch, numbers (or nothing) as values."""
+    keep = []
+    for r in records:
+        if not isinstance(r, dict) or not _is_number(r.get("epoch")):
+            continue
+        r = {k: v for k, v in r.items() if not k.endswith(("_loss", "_accuracy", "_f1")) or _is_number(v)}
+        if "member" in r and not isinstance(r["member"], (int, str)):
+            r["member"] = str(r["member"])
+        keep.append(r)
+    return keep
+
+
+def _square(confusion: Any, k: int) -> bool:
+    rows = confusion if isinstance(confusion, list) and len(confusion) == k > 0 else []
+    return bool(rows) and all(isinstance(r, list) and len(r) == k and all(map(_is_count, r)) for r in rows)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _header(path: Path) -> dict[str, Any]:
+    from ..store.container import read_container
+
+    try:
+        return read_container(path, header_only=True).header
+    except (ArtifactError, OSError):
+        return {}
+
+
+def _data_facts(rd: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """What training recorded about its data (an ensemble: its first member's run)."""
+    facts = (header.get("train") or {}).get("data")
+    if facts is None and (rd / "member-1" / MODEL).exists():
+        facts = (_header(rd / "member-1" / MODEL).get("train") or {}).get("data")
+    return facts or {}
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[dict]) -> str:
+    r = header.get("recipe") or {}
+    train = header.get("train") or {}
+    model = r.get("model", {}).get("name", "?")
+    n = r.get("train", {}).get("ensemble", 1)
+    rows = [("model", f"{model}" + (f" (ensemble of {n})" if n > 1 else "")),
+            ("parameters", f"{header.get('parameters', 0):,}"), ("modality", header.get("modality", "?")),
+            ("labels", ", ".join(map(str, header.get("labels", []))))]  # fmt: skip
+    enc = (r.get("features") or {}).get("encoder")
+    if isinstance(enc, dict):
+        kind = (enc.get("config") or {}).get("model_type") if isinstance(enc.get("config"), dict) else None
+        rows.append(("encoder", f"{enc.get('name')} ({kind}, finetune {enc.get('finetune')}, "
+                                f"sha256 {str(enc.get('sha256'))[:16]}...)"))  # fmt: skip
+    refit = ((train.get("data") or {}).get("refit")) if isinstance(train.get("data"), dict) else None
+    if isinstance(refit, dict):
+        rows.append(("refit", f"trained again on train + val ({refit.get('examples')} examples) for "
+                              f"{refit.get('epochs')} epochs: {refit.get('why')}"))  # fmt: skip
+    if metrics:
+        rows += [("split", f"{metrics.get('split', 'test')} ({metrics.get('count')} examples)"),
+                 ("accuracy", _num(metrics.get("accuracy"))), ("macro-F1", _num(metrics.get("macro_f1")))]  # fmt: skip
+        if metrics.get("multi_label"):  # accuracy is exact-set match
+            rows += [("micro-F1", _num(metrics.get("micro_f1"))), ("macro mAP", _num(metrics.get("macro_map"))),
+                     ("labels per example", _num(metrics.get("label_cardinality"), ".2f"))]  # fmt: skip
+        if "window_accuracy" in metrics:
+            rows.append(("window accuracy", f"{_num(metrics['window_accuracy'])} ({metrics.get('windows')} windows)"))
+    best = [h for h in history if h.get("best") and "member" not in h]
+    if best:
+        rows.append(("best epoch", f"{best[-1]['epoch']} of {train.get('epochs_run', len(history))}"))
+    if train.get("seconds") is not None:
+        rows.append(("training time", f"{train['seconds']:.1f} s"))
+    rows.append(("trained", f"{header.get('created', '?')} with attn {header.get('attn_version', '?')}, "
+                            f"torch {header.get('torch_version', '?')}"))  # fmt: skip
+    return f"<h1>{html.escape(rd.name)}</h1>\n<p class='path'>{html.escape(str(rd.resolve()))}</p>\n" + _kv(rows)
+
+
+def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
+    b = metrics["baseline"]
+    best = [h for h in history if h.get("best") and "member" not in h]
+    val = best[-1] if best else {}
+    secs = (header.get("train") or {}).get("seconds")
+    rows = [("accuracy", metrics.get("accuracy"), b.get("accuracy")),
+            ("macro-F1", metrics.get("macro_f1"), b.get("macro_f1")),
+            ("validation accuracy", val.get("val_accuracy", metrics.get("val_accuracy")), b.get("val_accuracy")),
+            ("validation macro-F1", val.get("val_macro_f1"), b.get("val_macro_f1")),
+            ("seconds", secs, b.get("seconds"))]  # fmt: skip
+    body = "".join(f"<tr><th>{k}</th>{_td(m)}{_td(v)}</tr>" for k, m, v in rows)
+    kind = html.escape(str(b.get("kind", "baseline")))
+    return _section("Model and baseline", f"<table><tr><th></th><th>model</th><th>baseline: {kind}</th></tr>"
+                                          f"{body}</table>")  # fmt: skip
+
+
+def _cv(cv: dict, labels: list[str], plots) -> str:
+    """Cross-validation: each fold's held-out scores, their mean +- std, the pooled confusion."""
+    head = "<tr><th>fold</th><th>held out</th><th>accuracy</th><th>macro-F1</th><th>best epoch</th></tr>"
+    keys = ("fold", "count", "accuracy", "macro_f1", "best_epoch")
+    rows = "".join("<tr>" + "".join(_td(f.get(k)) for k in keys) + "</tr>" for f in cv["folds"])
+    spread = {k: f"{_num(cv.get(k + '_mean'))} +- {_num(cv.get(k + '_std'))}" for k in ("accuracy", "macro_f1")}
+    acc, f1 = html.escape(spread["accuracy"]), html.escape(spread["macro_f1"])
+    mean = f"<tr><th>mean +- std</th><td></td><td>{acc}</td><td>{f1}</td><td></td></tr>"
+    body = f"<table>{head}{rows}{mean}</table>"
+    if _square(cv.get("confusion"), len(labels)):
+        body += _img(plots.confusion_figure(cv["confusion"], labels), "pooled confusion matrix of the held-out folds")
+    note = "<p class='note'>Each fold's model chose its epoch on the fold it is scored on; the saved model trained " \
+           "on every fold.</p>"  # fmt: skip
+    return _section(f"Cross-validation ({len(cv['folds'])} folds, held-out predictions pooled)", body + note)
+
+
+def _members(members: list[dict]) -> str:
+    head = "<tr><th>member</th><th>seed</th><th>best epoch</th><th>epochs</th><th>val accuracy</th>" \
+           "<th>test accuracy</th><th>seconds</th></tr>"  # fmt: skip
+    keys = ("member", "seed", "best_epoch", "epochs", "val_accuracy", "test_accuracy", "seconds")
+    rows = "".join("<tr>" + "".join(_td(m.get(k)) for k in keys) + "</tr>" for m in members)
+    return _section("Ensemble members", f"<table>{head}{rows}</table>")
+
+
+def _per_class(metrics: dict) -> str:
+    keys = ("precision", "recall", "f1", "support") + (("ap", "threshold") if metrics.get("multi_label") else ())
+    rows = "".join(f"<tr><td>{html.escape(str(lab))}</td>" + "".join(_td(v.get(k), ".3f") for k in keys) + "</tr>"
+                   for lab, v in metrics["per_class"].items() if isinstance(v, dict))  # fmt: skip
+    head = "".join(f"<th>{k if k != 'f1' else 'F1'}</th>" for k in keys)
+    return _section("Per class", f"<table><tr><th>label</th>{head}</tr>{rows}</table>")
+
+
+def _scored(rd: Path, header: dict, metrics: dict | None) -> tuple[str, str]:
+    """(most confidently wrong examples, data summary): lists the stored recipe's data and
+    scores the evaluated split with model.attn."""
+    facts = _data_facts(rd, header)
+    try:
+        from ..data.sources import list_items, split_items
+        from ..store.artifact import load_model
+
+        loaded = load_model(rd / MODEL)
+        r = loaded.recipe
+        splits = split_items(list_items(r.data, r.modality), r.data)
+        split = (metrics or {}).get("split") or ("test" if splits["test"] else "val")
+        wrong, windows = _wrong(loaded, splits[split], split)
+    except (AttnError, OSError) as e:
+        why = f"<p class='note'>Data not available here, so these sections are incomplete: {html.escape(str(e))}</p>"
+        return _section("Most confidently wrong", why), _data(facts, None, None, None)
+    return wrong, _data(facts, splits, windows, split)
+
+
+def _wrong(loaded, items: list, split: str) -> tuple[str, int]:
+    """Score `items` and render the wrong ones, highest score for the wrong label first."""
+    from ..infer.evaluate import score_items
+    from ..infer.inference import aggregate, softmax
+
+    if not items:
+        return _section("Most confidently wrong", "<p class='note'>No examples in the split.</p>"), 0
+    ws, kept, _, logits = score_items(loaded, items, loaded.recipe.data, f"{split} split")
+    if ws.multi_label:
+        return _tagged(loaded, ws, kept, logits, split), ws.num_windows
+    probs = aggregate(softmax(logits), ws.all_windows[:, 0], len(ws))  # (N, K) clip scores, as evaluate
+    pred = probs.argmax(1)
+    bad = np.flatnonzero(pred != ws.labels)
+    bad = bad[np.argsort(-probs[bad, pred[bad]], kind="stable")][:WRONG]
+    title = f"Most confidently wrong ({len(np.flatnonzero(pred != ws.labels))} of {len(ws)} {split} examples wrong)"
+    if not len(bad):
+        return _section(title, "<p class='note'>None: every example was right.</p>"), ws.num_windows
+    audio = loaded.recipe.modality == "audio"
+    head = "<tr><th>example</th><th>true</th><th>predicted</th><th>score</th>" + ("<th>log-mel</th>" if audio else "")
+    rows = []
+    for i in bad:
+        it = kept[i]
+        cell = html.escape(Path(it.source).name if audio else it.source)
+        row = (f"<tr><td title='{html.escape(str(it.source))}'>{cell}</td><td>{html.escape(it.label)}</td>"
+               f"<td>{html.escape(loaded.labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td>")  # fmt: skip
+        if audio:
+            row += f"<td>{_thumb(ws.clips[i], loaded.recipe.features)}</td>"
+        rows.append(row + "</tr>")
+    return _section(title, f"<table>{head}</tr>{''.join(rows)}</table>"), ws.num_windows
+
+
+def _tagged(loaded, ws, kept: list, logits: np.ndarray, split: str) -> str:
+    """Multi-label: per-class precision-recall curves with the stored thresholds marked, and the
+    examples whose tag sets are furthest from the truth."""
+    from ..infer import multilabel as ml
+    from ..infer import plots
+
+    scores, th = ml.clip_scores(logits, ws), ml.model_thresholds(loaded)
+    curves = _img(plots.pr_figure(ml.pr_curves(scores, ws.labels, loaded.labels, th)), "precision-recall curves")
+    worst, n_wrong = ml.worst_examples(scores, ws.labels, loaded.labels, th)
+    audio = loaded.recipe.modality == "audio"
+    names = [Path(kept[i].source).name if audio else kept[i].source for i, *_ in worst]
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(', '.join(t))}</td>"
+                   f"<td>{html.escape(', '.join(p))}</td><td>{k}</td></tr>"
+                   for name, (_, t, p, k) in zip(names, worst, strict=True))  # fmt: skip
+    table = f"<table><tr><th>example</th><th>true</th><th>predicted</th><th>wrong labels</th></tr>{rows}</table>"
+    return _section(f"Precision-recall per class ({split} split; dot: the chosen threshold)", curves) + _section(
+        f"Furthest from the truth ({n_wrong} of {len(ws)} {split} tag sets not exact)", table
+    )
+
+
+def _thumb(clip: np.ndarray, features) -> str:
+    from ..infer import plots
+    from .explain import display_logmel
+
+    wave = clip[: features.frame_samples]
+    return _img(plots.logmel_thumb(display_logmel(wave, features), len(wave) / features.sample_rate), "log-mel")
+
+
+def _data(facts: dict, splits: dict | None, windows: int | None, split: str | None) -> str:
+    parts = []
+    if splits is not None:
+        labels = sorted({lab for items in splits.values() for it in items for lab in it.labels or (it.label,)})
+        names = [s for s in ("train", "val", "test") if splits.get(s)]
+        counts = {s: {lab: 0 for lab in labels} for s in names}
+        for s in names:
+            for it in splits[s]:
+                for lab in it.labels or (it.label,):
+                    counts[s][lab] += 1
+        head = "<tr><th>label</th>" + "".join(f"<th>{s}</th>" for s in names) + "</tr>"
+        rows = "".join(f"<tr><td>{html.escape(lab)}</td>" + "".join(f"<td>{counts[s][lab]}</td>" for s in names)
+                       + "</tr>" for lab in labels)  # fmt: skip
+        total = "<tr><th>all</th>" + "".join(f"<th>{len(splits[s])}</th>" for s in names) + "</tr>"
+        parts.append("<p>Examples per class and split (as the recipe lists them):</p>"
+                     f"<table>{head}{rows}{total}</table>")  # fmt: skip
+    rows = []
+    for key, value in facts.items():
+        rows.append((key.replace("_", " "), _fact(value)))
+    if windows is not None and split is not None:
+        rows.append((f"{split} windows", str(windows)))
+    if rows:
+        parts.append("<p>What training recorded:</p>" + _kv(rows))
+    return _section("Data", "".join(parts) or "<p class='note'>No data facts recorded.</p>")
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+
+def _img(fig, alt: str) -> str:
+    from ..infer import plots
+
+    data = base64.b64encode(plots.png_bytes(fig)).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{html.escape(title)}</h2>\n{body}\n</section>"
+
+
+def _kv(rows: list[tuple[str, str]]) -> str:
+    return "<table class='kv'>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"  # fmt: skip
+
+
+def _num(v: Any, spec: str = ".4f") -> str:
+    """A value as text (not yet escaped): a fraction to `spec`, another float to one place, an
+    integer as written, anything else (a string where a number belongs) as its text."""
+    if v is None:
+        return "–"
+    if isinstance(v, float) and math.isfinite(v):
+        return f"{v:{spec}}" if abs(v) <= 1 else f"{v:.1f}"
+    return str(v)
+
+
+def _td(v: Any, spec: str = ".4f") -> str:
+    return f"<td>{html.escape(_num(v, spec))}</td>"
+
+
+def _fact(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fact(x)}" for k, x in v.items())
+    return str(v)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; padding: 0 1em; }}
+h1 {{ margin-bottom: 0; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }}
+.path, .note {{ color: #666; }}
+table {{ border-collapse: collapse; margin: .5em 0; }}
+th, td {{ padding: .2em .7em; border-bottom: 1px solid #eee; text-align: right; vertical-align: middle; }}
+th:first-child, td:first-child {{ text-align: left; }}
+table.kv th {{ text-align: left; font-weight: 600; }} table.kv td {{ text-align: left; }}
+img {{ max-width: 100%; }}
+pre {{ background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 12px; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""

@@ -1,0 +1,39 @@
+"""`attn tokenize`: the tokenizer a text model uses, from its model file or built from a recipe."""
+
+from __future__ import annotations
+
+from attn.errors import ConfigError
+from attn.features.config import TextFeatures
+
+from ..data.sources import list_items, split_items
+from ..data.text import fit_tokenizer
+from ..recipe.config import Recipe
+from ..recipe.load import load_recipe
+from ..store.artifact import load_model, resolve_model_path
+
+
+def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides: list[str] | None = None):
+    """(tokenizer, TextFeatures, uses_class_token) from a model file, or built from a recipe's
+    training split exactly as `attn train` would build it."""
+    if recipe is not None:
+        r = load_recipe(recipe, overrides or [])
+        if not isinstance(r.features, TextFeatures):
+            raise ConfigError(f"{recipe}: not a text recipe (features.kind is {r.features.kind!r})")
+        if r.features.tokenizer.max_len == "auto":  # resolved from the training texts as `attn train` would
+            from ..data.auto import resolve_auto
+            from ..data.prepared import prepare_data
+
+            r, prepared, _ = resolve_auto(r, prepare_data(r))
+            return prepared.tokenizer, r.features, uses_class_token(r)
+        splits = split_items(list_items(r.data, "text"), r.data)
+        return fit_tokenizer(r.features, [it.source for it in splits["train"]]), r.features, uses_class_token(r)
+    path = resolve_model_path(model)
+    loaded = load_model(path, purpose="attn tokenize")
+    if loaded.tokenizer is None:
+        raise ConfigError(f"{path}: an audio model has no tokenizer")
+    return loaded.tokenizer, loaded.recipe.features, uses_class_token(loaded.recipe)
+
+
+def uses_class_token(recipe: Recipe) -> bool:
+    """Whether the recipe's model prepends a class token (`attn tokenize` shows it as <cls>)."""
+    return recipe.model.family.uses_class_token(recipe.model.config)

@@ -1,0 +1,214 @@
+"""The model artifact: save and load trained models as `.attn` files (container.py is the file
+format they share with resume checkpoints).
+
+The artifact is self-contained: weights, the resolved recipe (features, model), ordered labels,
+tokenizer state, versions and a few facts for `attn info`. Nothing else is needed to predict.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attn.errors import ArtifactError
+
+from ..recipe.config import Recipe
+from .container import attn_version, read_container, write_container
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # attn.models.classifier.Classifier, eval mode, on `device`
+    recipe: Recipe
+    labels: list[str]
+    header: dict[str, Any]
+    device: Any
+    tokenizer: Any = None  # text models: the fitted tokenizer
+
+    @property
+    def baseline(self):
+        """The run's baseline module (attn.models.linear.LinearBaseline), or None."""
+        return getattr(self.model, "baseline", None)
+
+    def window_probs(self, windows: list) -> Any:
+        """Class probabilities (W, K) float32 of windows: 1-D float32 samples, or token ids (T,)
+        or (T, 1 + K); zero-padded into one batch with their lengths (padding never changes a
+        prediction). Predict's one model call (`exported.ExportedModel` has the same)."""
+        import torch
+
+        from ..data.batching import pad_rows
+        from ..infer.inference import softmax
+
+        x = torch.from_numpy(pad_rows(windows)).to(self.device)
+        lengths = torch.tensor([len(w) for w in windows], dtype=torch.int64, device=self.device)
+        with torch.inference_mode():
+            logits = self.model(x, lengths).float().cpu().numpy()
+        if self.recipe.data.multi_label:  # independent per-class probabilities
+            from ..infer.multilabel import sigmoid
+
+            return sigmoid(logits)
+        return softmax(logits)
+
+    def window_embeddings(self, windows: list) -> Any:
+        """The pooled vector each window's prediction rests on (W, D) float32: the network's
+        penultimate layer (`Backbone.forward_features`; for the `pooled` head over a pretrained
+        encoder, the pooled encoder states). An ensemble concatenates its members' vectors; a
+        blended model gives its network's."""
+        import numpy as np
+        import torch
+
+        from ..data.batching import pad_rows
+
+        net = getattr(self.model, "network", self.model)  # a Blend's network
+        members = list(getattr(net, "members", [net]))  # an Ensemble's members
+        x = torch.from_numpy(pad_rows(windows)).to(self.device)
+        lengths = torch.tensor([len(w) for w in windows], dtype=torch.int64, device=self.device)
+        with torch.inference_mode():
+            parts = []
+            for m in members:
+                feats, flen = m.frontend(x, lengths)  # (B, F, T)
+                parts.append(m.backbone.forward_features(feats.transpose(1, 2), flen).float().cpu().numpy())
+        return np.concatenate(parts, axis=1)
+
+
+def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    import torch
+
+    from ..recipe.build import count_parameters
+    from ..recipe.load import recipe_to_dict
+
+    return {
+        "kind": "model",
+        "attn_version": attn_version(),
+        "torch_version": torch.__version__.split("+")[0],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "modality": recipe.modality,
+        "labels": list(labels),
+        "recipe": recipe_to_dict(recipe),
+        "parameters": count_parameters(model),
+        "model_info": model.backbone.describe(),
+        **(extra or {}),
+    }
+
+
+def save_model(
+    path,
+    model,
+    recipe: Recipe,
+    labels: list[str],
+    extra: dict[str, Any] | None = None,
+    tokenizer=None,
+    state_dict: dict[str, Any] | None = None,
+) -> None:
+    """Write the artifact atomically. `extra` goes into the JSON header; a text model's
+    tokenizer state goes in too; `state_dict` overrides the network's current weights. A
+    `Blend` (network + the run's baseline) keeps the network's weights as `state_dict` and the
+    baseline as its scores in the header and its parameters as `baseline.*` tensors."""
+    from attn.models.linear import Blend
+
+    from ..data.text import tokenizer_state
+
+    network = model.network if isinstance(model, Blend) else model
+    state = {k: v.detach().cpu() for k, v in (state_dict or network.state_dict()).items()}
+    header = model_header(model, recipe, labels, extra)
+    tensors: dict[str, Any] = {"state_dict": state}
+    if tokenizer is not None:
+        header["tokenizer"], tok_tensors = tokenizer_state(tokenizer)
+        header["tokenizer"]["vocab_size"] = tokenizer.vocab_size
+        tensors.update(tok_tensors)
+    if isinstance(model, Blend):
+        from .blend import baseline_state
+
+        header["baseline"], base_tensors = baseline_state(model)
+        tensors.update(base_tensors)
+    write_container(path, header, tensors)
+
+
+def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
+    """Verify, rebuild and load a model artifact; eval mode, on `device` (default CPU). `purpose`
+    names the command in the refusal of an exported ONNX file."""
+    import torch
+
+    from ..recipe.build import build_model
+    from ..recipe.load import recipe_from_dict
+
+    if Path(path).suffix.lower() == ".onnx":
+        from ..infer.exported import only_predicts
+
+        raise only_predicts(path, purpose)
+    box = read_container(path)
+    header = box.header
+    if header.get("kind") != "model":
+        raise ArtifactError(
+            f"{path}: is a {header.get('kind', 'unknown')!r} file, not a model (pass the run's model.attn)"
+        )
+    try:
+        recipe = recipe_from_dict(header["recipe"], source=f"{path} (stored recipe)")
+        labels = list(header["labels"])
+    except KeyError as e:
+        raise ArtifactError(f"{path}: model header lacks {e}") from None
+    tensors = box.tensors()
+    tokenizer = None
+    if recipe.modality == "text":
+        from ..data.text import tokenizer_from_artifact
+
+        try:
+            tokenizer = tokenizer_from_artifact(recipe, header, tensors)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ArtifactError(f"{path}: damaged tokenizer state ({e})") from None
+    model = build_model(recipe, len(labels), vocab_size=None if tokenizer is None else tokenizer.vocab_size)
+    try:
+        model.load_state_dict(tensors["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        raise ArtifactError(f"{path}: weights do not fit the stored recipe ({str(e).splitlines()[0]})") from None
+    if header.get("baseline"):
+        from .blend import blend_from_state
+
+        try:
+            model = blend_from_state(model, header["baseline"], tensors)
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise ArtifactError(f"{path}: damaged baseline state ({e})") from None
+    device = device or torch.device("cpu")
+    model.to(device).eval()
+    return LoadedModel(model, recipe, labels, header, device, tokenizer)
+
+
+def resolve_model_path(model: str | None) -> Path:
+    """--model, else $ATTN_MODEL, else runs/latest; a run directory means its model.attn."""
+    arg = model or os.environ.get("ATTN_MODEL")
+    if not arg:
+        p = Path("runs/latest")
+        if not p.exists():
+            raise ArtifactError(
+                "no model given and runs/latest does not exist: train one with `attn train RECIPE`, "
+                "or pass --model PATH (or set ATTN_MODEL)"
+            )
+    else:
+        p = Path(arg)
+    if p.is_dir():
+        p = p / "model.attn"
+    if not p.exists():
+        raise ArtifactError(f"{p}: model file not found")
+    return p
+
+
+def model_info(header: dict[str, Any], path) -> dict[str, Any]:
+    """What `attn info --format json` shows of a model: its path, the container format version and
+    the header (recipe, labels, versions, parameters, test metrics, ...)."""
+    from .container import FORMAT_VERSION
+
+    return {"path": str(path), "format_version": FORMAT_VERSION, **{k: v for k, v in header.items() if k != "_path"}}
+
+
+def read_info(model: str | None) -> dict[str, Any]:
+    """`model_info` of a model file or run directory (default $ATTN_MODEL, else runs/latest),
+    from its header alone: fast, no torch; the checksum is still verified."""
+    path = resolve_model_path(model)
+    if path.suffix.lower() == ".onnx":  # an `attn export` file: its metadata
+        from ..infer.exported import exported_info
+
+        return exported_info(path)
+    return model_info(read_container(path, header_only=True).header, path)

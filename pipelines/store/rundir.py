@@ -1,0 +1,204 @@
+"""The run directory: its file names, a fresh directory per run, the runs/latest link, and the
+copy of the log in train.log.
+
+runs/<recipe>-<timestamp>/
+    model.attn      the artifact (best validation epoch), all `attn predict` needs
+    last.ckpt       resume state after the last finished epoch (optimizer, RNG, ...)
+    recipe.yaml     the resolved recipe
+    history.jsonl   one line of metrics per epoch
+    metrics.json    final test metrics
+    train.log       the log
+    members.json    train.ensemble only: the members finished so far (member-<i>/ are their runs)
+runs/latest -> the newest run, wherever --out put it
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from attn.errors import ConfigError, OutputError
+
+from ..fsutil import make_dirs
+
+log = logging.getLogger("attn")
+
+MODEL = "model.attn"
+CHECKPOINT = "last.ckpt"
+RECIPE = "recipe.yaml"
+HISTORY = "history.jsonl"
+METRICS = "metrics.json"
+LOG = "train.log"
+MEMBERS = "members.json"
+LOCK = ".attn-run.lock"  # "pid host" of the process writing into the run directory, while it runs
+
+
+def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
+    """A fresh run directory; two runs started in the same second never share one."""
+    if out:
+        p = Path(out)
+        if (p.exists() or p.is_symlink()) and not p.is_dir():
+            raise OutputError(f"--out {out}: cannot write (not a directory)")
+        if p.exists() and any(p.iterdir()):
+            if (pid := lock_holder(p)) is not None:
+                raise OutputError(f"--out {out}: cannot write (another run, process {pid}, is writing into it)")
+            raise ConfigError(f"--out {out}: directory exists and is not empty (use --resume {out} to continue it)")
+        make_dirs(p)
+        claim(p, f"--out {out}")
+        return p
+    stem = Path(recipe_path).stem if recipe_path else "run"
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    make_dirs("runs")
+    for i in range(1000):
+        p = Path("runs") / (f"{stem}-{stamp}" + (f"-{i + 1}" if i else ""))
+        try:
+            p.mkdir()  # atomic: fails if another run took the name
+            claim(p, str(p))
+            return p
+        except FileExistsError:
+            continue
+        except OSError as e:
+            make_dirs(p)  # raises an OutputError naming the problem
+            raise AssertionError from e
+    raise ConfigError("runs/: could not find a free run directory name")
+
+
+def claim(folder: Path, what: str) -> None:
+    """Take `folder` for this process: create its LOCK (O_EXCL: atomic, so of two runs started
+    together exactly one succeeds; two runs in one folder would interleave their logs and
+    files). A lock whose process is gone (killed) is taken over. `release` ends the claim."""
+    for _ in range(2):
+        try:
+            fd = os.open(folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pid = lock_holder(folder)
+            if pid is not None:
+                raise OutputError(f"{what}: cannot write (another run, process {pid}, is writing into it)") from None
+            release(folder)  # stale: its run was killed
+            continue
+        except OSError as e:
+            raise OutputError(f"{what}: cannot write ({e.strerror or e})") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()}\n")
+        return
+    raise OutputError(f"{what}: cannot write (another run is taking it at the same time)")
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The process holding `folder`'s LOCK, if it is alive: on this host the process table
+    says; another host's lock counts as held (remove the file if that run is gone)."""
+    try:
+        pid_text, host = (folder / LOCK).read_text(encoding="utf-8").split()
+        pid = int(pid_text)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return -1  # being written this instant, or unreadable: another run's
+    if host != socket.gethostname():
+        return pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def release(folder: Path) -> None:
+    try:
+        (folder / LOCK).unlink()
+    except OSError:
+        pass
+
+
+def point_latest(run_dir: Path) -> None:
+    """Point runs/latest (in the working directory) at `run_dir`, wherever --out put it, so the
+    next `attn predict` uses the model just trained. By name for a run directly in runs/ (the
+    folder can move as a whole), else by absolute path. Atomic: a rename over the old link."""
+    runs = Path("runs")
+    link, tmp = runs / "latest", runs / f".latest-{os.getpid()}"
+    try:
+        runs.mkdir(exist_ok=True)
+        inside = run_dir.resolve().parent == runs.resolve()
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(run_dir.name if inside else run_dir.resolve())
+        os.replace(tmp, link)
+    except OSError as e:
+        log.warning("could not update %s (%s)", link, e.strerror or e)
+
+
+def discard_unstarted(run_dir: Path, created: bool) -> bool:
+    """Remove a run directory in which no epoch finished (no checkpoint, no ensemble member):
+    nothing in it can be resumed, and it would block the same --out. Only what the run wrote
+    goes; a directory the user made (`created` False) stays, emptied. Returns whether it went."""
+    if any(run_dir.rglob(CHECKPOINT)) or any(run_dir.rglob(MEMBERS)) or any(run_dir.rglob(MODEL)):
+        return False
+    try:
+        if created:
+            shutil.rmtree(run_dir)
+        else:
+            for p in run_dir.iterdir():
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    except OSError as e:
+        log.warning("could not remove %s (%s)", run_dir, e.strerror or e)
+        return False
+    return True
+
+
+class RunLog:
+    """Copy the 'attn' log, INFO and up, into the run's train.log while the run is active,
+    without changing what anyone else is shown: the logger must let INFO records through for the
+    file, so while the run lasts every other handler on it, and the propagation to the root
+    logger's handlers, keep the threshold the logger had (a `--quiet` terminal stays quiet; so
+    does a script's `logging.basicConfig(level=WARNING)`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.handler.setLevel(logging.INFO)
+        self.logger = logging.getLogger("attn")
+        self.old_level, self.old_propagate = self.logger.level, self.logger.propagate
+        self.raised: list[tuple[logging.Handler, int]] = []
+        self.gate: logging.Handler | None = None
+
+    def __enter__(self):
+        threshold = self.logger.getEffectiveLevel()
+        if threshold > logging.INFO:
+            for h in self.logger.handlers:
+                if h.level < threshold:
+                    self.raised.append((h, h.level))
+                    h.setLevel(threshold)
+            if self.logger.propagate and self.logger.parent is not None:
+                self.gate = _Propagate(self.logger.parent, threshold)
+                self.logger.addHandler(self.gate)
+                self.logger.propagate = False
+            self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self.handler)
+        if self.gate is not None:
+            self.logger.removeHandler(self.gate)
+        for h, level in self.raised:
+            h.setLevel(level)
+        self.logger.setLevel(self.old_level)
+        self.logger.propagate = self.old_propagate
+        self.handler.close()
+
+
+class _Propagate(logging.Handler):
+    """Passes records at `level` and up to `parent`'s handlers, as propagation would have."""
+
+    def __init__(self, parent: logging.Logger, level: int) -> None:
+        super().__init__(level)
+        self.parent = parent
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.parent.callHandlers(record)

@@ -1,0 +1,82 @@
+"""Several processes (GPUs or hosts) through torchrun and torch.distributed, never a home-made
+engine:
+
+    torchrun --nproc_per_node=4 -m attn.cli train recipes/genre.yaml
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `attn train` then joins the process group (NCCL
+on CUDA, Gloo on CPU), each process trains on its own shard of every epoch's examples
+(`train.batch_size` per process) and DistributedDataParallel averages the gradients. Rank 0
+alone writes the run directory; every rank evaluates the whole validation split with the same
+weights, so early-stopping decisions agree without extra messages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from attn.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def world_from_env() -> World:
+    """The torchrun environment, or a world of one."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError as e:
+        raise ConfigError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({e})") from None
+    return World(rank, size, local)
+
+
+def join(world: World, device_spec: str | None):
+    """Join the process group; returns this process's torch.device. `--device auto|cuda` maps
+    to cuda:LOCAL_RANK (one GPU per process); `cpu` uses Gloo."""
+    import torch
+    import torch.distributed as dist
+
+    from ..device import resolve_device
+
+    dev = resolve_device(device_spec)
+    if dev.type == "cuda":
+        if (device_spec or "auto").strip().lower() not in ("auto", "cuda"):
+            raise ConfigError(f"--device {device_spec}: under torchrun each process uses cuda:LOCAL_RANK; "
+                              "pass --device cuda (or auto)")  # fmt: skip
+        if world.local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {world.local_rank}: only {torch.cuda.device_count()} CUDA device(s)")
+        dev = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=world.rank, world_size=world.size)
+    return dev
+
+
+def broadcast_text(text: str | None, world: World) -> str:
+    """Rank 0's string (e.g. the run directory it created), on every rank."""
+    import torch.distributed as dist
+
+    box = [text]
+    dist.broadcast_object_list(box, src=0)  # between our own processes: trusted, never from a file
+    return box[0]
+
+
+def leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()

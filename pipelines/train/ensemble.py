@@ -1,0 +1,171 @@
+"""`train.ensemble: N`: train N members of one recipe, one after the other, then save them as
+one model that averages their class probabilities.
+
+Member i (1-based) is exactly the single run `--seed <train.seed + i - 1>`: it trains in
+run_dir/member-<i>/ through the ordinary run code (checkpoints, early stopping, its own
+model.attn, history.jsonl and metrics.json). Every member uses the tokenizer the first one
+fitted, so one token id means one token in all of them.
+
+run_dir/
+    model.attn      the ensemble: all members' weights; what `attn predict` uses
+    members.json    the recipe and the members finished so far (resume skips those)
+    history.jsonl   every member's epochs, each line with its "member"
+    metrics.json    the ensemble's test metrics, and each member's
+    member-<i>/     member i's own run
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from attn.errors import ArtifactError, Interrupted
+
+from ..data.prepared import PreparedData
+from ..fsutil import atomic_write_text, make_dirs
+from ..recipe.config import Recipe
+from ..store.rundir import CHECKPOINT, HISTORY, MEMBERS, MODEL, RECIPE, point_latest
+from .distributed import World
+from .model import TrainResult, train_model
+
+log = logging.getLogger("attn")
+
+
+def read_members(run_dir: Path) -> dict[str, Any]:
+    """The ensemble state in run_dir/members.json: the recipe, the labels, the members finished."""
+    path = run_dir / MEMBERS
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        missing = [k for k in ("recipe", "labels", "members") if k not in state]
+        if missing:
+            raise KeyError(missing[0])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{path}: unreadable ensemble state ({e})") from None
+    return state
+
+
+def train_ensemble(
+    recipe: Recipe,
+    prepared: PreparedData,
+    run_dir: Path,
+    *,
+    device,
+    callbacks=None,
+    world: World = World(),
+    auto: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train (or, when members.json exists, continue) an ensemble run: each member through
+    `train_model`, then the ensemble's evaluation and artifact."""
+    from ..recipe.build import member_recipe
+    from ..recipe.load import recipe_to_dict, recipe_to_yaml
+    from ..store.artifact import load_model
+    from ..store.checkpoint import read_checkpoint
+
+    n, labels = recipe.train.ensemble, list(prepared.labels)
+    state = {"recipe": recipe_to_dict(recipe), "labels": labels, "members": []}
+    if (run_dir / MEMBERS).exists():
+        state = read_members(run_dir)
+    elif world.main:
+        atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
+    tok, data_info = prepared.tokenizer, {}
+    if tok is None and state["members"] and recipe.modality == "text":
+        tok = load_model(run_dir / "member-1" / MODEL).tokenizer
+    for i in range(len(state["members"]), n):
+        mdir, mrec = run_dir / f"member-{i + 1}", member_recipe(recipe, i)
+        log.info("ensemble member %d of %d (train.seed %d)", i + 1, n, mrec.train.seed)
+        resume_state = None
+        if (mdir / CHECKPOINT).exists():
+            ckpt = read_checkpoint(mdir / CHECKPOINT)
+            resume_state = ckpt.state
+            if tok is None and ckpt.tokenizer is not None:  # member 1, cut mid-training
+                tok = ckpt.tokenizer
+        elif world.main:
+            make_dirs(mdir)
+            atomic_write_text(mdir / RECIPE, recipe_to_yaml(mrec))
+        try:
+            res = train_model(mrec, prepared.with_tokenizer(tok), mdir, device=device, callbacks=callbacks,
+                              resume_state=resume_state, world=world, point_latest=False, auto=auto)  # fmt: skip
+        except Interrupted:
+            raise Interrupted(
+                f"interrupted in ensemble member {i + 1} of {n}; members 1-{i} and member {i + 1}'s "
+                f"finished epochs are saved. Resume with: attn train --resume {run_dir}"
+            ) from None
+        data_info = res.data  # the same for every member: one split, one tokenizer
+        if tok is None and recipe.modality == "text":
+            tok = load_model(mdir / MODEL).tokenizer
+        state["members"].append({
+            "member": i + 1, "seed": mrec.train.seed, "best_epoch": res.best_epoch, "epochs": res.epochs_run,
+            "seconds": round(res.seconds, 1), "test_accuracy": (res.metrics or {}).get("accuracy"),
+            "val_accuracy": _best_val(res.history),
+        })  # fmt: skip
+        if world.main:
+            atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
+            (mdir / CHECKPOINT).unlink(missing_ok=True)  # finished: only its model.attn is needed
+    return _assemble(recipe, prepared.with_tokenizer(tok), run_dir, device, state, world, data_info)
+
+
+def _best_val(history: list[dict[str, Any]]) -> float | None:
+    best = [h for h in history if h.get("best")]
+    return best[-1].get("val_accuracy") if best else None
+
+
+def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state, world: World, data_info):
+    """Load the members' best weights into one Ensemble, evaluate it, write model.attn."""
+
+    from attn.models.ensemble import Ensemble
+
+    from ..data.prepared import load_datasets
+    from ..infer.evaluate import evaluation_report
+    from ..infer.inference import window_logits
+    from ..recipe.build import count_parameters
+    from ..store.artifact import load_model, save_model
+    from .model import baseline_facts, final_metrics, fit_baseline, with_baseline
+
+    n, labels = recipe.train.ensemble, list(prepared.labels)
+    members = [load_model(run_dir / f"member-{i + 1}" / MODEL).model for i in range(n)]
+    model = Ensemble(members, multi_label=recipe.data.multi_label).to(dev).eval()
+    history = []
+    for i in range(n):
+        lines = (run_dir / f"member-{i + 1}" / HISTORY).read_text(encoding="utf-8").splitlines()
+        history += [{"member": i + 1, **json.loads(line)} for line in lines if line.strip()]
+    metrics, seconds, baseline, blend = None, sum(m["seconds"] for m in state["members"]), None, None
+    if world.main:
+        data = load_datasets(recipe, prepared)
+        baseline = fit_baseline(recipe, data, dev) if recipe.train.baseline else None
+        more = {"members": state["members"]}
+        if len(data.val):
+            val = evaluation_report(window_logits(model, data.val, dev), data.val, labels)
+            log.info("ensemble of %d: val accuracy %.4f", n, val["accuracy"])
+            more["val_accuracy"] = val["accuracy"]
+        final, blend = with_baseline(model, baseline, data, recipe, dev)
+        thresholds = None
+        if data.train.multi_label:
+            from ..infer.multilabel import thresholds_on_val
+
+            thresholds, _ = thresholds_on_val(final, data, dev)
+        metrics = final_metrics(final, data, run_dir, dev, baseline, blend, more, thresholds=thresholds)
+        atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
+        extra = {
+            "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
+            "train": {"members": state["members"], "seconds": round(seconds, 1)},
+            **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
+        }
+        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=prepared.tokenizer)
+        point_latest(run_dir)
+    return TrainResult(
+        run_dir=run_dir,
+        model_path=run_dir / MODEL,
+        metrics=metrics,
+        history=history,
+        best_epoch=0,
+        epochs_run=sum(m["epochs"] for m in state["members"]),
+        stopped_early=False,
+        seconds=seconds,
+        labels=labels,
+        parameters=count_parameters(model),
+        data=data_info,
+        members=state["members"],
+        baseline=baseline_facts(baseline, blend),
+    )

@@ -1,0 +1,119 @@
+"""Cross-validation: `train.folds: K` (or the folds of `data.fold_column`).
+
+The labelled examples outside the test split are cut into K folds, stratified by label and
+seeded (or taken from the data's own fold column, which keeps clips cut from one recording in
+one fold, as ESC-50 and UrbanSound8K publish). Fold i trains on the others, chooses its epoch on
+fold i and is scored on it: `fold-<i>/` holds its run. Then the saved model trains on all of
+them for the folds' median best epoch (no validation is left to choose one), and metrics.json
+gains `cv`: each fold's scores, their mean and standard deviation, and the confusion matrix of
+every held-out prediction pooled. This is how results on such sets are published, so they
+compare with papers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attn.errors import ConfigError
+
+from ..data.prepared import PreparedData
+from ..data.sources import Item
+from ..fsutil import atomic_write_text, make_dirs
+from ..recipe.config import Recipe
+from ..store.rundir import METRICS
+from .model import TrainResult, train_model
+
+log = logging.getLogger("attn")
+
+
+def assign_folds(items: list[Item], recipe: Recipe) -> dict[str, list[Item]]:
+    """{fold name: items}: data.fold_column's values, else `train.folds` stratified folds (each
+    label's items, shuffled by data.split_seed, dealt round-robin)."""
+    if recipe.data.fold_column:
+        unnamed = [it for it in items if it.fold is None]
+        if unnamed:
+            raise ConfigError(f"{unnamed[0].where}: empty data.fold_column {recipe.data.fold_column!r} "
+                              f"({len(unnamed)} rows): every training row needs a fold")  # fmt: skip
+        folds: dict[str, list[Item]] = defaultdict(list)
+        for it in items:
+            folds[str(it.fold)].append(it)
+        if len(folds) < 2:
+            raise ConfigError(f"data.fold_column {recipe.data.fold_column!r} names {len(folds)} fold: need 2 or more")
+        return dict(sorted(folds.items()))
+    k = recipe.train.folds
+    rng = np.random.default_rng(recipe.data.split_seed)
+    by_label: dict[str | None, list[Item]] = defaultdict(list)
+    for it in sorted(items, key=lambda it: it.source):
+        by_label[it.label].append(it)
+    folds = {str(i + 1): [] for i in range(k)}
+    start = 0
+    for label in sorted(by_label, key=str):
+        group = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
+        for j, it in enumerate(group):  # continue the deal where the last label stopped: even fold sizes
+            folds[str((start + j) % k + 1)].append(it)
+        start += len(group)
+    if any(not f for f in folds.values()):
+        raise ConfigError(f"train.folds: {k} folds of {len(items)} examples leave a fold empty")
+    return folds
+
+
+def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device, callbacks=None,
+                auto: dict[str, Any] | None = None) -> TrainResult:  # fmt: skip
+    """One model per fold, then the saved model on all folds (see the module docstring)."""
+    pool = prepared.splits["train"] + prepared.splits["val"]
+    folds = assign_folds(pool, recipe)
+    member = recipe.model_copy(update={"train": recipe.train.model_copy(update={"folds": 0, "refit": False})})
+    rows, confusion = [], None
+    for name, held in folds.items():
+        keep = {id(it) for it in held}
+        split = {"train": [it for it in pool if id(it) not in keep], "val": held, "test": prepared.splits["test"]}
+        log.info("fold %s of %d: %d training, %d held-out examples", name, len(folds), len(split["train"]), len(held))
+        make_dirs(run_dir / f"fold-{name}")
+        r = train_model(member, PreparedData(split, prepared.labels, prepared.tokenizer), run_dir / f"fold-{name}",
+                        device=device, callbacks=callbacks, point_latest=False, score_val=True)  # fmt: skip
+        rep = r.val_report or {}
+        rows.append({"fold": name, "accuracy": rep.get("accuracy"), "macro_f1": rep.get("macro_f1"),
+                     "count": rep.get("count"), "best_epoch": r.best_epoch,
+                     **({"thresholds": r.thresholds} if r.thresholds else {})})  # fmt: skip
+        cm = np.asarray(rep["confusion"]) if "confusion" in rep else None  # none for multi-label
+        confusion = cm if confusion is None else confusion + cm
+        log.info("fold %s: held-out accuracy %.4f, macro-F1 %.4f", name, rows[-1]["accuracy"], rows[-1]["macro_f1"])
+    cv = _summary(rows, confusion, list(prepared.labels))
+    epochs = max(1, int(statistics.median(r["best_epoch"] for r in rows)))
+    log.info("cross-validation: accuracy %.4f +- %.4f over %d folds; the saved model trains on all of them "
+             "for %d epochs (the folds' median best epoch)", cv["accuracy_mean"], cv["accuracy_std"], len(rows),
+             epochs)  # fmt: skip
+    final = recipe.model_copy(update={"train": recipe.train.model_copy(
+        update={"folds": 0, "refit": False, "epochs": epochs, "patience": 0})})  # fmt: skip
+    whole = PreparedData({"train": pool, "val": [], "test": prepared.splits["test"]}, prepared.labels,
+                         prepared.tokenizer)  # fmt: skip
+    chosen = [r["thresholds"] for r in rows if r.get("thresholds")]  # multi-label: each fold's, on its held-out set
+    thresholds = np.mean(chosen, axis=0).round(4).tolist() if chosen else None
+    result = train_model(final, whole, run_dir, device=device, callbacks=callbacks, auto=auto, thresholds=thresholds)
+    metrics_path = run_dir / METRICS
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics["cv"] = cv
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    result.cv = cv
+    return result
+
+
+def _summary(rows: list[dict[str, Any]], confusion, labels: list[str]) -> dict[str, Any]:
+    acc = [r["accuracy"] for r in rows]
+    f1 = [r["macro_f1"] for r in rows]
+    return {
+        "folds": rows,
+        "accuracy_mean": float(np.mean(acc)),
+        "accuracy_std": float(np.std(acc)),
+        "macro_f1_mean": float(np.mean(f1)),
+        "macro_f1_std": float(np.std(f1)),
+        "labels": labels,
+        "confusion": None if confusion is None else confusion.tolist(),  # pooled over the held-out folds
+    }

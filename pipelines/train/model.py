@@ -1,0 +1,401 @@
+"""Train one model: `train_model(recipe, prepared, run_dir)`, the seam every caller goes through
+(`attn train`, each member of an ensemble, `attn.train` from Python, a tuner's trials).
+
+In order: load the splits (`load_datasets`), build the model (`init_model`: seeded, with word
+vectors and masked-token pretraining when the recipe asks), fit it with a checkpoint and, on
+improvement, the artifact after every epoch (`EpochSaver`), evaluate the best weights on the
+test split, else validation (`final_metrics`), and write the final artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attn.errors import Interrupted
+
+from ..data.prepared import Datasets, PreparedData
+from ..fsutil import append_line, atomic_write_text
+from ..recipe.config import Recipe
+from ..store import rundir
+from ..store.rundir import CHECKPOINT, HISTORY, METRICS, MODEL
+from .distributed import World
+
+log = logging.getLogger("attn")
+
+
+@dataclass
+class TrainResult:
+    """What a training run wrote and how it went (`summary()` is what `attn train` prints)."""
+
+    run_dir: Path
+    model_path: Path
+    metrics: dict[str, Any] | None  # metrics.json: on the test split, else validation; None without either
+    history: list[dict[str, Any]]  # one record per epoch (history.jsonl)
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    labels: list[str]
+    parameters: int
+    thresholds: list[float] | None = None  # multi-label: per-class decision thresholds stored in the model
+    data: dict[str, Any] = field(default_factory=dict)  # examples per split, skipped files, vectors, ...
+    members: list[dict[str, Any]] = field(default_factory=list)  # train.ensemble: one entry per member
+    baseline: dict[str, Any] | None = None  # the classical baseline's scores (train.baseline)
+    val_report: dict[str, Any] | None = None  # with score_val: the saved model on validation
+    cv: dict[str, Any] | None = None  # train.folds: each fold's held-out scores, their mean and spread
+
+    def summary(self) -> dict[str, Any]:
+        m = self.metrics or {}
+        return {
+            "run_dir": str(self.run_dir),
+            "model": str(self.model_path),
+            "test_accuracy": m.get("accuracy"),
+            "test_macro_f1": m.get("macro_f1"),
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            "train_seconds": round(self.seconds, 1),
+            "parameters": self.parameters,
+            "labels": self.labels,
+            "data": self.data,
+            **({"baseline": self.baseline} if self.baseline else {}),
+            **({"members": self.members} if self.members else {}),
+            **({"cv": {k: v for k, v in self.cv.items() if k != "confusion"}} if self.cv else {}),
+        }
+
+
+def train_model(
+    recipe: Recipe,
+    prepared: PreparedData,
+    run_dir: Path,
+    *,
+    device,
+    callbacks=None,
+    resume_state: dict[str, Any] | None = None,
+    world: World = World(),
+    point_latest: bool = True,
+    auto: dict[str, Any] | None = None,
+    score_val: bool = False,
+    thresholds=None,
+) -> TrainResult:
+    """Train one model of `recipe` (train.ensemble 1) from prepared data in an existing `run_dir`.
+
+    Args:
+        device: a torch.device.
+        callbacks: `attn.pipelines.train.trainer.Callbacks` hooks (progress, per-epoch records); an
+            exception raised in one stops training, keeping the last finished epoch's checkpoint.
+        resume_state: a checkpoint's trainer state: continue from its epoch instead of starting.
+        world: the torchrun process group; only rank 0 writes files and reports metrics.
+        point_latest: point runs/latest at run_dir when done.
+        auto: what `resolve_auto` chose for the recipe's auto keys (kept in the run's facts).
+        score_val: also score the saved model on validation (`TrainResult.val_report`: a
+            cross-validation fold's held-out scores and confusion matrix).
+        thresholds: multi-label: the per-class thresholds to store when there is no validation
+            split to choose them on (train.folds' final model: the folds' held-out choices).
+    """
+    from ..data.encoder_cache import cache_folder, save_states
+    from ..data.prepared import load_datasets
+    from ..recipe.build import count_parameters
+    from ..store.artifact import save_model
+    from .trainer import Trainer
+
+    if recipe.train.ensemble > 1:
+        raise ValueError("train_model trains one model; train.ensemble > 1 goes through train_ensemble")
+    data = load_datasets(recipe, prepared)
+    baseline = fit_baseline(recipe, data, device) if recipe.train.baseline and world.main else None
+    model, facts = init_model(recipe, data, device, fresh=resume_state is None)
+    if auto:
+        facts["auto"] = auto
+    labels = list(data.labels)
+    trainer = Trainer(model, recipe.train, data.train, data.val, labels, device, callbacks, world=world)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+    total, trained = count_parameters(model), count_parameters(model, trainable_only=True)
+    log.info("model %s: %d parameters%s on %s; %d steps/epoch", recipe.model.name, total,
+             f" ({trained} trained)" if trained != total else "", device, trainer.steps_per_epoch)  # fmt: skip
+    saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main)
+    if resume_state is not None:
+        saver.rewrite_history(trainer.state.history)
+    try:
+        st = trainer.fit(saver)
+    except KeyboardInterrupt:
+        if not trainer.state.epoch:
+            raise Interrupted("interrupted during epoch 1, before any epoch finished: nothing to resume") from None
+        raise Interrupted(
+            f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.state.epoch} is saved. "
+            f"Resume with: attn train --resume {run_dir}"
+        ) from None
+
+    folder = cache_folder(recipe)
+    if folder is not None and world.main:  # the frozen encoder's states, for the next run
+        save_states(model.frontend, folder)
+    trainer.load_best()
+    metrics, blend, val_report = None, None, None
+    thresholds = None if thresholds is None else np.asarray(thresholds, dtype=float)
+    refit, why = should_refit(recipe, data)
+    if refit and world.distributed:
+        log.warning("train.refit is skipped under torchrun (one process would refit, not all)")
+        refit = False
+    if world.main:  # rank 0 evaluates and writes
+        final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
+        chosen_on = baseline  # validation scores of the baseline validation could judge
+        if data.train.multi_label and thresholds is None:  # chosen before a refit: validation is held out here
+            from ..infer.multilabel import thresholds_on_val
+
+            thresholds, facts["thresholds"] = thresholds_on_val(final, data, device)
+        if refit:  # the blend weight stays the one validation chose before val joined the training data
+            final, baseline, facts["refit"] = refit_on_train_and_val(recipe, data, st.best_epoch, device, callbacks,
+                                                                     baseline, blend, why)  # fmt: skip
+        metrics = final_metrics(final, data, run_dir, device, baseline, blend, thresholds=thresholds)
+        if chosen_on is not None:
+            compare_with_baseline(st.history, chosen_on, blend)
+        extra = {
+            "epoch": st.best_epoch,
+            "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
+            "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
+            **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
+        }
+        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer)
+        if score_val and len(data.val):
+            from ..infer.evaluate import evaluation_report
+            from ..infer.inference import window_logits
+
+            val_report = evaluation_report(window_logits(final, data.val, device), data.val, labels,
+                                           thresholds=thresholds)  # fmt: skip
+        if point_latest:
+            rundir.point_latest(run_dir)
+    return TrainResult(
+        run_dir=run_dir,
+        model_path=run_dir / MODEL,
+        metrics=metrics,
+        history=st.history,
+        best_epoch=st.best_epoch,
+        epochs_run=st.epoch,
+        stopped_early=st.stopped_early,
+        seconds=st.seconds,
+        labels=labels,
+        parameters=count_parameters(model),
+        data=facts,
+        baseline=baseline_facts(baseline, blend),
+        val_report=val_report,
+        thresholds=None if thresholds is None else [float(t) for t in thresholds],
+    )
+
+
+REFIT_SHARE = 0.2  # validation's share of the labelled examples from which `refit: auto` refits
+REFIT_SMALL = 1000  # training examples below which `refit: auto` refits
+
+
+def should_refit(recipe: Recipe, data: Datasets) -> tuple[bool, str]:
+    """(whether to retrain on train + val, why): `train.refit`, and for auto the share of labels
+    validation holds back (ESC-10's official folds keep 25% out) or a small training set."""
+    mode, n_train, n_val = recipe.train.refit, len(data.train), len(data.val)
+    if mode is False or not n_val:
+        return False, ""
+    share = n_val / (n_train + n_val)
+    why = f"validation holds {share:.0%} of the {n_train + n_val} labelled examples"
+    if mode is True:
+        return True, why
+    if share >= REFIT_SHARE:
+        return True, why + f" (>= {REFIT_SHARE:.0%})"
+    if n_train < REFIT_SMALL:
+        return True, f"{n_train} training examples (< {REFIT_SMALL})"
+    return False, ""
+
+
+def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, callbacks, baseline, blend, why: str):
+    """(model to save, baseline, facts): a fresh model of the same seed trained on train + val for
+    the `epochs` validation chose, with the baseline refitted at its chosen C and blended in at
+    the chosen weight. Not checkpointed: a run killed here resumes into the refit again."""
+    import dataclasses
+    import time
+
+    from attn.models.linear import Blend
+
+    from .trainer import Trainer
+
+    t0 = time.perf_counter()
+    both = dataclasses.replace(data, train=data.train.merged(data.val))
+    log.info("refit: %s; training again on train + val (%d examples) for %d epochs", why, len(both.train), epochs)
+    model, _ = init_model(recipe, both, device)
+    cfg = recipe.train.model_copy(update={"epochs": epochs, "patience": 0})
+    trainer = Trainer(model, cfg, both.train, None, list(data.labels), device, callbacks)
+    trainer.fit()
+    trainer.load_last()  # without validation to choose, the epoch count validation chose decides
+    network = trainer.model.eval()
+    if baseline is not None:
+        baseline = fit_baseline(recipe, both, device, c=baseline.C)
+    final = network
+    if baseline is not None:
+        final = Blend(network, baseline.module, (blend or {}).get("weight", 0.0), baseline.summary()).eval()
+    facts = {"epochs": epochs, "examples": len(both.train), "why": why, "seconds": round(time.perf_counter() - t0, 1)}
+    return final, baseline, facts
+
+
+def fit_baseline(recipe: Recipe, data: Datasets, device, c: float | None = None):
+    """The classical baseline of `attn.pipelines.train.baseline` on the model's own splits."""
+    from .baseline import fit_baseline as fit
+
+    return fit(recipe, data, device, c=c)
+
+
+def baseline_facts(baseline, blend: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The baseline's scores and the weight it was blended in with (TrainResult.baseline)."""
+    if baseline is None:
+        return None
+    return {**baseline.summary(), "blend_weight": (blend or {}).get("weight", 0.0)}
+
+
+def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device):
+    """(the model to save, blend facts or None): the trained network alone, or (`train.blend`,
+    with a validation split) a `Blend` of it and the baseline, weight chosen on validation."""
+    from attn.models.linear import Blend
+
+    from ..infer.inference import window_logits
+    from .baseline import choose_blend
+
+    if baseline is None:
+        return network, None
+    weight, facts = 0.0, {}
+    if recipe.train.blend and len(data.val):
+        amp = device.type == "cuda" and recipe.train.amp
+        net = window_logits(network, data.val, device, amp=amp)
+        base = window_logits(baseline.module, data.val, device)
+        weight, facts = choose_blend(net, base, data.val)
+        log.info("blend: baseline weight %.2f (validation accuracy %.4f -> %.4f)", weight,
+                 facts["val_accuracy_network"], facts["val_accuracy_blend"])  # fmt: skip
+    return Blend(network, baseline.module, weight, baseline.summary()).eval(), {"weight": weight, **facts}
+
+
+def compare_with_baseline(history: list[dict[str, Any]], baseline, blend: dict[str, Any] | None) -> None:
+    """One warning line when the network scores below the baseline on validation."""
+    best = [h for h in history if h.get("best")]
+    base = baseline.scores.get("val")
+    if not best or base is None or "val_accuracy" not in best[-1]:
+        return
+    model_acc, base_acc = best[-1]["val_accuracy"], base["accuracy"]
+    if model_acc < base_acc:
+        weight = (blend or {}).get("weight", 0.0)
+        log.warning(
+            "the network scores below the %s baseline on validation (accuracy %.4f vs %.4f)%s; "
+            "more epochs, train.augment, or a smaller model may help (test scores: metrics.json)",
+            baseline.kind, model_acc, base_acc,
+            f"; the saved model blends the baseline in with weight {weight:.2f}" if weight else "",
+        )  # fmt: skip
+
+
+def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
+    """(model, facts): the recipe's model, initialised from train.seed. When `fresh` (not resuming,
+    where the checkpoint brings the weights), word vectors and masked-token pretraining are
+    applied as the recipe asks; `facts` is `data.info` plus what they report."""
+    import torch
+
+    from ..data.encoder_cache import cache_folder, load_states
+    from ..recipe.build import build_model
+
+    facts = dict(data.info)
+    tok = data.tokenizer
+    torch.manual_seed(recipe.train.seed)
+    model = build_model(recipe, len(data.labels), vocab_size=None if tok is None else tok.vocab_size)
+    if recipe.modality == "audio" and recipe.train.augment.background:
+        from ..data.sources import load_background
+
+        f = recipe.features
+        bank = load_background(recipe.train.augment.background, recipe.data.extensions, f.sample_rate, f.frame_samples)
+        model.augment.set_background(torch.from_numpy(bank))
+        facts["background_segments"] = len(bank)
+    if fresh and getattr(recipe.features, "encoder", None) is not None:
+        from ..data.encoders import load_encoder_weights
+
+        for member in getattr(model, "members", [model]):
+            facts["encoder"] = load_encoder_weights(member.frontend, recipe.features.encoder)
+    for member in getattr(model, "members", [model]):
+        if hasattr(member.frontend, "enable_cache"):
+            member.frontend.enable_cache()  # a frozen encoder's states: computed in epoch 1 only
+            folder = cache_folder(recipe)
+            if folder is not None:
+                facts["encoder_cache"] = {"folder": str(folder), "reused": load_states(member.frontend, folder)}
+    if fresh and tok is not None and recipe.features.tokenizer.vectors:
+        from ..data.text import apply_vectors
+
+        facts["vectors"] = apply_vectors(model, tok, recipe.features)
+    if fresh and recipe.train.pretrain_epochs:
+        from .pretrain import pretrain_masked_tokens
+
+        facts["pretrain"] = pretrain_masked_tokens(model.to(device), data.train, recipe.train, tok.vocab_size, device)
+    return model, facts
+
+
+class EpochSaver:
+    """The Trainer's `on_epoch_saved`: after every epoch write the artifact when it improved, then
+    the resume checkpoint, then its history line (nothing when `write` is False: ranks > 0).
+    Artifact first: after a crash between the two writes, resuming redoes this epoch."""
+
+    def __init__(self, run_dir: Path, recipe: Recipe, labels: list[str], tokenizer=None, write: bool = True) -> None:
+        from ..store.checkpoint import CheckpointWriter
+
+        self.run_dir, self.recipe, self.labels, self.tokenizer, self.write = run_dir, recipe, labels, tokenizer, write
+        self.checkpoint = CheckpointWriter(run_dir / CHECKPOINT, recipe, labels, tokenizer)
+
+    def __call__(self, trainer, improved: bool) -> None:
+        from ..store.artifact import save_model
+
+        if not self.write:
+            return
+        epoch = trainer.state.epoch
+        if improved:
+            save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": epoch},
+                       tokenizer=self.tokenizer, state_dict=trainer.best_weights)  # fmt: skip
+        self.checkpoint.write(epoch, trainer.state_dict())
+        append_line(self.run_dir / HISTORY, json.dumps(trainer.state.history[-1]))
+
+    def rewrite_history(self, history: list[dict[str, Any]]) -> None:
+        """On resume: history.jsonl may hold a line the checkpoint does not."""
+        if self.write:
+            atomic_write_text(self.run_dir / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def final_metrics(
+    model,
+    data: Datasets,
+    run_dir: Path,
+    device,
+    baseline=None,
+    blend=None,
+    extra: dict[str, Any] | None = None,
+    thresholds=None,
+) -> dict[str, Any] | None:
+    """Metrics of the model to save on `data.eval_split`, written to metrics.json with the
+    baseline's scores beside them (and, when blended, the blend weight and the network's own
+    scores, and `extra`); None when there is neither a test nor a validation split."""
+    from ..infer.evaluate import evaluation_report
+    from ..infer.inference import window_logits
+
+    split = data.eval_split
+    if split is None:
+        log.warning("no test or validation clips: metrics.json not written")
+        return None
+    if split != "test":
+        log.warning("no test clips: reporting metrics on the validation split")
+    ws = data.split(split)
+    metrics = evaluation_report(window_logits(model, ws, device), ws, list(data.labels), thresholds=thresholds)
+    metrics["split"] = split
+    if baseline is not None:
+        metrics["baseline"] = baseline.summary()
+    if blend is not None and blend["weight"] > 0:
+        net = evaluation_report(window_logits(model.network, ws, device), ws, list(data.labels),
+                                thresholds=thresholds)  # fmt: skip
+        metrics["blend"] = {**blend, "network_accuracy": net["accuracy"], "network_macro_f1": net["macro_f1"]}
+    metrics.update(extra or {})
+    atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
+    log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples)", split, metrics["accuracy"], metrics["macro_f1"],
+             metrics["count"])  # fmt: skip
+    if "macro_map" in metrics:
+        log.info("%s micro-F1 %.4f, macro mAP %.4f", split, metrics["micro_f1"], metrics["macro_map"])
+    return metrics

@@ -1,0 +1,168 @@
+"""`attn train` and `attn train --resume`: a recipe in, a run directory out (see store/rundir.py for
+what it holds).
+
+`train` and `resume` set up the run (devices and the torchrun process group, the prepared
+data, the run directory and its log) and hand it to `train_model` (one model) or
+`train_ensemble` (train.ensemble > 1: N members, each through `train_model`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from attn.errors import ConfigError, InputError
+
+from ..data.prepared import PreparedData, prepare_data
+from ..fsutil import atomic_write_text
+from ..recipe.config import Recipe
+from ..store.rundir import CHECKPOINT, LOG, MEMBERS, RECIPE, RunLog, claim, discard_unstarted, new_run_dir, release
+from .distributed import World, broadcast_text, join, leave, world_from_env
+from .ensemble import read_members, train_ensemble
+from .model import TrainResult, train_model
+
+log = logging.getLogger("attn")
+
+__all__ = ["TrainResult", "resume", "train"]
+
+
+def train(
+    recipe: Recipe,
+    recipe_path: str | None = None,
+    out: str | None = None,
+    device: str = "auto",
+    callbacks=None,
+    tensorboard: str | None = None,
+) -> TrainResult:
+    """Train the recipe in a new run directory (`out`, else runs/<recipe stem>-<time>) and
+    return what was written, report.html included. `callbacks`: see
+    `attn.pipelines.train.trainer.Callbacks`; `tensorboard`: a folder for TensorBoard event files
+    (default <run>/tensorboard when the recipe sets train.tensorboard)."""
+    from ..data.auto import resolve_auto
+    from ..recipe.load import recipe_to_yaml
+
+    if tensorboard or recipe.train.tensorboard:
+        from .tensorboard import check_package
+
+        check_package()  # a missing package is an error before any work
+    world, dev = _devices(device)
+    run_dir, created = None, out is None or not Path(out).exists()
+    try:
+        prepared = prepare_data(recipe)  # lists items and labels; config errors surface here
+        recipe, prepared, auto = resolve_auto(recipe, prepared)  # numbers for `auto` and ms values
+        if world.main:
+            run_dir = new_run_dir(recipe_path, out)
+            atomic_write_text(run_dir / RECIPE, recipe_to_yaml(recipe))
+        if world.distributed:
+            run_dir = Path(broadcast_text(None if run_dir is None else str(run_dir), world))
+        assert run_dir is not None
+        with RunLog(run_dir / LOG) if world.main else contextlib.nullcontext():
+            log.info("run directory %s", run_dir)
+            for key, c in auto.items():
+                log.info("auto: %s = %s (%s)", key, c["value"], c["why"])
+            callbacks = _with_tensorboard(callbacks, recipe, run_dir, tensorboard, world)
+            return _finish(_train(recipe, prepared, run_dir, dev, callbacks, None, world, auto), callbacks, world)
+    except BaseException:
+        # Failed before any epoch finished (data that cannot load, Ctrl-C in epoch 1): nothing
+        # to resume, and a leftover folder would block the same --out.
+        if world.main and run_dir is not None and discard_unstarted(run_dir, created):
+            log.info("removed %s: no epoch finished, so there is nothing to resume", run_dir)
+        raise
+    finally:
+        if world.main and run_dir is not None:
+            release(run_dir)
+        leave()
+
+
+def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str | None = None) -> TrainResult:
+    """Continue an interrupted run from its last finished epoch (an ensemble from its members)."""
+    from ..recipe.load import recipe_from_dict
+    from ..store.checkpoint import read_checkpoint
+
+    rd = Path(run_dir)
+    if rd.is_file():
+        rd = rd.parent
+    ckpt = None
+    if (rd / MEMBERS).exists():  # an ensemble: its state names the recipe and the members done
+        state = read_members(rd)
+        recipe = recipe_from_dict(state["recipe"], source=f"{rd / MEMBERS} (stored recipe)")
+        labels = list(state["labels"])
+        where = f"after {len(state['members'])} of {recipe.train.ensemble} ensemble members"
+    elif (rd.parent / MEMBERS).exists():
+        raise ConfigError(f"{rd} is a member of the ensemble run {rd.parent}: attn train --resume {rd.parent}")
+    else:
+        if not (rd / CHECKPOINT).exists():
+            raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from (was the first epoch finished?)")
+        ckpt = read_checkpoint(rd / CHECKPOINT)
+        recipe, labels, where = ckpt.recipe, ckpt.labels, f"from epoch {ckpt.epoch}"
+    world, dev = _devices(device)
+    claimed = False
+    try:
+        if world.main:
+            claim(rd, f"--resume {run_dir}")  # not while another process trains or resumes it
+            claimed = True
+        prepared = prepare_data(recipe)
+        if list(prepared.labels) != labels:
+            raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
+        if ckpt is not None and ckpt.tokenizer is not None:
+            prepared = prepared.with_tokenizer(ckpt.tokenizer)
+        with RunLog(rd / LOG) if world.main else contextlib.nullcontext():
+            log.info("resuming %s %s", rd, where)
+            callbacks = _with_tensorboard(callbacks, recipe, rd, tensorboard, world)
+            result = _train(recipe, prepared, rd, dev, callbacks, None if ckpt is None else ckpt.state, world)
+            return _finish(result, callbacks, world)
+    finally:
+        if claimed:
+            release(rd)
+        leave()
+
+
+def _devices(device: str):
+    """(World, torch.device): joins the process group under torchrun."""
+    from ..device import resolve_device
+
+    world = world_from_env()
+    return world, (join(world, device) if world.distributed else resolve_device(device))
+
+
+def _train(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, callbacks, resume_state, world: World,
+           auto=None):  # fmt: skip
+    if recipe.train.folds or recipe.data.fold_column:
+        from .folds import train_folds
+
+        if recipe.train.ensemble > 1 or world.distributed or resume_state is not None:
+            raise ConfigError(
+                "train.folds (cross-validation) runs alone: not with train.ensemble, torchrun or --resume"
+            )
+        return train_folds(recipe, prepared, run_dir, device=dev, callbacks=callbacks, auto=auto)
+    if recipe.train.ensemble > 1:  # resumes from members.json and the members' checkpoints
+        return train_ensemble(recipe, prepared, run_dir, device=dev, callbacks=callbacks, world=world, auto=auto)
+    return train_model(recipe, prepared, run_dir, device=dev, callbacks=callbacks, resume_state=resume_state,
+                       world=world, auto=auto)  # fmt: skip
+
+
+def _with_tensorboard(callbacks, recipe: Recipe, run_dir: Path, tensorboard: str | None, world: World):
+    """The caller's callbacks, plus TensorBoard logging on rank 0 when asked for."""
+    from .trainer import CallbackList
+
+    if not world.main or not (tensorboard or recipe.train.tensorboard):
+        return CallbackList(callbacks)
+    from .tensorboard import TensorBoardCallback
+
+    return CallbackList(callbacks, TensorBoardCallback(tensorboard or run_dir / "tensorboard", recipe, run_dir))
+
+
+def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
+    """After training (rank 0): the callbacks' on_train_end, then report.html."""
+    if not world.main:
+        return result
+    callbacks.on_train_end(result.metrics)
+    from ..ship.report import write_report
+
+    try:
+        log.info("report %s", write_report(result.run_dir))
+    except Exception as e:  # noqa: BLE001 - the model is saved; a failed report must not fail the run
+        log.warning("report.html not written (%s: %s); retry with: attn report %s", type(e).__name__,
+                    " ".join(str(e).split()), result.run_dir)  # fmt: skip
+    return result

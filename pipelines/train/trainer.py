@@ -1,0 +1,422 @@
+"""The training loop: nothing in it is about audio, text or a model family.
+
+AdamW (no decay on biases and norms), linear warmup then cosine decay per step, gradient
+clipping, AMP on CUDA, early stopping on a validation metric. Everything that decides the next
+epoch (weights, optimizer, schedule, RNG, early-stopping state) is in `state_dict()`, taken at
+epoch boundaries, so a resumed run continues exactly as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attn.errors import TrainingError
+
+from ..data.batching import WindowSet, length_bucketed
+from ..infer.evaluate import evaluation_report
+from ..infer.inference import window_logits
+from ..recipe.config import TrainConfig
+from .distributed import World
+from .optim import adamw, lr_factor
+
+log = logging.getLogger("attn")
+
+
+class Callbacks:
+    """Hooks into training (the CLI draws progress bars with them; a tuner reads each epoch's
+    validation metrics in `on_epoch_end`). Every hook is optional: an object with only some of
+    these methods works. An exception raised in a hook stops training; the checkpoint of the
+    last finished epoch is kept. The library itself never prints."""
+
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def on_step(self, step: int, loss: float) -> None: ...
+    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
+    def on_train_end(self, metrics: dict[str, Any] | None) -> None:
+        """After the run: its final metrics (metrics.json; None without test or validation data)."""
+
+
+class CallbackList(Callbacks):
+    """Callback objects called in order, each with the hooks it has."""
+
+    def __init__(self, *callbacks) -> None:
+        self.callbacks = [c for c in callbacks if c is not None]
+
+    def _call(self, hook: str, *args) -> None:
+        for c in self.callbacks:
+            fn = getattr(c, hook, None)
+            if fn is not None:
+                fn(*args)
+
+    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
+        self._call("on_epoch_begin", epoch, epochs, steps)
+
+    def on_step(self, step: int, loss: float) -> None:
+        self._call("on_step", step, loss)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        self._call("on_epoch_end", record)
+
+    def on_train_end(self, metrics: dict[str, Any] | None) -> None:
+        self._call("on_train_end", metrics)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps taken
+    best_key: list[float] | None = None  # larger is better
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    done: bool = False
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        train_set: WindowSet,
+        val_set: WindowSet | None,
+        labels: list[str],
+        device: torch.device,
+        callbacks: Callbacks | None = None,
+        world: World = World(),
+    ) -> None:
+        self.model = model.to(device)
+        self.world = world
+        self.cfg = cfg
+        self.train_set = train_set
+        self.val_set = val_set if val_set is not None and len(val_set) else None
+        self.labels = labels
+        self.device = device
+        self.cb = CallbackList(callbacks)
+        self.amp_dtype = None
+        if device.type == "cuda" and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.opt = adamw(model, cfg)
+        self.class_weights = None
+        self.multi_label = train_set.multi_label
+        if self.multi_label:
+            from ..data.labelsets import warn_no_positives
+
+            warn_no_positives(train_set.labels, labels)
+        if cfg.class_weights == "balanced" and self.multi_label:
+            # BCE's pos_weight n_neg / n_pos per class: positives and negatives weigh the same in total.
+            pos = train_set.labels.sum(0).astype(np.float64)
+            w = np.where(pos > 0, (len(train_set.labels) - pos) / np.maximum(pos, 1), 1.0)
+            self.class_weights = torch.tensor(w, dtype=torch.float32, device=device)
+        elif cfg.class_weights == "balanced":
+            # w_k = N / (K n_k): every class carries the same total weight in the loss.
+            counts = np.bincount(train_set.labels[train_set.labels >= 0], minlength=len(labels)).astype(np.float64)
+            w = np.where(counts > 0, counts.sum() / (len(labels) * np.maximum(counts, 1)), 0.0)
+            self.class_weights = torch.tensor(w, dtype=torch.float32, device=device)
+        self.steps_per_epoch = math.ceil(self._epoch_size() // world.size / cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.warmup_steps = int(cfg.warmup * self.total_steps)
+        self.state = TrainState()
+        self.train_accuracy = 0.0  # of the last epoch trained
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.ema: dict[str, torch.Tensor] | None = None
+        self._ema_pairs = None
+        self._param_names = {n for n, _ in model.named_parameters()}
+        # Only the training forward is compiled; evaluation, checkpoints and the artifact use the
+        # plain module (its state_dict keys are unchanged). dynamic=True: batch widths vary.
+        self.forward = self.model
+        if world.distributed:
+            # Gradients are averaged across processes in backward; parameters and buffers start
+            # from rank 0's, so every rank holds the same weights after every step.
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.forward = torch.compile(self.forward, dynamic=True)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, mix) -> torch.Tensor:
+        """Cross-entropy (class-weighted with train.class_weights: balanced); with mixup, each
+        row's loss against both of its labels, weighted by its mixing weight. Multi-label:
+        binary cross-entropy per class (balanced: as pos_weight) against mixed multi-hot targets."""
+        ls = self.cfg.label_smoothing
+        if self.multi_label:
+            # y: (B, K) multi-hot; mixup mixes the targets as it mixed the inputs
+            if mix is not None:
+                lam, perm = mix
+                y = lam[:, None] * y + (1 - lam[:, None]) * y[perm]
+            if ls:
+                y = y * (1 - ls) + 0.5 * ls
+            return F.binary_cross_entropy_with_logits(logits, y, pos_weight=self.class_weights)
+        if mix is None:
+            return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=ls)
+        lam, perm = mix
+        a = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=ls, reduction="none")
+        b = F.cross_entropy(logits, y[perm], weight=self.class_weights, label_smoothing=ls, reduction="none")
+        if self.class_weights is None:
+            return (lam * a + (1 - lam) * b).mean()
+        # weighted mean, as F.cross_entropy's own reduction: divide by the summed row weights
+        wa, wb = self.class_weights[y], self.class_weights[y[perm]]
+        return (lam * a + (1 - lam) * b).sum() / (lam * wa + (1 - lam) * wb).sum()
+
+    def _mixup(self, b: int):
+        """(lam (B,), perm (B,)) on the device for this batch, or None when train.augment.mixup
+        is 0. lam ~ Beta(a, a) per row, from the global torch RNG (kept in checkpoints)."""
+        alpha = self.cfg.augment.mixup
+        if not alpha or b < 2:
+            return None
+        lam = torch.distributions.Beta(alpha, alpha).sample((b,))
+        return lam.to(self.device), torch.randperm(b).to(self.device)
+
+    def _epoch_size(self) -> int:
+        return len(self.train_set) if self.cfg.windows == "random" else self.train_set.num_windows
+
+    # -- one epoch ------------------------------------------------------------------------------
+
+    def _epoch_windows(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        # Data order and window offsets depend only on (seed, epoch): resuming at an epoch
+        # boundary replays exactly what the uninterrupted run would have seen.
+        gen = np.random.default_rng([self.cfg.seed, epoch, 0x5EED])
+        ws = self.train_set
+        windows = ws.random_windows(gen) if self.cfg.windows == "random" else ws.all_windows
+        order = gen.permutation(len(windows))
+        if self.cfg.length_buckets and not self.world.distributed:
+            order = length_bucketed(order, windows[:, 2], self.cfg.batch_size, gen)
+        if self.world.distributed:
+            # Rank r takes every size-th example: batch i of all ranks together is batch i of
+            # one process with size x the batch. Every rank gets the same number of steps.
+            w = self.world
+            order = order[: len(order) - len(order) % w.size][w.rank :: w.size]
+        return windows, order
+
+    def train_epoch(self, epoch: int) -> float:
+        cfg, model = self.cfg, self.model
+        model.train()
+        windows, order = self._epoch_windows(epoch)
+        self.cb.on_epoch_begin(epoch + 1, cfg.epochs, self.steps_per_epoch)
+        total, count = 0.0, 0
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)  # summed on device: no sync per step
+        pin = self.device.type == "cuda"
+        for i, batch in enumerate(self.train_set.batches(windows, cfg.batch_size, order)):
+            if pin:
+                batch = batch.pin_memory()
+            batch = batch.to(self.device, non_blocking=pin)
+            scale = lr_factor(self.state.step, self.total_steps, self.warmup_steps, cfg.schedule)
+            for group in self.opt.param_groups:
+                group["lr"] = cfg.lr * group["lr_scale"] * scale
+            mix = self._mixup(len(batch.y))
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                if mix is None:
+                    logits = self.forward(batch.x, batch.lengths)
+                else:
+                    logits = self.forward(batch.x, batch.lengths, mix)
+            loss = self._loss(logits.float(), batch.y, mix)
+            value = self._global_mean(loss.detach())
+            if not math.isfinite(value):
+                # In the first epoch nothing was saved (and `attn train` removes the run folder).
+                kept = f"the checkpoint of epoch {epoch} is kept" if epoch else "no epoch finished, so nothing is kept"
+                raise TrainingError(
+                    f"training diverged: loss is {value} at epoch {epoch + 1}, step {i + 1} "
+                    f"(global step {self.state.step + 1}); lower train.lr or check the data. "
+                    f"Stopped without saving this epoch; {kept}"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.state.step += 1
+            if cfg.ema:
+                self._update_ema()
+            total += value * len(batch.y)
+            count += len(batch.y)
+            if self.multi_label:  # exact-set match at 0.5
+                correct += ((logits.detach() >= 0) == (batch.y >= 0.5)).all(-1).sum()
+            else:
+                correct += (logits.detach().argmax(-1) == batch.y).sum()
+            self.cb.on_step(i + 1, value)
+        # Running accuracy on the epoch's training windows (augmented, in training mode), for the
+        # learning curves; every rank has as many examples, so the mean over ranks is the total's.
+        self.train_accuracy = self._global_mean(correct.float() / max(1, count))
+        return total / max(1, count)
+
+    def _global_mean(self, loss: torch.Tensor) -> float:
+        """The step's loss averaged over processes: every rank sees the same value, so a NaN on
+        one stops them all together (one rank stopping alone would leave the others waiting)."""
+        if self.world.distributed:
+            import torch.distributed as dist
+
+            loss = loss.clone()
+            dist.all_reduce(loss)
+            loss /= self.world.size
+        return float(loss)
+
+    def evaluate(self, ws: WindowSet, aggregate_how: str = "mean") -> dict[str, Any]:
+        """Window loss, clip-level metrics (window probabilities averaged per clip) and, when
+        clips have several windows, window-level accuracy. Uses the averaged weights with ema."""
+        with self._averaged():
+            logits = window_logits(self.model, ws, self.device, amp=self.amp_dtype is not None)
+        return evaluation_report(logits, ws, self.labels, aggregate_how)
+
+    # -- weight averaging -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Early on the average follows the weights closely ((1+n)/(10+n)); later it uses the
+        # configured decay. Buffers (batch-norm statistics) are copied as they are. One fused
+        # lerp over all parameters: a per-tensor loop cost ~8% of a small text model's step.
+        decay = min(self.cfg.ema, (1 + self.state.step) / (10 + self.state.step))
+        if self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self._ema_pairs is None:
+            live = self.model.state_dict()
+            params = [k for k in live if k in self._param_names and live[k].is_floating_point()]
+            self._ema_pairs = (
+                [self.ema[k] for k in params], [live[k] for k in params],
+                [(self.ema[k], live[k]) for k in live if k not in params],
+            )  # fmt: skip
+        ema_p, live_p, bufs = self._ema_pairs
+        torch._foreach_lerp_(ema_p, live_p, 1 - decay)
+        for e, v in bufs:
+            e.copy_(v)
+
+    @contextlib.contextmanager
+    def _averaged(self):
+        if self.ema is None:
+            yield
+            return
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(current)
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        src = self.ema if self.ema is not None else self.model.state_dict()
+        return {k: v.detach().to("cpu", copy=True) for k, v in src.items()}
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _key(self, record: dict[str, Any]) -> list[float]:
+        """Larger is better; ties on accuracy/F1 go to the lower validation loss."""
+        if self.val_set is None:
+            return [-record["train_loss"]]
+        if self.cfg.monitor == "val_loss":
+            return [-record["val_loss"]]
+        return [record[self.cfg.monitor], -record["val_loss"]]
+
+    def fit(self, on_epoch_saved=None) -> TrainState:
+        """Train until `epochs` or early stop. After every epoch `on_epoch_saved(trainer,
+        improved)` runs (the run writes its checkpoint and artifact there)."""
+        st, cfg = self.state, self.cfg
+        while st.epoch < cfg.epochs and not st.done:
+            t0 = time.perf_counter()
+            epoch = st.epoch
+            train_loss = self.train_epoch(epoch)
+            record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
+                                      "train_accuracy": round(self.train_accuracy, 6)}  # fmt: skip
+            if self.val_set is not None:
+                rep = self.evaluate(self.val_set)
+                record.update(
+                    val_loss=round(rep["loss"], 6),
+                    val_accuracy=round(rep["accuracy"], 6),
+                    val_macro_f1=round(rep["macro_f1"], 6),
+                )
+            record["lr"] = self.opt.param_groups[0]["lr"]
+            record["seconds"] = round(time.perf_counter() - t0, 3)
+            key = self._key(record)
+            improved = st.best_key is None or key > st.best_key
+            if improved:
+                st.best_key, st.best_epoch, st.bad_epochs = key, epoch + 1, 0
+                self.best_weights = self._weights()
+            else:
+                st.bad_epochs += 1
+            record["best"] = improved
+            st.epoch = epoch + 1
+            st.seconds += record["seconds"]
+            st.history.append(record)
+            if cfg.patience and st.bad_epochs >= cfg.patience:
+                st.stopped_early = True
+                st.done = True
+            if st.epoch >= cfg.epochs:
+                st.done = True
+            self.cb.on_epoch_end(dict(record))
+            log.info("epoch %s", _fmt_record(record, cfg.epochs))
+            if on_epoch_saved is not None:
+                on_epoch_saved(self, improved)
+        return st
+
+    def load_best(self) -> None:
+        """Make the best epoch's weights (averaged ones with ema) the model's, and what
+        `evaluate` uses from now on: otherwise it would swap in the last epoch's average, and
+        the reported test metrics would not be those of the saved model."""
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+            self.ema, self._ema_pairs = None, None
+
+    def load_last(self) -> None:
+        """Make the last epoch's weights (averaged ones with ema) the model's: a run with no
+        validation to choose an epoch (a refit on train + val) keeps what it ended with."""
+        self.model.load_state_dict(self._weights())
+        self.ema, self._ema_pairs = None, None
+
+    # -- resume state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "best_weights": self.best_weights,
+            "ema": None if self.ema is None else {k: v.detach().cpu() for k, v in self.ema.items()},
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "state": _plain(asdict(self.state)),
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        self.model.load_state_dict(sd["model"])
+        self.best_weights = sd.get("best_weights")
+        ema = sd.get("ema")
+        self.ema = None if ema is None else {k: v.to(self.device) for k, v in ema.items()}
+        self._ema_pairs = None
+        self.opt.load_state_dict(sd["optimizer"])
+        if sd.get("scaler"):
+            self.scaler.load_state_dict(sd["scaler"])
+        torch.set_rng_state(sd["rng"]["torch"])
+        if "cuda" in sd["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
+        self.state = TrainState(**sd["state"])
+
+
+def _fmt_record(r: dict[str, Any], epochs: int) -> str:
+    parts = [f"{r['epoch']}/{epochs}", f"train_loss={r['train_loss']:.4f}"]
+    for k in ("val_loss", "val_accuracy", "val_macro_f1"):
+        if k in r:
+            parts.append(f"{k}={r[k]:.4f}")
+    parts.append(f"lr={r['lr']:.2e}")
+    parts.append(f"{r['seconds']:.1f}s")
+    if r.get("best"):
+        parts.append("*")
+    return " ".join(parts)
+
+
+def _plain(x: Any) -> Any:
+    """Deep copy as plain Python data (what `torch.load(weights_only=True)` accepts)."""
+    return copy.deepcopy(x)
