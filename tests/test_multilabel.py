@@ -194,7 +194,7 @@ def test_every_audio_family_trains_on_multi_hot_targets_and_stores_thresholds(tm
 
 
 def test_predict_gives_label_sets_and_every_score_in_jsonl_csv_and_table(tmp_path):
-    res = _train(audio_recipe(tmp_path, epochs=10), tmp_path / "run")
+    res = _train(audio_recipe(tmp_path, epochs=1), tmp_path / "run")  # the shapes of the outputs, not accuracy
     clip = str(tmp_path / "data" / "audio" / "test0.wav")
     r = CliRunner().invoke(app, ["predict", "-m", str(res.model_path), clip, "--format", "jsonl"])
     assert r.exit_code == 0, r.output

@@ -39,6 +39,7 @@ class Baseline:
     C: float
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # "val"/"test" -> evaluation report
     seconds: float = 0.0
+    thresholds: Any = None  # multi-label: per-class thresholds (K,) chosen on validation
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json, the model file and the train summary carry: kind, C, seconds, and
@@ -56,7 +57,7 @@ class Baseline:
 # -- fitting ------------------------------------------------------------------------------------
 
 
-def fit_baseline(recipe, data, device=None, c: float | None = None) -> Baseline:
+def fit_baseline(recipe, data, device=None, c: float | None = None, thresholds=None) -> Baseline:
     """The recipe's baseline, fitted on `data.train` (a `Datasets`), C chosen on `data.val` (or
     the given `c`: a refit on train + val keeps the C validation chose), scored on val and test
     exactly as the model is (window probabilities averaged per clip)."""
@@ -101,16 +102,17 @@ def fit_baseline(recipe, data, device=None, c: float | None = None) -> Baseline:
     else:
         module = _module(features, clf, len(labels), mean, scale)
     b = Baseline(module.to(device).eval(), kind, c)
-    thresholds = None
+    fixed = thresholds is not None  # a refit keeps the thresholds validation chose (val is training data now)
     for split in ("val", "test"):
         ws = data.split(split)
         if len(ws):
             logits = window_logits(b.module, ws, device)
-            if ws.multi_label and split == "val":  # scored as the model is: thresholds chosen on val
+            if ws.multi_label and split == "val" and not fixed:  # scored as the model is: thresholds from val
                 from ..infer.multilabel import choose_thresholds, clip_scores
 
                 thresholds = choose_thresholds(clip_scores(logits, ws), ws.labels)[0]
             b.scores[split] = evaluation_report(logits, ws, labels, thresholds=thresholds)
+    b.thresholds = thresholds
     b.seconds = time.perf_counter() - t0
     parts = [f"{s} accuracy {rep['accuracy']:.4f}" for s, rep in b.scores.items()]
     log.info("baseline %s (C=%g): %s (%.1fs)", kind, c, ", ".join(parts) or "no val/test", b.seconds)

@@ -230,7 +230,7 @@ def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, 
     trainer.load_last()  # without validation to choose, the epoch count validation chose decides
     network = trainer.model.eval()
     if baseline is not None:
-        baseline = fit_baseline(recipe, both, device, c=baseline.C)
+        baseline = fit_baseline(recipe, both, device, c=baseline.C, thresholds=baseline.thresholds)
     final = network
     if baseline is not None:
         final = Blend(network, baseline.module, (blend or {}).get("weight", 0.0), baseline.summary()).eval()
@@ -238,11 +238,11 @@ def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, 
     return final, baseline, facts
 
 
-def fit_baseline(recipe: Recipe, data: Datasets, device, c: float | None = None):
+def fit_baseline(recipe: Recipe, data: Datasets, device, c: float | None = None, thresholds=None):
     """The classical baseline of `attn.pipelines.train.baseline` on the model's own splits."""
     from .baseline import fit_baseline as fit
 
-    return fit(recipe, data, device, c=c)
+    return fit(recipe, data, device, c=c, thresholds=thresholds)
 
 
 def baseline_facts(baseline, blend: dict[str, Any] | None) -> dict[str, Any] | None:
