@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import per_class_rows, precision_recall_f1
+
 log = logging.getLogger("attn")
 
 # Per-class thresholds overfit a handful of positives: a class with fewer validation positives
@@ -98,9 +100,7 @@ def multilabel_report(scores: np.ndarray, y: np.ndarray, labels: list[str], thre
     else:
         pred = (scores >= th[None, :]).astype(np.float64)
     tp, pred_n, true_n = (y * pred).sum(0), pred.sum(0), y.sum(0)
-    precision = np.divide(tp, pred_n, out=np.zeros(k), where=pred_n > 0)
-    recall = np.divide(tp, true_n, out=np.zeros(k), where=true_n > 0)
-    f1 = _f1(y, pred, axis=0) if n else np.zeros(k)
+    precision, recall, f1 = precision_recall_f1(tp, pred_n, true_n)
     ap = np.array([average_precision(y[:, c], scores[:, c]) for c in range(k)]) if n else np.full(k, np.nan)
     present = true_n > 0
     exact = float((pred == y).all(1).mean()) if n else 0.0
@@ -114,17 +114,9 @@ def multilabel_report(scores: np.ndarray, y: np.ndarray, labels: list[str], thre
         "label_cardinality": float(y.sum(1).mean()) if n else 0.0,
         "predicted_cardinality": float(pred.sum(1).mean()) if n else 0.0,
         "count": int(n),
-        "per_class": {
-            lab: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "ap": None if np.isnan(ap[i]) else float(ap[i]),
-                "support": int(true_n[i]),
-                "threshold": float(th[i]),
-            }
-            for i, lab in enumerate(labels)
-        },  # fmt: skip
+        "per_class": per_class_rows(
+            labels, precision=precision, recall=recall, f1=f1, ap=ap, support=true_n.astype(int), threshold=th
+        ),
         "labels": list(labels),
     }
 
