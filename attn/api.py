@@ -250,8 +250,10 @@ class Model:
         options: audio: `per_frame` (each window's prediction), `aggregate` ("mean", "max" or
             "vote" over a file's windows); both: `batch_size` (windows per model call),
             `min_score` (0-1: below it the label is "unknown"; default the model's stored one,
-            `train.abstain`, else never).
-        Records: {"input", "label", "score", ...}; audio adds "duration" and "windows", text
+            `train.abstain`, else never), `threshold` (a multi-label model's decision threshold
+            for every class; default the per-class thresholds it stores).
+        Records: {"input", "label", "score", ...} (a multi-label model: {"input", "labels",
+            "scores", ...}); audio adds "duration" and "windows", text
         "tokens" (and "truncated"). An input that cannot be read gives {"input", "error"}. An
         `unknown` answer keeps its top score in "score" and names that label in "best_label".
         """
@@ -271,8 +273,11 @@ class Model:
         aggregate: str = "mean",
         batch_size: int = 64,
         min_score: float | None = None,
+        threshold: float | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """`predict`, one record at a time (memory stays flat over any number of inputs)."""
+        """`predict`, one record at a time (memory stays flat over any number of inputs).
+        `threshold`: a multi-label model's decision threshold for every class (default: the
+        per-class thresholds the model stores)."""
         from attn.pipelines.infer.calibration import abstain, check_min_score
 
         check_min_score(min_score)
@@ -283,12 +288,14 @@ class Model:
 
             if per_frame:
                 raise ConfigError("per_frame is for audio models; this is a text model")
-            records = TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k).predict(_text_inputs(inputs))
+            records = TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k, threshold=threshold).predict(
+                _text_inputs(inputs)
+            )
         else:
             from attn.pipelines.infer.predict import AudioPredictor
 
             predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
-                                       per_frame=per_frame)  # fmt: skip
+                                       per_frame=per_frame, threshold=threshold)  # fmt: skip
             records = predictor.predict(self._audio_inputs(inputs))
         return abstain(records, self.min_score if min_score is None else min_score)
 

@@ -30,6 +30,7 @@ CASES = {
     "trec": ("cases_train", "trec_vs_tfidf"),
     "general": ("cases_general", "general"),
     "pretrained": ("cases_pretrained", "pretrained"),
+    "multilabel": ("cases_multilabel", "multilabel"),
     "gpu": ("cases_gpu", "gpu"),
     "threads": ("cases_threads", "thread_policy"),
     "serve": ("cases_serve", "serve"),

@@ -43,6 +43,8 @@ Examples:
 
   attn predict clips/ --min-score 0.8        # `unknown` where the top score is below 0.8
 
+  attn predict -m runs/tags/model.attn clips/ --threshold 0.3   # multi-label: one threshold for all
+
 --events: one record per event {input, label, start, end, score} (formats jsonl, csv, audacity,
 raven), with the post-processing stored in the model (`attn info` shows it; README, "Sound
 events"). Otherwise: one record per input, in order (table on a terminal, JSON lines otherwise). An input
@@ -104,6 +106,16 @@ def predict_cmd(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Multi-label models: one decision threshold for every class "
+            "(default: the per-class thresholds chosen on validation).",
+            show_default=False,
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -133,7 +145,11 @@ def predict_cmd(
             raise fail("--per-frame is for audio models; this is a text model")
         total = 0
         records = m.predict_iter(
-            text_inputs(text or [], inputs or []), top_k, batch_size=batch_size, min_score=min_score
+            text_inputs(text or [], inputs or []),
+            top_k,
+            batch_size=batch_size,
+            min_score=min_score,
+            threshold=threshold,
         )
     else:
         paths = audio_paths(m, inputs, text)
@@ -141,7 +157,13 @@ def predict_cmd(
         if events:
             return _events(m, paths, fmt, hop, batch_size)
         records = m.predict_iter(
-            paths, top_k, per_frame=per_frame, aggregate=aggregate, batch_size=batch_size, min_score=min_score
+            paths,
+            top_k,
+            per_frame=per_frame,
+            aggregate=aggregate,
+            batch_size=batch_size,
+            min_score=min_score,
+            threshold=threshold,
         )
     counter = None
     if console is not None and total > 20:
@@ -155,7 +177,8 @@ def predict_cmd(
         if fmt == "jsonl":
             seen = render.write_jsonl(records, on_record=_adv(on))
         elif fmt == "csv":
-            seen = render.write_csv(records, top_k, on_record=_adv(on), text=m.modality == "text")
+            seen = render.write_csv(records, top_k, on_record=_adv(on), text=m.modality == "text",
+                                    multi_label=bool(getattr(m.recipe.data, "multi_label", False)))  # fmt: skip
         else:
             seen = render.print_table(records, top_k, on_record=_adv(on))
     if not seen:

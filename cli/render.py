@@ -23,13 +23,23 @@ def write_jsonl(records: Iterable[dict[str, Any]], out=None, on_record=None) -> 
 
 
 def write_csv(
-    records: Iterable[dict[str, Any]], top_k: int, out=None, on_record=None, text: bool = False
+    records: Iterable[dict[str, Any]],
+    top_k: int,
+    out=None,
+    on_record=None,
+    text: bool = False,
+    multi_label: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per input (and per frame with --per-frame: rows with start/end set)."""
+    """One row per input (and per frame with --per-frame: rows with start/end set). A multi-label
+    model's `labels` cell is a JSON list and its `scores` cell a JSON object (label: score), so
+    labels holding spaces, commas or separators read back one way only."""
     out = out or sys.stdout
     cols = ["input", "text", "label", "score", "truncated", "error"] if text else [
         "input", "label", "score", "start", "end", "error", "warning"]  # fmt: skip
-    if top_k > 1:
+    if multi_label:
+        at = cols.index("label")
+        cols[at : at + 2] = ["labels", "scores"]
+    if top_k > 1 and not multi_label:
         cols.insert(cols.index("score") + 1, "top_k")
     w = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
@@ -38,14 +48,19 @@ def write_csv(
         row = dict(rec)
         if "top_k" in rec:
             row["top_k"] = " ".join(f"{_csv_label(t['label'])}:{t['score']:.4f}" for t in rec["top_k"])
-        w.writerow(row)
+        w.writerow(_json_cells(row))
         for fr in rec.get("frames", []):
-            w.writerow({"input": rec["input"], **fr})
+            w.writerow(_json_cells({"input": rec["input"], **fr}))
         out.flush()
         seen.append(_seen(rec))
         if on_record:
             on_record(rec)
     return seen
+
+
+def _json_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """A multi-label row's list and mapping cells as JSON text."""
+    return {k: json.dumps(v, ensure_ascii=False) if k in ("labels", "scores") else v for k, v in row.items()}
 
 
 def _csv_label(label: str) -> str:
@@ -81,18 +96,25 @@ def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -
             table.add_row(_escape(rec["input"]), f"[red]error: {_escape(why)}[/red]", "", *([""] if top_k > 1 else []))
             continue
         extra = [_escape(" ".join(f"{t['label']} {t['score']:.3f}" for t in rec["top_k"]))] if top_k > 1 else []
-        table.add_row(_escape(rec["input"]), _escape(str(rec["label"])), f"{rec['score']:.3f}", *extra)
+        table.add_row(_escape(rec["input"]), *_label_cells(rec), *extra)
         if "warning" in rec:
             table.add_row("", f"[yellow]warning: {_escape(rec['warning'])}[/yellow]", "", *([""] if top_k > 1 else []))
         for fr in rec.get("frames", []):
-            table.add_row(
-                f"  {fr['start']:.2f}-{fr['end']:.2f}s",
-                _escape(str(fr["label"])),
-                f"{fr['score']:.3f}",
-                *([""] if top_k > 1 else []),
-            )
+            table.add_row(f"  {fr['start']:.2f}-{fr['end']:.2f}s", *_label_cells(fr), *([""] if top_k > 1 else []))
     Console().print(table)
     return rows
+
+
+def _label_cells(rec: dict[str, Any]) -> tuple[str, str]:
+    """(label, score) cells: a multi-label record shows its labels (JSON strings, so a label with
+    a comma or space reads as one) and the best of their scores (every score: --format jsonl)."""
+    if "labels" not in rec:
+        return _escape(str(rec["label"])), f"{rec['score']:.3f}"
+    labels = rec["labels"]
+    best = max((rec["scores"][lab] for lab in labels), default=None)
+    return _escape(", ".join(json.dumps(lab, ensure_ascii=False) for lab in labels) or "(none)"), (
+        "" if best is None else f"{best:.3f}"
+    )
 
 
 def _escape(s: str) -> str:
@@ -131,17 +153,27 @@ def metrics_table(m: dict[str, Any]) -> None:
     head = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   examples {m['count']}"
     if "window_accuracy" in m:
         head += f"   window accuracy {m['window_accuracy']:.4f} ({m['windows']} windows)"
+    if m.get("multi_label"):
+        head = (f"macro-F1 {m['macro_f1']:.4f}   micro-F1 {m['micro_f1']:.4f}   macro mAP {m['macro_map']:.4f}   "
+                f"exact-set match {m['exact_match']:.4f}   labels per example {m['label_cardinality']:.2f}   "
+                f"examples {m['count']}")  # fmt: skip
     console.print(head)
     if (b := m.get("baseline")) is not None:
         console.print(
             f"baseline {_escape(str(b['kind']))}: accuracy {b['accuracy']:.4f}   macro-F1 {b['macro_f1']:.4f}"
         )
     t = Table(show_edge=False, box=None, header_style="bold")
-    for c in ("label", "precision", "recall", "f1", "support"):
+    multi = bool(m.get("multi_label"))
+    cols = ("label", "precision", "recall", "f1", "support") + (("ap", "threshold") if multi else ())
+    for c in cols:
         t.add_column(c, justify="left" if c == "label" else "right")
     for lab, v in m["per_class"].items():
-        t.add_row(_escape(lab), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+        extra = ("-" if v["ap"] is None else f"{v['ap']:.3f}", f"{v['threshold']:.3f}") if multi else ()
+        t.add_row(_escape(lab), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]),
+                  *extra)  # fmt: skip
     console.print(t)
+    if multi:  # no confusion matrix: an example may carry several labels
+        return
     labels = m["labels"]
     c = Table(title="confusion (rows: true, columns: predicted)", show_edge=False, box=None, header_style="bold")
     c.add_column("")

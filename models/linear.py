@@ -113,9 +113,11 @@ class LinearBaseline(nn.Module):
     """
 
     def __init__(self, features: nn.Module, coef: torch.Tensor, intercept: torch.Tensor,
-                 mean: torch.Tensor | None = None, scale: torch.Tensor | None = None) -> None:  # fmt: skip
+                 mean: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+                 multi_label: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.features = features
+        self.multi_label = multi_label  # one-vs-rest: independent per-class logits, no softmax
         self.register_buffer("coef", coef.float())  # (K, D)
         self.register_buffer("intercept", intercept.float())  # (K,)
         d = coef.shape[1]
@@ -124,7 +126,8 @@ class LinearBaseline(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         f = (self.features(x, lengths) - self.mean) / self.scale  # (B, D)
-        return (f @ self.coef.T + self.intercept).log_softmax(-1)
+        z = f @ self.coef.T + self.intercept
+        return z if self.multi_label else z.log_softmax(-1)
 
 
 class Blend(nn.Module):
@@ -149,6 +152,8 @@ class Blend(nn.Module):
         return self.network.backbone
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.baseline.multi_label:
+            return self._per_class(x, lengths)
         net = self.network(x, lengths).float().log_softmax(-1)  # (B, K)
         if self.weight <= 0:
             return net
@@ -156,3 +161,16 @@ class Blend(nn.Module):
         if self.weight >= 1:
             return base
         return torch.logaddexp(net + math.log1p(-self.weight), base + math.log(self.weight))
+
+    def _per_class(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Multi-label: each class's probabilities blended, (1 - w) sigmoid(net) + w sigmoid(base),
+        returned as logits (B, K), so the sigmoid every caller applies gives the blend."""
+        net = self.network(x, lengths).float()
+        if self.weight <= 0:
+            return net
+        base = self.baseline(x, lengths)
+        if self.weight >= 1:
+            return base
+        p = (1 - self.weight) * torch.sigmoid(net) + self.weight * torch.sigmoid(base)
+        p = p.clamp(1e-7, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)

@@ -16,7 +16,8 @@ file keep the numbers, so prediction never depends on the data again.
                                     up to a multiple of 8, within [8, 512]
     train   epochs                  about 2000 optimizer steps, within [10, 60] epochs
             patience                a third of the epochs, at least 5
-            monitor                 val_loss below 200 validation examples, else val_accuracy
+            monitor                 val_loss below 200 validation examples (or multi-label),
+                                    else val_accuracy
 """
 
 from __future__ import annotations
@@ -239,7 +240,9 @@ def _training(recipe: Recipe, prepared: PreparedData, put, raw: dict[str, Any],
     if t.patience == "auto":
         put("train.patience", max(5, epochs // 3), "a third of the epochs")
     if t.monitor == "auto":
-        if n_val and n_val < SMALL_VAL:
+        if recipe.data.multi_label:
+            put("train.monitor", "val_loss", "multi-label: exact-set accuracy is coarse, the BCE loss is smooth")
+        elif n_val and n_val < SMALL_VAL:
             put("train.monitor", "val_loss", f"{n_val} validation examples: accuracy moves in {100 / n_val:.1f}-point "
                                              "steps, the loss is smoother")  # fmt: skip
         else:

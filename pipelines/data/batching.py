@@ -19,7 +19,7 @@ from attn.features.functional import window_spans
 class Batch:
     x: torch.Tensor  # (B, N) float32 samples, (B, N) int64 token ids, or (B, N, 1 + K) ids + n-gram ids
     lengths: torch.Tensor  # (B,) int64 valid steps
-    y: torch.Tensor  # (B,) int64 label index (-1 when unknown)
+    y: torch.Tensor  # (B,) int64 label index (-1 when unknown); multi-label: (B, K) float32 multi-hot
     clip: torch.Tensor  # (B,) int64 index of the clip each window came from
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
@@ -34,14 +34,15 @@ class WindowSet:
 
     Args:
         clips: 1-D numpy arrays (float32 audio, or int64 token ids).
-        labels: (n_clips,) label indices, -1 if unknown.
+        labels: (n_clips,) label indices, -1 if unknown; multi-label: (n_clips, K) float32 multi-hot.
         frame, hop: window size and step in samples (or tokens).
         truncate: text mode: one window per clip, its first `frame` steps.
     """
 
     def __init__(self, clips: list[np.ndarray], labels: np.ndarray, frame: int, hop: int, truncate: bool = False):
         self.clips = clips
-        self.labels = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels)
+        self.labels = labels.astype(np.float32 if labels.ndim == 2 else np.int64)
         self.frame, self.hop, self.truncate = frame, hop, truncate
         if truncate:
             self.spans = [[(0, min(len(c), frame))] for c in clips]
@@ -53,6 +54,10 @@ class WindowSet:
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
 
     def merged(self, other: WindowSet) -> WindowSet:
         """This set's clips followed by `other`'s (train + val for a refit), framed alike."""

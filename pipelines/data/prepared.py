@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from attn.errors import ConfigError, InputError
 from attn.features.config import TextFeatures
 
@@ -90,11 +92,21 @@ def load_datasets(recipe: Recipe, prepared: PreparedData) -> Datasets:
     return Datasets(sets["train"], sets["val"], sets["test"], prepared.labels, info, tok, items)
 
 
+def targets(items: list[Item], labels) -> np.ndarray:
+    """Training targets: label indices (N,) int64, or with label sets (data.multi_label) multi-hot
+    rows (N, K) float32."""
+    if any(it.labels is not None for it in items):
+        from .labelsets import multi_hot
+
+        return multi_hot([it.labels for it in items], list(labels))
+    index = {lab: i for i, lab in enumerate(labels)}
+    return np.array([index[it.label] for it in items], dtype=np.int64)
+
+
 def _audio_sets(recipe: Recipe, prepared: PreparedData):
     """(WindowSet per split, facts, the items each holds)."""
     from .sources import load_clips
 
-    index = {lab: i for i, lab in enumerate(prepared.labels)}
     sets, counts, failed, kept = {}, {}, [], {}
     f = recipe.features
     for split, items in prepared.splits.items():
@@ -103,7 +115,7 @@ def _audio_sets(recipe: Recipe, prepared: PreparedData):
         for err in loaded.errors:
             log.warning("skipped: %s", err)
         failed += loaded.errors
-        y = [index[it.label] for it in loaded.items]
+        y = targets(loaded.items, prepared.labels)
         sets[split] = WindowSet(loaded.clips, y, f.frame_samples, f.hop_samples)
         counts[split], kept[split] = len(loaded.items), loaded.items
         if items:
@@ -117,7 +129,6 @@ def _audio_sets(recipe: Recipe, prepared: PreparedData):
 def _text_sets(f: TextFeatures, prepared: PreparedData) -> tuple[dict[str, WindowSet], dict[str, Any], Any]:
     from .text import encode_texts, fit_tokenizer
 
-    index = {lab: i for i, lab in enumerate(prepared.labels)}
     tok = prepared.tokenizer
     if tok is None:
         tok = fit_tokenizer(f, [it.source for it in prepared.splits["train"]])
@@ -125,7 +136,7 @@ def _text_sets(f: TextFeatures, prepared: PreparedData) -> tuple[dict[str, Windo
     max_len = f.tokenizer.max_len
     for split, items in prepared.splits.items():
         ids, n_cut = encode_texts(tok, [it.source for it in items], max_len)
-        sets[split] = WindowSet(ids, [index[it.label] for it in items], max_len, max_len, truncate=True)
+        sets[split] = WindowSet(ids, targets(items, prepared.labels), max_len, max_len, truncate=True)
         counts[split], cut[split] = len(items), n_cut
         if items:
             log.info("%s: %d texts%s", split, len(items),

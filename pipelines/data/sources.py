@@ -41,6 +41,7 @@ class Item:
     split: str | None = None
     where: str = ""
     fold: str | None = None  # data.fold_column's value (cross-validation)
+    labels: tuple[str, ...] | None = None  # data.multi_label: the label set (`label` is it joined by ";")
 
 
 # -- listing ------------------------------------------------------------------------------------
@@ -195,11 +196,30 @@ def read_manifest(
                 )
             fold = row.get(cfg.fold_column, "").strip() or None
         items.append(Item(value, label, split, where, fold))
+    if cfg.multi_label and cfg.label_column in columns:
+        items = _with_label_sets(items, cfg, path)
     if skipped:
         log.warning("%s: skipped %d row(s) with empty %r", path, skipped, key)
     if not items:
         raise InputError(f"{path}: no usable rows")
     return items
+
+
+def _with_label_sets(items: list[Item], cfg: DataConfig, path: str) -> list[Item]:
+    """data.multi_label: each item's label cell parsed into its label set (multilabel.py)."""
+    from .labelsets import check_sep, detect_sep, parse_cell
+
+    cells = [it.label or "" for it in items]
+    if cfg.label_sep == "auto":
+        sep = detect_sep(cells, path)
+    else:
+        sep = cfg.label_sep
+        check_sep(cells, sep, path)
+    out = []
+    for it in items:
+        labels = parse_cell(it.label, sep, it.where) if it.label else None
+        out.append(replace(it, label=None if labels is None else ";".join(labels), labels=labels))
+    return out
 
 
 # -- splits -------------------------------------------------------------------------------------
@@ -216,8 +236,9 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
     val_n, test_n = (cfg.val_fraction if carve_val else 0.0), (cfg.test_fraction if carve_test else 0.0)
     if (carve_val or carve_test) and pool:
         by_label: dict[str | None, list[Item]] = defaultdict(list)
+        key = _strata(pool)
         for it in sorted(pool, key=lambda it: it.source):
-            by_label[it.label].append(it)
+            by_label[key(it)].append(it)
         rng = np.random.default_rng(cfg.split_seed)
         train, val, test = [], [], []
         for label in sorted(by_label, key=str):
@@ -244,6 +265,18 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
     return splits
 
 
+def _strata(pool: list[Item]):
+    """The stratum of an item: its label; a label set's rarest label (ties: the first), since
+    whole sets are mostly unique and would leave validation nearly empty."""
+    if not any(it.labels for it in pool):
+        return lambda it: it.label
+    counts: dict[str, int] = defaultdict(int)
+    for it in pool:
+        for lab in it.labels or ():
+            counts[lab] += 1
+    return lambda it: min(it.labels, key=lambda lab: (counts[lab], lab)) if it.labels else it.label
+
+
 def _cell(v) -> str:
     """A JSON value as the text a CSV cell would hold: as JSON writes it (true, 1.5, ["a"]), not
     as Python would (True); null is empty."""
@@ -252,6 +285,10 @@ def _cell(v) -> str:
 
 def collect_labels(splits: dict[str, list[Item]]) -> list[str]:
     """The ordered label list: every training label, sorted (numerically when all are numbers)."""
+    if any(it.labels is not None for it in splits["train"]):
+        from .labelsets import collect_label_sets
+
+        return collect_label_sets(splits)
     labels = {it.label for it in splits["train"] if it.label is not None}
     unseen = sorted({it.label for s in ("val", "test") for it in splits[s]} - labels, key=str)
     if unseen:

@@ -69,19 +69,22 @@ def evaluate(
     if not items:
         raise InputError(f"{where}: no labelled examples to evaluate")
     index = {lab: i for i, lab in enumerate(loaded.labels)}
-    unknown = [it for it in items if it.label not in index]
+    multi = (recipe or loaded.recipe).data.multi_label
+    unknown = [it for it in items if (it.label not in index if not multi else set(it.labels or ()) - set(index))]
     if unknown:
         first = unknown[0]
-        names = sorted({it.label for it in unknown})
+        names = sorted({lab for it in unknown for lab in (it.labels if multi else (it.label,)) if lab not in index})
         raise InputError(
-            f"{first.where or where}: label {first.label!r} is not one the model was trained on "
+            f"{first.where or where}: label {names[0]!r} is not one the model was trained on "
             f"({len(unknown)} example(s) with unknown label(s) {', '.join(map(repr, names[:5]))}; "
             f"model labels: {', '.join(loaded.labels)})"
         )
     ws, _, skipped, logits = score_items(loaded, items, (recipe or loaded.recipe).data, where, batch_size)
-    rep = evaluation_report(logits, ws, loaded.labels, aggregate_how)
+    from .multilabel import model_thresholds
+
+    rep = evaluation_report(logits, ws, loaded.labels, aggregate_how, thresholds=model_thresholds(loaded))
     facts = getattr(loaded.model, "calibration", None)
-    if facts is not None or min_score is not None:
+    if not multi and (facts is not None or min_score is not None):  # single-label scores only
         from .calibration import calibration_report
 
         rep.update(calibration_report(logits, ws, facts or {"temperature": 1.0}, min_score))
@@ -96,17 +99,17 @@ def score_items(loaded, items: list, data_cfg, where: str, batch_size: int = 64)
     """Run `loaded` over labelled items: (WindowSet, the items it holds, how many files could not be
     read, window logits (W, K)). `data_cfg` says how to read audio files; `where` names the data in
     an error."""
+    from ..data.prepared import targets
     from ..data.sources import load_clips
     from .inference import window_logits
 
-    index = {lab: i for i, lab in enumerate(loaded.labels)}
     f = loaded.recipe.features
     skipped = 0
     if loaded.recipe.modality == "text":
         from ..data.text import encode_texts
 
         ids, cut = encode_texts(loaded.tokenizer, [it.source for it in items], f.tokenizer.max_len)
-        ws = WindowSet(ids, np.array([index[it.label] for it in items]), f.tokenizer.max_len, f.tokenizer.max_len,
+        ws = WindowSet(ids, targets(items, loaded.labels), f.tokenizer.max_len, f.tokenizer.max_len,
                        truncate=True)  # fmt: skip
         if cut:
             log.info("%d text(s) cut to max_len=%d tokens", cut, f.tokenizer.max_len)
@@ -117,7 +120,7 @@ def score_items(loaded, items: list, data_cfg, where: str, batch_size: int = 64)
         if not loaded_clips.items:
             raise InputError(f"{where}: none of the {len(items)} files could be read ({loaded_clips.errors[0]})")
         items = loaded_clips.items
-        ws = WindowSet(loaded_clips.clips, np.array([index[it.label] for it in items]), f.frame_samples,
+        ws = WindowSet(loaded_clips.clips, targets(items, loaded.labels), f.frame_samples,
                        f.hop_samples)  # fmt: skip
         skipped = len(loaded_clips.errors)
     return ws, items, skipped, window_logits(loaded.model, ws, loaded.device, batch_size)
@@ -128,13 +131,20 @@ def baseline_report(loaded, ws, batch_size: int = 64) -> dict[str, Any]:
     from .inference import window_logits
 
     rep = evaluation_report(window_logits(loaded.baseline, ws, loaded.device, batch_size), ws, loaded.labels)
-    return {"kind": loaded.model.info.get("kind"), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
+    out = {"kind": loaded.model.info.get("kind"), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
+    return out | ({"macro_map": rep["macro_map"]} if "macro_map" in rep else {})
 
 
-def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean") -> dict[str, Any]:
-    """Metrics for window logits over a labelled WindowSet (clip level, plus window level)."""
+def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how: str = "mean",
+                      thresholds=None) -> dict[str, Any]:  # fmt: skip
+    """Metrics for window logits over a labelled WindowSet (clip level, plus window level);
+    multi-label targets: `multilabel.multilabel_report` at `thresholds` (default 0.5)."""
     clip = ws.all_windows[:, 0]
     y = ws.labels
+    if ws.multi_label:
+        from .multilabel import multilabel_evaluation
+
+        return multilabel_evaluation(logits, ws, labels, thresholds)
     if len(logits) == 0:
         return {**classification_report([], [], labels), "loss": float("nan")}
     probs = softmax(logits)

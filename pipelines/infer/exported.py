@@ -27,6 +27,7 @@ from attn.schema import describe_validation_error
 @dataclass(frozen=True)
 class ExportedData:
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS  # what a folder of inputs counts as audio
+    multi_label: bool = False  # the graph gives each label's sigmoid; meta "thresholds" decide
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ def _model(session, meta: dict[str, Any]) -> ExportedModel:
         blob = base64.b64decode(blob, validate=True) if blob else None
         tokenizer = restore_tokenizer(features.tokenizer, meta["tokenizer"], blob)
     model = meta.get("model", {})
-    recipe = ExportedRecipe(ExportedData(tuple(extensions)), features, model if isinstance(model, dict) else {})
+    multi = bool((meta.get("data") or {}).get("multi_label"))
+    recipe = ExportedRecipe(ExportedData(tuple(extensions), multi), features, model if isinstance(model, dict) else {})
     return ExportedModel(session, recipe, list(labels), meta, tokenizer)
 
 

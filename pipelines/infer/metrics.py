@@ -27,25 +27,34 @@ def classification_report(y_true, y_pred, labels: list[str]) -> dict[str, Any]:
     tp = np.diag(cm).astype(float)
     pred_n = cm.sum(0).astype(float)
     true_n = cm.sum(1).astype(float)
-    precision = np.divide(tp, pred_n, out=np.zeros(k), where=pred_n > 0)
-    recall = np.divide(tp, true_n, out=np.zeros(k), where=true_n > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+    precision, recall, f1 = precision_recall_f1(tp, pred_n, true_n)
     present = (true_n + pred_n) > 0
     n = len(y_true)
     return {
         "accuracy": float(tp.sum() / n) if n else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "count": int(n),
-        "per_class": {
-            lab: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(true_n[i]),
-            }
-            for i, lab in enumerate(labels)
-        },
+        "per_class": per_class_rows(labels, precision=precision, recall=recall, f1=f1, support=true_n.astype(int)),
         "confusion": cm.tolist(),
         "labels": list(labels),
     }
+
+
+def precision_recall_f1(tp: np.ndarray, pred_n: np.ndarray, true_n: np.ndarray):
+    """Per class (K,) from true positives, predicted and true counts; 0 where undefined."""
+    k = len(tp)
+    precision = np.divide(tp, pred_n, out=np.zeros(k), where=pred_n > 0)
+    recall = np.divide(tp, true_n, out=np.zeros(k), where=true_n > 0)
+    denom = precision + recall
+    return precision, recall, np.divide(2 * precision * recall, denom, out=np.zeros(k), where=denom > 0)
+
+
+def per_class_rows(labels: list[str], **columns) -> dict[str, dict[str, Any]]:
+    """{label: {column: value}} from (K,) arrays: plain floats and ints; NaN (undefined) as None."""
+
+    def plain(v):
+        if isinstance(v, (np.integer, int)):
+            return int(v)
+        return None if np.isnan(v) else float(v)
+
+    return {lab: {name: plain(col[i]) for name, col in columns.items()} for i, lab in enumerate(labels)}

@@ -239,3 +239,28 @@ def token_strip(tokens: list[str], weights: list[float], title: str = "", width_
     if title:
         ax.text(pad, 14, title, fontsize=10, va="center", ha="left")
     return fig
+
+
+@_literal
+def pr_figure(curves: list[dict[str, Any]]):
+    """Per-class precision-recall curves (multi-label), one panel per class, each with its
+    decision threshold marked. `curves`: {label, precision, recall, at: (recall, precision), ap}."""
+    n = len(curves)
+    cols = min(5, max(1, n))
+    rows = -(-n // cols)
+    fig = figure(2.4 * cols, 2.2 * rows)
+    for i, c in enumerate(curves):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.step(c["recall"], c["precision"], where="post", lw=1.2)
+        if c.get("at") is not None:
+            ax.plot(*c["at"], "o", color="C3", ms=5, label="threshold")
+        ap = "" if c.get("ap") is None else f" (AP {c['ap']:.2f})"
+        ax.set_title(f"{c['label'][:20]}{ap}", fontsize=8)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=6)
+        if i % cols == 0:
+            ax.set_ylabel("precision", fontsize=7)
+        if i >= n - cols:
+            ax.set_xlabel("recall", fontsize=7)
+    return fig

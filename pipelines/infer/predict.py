@@ -99,13 +99,18 @@ class AudioPredictor:
         workers: int = 2,
         hop_seconds: float | None = None,
         keep_scores: bool = False,
+        threshold: float | None = None,
     ) -> None:
         """`hop_seconds`: frame at this hop instead of the model's (events want a hop finer than
         the window); `keep_scores`: a record also holds "scores", its windows' outputs (W, K)
         float32 in time order, and "levels_db" (W,), each window's `events.centre_level_db`
-        (infer/events_predict.py turns them into events)."""
+        (infer/events_predict.py turns them into events); `threshold`: a multi-label model's
+        decision threshold for every class (default: the per-class ones it stores)."""
+        from .multilabel import model_thresholds
+
         if aggregate_how not in AGGREGATES:
             raise ValueError(aggregate_how)
+        self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only
         self.loaded = loaded
         self.cfg = loaded.recipe.features
         if hop_seconds is not None:
@@ -236,6 +241,8 @@ class AudioPredictor:
 
     def _file_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
         """The record of a file whose windows' outputs `probs` (W, K) are in time order (`f.spans`)."""
+        if self.thresholds is not None:
+            return self._tag_record(f, probs)
         scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
         top = top_labels(scores, self.labels, self.top_k)
         rec: dict[str, Any] = {"input": f.path, **top[0], "duration": round(f.seconds, 3), "windows": len(probs)}
@@ -249,6 +256,24 @@ class AudioPredictor:
         if self.per_frame:
             sr = self.cfg.sample_rate
             rec["frames"] = [frame_record(s, n, p, self.labels, sr) for (s, n), p in zip(f.spans, probs, strict=True)]
+        return rec
+
+    def _tag_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
+        """A multi-label model's record: the labels above threshold and every class's score (the
+        windows' probabilities averaged; per frame, each window's labels)."""
+        from .multilabel import tag_record
+
+        scores = probs.mean(0)
+        rec = {"input": f.path, **tag_record(scores, self.labels, self.thresholds), "duration": round(f.seconds, 3),
+               "windows": len(probs)}  # fmt: skip
+        warning = self._warning(f)
+        if warning:
+            rec["warning"] = warning
+        if self.per_frame:
+            sr = self.cfg.sample_rate
+            rec["frames"] = [{"start": round(s / sr, 3), "end": round((s + n) / sr, 3),
+                              **tag_record(p, self.labels, self.thresholds)}
+                             for (s, n), p in zip(f.spans, probs, strict=True)]  # fmt: skip
         return rec
 
     def _warning(self, f: _File) -> str | None:

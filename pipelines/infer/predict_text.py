@@ -103,7 +103,10 @@ def _lines(stream, name: str, named_by_text: bool) -> Iterator[TextInput]:
 class TextPredictor:
     """Predict `TextInput`s with a loaded text model: one record per input, in order."""
 
-    def __init__(self, loaded, batch_size: int = 64, top_k: int = 1) -> None:
+    def __init__(self, loaded, batch_size: int = 64, top_k: int = 1, threshold: float | None = None) -> None:
+        from .multilabel import model_thresholds
+
+        self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only
         self.loaded = loaded
         self.tok = loaded.tokenizer
         self.max_len = loaded.recipe.features.tokenizer.max_len
@@ -151,5 +154,9 @@ class TextPredictor:
     def _result(self, probs: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
         """What the model's output (K,) for one text adds to its record: fields before "tokens"
         (label, score) and after it (top_k)."""
+        if self.thresholds is not None:  # multi-label
+            from .multilabel import tag_record
+
+            return tag_record(probs, self.labels, self.thresholds), {}
         top = top_labels(probs, self.labels, self.top_k)
         return top[0], ({"top_k": top} if self.top_k > 1 else {})

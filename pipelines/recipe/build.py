@@ -61,7 +61,7 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
         from attn.models.ensemble import Ensemble
 
         members = [build_model(member_recipe(recipe, i), num_classes, vocab_size) for i in range(recipe.train.ensemble)]
-        return Ensemble(members)
+        return Ensemble(members, multi_label=recipe.data.multi_label)
     from attn.models import registry
     from attn.models.classifier import Classifier
 

@@ -101,6 +101,10 @@ class DataConfig(Strict):
     path_column: str = "path"
     text_column: str = "text"
     label_column: str = "label"
+    # Multi-label tagging: the label column holds several labels joined by `label_sep` (a JSON
+    # list in JSONL also works); auto: the first of ; | , that occurs in the column (multilabel.py).
+    multi_label: bool = False
+    label_sep: str = "auto"
     split_column: str = "split"
     fold_column: str | None = None  # cross-validation folds given by the data (e.g. ESC-50's fold 1-5)
     val_fraction: Fraction = 0.1
@@ -129,6 +133,8 @@ class DataConfig(Strict):
             raise ValueError("no data source: set one of root, manifest, train or synthetic")
         if (self.val or self.test) and not self.train:
             raise ValueError("val/test manifests need a train manifest")
+        if not self.label_sep or self.label_sep.isspace() and self.label_sep != "\t":
+            raise ValueError("label_sep must be a non-blank separator (or auto)")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must be below 1")
         return self

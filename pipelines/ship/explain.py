@@ -94,6 +94,15 @@ class Explainer:
                 rec["image"] = str(path)
             yield rec
 
+    def _probs(self, logits: np.ndarray) -> np.ndarray:
+        """Class probabilities of logits (B, K): softmax, or each label's sigmoid (multi-label,
+        where the explained label is the top-scoring one)."""
+        if self.loaded.recipe.data.multi_label:
+            from ..infer.multilabel import sigmoid
+
+            return sigmoid(logits)
+        return softmax(logits)
+
     # text ---------------------------------------------------------------------------------------
     def _text(self, item) -> tuple[dict[str, Any], dict[str, Any]]:
         from ..data.text import model_ids
@@ -109,7 +118,7 @@ class Explainer:
         dev = self.loaded.device
         xb, lengths = torch.from_numpy(x[None]).to(dev), torch.tensor([len(x)], device=dev)
         with torch.no_grad():
-            probs = softmax(self.loaded.model(xb, lengths).float().cpu().numpy())[0]
+            probs = self._probs(self.loaded.model(xb, lengths).float().cpu().numpy())[0]
         k = int(probs.argmax())
         a = explain_window(self.loaded.model, xb, lengths, k, spectral=False, per_step=True)
         rec: dict[str, Any] = {"input": item.input}
@@ -153,7 +162,7 @@ class Explainer:
             x = torch.from_numpy(pad_rows([w[:n] for w, n in batch])).to(dev)
             lengths = torch.tensor([n for _, n in batch], device=dev)
             with torch.no_grad():
-                probs.extend(softmax(self.loaded.model(x, lengths).float().cpu().numpy()))
+                probs.extend(self._probs(self.loaded.model(x, lengths).float().cpu().numpy()))
             batch.clear()
 
         for start, w, n in windows():

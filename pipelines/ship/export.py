@@ -51,28 +51,33 @@ TOLERANCE = 1e-4  # max |p_exported - p_torch| accepted on the check batch
 EXTRA_FILE = "attn.json"  # TorchScript: the metadata, as one JSON extra file
 
 
+def _probs(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Softmax over the labels, or (multi-label) each label's own sigmoid."""
+    return logits.float().sigmoid() if multi_label else logits.float().softmax(-1)
+
+
 class AudioProbs(nn.Module):
     """waveform (B, N) -> probabilities (B, K): every row is one window of N valid samples."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.multi_label = model, multi_label
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         b, n = waveform.shape
         lengths = torch.full((b,), n, dtype=torch.int64, device=waveform.device)
-        return self.model(waveform, lengths).float().softmax(-1)
+        return _probs(self.model(waveform, lengths), self.multi_label)
 
 
 class TextProbs(nn.Module):
     """ids (B, T) or (B, T, 1 + K) int64, lengths (B,) int64 -> probabilities (B, K)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.multi_label = model, multi_label
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model(ids, lengths).float().softmax(-1)
+        return _probs(self.model(ids, lengths), self.multi_label)
 
 
 @dataclass
@@ -122,7 +127,8 @@ def export_model(loaded: LoadedModel, out: str | Path, fmt: str = "onnx") -> Exp
     model.requires_grad_(False)  # a consumer's outputs carry no autograd graph
     _one_pass(model)
     text = loaded.recipe.modality == "text"
-    wrapper = (TextProbs(model) if text else AudioProbs(model)).eval()
+    multi = loaded.recipe.data.multi_label
+    wrapper = (TextProbs(model, multi) if text else AudioProbs(model, multi)).eval()
     example, checks = _examples(loaded)
     meta = metadata(loaded, list(example))
     with _quiet(), torch.no_grad():
@@ -160,7 +166,10 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
         "labels": list(loaded.labels),
         "features": feats,
         "model": recipe.get("model", {}),
-        "data": {"extensions": list(loaded.recipe.data.extensions)},
+        "data": {
+            "extensions": list(loaded.recipe.data.extensions),
+            **({"multi_label": True} if loaded.recipe.data.multi_label else {}),
+        },
         "inputs": [{"name": n, "dtype": shapes[n][0], "shape": shapes[n][1], "doc": shapes[n][2]} for n in inputs],
         "parameters": loaded.header.get("parameters"),
         "created": loaded.header.get("created"),  # when the model (not this file) was trained
@@ -170,11 +179,18 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
             "name": "probabilities",
             "dtype": "float32",
             "shape": ["batch", "classes"],
-            "doc": "softmax over the labels, in the order of `labels`",
+            "doc": (
+                "each label's sigmoid (multi-label: a label applies at or above its threshold)"
+                if loaded.recipe.data.multi_label
+                else "softmax over the labels"
+            )
+            + ", in the order of `labels`",
         },
     }
     if loaded.header.get("calibration"):  # the temperature is in the graph; predict reads min_score from here
-        meta["calibration"] = json.dumps(loaded.header["calibration"])
+        meta["calibration"] = loaded.header["calibration"]
+    if loaded.header.get("thresholds") is not None:  # multi-label: the per-class thresholds
+        meta["thresholds"] = loaded.header["thresholds"]
     if text and "tokenizer" in loaded.header:
         meta["tokenizer"] = loaded.header["tokenizer"]
         if loaded.tokenizer is not None:

@@ -19,6 +19,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -204,6 +205,9 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
     if metrics:
         rows += [("split", f"{metrics.get('split', 'test')} ({metrics.get('count')} examples)"),
                  ("accuracy", _num(metrics.get("accuracy"))), ("macro-F1", _num(metrics.get("macro_f1")))]  # fmt: skip
+        if metrics.get("multi_label"):  # accuracy is exact-set match
+            rows += [("micro-F1", _num(metrics.get("micro_f1"))), ("macro mAP", _num(metrics.get("macro_map"))),
+                     ("labels per example", _num(metrics.get("label_cardinality"), ".2f"))]  # fmt: skip
         if "window_accuracy" in metrics:
             rows.append(("window accuracy", f"{_num(metrics['window_accuracy'])} ({metrics.get('windows')} windows)"))
     best = [h for h in history if h.get("best") and "member" not in h]
@@ -275,11 +279,11 @@ def _members(members: list[dict]) -> str:
 
 
 def _per_class(metrics: dict) -> str:
-    rows = "".join(f"<tr><td>{html.escape(str(lab))}</td>"
-                   + "".join(_td(v.get(k), ".3f") for k in ("precision", "recall", "f1", "support")) + "</tr>"
+    keys = ("precision", "recall", "f1", "support") + (("ap", "threshold") if metrics.get("multi_label") else ())
+    rows = "".join(f"<tr><td>{html.escape(str(lab))}</td>" + "".join(_td(v.get(k), ".3f") for k in keys) + "</tr>"
                    for lab, v in metrics["per_class"].items() if isinstance(v, dict))  # fmt: skip
-    return _section("Per class", "<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th>"
-                                 f"<th>support</th></tr>{rows}</table>")  # fmt: skip
+    head = "".join(f"<th>{k if k != 'f1' else 'F1'}</th>" for k in keys)
+    return _section("Per class", f"<table><tr><th>label</th>{head}</tr>{rows}</table>")
 
 
 def _scored(rd: Path, header: dict, metrics: dict | None, scored: Scored | None) -> tuple[str, str]:
@@ -287,7 +291,7 @@ def _scored(rd: Path, header: dict, metrics: dict | None, scored: Scored | None)
     the stored recipe's data and scores the evaluated split with model.attn."""
     facts = _data_facts(rd, header)
     if scored is not None:
-        wrong, windows = _wrong(scored)
+        wrong, windows = _wrong(scored, header)
         return wrong, _data(facts, scored.splits, windows, scored.split)
     try:
         from ..data.sources import list_items, split_items
@@ -303,20 +307,24 @@ def _scored(rd: Path, header: dict, metrics: dict | None, scored: Scored | None)
                 facts, splits, 0, split
             )
         ws, kept, _, logits = score_items(loaded, splits[split], r.data, f"{split} split")
-        wrong, windows = _wrong(Scored(splits, split, ws, kept, logits, list(loaded.labels), r))
+        wrong, windows = _wrong(Scored(splits, split, ws, kept, logits, list(loaded.labels), r), header)
     except (AttnError, OSError) as e:
         why = f"<p class='note'>Data not available here, so these sections are incomplete: {html.escape(str(e))}</p>"
         return _section("Most confidently wrong", why), _data(facts, None, None, None)
     return wrong, _data(facts, splits, windows, split)
 
 
-def _wrong(s: Scored) -> tuple[str, int]:
-    """Render the scored split's wrong examples, highest score for the wrong label first."""
+def _wrong(s: Scored, header: dict) -> tuple[str, int]:
+    """Render the scored split's wrong examples, highest score for the wrong label first (a
+    multi-label model: its PR curves and the furthest tag sets, `_tagged`)."""
     from ..infer.inference import aggregate, softmax
 
     ws, kept, logits, split = s.ws, s.items, s.logits, s.split
     if not len(ws):
         return _section("Most confidently wrong", "<p class='note'>No examples in the split.</p>"), 0
+    if ws.multi_label:  # model_thresholds reads what the model file holds: its recipe, header and labels
+        view = SimpleNamespace(recipe=s.recipe, header=header, labels=s.labels)
+        return _tagged(view, ws, kept, logits, split), ws.num_windows
     probs = aggregate(softmax(logits), ws.all_windows[:, 0], len(ws))  # (N, K) clip scores, as evaluate
     pred = probs.argmax(1)
     bad = np.flatnonzero(pred != ws.labels)
@@ -338,6 +346,26 @@ def _wrong(s: Scored) -> tuple[str, int]:
     return _section(title, f"<table>{head}</tr>{''.join(rows)}</table>"), ws.num_windows
 
 
+def _tagged(loaded, ws, kept: list, logits: np.ndarray, split: str) -> str:
+    """Multi-label: per-class precision-recall curves with the stored thresholds marked, and the
+    examples whose tag sets are furthest from the truth."""
+    from ..infer import multilabel as ml
+    from ..infer import plots
+
+    scores, th = ml.clip_scores(logits, ws), ml.model_thresholds(loaded)
+    curves = _img(plots.pr_figure(ml.pr_curves(scores, ws.labels, loaded.labels, th)), "precision-recall curves")
+    worst, n_wrong = ml.worst_examples(scores, ws.labels, loaded.labels, th)
+    audio = loaded.recipe.modality == "audio"
+    names = [Path(kept[i].source).name if audio else kept[i].source for i, *_ in worst]
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(', '.join(t))}</td>"
+                   f"<td>{html.escape(', '.join(p))}</td><td>{k}</td></tr>"
+                   for name, (_, t, p, k) in zip(names, worst, strict=True))  # fmt: skip
+    table = f"<table><tr><th>example</th><th>true</th><th>predicted</th><th>wrong labels</th></tr>{rows}</table>"
+    return _section(f"Precision-recall per class ({split} split; dot: the chosen threshold)", curves) + _section(
+        f"Furthest from the truth ({n_wrong} of {len(ws)} {split} tag sets not exact)", table
+    )
+
+
 def _thumb(clip: np.ndarray, features) -> str:
     from ..infer import plots
     from .explain import display_logmel
@@ -349,12 +377,13 @@ def _thumb(clip: np.ndarray, features) -> str:
 def _data(facts: dict, splits: dict | None, windows: int | None, split: str | None) -> str:
     parts = []
     if splits is not None:
-        labels = sorted({it.label for items in splits.values() for it in items})
+        labels = sorted({lab for items in splits.values() for it in items for lab in it.labels or (it.label,)})
         names = [s for s in ("train", "val", "test") if splits.get(s)]
         counts = {s: {lab: 0 for lab in labels} for s in names}
         for s in names:
             for it in splits[s]:
-                counts[s][it.label] += 1
+                for lab in it.labels or (it.label,):
+                    counts[s][lab] += 1
         head = "<tr><th>label</th>" + "".join(f"<th>{s}</th>" for s in names) + "</tr>"
         rows = "".join(f"<tr><td>{html.escape(lab)}</td>" + "".join(f"<td>{counts[s][lab]}</td>" for s in names)
                        + "</tr>" for lab in labels)  # fmt: skip

@@ -46,6 +46,10 @@ class LoadedModel:
         lengths = torch.tensor([len(w) for w in windows], dtype=torch.int64, device=self.device)
         with torch.inference_mode():
             logits = self.model(x, lengths).float().cpu().numpy()
+        if self.recipe.data.multi_label:  # independent per-class probabilities
+            from ..infer.multilabel import sigmoid
+
+            return sigmoid(logits)
         return softmax(logits)
 
     def window_embeddings(self, windows: list) -> Any:

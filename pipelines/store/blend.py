@@ -13,6 +13,8 @@ def baseline_state(blend) -> tuple[dict[str, Any], dict[str, Any]]:
     tensors."""
     module = blend.baseline
     header = {**blend.info, "blend_weight": blend.weight}
+    if module.multi_label:
+        header["multi_label"] = True
     if hasattr(module.features, "melkwargs"):
         header["melkwargs"], header["n_mfcc"] = module.features.melkwargs, module.features.n_mfcc
     tensors = {f"baseline.{k}": v.detach().cpu() for k, v in module.state_dict().items()}
@@ -29,7 +31,8 @@ def baseline_from_state(header: dict[str, Any], tensors: dict[str, Any]):
     else:
         features = TfidfFeatures(t["features.unigram"], t["features.bigram_keys"], t["features.bigram_cols"],
                                  t["features.idf"])  # fmt: skip
-    module = LinearBaseline(features, t["coef"], t["intercept"], t["mean"], t["scale"])
+    module = LinearBaseline(features, t["coef"], t["intercept"], t["mean"], t["scale"],
+                            multi_label=bool(header.get("multi_label")))  # fmt: skip
     module.load_state_dict(t)
     return module.eval()
 
@@ -38,5 +41,5 @@ def blend_from_state(network, header: dict[str, Any], tensors: dict[str, Any]):
     """The `Blend` of a loaded network and the baseline its model file holds."""
     from attn.models.linear import Blend
 
-    info = {k: v for k, v in header.items() if k not in ("blend_weight", "melkwargs", "n_mfcc")}
+    info = {k: v for k, v in header.items() if k not in ("blend_weight", "melkwargs", "n_mfcc", "multi_label")}
     return Blend(network, baseline_from_state(header, tensors), header.get("blend_weight", 0.0), info)

@@ -39,6 +39,7 @@ class Baseline:
     C: float
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # "val"/"test" -> evaluation report
     seconds: float = 0.0
+    thresholds: Any = None  # multi-label: per-class thresholds (K,) chosen on validation
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json, the model file and the train summary carry: kind, C, seconds, and
@@ -48,13 +49,15 @@ class Baseline:
             prefix = "" if split == "test" else f"{split}_"
             out[f"{prefix}accuracy"] = round(rep["accuracy"], 6)
             out[f"{prefix}macro_f1"] = round(rep["macro_f1"], 6)
+            if "macro_map" in rep:  # multi-label
+                out[f"{prefix}macro_map"] = round(rep["macro_map"], 6)
         return out
 
 
 # -- fitting ------------------------------------------------------------------------------------
 
 
-def fit_baseline(recipe, data, device=None, c: float | None = None) -> Baseline:
+def fit_baseline(recipe, data, device=None, c: float | None = None, thresholds=None) -> Baseline:
     """The recipe's baseline, fitted on `data.train` (a `Datasets`), C chosen on `data.val` (or
     the given `c`: a refit on train + val keeps the C validation chose), scored on val and test
     exactly as the model is (window probabilities averaged per clip)."""
@@ -81,19 +84,35 @@ def fit_baseline(recipe, data, device=None, c: float | None = None) -> Baseline:
         mean, scale = x["train"].mean(0), x["train"].std(0)
         scale[scale == 0] = 1.0
         x = {s: (v - mean) / scale for s, v in x.items()}
-    if c is None:
+    if data.train.multi_label:  # one-vs-rest: a binary logistic regression per class
+        from .multilabel_baseline import fit_one_vs_rest
+
+        clf, c = fit_one_vs_rest(x, y, data.val, c, C_GRID, _one_thread)
+    elif c is None:
         clf, c = _fit_choose_c(x["train"], y["train"], x["val"], y["val"], data.val, len(labels))
     else:
         from sklearn.linear_model import LogisticRegression
 
         with _one_thread():
             clf = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])
-    module = _module(features, clf, len(labels), mean, scale)
+    if data.train.multi_label:
+        from .multilabel_baseline import ovr_module
+
+        module = ovr_module(features, clf, mean, scale)
+    else:
+        module = _module(features, clf, len(labels), mean, scale)
     b = Baseline(module.to(device).eval(), kind, c)
+    fixed = thresholds is not None  # a refit keeps the thresholds validation chose (val is training data now)
     for split in ("val", "test"):
         ws = data.split(split)
         if len(ws):
-            b.scores[split] = evaluation_report(window_logits(b.module, ws, device), ws, labels)
+            logits = window_logits(b.module, ws, device)
+            if ws.multi_label and split == "val" and not fixed:  # scored as the model is: thresholds from val
+                from ..infer.multilabel import choose_thresholds, clip_scores
+
+                thresholds = choose_thresholds(clip_scores(logits, ws), ws.labels)[0]
+            b.scores[split] = evaluation_report(logits, ws, labels, thresholds=thresholds)
+    b.thresholds = thresholds
     b.seconds = time.perf_counter() - t0
     parts = [f"{s} accuracy {rep['accuracy']:.4f}" for s, rep in b.scores.items()]
     log.info("baseline %s (C=%g): %s (%.1fs)", kind, c, ", ".join(parts) or "no val/test", b.seconds)
@@ -244,6 +263,10 @@ def choose_blend(net_logits: np.ndarray, base_logits: np.ndarray, ws) -> tuple[f
     pick a weight. Window logits (W, K) of `ws`, in `ws.all_windows` order."""
     from ..infer.inference import aggregate, softmax
 
+    if ws.multi_label:
+        from .multilabel_baseline import choose_blend_per_class
+
+        return choose_blend_per_class(net_logits, base_logits, ws, BLEND_GRID)
     clips, n = ws.all_windows[:, 0], len(ws)
     p_net = aggregate(softmax(net_logits), clips, n).astype(np.float64)
     p_base = aggregate(softmax(base_logits), clips, n).astype(np.float64)

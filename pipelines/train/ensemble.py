@@ -127,7 +127,7 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
     n, labels = recipe.train.ensemble, list(prepared.labels)
     # A member's own temperature is dropped: the ensemble is calibrated as one model below.
     members = [untempered(load_model(member_dir(run_dir, i + 1) / MODEL).model) for i in range(n)]
-    model = Ensemble(members).to(dev).eval()
+    model = Ensemble(members, multi_label=recipe.data.multi_label).to(dev).eval()
     history = []
     for i in range(n):
         lines = (member_dir(run_dir, i + 1) / HISTORY).read_text(encoding="utf-8").splitlines()
@@ -143,16 +143,32 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
             log.info("ensemble of %d: val accuracy %.4f", n, val["accuracy"])
             more["val_accuracy"] = val["accuracy"]
         final, blend = with_baseline(model, baseline, data, recipe, dev)
-        calibration = calibrate(final, data, recipe, dev)
+        thresholds, calibration = None, None
+        if data.train.multi_label:
+            from ..infer.multilabel import thresholds_on_val
+
+            thresholds, _ = thresholds_on_val(final, data, dev)
+        else:
+            calibration = calibrate(final, data, recipe, dev)
         if calibration is not None:
             final = Tempered(final, calibration["temperature"], calibration)
         metrics, scored = final_metrics(
-            final, data, run_dir, dev, baseline, blend, more, recipe=recipe, listed=prepared.splits
+            final,
+            data,
+            run_dir,
+            dev,
+            baseline,
+            blend,
+            more,
+            recipe=recipe,
+            listed=prepared.splits,
+            thresholds=thresholds,
         )
         atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
         extra = {
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"members": state["members"], "seconds": round(seconds, 1)},
+            **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
         }
         save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=prepared.tokenizer)
         point_latest(run_dir)

@@ -81,8 +81,9 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
                         device=device, callbacks=callbacks, point_latest=False, score_val=True)  # fmt: skip
         rep = r.val_report or {}
         rows.append({"fold": name, "accuracy": rep.get("accuracy"), "macro_f1": rep.get("macro_f1"),
-                     "count": rep.get("count"), "best_epoch": r.best_epoch})  # fmt: skip
-        cm = np.asarray(rep.get("confusion", []))
+                     "count": rep.get("count"), "best_epoch": r.best_epoch,
+                     **({"thresholds": r.thresholds} if r.thresholds else {})})  # fmt: skip
+        cm = np.asarray(rep["confusion"]) if "confusion" in rep else None  # none for multi-label
         confusion = cm if confusion is None else confusion + cm
         log.info("fold %s: held-out accuracy %.4f, macro-F1 %.4f", name, rows[-1]["accuracy"], rows[-1]["macro_f1"])
     cv = _summary(rows, confusion, list(prepared.labels))
@@ -94,7 +95,9 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         update={"folds": 0, "refit": False, "epochs": epochs, "patience": 0})})  # fmt: skip
     whole = PreparedData({"train": pool, "val": [], "test": prepared.splits["test"]}, prepared.labels,
                          prepared.tokenizer)  # fmt: skip
-    result = train_model(final, whole, run_dir, device=device, callbacks=callbacks, auto=auto)
+    chosen = [r["thresholds"] for r in rows if r.get("thresholds")]  # multi-label: each fold's, on its held-out set
+    thresholds = np.mean(chosen, axis=0).round(4).tolist() if chosen else None
+    result = train_model(final, whole, run_dir, device=device, callbacks=callbacks, auto=auto, thresholds=thresholds)
     metrics_path = run_dir / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["cv"] = cv

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from attn.errors import Interrupted
 
 from ..data.prepared import Datasets, PreparedData
@@ -42,6 +44,7 @@ class TrainResult:
     seconds: float
     labels: list[str]
     parameters: int
+    thresholds: list[float] | None = None  # multi-label: per-class decision thresholds stored in the model
     data: dict[str, Any] = field(default_factory=dict)  # examples per split, skipped files, vectors, ...
     members: list[dict[str, Any]] = field(default_factory=list)  # train.ensemble: one entry per member
     baseline: dict[str, Any] | None = None  # the classical baseline's scores (train.baseline)
@@ -83,6 +86,7 @@ def train_model(
     point_latest: bool = True,
     auto: dict[str, Any] | None = None,
     score_val: bool = False,
+    thresholds=None,
 ) -> TrainResult:
     """Train one model of `recipe` (train.ensemble 1) from prepared data in an existing `run_dir`.
 
@@ -96,6 +100,8 @@ def train_model(
         auto: what `resolve_auto` chose for the recipe's auto keys (kept in the run's facts).
         score_val: also score the saved model on validation (`TrainResult.val_report`: a
             cross-validation fold's held-out scores and confusion matrix).
+        thresholds: multi-label: the per-class thresholds to store when there is no validation
+            split to choose them on (train.folds' final model: the folds' held-out choices).
     """
     from attn.models.calibrated import Tempered
 
@@ -138,14 +144,20 @@ def train_model(
         save_states(model.frontend, folder)
     trainer.load_best()
     metrics, blend, val_report, scored = None, None, None, None
+    thresholds = None if thresholds is None else np.asarray(thresholds, dtype=float)
     refit, why = should_refit(recipe, data)
     if refit and world.distributed:
         log.warning("train.refit is skipped under torchrun (one process would refit, not all)")
         refit = False
     if world.main:  # rank 0 evaluates and writes
         final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
-        calibration = calibrate(final, data, recipe, device)  # T and min_score, on validation
+        # T and min_score, on validation; a multi-label model's sigmoids get per-class thresholds instead
+        calibration = None if data.train.multi_label else calibrate(final, data, recipe, device)
         chosen_on = baseline  # validation scores of the baseline validation could judge
+        if data.train.multi_label and thresholds is None:  # chosen before a refit: validation is held out here
+            from ..infer.multilabel import thresholds_on_val
+
+            thresholds, facts["thresholds"] = thresholds_on_val(final, data, device)
         if refit:  # the blend weight stays the one validation chose before val joined the training data
             final, baseline, facts["refit"] = refit_on_train_and_val(recipe, data, st.best_epoch, device, callbacks,
                                                                      baseline, blend, why)  # fmt: skip
@@ -154,7 +166,7 @@ def train_model(
         if calibration is not None:
             final = Tempered(final, calibration["temperature"], calibration)
         metrics, scored = final_metrics(
-            final, data, run_dir, device, baseline, blend, recipe=recipe, listed=prepared.splits
+            final, data, run_dir, device, baseline, blend, recipe=recipe, listed=prepared.splits, thresholds=thresholds
         )
         if chosen_on is not None:
             compare_with_baseline(st.history, chosen_on, blend)
@@ -162,13 +174,15 @@ def train_model(
             "epoch": st.best_epoch,
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
             "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
+            **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
         }
         save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer)
         if score_val and len(data.val):
             from ..infer.evaluate import evaluation_report
             from ..infer.inference import window_logits
 
-            val_report = evaluation_report(window_logits(final, data.val, device), data.val, labels)
+            val_report = evaluation_report(window_logits(final, data.val, device), data.val, labels,
+                                           thresholds=thresholds)  # fmt: skip
         if point_latest:
             rundir.point_latest(run_dir)
     return TrainResult(
@@ -186,6 +200,7 @@ def train_model(
         baseline=baseline_facts(baseline, blend),
         val_report=val_report,
         scored=scored,
+        thresholds=None if thresholds is None else [float(t) for t in thresholds],
     )
 
 
@@ -231,7 +246,7 @@ def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, 
     trainer.load_last()  # without validation to choose, the epoch count validation chose decides
     network = trainer.model.eval()
     if baseline is not None:
-        baseline = fit_baseline(recipe, both, device, c=baseline.C)
+        baseline = fit_baseline(recipe, both, device, c=baseline.C, thresholds=baseline.thresholds)
     final = network
     if baseline is not None:
         final = Blend(network, baseline.module, (blend or {}).get("weight", 0.0), baseline.summary()).eval()
@@ -239,11 +254,11 @@ def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, 
     return final, baseline, facts
 
 
-def fit_baseline(recipe: Recipe, data: Datasets, device, c: float | None = None):
+def fit_baseline(recipe: Recipe, data: Datasets, device, c: float | None = None, thresholds=None):
     """The classical baseline of `attn.pipelines.train.baseline` on the model's own splits."""
     from .baseline import fit_baseline as fit
 
-    return fit(recipe, data, device, c=c)
+    return fit(recipe, data, device, c=c, thresholds=thresholds)
 
 
 def baseline_facts(baseline, blend: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -373,6 +388,7 @@ def final_metrics(
     *,
     recipe: Recipe,
     listed: dict[str, list],
+    thresholds=None,
 ) -> tuple[dict[str, Any] | None, Scored | None]:
     """Metrics of the model to save on `data.eval_split`, written to metrics.json with the
     baseline's scores beside them (and, when blended, the blend weight and the network's own
@@ -390,7 +406,7 @@ def final_metrics(
         log.warning("no test clips: reporting metrics on the validation split")
     ws = data.split(split)
     logits = window_logits(model, ws, device)  # (W, K)
-    metrics = evaluation_report(logits, ws, list(data.labels))
+    metrics = evaluation_report(logits, ws, list(data.labels), thresholds=thresholds)
     metrics["split"] = split
     if getattr(model, "calibration", None) is not None:  # a Tempered model: ECE and coverage on this split
         from ..infer.calibration import calibration_report
@@ -399,12 +415,15 @@ def final_metrics(
     if baseline is not None:
         metrics["baseline"] = baseline.summary()
     if blend is not None and blend["weight"] > 0:
-        net = evaluation_report(window_logits(model.network, ws, device), ws, list(data.labels))
+        net = evaluation_report(window_logits(model.network, ws, device), ws, list(data.labels),
+                                thresholds=thresholds)  # fmt: skip
         metrics["blend"] = {**blend, "network_accuracy": net["accuracy"], "network_macro_f1": net["macro_f1"]}
     metrics.update(extra or {})
     atomic_write_text(run_dir / METRICS, json.dumps(metrics, indent=2) + "\n")
     log.info("%s accuracy %.4f, macro-F1 %.4f (%d examples)", split, metrics["accuracy"], metrics["macro_f1"],
              metrics["count"])  # fmt: skip
+    if "macro_map" in metrics:
+        log.info("%s micro-F1 %.4f, macro mAP %.4f", split, metrics["micro_f1"], metrics["macro_map"])
     scored = None
     if split in data.items:
         scored = Scored(listed, split, ws, data.items[split], logits, list(data.labels), recipe)

@@ -109,7 +109,17 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.opt = adamw(model, cfg)
         self.class_weights = None
-        if cfg.class_weights == "balanced":
+        self.multi_label = train_set.multi_label
+        if self.multi_label:
+            from ..data.labelsets import warn_no_positives
+
+            warn_no_positives(train_set.labels, labels)
+        if cfg.class_weights == "balanced" and self.multi_label:
+            # BCE's pos_weight n_neg / n_pos per class: positives and negatives weigh the same in total.
+            pos = train_set.labels.sum(0).astype(np.float64)
+            w = np.where(pos > 0, (len(train_set.labels) - pos) / np.maximum(pos, 1), 1.0)
+            self.class_weights = torch.tensor(w, dtype=torch.float32, device=device)
+        elif cfg.class_weights == "balanced":
             # w_k = N / (K n_k): every class carries the same total weight in the loss.
             counts = np.bincount(train_set.labels[train_set.labels >= 0], minlength=len(labels)).astype(np.float64)
             w = np.where(counts > 0, counts.sum() / (len(labels) * np.maximum(counts, 1)), 0.0)
@@ -138,8 +148,17 @@ class Trainer:
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, mix) -> torch.Tensor:
         """Cross-entropy (class-weighted with train.class_weights: balanced); with mixup, each
-        row's loss against both of its labels, weighted by its mixing weight."""
+        row's loss against both of its labels, weighted by its mixing weight. Multi-label:
+        binary cross-entropy per class (balanced: as pos_weight) against mixed multi-hot targets."""
         ls = self.cfg.label_smoothing
+        if self.multi_label:
+            # y: (B, K) multi-hot; mixup mixes the targets as it mixed the inputs
+            if mix is not None:
+                lam, perm = mix
+                y = lam[:, None] * y + (1 - lam[:, None]) * y[perm]
+            if ls:
+                y = y * (1 - ls) + 0.5 * ls
+            return F.binary_cross_entropy_with_logits(logits, y, pos_weight=self.class_weights)
         if mix is None:
             return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=ls)
         lam, perm = mix
@@ -224,7 +243,10 @@ class Trainer:
                 self._update_ema()
             total += value * len(batch.y)
             count += len(batch.y)
-            correct += (logits.detach().argmax(-1) == batch.y).sum()
+            if self.multi_label:  # exact-set match at 0.5
+                correct += ((logits.detach() >= 0) == (batch.y >= 0.5)).all(-1).sum()
+            else:
+                correct += (logits.detach().argmax(-1) == batch.y).sum()
             self.cb.on_step(i + 1, value)
         # Running accuracy on the epoch's training windows (augmented, in training mode), for the
         # learning curves; every rank has as many examples, so the mean over ranks is the total's.

@@ -1,0 +1,92 @@
+"""Multi-label data (`data.multi_label: true`): label cells parsed into label sets, the label
+list, multi-hot targets. The model side (thresholds, metrics, predictions) is
+`attn.pipelines.infer.multilabel`."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from attn.errors import InputError
+
+log = logging.getLogger("attn")
+
+SEPARATORS = (";", "|", ",")  # what data.label_sep: auto tries
+
+
+# -- label sets ---------------------------------------------------------------------------------
+
+
+def detect_sep(cells: list[str], where: str) -> str:
+    """data.label_sep: auto: of SEPARATORS, the one found in the most cells (JSON lists aside;
+    ties: the earlier), so a label that itself holds a `,` or `;` does not decide; when none
+    occurs every example has one label, which is allowed but said."""
+    plain = [c for c in cells if not c.lstrip().startswith("[")]
+    counts = [sum(sep in c for c in plain) for sep in SEPARATORS]
+    if max(counts, default=0):
+        return SEPARATORS[int(np.argmax(counts))]
+    if plain:
+        log.warning("%s: data.multi_label is on but no label cell holds a separator (tried %s): every example "
+                    "has one label; set data.label_sep if yours is another", where, " ".join(SEPARATORS))  # fmt: skip
+    return SEPARATORS[0]
+
+
+def check_sep(cells: list[str], sep: str, where: str) -> None:
+    """A separator given in the recipe that no cell holds: one warning (probably a wrong sep)."""
+    plain = [c for c in cells if not c.lstrip().startswith("[")]
+    if plain and not any(sep in c for c in plain):
+        log.warning("%s: data.label_sep %r never occurs in the label column: every example has one label "
+                    "(is the separator right?)", where, sep)  # fmt: skip
+
+
+def parse_cell(cell: str, sep: str, where: str) -> tuple[str, ...]:
+    """A label cell -> its labels, sorted and without duplicates: `a;b` (split on `sep`) or a
+    JSON list `["a", "b"]` (a JSONL manifest's list). An empty set is an error."""
+    text = cell.strip()
+    if text.startswith("["):
+        try:
+            parts = json.loads(text)
+        except json.JSONDecodeError:
+            parts = None
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise InputError(f"{where}: label list {text[:60]!r} is not a JSON list of strings")
+    else:
+        parts = text.split(sep)
+    labels = tuple(sorted({p.strip() for p in parts if p.strip()}))
+    if not labels:
+        raise InputError(f"{where}: empty label list")
+    return labels
+
+
+def collect_label_sets(splits: dict[str, list]) -> list[str]:
+    """Every label of the training sets, sorted. A label seen only in val/test cannot be learned:
+    it is dropped from those examples with a warning (an example left with none keeps no label,
+    and counts as all negatives)."""
+    labels = sorted({lab for it in splits["train"] for lab in it.labels or ()})
+    unseen = sorted({lab for s in ("val", "test") for it in splits.get(s, []) for lab in it.labels or ()} - set(labels))
+    if unseen:
+        log.warning("data: label(s) %s appear in val/test but never in train: ignored there (a model cannot "
+                    "learn them)", ", ".join(map(repr, unseen)))  # fmt: skip
+    return labels
+
+
+def multi_hot(label_sets: list[tuple[str, ...] | None], labels: list[str]) -> np.ndarray:
+    """(N, K) float32 targets: 1 where the example carries the class; unknown labels ignored."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.zeros((len(label_sets), len(labels)), dtype=np.float32)
+    for r, labs in enumerate(label_sets):
+        for lab in labs or ():
+            if lab in index:
+                y[r, index[lab]] = 1.0
+    return y
+
+
+def warn_no_positives(y: np.ndarray, labels: list[str]) -> None:
+    """A class with no positive among the training targets (possible when a refit or folds drop
+    examples): its sigmoid only learns 'no'."""
+    empty = [labels[k] for k in np.flatnonzero(y.sum(0) == 0)]
+    if empty:
+        log.warning("data: class(es) %s have no positive training example: the model will never tag them",
+                    ", ".join(map(repr, empty)))  # fmt: skip
