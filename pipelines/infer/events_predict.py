@@ -144,7 +144,11 @@ def predict_events(loaded, inputs: Iterable, settings: EventSettings | None = No
 
 def event_metrics(reference: Annotated, estimated: dict[str, list[Event]], labels: list[str]) -> dict[str, Any]:
     """sed_eval's event-based (collars above) and segment-based (1 s) metrics over all recordings."""
-    import sed_eval
+    import warnings
+
+    with warnings.catch_warnings():  # dcase_util, under sed_eval, imports the deprecated pkg_resources
+        warnings.simplefilter("ignore", UserWarning)
+        import sed_eval
 
     classes = sorted(set(labels) | set(reference.labels))
     ev = sed_eval.sound_event.EventBasedMetrics(
