@@ -13,6 +13,7 @@ Importing attn imports no torch: each function imports what it needs when it run
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -393,6 +394,13 @@ class Model:
                 settings = EventSettings(**given)
             except (TypeError, ValueError) as e:
                 raise ConfigError(str(e)) from None
+            if self.loaded.header.get("events"):  # tuned by `attn train` (data.events): not applied live yet
+                logging.getLogger("attn.listen").warning(
+                    "%s: listen --events uses the default post-processing (plus --event-set), not the settings "
+                    "tuned at training (the noise-floor gate and classify: segments need the whole recording); "
+                    "attn predict --events applies those",
+                    self.path,
+                )
         options = ListenOptions(fmt, realtime=realtime, stall_seconds=stall_seconds, top_k=top_k, events=settings)
         return Listener(self.loaded, options, stop).listen(os.fspath(source))
 
