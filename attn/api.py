@@ -332,15 +332,8 @@ class Model:
         return tuned
 
     def _event_settings(self, overrides: dict):
-        from attn.pipelines.infer.events import EventSettings
-
         self._audio_only("events")
-        try:
-            return EventSettings.from_dict(
-                {**(self.loaded.header.get("events") or {}).get("settings", {}), **overrides}
-            )
-        except (TypeError, ValueError) as e:
-            raise ConfigError(str(e)) from None
+        return _event_settings((self.loaded.header.get("events") or {}).get("settings", {}), overrides)
 
     def _audio_only(self, what: str) -> None:
         if self.modality != "audio" or self.exported:
@@ -382,18 +375,7 @@ class Model:
         fmt = PcmFormat(pcm, int(rate or self.recipe.features.sample_rate), int(channels))
         settings = None
         if events is not False:
-            from attn.pipelines.infer.events import EventSettings
-
-            given = {} if events is True else dict(events)
-            unknown = sorted(set(given) - set(EventSettings.__dataclass_fields__))
-            if unknown:
-                raise ConfigError(
-                    f"events: unknown setting {unknown[0]!r}; use {', '.join(EventSettings.__dataclass_fields__)}"
-                )
-            try:
-                settings = EventSettings(**given)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(str(e)) from None
+            settings = _event_settings({}, {} if events is True else dict(events))
             if self.loaded.header.get("events"):  # tuned by `attn train` (data.events): not applied live yet
                 logging.getLogger("attn.listen").warning(
                     "%s: listen --events uses the default post-processing (plus --event-set), not the settings "
@@ -497,3 +479,18 @@ def _device(device: Any):
     from attn.pipelines.device import resolve_device
 
     return resolve_device(_spec(device))
+
+
+def _event_settings(stored: dict, overrides: dict):
+    """EventSettings from `stored` (the model's tuned ones, or none) with `overrides` on top; an
+    override that is not a setting, or a bad value, is a ConfigError."""
+    from attn.pipelines.infer.events import EventSettings
+
+    unknown = sorted(set(overrides) - set(EventSettings.__dataclass_fields__))
+    if unknown:
+        fields = ", ".join(EventSettings.__dataclass_fields__)
+        raise ConfigError(f"events: unknown setting {unknown[0]!r}; use {fields}")
+    try:
+        return EventSettings.from_dict({**stored, **overrides})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
