@@ -16,6 +16,9 @@ from attn.pipelines.data.synthetic import generate_clip
 from attn.pipelines.infer.events import Event
 from attn.pipelines.infer.events_predict import event_metrics
 
+# sed_eval comes with the events extra (pip install 'attn[events]'; CI installs it)
+pytest.importorskip("sed_eval")
+
 SR = 8000
 # (label, onset, offset) of the sounds placed in the generated recording
 PLACED = [("sine", 1.0, 1.5), ("chirp", 3.0, 3.5), ("sine", 5.2, 5.7)]

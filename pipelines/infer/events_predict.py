@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.errors import InputError
+from attn.errors import ConfigError, InputError
 
 from ..data.annotations import Annotated
 from .events import Event, EventSettings, activity_spans, detect_events
@@ -148,7 +148,10 @@ def event_metrics(reference: Annotated, estimated: dict[str, list[Event]], label
 
     with warnings.catch_warnings():  # dcase_util, under sed_eval, imports the deprecated pkg_resources
         warnings.simplefilter("ignore", UserWarning)
-        import sed_eval
+        try:
+            import sed_eval
+        except ImportError as e:
+            raise ConfigError(f"scoring sound events needs sed_eval ({e}): pip install 'attn[events]'") from None
 
     classes = sorted(set(labels) | set(reference.labels))
     ev = sed_eval.sound_event.EventBasedMetrics(
