@@ -235,11 +235,11 @@ def check_model_or_recipe(model: str | None, recipe: str | None, set_: list[str]
 def audio_paths(model, inputs: list[str] | None, text: list[str] | None) -> list:
     """The audio files an audio model gets from the command line (files, folders, - for paths on
     stdin); --text, or nothing to read, is a usage error."""
-    from attn.pipelines.infer.predict import expand_inputs
+    from attn.api import audio_files
 
     if text:
         raise fail(f"--text given, but {model.path} is an audio model")
-    paths = expand_inputs(inputs or [], model.recipe.data.extensions)
+    paths = audio_files(model, inputs or [])
     if not paths:
         raise fail("no inputs (stdin was empty)")
     return paths

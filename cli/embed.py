@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -64,7 +63,7 @@ def embed_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Write the vector (embedding) a model computes for each audio file or text."""
-    import attn
+    import attn.api
 
     if not inputs and not text:
         raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
@@ -77,7 +76,7 @@ def embed_cmd(
     m = attn.load(model, device)
     set_threads(threads)
     if m.modality == "text":
-        from attn.pipelines.infer.predict_text import text_inputs
+        from attn.api import text_inputs
 
         if per_window:
             raise fail("--per-window is for audio models; a text has one vector")
@@ -85,12 +84,10 @@ def embed_cmd(
     else:
         items = audio_paths(m, inputs, text)
     records = m.embed_iter(items, per_window=per_window, batch_size=batch_size)
-    if suffix == ".npy":
-        from attn.pipelines.infer.embed import write_npy
-
-        seen = write_npy(records, out)
+    if out is not None:
+        seen = attn.api.write_embeddings(records, out)
     else:
-        seen = _write_jsonl(records, out)
+        seen = _write_jsonl(records)
     if not seen:
         raise fail("no inputs (stdin was empty)")
     failed = [r for r in seen if r.get("error")]
@@ -103,14 +100,8 @@ def embed_cmd(
         raise typer.Exit(1)
 
 
-def _write_jsonl(records, out: Path | None) -> list[dict]:
-    """Records to stdout, or to `out` (written whole, atomically, once every input is done)."""
+def _write_jsonl(records) -> list[dict]:
+    """Records to stdout, as each input is done."""
     from . import render
 
-    if out is None:
-        return [{"error": r.get("error")} for r in render.write_jsonl(records)]
-    from attn.pipelines.fsutil import atomic_write_text
-
-    recs = list(records)
-    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
-    return recs
+    return [{"error": r.get("error")} for r in render.write_jsonl(records)]

@@ -97,7 +97,7 @@ def evaluate_cmd(
         raise fail("--set needs --recipe")
     setup_logging(quiet, None if quiet else stderr_console())
     set_threads(threads)
-    from attn.pipelines.recipe.load import load_recipe
+    from attn.api import load_recipe
 
     if events is not None:
         if data is not None or recipe is not None:

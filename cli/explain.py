@@ -81,7 +81,7 @@ def explain_cmd(
     set_threads(threads)
     m = attn.load(model, device)
     if m.modality == "text":
-        from attn.pipelines.infer.predict_text import text_inputs
+        from attn.api import text_inputs
 
         items: Any = list(text_inputs(text or [], inputs or []))
     else:

@@ -32,11 +32,7 @@ def features_cmd(
     """Write the feature tensor a model computes for FILE (for inspection or other tools)."""
     check_out(out)
     check_model_or_recipe(model, recipe, set_)
-    from attn.pipelines.device import resolve_device
-    from attn.pipelines.ship.features_export import export_features
+    from attn.api import export_features
 
-    dev = resolve_device(device)
-    shape, frames = export_features(file, out, model=model, recipe=recipe, overrides=list(set_ or []), device=dev)
-    print(
-        f"{out}: float32 {tuple(shape)} (windows, bins, frames); valid frames per window: " + " ".join(map(str, frames))
-    )
+    shape, frames = export_features(file, out, model=model, recipe=recipe, overrides=set_ or [], device=device)
+    print(f"{out}: float32 {shape} (windows, bins, frames); valid frames per window: " + " ".join(map(str, frames)))

@@ -33,7 +33,7 @@ def info_cmd(
     """Show what a model file holds: recipe, labels, size, versions, test metrics. Verifies its checksum."""
     import yaml
 
-    from attn.pipelines.store.artifact import read_info
+    from attn.api import info as read_info
 
     info = read_info(model)
     h, path = {k: v for k, v in info.items() if k not in ("path", "format_version")}, info["path"]

@@ -130,7 +130,7 @@ def predict_cmd(
         raise fail("--hop is for --events")
     if not inputs and not text:
         raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
-    from attn.pipelines.infer.calibration import check_min_score
+    from attn.api import check_min_score
 
     check_min_score(min_score)  # before the model loads
     console = None if quiet else stderr_console()
@@ -139,7 +139,7 @@ def predict_cmd(
     if not m.exported:  # an ONNX file predicts through onnxruntime: torch is never imported
         set_threads(threads)
     if m.modality == "text":
-        from attn.pipelines.infer.predict_text import text_inputs
+        from attn.api import text_inputs
 
         if per_frame:
             raise fail("--per-frame is for audio models; this is a text model")

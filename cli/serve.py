@@ -71,21 +71,20 @@ def serve_cmd(
 ) -> None:
     """Serve a model over HTTP: predict, explain, info, metrics, and a page to try it."""
     import attn
-    from attn.pipelines.serve.app import ServeConfig, create_app, listen, run
+    from attn.api import bind, serve, serve_app, serve_config
 
     setup_logging(quiet)
     _uvicorn_logs_through_ours()
-    config = ServeConfig(host=host, port=port, workers=workers, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                         token=token or None, max_upload_mb=max_upload_mb, timeout_s=timeout, max_inputs=max_inputs,
-                         debug=State.debug)  # fmt: skip
-    config.check()
+    config = serve_config(host=host, port=port, workers=workers, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                          token=token or None, max_upload_mb=max_upload_mb, timeout_s=timeout, max_inputs=max_inputs,
+                          debug=State.debug)  # fmt: skip
     if not token and host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("attn").warning("listening on %s without --token: anyone who can reach this port can "
                                           "use the model", host)  # fmt: skip
     m = attn.load(model, device)  # a bad model file is a usage error here, before any port is taken
     asked = threads or env_threads()  # given: every worker gets it; found by the load rule: split between them
     n = asked or (None if m.exported else auto_threads())
-    sock = listen(host, port)
+    sock = bind(host, port)
     from dataclasses import asdict, replace
 
     config = replace(config, port=sock.getsockname()[1])
@@ -94,7 +93,7 @@ def serve_cmd(
             import torch
 
             torch.set_num_threads(n)
-        run(config, create_app(m, config), sock)
+        serve(config, serve_app(m, config), sock)
         return
     # Each worker loads the model itself (a process cannot share the parent's).
     per_worker = asked or (None if n is None else max(1, n // workers))
@@ -103,13 +102,13 @@ def serve_cmd(
     del m
     with tempfile.TemporaryDirectory(prefix="attn-metrics-") as d:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = d  # /metrics sums the workers (pipelines/serve/metrics.py)
-        run(config, "attn.cli.serve:worker_app", sock)
+        serve(config, "attn.cli.serve:worker_app", sock)
 
 
 def worker_app():
     """The app of one worker process (`--workers N`), from the settings the parent left in $ATTN_SERVE_WORKER."""
     import attn
-    from attn.pipelines.serve.app import ServeConfig, create_app
+    from attn.api import serve_app, serve_config
 
     s = json.loads(os.environ[ENV])
     setup_logging(s["quiet"])
@@ -119,7 +118,7 @@ def worker_app():
         import torch
 
         torch.set_num_threads(s["threads"])
-    return create_app(m, ServeConfig(**s["config"]))
+    return serve_app(m, serve_config(**s["config"]))
 
 
 def _uvicorn_logs_through_ours() -> None:

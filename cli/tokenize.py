@@ -37,32 +37,24 @@ def tokenize_cmd(
     """Show how a text model's tokenizer splits text: exactly the tokens the model sees."""
     check_model_or_recipe(model, recipe, set_)
     setup_logging(quiet=True)
-    from attn.features.tokenizers import CLS
-    from attn.pipelines.infer.predict_text import argument_inputs
-    from attn.pipelines.ship.tokenize import tokenizer_for
+    from attn.api import argument_texts, tokenize
 
-    tok, features, cls = tokenizer_for(model=model, recipe=recipe, overrides=list(set_ or []))
-    max_len = features.tokenizer.max_len
+    result = tokenize(argument_texts(texts), model=model, recipe=recipe, overrides=set_ or [])
     cut = failed = total = 0
-    for item in argument_inputs(texts):
+    for rec in result.records:
         total += 1
-        if item.error is not None:  # blank or not UTF-8: an empty line keeps the output in step
+        if "error" in rec:  # blank or not UTF-8: an empty line keeps the output in step
             failed += 1
             print()
-            err(f"error: {item.error}")
+            err(f"error: {rec['error']}")
             continue
-        tokens = tok.tokens(item.text)
-        token_ids = tok.encode(item.text)
-        if len(tokens) > max_len:
-            cut += 1
-            tokens, token_ids = tokens[:max_len], token_ids[:max_len]
-        shown = ([CLS] if cls else []) + tokens
-        out = " ".join(shown)
+        cut += rec["truncated"]
+        out = " ".join(rec["tokens"])
         if ids:
-            out += "\t" + " ".join((["cls"] if cls else []) + [str(i) for i in token_ids])
+            out += "\t" + " ".join((["cls"] if result.class_token else []) + [str(i) for i in rec["ids"]])
         print(out)
     if cut:
-        print(f"attn: {cut} text(s) cut to max_len={max_len} tokens", file=sys.stderr)
+        print(f"attn: {cut} text(s) cut to max_len={result.max_len} tokens", file=sys.stderr)
     if failed:
         print(f"attn: {failed} of {total} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)

@@ -77,11 +77,11 @@ def train_cmd(
     """Train a model from a recipe; the test metrics and the run directory go to stdout."""
     check_out(out)
     import attn
-    from attn.pipelines.train.distributed import world_from_env
+    from attn.api import main_process
 
     if (recipe is None) == (resume is None):
         raise fail("give a RECIPE to train, or --resume RUN_DIR to continue a run (not both)")
-    main_rank = world_from_env().main  # under torchrun only rank 0 logs and prints
+    main_rank = main_process()  # under torchrun only rank 0 logs and prints
     quiet = quiet or not main_rank
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)

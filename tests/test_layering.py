@@ -1,6 +1,7 @@
 """The layers point down: cli -> attn (the API) -> pipelines -> models -> features -> the bottom
-(attn.errors, attn.schema). Read from the source: every import statement of every module,
-wherever it sits (top level or inside a function), parsed with `ast`.
+(attn.errors, attn.schema); the command line goes through the API alone, never below it. Read
+from the source: every import statement of every module, wherever it sits (top level or inside
+a function), parsed with `ast`.
 """
 
 from __future__ import annotations
@@ -67,20 +68,41 @@ ALLOWED = {
     "models": {"bottom", "features"},
     "pipelines": {"bottom", "features", "models"},
     "api": {"bottom", "features", "models", "pipelines"},
-    "cli": {"bottom", "features", "models", "pipelines", "api"},
+    "cli": {"bottom", "api"},  # every command through attn.api: parse, one library call, render
 }
 UI = ("typer", "rich", "click")
 
 
+def violations(name: str, path: Path) -> list[str]:
+    """What module `name` (source at `path`) imports against ALLOWED, or a UI package outside cli/."""
+    mine, found = layer(name), []
+    for target in sorted(imports(name, path)):
+        other = layer(target)
+        if other and other != mine and other not in ALLOWED[mine]:
+            found.append(f"{name} ({mine}) imports {target} ({other})")
+        if mine != "cli" and target.split(".")[0] in UI:
+            found.append(f"{name}: only cli/ imports {target.split('.')[0]}")
+    return found
+
+
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_imports_point_down(name):
-    mine = layer(name)
-    for target in sorted(imports(name, modules()[name])):
-        other = layer(target)
-        if other and other != mine:
-            assert other in ALLOWED[mine], f"{name} ({mine}) imports {target} ({other})"
-        if mine != "cli":
-            assert target.split(".")[0] not in UI, f"{name}: only cli/ imports {target.split('.')[0]}"
+    assert not violations(name, modules()[name])
+
+
+def test_a_command_that_skips_the_api_is_caught(tmp_path):
+    """cli/ reaches the library through attn.api only: a command importing a pipeline, a model
+    family or a feature module directly (at top level or in a function) is a violation; the API,
+    errors, schema, typer and its own modules are not."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("import typer\nfrom attn.api import load\nfrom attn.errors import ConfigError\n"
+                   "from .common import fail\ndef cmd():\n    from attn.pipelines.infer.predict import expand_inputs\n"
+                   "    import attn.models.registry\n    from attn.features.tokenizers import CLS\n")  # fmt: skip
+    found = violations("attn.cli.bad", bad)
+    assert len(found) == 3, found
+    assert all(" (cli) imports attn." in v for v in found)
+    assert {v.split()[3] for v in found} == {"attn.pipelines.infer.predict", "attn.models.registry",
+                                             "attn.features.tokenizers"}  # fmt: skip
 
 
 def test_the_issue_s_greps_find_nothing():

@@ -9,9 +9,19 @@ line itself goes through it.
     attn.evaluate("runs/q")                         # metrics on the test split of its recipe
 
 Importing attn imports no torch: each function imports what it needs when it runs.
+
+By job: model.py (`load`, `Model`), runs.py (train, resume, tune, evaluate, report, recipes),
+inputs.py (the inputs a command line names, embeddings files), inspection.py (`info`,
+`export_features`, `tokenize`), serving.py (`attn serve`). Every `attn` command goes through
+these names; none is imported from a module below them.
 """
 
+from .inputs import argument_texts, audio_files, check_min_score, text_inputs, write_embeddings
+from .inspection import export_features, info, tokenize
 from .model import Model, load
-from .runs import evaluate, report, resume, train, tune
+from .runs import evaluate, load_recipe, main_process, report, resume, train, tune
+from .serving import bind, serve, serve_app, serve_config
 
-__all__ = ["Model", "evaluate", "load", "report", "resume", "train", "tune"]
+__all__ = ["Model", "argument_texts", "audio_files", "bind", "check_min_score", "evaluate", "export_features", "info",
+           "load", "load_recipe", "main_process", "report", "resume", "serve", "serve_app", "serve_config",
+           "text_inputs", "tokenize", "train", "tune", "write_embeddings"]  # fmt: skip

@@ -153,3 +153,19 @@ def evaluate(
         raise ConfigError("overrides need a recipe")
     return evaluate_model(m.loaded, data=None if data is None else os.fspath(data), recipe=r, split=split,
                           aggregate_how=aggregate, min_score=min_score)  # fmt: skip
+
+
+def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Recipe:
+    """The recipe at `path` with `overrides` (`--set`-style items) applied: read, expanded
+    (${VAR}s, `extends`), resolved and validated; a bad one is a ConfigError naming the key."""
+    from attn.pipelines.recipe.load import load_recipe as load_file
+
+    return load_file(os.fspath(path), list(overrides))
+
+
+def main_process() -> bool:
+    """Whether this process is the one that logs and prints: always, except under torchrun
+    (several processes training one model), where rank 0 is."""
+    from attn.pipelines.train.distributed import world_from_env
+
+    return world_from_env().main

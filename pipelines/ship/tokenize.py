@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
 from attn.errors import ConfigError
 from attn.features.config import TextFeatures
+from attn.features.tokenizers import CLS
 
 from ..data.sources import list_items, split_items
 from ..data.text import fit_tokenizer
@@ -37,3 +42,27 @@ def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides
 def uses_class_token(recipe: Recipe) -> bool:
     """Whether the recipe's model prepends a class token (`attn tokenize` shows it as <cls>)."""
     return recipe.model.family.uses_class_token(recipe.model.config)
+
+
+@dataclass
+class Tokenized:
+    """`attn tokenize`'s answer: the model's `max_len`, whether it prepends a class token, and one
+    record per input, in order: {"input", "tokens", "ids", "truncated"} (tokens start with <cls>
+    where the model prepends one, which has no id; both cut at max_len), or {"input", "error"}
+    for a blank input or a line that is not UTF-8."""
+
+    max_len: int
+    class_token: bool
+    records: Iterator[dict[str, Any]]
+
+
+def tokenize(items: Iterable, tok, max_len: int, cls: bool) -> Iterator[dict[str, Any]]:
+    """Records of `Tokenized` for text inputs (`predict_text.TextInput`s)."""
+    for item in items:
+        if item.error is not None:
+            yield {"input": item.input, "error": item.error}
+            continue
+        tokens, ids = tok.tokens(item.text), tok.encode(item.text)
+        cut = len(tokens) > max_len
+        yield {"input": item.input, "tokens": ([CLS] if cls else []) + tokens[:max_len], "ids": ids[:max_len],
+               "truncated": cut}  # fmt: skip
