@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from attn.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover - names for annotations only
+    from attn.pipelines.infer.loaded import Loaded
     from attn.pipelines.recipe.config import Recipe
     from attn.pipelines.ship.export import ExportResult
-    from attn.pipelines.store.artifact import LoadedModel
 
 
 def load(model: str | os.PathLike | None = None, device: Any = "cpu") -> Model:
@@ -40,7 +40,7 @@ class Model:
     """A trained model (from `attn.load`): `predict`, `labels`, `info()`; `.module` is the torch
     module itself (eval mode), `.recipe` the resolved recipe it was trained with."""
 
-    def __init__(self, loaded: LoadedModel, path: Path) -> None:
+    def __init__(self, loaded: Loaded, path: Path) -> None:
         self.loaded, self.path = loaded, Path(path)
 
     @property

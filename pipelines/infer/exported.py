@@ -46,6 +46,8 @@ class ExportedRecipe:
 
 @dataclass
 class ExportedModel:
+    """An exported ONNX model, loaded: a `loaded.Loaded`, as the `.attn` model is."""
+
     session: Any  # onnxruntime.InferenceSession
     recipe: ExportedRecipe
     labels: list[str]

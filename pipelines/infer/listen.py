@@ -30,6 +30,7 @@ from attn.errors import InputError
 from attn.features.pcm import PcmDecoder, PcmFormat, parse_wav_header
 
 from .events import EventSettings
+from .loaded import Loaded
 from .predict import WARN_FRACTION, frame_record
 
 log = logging.getLogger("attn")
@@ -52,7 +53,7 @@ class ListenOptions:
 class Listener:
     """Score a PCM stream with a loaded model (`artifact.load_model`'s or `exported.load_exported`'s)."""
 
-    def __init__(self, loaded, options: ListenOptions, stop: Event | None = None) -> None:
+    def __init__(self, loaded: Loaded, options: ListenOptions, stop: Event | None = None) -> None:
         self.loaded, self.options = loaded, options
         self.cfg = loaded.recipe.features
         self.labels = list(loaded.labels)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .loaded import Loaded
 from .metrics import per_class_rows, precision_recall_f1
 
 log = logging.getLogger("attn")
@@ -166,7 +167,7 @@ def thresholds_on_val(model, data, device) -> tuple[np.ndarray | None, dict[str,
 # -- predicting ---------------------------------------------------------------------------------
 
 
-def model_thresholds(loaded, override: float | None = None) -> np.ndarray | None:
+def model_thresholds(loaded: Loaded, override: float | None = None) -> np.ndarray | None:
     """The thresholds predictions use: `override` (predict --threshold) for every class, else the
     ones the model file stores (0.5 for a file without them); None for a single-label model."""
     from attn.errors import ConfigError

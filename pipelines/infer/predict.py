@@ -23,6 +23,7 @@ from attn.features.config import AUDIO_EXTENSIONS
 
 from .events import centre_level_db
 from .inference import AGGREGATES, aggregate, top_labels
+from .loaded import Loaded
 
 STREAM_SECONDS = 120.0
 WARN_FRACTION = 10  # a record gets a "warning" below 1/10 of a window, or 1/10 of the model's sample rate
@@ -91,7 +92,7 @@ class AudioPredictor:
 
     def __init__(
         self,
-        loaded,
+        loaded: Loaded,
         batch_size: int = 64,
         aggregate_how: str = "mean",
         top_k: int = 1,

@@ -17,6 +17,7 @@ import numpy as np
 from attn.errors import ConfigError
 
 from .inference import top_labels
+from .loaded import Loaded
 
 BOM = b"\xef\xbb\xbf"
 
@@ -103,7 +104,7 @@ def _lines(stream, name: str, named_by_text: bool) -> Iterator[TextInput]:
 class TextPredictor:
     """Predict `TextInput`s with a loaded text model: one record per input, in order."""
 
-    def __init__(self, loaded, batch_size: int = 64, top_k: int = 1, threshold: float | None = None) -> None:
+    def __init__(self, loaded: Loaded, batch_size: int = 64, top_k: int = 1, threshold: float | None = None) -> None:
         from .multilabel import model_thresholds
 
         self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only

@@ -36,7 +36,7 @@ class LoadedModel:
     def window_probs(self, windows: list) -> Any:
         """Class probabilities (W, K) float32 of windows: 1-D float32 samples, or token ids (T,)
         or (T, 1 + K); zero-padded into one batch with their lengths (padding never changes a
-        prediction). Predict's one model call (`exported.ExportedModel` has the same)."""
+        prediction). Predict's one model call (`loaded.Loaded`, which `exported.ExportedModel` is too)."""
         import torch
 
         from ..data.batching import pad_rows
