@@ -1,9 +1,9 @@
-"""Transformer encoder with a class token, as the seeds write it (lecture 7, "The Transformer
-model"), for text tokens and audio frames alike.
+"""Transformer encoder (Vaswani et al. 2017, "Attention Is All You Need") with a class token
+read at the output (BERT's [CLS], Devlin et al. 2019), for text tokens and audio frames alike.
 
     x (B, T, C) -> Linear -> (+ or ||) positional encoding -> [class token] -> N blocks -> pool
-    block (post-norm, the seeds' order):  H = LN(X + MHA(X));  H = LN(H + FF(H))
-    block (pre-norm option):              H = X + MHA(LN(X));  H = H + FF(LN(H))
+    block (post-norm, Vaswani et al.'s):  H = LN(X + MHA(X));  H = LN(H + FF(H))
+    block (pre-norm option, Xiong et al. 2020):  H = X + MHA(LN(X));  H = H + FF(LN(H))
 
 Multi-head scaled dot-product attention softmax(QK^T / sqrt(d_k)) V per head, heads concatenated
 and projected (or additive scoring, Bahdanau et al. 2015: v^T tanh(q + k) per head); padded keys
@@ -107,9 +107,9 @@ class AdditiveAttention(MultiHeadAttention):
     """Multi-head additive (Bahdanau) attention: per head h, score(q, k) = v_h^T tanh(q + k), then
     the same masked softmax, values and output projection as `MultiHeadAttention`.
 
-    The seeds write it w_v^T tanh(W_q q + W_k k); here W_q x and W_k x are the head's query and
-    key projections of the shared qkv layer (their two biases sum to one bias inside the tanh),
-    and w_v = v_h (d_k,). Memory is O(T^2 d) (a tanh per query, key and channel) against the dot
+    Bahdanau et al. 2015 write it v_a^T tanh(W_a s + U_a h); here W_a s and U_a h are the head's
+    query and key projections of the shared qkv layer (their two biases sum to one bias inside
+    the tanh), and v_a = v_h (d_k,). Memory is O(T^2 d) (a tanh per query, key and channel) against the dot
     product's O(T^2 heads): for sequences of up to a few hundred tokens.
     """
 
@@ -201,7 +201,7 @@ class TransformerEncoder(Backbone):
         d_model, heads, layers, ff_dim: sizes (d_model divisible by heads).
         dropout: after attention/feed-forward and on the input; attention_dropout: on weights;
             head_dropout: on the pooled vector before the linear head.
-        norm: post (the seeds' order) or pre.
+        norm: post (Vaswani et al. 2017's order) or pre (Xiong et al. 2020).
         attention: dot (scaled dot-product) or additive (Bahdanau: v^T tanh(q + k) per head;
             more memory, see `AdditiveAttention`).
         positions: sinusoidal, learned (max_positions of them; the recipe's windows must fit,
@@ -211,13 +211,14 @@ class TransformerEncoder(Backbone):
         pool: cls (a trainable class token, read at the output), mean or max over valid steps,
             or attention: a learned scoring vector w gives each output token a weight
             softmax_t(w . h_t) over the valid tokens, and the pooled vector is their weighted sum
-            (attention with one learned query; the seeds' "task-specific token weights").
+            (attention with one learned query, like the word context vector of Yang et al. 2016,
+            "Hierarchical Attention Networks for Document Classification").
         token_pool: none, mean, max or attention: also pool the token vectors that enter the
             encoder (before positions and attention, so each one depends on its token alone)
             and concatenate them to the pooled encoder output before the head. A bag-of-words
             path beside the contextual one: the head reads a rare word's own vector directly,
             as TF-IDF + a linear model does; with attention its weights are static, per-token
-            learned weights (the seeds: TF-IDF is "static attention").
+            learned weights (TF-IDF's weighting is a fixed attention of that kind).
         position_scale: multiplies the positional encodings (sinusoidal values are ~0.7 per
             unit, far larger than token embeddings initialised at embed_dim**-0.5; below 1 lets
             the token identity dominate the sum). 1 keeps the plain sum.
@@ -349,7 +350,7 @@ class TransformerEncoder(Backbone):
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token encoder outputs (B, T', d) and their mask (B, T'); T' = T + 1 with a class
         token (at index 0: with no positional encoding on it, where it sits does not change any
-        output, since attention is permutation-equivariant; the seeds append it last)."""
+        output, since attention is permutation-equivariant; BERT puts its [CLS] first too)."""
         return self._encode(x, lengths)[:2]
 
     def _encode(self, x: torch.Tensor, lengths: torch.Tensor):

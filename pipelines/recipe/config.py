@@ -221,8 +221,8 @@ class TrainConfig(Strict):
     patience: NonNegInt | Auto = 10  # epochs without improvement before stopping; 0 = never; auto: epochs // 3
     # The validation score that picks the saved epoch (and stops early). Ties on accuracy or F1 go
     # to the lower validation loss, then to the earlier epoch. auto: val_loss when the validation
-    # split is small (below AUTO_SMALL_VAL examples, where accuracy moves in coarse steps), else
-    # val_accuracy.
+    # split is small (below SMALL_VAL examples, data/auto.py, where accuracy moves in coarse
+    # steps), else val_accuracy.
     monitor: Literal["val_accuracy", "val_loss", "val_macro_f1", "auto"] = "val_accuracy"
     class_weights: Literal["none", "balanced"] = "none"  # balanced: loss weight N / (K n_k) per class
     baseline: bool = True  # also fit a TF-IDF / MFCC + logistic-regression baseline on the same splits

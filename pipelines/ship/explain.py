@@ -31,8 +31,8 @@ from ..infer.inference import softmax
 
 SEGMENTS = 24  # occlusion: at most this many stretches of a window's time axis
 BANDS = 6  # occlusion of spectrogram inputs: frequency bands (x SEGMENTS model calls)
-SPECTRAL = ("logmel", "spectrogram")
-BATCH = 32  # windows per model call while scoring a recording  # audio features whose channels are frequencies
+SPECTRAL = ("logmel", "spectrogram")  # audio features whose channels are frequencies
+BATCH = 32  # windows per model call while scoring a recording
 
 
 def members(model) -> list:
