@@ -84,12 +84,17 @@ def _traceback() -> None:
         traceback.print_exc()
 
 
+def cli_handlers(logger: logging.Logger | None = None) -> list[logging.Handler]:
+    """The handlers `setup_logging` put on `logger` (default "attn"): the command's stderr lines."""
+    logger = logger or logging.getLogger("attn")
+    return [h for h in logger.handlers if getattr(h, "_attn_cli", False)]
+
+
 def setup_logging(quiet: bool = False, console=None) -> None:
     """Library log records -> stderr: rich on a terminal, plain lines otherwise."""
     logger = logging.getLogger("attn")
-    for h in list(logger.handlers):
-        if getattr(h, "_attn_cli", False):
-            logger.removeHandler(h)
+    for h in cli_handlers(logger):
+        logger.removeHandler(h)
     if console is not None:
         from rich.logging import RichHandler
 
@@ -100,7 +105,7 @@ def setup_logging(quiet: bool = False, console=None) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_PlainFormatter())
-    handler._attn_cli = True  # type: ignore[attr-defined]
+    handler._attn_cli = True  # type: ignore[attr-defined]  # read by cli_handlers() alone
     # The handler keeps its own threshold: a run raises the logger to INFO for its train.log
     # (pipelines/store/rundir.py), and --quiet must stay quiet on the terminal all the same.
     handler.setLevel(logging.WARNING if quiet else logging.INFO)

@@ -17,6 +17,7 @@ from .common import (
     State,
     ThreadsOpt,
     auto_threads,
+    cli_handlers,
     env_threads,
     handle_errors,
     setup_logging,
@@ -126,6 +127,6 @@ def _uvicorn_logs_through_ours() -> None:
     same stderr lines as attn's."""
     ours = logging.getLogger("attn")
     uv = logging.getLogger("uvicorn")
-    uv.handlers = [h for h in ours.handlers if getattr(h, "_attn_cli", False)]
+    uv.handlers = cli_handlers(ours)
     uv.setLevel(logging.WARNING)
     uv.propagate = False

@@ -15,6 +15,7 @@ from .common import (
     SetOpt,
     ThreadsOpt,
     check_out,
+    cli_handlers,
     err,
     fail,
     handle_errors,
@@ -138,9 +139,8 @@ def tune_cmd(
 def _trial_lines_only(quiet: bool) -> None:
     """On stderr, a line per trial (attn.tune) and warnings; each epoch's line stays in the
     trial's train.log (which raises the logger to INFO while a trial runs, --quiet or not)."""
-    for h in logging.getLogger("attn").handlers:
-        if getattr(h, "_attn_cli", False):
-            h.addFilter(lambda r: r.levelno >= logging.WARNING or (not quiet and r.name == "attn.tune"))
+    for h in cli_handlers():
+        h.addFilter(lambda r: r.levelno >= logging.WARNING or (not quiet and r.name == "attn.tune"))
 
 
 def _print_text(s: dict[str, Any]) -> None:

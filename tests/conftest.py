@@ -98,10 +98,11 @@ def _cli_log_handlers_detached():
     yield
     import logging
 
+    from attn.cli.common import cli_handlers
+
     logger = logging.getLogger("attn")
-    for h in list(logger.handlers):
-        if getattr(h, "_attn_cli", False):
-            logger.removeHandler(h)
+    for h in cli_handlers(logger):
+        logger.removeHandler(h)
     logger.propagate = True
 
 

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 import attn
 from attn.cli.app import app
+from attn.cli.common import cli_handlers
 
 # torch.jit.load's deprecation notice (the exporter silences it; a test loads TorchScript itself)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
@@ -81,7 +82,7 @@ def _no_stale_cli_log_handler():
     training later in this process (a session fixture, this module's models) would log to it."""
     yield
     logger = logging.getLogger("attn")
-    for h in [h for h in logger.handlers if getattr(h, "_attn_cli", False)]:
+    for h in cli_handlers(logger):
         logger.removeHandler(h)
 
 
