@@ -148,3 +148,32 @@ def test_training_leaves_what_a_script_sees_of_the_log_alone(tmp_path, tiny_reci
         root.setLevel(saved[3])
     assert [r.getMessage() for r in seen if r.name == "attn" and r.levelno < logging.WARNING] == []
     assert "epoch 1/1" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_what_the_commands_call_works_from_python(trained_model, odd_text_run, tmp_path):
+    """The library calls behind `attn info`, `attn tokenize` and `attn embed --out` answer a
+    script as they answer the command line."""
+    import attn.api
+
+    info = attn.api.info(trained_model)
+    assert info["labels"] == attn.load(trained_model).labels and info["parameters"] > 0
+    r = runner.invoke(app, ["info", str(trained_model), "--format", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == info
+
+    t = attn.api.tokenize(["alpha beta", "   "], model=odd_text_run[0])
+    recs = list(t.records)
+    assert [r["input"] for r in recs] == ["alpha beta", "   "] and "error" in recs[1] and "error" not in recs[0]
+    shown = recs[0]["tokens"][1:] if t.class_token else recs[0]["tokens"]
+    assert len(shown) == len(recs[0]["ids"]) <= t.max_len and not recs[0]["truncated"]
+    r = runner.invoke(app, ["tokenize", "-m", str(odd_text_run[0]), "alpha beta"])
+    assert r.stdout.split() == recs[0]["tokens"]
+
+    records = [{"input": "a", "embedding": [1.0, 2.0]}, {"input": "b", "error": "b: cannot read"}]
+    seen = attn.api.write_embeddings(iter(records), tmp_path / "v.npy")
+    v = np.load(tmp_path / "v.npy")
+    assert v.shape == (2, 2) and v[0].tolist() == [1.0, 2.0] and np.isnan(v[1]).all()
+    assert [r["input"] for r in seen] == ["a", "b"] and "embedding" not in seen[0]
+    assert attn.api.write_embeddings(iter(records), tmp_path / "v.jsonl") == records
+    assert [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()] == records
+    with pytest.raises(attn.ConfigError, match="v.txt"):
+        attn.api.write_embeddings(iter(records), tmp_path / "v.txt")
