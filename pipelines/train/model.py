@@ -176,7 +176,8 @@ def train_model(
             "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
             **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
         }
-        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer)
+        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer,
+                   plain_recipe=saver.checkpoint.plain_recipe)  # fmt: skip
         if score_val and len(data.val):
             from ..infer.evaluate import evaluation_report
             from ..infer.inference import window_logits
@@ -367,7 +368,8 @@ class EpochSaver:
         epoch = trainer.state.epoch
         if improved:
             save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": epoch},
-                       tokenizer=self.tokenizer, state_dict=trainer.best_weights)  # fmt: skip
+                       tokenizer=self.tokenizer, state_dict=trainer.best_weights,
+                       plain_recipe=self.checkpoint.plain_recipe)  # fmt: skip
         self.checkpoint.write(epoch, trainer.state_dict())
         append_line(self.run_dir / HISTORY, json.dumps(trainer.state.history[-1]))
 
