@@ -53,6 +53,7 @@ class TrainResult:
     # What training scored for report.html (the evaluated split's windows and logits); the run
     # drops it once the report is written, so a returned result does not hold decoded audio.
     scored: Scored | None = field(default=None, repr=False)
+    tokenizer: Any = field(default=None, repr=False)  # text: the tokenizer the model was trained with
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics or {}
@@ -202,6 +203,7 @@ def train_model(
         val_report=val_report,
         scored=scored,
         thresholds=None if thresholds is None else [float(t) for t in thresholds],
+        tokenizer=data.tokenizer,
     )
 
 
