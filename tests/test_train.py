@@ -92,7 +92,7 @@ def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, tiny_recipe, monkeypatch):
-    import attn.pipelines.train.trainer as T
+    import attn.pipelines.train.loss as T
 
     p = tiny_recipe(epochs=3)
     real = T.F.cross_entropy
