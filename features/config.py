@@ -148,6 +148,28 @@ class AudioFeatures(Strict):
         self._need_resolved()
         return max(1, round(self.hop_seconds * self.sample_rate))
 
+    # The window's geometry as the front-end (transforms.AudioFrontend) gives it to the backbone:
+    # feats (B, bins, window_steps) for one full window; a waveform is (B, 1, frame_samples).
+
+    @property
+    def window_steps(self) -> int:
+        """Steps one full window gives the backbone: its samples (kind waveform), else its STFT
+        frames, counted as `functional.stft_frames` counts them."""
+        n = self.frame_samples
+        if self.kind == "waveform":
+            return n
+        return n // self.hop_length + 1 if self.center else (n - self.n_fft) // self.hop_length + 1
+
+    @property
+    def bins(self) -> int:
+        """Values per step: mel bands (logmel), coefficients (mfcc), STFT bins n_fft // 2 + 1
+        (spectrogram, once n_fft is a number of samples), 1 (waveform)."""
+        if self.kind == "spectrogram":
+            if not isinstance(self.n_fft, int):
+                raise ValueError(f"features.n_fft ({self.n_fft}) is resolved from the training data when a run starts")
+            return self.n_fft // 2 + 1
+        return {"logmel": self.n_mels, "mfcc": self.n_mfcc}.get(self.kind, 1)
+
 
 AUDIO_AUTO_KEYS = ("sample_rate", "frame_seconds", "hop_seconds", "n_fft", "win_length", "hop_length")
 
@@ -282,6 +304,12 @@ class TextFeatures(Strict):
         if self.word_dropout or self.embed_dropout:
             raise ValueError("word_dropout and embed_dropout do not apply to an encoder (its own dropout applies)")
         return self
+
+    @property
+    def window_steps(self) -> int | str:
+        """Steps one text gives the backbone: tokenizer.max_len tokens (`auto` until the run's
+        training texts resolve it)."""
+        return self.tokenizer.max_len
 
 
 class AugmentConfig(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,16 +81,24 @@ def test_an_interrupted_ensemble_resumes_to_the_same_model(tmp_path, tiny_recipe
     assert resumed.metrics["accuracy"] == full.metrics["accuracy"]
 
 
-def test_text_ensemble_through_the_cli(tmp_path):
+def test_text_ensemble_through_the_cli(tmp_path, monkeypatch):
+    import attn.pipelines.store.artifact as artifact
+
     p = _text_data(tmp_path)
     run = tmp_path / "run"
+    loads = []
+    real = artifact.load_model
+    monkeypatch.setattr(artifact, "load_model", lambda path, *a, **k: loads.append(Path(path)) or real(path, *a, **k))
     r = runner.invoke(app, ["train", str(p), "--set", "train.ensemble=2", "-o", str(run), "-q", "-f", "json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert len(summary["members"]) == 2 and summary["test_accuracy"] >= 0.75
-    # one tokenizer for all members: the second reused the first's vocabulary
-    t1, t2 = (load_model(run / f"member-{i}" / "model.attn").tokenizer for i in (1, 2))
-    assert t1.state()[0] == t2.state()[0]
+    # each member's file is read once, to assemble the ensemble: member 1 hands its tokenizer on in memory
+    assert sorted(loads) == [run / "member-1" / "model.attn", run / "member-2" / "model.attn"]
+    # one tokenizer for all members and the ensemble: the second reused the first's vocabulary
+    t1, t2, te = (load_model(m).tokenizer for m in (run / "member-1" / "model.attn", run / "member-2" / "model.attn",
+                                                    run / "model.attn"))  # fmt: skip
+    assert t1.state()[0] == t2.state()[0] == te.state()[0]
     r = runner.invoke(app, ["predict", "-m", str(run), "--text", "Who invented the hamster ?", "-f", "jsonl"])
     assert r.exit_code == 0 and json.loads(r.stdout)["label"] == "HUM"
     r = runner.invoke(app, ["info", str(run / "model.attn")])

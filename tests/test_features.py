@@ -100,6 +100,18 @@ def test_padded_batch_gives_each_clip_its_own_features(kind):
         assert torch.allclose(feats[i, :, : flen[i]], alone[0], atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["logmel", "mfcc", "spectrogram", "waveform"])
+@pytest.mark.parametrize("center", [True, False])
+def test_the_config_knows_the_window_geometry_the_frontend_gives(kind, center):
+    """`window_steps` and `bins` (what build_model checks against a model's positions and the tune
+    space's mask widths use) are the shape the front-end really gives one full window."""
+    cfg = AudioFeatures(kind=kind, sample_rate=8000, frame_seconds=0.37, n_fft=256, hop_length=80, n_mels=32,
+                        n_mfcc=13, center=center)  # fmt: skip
+    n = cfg.frame_samples
+    feats, steps = AudioFrontend.from_config(cfg)(torch.randn(1, n) * 0.1, torch.tensor([n]))
+    assert feats.shape[1:] == (cfg.bins, cfg.window_steps) and int(steps[0]) == cfg.window_steps
+
+
 def test_frontend_runs_in_float32_under_autocast():
     fe = AudioFrontend.from_config(AudioFeatures(sample_rate=8000, n_fft=256, hop_length=80, n_mels=32))
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -92,7 +92,7 @@ def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path, tiny_recipe, monkeypatch):
-    import attn.pipelines.train.trainer as T
+    import attn.pipelines.train.loss as T
 
     p = tiny_recipe(epochs=3)
     real = T.F.cross_entropy
@@ -139,3 +139,48 @@ def test_compiled_training_matches_eager_and_saves_plain_weights(tmp_path, tiny_
     assert we.keys() == wc.keys()
     for k in we:
         assert torch.allclose(we[k].float(), wc[k].float(), atol=1e-3, rtol=1e-3), k
+
+
+TINY_QUICKSTART = ["data.synthetic.per_class=10", "train.epochs=1", "model.channels=[4,8]"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "validations"),
+    [
+        ([], 1),
+        # auto training values are chosen within their fields' ranges: set on the validated recipe
+        (["train.patience=auto", "train.monitor=auto", "train.windows=auto"], 1),
+        # auto features: validated again with the numbers, for the rules that wait for them
+        (["features.sample_rate=auto", "features.frame_seconds=auto", "features.hop_seconds=auto",
+          "features.n_fft=32ms"], 2),
+    ],
+)  # fmt: skip
+def test_a_quickstart_training_validates_its_recipe_once(tmp_path, monkeypatch, overrides, validations):
+    """The recipe is validated when it loads, and again only when `auto` gave its features numbers;
+    every later step (auto values, run directory, checkpoints, model file, report) works on that
+    Recipe."""
+    import attn
+    from attn.pipelines.recipe.config import Recipe
+
+    calls = []
+    real = Recipe.model_validate.__func__
+
+    def counted(cls, *args, **kwargs):
+        calls.append(cls)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Recipe, "model_validate", classmethod(counted))
+    res = attn.train("recipes/quickstart.yaml", [*TINY_QUICKSTART, *overrides], out=tmp_path / "q", device="cpu")
+    assert (res.run_dir / "report.html").is_file() and res.metrics["count"] > 0
+    assert calls.count(Recipe) == validations
+
+
+def test_auto_features_that_break_a_rule_once_resolved_are_a_recipe_error(tmp_path):
+    """Why resolved features are validated again: 4 ms is 64 samples at 16 kHz, 33 FFT bins, too
+    few for 40 mel bands; only the numbers show it."""
+    import attn
+
+    with pytest.raises(attn.ConfigError, match="n_mels"):
+        attn.train(
+            "recipes/quickstart.yaml", [*TINY_QUICKSTART, "features.n_fft=4ms"], out=tmp_path / "q", device="cpu"
+        )

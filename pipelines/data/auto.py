@@ -63,46 +63,53 @@ def resolve_auto(recipe: Recipe, prepared: PreparedData) -> tuple[Recipe, Prepar
     tokenizer, which max_len auto needed anyway), {dotted key: {"value", "why"}})."""
     if not needs_resolving(recipe):
         return recipe, prepared, {}
-    from ..recipe.load import recipe_to_dict, validate_recipe
-
-    raw = recipe_to_dict(recipe)
+    values: dict[str, Any] = {}  # dotted key -> the number it became
     chosen: dict[str, dict[str, Any]] = {}
 
     def put(key: str, value: Any, why: str) -> None:
-        keys.put(raw, key, value)
+        values[key] = value
         chosen[key] = {"value": value, "why": why}
 
     durations = None  # audio: the probed training clips' durations (one probe per run)
     if recipe.features.encoder is not None and recipe.features.encoder.config is None:
-        _encoder(recipe, raw, put)
-        recipe = validate_recipe(raw, source="recipe (encoder resolved)")
+        values["features.encoder.config"] = _encoder(recipe, put)
+        recipe = keys.replaced(recipe, values)  # the steps below read the encoder's config and rate
     if isinstance(recipe.features, TextFeatures):
         if recipe.features.tokenizer.max_len == "auto":
             prepared = _max_len(recipe, prepared, put)
     elif not recipe.features.resolved:
         durations = _audio(recipe, prepared, put)
-    _training(recipe, prepared, put, raw, durations)
-    # Validated as a new recipe: the rules that wait for numbers (e.g. mel filters that fit n_fft) apply now.
-    return validate_recipe(raw, source="recipe (auto values resolved)"), prepared, chosen
+    _training(recipe, prepared, put, values, durations)
+    resolved = keys.replaced(recipe, values)
+    if any(k.startswith("features.") for k in values):
+        # Validated once more, as a new recipe: the rules that wait for the numbers (mel filters that
+        # fit n_fft, f_max below Nyquist, hop no longer than the frame, train.augment.freq_mask within
+        # the bins, the tune space's bounds against these features) could not run when it loaded.
+        # The train values need no check: each is chosen within its field's range.
+        from ..recipe.load import recipe_to_dict, validate_recipe
+
+        resolved = validate_recipe(recipe_to_dict(resolved), source="recipe (auto values resolved)")
+    return resolved, prepared, chosen
 
 
-def _encoder(recipe: Recipe, raw: dict[str, Any], put) -> None:
-    """A pretrained encoder's checkpoint: its hash and config.json (the architecture, so the model
-    file needs no checkpoint), and for audio its sampling rate (the only rate it was pretrained at)."""
+def _encoder(recipe: Recipe, put) -> dict[str, Any]:
+    """A pretrained encoder's checkpoint: its hash, and for audio its sampling rate (the only rate
+    it was pretrained at); returns its config.json (the architecture, so the model file needs no
+    checkpoint)."""
     from .encoders import resolve_encoder
 
     f = recipe.features
     ck = resolve_encoder(f.encoder)
     put("features.encoder.sha256", ck.sha256, f"model.safetensors of {ck.path} ({ck.source})")
-    raw["features"]["encoder"]["config"] = ck.config
     if isinstance(f, TextFeatures):
-        return
+        return ck.config
     rate = ck.config["feature_extractor"]["sampling_rate"]
     if f.sample_rate == "auto":
         put("features.sample_rate", rate, "the encoder's sampling rate")
     elif f.sample_rate != rate:
         raise ConfigError(f"features.sample_rate ({f.sample_rate}) differs from the encoder's {rate} Hz: "
                           "use sample_rate: auto (or the encoder's rate)")  # fmt: skip
+    return ck.config
 
 
 # -- audio --------------------------------------------------------------------------------------
@@ -199,26 +206,27 @@ def _encoder_positions(recipe: Recipe) -> int | None:
 # -- training -----------------------------------------------------------------------------------
 
 
-def _windows_per_clip(recipe: Recipe, prepared: PreparedData, raw: dict[str, Any],
+def _windows_per_clip(recipe: Recipe, prepared: PreparedData, values: dict[str, Any],
                       durations: list[float] | None) -> float:  # fmt: skip
     """Mean windows per training clip at the (resolved) frame and hop: text has one per text."""
     if isinstance(recipe.features, TextFeatures):
         return 1.0
-    f = raw["features"]  # resolved values (frame and hop may have been auto a moment ago)
-    frame, hop = float(f["frame_seconds"]), float(f["hop_seconds"])
+    f = recipe.features  # frame and hop may have been auto a moment ago: their numbers are in `values`
+    frame = float(values.get("features.frame_seconds", f.frame_seconds))
+    hop = float(values.get("features.hop_seconds", f.hop_seconds))
     if durations is None:  # the recipe fixed every audio value: nothing probed the files yet
         _, durations, _ = _probe(recipe, prepared)
     counts = [1 + max(0, math.ceil((d - frame) / hop - 1e-9)) for d in durations]
     return float(np.mean(counts)) if counts else 1.0
 
 
-def _training(recipe: Recipe, prepared: PreparedData, put, raw: dict[str, Any],
+def _training(recipe: Recipe, prepared: PreparedData, put, values: dict[str, Any],
               durations: list[float] | None = None) -> None:  # fmt: skip
     t = recipe.train
     n_train, n_val = len(prepared.splits["train"]), len(prepared.splits["val"])
     windows, per_clip = t.windows, 1.0
     if windows == "auto" or (windows == "all" and t.epochs == "auto"):
-        per_clip = _windows_per_clip(recipe, prepared, raw, durations)
+        per_clip = _windows_per_clip(recipe, prepared, values, durations)
     if windows == "auto":
         windows = "all" if per_clip >= 2 else "random"
         put("train.windows", windows, f"training clips hold {per_clip:.1f} windows on average"

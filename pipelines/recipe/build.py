@@ -37,16 +37,6 @@ def build_frontend(recipe: Recipe, vocab_size: int | None = None):
     return AudioFrontend.from_config(recipe.features)
 
 
-def max_steps(recipe: Recipe) -> int:
-    """The most steps (tokens, frames or samples) one window can give the backbone."""
-    f = recipe.features
-    if isinstance(f, TextFeatures):
-        return f.tokenizer.max_len
-    if f.kind == "waveform":
-        return f.frame_samples
-    return f.frame_samples // f.hop_length + 1 if f.center else (f.frame_samples - f.n_fft) // f.hop_length + 1
-
-
 def member_recipe(recipe: Recipe, i: int) -> Recipe:
     """Member i of a `train.ensemble` recipe: the same recipe, one model, seed `seed + i` (the
     ensemble fits the one baseline, not each member)."""
@@ -70,15 +60,15 @@ def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None)
     # A learned position table must cover the windows the recipe trains on; only inputs longer
     # than those, at prediction time, get it interpolated.
     limit = backbone.max_steps()
-    if limit is not None and max_steps(recipe) > limit:
+    if limit is not None and recipe.features.window_steps > limit:  # tokens, STFT frames or samples
         raise ConfigError(
-            f"model.max_positions covers {limit} steps but one window has up to {max_steps(recipe)}; "
+            f"model.max_positions covers {limit} steps but one window has up to {recipe.features.window_steps}; "
             f"raise model.max_positions or shorten the window"
         )
     positions = getattr(getattr(frontend, "encoder", None), "max_positions", None)
-    if positions is not None and max_steps(recipe) > positions:
+    if positions is not None and recipe.features.window_steps > positions:
         raise ConfigError(
-            f"features.tokenizer.max_len ({max_steps(recipe)}) exceeds the encoder's {positions} positions"
+            f"features.tokenizer.max_len ({recipe.features.window_steps}) exceeds the encoder's {positions} positions"
         )
     augment = None
     if not isinstance(recipe.features, TextFeatures):

@@ -324,12 +324,12 @@ class Recipe(Strict):
         f, width = self.features, self.train.augment.freq_mask
         if not (info.context or {}).get("new_recipe") or not width or not isinstance(f, AudioFeatures):
             return self
-        bins = {"logmel": ("n_mels", f.n_mels), "mfcc": ("n_mfcc", f.n_mfcc)}.get(f.kind)
-        if f.kind == "spectrogram" and isinstance(f.n_fft, int):
-            bins = ("n_fft", f.n_fft // 2 + 1)
-        if bins is not None and width > bins[1]:
-            raise ValueError(f"train.augment.freq_mask ({width}) is wider than the features' {bins[1]} frequency bins "
-                             f"(features.{bins[0]}); use at most {bins[1]}")  # fmt: skip
+        key = {"logmel": "n_mels", "mfcc": "n_mfcc", "spectrogram": "n_fft"}.get(f.kind)  # what sets the bins
+        if key is None or (key == "n_fft" and not isinstance(f.n_fft, int)):  # waveform; n_fft in ms: once resolved
+            return self
+        if width > f.bins:
+            raise ValueError(f"train.augment.freq_mask ({width}) is wider than the features' {f.bins} frequency bins "
+                             f"(features.{key}); use at most {f.bins}")  # fmt: skip
         return self
 
     @property

@@ -1,12 +1,14 @@
 """Dotted recipe keys ("train.lr", "features.tokenizer.max_len") on plain recipe data: the one
 place that reads, sets and checks them, for `--set`, the values `auto` resolves, the tuning
-space and each trial's values."""
+space and each trial's values; `replaced` sets them on a validated (frozen) Recipe."""
 
 from __future__ import annotations
 
 import copy
 import difflib
 from typing import Any
+
+from pydantic import BaseModel
 
 from attn.errors import ConfigError
 
@@ -41,6 +43,22 @@ def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         put(out, key, value)
     return out
+
+
+def replaced(model: BaseModel, values: dict[str, Any]) -> Any:
+    """A copy of a frozen config (a Recipe or one of its sections) with dotted keys set, each
+    section on the way copied with `model_copy(update=...)`. Nothing is validated again: the
+    caller validates when a schema rule must see the new values."""
+    here: dict[str, Any] = {}
+    below: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            below.setdefault(head, {})[rest] = value
+        else:
+            here[head] = value
+    here.update({head: replaced(getattr(model, head), sub) for head, sub in below.items()})
+    return model.model_copy(update=here)
 
 
 def missing(raw: dict[str, Any], key: str) -> str | None:

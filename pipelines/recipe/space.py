@@ -229,8 +229,7 @@ def default_space(recipe) -> TuneSpace:
         # attn tune resolves `auto` and millisecond values first; a caller that did not gets
         # widths for a typical window (64 bins, 100 frames) rather than an error.
         if f.resolved:
-            bins = {"logmel": f.n_mels, "mfcc": f.n_mfcc, "spectrogram": f.n_fft // 2 + 1}[f.kind]
-            frames = max(1, f.frame_samples // f.hop_length)
+            bins, frames = f.bins, max(1, f.window_steps)
         else:
             bins, frames = 64, 100
         space["train.augment.freq_mask"] = {"int": [0, max(1, bins // 5)]}

@@ -12,40 +12,21 @@ model.attn, and when the data is not there, that section says why.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
-from attn.errors import ArtifactError, AttnError, ConfigError
+from attn.errors import ArtifactError, ConfigError
 
 from ..fsutil import atomic_write_text
 from ..store.rundir import HISTORY, METRICS, MODEL, RECIPE, REPORT, member_dir
+from .examples import Scored, scored_examples
+from .page import PAGE, fact, img, kv, num, section, td
 
 log = logging.getLogger("attn")
-
-WRONG = 12  # most confidently wrong examples shown
-
-
-@dataclass(frozen=True)
-class Scored:
-    """What training already scored for the report: the listed splits and the saved model's
-    window logits on the evaluated split, so the report lists, decodes and runs nothing again."""
-
-    splits: dict[str, list]  # split -> items, as the recipe lists them
-    split: str  # the evaluated split (metrics.json's)
-    ws: object  # its WindowSet: clips (N, ...) and labels (N,)
-    items: list  # the items ws holds, in its order
-    logits: np.ndarray  # (W, K) the saved model's window logits on ws
-    labels: list[str]
-    recipe: object  # the resolved Recipe (modality; features for the log-mel thumbnails)
 
 
 def write_report(run_dir: str | Path, scored: Scored | None = None) -> Path:
@@ -71,24 +52,24 @@ def write_report(run_dir: str | Path, scored: Scored | None = None) -> Path:
     if metrics and metrics.get("cv"):
         parts.append(_cv(metrics["cv"], labels, plots))
     if history:
-        parts.append(_section("Learning curves", _img(plots.curves_figure(history), "learning curves")))
+        parts.append(section("Learning curves", img(plots.curves_figure(history), "learning curves")))
     if metrics and _square(metrics.get("confusion"), len(labels)):
-        matrix = _img(plots.confusion_figure(metrics["confusion"], labels), "confusion matrix")
-        parts.append(_section(f"Confusion matrix ({metrics.get('split', 'test')} split)", matrix))
+        matrix = img(plots.confusion_figure(metrics["confusion"], labels), "confusion matrix")
+        parts.append(section(f"Confusion matrix ({metrics.get('split', 'test')} split)", matrix))
     if metrics and isinstance(metrics.get("per_class"), dict):
         parts.append(_per_class(metrics))
     if timeline := (header.get("events") or {}).get("timeline"):
         what = "truth above the model's events, post-processing tuned on these recordings"
-        parts.append(_section(f"Sound events: a validation recording ({what})",
-                              _img(plots.events_timeline_figure(timeline), "events timeline")))  # fmt: skip
+        parts.append(section(f"Sound events: a validation recording ({what})",
+                              img(plots.events_timeline_figure(timeline), "events timeline")))  # fmt: skip
     if metrics and isinstance(metrics.get("calibration"), dict):
         parts.append(_calibration(metrics))
-    examples, data_html = _scored(rd, header, metrics, scored)
-    parts.append(data_html)
+    examples, splits, windows, split = scored_examples(rd, header, metrics, scored)
+    parts.append(_data(_data_facts(rd, header), splits, windows, split))
     parts.append(examples)
     if recipe_text:
-        parts.append(_section("Recipe (resolved)", f"<pre>{html.escape(recipe_text)}</pre>"))
-    page = _PAGE.format(title=html.escape(f"attn report: {rd.name}"), body="\n".join(parts))
+        parts.append(section("Recipe (resolved)", f"<pre>{html.escape(recipe_text)}</pre>"))
+    page = PAGE.format(title=html.escape(f"attn report: {rd.name}"), body="\n".join(parts))
     path = rd / REPORT
     atomic_write_text(path, page)
     return path
@@ -112,7 +93,7 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 # metrics.json and history.jsonl are files anyone can edit: every value the page shows is
-# formatted by `_num` (a number as a number, anything else as escaped text) and every field a
+# formatted by `page.num` (a number as a number, anything else as escaped text) and every field a
 # figure draws is checked first, so a wrong type leaves a field out instead of failing the page.
 _SCORES = ("accuracy", "macro_f1", "window_accuracy", "val_accuracy")
 
@@ -204,12 +185,12 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
                               f"{refit.get('epochs')} epochs: {refit.get('why')}"))  # fmt: skip
     if metrics:
         rows += [("split", f"{metrics.get('split', 'test')} ({metrics.get('count')} examples)"),
-                 ("accuracy", _num(metrics.get("accuracy"))), ("macro-F1", _num(metrics.get("macro_f1")))]  # fmt: skip
+                 ("accuracy", num(metrics.get("accuracy"))), ("macro-F1", num(metrics.get("macro_f1")))]  # fmt: skip
         if metrics.get("multi_label"):  # accuracy is exact-set match
-            rows += [("micro-F1", _num(metrics.get("micro_f1"))), ("macro mAP", _num(metrics.get("macro_map"))),
-                     ("labels per example", _num(metrics.get("label_cardinality"), ".2f"))]  # fmt: skip
+            rows += [("micro-F1", num(metrics.get("micro_f1"))), ("macro mAP", num(metrics.get("macro_map"))),
+                     ("labels per example", num(metrics.get("label_cardinality"), ".2f"))]  # fmt: skip
         if "window_accuracy" in metrics:
-            rows.append(("window accuracy", f"{_num(metrics['window_accuracy'])} ({metrics.get('windows')} windows)"))
+            rows.append(("window accuracy", f"{num(metrics['window_accuracy'])} ({metrics.get('windows')} windows)"))
     best = [h for h in history if h.get("best") and "member" not in h]
     if best:
         rows.append(("best epoch", f"{best[-1]['epoch']} of {train.get('epochs_run', len(history))}"))
@@ -217,7 +198,7 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
         rows.append(("training time", f"{train['seconds']:.1f} s"))
     rows.append(("trained", f"{header.get('created', '?')} with attn {header.get('attn_version', '?')}, "
                             f"torch {header.get('torch_version', '?')}"))  # fmt: skip
-    return f"<h1>{html.escape(rd.name)}</h1>\n<p class='path'>{html.escape(str(rd.resolve()))}</p>\n" + _kv(rows)
+    return f"<h1>{html.escape(rd.name)}</h1>\n<p class='path'>{html.escape(str(rd.resolve()))}</p>\n" + kv(rows)
 
 
 def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
@@ -230,9 +211,9 @@ def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
             ("validation accuracy", val.get("val_accuracy", metrics.get("val_accuracy")), b.get("val_accuracy")),
             ("validation macro-F1", val.get("val_macro_f1"), b.get("val_macro_f1")),
             ("seconds", secs, b.get("seconds"))]  # fmt: skip
-    body = "".join(f"<tr><th>{k}</th>{_td(m)}{_td(v)}</tr>" for k, m, v in rows)
+    body = "".join(f"<tr><th>{k}</th>{td(m)}{td(v)}</tr>" for k, m, v in rows)
     kind = html.escape(str(b.get("kind", "baseline")))
-    return _section("Model and baseline", f"<table><tr><th></th><th>model</th><th>baseline: {kind}</th></tr>"
+    return section("Model and baseline", f"<table><tr><th></th><th>model</th><th>baseline: {kind}</th></tr>"
                                           f"{body}</table>")  # fmt: skip
 
 
@@ -241,137 +222,49 @@ def _calibration(metrics: dict) -> str:
     from ..infer.calibration_plots import coverage_rows, reliability_figure
 
     cal, ab = metrics["calibration"], metrics.get("abstention") or {}
-    note = (f"<p class='note'>Temperature {_num(cal.get('temperature'), '.3f')} fitted on "
+    note = (f"<p class='note'>Temperature {num(cal.get('temperature'), '.3f')} fitted on "
             f"{html.escape(str(cal.get('fitted_on')))}; ECE on the {html.escape(str(metrics.get('split', 'test')))} "
-            f"split {_num(cal.get('ece_before'))} -> {_num(cal.get('ece'))} ({html.escape(str(cal.get('binning')))}); "
-            f"validation {_num(cal.get('val_ece_before'))} -> {_num(cal.get('val_ece'))}.</p>")  # fmt: skip
-    rows = "".join(f"<tr>{_td(s, '.4f')}{_td(c)}{_td(a)}</tr>" for s, c, a in coverage_rows(ab))
+            f"split {num(cal.get('ece_before'))} -> {num(cal.get('ece'))} ({html.escape(str(cal.get('binning')))}); "
+            f"validation {num(cal.get('val_ece_before'))} -> {num(cal.get('val_ece'))}.</p>")  # fmt: skip
+    rows = "".join(f"<tr>{td(s, '.4f')}{td(c)}{td(a)}</tr>" for s, c, a in coverage_rows(ab))
     table = f"<table><tr><th>min score</th><th>coverage</th><th>accuracy of the answers</th></tr>{rows}</table>"
     target = (cal.get("abstain") or {}).get("target_precision")
-    stored = (f"<p class='note'>predict answers <code>unknown</code> below {_num(ab['min_score'])} (chosen on "
-              f"validation for precision {_num(target, '.2f')}).</p>"
+    stored = (f"<p class='note'>predict answers <code>unknown</code> below {num(ab['min_score'])} (chosen on "
+              f"validation for precision {num(target, '.2f')}).</p>"
               if cal.get("min_score") is not None and "min_score" in ab else "")  # fmt: skip
-    return _section("Calibration", note + _img(reliability_figure(cal), "reliability diagram") + stored + table)
+    return section("Calibration", note + img(reliability_figure(cal), "reliability diagram") + stored + table)
 
 
 def _cv(cv: dict, labels: list[str], plots) -> str:
     """Cross-validation: each fold's held-out scores, their mean +- std, the pooled confusion."""
     head = "<tr><th>fold</th><th>held out</th><th>accuracy</th><th>macro-F1</th><th>best epoch</th></tr>"
     keys = ("fold", "count", "accuracy", "macro_f1", "best_epoch")
-    rows = "".join("<tr>" + "".join(_td(f.get(k)) for k in keys) + "</tr>" for f in cv["folds"])
-    spread = {k: f"{_num(cv.get(k + '_mean'))} +- {_num(cv.get(k + '_std'))}" for k in ("accuracy", "macro_f1")}
+    rows = "".join("<tr>" + "".join(td(f.get(k)) for k in keys) + "</tr>" for f in cv["folds"])
+    spread = {k: f"{num(cv.get(k + '_mean'))} +- {num(cv.get(k + '_std'))}" for k in ("accuracy", "macro_f1")}
     acc, f1 = html.escape(spread["accuracy"]), html.escape(spread["macro_f1"])
     mean = f"<tr><th>mean +- std</th><td></td><td>{acc}</td><td>{f1}</td><td></td></tr>"
     body = f"<table>{head}{rows}{mean}</table>"
     if _square(cv.get("confusion"), len(labels)):
-        body += _img(plots.confusion_figure(cv["confusion"], labels), "pooled confusion matrix of the held-out folds")
+        body += img(plots.confusion_figure(cv["confusion"], labels), "pooled confusion matrix of the held-out folds")
     note = "<p class='note'>Each fold's model chose its epoch on the fold it is scored on; the saved model trained " \
            "on every fold.</p>"  # fmt: skip
-    return _section(f"Cross-validation ({len(cv['folds'])} folds, held-out predictions pooled)", body + note)
+    return section(f"Cross-validation ({len(cv['folds'])} folds, held-out predictions pooled)", body + note)
 
 
 def _members(members: list[dict]) -> str:
     head = "<tr><th>member</th><th>seed</th><th>best epoch</th><th>epochs</th><th>val accuracy</th>" \
            "<th>test accuracy</th><th>seconds</th></tr>"  # fmt: skip
     keys = ("member", "seed", "best_epoch", "epochs", "val_accuracy", "test_accuracy", "seconds")
-    rows = "".join("<tr>" + "".join(_td(m.get(k)) for k in keys) + "</tr>" for m in members)
-    return _section("Ensemble members", f"<table>{head}{rows}</table>")
+    rows = "".join("<tr>" + "".join(td(m.get(k)) for k in keys) + "</tr>" for m in members)
+    return section("Ensemble members", f"<table>{head}{rows}</table>")
 
 
 def _per_class(metrics: dict) -> str:
     keys = ("precision", "recall", "f1", "support") + (("ap", "threshold") if metrics.get("multi_label") else ())
-    rows = "".join(f"<tr><td>{html.escape(str(lab))}</td>" + "".join(_td(v.get(k), ".3f") for k in keys) + "</tr>"
+    rows = "".join(f"<tr><td>{html.escape(str(lab))}</td>" + "".join(td(v.get(k), ".3f") for k in keys) + "</tr>"
                    for lab, v in metrics["per_class"].items() if isinstance(v, dict))  # fmt: skip
     head = "".join(f"<th>{k if k != 'f1' else 'F1'}</th>" for k in keys)
-    return _section("Per class", f"<table><tr><th>label</th>{head}</tr>{rows}</table>")
-
-
-def _scored(rd: Path, header: dict, metrics: dict | None, scored: Scored | None) -> tuple[str, str]:
-    """(most confidently wrong examples, data summary): from what training scored, else lists
-    the stored recipe's data and scores the evaluated split with model.attn."""
-    facts = _data_facts(rd, header)
-    if scored is not None:
-        wrong, windows = _wrong(scored, header)
-        return wrong, _data(facts, scored.splits, windows, scored.split)
-    try:
-        from ..data.sources import list_items, split_items
-        from ..infer.evaluate import score_items
-        from ..store.artifact import load_model
-
-        loaded = load_model(rd / MODEL)
-        r = loaded.recipe
-        splits = split_items(list_items(r.data, r.modality), r.data)
-        split = (metrics or {}).get("split") or ("test" if splits["test"] else "val")
-        if not splits[split]:
-            return _section("Most confidently wrong", "<p class='note'>No examples in the split.</p>"), _data(
-                facts, splits, 0, split
-            )
-        ws, kept, _, logits = score_items(loaded, splits[split], r.data, f"{split} split")
-        wrong, windows = _wrong(Scored(splits, split, ws, kept, logits, list(loaded.labels), r), header)
-    except (AttnError, OSError) as e:
-        why = f"<p class='note'>Data not available here, so these sections are incomplete: {html.escape(str(e))}</p>"
-        return _section("Most confidently wrong", why), _data(facts, None, None, None)
-    return wrong, _data(facts, splits, windows, split)
-
-
-def _wrong(s: Scored, header: dict) -> tuple[str, int]:
-    """Render the scored split's wrong examples, highest score for the wrong label first (a
-    multi-label model: its PR curves and the furthest tag sets, `_tagged`)."""
-    from ..infer.inference import aggregate, softmax
-
-    ws, kept, logits, split = s.ws, s.items, s.logits, s.split
-    if not len(ws):
-        return _section("Most confidently wrong", "<p class='note'>No examples in the split.</p>"), 0
-    if ws.multi_label:  # model_thresholds reads what the model file holds: its recipe, header and labels
-        view = SimpleNamespace(recipe=s.recipe, header=header, labels=s.labels)
-        return _tagged(view, ws, kept, logits, split), ws.num_windows
-    probs = aggregate(softmax(logits), ws.all_windows[:, 0], len(ws))  # (N, K) clip scores, as evaluate
-    pred = probs.argmax(1)
-    bad = np.flatnonzero(pred != ws.labels)
-    bad = bad[np.argsort(-probs[bad, pred[bad]], kind="stable")][:WRONG]
-    title = f"Most confidently wrong ({len(np.flatnonzero(pred != ws.labels))} of {len(ws)} {split} examples wrong)"
-    if not len(bad):
-        return _section(title, "<p class='note'>None: every example was right.</p>"), ws.num_windows
-    audio = s.recipe.modality == "audio"
-    head = "<tr><th>example</th><th>true</th><th>predicted</th><th>score</th>" + ("<th>log-mel</th>" if audio else "")
-    rows = []
-    for i in bad:
-        it = kept[i]
-        cell = html.escape(Path(it.source).name if audio else it.source)
-        row = (f"<tr><td title='{html.escape(str(it.source))}'>{cell}</td><td>{html.escape(it.label)}</td>"
-               f"<td>{html.escape(s.labels[pred[i]])}</td><td>{probs[i, pred[i]]:.3f}</td>")  # fmt: skip
-        if audio:
-            row += f"<td>{_thumb(ws.clips[i], s.recipe.features)}</td>"
-        rows.append(row + "</tr>")
-    return _section(title, f"<table>{head}</tr>{''.join(rows)}</table>"), ws.num_windows
-
-
-def _tagged(loaded, ws, kept: list, logits: np.ndarray, split: str) -> str:
-    """Multi-label: per-class precision-recall curves with the stored thresholds marked, and the
-    examples whose tag sets are furthest from the truth."""
-    from ..infer import multilabel as ml
-    from ..infer import plots
-
-    scores, th = ml.clip_scores(logits, ws), ml.model_thresholds(loaded)
-    curves = _img(plots.pr_figure(ml.pr_curves(scores, ws.labels, loaded.labels, th)), "precision-recall curves")
-    worst, n_wrong = ml.worst_examples(scores, ws.labels, loaded.labels, th)
-    audio = loaded.recipe.modality == "audio"
-    names = [Path(kept[i].source).name if audio else kept[i].source for i, *_ in worst]
-    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(', '.join(t))}</td>"
-                   f"<td>{html.escape(', '.join(p))}</td><td>{k}</td></tr>"
-                   for name, (_, t, p, k) in zip(names, worst, strict=True))  # fmt: skip
-    table = f"<table><tr><th>example</th><th>true</th><th>predicted</th><th>wrong labels</th></tr>{rows}</table>"
-    return _section(f"Precision-recall per class ({split} split; dot: the chosen threshold)", curves) + _section(
-        f"Furthest from the truth ({n_wrong} of {len(ws)} {split} tag sets not exact)", table
-    )
-
-
-def _thumb(clip: np.ndarray, features) -> str:
-    from ..infer import plots
-    from .explain import display_logmel
-
-    wave = clip[: features.frame_samples]
-    return _img(plots.logmel_thumb(display_logmel(wave, features), len(wave) / features.sample_rate), "log-mel")
+    return section("Per class", f"<table><tr><th>label</th>{head}</tr>{rows}</table>")
 
 
 def _data(facts: dict, splits: dict | None, windows: int | None, split: str | None) -> str:
@@ -392,67 +285,9 @@ def _data(facts: dict, splits: dict | None, windows: int | None, split: str | No
                      f"<table>{head}{rows}{total}</table>")  # fmt: skip
     rows = []
     for key, value in facts.items():
-        rows.append((key.replace("_", " "), _fact(value)))
+        rows.append((key.replace("_", " "), fact(value)))
     if windows is not None and split is not None:
         rows.append((f"{split} windows", str(windows)))
     if rows:
-        parts.append("<p>What training recorded:</p>" + _kv(rows))
-    return _section("Data", "".join(parts) or "<p class='note'>No data facts recorded.</p>")
-
-
-# -- HTML ----------------------------------------------------------------------------------------
-
-
-def _img(fig, alt: str) -> str:
-    from ..infer import plots
-
-    data = base64.b64encode(plots.png_bytes(fig)).decode("ascii")
-    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
-
-
-def _section(title: str, body: str) -> str:
-    return f"<section><h2>{html.escape(title)}</h2>\n{body}\n</section>"
-
-
-def _kv(rows: list[tuple[str, str]]) -> str:
-    return "<table class='kv'>" + "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"  # fmt: skip
-
-
-def _num(v: Any, spec: str = ".4f") -> str:
-    """A value as text (not yet escaped): a fraction to `spec`, another float to one place, an
-    integer as written, anything else (a string where a number belongs) as its text."""
-    if v is None:
-        return "–"
-    if isinstance(v, float) and math.isfinite(v):
-        return f"{v:{spec}}" if abs(v) <= 1 else f"{v:.1f}"
-    return str(v)
-
-
-def _td(v: Any, spec: str = ".4f") -> str:
-    return f"<td>{html.escape(_num(v, spec))}</td>"
-
-
-def _fact(v: Any) -> str:
-    if isinstance(v, dict):
-        return ", ".join(f"{k} {_fact(x)}" for k, x in v.items())
-    return str(v)
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; padding: 0 1em; }}
-h1 {{ margin-bottom: 0; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }}
-.path, .note {{ color: #666; }}
-table {{ border-collapse: collapse; margin: .5em 0; }}
-th, td {{ padding: .2em .7em; border-bottom: 1px solid #eee; text-align: right; vertical-align: middle; }}
-th:first-child, td:first-child {{ text-align: left; }}
-table.kv th {{ text-align: left; font-weight: 600; }} table.kv td {{ text-align: left; }}
-img {{ max-width: 100%; }}
-pre {{ background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: 12px; }}
-</style></head>
-<body>
-{body}
-</body></html>
-"""
+        parts.append("<p>What training recorded:</p>" + kv(rows))
+    return section("Data", "".join(parts) or "<p class='note'>No data facts recorded.</p>")

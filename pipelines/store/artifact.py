@@ -74,7 +74,8 @@ class LoadedModel:
         return np.concatenate(parts, axis=1)
 
 
-def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None,
+                 plain_recipe: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     import torch
 
     from ..recipe.build import count_parameters
@@ -87,7 +88,7 @@ def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any]
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "modality": recipe.modality,
         "labels": list(labels),
-        "recipe": recipe_to_dict(recipe),
+        "recipe": recipe_to_dict(recipe) if plain_recipe is None else plain_recipe,
         "parameters": count_parameters(model),
         "model_info": model.backbone.describe(),
         **(extra or {}),
@@ -102,9 +103,12 @@ def save_model(
     extra: dict[str, Any] | None = None,
     tokenizer=None,
     state_dict: dict[str, Any] | None = None,
+    plain_recipe: dict[str, Any] | None = None,
 ) -> None:
     """Write the artifact atomically. `extra` goes into the JSON header; a text model's
-    tokenizer state goes in too; `state_dict` overrides the network's current weights. A
+    tokenizer state goes in too; `state_dict` overrides the network's current weights;
+    `plain_recipe`: `recipe` as plain data when the caller has it (a run writes its model file
+    after every improved epoch, the recipe unchanged). A
     `Blend` (network + the run's baseline) keeps the network's weights as `state_dict` and the
     baseline as its scores in the header and its parameters as `baseline.*` tensors."""
     from attn.models.calibrated import Tempered, untempered
@@ -116,7 +120,7 @@ def save_model(
     model = untempered(model)
     network = model.network if isinstance(model, Blend) else model
     state = {k: v.detach().cpu() for k, v in (state_dict or network.state_dict()).items()}
-    header = model_header(model, recipe, labels, extra)
+    header = model_header(model, recipe, labels, extra, plain_recipe)
     if calibration is not None:
         header["calibration"] = calibration  # temperature, validation ECE, min_score (calibration.py)
     tensors: dict[str, Any] = {"state_dict": state}

@@ -34,7 +34,8 @@ class CheckpointWriter:
         from ..recipe.load import recipe_to_dict
 
         self.path = path
-        self.header = {"kind": "checkpoint", "recipe": recipe_to_dict(recipe), "labels": list(labels)}
+        self.plain_recipe = recipe_to_dict(recipe)  # also the run's model files' (train/model.EpochSaver)
+        self.header = {"kind": "checkpoint", "recipe": self.plain_recipe, "labels": list(labels)}
         self.tok_header, self.tok_tensors = tokenizer_state(tokenizer) if tokenizer is not None else (None, {})
 
     def write(self, epoch: int, trainer_state: dict[str, Any]) -> None:

@@ -70,7 +70,7 @@ def train_ensemble(
     elif world.main:
         atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
     tok, data_info = prepared.tokenizer, {}
-    if tok is None and state["members"] and recipe.modality == "text":
+    if tok is None and state["members"] and recipe.modality == "text":  # resumed: member 1's file holds it
         tok = load_model(member_dir(run_dir, 1) / MODEL).tokenizer
     for i in range(len(state["members"]), n):
         mdir, mrec = member_dir(run_dir, i + 1), member_recipe(recipe, i)
@@ -92,8 +92,8 @@ def train_ensemble(
                 f"finished epochs are saved. Resume with: attn train --resume {run_dir}"
             ) from None
         data_info = res.data  # the same for every member: one split, one tokenizer
-        if tok is None and recipe.modality == "text":
-            tok = load_model(mdir / MODEL).tokenizer
+        if tok is None:
+            tok = res.tokenizer  # the one member 1 fitted, for every later member and the ensemble
         state["members"].append({
             "member": i + 1, "seed": mrec.train.seed, "best_epoch": res.best_epoch, "epochs": res.epochs_run,
             "seconds": round(res.seconds, 1), "test_accuracy": (res.metrics or {}).get("accuracy"),

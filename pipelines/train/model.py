@@ -22,10 +22,12 @@ from attn.errors import Interrupted
 from ..data.prepared import Datasets, PreparedData
 from ..fsutil import append_line, atomic_write_text
 from ..recipe.config import Recipe
-from ..ship.report import Scored
+from ..ship.examples import Scored
 from ..store import rundir
 from ..store.rundir import CHECKPOINT, HISTORY, METRICS, MODEL
 from .distributed import World
+from .init_model import init_model
+from .refit import refit_on_train_and_val, should_refit
 
 log = logging.getLogger("attn")
 
@@ -53,6 +55,7 @@ class TrainResult:
     # What training scored for report.html (the evaluated split's windows and logits); the run
     # drops it once the report is written, so a returned result does not hold decoded audio.
     scored: Scored | None = field(default=None, repr=False)
+    tokenizer: Any = field(default=None, repr=False)  # text: the tokenizer the model was trained with
 
     def summary(self) -> dict[str, Any]:
         m = self.metrics or {}
@@ -92,7 +95,7 @@ def train_model(
 
     Args:
         device: a torch.device.
-        callbacks: `attn.pipelines.train.trainer.Callbacks` hooks (progress, per-epoch records); an
+        callbacks: `attn.pipelines.train.callbacks.Callbacks` hooks (progress, per-epoch records); an
             exception raised in one stops training, keeping the last finished epoch's checkpoint.
         resume_state: a checkpoint's trainer state: continue from its epoch instead of starting.
         world: the torchrun process group; only rank 0 writes files and reports metrics.
@@ -176,7 +179,8 @@ def train_model(
             "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
             **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
         }
-        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer)
+        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer,
+                   plain_recipe=saver.checkpoint.plain_recipe)  # fmt: skip
         if score_val and len(data.val):
             from ..infer.evaluate import evaluation_report
             from ..infer.inference import window_logits
@@ -201,57 +205,8 @@ def train_model(
         val_report=val_report,
         scored=scored,
         thresholds=None if thresholds is None else [float(t) for t in thresholds],
+        tokenizer=data.tokenizer,
     )
-
-
-REFIT_SHARE = 0.2  # validation's share of the labelled examples from which `refit: auto` refits
-REFIT_SMALL = 1000  # training examples below which `refit: auto` refits
-
-
-def should_refit(recipe: Recipe, data: Datasets) -> tuple[bool, str]:
-    """(whether to retrain on train + val, why): `train.refit`, and for auto the share of labels
-    validation holds back (ESC-10's official folds keep 25% out) or a small training set."""
-    mode, n_train, n_val = recipe.train.refit, len(data.train), len(data.val)
-    if mode is False or not n_val:
-        return False, ""
-    share = n_val / (n_train + n_val)
-    why = f"validation holds {share:.0%} of the {n_train + n_val} labelled examples"
-    if mode is True:
-        return True, why
-    if share >= REFIT_SHARE:
-        return True, why + f" (>= {REFIT_SHARE:.0%})"
-    if n_train < REFIT_SMALL:
-        return True, f"{n_train} training examples (< {REFIT_SMALL})"
-    return False, ""
-
-
-def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, callbacks, baseline, blend, why: str):
-    """(model to save, baseline, facts): a fresh model of the same seed trained on train + val for
-    the `epochs` validation chose, with the baseline refitted at its chosen C and blended in at
-    the chosen weight. Not checkpointed: a run killed here resumes into the refit again."""
-    import dataclasses
-    import time
-
-    from attn.models.linear import Blend
-
-    from .trainer import Trainer
-
-    t0 = time.perf_counter()
-    both = dataclasses.replace(data, train=data.train.merged(data.val))
-    log.info("refit: %s; training again on train + val (%d examples) for %d epochs", why, len(both.train), epochs)
-    model, _ = init_model(recipe, both, device)
-    cfg = recipe.train.model_copy(update={"epochs": epochs, "patience": 0})
-    trainer = Trainer(model, cfg, both.train, None, list(data.labels), device, callbacks)
-    trainer.fit()
-    trainer.load_last()  # without validation to choose, the epoch count validation chose decides
-    network = trainer.model.eval()
-    if baseline is not None:
-        baseline = fit_baseline(recipe, both, device, c=baseline.C, thresholds=baseline.thresholds)
-    final = network
-    if baseline is not None:
-        final = Blend(network, baseline.module, (blend or {}).get("weight", 0.0), baseline.summary()).eval()
-    facts = {"epochs": epochs, "examples": len(both.train), "why": why, "seconds": round(time.perf_counter() - t0, 1)}
-    return final, baseline, facts
 
 
 def fit_baseline(recipe: Recipe, data: Datasets, device, c: float | None = None, thresholds=None):
@@ -306,48 +261,6 @@ def compare_with_baseline(history: list[dict[str, Any]], baseline, blend: dict[s
         )  # fmt: skip
 
 
-def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
-    """(model, facts): the recipe's model, initialised from train.seed. When `fresh` (not resuming,
-    where the checkpoint brings the weights), word vectors and masked-token pretraining are
-    applied as the recipe asks; `facts` is `data.info` plus what they report."""
-    import torch
-
-    from ..data.encoder_cache import cache_folder, load_states
-    from ..recipe.build import build_model
-
-    facts = dict(data.info)
-    tok = data.tokenizer
-    torch.manual_seed(recipe.train.seed)
-    model = build_model(recipe, len(data.labels), vocab_size=None if tok is None else tok.vocab_size)
-    if recipe.modality == "audio" and recipe.train.augment.background:
-        from ..data.sources import load_background
-
-        f = recipe.features
-        bank = load_background(recipe.train.augment.background, recipe.data.extensions, f.sample_rate, f.frame_samples)
-        model.augment.set_background(torch.from_numpy(bank))
-        facts["background_segments"] = len(bank)
-    if fresh and getattr(recipe.features, "encoder", None) is not None:
-        from ..data.encoders import load_encoder_weights
-
-        for member in getattr(model, "members", [model]):
-            facts["encoder"] = load_encoder_weights(member.frontend, recipe.features.encoder)
-    for member in getattr(model, "members", [model]):
-        if hasattr(member.frontend, "enable_cache"):
-            member.frontend.enable_cache()  # a frozen encoder's states: computed in epoch 1 only
-            folder = cache_folder(recipe)
-            if folder is not None:
-                facts["encoder_cache"] = {"folder": str(folder), "reused": load_states(member.frontend, folder)}
-    if fresh and tok is not None and recipe.features.tokenizer.vectors:
-        from ..data.text import apply_vectors
-
-        facts["vectors"] = apply_vectors(model, tok, recipe.features)
-    if fresh and recipe.train.pretrain_epochs:
-        from .pretrain import pretrain_masked_tokens
-
-        facts["pretrain"] = pretrain_masked_tokens(model.to(device), data.train, recipe.train, tok.vocab_size, device)
-    return model, facts
-
-
 class EpochSaver:
     """The Trainer's `on_epoch_saved`: after every epoch write the artifact when it improved, then
     the resume checkpoint, then its history line (nothing when `write` is False: ranks > 0).
@@ -367,7 +280,8 @@ class EpochSaver:
         epoch = trainer.state.epoch
         if improved:
             save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": epoch},
-                       tokenizer=self.tokenizer, state_dict=trainer.best_weights)  # fmt: skip
+                       tokenizer=self.tokenizer, state_dict=trainer.best_weights,
+                       plain_recipe=self.checkpoint.plain_recipe)  # fmt: skip
         self.checkpoint.write(epoch, trainer.state_dict())
         append_line(self.run_dir / HISTORY, json.dumps(trainer.state.history[-1]))
 

@@ -47,7 +47,7 @@ def train(
 ) -> TrainResult:
     """Train the recipe in a new run directory (`out`, else runs/<recipe stem>-<time>) and
     return what was written, report.html included. `callbacks`: see
-    `attn.pipelines.train.trainer.Callbacks`; `tensorboard`: a folder for TensorBoard event files
+    `attn.pipelines.train.callbacks.Callbacks`; `tensorboard`: a folder for TensorBoard event files
     (default <run>/tensorboard when the recipe sets train.tensorboard)."""
     from ..data.auto import resolve_auto
 
@@ -152,7 +152,7 @@ def _train(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, callbacks
 
 def _with_tensorboard(callbacks, recipe: Recipe, run_dir: Path, tensorboard: str | None, world: World):
     """The caller's callbacks, plus TensorBoard logging on rank 0 when asked for."""
-    from .trainer import CallbackList
+    from .callbacks import CallbackList
 
     if not world.main or not (tensorboard or recipe.train.tensorboard):
         return CallbackList(callbacks)

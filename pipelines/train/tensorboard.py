@@ -35,7 +35,7 @@ def summary_writer(log_dir: Path):
 
 
 class TensorBoardCallback:
-    """Training hooks (see `attn.pipelines.train.trainer.Callbacks`) that write TensorBoard event files
+    """Training hooks (see `attn.pipelines.train.callbacks.Callbacks`) that write TensorBoard event files
     into `log_dir`. `recipe` is logged as hparams; `run_dir` tells a resumed ensemble how many
     members are already done."""
 

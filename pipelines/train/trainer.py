@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from attn.errors import TrainingError
 
@@ -26,48 +25,12 @@ from ..data.batching import WindowSet, length_bucketed
 from ..infer.evaluate import evaluation_report
 from ..infer.inference import window_logits
 from ..recipe.config import TrainConfig
+from .callbacks import CallbackList, Callbacks
 from .distributed import World
+from .loss import class_weights, training_loss
 from .optim import adamw, lr_factor
 
 log = logging.getLogger("attn")
-
-
-class Callbacks:
-    """Hooks into training (the CLI draws progress bars with them; a tuner reads each epoch's
-    validation metrics in `on_epoch_end`). Every hook is optional: an object with only some of
-    these methods works. An exception raised in a hook stops training; the checkpoint of the
-    last finished epoch is kept. The library itself never prints."""
-
-    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def on_step(self, step: int, loss: float) -> None: ...
-    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
-    def on_train_end(self, metrics: dict[str, Any] | None) -> None:
-        """After the run: its final metrics (metrics.json; None without test or validation data)."""
-
-
-class CallbackList(Callbacks):
-    """Callback objects called in order, each with the hooks it has."""
-
-    def __init__(self, *callbacks) -> None:
-        self.callbacks = [c for c in callbacks if c is not None]
-
-    def _call(self, hook: str, *args) -> None:
-        for c in self.callbacks:
-            fn = getattr(c, hook, None)
-            if fn is not None:
-                fn(*args)
-
-    def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
-        self._call("on_epoch_begin", epoch, epochs, steps)
-
-    def on_step(self, step: int, loss: float) -> None:
-        self._call("on_step", step, loss)
-
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        self._call("on_epoch_end", record)
-
-    def on_train_end(self, metrics: dict[str, Any] | None) -> None:
-        self._call("on_train_end", metrics)
 
 
 @dataclass
@@ -108,22 +71,12 @@ class Trainer:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.opt = adamw(model, cfg)
-        self.class_weights = None
         self.multi_label = train_set.multi_label
         if self.multi_label:
             from ..data.labelsets import warn_no_positives
 
             warn_no_positives(train_set.labels, labels)
-        if cfg.class_weights == "balanced" and self.multi_label:
-            # BCE's pos_weight n_neg / n_pos per class: positives and negatives weigh the same in total.
-            pos = train_set.labels.sum(0).astype(np.float64)
-            w = np.where(pos > 0, (len(train_set.labels) - pos) / np.maximum(pos, 1), 1.0)
-            self.class_weights = torch.tensor(w, dtype=torch.float32, device=device)
-        elif cfg.class_weights == "balanced":
-            # w_k = N / (K n_k): every class carries the same total weight in the loss.
-            counts = np.bincount(train_set.labels[train_set.labels >= 0], minlength=len(labels)).astype(np.float64)
-            w = np.where(counts > 0, counts.sum() / (len(labels) * np.maximum(counts, 1)), 0.0)
-            self.class_weights = torch.tensor(w, dtype=torch.float32, device=device)
+        self.class_weights = class_weights(train_set, len(labels), device) if cfg.class_weights == "balanced" else None
         self.steps_per_epoch = math.ceil(self._epoch_size() // world.size / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup * self.total_steps)
@@ -133,42 +86,10 @@ class Trainer:
         self.ema: dict[str, torch.Tensor] | None = None
         self._ema_pairs = None
         self._param_names = {n for n, _ in model.named_parameters()}
-        # Only the training forward is compiled; evaluation, checkpoints and the artifact use the
-        # plain module (its state_dict keys are unchanged). dynamic=True: batch widths vary.
-        self.forward = self.model
-        if world.distributed:
-            # Gradients are averaged across processes in backward; parameters and buffers start
-            # from rank 0's, so every rank holds the same weights after every step.
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [device.index] if device.type == "cuda" else None
-            self.forward = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.compile:
-            self.forward = torch.compile(self.forward, dynamic=True)
+        self.forward = _training_forward(self.model, cfg, world, device)
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, mix) -> torch.Tensor:
-        """Cross-entropy (class-weighted with train.class_weights: balanced); with mixup, each
-        row's loss against both of its labels, weighted by its mixing weight. Multi-label:
-        binary cross-entropy per class (balanced: as pos_weight) against mixed multi-hot targets."""
-        ls = self.cfg.label_smoothing
-        if self.multi_label:
-            # y: (B, K) multi-hot; mixup mixes the targets as it mixed the inputs
-            if mix is not None:
-                lam, perm = mix
-                y = lam[:, None] * y + (1 - lam[:, None]) * y[perm]
-            if ls:
-                y = y * (1 - ls) + 0.5 * ls
-            return F.binary_cross_entropy_with_logits(logits, y, pos_weight=self.class_weights)
-        if mix is None:
-            return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=ls)
-        lam, perm = mix
-        a = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=ls, reduction="none")
-        b = F.cross_entropy(logits, y[perm], weight=self.class_weights, label_smoothing=ls, reduction="none")
-        if self.class_weights is None:
-            return (lam * a + (1 - lam) * b).mean()
-        # weighted mean, as F.cross_entropy's own reduction: divide by the summed row weights
-        wa, wb = self.class_weights[y], self.class_weights[y[perm]]
-        return (lam * a + (1 - lam) * b).sum() / (lam * wa + (1 - lam) * wb).sum()
+        return training_loss(logits, y, mix, self.class_weights, self.cfg.label_smoothing, self.multi_label)
 
     def _mixup(self, b: int):
         """(lam (B,), perm (B,)) on the device for this batch, or None when train.augment.mixup
@@ -403,6 +324,22 @@ class Trainer:
         if "cuda" in sd["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(sd["rng"]["cuda"])
         self.state = TrainState(**sd["state"])
+
+
+def _training_forward(model: torch.nn.Module, cfg: TrainConfig, world: World, device: torch.device):
+    """What the training step calls: the model, under torchrun wrapped in DistributedDataParallel,
+    with train.compile compiled. Only the training forward is: evaluation, checkpoints and the
+    artifact use the plain module (its state_dict keys are unchanged)."""
+    forward = model
+    if world.distributed:
+        # Gradients are averaged across processes in backward; parameters and buffers start
+        # from rank 0's, so every rank holds the same weights after every step.
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        forward = torch.compile(forward, dynamic=True)  # dynamic=True: batch widths vary
+    return forward
 
 
 def _fmt_record(r: dict[str, Any], epochs: int) -> str:

@@ -87,8 +87,8 @@ def run_trial(study, trial, plan: Plan, device, callbacks=None) -> dict[str, Any
     from optuna.trial import TrialState
 
     from ..data.prepared import prepare_data
+    from ..train.callbacks import CallbackList
     from ..train.model import train_model
-    from ..train.trainer import CallbackList
 
     claim(trial)
     values = plan.space.suggest(trial)

@@ -1,0 +1,62 @@
+"""`train.refit`: after early stopping chose the epoch count on validation, train a fresh model
+of the same seed on train + val for that many epochs, with the baseline refitted beside it."""
+
+from __future__ import annotations
+
+import logging
+
+from ..data.prepared import Datasets
+from ..recipe.config import Recipe
+
+log = logging.getLogger("attn")
+
+REFIT_SHARE = 0.2  # validation's share of the labelled examples from which `refit: auto` refits
+REFIT_SMALL = 1000  # training examples below which `refit: auto` refits
+
+
+def should_refit(recipe: Recipe, data: Datasets) -> tuple[bool, str]:
+    """(whether to retrain on train + val, why): `train.refit`, and for auto the share of labels
+    validation holds back (ESC-10's official folds keep 25% out) or a small training set."""
+    mode, n_train, n_val = recipe.train.refit, len(data.train), len(data.val)
+    if mode is False or not n_val:
+        return False, ""
+    share = n_val / (n_train + n_val)
+    why = f"validation holds {share:.0%} of the {n_train + n_val} labelled examples"
+    if mode is True:
+        return True, why
+    if share >= REFIT_SHARE:
+        return True, why + f" (>= {REFIT_SHARE:.0%})"
+    if n_train < REFIT_SMALL:
+        return True, f"{n_train} training examples (< {REFIT_SMALL})"
+    return False, ""
+
+
+def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, callbacks, baseline, blend, why: str):
+    """(model to save, baseline, facts): a fresh model of the same seed trained on train + val for
+    the `epochs` validation chose, with the baseline refitted at its chosen C and blended in at
+    the chosen weight. Not checkpointed: a run killed here resumes into the refit again."""
+    import dataclasses
+    import time
+
+    from attn.models.linear import Blend
+
+    from .baseline import fit_baseline
+    from .init_model import init_model
+    from .trainer import Trainer
+
+    t0 = time.perf_counter()
+    both = dataclasses.replace(data, train=data.train.merged(data.val))
+    log.info("refit: %s; training again on train + val (%d examples) for %d epochs", why, len(both.train), epochs)
+    model, _ = init_model(recipe, both, device)
+    cfg = recipe.train.model_copy(update={"epochs": epochs, "patience": 0})
+    trainer = Trainer(model, cfg, both.train, None, list(data.labels), device, callbacks)
+    trainer.fit()
+    trainer.load_last()  # without validation to choose, the epoch count validation chose decides
+    network = trainer.model.eval()
+    if baseline is not None:
+        baseline = fit_baseline(recipe, both, device, c=baseline.C, thresholds=baseline.thresholds)
+    final = network
+    if baseline is not None:
+        final = Blend(network, baseline.module, (blend or {}).get("weight", 0.0), baseline.summary()).eval()
+    facts = {"epochs": epochs, "examples": len(both.train), "why": why, "seconds": round(time.perf_counter() - t0, 1)}
+    return final, baseline, facts
