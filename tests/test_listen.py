@@ -132,6 +132,17 @@ def test_a_fifo_and_a_file_at_its_own_pace(trained_model, wav, tmp_path):
     assert_same_windows(lines(r.stdout), frames)
 
 
+def _first_line(proc: subprocess.Popen) -> bytes:
+    """The first stdout line, read a byte at a time: `proc.stdout.readline()` may buffer later lines
+    too, which `communicate` (reading the descriptor itself) would then never see."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(proc.stdout.fileno(), 1)
+        assert byte, "the stream ended before its first record"
+        line += byte
+    return line
+
+
 def test_ctrl_c_scores_what_arrived_and_exits_130(trained_model, tmp_path):
     """Two seconds are written and the pipe left open (a microphone still recording); after the
     first record, Ctrl-C: every window of those two seconds is written, then exit 130."""
@@ -140,7 +151,7 @@ def test_ctrl_c_scores_what_arrived_and_exits_130(trained_model, tmp_path):
                             stderr=subprocess.PIPE, env=_env(), preexec_fn=_default_sigint)  # fmt: skip
     proc.stdin.write(raw(wav))
     proc.stdin.flush()
-    first = json.loads(proc.stdout.readline())
+    first = json.loads(_first_line(proc))
     assert first["start"] == 0.0
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -156,7 +167,7 @@ def test_a_stall_warns_once_and_the_stream_goes_on(trained_model, wav):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())  # fmt: skip
     proc.stdin.write(data[: len(data) // 2])
     proc.stdin.flush()
-    first = json.loads(proc.stdout.readline())  # listening: now the writer stalls
+    first = json.loads(_first_line(proc))  # listening: now the writer stalls
     time.sleep(2)
     out, err = proc.communicate(data[len(data) // 2 :], timeout=120)
     assert proc.returncode == 0, err
