@@ -13,7 +13,6 @@ Importing attn imports no torch: each function imports what it needs when it run
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -358,9 +357,10 @@ class Model:
         model's; another is resampled); channels: averaged to mono. A stream that starts with a
         WAV header (arecord's) is read by it. realtime: release a file's audio at its own pace.
         stall_seconds: log a warning when no audio arrives for this long. events: True (or
-        settings overriding `EventSettings`' defaults, e.g. {"on": 0.7}): one record per sound
-        event {"input", "label", "start", "end", "score"}, written once no later window can
-        change it (the events the whole recording's window scores give). stop: a
+        settings overriding the model's stored post-processing, e.g. {"on": 0.7}): one record per
+        sound event {"input", "label", "start", "end", "score"}, written once no later window
+        can change it, found as `events_iter` finds a file's (its hop, gate and classify: segments;
+        the gate's noise floor is a running one: pipelines/infer/live_segments.py). stop: a
         threading.Event; once set, the audio already received is scored and the records end.
         See `attn listen`."""
         from attn.features.pcm import ENCODINGS, PcmFormat
@@ -373,17 +373,14 @@ class Model:
         if (rate is not None and rate < 1) or channels < 1:
             raise ConfigError(f"rate {rate} and channels {channels}: both must be 1 or more")
         fmt = PcmFormat(pcm, int(rate or self.recipe.features.sample_rate), int(channels))
-        settings = None
-        if events is not False:
-            settings = _event_settings({}, {} if events is True else dict(events))
-            if self.loaded.header.get("events"):  # tuned by `attn train` (data.events): not applied live yet
-                logging.getLogger("attn.listen").warning(
-                    "%s: listen --events uses the default post-processing (plus --event-set), not the settings "
-                    "tuned at training (the noise-floor gate and classify: segments need the whole recording); "
-                    "attn predict --events applies those",
-                    self.path,
-                )
-        options = ListenOptions(fmt, realtime=realtime, stall_seconds=stall_seconds, top_k=top_k, events=settings)
+        settings, hop = None, 0.0
+        if events is not False:  # the post-processing stored in the model (tuned at training), as predict --events
+            from attn.pipelines.infer.events_predict import model_events
+
+            stored = (self.loaded.header.get("events") or {}).get("settings", {})
+            settings, hop = model_events(self.loaded, _event_settings(stored, {} if events is True else dict(events)))
+        options = ListenOptions(fmt, realtime=realtime, stall_seconds=stall_seconds, top_k=top_k, events=settings,
+                                events_hop=hop)  # fmt: skip
         return Listener(self.loaded, options, stop).listen(os.fspath(source))
 
     def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:

@@ -129,11 +129,12 @@ def _rtf(model: str, pcm: bytes) -> tuple[float, float, int]:
     return wall / seconds, seconds, n
 
 
-def _memory(model: str, pcm: bytes, minutes: float) -> tuple[float, int, int, float]:
+def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tuple[float, int, int, float]:
     """Peak RSS (MB, the kernel's high-water mark, read until the process ends) of `attn listen`
-    over `minutes` of stream (the scenes repeated), fed as fast as it is read: (peak, exit code,
-    records, wall seconds)."""
-    proc = subprocess.Popen([*attn_cmd(), "listen", "-m", model, "--rate", str(RATE), "--threads", "1"],
+    (with `events`: --events) over `minutes` of stream (the scenes repeated), fed as fast as it
+    is read: (peak, exit code, records, wall seconds)."""
+    extra = ["--events"] if events else []
+    proc = subprocess.Popen([*attn_cmd(), "listen", "-m", model, "--rate", str(RATE), "--threads", "1", *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=_env())  # fmt: skip
     count, peak = 0, 0.0
