@@ -317,17 +317,25 @@ class Model:
         s = self._event_settings(settings)
         return evaluate_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split, s)
 
-    def tune_events(self, annotations, files=None, split: str | None = "val", save: bool = True) -> dict[str, Any]:
+    def tune_events(self, annotations, files=None, split: str | None = "val", save: bool = True, out=None,
+                    hop: float | None = None) -> dict[str, Any]:  # fmt: skip
         """Tune the events post-processing on annotated recordings (what `attn train` does with
-        `data.events`); `save` stores it in the model file (`attn info` shows it)."""
-        from attn.pipelines.infer.events_predict import tune_events
+        `data.events`); `save` stores it in the model file, or in a copy at `out` (written
+        atomically; `attn info` shows it); `hop`: seconds between windows (default 0.1). See
+        `attn tune-events`."""
+        from attn.pipelines.infer.events_predict import DEFAULT_HOP, tune_events
         from attn.pipelines.store.artifact import update_header
 
         self._audio_only("events")
-        tuned = tune_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split)
+        hop = hop or DEFAULT_HOP
+        if hop > self.recipe.features.frame_seconds:
+            raise ConfigError(
+                f"events hop {hop:g} s is longer than the model's {self.recipe.features.frame_seconds:g} s window"
+            )
+        tuned = tune_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split, hop=hop)
         self.loaded.header["events"] = tuned
         if save:
-            update_header(self.path, events=tuned)
+            update_header(self.path, os.fspath(out) if out is not None else None, events=tuned)
         return tuned
 
     def _event_settings(self, overrides: dict):
