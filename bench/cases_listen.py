@@ -170,6 +170,27 @@ def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tup
     return peak, code, count, time.monotonic() - t0
 
 
+def memory_case(name: str, records: str, model: str, pcm: bytes, minutes: float, common: dict,
+                events: bool = False) -> dict:  # fmt: skip
+    """Peak memory of `minutes` of stream against 1 minute: flat means at most 10 MB more."""
+    short, code_short, n_short, _ = _memory(model, pcm, 1.0, events=events)
+    long, code_long, n_long, wall_long = _memory(model, pcm, minutes, events=events)
+    return case(
+        f"{name}: peak memory, {minutes:.0f} min stream vs 1 min",
+        f"fsdd_scenes test repeated, {n_long} {records}",
+        f"1 min stream ({n_short} {records})",
+        long,
+        short,
+        "MB peak RSS",
+        "flat (≤ +10 MB)",
+        long - short <= 10 and code_long == code_short == 0,
+        higher_is_better=False,
+        wall_seconds=round(wall_long, 1),
+        rtf_with_startup=round(wall_long / (minutes * 60), 4),
+        **{**common, "load_avg_after": round(os.getloadavg()[0], 2)},
+    )
+
+
 def listen(quick: bool = False) -> list[dict]:
     root = data_root()
     if root is None or not (root / "fsdd_scenes" / "audio").exists():
@@ -184,8 +205,6 @@ def listen(quick: bool = False) -> list[dict]:
     lat = _latency(model, pcm, 20.0 if quick else 60.0)
     rtf, seconds, windows = _rtf(model, pcm[: len(pcm) // 4] if quick else pcm)
     minutes = 10.0 if quick else 60.0
-    short, code_short, n_short, _ = _memory(model, pcm, 1.0)
-    long, code_long, n_long, wall_long = _memory(model, pcm, minutes)
     load1 = os.getloadavg()[0]
     common = {"model": what, "model_rate": feats.sample_rate, "frame_s": feats.frame_seconds,
               "hop_s": feats.hop_seconds, "load_avg_before": round(load0, 2), "load_avg_after": round(load1, 2),
@@ -218,18 +237,5 @@ def listen(quick: bool = False) -> list[dict]:
             higher_is_better=False,
             **common,
         ),  # fmt: skip
-        case(
-            f"listen: peak memory, {minutes:.0f} min stream vs 1 min",
-            f"fsdd_scenes test repeated, {n_long} windows",
-            f"1 min stream ({n_short} windows)",
-            long,
-            short,
-            "MB peak RSS",
-            "flat (≤ +10 MB)",
-            long - short <= 10 and code_long == code_short == 0,
-            higher_is_better=False,
-            wall_seconds=round(wall_long, 1),
-            rtf_with_startup=round(wall_long / (minutes * 60), 4),
-            **common,
-        ),  # fmt: skip
+        memory_case("listen", "windows", model, pcm, minutes, common),
     ]

@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 
-from .cases_listen import _digits_model, _env, _memory, _scenes_pcm
+from .cases_listen import _digits_model, _env, _scenes_pcm, memory_case
 from .common import attn_cmd, case, data_root
 
 F1_BAR, ER_BAR = 0.90, 0.20
@@ -65,8 +65,6 @@ def listen_events(quick: bool = False) -> list[dict]:
     live, offline, wall = live_accuracy(model, root / "fsdd_scenes")
     pcm = _scenes_pcm(root)
     minutes = 10.0 if quick else 60.0
-    short, code_short, n_short, _ = _memory(model, pcm, 1.0, events=True)
-    long, code_long, n_long, wall_long = _memory(model, pcm, minutes, events=True)
     load1 = os.getloadavg()[0]
     common = {"model": what, "settings": settings, "load_avg_before": round(load0, 2),
               "load_avg_after": round(load1, 2), "threads": 1}  # fmt: skip
@@ -89,18 +87,5 @@ def listen_events(quick: bool = False) -> list[dict]:
             stream_wall_seconds=round(wall, 1),
             **common,
         ),  # fmt: skip
-        case(
-            f"listen --events: peak memory, {minutes:.0f} min stream vs 1 min",
-            f"fsdd_scenes test repeated, {n_long} events",
-            f"1 min stream ({n_short} events)",
-            long,
-            short,
-            "MB peak RSS",
-            "flat (≤ +10 MB)",
-            long - short <= 10 and code_long == code_short == 0,
-            higher_is_better=False,
-            wall_seconds=round(wall_long, 1),
-            rtf_with_startup=round(wall_long / (minutes * 60), 4),
-            **common,
-        ),  # fmt: skip
+        memory_case("listen --events", "events", model, pcm, minutes, common, events=True),
     ]
