@@ -36,6 +36,7 @@ CASES = {
     "serve": ("cases_serve", "serve"),
     "events": ("cases_events", "events"),
     "listen": ("cases_listen", "listen"),
+    "listen_events": ("cases_listen_events", "listen_events"),
     "calibration": ("cases_calibration", "calibration"),
 }
 

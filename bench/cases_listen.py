@@ -129,11 +129,12 @@ def _rtf(model: str, pcm: bytes) -> tuple[float, float, int]:
     return wall / seconds, seconds, n
 
 
-def _memory(model: str, pcm: bytes, minutes: float) -> tuple[float, int, int, float]:
+def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tuple[float, int, int, float]:
     """Peak RSS (MB, the kernel's high-water mark, read until the process ends) of `attn listen`
-    over `minutes` of stream (the scenes repeated), fed as fast as it is read: (peak, exit code,
-    records, wall seconds)."""
-    proc = subprocess.Popen([*attn_cmd(), "listen", "-m", model, "--rate", str(RATE), "--threads", "1"],
+    (with `events`: --events) over `minutes` of stream (the scenes repeated), fed as fast as it
+    is read: (peak, exit code, records, wall seconds)."""
+    extra = ["--events"] if events else []
+    proc = subprocess.Popen([*attn_cmd(), "listen", "-m", model, "--rate", str(RATE), "--threads", "1", *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=_env())  # fmt: skip
     count, peak = 0, 0.0
@@ -169,6 +170,27 @@ def _memory(model: str, pcm: bytes, minutes: float) -> tuple[float, int, int, fl
     return peak, code, count, time.monotonic() - t0
 
 
+def memory_case(name: str, records: str, model: str, pcm: bytes, minutes: float, common: dict,
+                events: bool = False) -> dict:  # fmt: skip
+    """Peak memory of `minutes` of stream against 1 minute: flat means at most 10 MB more."""
+    short, code_short, n_short, _ = _memory(model, pcm, 1.0, events=events)
+    long, code_long, n_long, wall_long = _memory(model, pcm, minutes, events=events)
+    return case(
+        f"{name}: peak memory, {minutes:.0f} min stream vs 1 min",
+        f"fsdd_scenes test repeated, {n_long} {records}",
+        f"1 min stream ({n_short} {records})",
+        long,
+        short,
+        "MB peak RSS",
+        "flat (≤ +10 MB)",
+        long - short <= 10 and code_long == code_short == 0,
+        higher_is_better=False,
+        wall_seconds=round(wall_long, 1),
+        rtf_with_startup=round(wall_long / (minutes * 60), 4),
+        **{**common, "load_avg_after": round(os.getloadavg()[0], 2)},
+    )
+
+
 def listen(quick: bool = False) -> list[dict]:
     root = data_root()
     if root is None or not (root / "fsdd_scenes" / "audio").exists():
@@ -183,8 +205,6 @@ def listen(quick: bool = False) -> list[dict]:
     lat = _latency(model, pcm, 20.0 if quick else 60.0)
     rtf, seconds, windows = _rtf(model, pcm[: len(pcm) // 4] if quick else pcm)
     minutes = 10.0 if quick else 60.0
-    short, code_short, n_short, _ = _memory(model, pcm, 1.0)
-    long, code_long, n_long, wall_long = _memory(model, pcm, minutes)
     load1 = os.getloadavg()[0]
     common = {"model": what, "model_rate": feats.sample_rate, "frame_s": feats.frame_seconds,
               "hop_s": feats.hop_seconds, "load_avg_before": round(load0, 2), "load_avg_after": round(load1, 2),
@@ -217,18 +237,5 @@ def listen(quick: bool = False) -> list[dict]:
             higher_is_better=False,
             **common,
         ),  # fmt: skip
-        case(
-            f"listen: peak memory, {minutes:.0f} min stream vs 1 min",
-            f"fsdd_scenes test repeated, {n_long} windows",
-            f"1 min stream ({n_short} windows)",
-            long,
-            short,
-            "MB peak RSS",
-            "flat (≤ +10 MB)",
-            long - short <= 10 and code_long == code_short == 0,
-            higher_is_better=False,
-            wall_seconds=round(wall_long, 1),
-            rtf_with_startup=round(wall_long / (minutes * 60), 4),
-            **common,
-        ),  # fmt: skip
+        memory_case("listen", "windows", model, pcm, minutes, common),
     ]

@@ -7,7 +7,22 @@ from typing import Annotated
 
 import typer
 
-from . import embed, evaluate, explain, export, features, info, listen, predict, report, serve, tokenize, train, tune
+from . import (
+    embed,
+    evaluate,
+    explain,
+    export,
+    features,
+    info,
+    listen,
+    predict,
+    report,
+    serve,
+    tokenize,
+    train,
+    tune,
+    tune_events,
+)
 from .common import State
 
 app = typer.Typer(
@@ -60,6 +75,7 @@ app.command("report", epilog=_epilog(report.EPILOG))(report.report_cmd)
 app.command("embed", epilog=_epilog(embed.EPILOG))(embed.embed_cmd)
 app.command("serve", epilog=_epilog(serve.EPILOG))(serve.serve_cmd)
 app.command("listen", epilog=_epilog(listen.EPILOG))(listen.listen_cmd)
+app.command("tune-events", epilog=_epilog(tune_events.EPILOG))(tune_events.tune_events_cmd)
 
 
 def main() -> None:

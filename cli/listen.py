@@ -35,16 +35,21 @@ Examples:
 
   attn listen recording.wav --realtime         # a file, released at its own pace
 
-  arecord -q -f S16_LE -r 16000 - | attn listen --events --event-set on=0.7   # sound events as they end
+  arecord -q -f S16_LE -r 16000 - | attn listen --events     # sound events as they end
+
+  attn listen day.pcm --events --event-set gate_db=10         # override one stored setting
 
 Input: raw PCM (--pcm, --rate, --channels; the rate defaults to the model's, another is
 resampled as it arrives), or a stream that starts with a WAV header (arecord's default),
 whose format is then used. Output: one JSON line per window as soon as the window is whole,
 {"input", "start", "end", "label", "score"}, times in seconds of stream: the records
 `attn predict --per-frame` gives the same audio saved to a file. With --events: one line per
-sound event {"input", "label", "start", "end", "score"} once no later window can change it
-(smoothing, hysteresis, minimum gap and duration, padding: pipelines/infer/events.py). Ctrl-C
-or the end of the
+sound event {"input", "label", "start", "end", "score"} once no later window can change it,
+with the post-processing stored in the model (`attn info` shows it; tuned by attn train or
+attn tune-events), as attn predict --events finds a file's: its hop, smoothing, hysteresis,
+gap, duration, padding, the noise-floor gate (a running floor: the last 10 minutes, after a
+10 s warm-up) and classify: segments (spans of up to 30 s labelled as one clip; longer ones in
+30 s pieces). Ctrl-C or the end of the
 stream scores what has arrived and stops: exit 130 or 0.
 """
 
@@ -72,8 +77,8 @@ def listen_cmd(
         list[str] | None,
         typer.Option(
             "--event-set",
-            help="An event setting KEY=VALUE (on, off, smooth, smooth_seconds, "
-            "min_duration, min_gap, pad; repeatable; implies --events).",
+            help="An event setting KEY=VALUE overriding the model's stored one (on, off, smooth, smooth_seconds, "
+            "min_duration, min_gap, pad, gate_db, classify, margin; repeatable; implies --events).",
             show_default=False,
         ),
     ] = None,

@@ -45,10 +45,11 @@ Examples:
 
   attn predict -m runs/tags/model.attn clips/ --threshold 0.3   # multi-label: one threshold for all
 
---events: one record per event {input, label, start, end, score} (formats jsonl, csv, audacity,
-raven), with the post-processing stored in the model (`attn info` shows it; README, "Sound
-events"). Otherwise: one record per input, in order (table on a terminal, JSON lines otherwise). An input
-that cannot be read gets an `error` field and the others still run. Exit code 0 if all inputs
+--events: one record per event {input, label, start, end, score} (formats table, jsonl, csv,
+audacity, raven; table on a terminal, JSON lines otherwise), with the post-processing stored in
+the model (`attn info` shows it; `attn tune-events` tunes it; README, "Sound events"). Otherwise:
+one record per input, in order (table on a terminal, JSON lines otherwise). An input that cannot
+be read gets an `error` field and the others still run. Exit code 0 if all inputs
 succeeded, 1 if any failed, 2 on usage errors.
 """
 
@@ -73,7 +74,7 @@ def predict_cmd(
         typer.Option(
             "--format",
             "-f",
-            help="Default: table on a terminal, jsonl otherwise; audacity and raven with --events.",
+            help="Default: table on a terminal, jsonl otherwise (with --events too); audacity and raven with --events.",
             show_default=False,
         ),
     ] = None,
@@ -198,7 +199,7 @@ def _events(m, paths: list, fmt: str, hop: float | None, batch_size: int) -> Non
     if fmt == "audacity" and len(paths) > 1:
         raise fail(f"--format audacity writes one label track: give one recording, not {len(paths)}")
     high = m.recipe.features.sample_rate / 2
-    errors = write_events(m.events_iter(paths, hop=hop), "jsonl" if fmt == "table" else fmt, high)
+    errors = write_events(m.events_iter(paths, hop=hop), fmt, high)
     if errors:
         print(f"attn: {len(errors)} of {len(paths)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)

@@ -1,5 +1,6 @@
-"""`attn predict --events` output: one line per event, in four formats.
+"""`attn predict --events` output: one line per event, in five formats.
 
+- table (the default on a terminal): aligned columns start, end, label, score, input
 - jsonl: {input, label, start, end, score} (an unreadable file: {input, error})
 - csv: input,label,start,end,score,error
 - audacity: a label track (File > Import > Labels): start<TAB>end<TAB>label, one input only
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-EVENT_FORMATS = ("jsonl", "csv", "audacity", "raven")
+EVENT_FORMATS = ("table", "jsonl", "csv", "audacity", "raven")
 RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
                  "High Freq (Hz)", "Begin Path", "Annotation", "Score"]  # fmt: skip
 
@@ -32,6 +33,8 @@ def write_events(records: Iterable[dict[str, Any]], fmt: str, high_hz: float, ou
         writer.writeheader()
     elif fmt == "raven":
         out.write("\t".join(RAVEN_COLUMNS) + "\n")
+    elif fmt == "table":
+        out.write(f"{'start':>9}  {'end':>9}  {'label':<12}  {'score':>6}  input\n")
     n = 0
     for rec in records:
         if rec.get("error"):
@@ -39,7 +42,13 @@ def write_events(records: Iterable[dict[str, Any]], fmt: str, high_hz: float, ou
             if fmt in ("audacity", "raven"):
                 print(f"error: {rec['error']}", file=sys.stderr)
                 continue
-        if fmt == "jsonl":
+        if fmt == "table":
+            if rec.get("error"):
+                out.write(f"{'':>9}  {'':>9}  {'ERROR':<12}  {'':>6}  {rec['error']}\n")
+            else:
+                out.write(f"{rec['start']:>9.3f}  {rec['end']:>9.3f}  {_cell(rec['label']):<12}  "
+                          f"{rec['score']:>6.4f}  {_cell(rec['input'])}\n")  # fmt: skip
+        elif fmt == "jsonl":
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         elif writer is not None:
             writer.writerow(rec)

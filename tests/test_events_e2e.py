@@ -124,6 +124,10 @@ def test_cli_formats_and_info(trained_model, scene):
     aud = runner.invoke(app, ["predict", "-m", str(model), "--events", wav, "--format", "audacity", "-q"]).stdout
     assert [line.split("\t")[2] for line in aud.splitlines()] == [r["label"] for r in recs]
     assert aud.splitlines()[0] == f"{recs[0]['start']:.3f}\t{recs[0]['end']:.3f}\t{recs[0]['label']}"
+    table = runner.invoke(app, ["predict", "-m", str(model), "--events", wav, "--format", "table", "-q"]).stdout
+    head, *rows = table.splitlines()  # a table, not JSON lines: a header, then one aligned row per event
+    assert head.split() == ["start", "end", "label", "score", "input"] and not table.startswith("{")
+    assert [row.split()[:3] for row in rows] == [[f"{r['start']:.3f}", f"{r['end']:.3f}", r["label"]] for r in recs]
     raven = runner.invoke(app, ["predict", "-m", str(model), "--events", wav, "--format", "raven", "-q"]).stdout
     head, *rows = raven.splitlines()
     assert head.split("\t")[3:5] == ["Begin Time (s)", "End Time (s)"] and len(rows) == len(PLACED)
@@ -150,3 +154,23 @@ def test_tuning_stores_settings_that_find_the_sounds_and_the_report_draws_them(t
     assert [e["label"] for e in again.events_iter(scene / "scene.wav")] == [label for label, _, _ in PLACED]
     html = write_report(run).read_text()
     assert "Sound events: a validation recording" in html
+
+
+def test_tune_events_cli_writes_a_tuned_copy_and_leaves_the_model_alone(trained_model, scene, tmp_path):
+    import attn
+
+    before = trained_model.read_bytes()
+    out = tmp_path / "tuned.attn"
+    runner = CliRunner()
+    both = runner.invoke(app, ["tune-events", str(scene / "events.csv"), "-m", str(trained_model), "--in-place",
+                               "--out", str(out)])  # fmt: skip
+    assert both.exit_code == 2 and "--out" in both.output
+    r = runner.invoke(app, ["tune-events", str(scene / "events.csv"), "-m", str(trained_model), "--out", str(out),
+                            "--format", "json", "-q", "--threads", "1"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    tuned = json.loads(r.stdout)
+    assert tuned["model"] == str(out) and tuned["tuned_on"]["event_f1"] == 1.0
+    assert trained_model.read_bytes() == before  # the original is untouched
+    m = attn.load(out)
+    assert m.info()["events"]["settings"] == tuned["settings"]
+    assert [e["label"] for e in m.events_iter(scene / "scene.wav")] == [label for label, _, _ in PLACED]

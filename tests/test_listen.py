@@ -269,7 +269,8 @@ def test_live_events_are_the_events_of_the_whole_curve():
         start, duration = 0.375, 0.375 + len(x) * hop
         want = [e.record("s") for e in detect_events(x, hop, labels, settings, start=start, duration=duration)]
         live = LiveEvents("s", labels, hop, settings, start)
-        got = [r for t, row in enumerate(x) for r in live.push(row, now=start + (t + 1) * hop)] + live.close(duration)
+        got = [e for t, row in enumerate(x) for e in live.push(row, now=start + (t + 1) * hop)] + live.close(duration)
+        got = [e.record("s") for e in got]
         assert sorted(got, key=str) == sorted(want, key=str), (trial, settings)
 
 
@@ -294,8 +295,9 @@ def test_live_events_hold_a_bounded_buffer():
 
 
 def test_listen_events_are_the_events_of_the_recordings_windows(trained_model, wav):
-    """`attn listen --events` on a stream: the events of the recording's window scores (predict's
-    framing and model call, in-process), with the same settings."""
+    """`attn listen --events` on a stream: the events of the recording's window scores at
+    predict --events' hop (0.1 s; predict's framing and model call, in-process), with the same
+    settings."""
     import attn
     from attn.features.audio import iter_windows, read_audio
     from attn.pipelines.infer.events import EventSettings, detect_events
@@ -304,9 +306,9 @@ def test_listen_events_are_the_events_of_the_recordings_windows(trained_model, w
     assert r.returncode == 0, r.stderr
     m = attn.load(trained_model)
     f = m.recipe.features
-    windows = list(iter_windows(iter([read_audio(str(wav), SR)]), f.frame_samples, f.hop_samples))
+    windows = list(iter_windows(iter([read_audio(str(wav), SR)]), f.frame_samples, round(0.1 * SR)))
     probs = m.loaded.window_probs([w[:n] for _, w, n in windows])
     end = (windows[-1][0] + windows[-1][2]) / SR
-    want = detect_events(probs, f.hop_samples / SR, m.labels, EventSettings(on=0.6, min_gap=0.25),
-                         start=f.frame_seconds / 2, duration=end)  # fmt: skip
+    want = detect_events(probs, 0.1, m.labels, EventSettings(on=0.6, min_gap=0.25), start=f.frame_seconds / 2,
+                         duration=end)  # fmt: skip
     assert want and lines(r.stdout) == [e.record("stdin") for e in want]

@@ -4,7 +4,6 @@ finds sound events, as the commands of those names do."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,17 +169,25 @@ class Model:
         s = self._event_settings(settings)
         return evaluate_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split, s)
 
-    def tune_events(self, annotations, files=None, split: str | None = "val", save: bool = True) -> dict[str, Any]:
+    def tune_events(self, annotations, files=None, split: str | None = "val", save: bool = True, out=None,
+                    hop: float | None = None) -> dict[str, Any]:  # fmt: skip
         """Tune the events post-processing on annotated recordings (what `attn train` does with
-        `data.events`); `save` stores it in the model file (`attn info` shows it)."""
-        from attn.pipelines.infer.events_predict import tune_events
+        `data.events`); `save` stores it in the model file, or in a copy at `out` (written
+        atomically; `attn info` shows it); `hop`: seconds between windows (default 0.1). See
+        `attn tune-events`."""
+        from attn.pipelines.infer.events_predict import DEFAULT_HOP, tune_events
         from attn.pipelines.store.artifact import update_header
 
         self._audio_only("events")
-        tuned = tune_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split)
+        hop = hop or DEFAULT_HOP
+        if hop > self.recipe.features.frame_seconds:
+            raise ConfigError(
+                f"events hop {hop:g} s is longer than the model's {self.recipe.features.frame_seconds:g} s window"
+            )
+        tuned = tune_events(self.loaded, os.fspath(annotations), files and os.fspath(files), split, hop=hop)
         self.loaded.header["events"] = tuned
         if save:
-            update_header(self.path, events=tuned)
+            update_header(self.path, os.fspath(out) if out is not None else None, events=tuned)
         return tuned
 
     def _event_settings(self, overrides: dict):
@@ -210,9 +217,10 @@ class Model:
         model's; another is resampled); channels: averaged to mono. A stream that starts with a
         WAV header (arecord's) is read by it. realtime: release a file's audio at its own pace.
         stall_seconds: log a warning when no audio arrives for this long. events: True (or
-        settings overriding `EventSettings`' defaults, e.g. {"on": 0.7}): one record per sound
-        event {"input", "label", "start", "end", "score"}, written once no later window can
-        change it (the events the whole recording's window scores give). stop: a
+        settings overriding the model's stored post-processing, e.g. {"on": 0.7}): one record per
+        sound event {"input", "label", "start", "end", "score"}, written once no later window
+        can change it, found as `events_iter` finds a file's (its hop, gate and classify: segments;
+        the gate's noise floor is a running one: pipelines/infer/live_segments.py). stop: a
         threading.Event; once set, the audio already received is scored and the records end.
         See `attn listen`."""
         from attn.features.pcm import ENCODINGS, PcmFormat
@@ -225,17 +233,14 @@ class Model:
         if (rate is not None and rate < 1) or channels < 1:
             raise ConfigError(f"rate {rate} and channels {channels}: both must be 1 or more")
         fmt = PcmFormat(pcm, int(rate or self.recipe.features.sample_rate), int(channels))
-        settings = None
-        if events is not False:
-            settings = _event_settings({}, {} if events is True else dict(events))
-            if self.loaded.header.get("events"):  # tuned by `attn train` (data.events): not applied live yet
-                logging.getLogger("attn.listen").warning(
-                    "%s: listen --events uses the default post-processing (plus --event-set), not the settings "
-                    "tuned at training (the noise-floor gate and classify: segments need the whole recording); "
-                    "attn predict --events applies those",
-                    self.path,
-                )
-        options = ListenOptions(fmt, realtime=realtime, stall_seconds=stall_seconds, top_k=top_k, events=settings)
+        settings, hop = None, 0.0
+        if events is not False:  # the post-processing stored in the model (tuned at training), as predict --events
+            from attn.pipelines.infer.events_predict import model_events
+
+            stored = (self.loaded.header.get("events") or {}).get("settings", {})
+            settings, hop = model_events(self.loaded, _event_settings(stored, {} if events is True else dict(events)))
+        options = ListenOptions(fmt, realtime=realtime, stall_seconds=stall_seconds, top_k=top_k, events=settings,
+                                events_hop=hop)  # fmt: skip
         return Listener(self.loaded, options, stop).listen(os.fspath(source))
 
     def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:

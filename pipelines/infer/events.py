@@ -90,6 +90,7 @@ class Event:
                 "score": round(self.score, 4)}  # fmt: skip
 
 
+TIME_EPS = 1e-9  # seconds: a length or gap equal to a setting up to float rounding counts as equal
 FLOOR_QUANTILE = 0.1  # the noise floor: the level that 10% of a recording's window centres stay under
 
 
@@ -102,15 +103,22 @@ def centre_level_db(window: np.ndarray, length: int, hop: int) -> float:
     return float(10 * np.log10(np.mean(x * x) + 1e-12)) if x.size else -120.0
 
 
-def gate_scores(scores: np.ndarray, levels_db: np.ndarray, gate_db: float | None) -> np.ndarray:
+def noise_floor(levels_db) -> float:
+    """The noise floor (dB) of window-centre levels: their `FLOOR_QUANTILE`."""
+    return float(np.quantile(np.asarray(levels_db, dtype=np.float64), FLOOR_QUANTILE))
+
+
+def gate_scores(scores: np.ndarray, levels_db: np.ndarray, gate_db: float | None,
+                floor: float | None = None) -> np.ndarray:  # fmt: skip
     """The "nothing here" rule for a softmax model (which always names some label): rows (T, K)
-    whose centre level (T,) is under the recording's noise floor (`FLOOR_QUANTILE` of `levels_db`)
-    plus `gate_db` score 0 for every label. None: scores unchanged."""
+    whose centre level (T,) is under the noise floor (default: the whole recording's,
+    `noise_floor(levels_db)`; a stream passes its running one) plus `gate_db` score 0 for every
+    label. None: scores unchanged."""
     scores = np.asarray(scores, dtype=np.float64)
     if gate_db is None or len(levels_db) == 0:
         return scores
     levels_db = np.asarray(levels_db, dtype=np.float64)
-    floor = float(np.quantile(levels_db, FLOOR_QUANTILE))
+    floor = noise_floor(levels_db) if floor is None else floor
     return scores * (levels_db >= floor + gate_db)[:, None]
 
 
@@ -168,18 +176,19 @@ def detect_events(
     smoothed = smooth_curves(scores, hop, settings.smooth, settings.smooth_seconds)
     events: list[Event] = []
     for k, label in enumerate(labels):
-        spans: list[list[float]] = []  # [start, end, score]
+        spans: list[list] = []  # [first row, last row, score]
         for i, j in hysteresis_runs(smoothed[:, k], settings.on, settings.off):
-            s, e = start + i * hop - hop / 2, start + j * hop + hop / 2
             peak = float(smoothed[i : j + 1, k].max())
-            if spans and s - spans[-1][1] < settings.min_gap:
-                spans[-1][1], spans[-1][2] = e, max(spans[-1][2], peak)
+            # gaps and lengths in whole rows (times `hop`), never as differences of absolute times:
+            # a stream's rows (live_events.py) then decide them exactly as the whole recording's do
+            if spans and (i - spans[-1][1] - 1) * hop < settings.min_gap - TIME_EPS:
+                spans[-1][1], spans[-1][2] = j, max(spans[-1][2], peak)
             else:
-                spans.append([s, e, peak])
-        for s, e, peak in spans:
-            if e - s < settings.min_duration:
+                spans.append([i, j, peak])
+        for i, j, peak in spans:
+            if (j - i + 1) * hop < settings.min_duration - TIME_EPS:
                 continue
-            s, e = _pad(s, e, settings.pad, hop)
+            s, e = _pad(start + i * hop - hop / 2, start + j * hop + hop / 2, settings.pad, hop)
             s = max(0.0, s)
             if duration is not None:
                 e = min(duration, e)

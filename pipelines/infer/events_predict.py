@@ -79,8 +79,6 @@ def label_spans(loaded, source, spans: list[Event], margin: float, cache: dict |
     length, as the training clips were): label = the best class, score = its probability. A clip
     model trained on isolated sounds labels an isolated sound best: on fsdd_scenes val 97% of the
     detected digits are right this way, 77% by the windows around them (README, "Sound events")."""
-    from attn.features.audio import from_array
-
     if not spans:
         return []
     name = getattr(source, "name", str(source))
@@ -90,15 +88,20 @@ def label_spans(loaded, source, spans: list[Event], margin: float, cache: dict |
         for e, labelled in zip(todo, label_spans(loaded, source, todo, margin), strict=True):
             cache[(name, round(e.start, 4), round(e.end, 4), margin)] = (labelled.label, labelled.score)
         return [Event(*cache[k][:1], e.start, e.end, cache[k][1]) for e, k in zip(spans, keys, strict=True)]
-    sr = loaded.recipe.features.sample_rate
-    clips = []
-    for e in spans:
-        samples, rate = _read_span(source, max(0.0, e.start - margin), e.end + margin)
-        clips.append(from_array(samples, rate, sr, name))
-    probs = np.concatenate([loaded.window_probs(clips[i : i + 64]) for i in range(0, len(clips), 64)])
+    probs = clip_probs(loaded, [_read_span(source, max(0.0, e.start - margin), e.end + margin) for e in spans], name)
     return [
         Event(loaded.labels[int(p.argmax())], e.start, e.end, float(p.max())) for e, p in zip(spans, probs, strict=True)
     ]
+
+
+def clip_probs(loaded, pieces: list[tuple[np.ndarray, int]], name: str) -> np.ndarray:
+    """Class probabilities (N, K) of audio pieces (samples, rate), each through the model as one
+    clip of its own length (converted to the model's rate as a file is)."""
+    from attn.features.audio import from_array
+
+    sr = loaded.recipe.features.sample_rate
+    clips = [from_array(samples, rate, sr, name) for samples, rate in pieces]
+    return np.concatenate([loaded.window_probs(clips[i : i + 64]) for i in range(0, len(clips), 64)])
 
 
 def _read_span(source, start: float, end: float) -> tuple[np.ndarray, int]:
@@ -120,14 +123,26 @@ def _read_span(source, start: float, end: float) -> tuple[np.ndarray, int]:
         raise InputError(f"{source}: cannot read ({e})") from None
 
 
+def model_events(
+    loaded, settings: EventSettings | None = None, hop: float | None = None
+) -> tuple[EventSettings, float]:
+    """The post-processing and hop (seconds) to use: those given, else those stored in the model
+    (tuned at training), else the defaults. A hop longer than the model's window is a ConfigError."""
+    stored = loaded.header.get("events") or {}
+    settings = settings or EventSettings.from_dict(stored.get("settings", {}))
+    hop = float(hop or stored.get("hop_seconds", DEFAULT_HOP))
+    frame = loaded.recipe.features.frame_seconds
+    if hop > frame:
+        raise ConfigError(f"events hop {hop:g} s is longer than the model's {frame:g} s window")
+    return settings, hop
+
+
 def predict_events(loaded, inputs: Iterable, settings: EventSettings | None = None, hop: float | None = None,
                    batch_size: int = 64) -> Iterator[dict[str, Any]]:  # fmt: skip
     """One record per event {input, label, start, end, score}, files in order; a file that cannot
     be read gives its error record {input, error}; a file with no event gives nothing.
     `settings`/`hop` default to those stored in the model (tuned at training), else the defaults."""
-    stored = loaded.header.get("events") or {}
-    settings = settings or EventSettings.from_dict(stored.get("settings", {}))
-    hop = hop or stored.get("hop_seconds", DEFAULT_HOP)
+    settings, hop = model_events(loaded, settings, hop)
     inputs = list(inputs)
     for source, c in zip(inputs, score_curves(loaded, inputs, hop, batch_size), strict=True):
         if c.error is not None:
@@ -247,9 +262,8 @@ def evaluate_events(loaded, annotations: str, files: str | None = None, split: s
 
     reference = load_annotated(annotations, files, split)
     unknown_labels(reference, loaded.labels)
-    stored = loaded.header.get("events") or {}
-    settings = settings or EventSettings.from_dict(stored.get("settings", {}))
-    curves = list(score_curves(loaded, reference.files, stored.get("hop_seconds", DEFAULT_HOP), batch_size))
+    settings, hop = model_events(loaded, settings)
+    curves = list(score_curves(loaded, reference.files, hop, batch_size))
     skipped = [c.error for c in curves if c.error is not None]
     for line in skipped:
         log.warning(line)

@@ -29,7 +29,7 @@ import numpy as np
 from attn.errors import InputError
 from attn.features.pcm import PcmDecoder, PcmFormat, parse_wav_header
 
-from .events import EventSettings
+from .events import EventSettings, centre_level_db
 from .loaded import Loaded
 from .predict import WARN_FRACTION, frame_record
 
@@ -47,7 +47,8 @@ class ListenOptions:
     realtime: bool = False  # release the audio at its own pace (a file), not as fast as it decodes
     stall_seconds: float = 5.0  # warn when no audio arrived for this long (then keep listening)
     top_k: int = 1
-    events: EventSettings | None = None  # records are then sound events (live_events.py), not windows
+    events: EventSettings | None = None  # records are then sound events (live_segments.py), not windows
+    events_hop: float = 0.1  # seconds between the windows events are found in (predict --events' hop)
 
 
 class Listener:
@@ -69,25 +70,26 @@ class Listener:
 
         name = "stdin" if source == "-" else source
         fd = 0 if source == "-" else _open(source)
-        sr = self.cfg.sample_rate
+        sr, frame, hop = self.cfg.sample_rate, self.cfg.frame_samples, self.cfg.hop_samples
         live = None
-        if self.options.events is not None:  # rows at the windows' centres, as predict --events scores them
-            from .live_events import LiveEvents
-
-            hop, half = self.cfg.hop_samples / sr, self.cfg.frame_samples / sr / 2
-            live = LiveEvents(name, self.labels, hop, self.options.events, start=half)
         end = 0
         try:
             chunks = _reads(fd, name, self.options, self.stop)
             blocks = self._samples(chunks, name)
-            for start, window, n in iter_windows(blocks, self.cfg.frame_samples, self.cfg.hop_samples):
+            if self.options.events is not None:  # rows at the windows' centres, as predict --events scores them
+                from .live_segments import StreamEvents
+
+                hop = max(1, round(self.options.events_hop * sr))
+                live = StreamEvents(name, self.loaded, hop / sr, self.options.events, start=frame / sr / 2)
+                blocks = live.tee(blocks)
+            for start, window, n in iter_windows(blocks, frame, hop):
                 probs = np.asarray(self.loaded.window_probs([window[:n]])[0])  # (K,)
                 self.stats["windows"] += 1
                 end = start + n
                 if live is None:
                     yield self._record(name, start, n, probs)
                 else:
-                    yield from live.push(probs, now=end / sr)
+                    yield from live.push(probs, centre_level_db(window, n, hop), now=end / sr)
             if live is not None:
                 yield from live.close(end / sr)
         finally:

@@ -18,11 +18,10 @@ import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from .events import EventSettings, detect_events, smooth_curves
+from .events import Event, EventSettings, detect_events, smooth_curves
 
 log = logging.getLogger("attn")
 
@@ -32,7 +31,7 @@ EPS = 1e-6  # seconds: times reached by different float sums; event edges lie a 
 
 class LiveEvents:
     """Push each window's scores (K,) in time order (`push`), then `close` at the end of the
-    stream; both return the event records {input, label, start, end, score} that became final.
+    stream; both return the events that became final (`Event.record(name)` is the output line).
     Row t stands at `start + t * hop` seconds (a window's centre: `start` = frame_seconds / 2)."""
 
     def __init__(self, name: str, labels: Sequence[str], hop: float, settings: EventSettings, start: float) -> None:
@@ -52,7 +51,7 @@ class LiveEvents:
         self.written: set[tuple[str, float]] = set()
         self.cut_warned = False
 
-    def push(self, scores: np.ndarray, now: float = math.inf) -> list[dict[str, Any]]:
+    def push(self, scores: np.ndarray, now: float = math.inf) -> list[Event]:
         """`now`: the stream time so far (the newest window's end): an event whose padding reaches
         past it waits, as the stream's end might clip it."""
         self.rows.append(np.asarray(scores, dtype=np.float64))
@@ -74,9 +73,13 @@ class LiveEvents:
         self._trim(self._settled(quiet.all(axis=1)), n)
         return out
 
-    def close(self, duration: float) -> list[dict[str, Any]]:
+    def close(self, duration: float) -> list[Event]:
         """Every remaining event, clipped to the stream's `duration` seconds."""
         return self._emit(lambda ev: True, duration) if self.rows else []
+
+    def kept_from(self) -> float:
+        """Seconds: no event written from now on starts (before padding) earlier than this."""
+        return max(self.floor, self._time(self.base) - self.hop / 2)
 
     def _time(self, row: int) -> float:
         return self.start + row * self.hop
@@ -90,7 +93,7 @@ class LiveEvents:
                 return r
         return 0
 
-    def _emit(self, final, duration: float | None = None) -> list[dict[str, Any]]:
+    def _emit(self, final, duration: float | None = None) -> list[Event]:
         """The records of the buffer's events that `final` accepts and were not written yet. The
         stream's end (`duration`) clips the last ones (before it, a final event always ends
         before the newest window's centre, so inside the stream)."""
@@ -108,8 +111,8 @@ class LiveEvents:
                 if duration is not None:
                     ev = dataclasses.replace(ev, end=min(ev.end, duration))
                 if ev.end > ev.start:
-                    out.append(ev.record(self.name))
-        return sorted(out, key=lambda r: (r["start"], r["label"]))
+                    out.append(ev)
+        return sorted(out, key=lambda e: (e.start, e.label))
 
     def _trim(self, settled: int, n: int) -> None:
         """Drop the rows before every label's quiet stretch (keeping the filter's reach), or, when

@@ -136,11 +136,12 @@ def save_model(
     write_container(path, header, tensors)
 
 
-def update_header(path, **fields: Any) -> None:
-    """Rewrite a model file with `fields` set in its header (weights unchanged), atomically."""
+def update_header(path, dest=None, **fields: Any) -> None:
+    """Rewrite a model file (or write a copy to `dest`) with `fields` set in its header (weights
+    unchanged), atomically: a reader never sees a half-written file, and a failure keeps the old one."""
     box = read_container(path)
     header = {k: v for k, v in box.header.items() if k != "_path"}
-    write_container(path, {**header, **fields}, box.tensors())
+    write_container(dest if dest is not None else path, {**header, **fields}, box.tensors())
 
 
 def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
