@@ -101,3 +101,19 @@ def test_clip_scores_concatenate_with_shifted_clip_indices():
     # the clip scores are the mean of each clip's windows, per part
     probs = cal.clip_probs(both.logits, both)
     assert probs.shape == (3, 2) and np.allclose(probs, 0.5)
+
+
+def test_a_text_fold_ensemble_shares_one_tokenizer_and_predicts_through_the_cli(tmp_path):
+    from test_text import _text_data
+
+    p, run = _text_data(tmp_path), tmp_path / "run"
+    sets = ["--folds", "2", "--set", "train.folds_final=ensemble"]
+    r = runner.invoke(app, ["train", str(p), *sets, "-o", str(run), "-q", "-f", "json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert [m["fold"] for m in summary["members"]] == ["1", "2"] and summary["test_accuracy"] >= 0.75
+    # one vocabulary for both fold models, so one token id means one token in each
+    t1, t2 = (load_model(run / f"fold-{i}" / "model.attn").tokenizer for i in (1, 2))
+    assert t1.state()[0] == t2.state()[0] == load_model(run / "model.attn").tokenizer.state()[0]
+    r = runner.invoke(app, ["predict", "-m", str(run), "--text", "Who invented the hamster ?", "-f", "jsonl"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["label"] == "HUM"
