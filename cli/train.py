@@ -55,7 +55,10 @@ def train_cmd(
     folds: Annotated[
         int | None,
         typer.Option(
-            "--folds", help="Cross-validate over K folds (train.folds), then train on all of them.", show_default=False
+            "--folds",
+            help="Cross-validate over K folds (train.folds), then save the refit or the fold ensemble "
+            "(train.folds_final).",
+            show_default=False,
         ),  # fmt: skip
     ] = None,
     resume: Annotated[

@@ -311,10 +311,13 @@ def test_threshold_on_a_single_label_model_is_refused(trained_model):
 def test_folds_and_ensembles_keep_thresholds_from_held_out_data(tmp_path):
     from attn.pipelines.store.artifact import load_model
 
-    res = _train(audio_recipe(tmp_path / "f", epochs=1, extra=", folds: 2"), tmp_path / "folds")
-    header = load_model(res.model_path).header
-    folds = res.cv["folds"]
-    assert header["thresholds"] == pytest.approx(np.mean([f["thresholds"] for f in folds], axis=0), abs=1e-4)
+    for final in ("refit", "ensemble"):  # either saved model keeps the folds' mean thresholds
+        res = _train(audio_recipe(tmp_path / final, epochs=1, extra=f", folds: 2, folds_final: {final}"),
+                     tmp_path / f"folds-{final}")  # fmt: skip
+        header = load_model(res.model_path).header
+        folds = res.cv["folds"]
+        assert header["thresholds"] == pytest.approx(np.mean([f["thresholds"] for f in folds], axis=0), abs=1e-4)
+        assert res.metrics["multi_label"] and "calibration" not in header  # sigmoids get thresholds, not T
     res = _train(audio_recipe(tmp_path / "e", epochs=1, extra=", ensemble: 2"), tmp_path / "ens")
     loaded = load_model(res.model_path)
     assert len(loaded.header["thresholds"]) == 3 and res.metrics["multi_label"]

@@ -10,7 +10,9 @@ answered validation clips (top score >= S) are at least that precise.
 
 With `train.refit` the saved model is retrained on train + val, so validation is no longer held
 out: T and S are fitted on the first phase's model (same recipe, same seed, trained on train
-only) and carried over to the refitted one. The test split never takes part; its ECE and
+only) and carried over to the refitted one. With `train.folds` they are fitted on the
+out-of-fold scores instead (`ClipScores`: every labelled non-test clip scored by the fold model
+that held it out), for either final model. The test split never takes part; its ECE and
 coverage are only measured (metrics.json).
 
 ECE: 15 equal-width bins of the top-1 score over (0, 1] (a score s falls in bin ceil(15 s) - 1),
@@ -20,6 +22,7 @@ ECE = sum over bins of (n_bin / N) |accuracy_bin - mean score_bin|, at clip leve
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,9 +38,46 @@ CURVE_SCORES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # the coverage table'
 T_RANGE = (0.05, 20.0)  # the temperatures searched
 
 
+@dataclass(frozen=True)
+class ClipScores:
+    """Window logits of labelled clips, without the clips: what fitting T and S reads.
+
+    logits (W, K) untempered; clip (W,) the clip index of each window; labels (N,); sources (N,)
+    where each clip came from; scored_by (N,) the model that scored it (a fold's name)."""
+
+    logits: np.ndarray
+    clip: np.ndarray
+    labels: np.ndarray
+    sources: tuple[str, ...]
+    scored_by: tuple[str, ...]
+
+    @classmethod
+    def of(cls, logits: np.ndarray, ws, items, scored_by: str) -> ClipScores:
+        """The scores `logits` (W, K) of WindowSet `ws` (clips from `items`), by model `scored_by`."""
+        return cls(np.asarray(logits), ws.all_windows[:, 0].copy(), np.asarray(ws.labels),
+                   tuple(it.source for it in items), (scored_by,) * len(ws))  # fmt: skip
+
+    @classmethod
+    def concat(cls, parts: list[ClipScores]) -> ClipScores:
+        """The parts' clips one after the other (clip indices shifted)."""
+        starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        return cls(np.concatenate([p.logits for p in parts]),
+                   np.concatenate([p.clip + s for p, s in zip(parts, starts, strict=True)]),
+                   np.concatenate([p.labels for p in parts]),
+                   sum((p.sources for p in parts), ()), sum((p.scored_by for p in parts), ()))  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _clip_of(ws) -> np.ndarray:
+    """(W,) the clip index of each window: of a WindowSet or a ClipScores."""
+    return ws.clip if isinstance(ws, ClipScores) else ws.all_windows[:, 0]
+
+
 def clip_probs(logits: np.ndarray, ws, temperature: float = 1.0) -> np.ndarray:
     """(N, K) clip scores: the mean over each clip's windows of softmax(window logits (W, K) / T)."""
-    return aggregate(softmax(logits.astype(np.float64) / temperature), ws.all_windows[:, 0], len(ws))
+    return aggregate(softmax(logits.astype(np.float64) / temperature), _clip_of(ws), len(ws))
 
 
 def reliability(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> list[dict[str, Any]]:
@@ -114,18 +154,30 @@ def calibrate(model, data, recipe, device) -> dict[str, Any] | None:
     without a validation split or when the recipe asks for neither."""
     from .inference import window_logits
 
+    if not len(data.val) or not wanted(recipe):
+        return calibrate_scores(None, data.val, recipe)
+    return calibrate_scores(window_logits(model, data.val, device), data.val, recipe)  # (W, K): data.val's windows
+
+
+def wanted(recipe) -> bool:
+    """Whether the recipe asks for a temperature or a min score."""
+    return recipe.train.calibrate or recipe.train.abstain.target_precision is not None
+
+
+def calibrate_scores(logits, ws, recipe, fitted_on: str = "validation") -> dict[str, Any] | None:
+    """`calibrate` on given window logits (W, K) of labelled clips `ws` (a WindowSet or a
+    ClipScores): None when there are none or the recipe asks for neither."""
     target = recipe.train.abstain.target_precision
-    if not len(data.val) or not (recipe.train.calibrate or target is not None):
+    if logits is None or not len(ws) or not wanted(recipe):
         if target is not None:
             log.warning("train.abstain: no validation split to choose min_score on; predict never abstains")
         return None
-    logits = window_logits(model, data.val, device)  # (W, K), the windows of data.val
-    y = data.val.labels
-    before = ece(clip_probs(logits, data.val), y)
+    y = ws.labels
+    before = ece(clip_probs(logits, ws), y)
     t, after = 1.0, before
     if recipe.train.calibrate:
-        t = fit_temperature(logits, data.val)
-        after = ece(clip_probs(logits, data.val, t), y)
+        t = fit_temperature(logits, ws)
+        after = ece(clip_probs(logits, ws, t), y)
         if not after < before:
             log.info("calibration: temperature %.3f does not lower validation ECE (%.4f -> %.4f); kept T = 1",
                      t, before, after)  # fmt: skip
@@ -133,9 +185,9 @@ def calibrate(model, data, recipe, device) -> dict[str, Any] | None:
         else:
             log.info("calibration: temperature %.3f, validation ECE %.4f -> %.4f", t, before, after)
     facts: dict[str, Any] = {"temperature": round(t, 6), "val_ece_before": round(before, 6), "val_ece": round(after, 6),
-                             "binning": BINNING, "fitted_on": "validation", "min_score": None}  # fmt: skip
+                             "binning": BINNING, "fitted_on": fitted_on, "min_score": None}  # fmt: skip
     if target is not None:
-        s, chosen = choose_min_score(clip_probs(logits, data.val, t), y, target)
+        s, chosen = choose_min_score(clip_probs(logits, ws, t), y, target)
         facts["min_score"], facts["abstain"] = round(s, 6), chosen
         log.info("abstain: min_score %.4f (validation precision %.4f at coverage %.4f, target %.2f)", s,
                  chosen["val_precision"], chosen["val_coverage"], target)  # fmt: skip

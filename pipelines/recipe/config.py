@@ -239,8 +239,12 @@ class TrainConfig(Strict):
     refit: bool | Literal["auto"] = False
     # Cross-validation over the labelled non-test examples: K stratified folds (or the folds of
     # data.fold_column), one model per fold scored on its held-out fold, then the saved model
-    # trained on all of them for the folds' median best epoch. 0 = off.
+    # (folds_final). 0 = off.
     folds: Annotated[int, Field(ge=0, le=100)] = 0
+    # The model cross-validation saves: `refit`, one model trained on all folds for the folds'
+    # median best epoch; `ensemble`, the K fold models averaged (K times the cost to predict).
+    # Either way T and min_score are fitted on the out-of-fold scores.
+    folds_final: Literal["refit", "ensemble"] = "refit"
 
     @field_validator("folds")
     @classmethod

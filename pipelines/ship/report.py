@@ -252,9 +252,10 @@ def _cv(cv: dict, labels: list[str], plots) -> str:
 
 
 def _members(members: list[dict]) -> str:
-    head = "<tr><th>member</th><th>seed</th><th>best epoch</th><th>epochs</th><th>val accuracy</th>" \
+    first = "fold" if "fold" in members[0] else "member"  # a fold ensemble's members are its fold models
+    head = f"<tr><th>{first}</th><th>seed</th><th>best epoch</th><th>epochs</th><th>val accuracy</th>" \
            "<th>test accuracy</th><th>seconds</th></tr>"  # fmt: skip
-    keys = ("member", "seed", "best_epoch", "epochs", "val_accuracy", "test_accuracy", "seconds")
+    keys = (first, "seed", "best_epoch", "epochs", "val_accuracy", "test_accuracy", "seconds")
     rows = "".join("<tr>" + "".join(td(m.get(k)) for k in keys) + "</tr>" for m in members)
     return section("Ensemble members", f"<table>{head}{rows}</table>")
 

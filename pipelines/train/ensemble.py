@@ -21,6 +21,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from attn.errors import ArtifactError, Interrupted
 
 from ..data.prepared import PreparedData
@@ -112,9 +114,24 @@ def _best_val(history: list[dict[str, Any]]) -> float | None:
 
 def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state, world: World, data_info):
     """Load the members' best weights into one Ensemble, evaluate it, write model.attn."""
+    dirs = [member_dir(run_dir, i + 1) for i in range(recipe.train.ensemble)]
+    return assemble(recipe, prepared, run_dir, dev, state["members"], dirs, world=world, data_info=data_info)
 
+
+def assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, rows: list[dict[str, Any]],
+             dirs: list[Path], *, world: World = World(), data_info=None,
+             given: dict[str, Any] | None = None) -> TrainResult:  # fmt: skip
+    """The models saved in `dirs` (their networks: a member's own temperature and blend are
+    dropped) as one Ensemble, with the recipe's baseline blended in, calibrated, evaluated and
+    written to run_dir/model.attn; `rows` describe the members (metrics.json, the summary).
+
+    `given` (train.folds' fold ensemble, where no validation split is left) supplies what
+    validation would choose: `calibration` (T and min_score), `thresholds` (multi-label), the
+    baseline's `C` and the `blend_weight`. `recipe.train.ensemble` must be len(dirs): the model
+    file rebuilds that many members."""
     from attn.models.calibrated import Tempered, untempered
     from attn.models.ensemble import Ensemble
+    from attn.models.linear import Blend
 
     from ..data.prepared import load_datasets
     from ..infer.calibration import calibrate
@@ -124,31 +141,41 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
     from ..store.artifact import load_model, save_model
     from .model import baseline_facts, final_metrics, fit_baseline, with_baseline
 
-    n, labels = recipe.train.ensemble, list(prepared.labels)
-    # A member's own temperature is dropped: the ensemble is calibrated as one model below.
-    members = [untempered(load_model(member_dir(run_dir, i + 1) / MODEL).model) for i in range(n)]
+    n, labels, given = len(dirs), list(prepared.labels), given or {}
+    if recipe.train.ensemble != n:
+        raise ValueError(f"recipe.train.ensemble is {recipe.train.ensemble}, not the {n} members given")
+    # A member's own temperature and blend are dropped: the ensemble is calibrated and blended as one model below.
+    members = [untempered(load_model(d / MODEL).model) for d in dirs]
+    members = [m.network if isinstance(m, Blend) else m for m in members]
     model = Ensemble(members, multi_label=recipe.data.multi_label).to(dev).eval()
     history = []
-    for i in range(n):
-        lines = (member_dir(run_dir, i + 1) / HISTORY).read_text(encoding="utf-8").splitlines()
-        history += [{"member": i + 1, **json.loads(line)} for line in lines if line.strip()]
-    metrics, seconds, baseline, blend = None, sum(m["seconds"] for m in state["members"]), None, None
+    for row, d in zip(rows, dirs, strict=True):
+        lines = (d / HISTORY).read_text(encoding="utf-8").splitlines()
+        key = "fold" if "fold" in row else "member"
+        history += [{key: row[key], **json.loads(line)} for line in lines if line.strip()]
+    metrics, seconds, baseline, blend = None, sum(m["seconds"] for m in rows), None, None
     scored = None
     if world.main:
         data = load_datasets(recipe, prepared)
-        baseline = fit_baseline(recipe, data, dev) if recipe.train.baseline else None
-        more = {"members": state["members"]}
+        data_info = data_info or data.info
+        baseline = fit_baseline(recipe, data, dev, c=given.get("C")) if recipe.train.baseline else None
+        more = {"members": rows}
         if len(data.val):
             val = evaluation_report(window_logits(model, data.val, dev), data.val, labels)
             log.info("ensemble of %d: val accuracy %.4f", n, val["accuracy"])
             more["val_accuracy"] = val["accuracy"]
-        final, blend = with_baseline(model, baseline, data, recipe, dev)
-        thresholds, calibration = None, None
-        if data.train.multi_label:
+        if baseline is not None and "blend_weight" in given:  # chosen where validation was held out
+            w = float(given["blend_weight"])
+            final, blend = Blend(model, baseline.module, w, baseline.summary()).eval(), {"weight": w}
+        else:
+            final, blend = with_baseline(model, baseline, data, recipe, dev)
+        thresholds, calibration = given.get("thresholds"), given.get("calibration")
+        thresholds = None if thresholds is None else np.asarray(thresholds, dtype=float)
+        if data.train.multi_label and thresholds is None:
             from ..infer.multilabel import thresholds_on_val
 
             thresholds, _ = thresholds_on_val(final, data, dev)
-        else:
+        elif not data.train.multi_label and calibration is None:
             calibration = calibrate(final, data, recipe, dev)
         if calibration is not None:
             final = Tempered(final, calibration["temperature"], calibration)
@@ -167,7 +194,7 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
         atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
         extra = {
             "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
-            "train": {"members": state["members"], "seconds": round(seconds, 1)},
+            "train": {"members": rows, "seconds": round(seconds, 1)},
             **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
         }
         save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=prepared.tokenizer)
@@ -178,13 +205,13 @@ def _assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, state,
         metrics=metrics,
         history=history,
         best_epoch=0,
-        epochs_run=sum(m["epochs"] for m in state["members"]),
+        epochs_run=sum(m["epochs"] for m in rows),
         stopped_early=False,
         seconds=seconds,
         labels=labels,
         parameters=count_parameters(model),
-        data=data_info,
-        members=state["members"],
+        data=data_info or {},
+        members=rows,
         baseline=baseline_facts(baseline, blend),
         scored=scored,
     )

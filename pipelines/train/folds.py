@@ -3,11 +3,18 @@
 The labelled examples outside the test split are cut into K folds, stratified by label and
 seeded (or taken from the data's own fold column, which keeps clips cut from one recording in
 one fold, as ESC-50 and UrbanSound8K publish). Fold i trains on the others, chooses its epoch on
-fold i and is scored on it: `fold-<i>/` holds its run. Then the saved model trains on all of
-them for the folds' median best epoch (no validation is left to choose one), and metrics.json
-gains `cv`: each fold's scores, their mean and standard deviation, and the confusion matrix of
-every held-out prediction pooled. This is how results on such sets are published, so they
-compare with papers.
+fold i and is scored on it: `fold-<i>/` holds its run. metrics.json gains `cv`: each fold's
+scores, their mean and standard deviation, and the confusion matrix of every held-out
+prediction pooled. This is how results on such sets are published, so they compare with papers.
+
+The saved model (`train.folds_final`):
+    refit      one model trained on all folds for the folds' median best epoch (no validation
+               is left to choose one); its baseline is fitted beside it, not blended in
+    ensemble   the K fold models averaged (`train.ensemble`'s model file), the baseline refitted
+               on all folds at their median C and blended in at the folds' mean weight
+Either way the temperature and the abstention min_score are fitted on the out-of-fold scores:
+every non-test clip scored by the one fold model that did not train on it (each fold's blended
+network, before its own temperature), K times the clips one validation split would give.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ from attn.errors import ConfigError
 from ..data.prepared import PreparedData
 from ..data.sources import Item
 from ..fsutil import atomic_write_text
+from ..infer.calibration import ClipScores, calibrate_scores
 from ..recipe.config import Recipe
 from ..store.rundir import METRICS, fold_dir, start_run
+from .ensemble import assemble
 from .model import TrainResult, train_model
 
 log = logging.getLogger("attn")
@@ -67,11 +76,18 @@ def assign_folds(items: list[Item], recipe: Recipe) -> dict[str, list[Item]]:
 
 def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device, callbacks=None,
                 auto: dict[str, Any] | None = None) -> TrainResult:  # fmt: skip
-    """One model per fold, then the saved model on all folds (see the module docstring)."""
+    """One model per fold, then the saved model (see the module docstring)."""
     pool = prepared.splits["train"] + prepared.splits["val"]
     folds = assign_folds(pool, recipe)
+    ensemble = recipe.train.folds_final == "ensemble"
+    if ensemble and prepared.tokenizer is None and recipe.modality == "text":
+        from ..data.text import fit_tokenizer
+
+        # one tokenizer for every member, so one token id means one token in all of them (the
+        # training texts of all folds: a fold model's held-out words get ids it never trains)
+        prepared = prepared.with_tokenizer(fit_tokenizer(recipe.features, [it.source for it in pool]))
     member = recipe.model_copy(update={"train": recipe.train.model_copy(update={"folds": 0, "refit": False})})
-    rows, confusion = [], None
+    rows, results, confusion = [], [], None
     for name, held in folds.items():
         keep = {id(it) for it in held}
         split = {"train": [it for it in pool if id(it) not in keep], "val": held, "test": prepared.splits["test"]}
@@ -79,6 +95,7 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         fdir = start_run(fold_dir(run_dir, name))
         r = train_model(member, PreparedData(split, prepared.labels, prepared.tokenizer), fdir,
                         device=device, callbacks=callbacks, point_latest=False, score_val=True)  # fmt: skip
+        results.append(r)
         rep = r.val_report or {}
         rows.append({"fold": name, "accuracy": rep.get("accuracy"), "macro_f1": rep.get("macro_f1"),
                      "count": rep.get("count"), "best_epoch": r.best_epoch,
@@ -87,17 +104,22 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         confusion = cm if confusion is None else confusion + cm
         log.info("fold %s: held-out accuracy %.4f, macro-F1 %.4f", name, rows[-1]["accuracy"], rows[-1]["macro_f1"])
     cv = _summary(rows, confusion, list(prepared.labels))
-    epochs = max(1, int(statistics.median(r["best_epoch"] for r in rows)))
-    log.info("cross-validation: accuracy %.4f +- %.4f over %d folds; the saved model trains on all of them "
-             "for %d epochs (the folds' median best epoch)", cv["accuracy_mean"], cv["accuracy_std"], len(rows),
-             epochs)  # fmt: skip
-    final = recipe.model_copy(update={"train": recipe.train.model_copy(
-        update={"folds": 0, "refit": False, "epochs": epochs, "patience": 0})})  # fmt: skip
+    given = _fitted_on_folds(results, recipe)
     whole = PreparedData({"train": pool, "val": [], "test": prepared.splits["test"]}, prepared.labels,
                          prepared.tokenizer)  # fmt: skip
-    chosen = [r["thresholds"] for r in rows if r.get("thresholds")]  # multi-label: each fold's, on its held-out set
-    thresholds = np.mean(chosen, axis=0).round(4).tolist() if chosen else None
-    result = train_model(final, whole, run_dir, device=device, callbacks=callbacks, auto=auto, thresholds=thresholds)
+    if ensemble:
+        log.info("cross-validation: accuracy %.4f +- %.4f over %d folds; the saved model is their ensemble",
+                 cv["accuracy_mean"], cv["accuracy_std"], len(rows))  # fmt: skip
+        result = _fold_ensemble(recipe, whole, run_dir, device, folds, results, given)
+    else:
+        epochs = max(1, int(statistics.median(r["best_epoch"] for r in rows)))
+        log.info("cross-validation: accuracy %.4f +- %.4f over %d folds; the saved model trains on all of them "
+                 "for %d epochs (the folds' median best epoch)", cv["accuracy_mean"], cv["accuracy_std"], len(rows),
+                 epochs)  # fmt: skip
+        final = recipe.model_copy(update={"train": recipe.train.model_copy(
+            update={"folds": 0, "refit": False, "epochs": epochs, "patience": 0})})  # fmt: skip
+        result = train_model(final, whole, run_dir, device=device, callbacks=callbacks, auto=auto,
+                             thresholds=given.get("thresholds"), calibration=given.get("calibration"))  # fmt: skip
     metrics_path = run_dir / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["cv"] = cv
@@ -105,6 +127,44 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
     result.cv = cv
     if result.scored is not None:  # the report's data table: the splits as the recipe lists them
         result.scored = replace(result.scored, splits=prepared.splits)
+    return result
+
+
+def out_of_fold(results: list[TrainResult]) -> ClipScores:
+    """Every fold's held-out scores, by the fold model that held them out, one after the other."""
+    return ClipScores.concat([r.val_scores for r in results])
+
+
+def _fitted_on_folds(results: list[TrainResult], recipe: Recipe) -> dict[str, Any]:
+    """What validation would choose for the saved model, chosen on the folds instead: T and
+    min_score on the out-of-fold scores; multi-label thresholds, the baseline's C and the blend
+    weight from each fold's own choice on its held-out fold (the mean; C: the median)."""
+    given: dict[str, Any] = {}
+    chosen = [r.thresholds for r in results if r.thresholds]
+    if chosen:  # multi-label: each fold's, on its held-out set
+        given["thresholds"] = np.mean(chosen, axis=0).round(4).tolist()
+    elif all(r.val_scores is not None for r in results):
+        oof = out_of_fold(results)
+        what = (f"out-of-fold: each of the {len(oof)} non-test examples scored by the one of the {len(results)} "
+                "fold models that did not train on it")  # fmt: skip
+        given["calibration"] = calibrate_scores(oof.logits, oof, recipe, fitted_on=what)
+    bases = [r.baseline for r in results if r.baseline]
+    if bases:
+        given["C"] = float(statistics.median(b["C"] for b in bases))
+        given["blend_weight"] = round(float(np.mean([b.get("blend_weight", 0.0) for b in bases])), 4)
+    return given
+
+
+def _fold_ensemble(recipe: Recipe, whole: PreparedData, run_dir: Path, device, folds, results, given) -> TrainResult:
+    """The fold models as one `train.ensemble` model in run_dir (the ensemble's file format)."""
+    as_ensemble = recipe.model_copy(update={"train": recipe.train.model_copy(update={"ensemble": len(folds)})})
+    rows = [{"fold": name, "seed": recipe.train.seed, "best_epoch": r.best_epoch, "epochs": r.epochs_run,
+             "seconds": round(r.seconds, 1), "test_accuracy": (r.metrics or {}).get("accuracy"),
+             "val_accuracy": (r.val_report or {}).get("accuracy")}
+            for name, r in zip(folds, results, strict=True)]  # fmt: skip
+    dirs = [fold_dir(run_dir, name) for name in folds]
+    result = assemble(as_ensemble, whole, run_dir, device, rows, dirs, given=given)
+    result.best_epoch = int(statistics.median(r.best_epoch for r in results))
     return result
 
 

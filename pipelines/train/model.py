@@ -51,6 +51,7 @@ class TrainResult:
     members: list[dict[str, Any]] = field(default_factory=list)  # train.ensemble: one entry per member
     baseline: dict[str, Any] | None = None  # the classical baseline's scores (train.baseline)
     val_report: dict[str, Any] | None = None  # with score_val: the saved model on validation
+    val_scores: Any = None  # with score_val: its untempered validation scores (a calibration.ClipScores)
     cv: dict[str, Any] | None = None  # train.folds: each fold's held-out scores, their mean and spread
     # What training scored for report.html (the evaluated split's windows and logits); the run
     # drops it once the report is written, so a returned result does not hold decoded audio.
@@ -90,6 +91,7 @@ def train_model(
     auto: dict[str, Any] | None = None,
     score_val: bool = False,
     thresholds=None,
+    calibration: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train one model of `recipe` (train.ensemble 1) from prepared data in an existing `run_dir`.
 
@@ -105,6 +107,8 @@ def train_model(
             cross-validation fold's held-out scores and confusion matrix).
         thresholds: multi-label: the per-class thresholds to store when there is no validation
             split to choose them on (train.folds' final model: the folds' held-out choices).
+        calibration: T and min_score fitted elsewhere, to store instead of fitting them on
+            validation (train.folds' final model: fitted on the out-of-fold scores).
     """
     from attn.models.calibrated import Tempered
 
@@ -146,7 +150,7 @@ def train_model(
     if folder is not None and world.main:  # the frozen encoder's states, for the next run
         save_states(model.frontend, folder)
     trainer.load_best()
-    metrics, blend, val_report, scored = None, None, None, None
+    metrics, blend, val_report, scored, val_scores = None, None, None, None, None
     thresholds = None if thresholds is None else np.asarray(thresholds, dtype=float)
     refit, why = should_refit(recipe, data)
     if refit and world.distributed:
@@ -155,7 +159,9 @@ def train_model(
     if world.main:  # rank 0 evaluates and writes
         final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
         # T and min_score, on validation; a multi-label model's sigmoids get per-class thresholds instead
-        calibration = None if data.train.multi_label else calibrate(final, data, recipe, device)
+        if calibration is None and not data.train.multi_label:
+            calibration = calibrate(final, data, recipe, device)
+        untempered_final = final
         chosen_on = baseline  # validation scores of the baseline validation could judge
         if data.train.multi_label and thresholds is None:  # chosen before a refit: validation is held out here
             from ..infer.multilabel import thresholds_on_val
@@ -181,12 +187,15 @@ def train_model(
         }
         save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer,
                    plain_recipe=saver.checkpoint.plain_recipe)  # fmt: skip
-        if score_val and len(data.val):
+        if score_val and len(data.val) and not refit:  # a refit trained on validation: no held-out scores
+            from ..infer.calibration import ClipScores
             from ..infer.evaluate import evaluation_report
             from ..infer.inference import window_logits
 
-            val_report = evaluation_report(window_logits(final, data.val, device), data.val, labels,
-                                           thresholds=thresholds)  # fmt: skip
+            logits = window_logits(untempered_final, data.val, device)  # (W, K) before T
+            val_scores = ClipScores.of(logits, data.val, data.items["val"], run_dir.name)
+            t = calibration["temperature"] if calibration is not None else 1.0
+            val_report = evaluation_report(logits / t, data.val, labels, thresholds=thresholds)
         if point_latest:
             rundir.point_latest(run_dir)
     return TrainResult(
@@ -203,6 +212,7 @@ def train_model(
         data=facts,
         baseline=baseline_facts(baseline, blend),
         val_report=val_report,
+        val_scores=val_scores,
         scored=scored,
         thresholds=None if thresholds is None else [float(t) for t in thresholds],
         tokenizer=data.tokenizer,
