@@ -252,11 +252,13 @@ class Model:
             "vote" over a file's windows); both: `batch_size` (windows per model call),
             `min_score` (0-1: below it the label is "unknown"; default the model's stored one,
             `train.abstain`, else never), `threshold` (a multi-label model's decision threshold
-            for every class; default the per-class thresholds it stores).
+            for every class; default the per-class thresholds it stores), `min_similarity`
+            (a model with a novelty check: "unknown" below this similarity to its training data).
         Records: {"input", "label", "score", ...} (a multi-label model: {"input", "labels",
             "scores", ...}); audio adds "duration" and "windows", text
-        "tokens" (and "truncated"). An input that cannot be read gives {"input", "error"}. An
-        `unknown` answer keeps its top score in "score" and names that label in "best_label".
+        "tokens" (and "truncated"); a model with a novelty check adds "similarity". An input that
+        cannot be read gives {"input", "error"}. An `unknown` answer keeps its top score in
+        "score" and names that label in "best_label" ("novel": true when the novelty check gave it).
         """
         return list(self.predict_iter(inputs, top_k, **options))
 
@@ -265,6 +267,13 @@ class Model:
         """The score below which `predict` answers `unknown` by default (`train.abstain`), or None."""
         cal = self.loaded.header.get("calibration")
         return cal.get("min_score") if isinstance(cal, dict) else None
+
+    @property
+    def min_similarity(self) -> float | None:
+        """The similarity to the training data below which `predict` answers `unknown` by default
+        (`train.abstain.novelty`), or None (no novelty check)."""
+        nov = self.loaded.header.get("novelty")
+        return nov.get("min_similarity") if isinstance(nov, dict) else None
 
     def predict_iter(
         self,
@@ -275,13 +284,17 @@ class Model:
         batch_size: int = 64,
         min_score: float | None = None,
         threshold: float | None = None,
+        min_similarity: float | None = None,
     ) -> Iterator[dict[str, Any]]:
         """`predict`, one record at a time (memory stays flat over any number of inputs).
         `threshold`: a multi-label model's decision threshold for every class (default: the
-        per-class thresholds the model stores)."""
-        from attn.pipelines.infer.calibration import abstain, check_min_score
+        per-class thresholds the model stores). `min_similarity`: a model with a novelty check
+        (`train.abstain.novelty`) answers `unknown` below this similarity to its training data
+        (-1 to 1; default the stored one, -1: never)."""
+        from attn.pipelines.infer.calibration import abstain, check_min_score, check_min_similarity
 
         check_min_score(min_score)
+        check_min_similarity(min_similarity)
         if _single(inputs):
             inputs = [inputs]
         if self.modality == "text":
@@ -298,7 +311,8 @@ class Model:
             predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
                                        per_frame=per_frame, threshold=threshold)  # fmt: skip
             records = predictor.predict(self._audio_inputs(inputs))
-        return abstain(records, self.min_score if min_score is None else min_score)
+        return abstain(records, self.min_score if min_score is None else min_score,
+                       self.min_similarity if min_similarity is None else min_similarity)  # fmt: skip
 
     def events_iter(self, inputs, hop: float | None = None, batch_size: int = 64, **settings) -> Iterator[dict]:
         """Sound events in audio inputs (as `predict`), one record {input, label, start, end, score}
@@ -330,6 +344,21 @@ class Model:
         if save:
             update_header(self.path, events=tuned)
         return tuned
+
+    def fit_novelty(self, keep: float = 0.95, neighbors: int = 1) -> dict[str, Any]:
+        """Give an already trained single-label model the novelty check `train.abstain.novelty:
+        keep` would have given it (predict then answers `unknown` for inputs unlike every
+        training clip): its bank from the training clips the recipe names, its threshold keeping
+        `keep` of the held-out in-domain clips. Stored in the model file; returns the facts
+        (`attn info` shows them)."""
+        from attn.pipelines.infer.novelty import novelty_for
+        from attn.pipelines.store.artifact import add_novelty
+
+        if self.exported:
+            raise ConfigError(f"{self.path}: an exported ONNX file only predicts; fit on the .attn model")
+        check = novelty_for(self.loaded, keep, neighbors)
+        add_novelty(self.loaded, self.path, check)
+        return check.info
 
     def _event_settings(self, overrides: dict):
         self._audio_only("events")
