@@ -433,17 +433,21 @@ class Model:
         items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)
         return embed(self.loaded, items, per_window=per_window, batch_size=batch_size)
 
-    def explain(self, inputs, out: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    def explain(self, inputs, out: str | os.PathLike | None = None, label: str | None = None) -> list[dict[str, Any]]:
         """Where the model looks, one record per input (same inputs as `predict`): the predicted
         "label" and "score", and "weights" over the input's positions (>= 0, summing to 1): text
         "tokens"; audio "positions" ([start, end] seconds in the explained "window"). Transformers:
         attention rollout from the pooled vector (the class token) to the inputs, and "layers",
         its attention per layer and head; CNN and WaveNet: occlusion ("grid" over mel bands too).
-        `out`: a folder to write one PNG per input ("image" in the record). See `attn explain`.
+        `out`: a folder to write one PNG per input ("image" in the record); `label`: explain this
+        label rather than the top one (a multi-label model: per label, by its sigmoid score; its
+        records list the predicted "labels"). See `attn explain`.
         """
-        return list(self.explain_iter(inputs, out))
+        return list(self.explain_iter(inputs, out, label))
 
-    def explain_iter(self, inputs, out: str | os.PathLike | None = None) -> Iterator[dict[str, Any]]:
+    def explain_iter(
+        self, inputs, out: str | os.PathLike | None = None, label: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """`explain`, one record at a time."""
         from attn.pipelines.ship.explain import Explainer
 
@@ -454,7 +458,7 @@ class Model:
         if _single(inputs):
             inputs = [inputs]
         items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)
-        return Explainer(self.loaded, None if out is None else os.fspath(out)).explain(items)
+        return Explainer(self.loaded, None if out is None else os.fspath(out), label).explain(items)
 
     def _audio_inputs(self, inputs) -> list:
         import numpy as np
