@@ -217,6 +217,9 @@ def test_predict_gives_label_sets_and_every_score_in_jsonl_csv_and_table(tmp_pat
         json.loads((res.run_dir / "metrics.json").read_text())["macro_map"], abs=1e-6
     )
     assert "precision-recall" in (res.run_dir / "report.html").read_text().lower()
+    th = json.loads(CliRunner().invoke(app, ["info", str(res.model_path), "-f", "json"]).stdout)["thresholds"]
+    info = CliRunner().invoke(app, ["info", str(res.model_path)]).stdout
+    assert f"thresholds   per class: min {min(th):.4f}" in info and f"max {max(th):.4f}" in info
 
 
 def test_onnx_export_carries_the_sigmoid(tmp_path):
