@@ -161,3 +161,26 @@ def test_after_a_refit_the_threshold_comes_from_the_training_clips_left_out_one_
     assert "leave one out" in check.info["fitted_on"]
     loo = kth_similarity(check.bank, check.bank, 1, leave_one_out=True)
     assert (loo >= check.min_similarity).mean() >= 0.9
+
+
+def test_a_text_model_gets_the_check_too(tmp_path):
+    import csv
+
+    import attn
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.run import train
+    from helpers import ODD_TEXT_RECIPE, WORDS
+
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([f"{WORDS[i % 3]} word{i % 7}", f"c{i % 3}"] for i in range(60))
+    (tmp_path / "r.yaml").write_text(ODD_TEXT_RECIPE.replace("seed: 0}", "seed: 0, abstain: {novelty: 0.9}}"))
+    res = train(load_recipe(tmp_path / "r.yaml"), str(tmp_path / "r.yaml"), out=str(tmp_path / "run"), device="cpu")
+    m = attn.load(res.model_path)
+    assert m.min_similarity is not None
+    rec = m.predict("lambda mu nothing like it")[0]
+    assert -1.0 <= rec["similarity"] <= 1.0 and rec["label"] in ("unknown", *m.labels)
+    strict = m.predict("lambda mu nothing like it", min_similarity=1.0)[0]
+    assert strict["label"] == "unknown" and strict["novel"] is True
+    assert m.predict("lambda mu nothing like it", min_similarity=-1.0)[0]["label"] in m.labels
