@@ -56,6 +56,15 @@ def explain_cmd(
     out: Annotated[
         str | None, typer.Option("--out", "-o", help="Write one PNG per input into this folder.", show_default=False)
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            help="Explain this label instead of the top-scoring one (multi-label models: any label, by "
+            'its own sigmoid score; the records list the predicted ones under "labels").',
+            show_default=False,
+        ),
+    ] = None,
     fmt: Annotated[
         Literal["text", "json"] | None,
         typer.Option(
@@ -90,7 +99,7 @@ def explain_cmd(
         raise fail("no inputs (stdin was empty)")
     failed = warned = 0
     console = None
-    for rec in m.explain_iter(items, out=out):
+    for rec in m.explain_iter(items, out=out, label=label):
         failed += "error" in rec
         warned += "warning" in rec
         if fmt == "json":

@@ -72,6 +72,7 @@ def info_cmd(
         )
     if (b := h.get("baseline")) is not None:
         lines.append(f"baseline     {baseline_line(b)}")
+    lines += scoring_lines(h)
     if ev := h.get("events"):
         on = ev.get("tuned_on") or {}
         lines.append(
@@ -89,3 +90,30 @@ def info_cmd(
         "  " + yaml.safe_dump(r, sort_keys=False, default_flow_style=None).rstrip().replace("\n", "\n  "),
     ]
     print(printable("\n".join(lines)))  # labels and paths are the user's: no escape sequences reach the terminal
+
+
+def scoring_lines(h: dict) -> list[str]:
+    """What turns the model's scores into answers, as `--format json` has it: the temperature,
+    the min score below which predict answers `unknown`, the novelty check, a multi-label
+    model's per-class thresholds."""
+    out = []
+    if cal := h.get("calibration"):
+        if "val_ece" in cal:
+            ece = f"{cal.get('val_ece_before', 0):.4f} -> {cal.get('val_ece', 0):.4f}"
+            out.append(f"calibrated   temperature {cal.get('temperature', 1.0):.4f} (validation ECE {ece}; "
+                       f"{cal.get('fitted_on')})")  # fmt: skip
+        if (s := cal.get("min_score")) is not None:
+            ab = cal.get("abstain") or {}
+            chosen = (f" (validation precision {ab['val_precision']:.4f} at coverage {ab['val_coverage']:.4f}, "
+                      f"target {ab['target_precision']:g})" if "val_precision" in ab else "")  # fmt: skip
+            out.append(f"min score    {s:.4f}: predict answers `unknown` below it{chosen}")
+    if nov := h.get("novelty"):
+        out.append(f"novelty      `unknown` below similarity {nov.get('min_similarity', 0):.4f} to the k-th nearest "
+                   f"(k = {nov.get('neighbors')}) of {nov.get('bank')} training clips; keeps "
+                   f"{100 * nov.get('kept', 0):.1f}% of {nov.get('fitted_on')}")  # fmt: skip
+    if th := h.get("thresholds"):
+        chosen = ((h.get("train") or {}).get("data") or {}).get("thresholds") or {}
+        glob = f", global {chosen['global']:g}" if isinstance(chosen.get("global"), (int, float)) else ""
+        out.append(f"thresholds   per class: min {min(th):.4f}, median {float(sorted(th)[len(th) // 2]):.4f}, "
+                   f"max {max(th):.4f} ({len(th)} classes{glob}; --threshold overrides)")  # fmt: skip
+    return out

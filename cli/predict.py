@@ -106,6 +106,16 @@ def predict_cmd(
             show_default=False,
         ),
     ] = None,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option(
+            "--min-similarity",
+            help="Models with a novelty check (train.abstain.novelty): answer `unknown` (with "
+            '"novel": true) when the input\'s similarity to the training data is below this (-1 to 1; '
+            "-1: never). Default: the stored one.",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
     threshold: Annotated[
         float | None,
@@ -131,9 +141,10 @@ def predict_cmd(
         raise fail("--hop is for --events")
     if not inputs and not text:
         raise fail("no inputs: give files or folders, - to read from stdin, or --text for a text model")
-    from attn.api import check_min_score
+    from attn.api import check_min_score, check_min_similarity
 
     check_min_score(min_score)  # before the model loads
+    check_min_similarity(min_similarity)
     console = None if quiet else stderr_console()
     setup_logging(quiet, console)
     m = attn.load(model, device)
@@ -151,6 +162,7 @@ def predict_cmd(
             batch_size=batch_size,
             min_score=min_score,
             threshold=threshold,
+            min_similarity=min_similarity,
         )
     else:
         paths = audio_paths(m, inputs, text)
@@ -165,6 +177,7 @@ def predict_cmd(
             batch_size=batch_size,
             min_score=min_score,
             threshold=threshold,
+            min_similarity=min_similarity,
         )
     counter = None
     if console is not None and total > 20:

@@ -95,12 +95,13 @@ def from_attention(maps: AttentionMaps, lengths: torch.Tensor, steps: int) -> At
 @torch.no_grad()
 def occlusion(
     backbone, x: torch.Tensor, lengths: torch.Tensor, target: torch.Tensor, segments: int | None = 32,
-    bands: int | None = None, batch_size: int = 64,
+    bands: int | None = None, batch_size: int = 64, sigmoid: bool = False,
 ) -> Attribution:  # fmt: skip
     """Occlusion over time: the T steps in at most `segments` equal stretches (None: one per step),
     each in turn set to the row's mean over its valid steps; a stretch's weight is the fall in
     log p(target) (never negative). With `bands`, also each (channel band x stretch) cell.
-    x (B, T, C), lengths (B,), target (B,) class indices."""
+    x (B, T, C), lengths (B,), target (B,) class indices; `sigmoid`: p is the target's own sigmoid
+    (a multi-label model), not the softmax over the classes."""
     b, t, c = x.shape
     width = 1 if segments is None else max(1, math.ceil(t / segments))
     starts = torch.arange(0, t, width)
@@ -117,7 +118,7 @@ def occlusion(
         n = int(lengths[i])
         xi = x[i : i + 1, :n]  # (1, n, C)
         fill = xi.mean(1)  # (1, C): the row's mean frame
-        base = _logp(backbone, xi, n, int(target[i]), batch_size)[0]
+        base = _logp(backbone, xi, n, int(target[i]), batch_size, sigmoid)[0]
         cells = [(p, None) for p in range(len(spans)) if spans[p, 0] < n]
         if band_spans is not None:
             cells += [(p, f) for f in range(len(band_spans)) for p in range(len(spans)) if spans[p, 0] < n]
@@ -129,7 +130,7 @@ def occlusion(
             else:
                 lo_, hi = int(band_spans[f, 0]), int(band_spans[f, 1])
                 copies[k, s:e, lo_:hi] = fill[0, lo_:hi]
-        fall = (base - _logp(backbone, copies, n, int(target[i]), batch_size)).clamp_min(0)
+        fall = (base - _logp(backbone, copies, n, int(target[i]), batch_size, sigmoid)).clamp_min(0)
         for k, (p, f) in enumerate(cells):
             if f is None:
                 drops[i, p] = fall[k]
@@ -142,20 +143,22 @@ def occlusion(
     return Attribution(weights, valid, spans, "occlusion", grid=grid, bands=band_spans)
 
 
-def _logp(backbone, x: torch.Tensor, n: int, target: int, batch_size: int) -> torch.Tensor:
-    """log p(target) for each row of x (R, n, C), all of length n: (R,)."""
+def _logp(backbone, x: torch.Tensor, n: int, target: int, batch_size: int, sigmoid: bool = False) -> torch.Tensor:
+    """log p(target) for each row of x (R, n, C), all of length n: (R,); p the softmax over the
+    classes, or with `sigmoid` the target's own sigmoid."""
     out = []
     for i in range(0, len(x), batch_size):
         part = x[i : i + batch_size]
         logits = backbone(part, torch.full((len(part),), n, dtype=torch.int64, device=x.device))
-        out.append(logits.float().log_softmax(-1)[:, target].cpu())
+        logp = torch.nn.functional.logsigmoid(logits.float()) if sigmoid else logits.float().log_softmax(-1)
+        out.append(logp[:, target].cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def attribute(
     backbone, x: torch.Tensor, lengths: torch.Tensor, target: torch.Tensor, segments: int | None = 32,
-    bands: int | None = None,
+    bands: int | None = None, sigmoid: bool = False,
 ) -> Attribution:  # fmt: skip
     """Attention rollout for a backbone with attention, else occlusion (see the module doc).
     x (B, T, C) backbone input, lengths (B,), target (B,) the class to explain; `segments` and
@@ -164,7 +167,7 @@ def attribute(
     maps = backbone.attention_maps(x, lengths, target)
     if maps is not None:
         return from_attention(maps, lengths, x.shape[1])
-    return occlusion(backbone, x, lengths, target, segments, bands)
+    return occlusion(backbone, x, lengths, target, segments, bands, sigmoid=sigmoid)
 
 
 def mean_attribution(parts: list[Attribution]) -> Attribution:

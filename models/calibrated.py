@@ -3,7 +3,8 @@
     Tempered(x, lengths) -> (B, K) logits / T     softmax of it: the calibrated probabilities
 
 T is fitted on validation after training (pipelines/calibration.py) and kept in the model file's
-header; loading wraps the rebuilt model again, so prediction, evaluation, serving and export
+header; loading wraps the rebuilt model again (with the `Novelty` check of `train.abstain.novelty`
+when the file has one), so prediction, evaluation, serving and export
 (the ONNX graph carries the division) all give the same calibrated scores. T > 1 softens an
 over-confident model; the ranking of classes, hence every predicted label, is unchanged.
 """
@@ -15,12 +16,13 @@ from torch import nn
 
 
 class Tempered(nn.Module):
-    def __init__(self, inner: nn.Module, temperature: float, info: dict | None = None) -> None:
+    def __init__(self, inner: nn.Module, temperature: float, info: dict | None = None, novelty=None) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.inner, self.temperature = inner, float(temperature)
         self.calibration = dict(info or {})  # what the model file's header keeps (T, ECE, min_score)
+        self.novelty = novelty  # models.novelty.Novelty (train.abstain.novelty) or None
 
     # What callers read of the model it wraps (a Blend's network and baseline, the front end) passes through.
     @property

@@ -147,6 +147,8 @@ def test_the_model_file_carries_temperature_and_min_score(calibrated_run):
     assert ev["calibration"]["ece"] == pytest.approx(metrics["calibration"]["ece"], abs=1e-6)
     assert ev["abstention"]["coverage"] == pytest.approx(metrics["abstention"]["coverage"])
     assert "Calibration" in (result.run_dir / "report.html").read_text()
+    info = CliRunner().invoke(app, ["info", str(result.model_path)]).stdout  # the text view shows what json has
+    assert f"temperature {stored['temperature']:.4f}" in info and f"min score    {m.min_score:.4f}" in info
 
 
 def test_predict_min_score_answers_unknown(trained_model, tmp_path):

@@ -217,6 +217,9 @@ def test_predict_gives_label_sets_and_every_score_in_jsonl_csv_and_table(tmp_pat
         json.loads((res.run_dir / "metrics.json").read_text())["macro_map"], abs=1e-6
     )
     assert "precision-recall" in (res.run_dir / "report.html").read_text().lower()
+    th = json.loads(CliRunner().invoke(app, ["info", str(res.model_path), "-f", "json"]).stdout)["thresholds"]
+    info = CliRunner().invoke(app, ["info", str(res.model_path)]).stdout
+    assert f"thresholds   per class: min {min(th):.4f}" in info and f"max {max(th):.4f}" in info
 
 
 def test_onnx_export_carries_the_sigmoid(tmp_path):
@@ -323,3 +326,26 @@ def test_folds_and_ensembles_keep_thresholds_from_held_out_data(tmp_path):
     assert len(loaded.header["thresholds"]) == 3 and res.metrics["multi_label"]
     scores = loaded.window_probs([np.zeros(SR // 2, np.float32)])
     assert scores.shape == (1, 3) and abs(float(scores.sum()) - 1) > 1e-3  # each label's own probability
+
+
+def test_explain_a_multi_label_model_per_label_by_its_sigmoid(tmp_path):
+    """A clip with `low` in its first half and `high` in its second: explaining each label (its
+    own sigmoid score, --label) puts the weight on the half that holds it."""
+    import attn
+
+    res = _train(audio_recipe(tmp_path, epochs=12), tmp_path / "run")
+    m = attn.load(res.model_path)
+    rng = np.random.default_rng(5)
+    half = int(0.25 * SR)
+    clip = np.concatenate([_mix(["low"], rng)[:half], _mix(["high wide, odd;"], rng)[:half]])
+    wav = write_wav(tmp_path / "two.wav", clip, SR)
+    for lab, first in (("low", True), ("high wide, odd;", False)):
+        rec = m.explain(wav, label=lab)[0]
+        assert rec["label"] == lab and set(rec["labels"]) <= set(TONES)
+        sig = m.predict(wav, threshold=0.5)[0]["scores"][lab]  # predict's score of that label: a sigmoid
+        assert rec["score"] == pytest.approx(sig, abs=1e-5)
+        mid = np.array([(s + e) / 2 for s, e in rec["positions"]]) < 0.25
+        w = np.array(rec["weights"])
+        assert (w[mid].sum() > w[~mid].sum()) == first, (lab, w.round(3))
+    r = CliRunner().invoke(app, ["explain", str(wav), "-m", str(res.model_path), "--label", "nope"])
+    one_line_error(r, 2, "--label", "nope", "low")

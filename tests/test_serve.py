@@ -230,6 +230,22 @@ def _many(n: int) -> tuple[bytes, dict]:
     return body, {"Content-Type": ctype}
 
 
+def test_predict_takes_a_per_request_min_score_validated_like_the_cli(server, clips):
+    wav = [("sine.wav", (clips / "sine.wav").read_bytes())]
+    status, plain = server.upload(wav)
+    rec = plain["records"][0]
+    assert status == 200 and rec["label"] != "unknown"
+    status, above = server.upload(wav, f"?min_score={min(1.0, rec['score'] + 1e-6)}")
+    got = above["records"][0]
+    assert status == 200 and got["label"] == "unknown" and got["best_label"] == rec["label"]
+    assert got["score"] == rec["score"]
+    assert server.upload(wav)[1]["records"][0]["label"] == rec["label"]  # an option holds for its own request only
+    for query, words in (("?min_score=1.5", "min_score"), ("?min_score=abc", "min_score"),
+                         ("?min_similarity=-2", "min_similarity"), ("?threshold=0.3", "multi-label")):  # fmt: skip
+        status, body = server.upload(wav, query)
+        assert status == 422 and words in body["error"] and "\n" not in body["error"], (query, body)
+
+
 def server_model(server: Server) -> str:
     return re.search(r"serving (\S+) ", "\n".join(server.lines)).group(1)
 

@@ -51,6 +51,14 @@ def check_min_score(value: float | None) -> None:
     check(value)
 
 
+def check_min_similarity(value: float | None) -> None:
+    """A ConfigError unless `value` (a min similarity for `predict`'s novelty check) is None or
+    in [-1, 1]: checked before a model loads."""
+    from attn.pipelines.infer.calibration import check_min_similarity as check
+
+    check(value)
+
+
 def write_embeddings(records: Iterable[dict[str, Any]], out: str | os.PathLike) -> list[dict[str, Any]]:
     """Write `Model.embed_iter`'s records to `out`, whole and atomically once every input is done:
     a .npy (N, D) float32 array, row i input i (NaN for an input that failed), or a .jsonl file,

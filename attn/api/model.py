@@ -103,11 +103,13 @@ class Model:
             "vote" over a file's windows); both: `batch_size` (windows per model call),
             `min_score` (0-1: below it the label is "unknown"; default the model's stored one,
             `train.abstain`, else never), `threshold` (a multi-label model's decision threshold
-            for every class; default the per-class thresholds it stores).
+            for every class; default the per-class thresholds it stores), `min_similarity`
+            (a model with a novelty check: "unknown" below this similarity to its training data).
         Records: {"input", "label", "score", ...} (a multi-label model: {"input", "labels",
             "scores", ...}); audio adds "duration" and "windows", text
-        "tokens" (and "truncated"). An input that cannot be read gives {"input", "error"}. An
-        `unknown` answer keeps its top score in "score" and names that label in "best_label".
+        "tokens" (and "truncated"); a model with a novelty check adds "similarity". An input that
+        cannot be read gives {"input", "error"}. An `unknown` answer keeps its top score in
+        "score" and names that label in "best_label" ("novel": true when the novelty check gave it).
         """
         return list(self.predict_iter(inputs, top_k, **options))
 
@@ -116,6 +118,13 @@ class Model:
         """The score below which `predict` answers `unknown` by default (`train.abstain`), or None."""
         cal = self.loaded.header.get("calibration")
         return cal.get("min_score") if isinstance(cal, dict) else None
+
+    @property
+    def min_similarity(self) -> float | None:
+        """The similarity to the training data below which `predict` answers `unknown` by default
+        (`train.abstain.novelty`), or None (no novelty check)."""
+        nov = self.loaded.header.get("novelty")
+        return nov.get("min_similarity") if isinstance(nov, dict) else None
 
     def predict_iter(
         self,
@@ -126,13 +135,17 @@ class Model:
         batch_size: int = 64,
         min_score: float | None = None,
         threshold: float | None = None,
+        min_similarity: float | None = None,
     ) -> Iterator[dict[str, Any]]:
         """`predict`, one record at a time (memory stays flat over any number of inputs).
         `threshold`: a multi-label model's decision threshold for every class (default: the
-        per-class thresholds the model stores)."""
-        from attn.pipelines.infer.calibration import abstain, check_min_score
+        per-class thresholds the model stores). `min_similarity`: a model with a novelty check
+        (`train.abstain.novelty`) answers `unknown` below this similarity to its training data
+        (-1 to 1; default the stored one, -1: never)."""
+        from attn.pipelines.infer.calibration import abstain, check_min_score, check_min_similarity
 
         check_min_score(min_score)
+        check_min_similarity(min_similarity)
         if _single(inputs):
             inputs = [inputs]
         if self.modality == "text":
@@ -149,7 +162,8 @@ class Model:
             predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
                                        per_frame=per_frame, threshold=threshold)  # fmt: skip
             records = predictor.predict(self._audio_inputs(inputs))
-        return abstain(records, self.min_score if min_score is None else min_score)
+        return abstain(records, self.min_score if min_score is None else min_score,
+                       self.min_similarity if min_similarity is None else min_similarity)  # fmt: skip
 
     def events_iter(self, inputs, hop: float | None = None, batch_size: int = 64, **settings) -> Iterator[dict]:
         """Sound events in audio inputs (as `predict`), one record {input, label, start, end, score}
@@ -189,6 +203,21 @@ class Model:
         if save:
             update_header(self.path, os.fspath(out) if out is not None else None, events=tuned)
         return tuned
+
+    def fit_novelty(self, keep: float = 0.95, neighbors: int = 1) -> dict[str, Any]:
+        """Give an already trained single-label model the novelty check `train.abstain.novelty:
+        keep` would have given it (predict then answers `unknown` for inputs unlike every
+        training clip): its bank from the training clips the recipe names, its threshold keeping
+        `keep` of the held-out in-domain clips. Stored in the model file; returns the facts
+        (`attn info` shows them)."""
+        from attn.pipelines.infer.novelty import novelty_for
+        from attn.pipelines.store.artifact import add_novelty
+
+        if self.exported:
+            raise ConfigError(f"{self.path}: an exported ONNX file only predicts; fit on the .attn model")
+        check = novelty_for(self.loaded, keep, neighbors)
+        add_novelty(self.loaded, self.path, check)
+        return check.info
 
     def _event_settings(self, overrides: dict):
         self._audio_only("events")
@@ -261,17 +290,21 @@ class Model:
         items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)
         return embed(self.loaded, items, per_window=per_window, batch_size=batch_size)
 
-    def explain(self, inputs, out: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    def explain(self, inputs, out: str | os.PathLike | None = None, label: str | None = None) -> list[dict[str, Any]]:
         """Where the model looks, one record per input (same inputs as `predict`): the predicted
         "label" and "score", and "weights" over the input's positions (>= 0, summing to 1): text
         "tokens"; audio "positions" ([start, end] seconds in the explained "window"). Transformers:
         attention rollout from the pooled vector (the class token) to the inputs, and "layers",
         its attention per layer and head; CNN and WaveNet: occlusion ("grid" over mel bands too).
-        `out`: a folder to write one PNG per input ("image" in the record). See `attn explain`.
+        `out`: a folder to write one PNG per input ("image" in the record); `label`: explain this
+        label rather than the top one (a multi-label model: per label, by its sigmoid score; its
+        records list the predicted "labels"). See `attn explain`.
         """
-        return list(self.explain_iter(inputs, out))
+        return list(self.explain_iter(inputs, out, label))
 
-    def explain_iter(self, inputs, out: str | os.PathLike | None = None) -> Iterator[dict[str, Any]]:
+    def explain_iter(
+        self, inputs, out: str | os.PathLike | None = None, label: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """`explain`, one record at a time."""
         from attn.pipelines.ship.explain import Explainer
 
@@ -282,7 +315,7 @@ class Model:
         if _single(inputs):
             inputs = [inputs]
         items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)
-        return Explainer(self.loaded, None if out is None else os.fspath(out)).explain(items)
+        return Explainer(self.loaded, None if out is None else os.fspath(out), label).explain(items)
 
     def _audio_inputs(self, inputs) -> list:
         import numpy as np

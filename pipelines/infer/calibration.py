@@ -194,10 +194,12 @@ def calibrate_scores(logits, ws, recipe, fitted_on: str = "validation") -> dict[
     return facts
 
 
-def calibration_report(logits: np.ndarray, ws, facts: dict[str, Any], min_score: float | None = None):
+def calibration_report(logits: np.ndarray, ws, facts: dict[str, Any], min_score: float | None = None,
+                       novelty=None):  # fmt: skip
     """metrics.json's `calibration` and `abstention` entries for calibrated window logits (W, K)
     of labelled clips `ws`: ECE before (T = 1) and after, the reliability bins, and coverage vs
-    accuracy at CURVE_SCORES and at `min_score` (default: the stored one)."""
+    accuracy at CURVE_SCORES and at `min_score` (default: the stored one); `novelty`: (the clips'
+    similarities, the model's `Novelty`) adds `abstention.novelty` (novelty.novelty_report)."""
     t = float(facts.get("temperature", 1.0))
     y = ws.labels
     after = clip_probs(logits, ws)
@@ -208,15 +210,23 @@ def calibration_report(logits: np.ndarray, ws, facts: dict[str, Any], min_score:
     ab: dict[str, Any] = {"curve": [coverage(after, y, c) for c in CURVE_SCORES]}
     if s is not None:
         ab.update(coverage(after, y, s))
+    if novelty is not None:
+        from .novelty import novelty_report
+
+        ab["novelty"] = novelty_report(after, y, novelty[0], novelty[1], s)
     return {"calibration": cal, "abstention": ab}
 
 
-def abstain(records, min_score: float | None):
-    """Prediction records with `label` "unknown" where the top score is below `min_score` (the
-    record keeps `score` and names the best label in `best_label`); errors pass through."""
+def abstain(records, min_score: float | None, min_similarity: float | None = None):
+    """Prediction records with `label` "unknown" where the top score is below `min_score`, or
+    the input's "similarity" to the training data (novelty.py) is below `min_similarity` (then
+    "novel": true); the record keeps `score` and names the best label in `best_label`. Errors
+    pass through."""
     for rec in records:
-        if min_score is not None and "error" not in rec and rec.get("score", 1.0) < min_score:
-            rec = {**rec, "label": UNKNOWN, "best_label": rec["label"]}
+        if "error" not in rec and "label" in rec:
+            novel = min_similarity is not None and rec.get("similarity", 1.0) < min_similarity
+            if novel or (min_score is not None and rec.get("score", 1.0) < min_score):
+                rec = {**rec, "label": UNKNOWN, "best_label": rec["label"], **({"novel": True} if novel else {})}
         yield rec
 
 
@@ -226,3 +236,12 @@ def check_min_score(value: float | None) -> None:
 
     if value is not None and not 0.0 <= value <= 1.0:
         raise ConfigError(f"--min-score {value:g}: a score is between 0 and 1 (predict answers `unknown` below it)")
+
+
+def check_min_similarity(value: float | None) -> None:
+    """--min-similarity must be a cosine similarity: in [-1, 1]."""
+    from attn.errors import ConfigError
+
+    if value is not None and not -1.0 <= value <= 1.0:
+        raise ConfigError(f"--min-similarity {value:g}: a cosine similarity is between -1 and 1 (predict answers "
+                          "`unknown` below it; -1 turns the novelty check off)")  # fmt: skip

@@ -61,7 +61,7 @@ def evaluate(
     """Score `loaded` (a LoadedModel) on labelled data; returns metrics.json-shaped data plus
     `skipped` (files that could not be read). A calibrated model (or any, given `min_score`)
     adds `calibration` (ECE) and `abstention` (coverage and accuracy at `min_score`, default
-    the stored one)."""
+    the stored one; with a novelty check, `abstention.novelty`: coverage and accuracy with it)."""
     from .calibration import check_min_score
 
     check_min_score(min_score)
@@ -86,8 +86,10 @@ def evaluate(
     facts = getattr(loaded.model, "calibration", None)
     if not multi and (facts is not None or min_score is not None):  # single-label scores only
         from .calibration import calibration_report
+        from .novelty import split_similarity
 
-        rep.update(calibration_report(logits, ws, facts or {"temperature": 1.0}, min_score))
+        rep.update(calibration_report(logits, ws, facts or {"temperature": 1.0}, min_score,
+                                      novelty=split_similarity(loaded.model, ws, loaded.device)))  # fmt: skip
     if loaded.baseline is not None:
         rep["baseline"] = baseline_report(loaded, ws, batch_size)
     rep["skipped"] = skipped

@@ -83,7 +83,9 @@ class _File:
     probs: list[np.ndarray] = field(default_factory=list)
     spans: list[tuple[int, int]] = field(default_factory=list)
     levels: list[float] = field(default_factory=list)  # keep_scores: each window's centre level (dB)
+    vectors: list[np.ndarray] = field(default_factory=list)  # a novelty check's window embeddings (D,)
     pending: int = 0
+    similarity: float | None = None
 
 
 class AudioPredictor:
@@ -117,6 +119,7 @@ class AudioPredictor:
         if hop_seconds is not None:
             self.cfg = self.cfg.model_copy(update={"hop_seconds": float(hop_seconds)})
         self.keep_scores = keep_scores
+        self.novelty = getattr(loaded, "novelty", None)  # train.abstain.novelty: records get "similarity"
         self.labels = loaded.labels
         self.batch_size = batch_size
         self.how = aggregate_how
@@ -161,9 +164,13 @@ class AudioPredictor:
 
     # model ----------------------------------------------------------------------------------------
     def _run(self, rows: list[tuple[_File, int, np.ndarray, int]]) -> None:
-        probs = self.loaded.window_probs([w[:n] for _, _, w, n in rows])  # (B, K)
-        for (f, start, w, n), p in zip(rows, probs, strict=True):
+        windows = [w[:n] for _, _, w, n in rows]
+        probs = self.loaded.window_probs(windows)  # (B, K)
+        vectors = self.loaded.window_embeddings(windows) if self.novelty is not None else [None] * len(rows)  # (B, D)
+        for (f, start, w, n), p, v in zip(rows, probs, vectors, strict=True):
             f.probs.append(p)
+            if v is not None:
+                f.vectors.append(v)
             if self.keep_scores:
                 f.levels.append(centre_level_db(w, n, self.cfg.hop_samples))
             f.spans.append((start, n))
@@ -238,6 +245,8 @@ class AudioPredictor:
         order = sorted(range(len(f.spans)), key=lambda i: f.spans[i][0])  # windows ran sorted by length
         f.spans = [f.spans[i] for i in order]
         f.levels = [f.levels[i] for i in order] if f.levels else []
+        if f.vectors:  # the clip's embedding is the mean of its windows' (as `attn embed` gives it)
+            f.similarity = float(self.novelty.similarity(np.mean(f.vectors, axis=0)[None])[0])
         return self._file_record(f, np.stack([f.probs[i] for i in order]))
 
     def _file_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
@@ -247,6 +256,8 @@ class AudioPredictor:
         scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
         top = top_labels(scores, self.labels, self.top_k)
         rec: dict[str, Any] = {"input": f.path, **top[0], "duration": round(f.seconds, 3), "windows": len(probs)}
+        if f.similarity is not None:
+            rec["similarity"] = round(f.similarity, 6)
         warning = self._warning(f)
         if warning:
             rec["warning"] = warning

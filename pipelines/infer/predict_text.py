@@ -114,6 +114,7 @@ class TextPredictor:
         self.labels = loaded.labels
         self.batch_size = batch_size
         self.top_k = max(1, min(top_k, len(self.labels)))
+        self.novelty = getattr(loaded, "novelty", None)
 
     def predict(self, inputs: Iterable[TextInput]) -> Iterator[dict[str, Any]]:
         pending: list[tuple[TextInput, np.ndarray | None, str | None]] = []
@@ -133,10 +134,14 @@ class TextPredictor:
 
         good = [(i, ids) for i, (_, ids, _) in enumerate(rows) if ids is not None]
         probs: dict[int, np.ndarray] = {}
+        sims: dict[int, float] = {}
         if good:
             parts = [model_ids(ids, self.max_len) for _, ids in good]  # (T,) or (T, 1 + K) each
             for (i, _), p in zip(good, self.loaded.window_probs(parts), strict=True):
                 probs[i] = p
+            if self.novelty is not None:  # train.abstain.novelty: each text's similarity to the training texts
+                sims = dict(zip((i for i, _ in good), self.novelty.similarity(self.loaded.window_embeddings(parts)),
+                                strict=True))  # fmt: skip
         for i, (item, ids, err) in enumerate(rows):
             rec: dict[str, Any] = {"input": item.input}
             if item.show_text and item.text is not None:
@@ -146,6 +151,8 @@ class TextPredictor:
                 yield rec
                 continue
             first, last = self._result(probs[i])
+            if i in sims:
+                first["similarity"] = round(float(sims[i]), 6)
             rec.update(first, tokens=len(ids))
             if len(ids) > self.max_len:
                 rec["truncated"] = True

@@ -205,6 +205,12 @@ class AbstainConfig(Strict):
     # Choose the lowest score S whose validation answers (clips scoring >= S) are at least this
     # precise, and store it in the model (predict's default --min-score). null = never abstain.
     target_precision: Annotated[float, Field(gt=0, le=1)] | None = None
+    # Also answer `unknown` for inputs unlike every training clip (pipelines/infer/novelty.py): the
+    # similarity of an input's embedding to its k-th nearest training clip must reach the level
+    # that keeps this share of in-domain held-out clips (validation; after a refit, the training
+    # clips leave-one-out). null = no novelty check.
+    novelty: Annotated[float, Field(gt=0, lt=1)] | None = None
+    neighbors: Annotated[int, Field(ge=1)] = 1  # k: the k-th nearest training clip
 
 
 class TrainConfig(Strict):

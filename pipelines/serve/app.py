@@ -69,15 +69,17 @@ class Service:
         self.text = model.modality == "text"
         self.info = model.info()
         self.metrics = Metrics()
-        self.reader = RequestReader(model.modality, config.max_upload_mb, config.max_inputs)
+        self.reader = RequestReader(model.modality, config.max_upload_mb, config.max_inputs,
+                                    bool(getattr(model.recipe.data, "multi_label", False)))  # fmt: skip
         self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms, on_batch=self._on_batch)
 
     # model thread ---------------------------------------------------------------------------------
     def _run_batch(self, key: tuple, groups: list[list]) -> list[list[dict[str, Any]]]:
         """One model pass over every request's inputs; records split back per request, in order."""
-        top_k, per_frame, how = key
+        top_k, per_frame, how, min_score, threshold, min_similarity = key
         flat = [x for g in groups for x in g]
-        opts = {} if self.text else {"per_frame": per_frame, "aggregate": how}
+        opts = {"min_score": min_score, "threshold": threshold, "min_similarity": min_similarity}
+        opts |= {} if self.text else {"per_frame": per_frame, "aggregate": how}
         inputs = flat if self.text else [u.path for u in flat]
         records = [named(r, x) for r, x in zip(self.model.predict_iter(inputs, top_k, **opts), flat, strict=True)]
         out, i = [], 0

@@ -37,14 +37,35 @@ class Upload:
     path: str
 
 
+OPTIONS = ("top_k", "per_frame", "aggregate", "min_score", "threshold", "min_similarity")  # /predict's query
+
+
+def _number(query, name: str, lo: float, hi: float, what: str) -> float | None:
+    """The query's `name` as a number in [lo, hi], or None when absent."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not lo <= value <= hi:
+        raise ApiError(422, f"{name}={raw!r}: expected a number from {lo:g} to {hi:g} ({what})", "bad_request")
+    return value
+
+
 class RequestReader:
     """Reads requests for a model of one modality ("audio" or "text") within the server's limits."""
 
-    def __init__(self, modality: str, max_upload_mb: float, max_inputs: int) -> None:
+    def __init__(self, modality: str, max_upload_mb: float, max_inputs: int, multi_label: bool = False) -> None:
         self.modality, self.text = modality, modality == "text"
         self.max_upload_mb, self.max_inputs = max_upload_mb, max_inputs
+        self.multi_label = multi_label
 
-    def options(self, query, allowed=("top_k", "per_frame", "aggregate")) -> tuple[int, bool, str]:
+    def options(self, query, allowed=OPTIONS) -> tuple:
+        """(top_k, per_frame, aggregate, min_score, threshold, min_similarity) from the query,
+        validated as `attn predict` validates its options; unset numbers are None (the model's
+        stored ones apply)."""
         unknown = sorted(set(query) - set(allowed))
         if unknown:
             use = f"; options: {', '.join(allowed)}" if allowed else "; this endpoint takes none"
@@ -61,7 +82,15 @@ class RequestReader:
         per_frame = flag in ("1", "true", "yes")
         if per_frame and self.text:
             raise ApiError(422, "per_frame is for audio models; this is a text model", "bad_request")
-        return int(raw), per_frame, how
+        min_score = _number(query, "min_score", 0.0, 1.0, "a score; `unknown` below it")
+        threshold = _number(query, "threshold", 0.0, 1.0, "every class's decision threshold")
+        min_similarity = _number(query, "min_similarity", -1.0, 1.0, "a cosine similarity; -1: never novel")
+        if threshold is not None and not self.multi_label:
+            raise ApiError(422, "threshold is for multi-label models; this model picks one label", "bad_request")
+        if self.multi_label and (min_score, min_similarity) != (None, None):
+            raise ApiError(422, "min_score and min_similarity are for single-label models; this model is multi-label "
+                                "(use threshold)", "bad_request")  # fmt: skip
+        return int(raw), per_frame, how, min_score, threshold, min_similarity
 
     @contextlib.asynccontextmanager
     async def inputs(self, request):

@@ -10,7 +10,9 @@ One record per input, in order (an input that cannot be read gives {"input", "er
 layer and head, the pooled vector's (the class token's) attention over the same positions;
 `grid` (CNN occlusion, spectrogram patches) splits the weights over channel bands (`bands`:
 [lo, hi) feature channels, e.g. mel bins). For a recording longer than one window, the window
-that scores the file's label highest is explained. An ensemble's members are explained one by
+that scores the file's label highest is explained. The label explained is the top-scoring one, or
+`--label NAME`; for a multi-label model the weights are of that label's own sigmoid score and the
+record also lists every predicted label ("labels"). An ensemble's members are explained one by
 one and their weights averaged; a baseline blended into the model's probabilities is not
 explained (the label is still the blended model's). The method is in `attn.models.attribution`.
 """
@@ -52,25 +54,35 @@ def members(model) -> list:
     return [model]
 
 
-def explain_window(model, x: torch.Tensor, lengths: torch.Tensor, target: int, spectral: bool, per_step: bool):
+def explain_window(model, x: torch.Tensor, lengths: torch.Tensor, target: int, spectral: bool, per_step: bool,
+                   sigmoid: bool = False):  # fmt: skip
     """Attribution of class `target` for one padded input x (1, N) (samples or token ids),
-    averaged over an ensemble's members."""
+    averaged over an ensemble's members; `sigmoid`: of the target's own sigmoid (multi-label)."""
     from attn.models.attribution import attribute, mean_attribution
 
     parts = []
     for m in members(model):
         feats, flen = m.features(x, lengths)  # (1, F, T), (1,)
         parts.append(attribute(m.backbone, feats.transpose(1, 2), flen, torch.tensor([target]),
-                               segments=None if per_step else SEGMENTS, bands=BANDS if spectral else None))  # fmt: skip
+                               segments=None if per_step else SEGMENTS, bands=BANDS if spectral else None,
+                               sigmoid=sigmoid))  # fmt: skip
     return mean_attribution(parts)
 
 
 class Explainer:
     """Explain inputs with a loaded model (see `artifact.load_model`); `out`: a folder for one
-    PNG per input (its path goes in the record as "image")."""
+    PNG per input (its path goes in the record as "image"); `label`: explain this label instead of
+    the top-scoring one (a multi-label model's records also list the labels predict gives, any of
+    which can be explained so)."""
 
-    def __init__(self, loaded, out: str | None = None) -> None:
+    def __init__(self, loaded, out: str | None = None, label: str | None = None) -> None:
+        from attn.errors import ConfigError
+
         self.loaded = loaded
+        self.multi = bool(loaded.recipe.data.multi_label)
+        if label is not None and label not in loaded.labels:
+            raise ConfigError(f"--label {label!r}: not one of the model's labels ({', '.join(loaded.labels)})")
+        self.target = None if label is None else loaded.labels.index(label)
         self.out = None if out is None else Path(out)
         if self.out is not None:
             from ..fsutil import make_dirs
@@ -97,11 +109,20 @@ class Explainer:
     def _probs(self, logits: np.ndarray) -> np.ndarray:
         """Class probabilities of logits (B, K): softmax, or each label's sigmoid (multi-label,
         where the explained label is the top-scoring one)."""
-        if self.loaded.recipe.data.multi_label:
+        if self.multi:
             from ..infer.multilabel import sigmoid
 
             return sigmoid(logits)
         return softmax(logits)
+
+    def _tags(self, scores: np.ndarray) -> dict[str, Any]:
+        """A multi-label model's record also names every label predict gives the input (scores
+        (K,) at the model's thresholds): {"labels": [...]}; nothing for a single-label model."""
+        if not self.multi:
+            return {}
+        from ..infer.multilabel import chosen_labels, model_thresholds
+
+        return {"labels": chosen_labels(scores, self.loaded.labels, model_thresholds(self.loaded))}
 
     # text ---------------------------------------------------------------------------------------
     def _text(self, item) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,13 +140,13 @@ class Explainer:
         xb, lengths = torch.from_numpy(x[None]).to(dev), torch.tensor([len(x)], device=dev)
         with torch.no_grad():
             probs = self._probs(self.loaded.model(xb, lengths).float().cpu().numpy())[0]
-        k = int(probs.argmax())
-        a = explain_window(self.loaded.model, xb, lengths, k, spectral=False, per_step=True)
+        k = int(probs.argmax()) if self.target is None else self.target
+        a = explain_window(self.loaded.model, xb, lengths, k, spectral=False, per_step=True, sigmoid=self.multi)
         rec: dict[str, Any] = {"input": item.input}
         if item.show_text:
             rec["text"] = item.text
-        rec.update(label=self.loaded.labels[k], score=round(float(probs[k]), 6), method=a.method, tokens=tokens,
-                   weights=_round(a.weights[0]))  # fmt: skip
+        rec.update(label=self.loaded.labels[k], score=round(float(probs[k]), 6), **self._tags(probs),
+                   method=a.method, tokens=tokens, weights=_round(a.weights[0]))  # fmt: skip
         if a.layers is not None:
             rec["layers"] = _round(a.layers[0])
         if len(ids) > max_len:
@@ -175,13 +196,13 @@ class Explainer:
         if not probs:
             raise InputError(f"{name}: no audio windows")
         p = np.stack(probs)  # (W, K)
-        k = int(p.mean(0).argmax())  # the file's label, as `attn predict` aggregates (mean)
+        k = int(p.mean(0).argmax()) if self.target is None else self.target  # predict's label: the mean's top
         best = int(p[:, k].argmax())
         start, w, n = next(x for i, x in enumerate(windows()) if i == best)
         wave = w[:n]
         x = torch.from_numpy(wave[None]).to(dev)
         a = explain_window(self.loaded.model, x, torch.tensor([len(wave)], device=dev), k,
-                           spectral=f.kind in SPECTRAL, per_step=False)  # fmt: skip
+                           spectral=f.kind in SPECTRAL, per_step=False, sigmoid=self.multi)  # fmt: skip
         sr = f.sample_rate
         step = 1 if f.kind == "waveform" else f.hop_length  # samples per backbone input step
         spans = (start + (a.spans.numpy() * step).clip(0, len(wave))) / sr  # seconds in the file
@@ -189,6 +210,7 @@ class Explainer:
             "input": name,
             "label": self.loaded.labels[k],
             "score": round(float(p.mean(0)[k]), 6),
+            **self._tags(p.mean(0)),
             "method": a.method,
             "window": [round(start / sr, 4), round((start + len(wave)) / sr, 4)],
             "positions": np.round(spans, 4).tolist(),

@@ -189,6 +189,11 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
     }
     if loaded.header.get("calibration"):  # the temperature is in the graph; predict reads min_score from here
         meta["calibration"] = loaded.header["calibration"]
+    if loaded.header.get("novelty"):
+        logging.getLogger("attn").warning(
+            "the model's novelty check (train.abstain.novelty) is not in the exported file: it predicts scores "
+            "(and applies the min score) only; predict with the .attn model to answer `unknown` for novel inputs"
+        )
     if loaded.header.get("thresholds") is not None:  # multi-label: the per-class thresholds
         meta["thresholds"] = loaded.header["thresholds"]
     if text and "tokenizer" in loaded.header:

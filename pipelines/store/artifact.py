@@ -57,21 +57,20 @@ class LoadedModel:
         penultimate layer (`Backbone.forward_features`; for the `pooled` head over a pretrained
         encoder, the pooled encoder states). An ensemble concatenates its members' vectors; a
         blended model gives its network's."""
-        import numpy as np
         import torch
 
         from ..data.batching import pad_rows
+        from ..infer.novelty import embed_batch
 
-        net = getattr(self.model, "network", self.model)  # a Blend's network
-        members = list(getattr(net, "members", [net]))  # an Ensemble's members
         x = torch.from_numpy(pad_rows(windows)).to(self.device)
         lengths = torch.tensor([len(w) for w in windows], dtype=torch.int64, device=self.device)
         with torch.inference_mode():
-            parts = []
-            for m in members:
-                feats, flen = m.frontend(x, lengths)  # (B, F, T)
-                parts.append(m.backbone.forward_features(feats.transpose(1, 2), flen).float().cpu().numpy())
-        return np.concatenate(parts, axis=1)
+            return embed_batch(self.model, x, lengths)
+
+    @property
+    def novelty(self):
+        """The model's novelty check (`attn.models.novelty.Novelty`, `train.abstain.novelty`) or None."""
+        return getattr(self.model, "novelty", None)
 
 
 def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any] | None = None,
@@ -117,6 +116,7 @@ def save_model(
     from ..data.text import tokenizer_state
 
     calibration = model.calibration if isinstance(model, Tempered) else None
+    novelty = model.novelty if isinstance(model, Tempered) else None
     model = untempered(model)
     network = model.network if isinstance(model, Blend) else model
     state = {k: v.detach().cpu() for k, v in (state_dict or network.state_dict()).items()}
@@ -124,6 +124,9 @@ def save_model(
     if calibration is not None:
         header["calibration"] = calibration  # temperature, validation ECE, min_score (calibration.py)
     tensors: dict[str, Any] = {"state_dict": state}
+    if novelty is not None:  # its threshold in the header, its bank of training embeddings as a tensor
+        header["novelty"] = novelty.info
+        tensors.update(novelty.tensors())
     if tokenizer is not None:
         header["tokenizer"], tok_tensors = tokenizer_state(tokenizer)
         header["tokenizer"]["vocab_size"] = tokenizer.vocab_size
@@ -136,12 +139,26 @@ def save_model(
     write_container(path, header, tensors)
 
 
-def update_header(path, dest=None, **fields: Any) -> None:
-    """Rewrite a model file (or write a copy to `dest`) with `fields` set in its header (weights
-    unchanged), atomically: a reader never sees a half-written file, and a failure keeps the old one."""
+def update_header(path, dest=None, tensors: dict[str, Any] | None = None, **fields: Any) -> None:
+    """Rewrite a model file (or write a copy to `dest`) with `fields` set in its header and
+    `tensors` added to (or replacing those of) its payload (weights unchanged), atomically: a
+    reader never sees a half-written file, and a failure keeps the old one."""
     box = read_container(path)
     header = {k: v for k, v in box.header.items() if k != "_path"}
-    write_container(dest if dest is not None else path, {**header, **fields}, box.tensors())
+    write_container(dest if dest is not None else path, {**header, **fields}, {**box.tensors(), **(tensors or {})})
+
+
+def add_novelty(loaded: LoadedModel, path, novelty) -> None:
+    """Store a novelty check (`attn.models.novelty.Novelty`) in the model file at `path` and in
+    `loaded`, which then applies it."""
+    from attn.models.calibrated import Tempered
+
+    update_header(path, tensors=novelty.tensors(), novelty=novelty.info)
+    if isinstance(loaded.model, Tempered):
+        loaded.model.novelty = novelty
+    else:
+        loaded.model = Tempered(loaded.model, 1.0, {}, novelty)
+    loaded.header["novelty"] = novelty.info
 
 
 def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
@@ -183,13 +200,16 @@ def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
             model = blend_from_state(model, header["baseline"], tensors)
         except (KeyError, ValueError, RuntimeError) as e:
             raise ArtifactError(f"{path}: damaged baseline state ({e})") from None
-    if header.get("calibration"):
+    cal, nov = header.get("calibration"), header.get("novelty")
+    if cal or nov:
         from attn.models.calibrated import Tempered
+        from attn.models.novelty import Novelty
 
         try:
-            model = Tempered(model, float(header["calibration"]["temperature"]), header["calibration"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArtifactError(f"{path}: damaged calibration entry ({e})") from None
+            novelty = Novelty.from_state(nov, tensors) if nov else None
+            model = Tempered(model, float(cal["temperature"]) if cal else 1.0, cal or {}, novelty)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ArtifactError(f"{path}: damaged calibration or novelty entry ({e})") from None
     device = device or torch.device("cpu")
     model.to(device).eval()
     return LoadedModel(model, recipe, labels, header, device, tokenizer)

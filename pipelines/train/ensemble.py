@@ -177,8 +177,11 @@ def assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, rows: l
             thresholds, _ = thresholds_on_val(final, data, dev)
         elif not data.train.multi_label and calibration is None:
             calibration = calibrate(final, data, recipe, dev)
-        if calibration is not None:
-            final = Tempered(final, calibration["temperature"], calibration)
+        from ..infer.novelty import fit_novelty
+
+        novelty = fit_novelty(final, data, recipe, dev, refit=False)
+        if calibration is not None or novelty is not None:
+            final = Tempered(final, (calibration or {}).get("temperature", 1.0), calibration or {}, novelty)
         metrics, scored = final_metrics(
             final,
             data,

@@ -115,6 +115,7 @@ def train_model(
     from ..data.encoder_cache import cache_folder, save_states
     from ..data.prepared import load_datasets
     from ..infer.calibration import calibrate
+    from ..infer.novelty import fit_novelty
     from ..recipe.build import count_parameters
     from ..store.artifact import save_model
     from .trainer import Trainer
@@ -172,8 +173,9 @@ def train_model(
                                                                      baseline, blend, why)  # fmt: skip
             if calibration is not None:  # validation is in the refit's training data: carry the first phase's
                 calibration["fitted_on"] = "validation, first phase (before the refit on train + val)"
-        if calibration is not None:
-            final = Tempered(final, calibration["temperature"], calibration)
+        novelty = fit_novelty(final, data, recipe, device, refit)  # on the model saved, after any refit
+        if calibration is not None or novelty is not None:
+            final = Tempered(final, (calibration or {}).get("temperature", 1.0), calibration or {}, novelty)
         metrics, scored = final_metrics(
             final, data, run_dir, device, baseline, blend, recipe=recipe, listed=prepared.splits, thresholds=thresholds
         )
@@ -334,8 +336,9 @@ def final_metrics(
     metrics["split"] = split
     if getattr(model, "calibration", None) is not None:  # a Tempered model: ECE and coverage on this split
         from ..infer.calibration import calibration_report
+        from ..infer.novelty import split_similarity
 
-        metrics.update(calibration_report(logits, ws, model.calibration))
+        metrics.update(calibration_report(logits, ws, model.calibration, novelty=split_similarity(model, ws, device)))
     if baseline is not None:
         metrics["baseline"] = baseline.summary()
     if blend is not None and blend["weight"] > 0:
