@@ -318,7 +318,8 @@ class AugmentConfig(Strict):
 
     Waveform (audio, before the front-end): speed, time_shift, gain_db, noise_*, background_*.
     Features (after it): SpecAugment masks. Both modalities: mixup (waveforms for audio, token
-    embeddings for text), which also mixes the labels.
+    embeddings for text), which also mixes the labels, and (multi-label) mix_union, which sums
+    two examples and unions their labels.
     """
 
     freq_mask: NonNegInt = 0  # widest frequency mask (bins); 0 = off
@@ -326,6 +327,10 @@ class AugmentConfig(Strict):
     masks: NonNegInt = 2  # masks of each kind per example
     gain_db: NonNegFloat = 0.0  # random gain in [-gain_db, +gain_db]
     mixup: NonNegFloat = 0.0  # Beta(a, a) weight mixing two examples and their labels; 0 = off
+    # Multi-label only: the share of training examples summed with another at a comparable level
+    # (each at 0 to -6 dB) and given the union of both label sets, as a recording of two sounds
+    # holds both; those rows skip mixup. 0 = off.
+    mix_union: Probability = 0.0
     time_shift: Fraction = 0.0  # roll each window circularly by up to this share of its length
     speed: tuple[PosFloat, PosFloat] = (1.0, 1.0)  # play-speed factor range, e.g. [0.9, 1.1]
     noise_prob: Probability = 0.0  # share of clips given white noise

@@ -31,17 +31,20 @@ def training_loss(
     weights: torch.Tensor | None,
     label_smoothing: float,
     multi_label: bool,
+    union: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of logits (B, K) against labels y (B,) (class-weighted with `weights`); with
     mixup (`mix`: lam (B,), perm (B,)), each row's loss against both of its labels, weighted by
     its mixing weight. Multi-label: binary cross-entropy per class (`weights` as pos_weight)
-    against mixed multi-hot targets y (B, K)."""
+    against mixed multi-hot targets y (B, K); rows where `union` (B,) is set (mix_union) take the
+    union of both label sets instead."""
     ls = label_smoothing
     if multi_label:
         # y: (B, K) multi-hot; mixup mixes the targets as it mixed the inputs
         if mix is not None:
             lam, perm = mix
-            y = lam[:, None] * y + (1 - lam[:, None]) * y[perm]
+            mixed = lam[:, None] * y + (1 - lam[:, None]) * y[perm]
+            y = mixed if union is None else torch.where(union[:, None], torch.maximum(y, y[perm]), mixed)
         if ls:
             y = y * (1 - ls) + 0.5 * ls
         return F.binary_cross_entropy_with_logits(logits, y, pos_weight=weights)

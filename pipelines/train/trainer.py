@@ -76,6 +76,11 @@ class Trainer:
             from ..data.labelsets import warn_no_positives
 
             warn_no_positives(train_set.labels, labels)
+        elif cfg.augment.mix_union:
+            from attn.errors import ConfigError
+
+            raise ConfigError("train.augment.mix_union is for multi-label data (data.multi_label: true): a "
+                              "single-label example cannot hold the union of two labels; use mixup")  # fmt: skip
         self.class_weights = class_weights(train_set, len(labels), device) if cfg.class_weights == "balanced" else None
         self.steps_per_epoch = math.ceil(self._epoch_size() // world.size / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -88,17 +93,30 @@ class Trainer:
         self._param_names = {n for n, _ in model.named_parameters()}
         self.forward = _training_forward(self.model, cfg, world, device)
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor, mix) -> torch.Tensor:
-        return training_loss(logits, y, mix, self.class_weights, self.cfg.label_smoothing, self.multi_label)
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, mix, union=None) -> torch.Tensor:
+        return training_loss(logits, y, mix, self.class_weights, self.cfg.label_smoothing, self.multi_label, union)
 
     def _mixup(self, b: int):
-        """(lam (B,), perm (B,)) on the device for this batch, or None when train.augment.mixup
-        is 0. lam ~ Beta(a, a) per row, from the global torch RNG (kept in checkpoints)."""
-        alpha = self.cfg.augment.mixup
-        if not alpha or b < 2:
-            return None
-        lam = torch.distributions.Beta(alpha, alpha).sample((b,))
-        return lam.to(self.device), torch.randperm(b).to(self.device)
+        """((lam (B,), perm (B,)), union (B,) bool or None) on the device for this batch, or
+        (None, None) when neither train.augment.mixup nor mix_union is on. Row i becomes
+        lam_i x_i + (1 - lam_i) x_perm(i). mixup: lam ~ Beta(a, a). mix_union rows (multi-label):
+        the two at 0 to -6 dB each, so lam in [1/3, 2/3], and their labels unioned (`union`).
+        Rows left alone get lam 1 and themselves as partner. Drawn from the global torch RNG
+        (kept in checkpoints)."""
+        alpha, share = self.cfg.augment.mixup, self.cfg.augment.mix_union
+        if not (alpha or share) or b < 2:
+            return None, None
+        lam = torch.distributions.Beta(alpha, alpha).sample((b,)) if alpha else torch.ones(b)
+        perm = torch.randperm(b)
+        union = None
+        if share:
+            union = torch.rand(b) < share
+            amp = 10 ** (-6 * torch.rand(2, b) / 20)  # (2, B) each source's gain, 0 to -6 dB
+            lam = torch.where(union, amp[0] / amp.sum(0), lam)
+            if not alpha:  # rows neither mixed nor unioned stay as they are
+                perm = torch.where(union, perm, torch.arange(b))
+            union = union.to(self.device)
+        return (lam.to(self.device), perm.to(self.device)), union
 
     def _epoch_size(self) -> int:
         return len(self.train_set) if self.cfg.windows == "random" else self.train_set.num_windows
@@ -136,13 +154,13 @@ class Trainer:
             scale = lr_factor(self.state.step, self.total_steps, self.warmup_steps, cfg.schedule)
             for group in self.opt.param_groups:
                 group["lr"] = cfg.lr * group["lr_scale"] * scale
-            mix = self._mixup(len(batch.y))
+            mix, union = self._mixup(len(batch.y))
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 if mix is None:
                     logits = self.forward(batch.x, batch.lengths)
                 else:
                     logits = self.forward(batch.x, batch.lengths, mix)
-            loss = self._loss(logits.float(), batch.y, mix)
+            loss = self._loss(logits.float(), batch.y, mix, union)
             value = self._global_mean(loss.detach())
             if not math.isfinite(value):
                 # In the first epoch nothing was saved (and `attn train` removes the run folder).
