@@ -78,7 +78,8 @@ def listen_cmd(
         typer.Option(
             "--event-set",
             help="An event setting KEY=VALUE overriding the model's stored one (on, off, smooth, smooth_seconds, "
-            "min_duration, min_gap, pad, gate_db, classify, margin; repeatable; implies --events).",
+            "min_duration, min_gap, pad, gate_db, classify, margin; gate_db=off for no noise-floor gate; "
+            "repeatable; implies --events).",
             show_default=False,
         ),
     ] = None,
@@ -117,17 +118,22 @@ def listen_cmd(
     finally:
         signal.signal(signal.SIGINT, previous)
     if stop.is_set():
-        err(f"interrupted: the stream's {len(seen)} window(s) so far were written")
+        what = "sound event(s)" if (events or settings) else "window(s)"
+        err(f"interrupted: the stream's {len(seen)} {what} so far were written")
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _event_settings(items: list[str]) -> dict:
-    """--event-set on=0.7 --event-set smooth=mean -> {"on": 0.7, "smooth": "mean"}."""
+    """--event-set on=0.7 --event-set smooth=mean -> {"on": 0.7, "smooth": "mean"};
+    `none`/`off` -> None (gate_db=off: no noise-floor gate, with classify=windows)."""
     out: dict = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise fail(f"--event-set {item!r}: expected KEY=VALUE, e.g. on=0.7")
+        if value.strip().lower() in ("none", "off", "null"):
+            out[key.strip()] = None
+            continue
         try:
             out[key.strip()] = float(value)
         except ValueError:

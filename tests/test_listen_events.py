@@ -110,3 +110,10 @@ def test_a_stretch_longer_than_the_cap_is_labelled_in_pieces_in_bounded_memory()
     assert [e["label"] for e in out] == ["pos", "neg"]
     assert abs(out[0]["start"] - 20) <= hop and abs(out[0]["end"] - 90) <= hop
     assert max(model.lengths) <= SEGMENT_CAP_SECONDS * sr
+
+
+def test_event_set_values_parse_to_numbers_names_and_off():
+    from attn.cli.listen import _event_settings
+
+    got = _event_settings(["on=0.7", "classify=windows", "gate_db=off", "smooth = mean"])
+    assert got == {"on": 0.7, "classify": "windows", "gate_db": None, "smooth": "mean"}

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_multilabel import _train, audio_recipe
 
 from attn.errors import ConfigError
 from attn.pipelines.data.batching import WindowSet
 from attn.pipelines.recipe.config import TrainConfig
 from attn.pipelines.train.trainer import Trainer
-from test_multilabel import _train, audio_recipe
 
 Y = np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1]], dtype=np.float32)
 
