@@ -191,8 +191,10 @@ def predict_cmd(
         if fmt == "jsonl":
             seen = render.write_jsonl(records, on_record=_adv(on))
         elif fmt == "csv":
+            abstains = m.min_similarity is not None or (min_score if min_score is not None else m.min_score) is not None
             seen = render.write_csv(records, top_k, on_record=_adv(on), text=m.modality == "text",
-                                    multi_label=bool(getattr(m.recipe.data, "multi_label", False)))  # fmt: skip
+                                    multi_label=bool(getattr(m.recipe.data, "multi_label", False)),
+                                    abstains=abstains, similarity=m.min_similarity is not None)  # fmt: skip
         else:
             seen = render.print_table(records, top_k, on_record=_adv(on))
     if not seen:

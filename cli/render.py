@@ -29,16 +29,26 @@ def write_csv(
     on_record=None,
     text: bool = False,
     multi_label: bool = False,
+    abstains: bool = False,
+    similarity: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per input (and per frame with --per-frame: rows with start/end set). A multi-label
     model's `labels` cell is a JSON list and its `scores` cell a JSON object (label: score), so
-    labels holding spaces, commas or separators read back one way only."""
+    labels holding spaces, commas or separators read back one way only. `abstains` (a min score
+    or a novelty check is in force): a `best_label` column, filled on `unknown` rows;
+    `similarity` (a model with a novelty check): each input's similarity to the training data
+    and `novel` (true where the check answered `unknown`)."""
     out = out or sys.stdout
     cols = ["input", "text", "label", "score", "truncated", "error"] if text else [
         "input", "label", "score", "start", "end", "error", "warning"]  # fmt: skip
     if multi_label:
         at = cols.index("label")
         cols[at : at + 2] = ["labels", "scores"]
+    elif abstains:
+        cols.insert(cols.index("score") + 1, "best_label")
+    if similarity:
+        at = cols.index("score") + 1
+        cols[at:at] = ["similarity", "novel"]
     if top_k > 1 and not multi_label:
         cols.insert(cols.index("score") + 1, "top_k")
     w = csv.DictWriter(out, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
@@ -96,7 +106,11 @@ def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -
             table.add_row(_escape(rec["input"]), f"[red]error: {_escape(why)}[/red]", "", *([""] if top_k > 1 else []))
             continue
         extra = [_escape(" ".join(f"{t['label']} {t['score']:.3f}" for t in rec["top_k"]))] if top_k > 1 else []
-        table.add_row(_escape(rec["input"]), *_label_cells(rec), *extra)
+        label, score = _label_cells(rec)
+        if "best_label" in rec:  # an `unknown` answer: which label it would have been, and why not
+            why = "unlike the training data" if rec.get("novel") else "score below the minimum"
+            label += f" [dim](best: {_escape(str(rec['best_label']))}; {why})[/dim]"
+        table.add_row(_escape(rec["input"]), label, score, *extra)
         if "warning" in rec:
             table.add_row("", f"[yellow]warning: {_escape(rec['warning'])}[/yellow]", "", *([""] if top_k > 1 else []))
         for fr in rec.get("frames", []):

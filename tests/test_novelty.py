@@ -115,6 +115,16 @@ def test_predict_answers_unknown_for_inputs_unlike_the_training_data(novelty_run
     assert got["label"] == "unknown" and got["novel"] is True
     off = runner.invoke(app, ["predict", str(wav), "-m", model, "-f", "jsonl", "-q", "--min-similarity", "-1"])
     assert json.loads(off.stdout)["label"] in m.labels
+    # CSV carries the similarity, the best label and why; the table says it too
+    import csv
+    import io
+
+    row = next(csv.DictReader(io.StringIO(runner.invoke(app, ["predict", str(wav), "-m", model, "-f", "csv",
+                                                               "-q"]).stdout)))  # fmt: skip
+    assert row["label"] == "unknown" and row["best_label"] in m.labels and row["novel"] == "True"
+    assert float(row["similarity"]) == pytest.approx(got["similarity"], abs=1e-6)
+    table = runner.invoke(app, ["predict", str(wav), "-m", model, "-f", "table", "-q"], env={"COLUMNS": "200"}).stdout
+    assert "unknown" in table and "unlike the training data" in table and f"best: {got['best_label']}" in table
 
 
 @pytest.mark.parametrize("bad", ["-1.5", "2"])
