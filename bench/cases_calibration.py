@@ -68,7 +68,15 @@ def ece_row(name: str, recipe: str, runs: list[dict]) -> dict:
         f"<= {ECE_BAR}", after <= ECE_BAR, higher_is_better=False, seeds=[r["seed"] for r in runs],
         temperatures=[c["temperature"] for c in cal], val_ece=[[c["val_ece_before"], c["val_ece"]] for c in cal],
         fitted_on=cal[0]["fitted_on"], test_accuracy=[r["metrics"]["accuracy"] for r in runs],
+        ece_if_perfectly_calibrated=[_noise(c) for c in cal],
     )  # fmt: skip
+
+
+def _noise(cal: dict) -> str | None:
+    """The ECE range a perfectly calibrated model with the same test scores would show
+    (calibration.ece_if_calibrated; older run directories lack it)."""
+    n = cal.get("ece_if_calibrated")
+    return None if not n else f"{n['p5']}-{n['p95']} (median {n['median']}, {n['clips']} clips)"
 
 
 def unknown_row(runs: list[dict], root: Path) -> dict:

@@ -59,6 +59,26 @@ def test_ece_matches_a_reference_computation():
     assert cal.ece(onehot, np.array([1, 2, 0, 0])) == 1.0
 
 
+def test_the_ece_of_a_perfectly_calibrated_model_is_far_from_zero_on_few_clips():
+    """ece_if_calibrated: outcomes drawn from the scores themselves (a perfectly calibrated model):
+    on 80 clips its ECE is several points; on 20 000 it shrinks toward 0; real draws land inside."""
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.6, 1.0, 20000)
+    probs = np.c_[conf, 1 - conf]
+
+    def observed(n: int, seed: int) -> float:
+        right = np.random.default_rng(seed).random(n) < conf[:n]
+        return cal.ece(probs[:n], np.where(right, 0, 1))
+
+    small, large = cal.ece_if_calibrated(probs[:80]), cal.ece_if_calibrated(probs)
+    assert small["clips"] == 80 and 0.03 < small["median"] < 0.15 and small["p5"] < small["median"] < small["p95"]
+    assert large["median"] < 0.01 and large["median"] < small["p5"]
+    inside = [small["p5"] <= observed(80, s) <= small["p95"] for s in range(200)]
+    assert 0.8 <= np.mean(inside) <= 0.98  # a 90% range holds about 90% of real draws
+    sure = np.tile([0.99, 0.01], (80, 1))  # says 0.99, right on 60 of 80: over-confident, not noise
+    assert cal.ece(sure, np.r_[np.zeros(60, int), np.ones(20, int)]) > cal.ece_if_calibrated(sure)["p95"]
+
+
 def test_temperature_scaling_lowers_ece_of_an_overconfident_model():
     val_logits, val_y = overconfident(600, seed=2)
     test_logits, test_y = overconfident(600, seed=3)  # fitted on val, judged on other data
@@ -132,6 +152,7 @@ def test_nothing_is_fitted_on_test(calibrated_run):
     assert seen == {"temperature": [n_val], "min_score": [n_val]}
     facts = json.loads((result.run_dir / "metrics.json").read_text())["calibration"]
     assert "before the refit" in facts["fitted_on"]  # validation joined training: the first phase's scores
+    assert facts["ece_if_calibrated"]["clips"] == n_test  # the range a perfect model would show on test
 
 
 def test_the_model_file_carries_temperature_and_min_score(calibrated_run):
