@@ -1,4 +1,4 @@
-"""The transformer encoder: the properties the seeds state."""
+"""The transformer encoder: the properties its papers state (Vaswani 2017, Devlin 2019, Xiong 2020)."""
 
 from __future__ import annotations
 

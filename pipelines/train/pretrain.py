@@ -1,5 +1,6 @@
-"""Masked-token pretraining for text models (the seeds: "BERT-like models are pre-trained by
-masking one word in a sentence, and reconstructing the full sentence").
+"""Masked-token pretraining for text models: BERT's masked language modelling (Devlin et al.
+2019, "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"),
+tokens hidden and reconstructed from their context.
 
 Runs on the recipe's own training texts before supervised training (nothing is downloaded):
 `mask_prob` of the tokens are replaced by <unk> and a temporary linear head predicts them from
