@@ -36,6 +36,7 @@ BINNING = f"{BINS} equal-width bins of the top-1 score over (0, 1], clip level"
 UNKNOWN = "unknown"  # what predict answers below the min score
 CURVE_SCORES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # the coverage table's thresholds
 T_RANGE = (0.05, 20.0)  # the temperatures searched
+DRAW_CELLS = 1 << 22  # ece_if_calibrated: simulated outcomes held at once (4M booleans)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def clip_probs(logits: np.ndarray, ws, temperature: float = 1.0) -> np.ndarray:
 def reliability(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> list[dict[str, Any]]:
     """Per bin of the top-1 score (see the module doc): its range, count, mean score, accuracy."""
     conf, correct = probs.max(1), probs.argmax(1) == y
-    idx = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    idx = _bin_of(conf, bins)
     out = []
     for b in range(bins):
         m = idx == b
@@ -92,6 +93,11 @@ def reliability(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> list[dict
                     "score": float(conf[m].mean()) if n else None,
                     "accuracy": float(correct[m].mean()) if n else None})  # fmt: skip
     return out
+
+
+def _bin_of(conf: np.ndarray, bins: int) -> np.ndarray:
+    """(N,) the bin of each top-1 score: s falls in bin ceil(bins s) - 1 (see the module doc)."""
+    return np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
 
 
 def ece(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
@@ -114,12 +120,14 @@ def ece_if_calibrated(probs: np.ndarray, bins: int = BINS, draws: int = 2000, se
     n = len(conf)
     if not n:
         return {"median": None, "p5": None, "p95": None, "clips": 0}
-    right = np.random.default_rng(seed).random((draws, n)) < conf  # (draws, N)
-    idx = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
-    total = np.zeros(draws)
-    for b in np.unique(idx):
-        m = idx == b
-        total += m.sum() / n * np.abs(right[:, m].mean(1) - conf[m].mean())
+    idx = _bin_of(conf, bins)
+    rng, total = np.random.default_rng(seed), np.zeros(draws)
+    step = max(1, DRAW_CELLS // n)  # draws per chunk: memory stays bounded on a large test split
+    for lo in range(0, draws, step):
+        right = rng.random((min(step, draws - lo), n)) < conf  # (chunk, N)
+        for b in np.unique(idx):
+            m = idx == b
+            total[lo : lo + len(right)] += m.sum() / n * np.abs(right[:, m].mean(1) - conf[m].mean())
     p5, median, p95 = np.percentile(total, [5, 50, 95])
     return {"median": round(float(median), 4), "p5": round(float(p5), 4), "p95": round(float(p95), 4), "clips": n}
 
