@@ -137,6 +137,24 @@ def test_thresholds_are_chosen_per_class_and_guarded_for_rare_classes():
     assert own_pull < 1
 
 
+def test_a_rare_class_with_small_scores_still_gets_predicted():
+    """A rare class's probabilities sit far below 0.05 (its prior is ~1%); its threshold must
+    reach down there, or the class is never predicted and its F1 is 0 however well it ranks."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    y = np.zeros((n, 2), dtype=np.float32)
+    y[:600, 0] = 1  # common, separable at 0.5
+    y[:20, 1] = 1  # rare: 20 positives in 2000
+    s = np.zeros((n, 2), dtype=np.float32)
+    s[:, 0] = np.where(y[:, 0] > 0, rng.uniform(0.55, 1, n), rng.uniform(0, 0.45, n))
+    s[:, 1] = np.where(y[:, 1] > 0, rng.uniform(0.02, 0.1, n), rng.uniform(0, 0.015, n))
+    th, facts = ml.choose_thresholds(s, y)
+    assert facts["global"] >= 0.4
+    assert 0.015 < th[1] < 0.05  # its own cut, pulled only part of the way toward the global 0.4+
+    rep = ml.multilabel_report(s, y, ["common", "rare"], th)
+    assert rep["per_class"]["rare"]["f1"] > 0.7  # (a threshold of 0.1 or more would give 0)
+
+
 def test_label_cells_parse_with_separators_and_json_lists(caplog):
     assert labelsets.parse_cell("b; a;a", ";", "x:2") == ("a", "b")
     assert labelsets.parse_cell('["x y", "a;b"]', ";", "x:2") == ("a;b", "x y")
