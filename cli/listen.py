@@ -39,11 +39,16 @@ Examples:
 
   attn listen day.pcm --events --event-set gate_db=10         # override one stored setting
 
+  arecord -q -f S16_LE -r 16000 - | attn listen --min-score 0.8   # `unknown` below 0.8
+
 Input: raw PCM (--pcm, --rate, --channels; the rate defaults to the model's, another is
 resampled as it arrives), or a stream that starts with a WAV header (arecord's default),
 whose format is then used. Output: one JSON line per window as soon as the window is whole,
 {"input", "start", "end", "label", "score"}, times in seconds of stream: the records
-`attn predict --per-frame` gives the same audio saved to a file. With --events: one line per
+`attn predict --per-frame` gives the same audio saved to a file. A window whose top score is
+below the min score (--min-score, else the one stored by train.abstain) is `unknown`, its best
+label in best_label; a multi-label model's windows give {"input", "start", "end", "labels",
+"scores"}, the classes at or above their thresholds. With --events: one line per
 sound event {"input", "label", "start", "end", "score"} once no later window can change it,
 with the post-processing stored in the model (`attn info` shows it; tuned by attn train or
 attn tune-events), as attn predict --events finds a file's: its hop, smoothing, hysteresis,
@@ -70,6 +75,25 @@ def listen_cmd(
         float, typer.Option(min=0.1, help="Warn when no audio arrived for this many seconds (then keep listening).")
     ] = 5.0,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Also report the k best labels.")] = 1,
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-score",
+            help="Answer `unknown` for a window whose top score is below this (0-1), naming the best label "
+            "in best_label. Default: the model's stored min score (train.abstain), else never.",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Multi-label models: one decision threshold for every class "
+            "(default: the per-class thresholds chosen on validation).",
+            show_default=False,
+        ),
+    ] = None,
     events: Annotated[
         bool, typer.Option("--events", help="One record per sound event (label, start, end), not per window.")
     ] = False,
@@ -89,7 +113,9 @@ def listen_cmd(
 ) -> None:
     """Classify a live audio stream (raw PCM or WAV on stdin or a FIFO) window by window."""
     import attn
+    from attn.api import check_min_score
 
+    check_min_score(min_score)  # before the model loads
     if source == "-" and is_tty(sys.stdin):
         raise fail("no stream on stdin (it is a terminal): pipe audio in, e.g. arecord -q -f S16_LE -r 16000 - | "
                    "attn listen, or give a FIFO or a file")  # fmt: skip
@@ -102,7 +128,8 @@ def listen_cmd(
     settings = _event_settings(event_set or [])
     stop = threading.Event()
     records = m.listen(source, pcm=pcm, rate=rate, channels=channels, realtime=realtime, stall_seconds=stall,
-                       top_k=top_k, events=settings if (events or settings) else False, stop=stop)  # fmt: skip
+                       top_k=top_k, events=settings if (events or settings) else False, stop=stop,
+                       min_score=min_score, threshold=threshold)  # fmt: skip
     from . import render
 
     previous = signal.getsignal(signal.SIGINT)

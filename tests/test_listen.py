@@ -93,6 +93,31 @@ def test_a_raw_stream_gives_the_windows_of_predict_per_frame(trained_model, wav)
     assert_same_windows(lines(listen(trained_model, stdin=wav.read_bytes()).stdout), frames)
 
 
+def test_windows_below_the_min_score_are_unknown_flag_or_stored(trained_model, wav, tmp_path):
+    """A live classifier should not name a class for every window it is unsure of: below the
+    min score a window is `unknown` (its best label kept), as predict answers for a clip; the
+    model's stored min score (train.abstain) applies without the flag."""
+    from attn.pipelines.store.artifact import update_header
+    from attn.pipelines.store.container import read_container
+
+    plain = lines(listen(trained_model, stdin=raw(wav)).stdout)
+    cut = float(np.median([r["score"] for r in plain]))
+    flagged = lines(listen(trained_model, "--min-score", cut, stdin=raw(wav)).stdout)
+    assert [(r["start"], r["score"]) for r in flagged] == [(r["start"], r["score"]) for r in plain]
+    for p, f in zip(plain, flagged, strict=True):
+        if p["score"] < cut:
+            assert f["label"] == "unknown" and f["best_label"] == p["label"]
+        else:
+            assert f["label"] == p["label"] and "best_label" not in f
+    assert any(f["label"] == "unknown" for f in flagged) and any(f["label"] != "unknown" for f in flagged)
+    stored = tmp_path / "abstains.attn"
+    cal = read_container(trained_model).header.get("calibration") or {}
+    update_header(trained_model, dest=stored, calibration={**cal, "min_score": cut})
+    assert lines(listen(stored, stdin=raw(wav)).stdout) == flagged
+    r = listen(trained_model, "--min-score", "1.5", stdin=raw(wav))
+    assert r.returncode == 2 and b"--min-score" in r.stderr
+
+
 @pytest.mark.parametrize("rate,channels,subtype", [(16000, 2, "PCM_16"), (22050, 1, "FLOAT")])
 def test_another_rate_channels_or_float_samples_match_predict_on_that_file(trained_model, tmp_path, rate, channels,
                                                                            subtype):  # fmt: skip

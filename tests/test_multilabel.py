@@ -240,6 +240,22 @@ def test_predict_gives_label_sets_and_every_score_in_jsonl_csv_and_table(tmp_pat
     assert f"thresholds   per class: min {min(th):.4f}" in info and f"max {max(th):.4f}" in info
 
 
+def test_listen_tags_each_window_of_a_stream_as_predict_per_frame_does(tmp_path):
+    import attn
+
+    res = _train(audio_recipe(tmp_path, epochs=1), tmp_path / "run")
+    rng = np.random.default_rng(5)
+    long = write_wav(tmp_path / "long.wav", np.concatenate([_mix(["low"], rng), _mix(["mid", "low"], rng),
+                                                            _mix(["high wide, odd;"], rng)]), SR)  # fmt: skip
+    m = attn.load(res.model_path)
+    frames = m.predict(str(long), per_frame=True)[0]["frames"]
+    streamed = list(m.listen(str(long)))
+    spans = [(f["start"], f["end"], f["labels"]) for f in frames]
+    assert [(r["start"], r["end"], r["labels"]) for r in streamed] == spans
+    assert all(set(r["scores"]) == set(TONES) and "label" not in r for r in streamed)
+    assert all(sorted(r["labels"]) == sorted(TONES) for r in m.listen(str(long), threshold=0.0))
+
+
 def test_onnx_export_carries_the_sigmoid(tmp_path):
     pytest.importorskip("onnxruntime")
     import attn

@@ -238,6 +238,8 @@ class Model:
         top_k: int = 1,
         events: bool | dict[str, Any] = False,
         stop=None,
+        min_score: float | None = None,
+        threshold: float | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Score a live raw PCM stream window by window, each record as soon as its window is
         whole: {"input", "start", "end", "label", "score"} (+ "top_k"), times in seconds of
@@ -251,6 +253,10 @@ class Model:
         can change it, found as `events_iter` finds a file's (its hop, gate and classify: segments;
         the gate's noise floor is a running one: pipelines/infer/live_segments.py). stop: a
         threading.Event; once set, the audio already received is scored and the records end.
+        min_score: a window whose top score is below it is `unknown` (its best label in
+        "best_label"), as `predict`'s clips; default the model's stored one (`train.abstain`),
+        else never. threshold: a multi-label model's decision threshold for every class (default
+        its per-class ones); its window records are {"input", "start", "end", "labels", "scores"}.
         See `attn listen`."""
         from attn.features.pcm import ENCODINGS, PcmFormat
         from attn.pipelines.infer.listen import Listener, ListenOptions
@@ -261,6 +267,13 @@ class Model:
             raise ConfigError(f"pcm {pcm!r}: use one of {', '.join(ENCODINGS)}")
         if (rate is not None and rate < 1) or channels < 1:
             raise ConfigError(f"rate {rate} and channels {channels}: both must be 1 or more")
+        from attn.pipelines.infer.calibration import abstain, check_min_score
+        from attn.pipelines.infer.multilabel import model_thresholds
+
+        check_min_score(min_score)
+        thresholds = model_thresholds(self.loaded, threshold)
+        if events is not False:
+            thresholds = None  # events: one label per event, found with the stored `on` threshold
         fmt = PcmFormat(pcm, int(rate or self.recipe.features.sample_rate), int(channels))
         settings, hop = None, 0.0
         if events is not False:  # the post-processing stored in the model (tuned at training), as predict --events
@@ -268,9 +281,13 @@ class Model:
 
             stored = (self.loaded.header.get("events") or {}).get("settings", {})
             settings, hop = model_events(self.loaded, _event_settings(stored, {} if events is True else dict(events)))
+        tags = None if thresholds is None else tuple(thresholds)
         options = ListenOptions(fmt, realtime=realtime, stall_seconds=stall_seconds, top_k=top_k, events=settings,
-                                events_hop=hop)  # fmt: skip
-        return Listener(self.loaded, options, stop).listen(os.fspath(source))
+                                events_hop=hop, thresholds=tags)  # fmt: skip
+        records = Listener(self.loaded, options, stop).listen(os.fspath(source))
+        if settings is not None or thresholds is not None:  # events have their own `on` threshold
+            return records
+        return abstain(records, self.min_score if min_score is None else min_score)
 
     def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:
         """The vector each prediction rests on, one record per input (same inputs as `predict`):

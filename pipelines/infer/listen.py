@@ -49,6 +49,9 @@ class ListenOptions:
     top_k: int = 1
     events: EventSettings | None = None  # records are then sound events (live_segments.py), not windows
     events_hop: float = 0.1  # seconds between the windows events are found in (predict --events' hop)
+    # A multi-label model's per-class decision thresholds (K,): window records then carry "labels"
+    # and "scores", as predict --per-frame's frames of such a model do. None: single-label.
+    thresholds: tuple[float, ...] | None = None
 
 
 class Listener:
@@ -99,6 +102,13 @@ class Listener:
     def _record(self, name: str, start: int, n: int, probs: np.ndarray) -> dict[str, Any]:
         from .inference import top_labels
 
+        if self.options.thresholds is not None:
+            from .multilabel import tag_record
+
+            sr = self.cfg.sample_rate
+            th = np.asarray(self.options.thresholds, dtype=float)
+            return {"input": name, "start": round(start / sr, 3), "end": round((start + n) / sr, 3),
+                    **tag_record(probs, self.labels, th)}  # fmt: skip
         rec = {"input": name, **frame_record(start, n, probs, self.labels, self.cfg.sample_rate)}
         if self.options.top_k > 1:
             rec["top_k"] = top_labels(probs, self.labels, min(self.options.top_k, len(self.labels)))
