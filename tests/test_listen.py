@@ -114,6 +114,8 @@ def test_windows_below_the_min_score_are_unknown_flag_or_stored(trained_model, w
     cal = read_container(trained_model).header.get("calibration") or {}
     update_header(trained_model, dest=stored, calibration={**cal, "min_score": cut})
     assert lines(listen(stored, stdin=raw(wav)).stdout) == flagged
+    frames = per_frame(stored, wav)  # predict --per-frame's windows abstain alike
+    assert [f["label"] for f in frames] == [r["label"] for r in flagged]
     r = listen(trained_model, "--min-score", "1.5", stdin=raw(wav))
     assert r.returncode == 2 and b"--min-score" in r.stderr
 

@@ -248,13 +248,16 @@ def calibration_report(logits: np.ndarray, ws, facts: dict[str, Any], min_score:
 def abstain(records, min_score: float | None, min_similarity: float | None = None):
     """Prediction records with `label` "unknown" where the top score is below `min_score`, or
     the input's "similarity" to the training data (novelty.py) is below `min_similarity` (then
-    "novel": true); the record keeps `score` and names the best label in `best_label`. Errors
-    pass through."""
+    "novel": true); the record keeps `score` and names the best label in `best_label`. Its
+    per-window "frames" (predict --per-frame) abstain by `min_score` the same way, as `attn
+    listen`'s windows do. Errors pass through."""
     for rec in records:
         if "error" not in rec and "label" in rec:
             novel = min_similarity is not None and rec.get("similarity", 1.0) < min_similarity
             if novel or (min_score is not None and rec.get("score", 1.0) < min_score):
                 rec = {**rec, "label": UNKNOWN, "best_label": rec["label"], **({"novel": True} if novel else {})}
+            if min_score is not None and rec.get("frames"):
+                rec = {**rec, "frames": list(abstain(rec["frames"], min_score))}
         yield rec
 
 
