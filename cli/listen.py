@@ -84,6 +84,15 @@ def listen_cmd(
             show_default=False,
         ),
     ] = None,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option(
+            "--min-similarity",
+            help="Models with a novelty check (train.abstain.novelty): a window whose similarity to the training "
+            'data is below this (-1 to 1; -1: never) is `unknown` with "novel": true. Default: the stored one.',
+            show_default=False,
+        ),
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -113,9 +122,10 @@ def listen_cmd(
 ) -> None:
     """Classify a live audio stream (raw PCM or WAV on stdin or a FIFO) window by window."""
     import attn
-    from attn.api import check_min_score
+    from attn.api import check_min_score, check_min_similarity
 
     check_min_score(min_score)  # before the model loads
+    check_min_similarity(min_similarity)
     if source == "-" and is_tty(sys.stdin):
         raise fail("no stream on stdin (it is a terminal): pipe audio in, e.g. arecord -q -f S16_LE -r 16000 - | "
                    "attn listen, or give a FIFO or a file")  # fmt: skip
@@ -129,7 +139,7 @@ def listen_cmd(
     stop = threading.Event()
     records = m.listen(source, pcm=pcm, rate=rate, channels=channels, realtime=realtime, stall_seconds=stall,
                        top_k=top_k, events=settings if (events or settings) else False, stop=stop,
-                       min_score=min_score, threshold=threshold)  # fmt: skip
+                       min_score=min_score, threshold=threshold, min_similarity=min_similarity)  # fmt: skip
     from . import render
 
     previous = signal.getsignal(signal.SIGINT)

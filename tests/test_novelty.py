@@ -127,6 +127,25 @@ def test_predict_answers_unknown_for_inputs_unlike_the_training_data(novelty_run
     assert "unknown" in table and "unlike the training data" in table and f"best: {got['best_label']}" in table
 
 
+def test_listen_flags_windows_unlike_the_training_data(novelty_run, tmp_path):
+    import attn
+    from attn.pipelines.data.synthetic import generate_clip
+    from helpers import write_wav
+
+    result, _ = novelty_run
+    m = attn.load(result.model_path)
+    rng = np.random.default_rng(3)
+    known = generate_clip("sine", rng, 0.5, 8000)
+    wav = write_wav(tmp_path / "sine_then_silence.wav", np.r_[known, np.zeros(4000, np.float32)], 8000)
+    windows = list(m.listen(str(wav), min_score=0.0))
+    assert all("similarity" in w for w in windows)
+    first, last = windows[0], windows[-1]  # 0-0.5 s: the sine; the last: silence only
+    assert first["similarity"] == pytest.approx(m.predict((known, 8000))[0]["similarity"], abs=1e-5)
+    assert last["label"] == "unknown" and last["novel"] is True and last["best_label"] in m.labels
+    off = list(m.listen(str(wav), min_score=0.0, min_similarity=-1.0))
+    assert all(w["label"] in m.labels for w in off)
+
+
 @pytest.mark.parametrize("bad", ["-1.5", "2"])
 def test_min_similarity_outside_minus_1_1_is_a_clear_error(trained_model, bad):
     from helpers import one_line_error

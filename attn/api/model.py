@@ -240,6 +240,7 @@ class Model:
         stop=None,
         min_score: float | None = None,
         threshold: float | None = None,
+        min_similarity: float | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Score a live raw PCM stream window by window, each record as soon as its window is
         whole: {"input", "start", "end", "label", "score"} (+ "top_k"), times in seconds of
@@ -255,8 +256,10 @@ class Model:
         threading.Event; once set, the audio already received is scored and the records end.
         min_score: a window whose top score is below it is `unknown` (its best label in
         "best_label"), as `predict`'s clips; default the model's stored one (`train.abstain`),
-        else never. threshold: a multi-label model's decision threshold for every class (default
-        its per-class ones); its window records are {"input", "start", "end", "labels", "scores"}.
+        else never; a model with a novelty check adds each window's "similarity" and answers
+        `unknown` below `min_similarity` (default the stored one). threshold: a multi-label model's
+        decision threshold for every class (default its per-class ones); its window records are
+        {"input", "start", "end", "labels", "scores"}.
         See `attn listen`."""
         from attn.features.pcm import ENCODINGS, PcmFormat
         from attn.pipelines.infer.listen import Listener, ListenOptions
@@ -267,10 +270,11 @@ class Model:
             raise ConfigError(f"pcm {pcm!r}: use one of {', '.join(ENCODINGS)}")
         if (rate is not None and rate < 1) or channels < 1:
             raise ConfigError(f"rate {rate} and channels {channels}: both must be 1 or more")
-        from attn.pipelines.infer.calibration import abstain, check_min_score
+        from attn.pipelines.infer.calibration import abstain, check_min_score, check_min_similarity
         from attn.pipelines.infer.multilabel import model_thresholds
 
         check_min_score(min_score)
+        check_min_similarity(min_similarity)
         thresholds = model_thresholds(self.loaded, threshold)
         if events is not False:
             thresholds = None  # events: one label per event, found with the stored `on` threshold
@@ -287,7 +291,8 @@ class Model:
         records = Listener(self.loaded, options, stop).listen(os.fspath(source))
         if settings is not None or thresholds is not None:  # events have their own `on` threshold
             return records
-        return abstain(records, self.min_score if min_score is None else min_score)
+        return abstain(records, self.min_score if min_score is None else min_score,
+                       self.min_similarity if min_similarity is None else min_similarity)  # fmt: skip
 
     def embed(self, inputs, per_window: bool = False, batch_size: int = 64) -> list[dict[str, Any]]:
         """The vector each prediction rests on, one record per input (same inputs as `predict`):

@@ -85,12 +85,17 @@ class Listener:
                 hop = max(1, round(self.options.events_hop * sr))
                 live = StreamEvents(name, self.loaded, hop / sr, self.options.events, start=frame / sr / 2)
                 blocks = live.tee(blocks)
+            novelty = getattr(self.loaded, "novelty", None) if live is None else None  # train.abstain.novelty
             for start, window, n in iter_windows(blocks, frame, hop):
                 probs = np.asarray(self.loaded.window_probs([window[:n]])[0])  # (K,)
                 self.stats["windows"] += 1
                 end = start + n
                 if live is None:
-                    yield self._record(name, start, n, probs)
+                    rec = self._record(name, start, n, probs)
+                    if novelty is not None:  # the window's similarity to the training clips, as predict's
+                        vector = np.asarray(self.loaded.window_embeddings([window[:n]]))  # (1, D)
+                        rec["similarity"] = round(float(novelty.similarity(vector)[0]), 6)
+                    yield rec
                 else:
                     yield from live.push(probs, centre_level_db(window, n, hop), now=end / sr)
             if live is not None:
