@@ -66,9 +66,10 @@ class Listener:
 
     def listen(self, source: str = "-") -> Iterator[dict[str, Any]]:
         """One record per window, in stream order: {"input", "start", "end", "label", "score"}
-        (+ "top_k"), times in seconds of stream; with `options.events`, one per sound event
-        instead ({"input", "label", "start", "end", "score"}), once no later window can change
-        it. `source`: "-" (stdin), a FIFO or a file."""
+        (+ "top_k"; + "similarity" for a model with a novelty check; a multi-label model's:
+        {"input", "start", "end", "labels", "scores"}), times in seconds of stream; with
+        `options.events`, one per sound event instead ({"input", "label", "start", "end",
+        "score"}), once no later window can change it. `source`: "-" (stdin), a FIFO or a file."""
         from attn.features.audio import iter_windows
 
         name = "stdin" if source == "-" else source
