@@ -204,6 +204,37 @@ def env_threads() -> int | None:
     return n
 
 
+# predict and listen: when to answer `unknown`, and a multi-label model's threshold
+MinScoreOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-score",
+        help="Answer `unknown` when the top score is below this (0-1); the record "
+        "keeps the score and names the best label in best_label. Default: the model's stored "
+        "min score (train.abstain), else never.",
+        show_default=False,
+    ),
+]
+MinSimilarityOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-similarity",
+        help="Models with a novelty check (train.abstain.novelty): answer `unknown` (with "
+        '"novel": true) when the input\'s similarity to the training data is below this (-1 to 1; '
+        "-1: never). Default: the stored one.",
+        show_default=False,
+    ),
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Multi-label models: one decision threshold for every class "
+        "(default: the per-class thresholds chosen on validation).",
+        show_default=False,
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr; no progress.")]
 SetOpt = Annotated[
     list[str] | None,

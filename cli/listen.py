@@ -13,9 +13,12 @@ from attn.errors import EXIT_INTERRUPTED
 
 from .common import (
     DeviceOpt,
+    MinScoreOpt,
+    MinSimilarityOpt,
     ModelOpt,
     QuietOpt,
     ThreadsOpt,
+    ThresholdOpt,
     err,
     fail,
     handle_errors,
@@ -75,34 +78,9 @@ def listen_cmd(
         float, typer.Option(min=0.1, help="Warn when no audio arrived for this many seconds (then keep listening).")
     ] = 5.0,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Also report the k best labels.")] = 1,
-    min_score: Annotated[
-        float | None,
-        typer.Option(
-            "--min-score",
-            help="Answer `unknown` for a window whose top score is below this (0-1), naming the best label "
-            "in best_label. Default: the model's stored min score (train.abstain), else never.",
-            show_default=False,
-        ),
-    ] = None,
-    min_similarity: Annotated[
-        float | None,
-        typer.Option(
-            "--min-similarity",
-            help="Models with a novelty check (train.abstain.novelty): a window whose similarity to the training "
-            'data is below this (-1 to 1; -1: never) is `unknown` with "novel": true. Default: the stored one.',
-            show_default=False,
-        ),
-    ] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Multi-label models: one decision threshold for every class "
-            "(default: the per-class thresholds chosen on validation).",
-            show_default=False,
-        ),
-    ] = None,
+    min_score: MinScoreOpt = None,
+    min_similarity: MinSimilarityOpt = None,
+    threshold: ThresholdOpt = None,
     events: Annotated[
         bool, typer.Option("--events", help="One record per sound event (label, start, end), not per window.")
     ] = False,

@@ -10,9 +10,12 @@ import typer
 
 from .common import (
     DeviceOpt,
+    MinScoreOpt,
+    MinSimilarityOpt,
     ModelOpt,
     QuietOpt,
     ThreadsOpt,
+    ThresholdOpt,
     audio_paths,
     fail,
     handle_errors,
@@ -96,37 +99,10 @@ def predict_cmd(
     aggregate: Annotated[
         Literal["mean", "max", "vote"], typer.Option(help="Combine window predictions per file.")
     ] = "mean",
-    min_score: Annotated[
-        float | None,
-        typer.Option(
-            "--min-score",
-            help="Answer `unknown` when the top score is below this (0-1); the record "
-            "keeps the score and names the best label in best_label. Default: the model's stored "
-            "min score (train.abstain), else never.",
-            show_default=False,
-        ),
-    ] = None,
-    min_similarity: Annotated[
-        float | None,
-        typer.Option(
-            "--min-similarity",
-            help="Models with a novelty check (train.abstain.novelty): answer `unknown` (with "
-            '"novel": true) when the input\'s similarity to the training data is below this (-1 to 1; '
-            "-1: never). Default: the stored one.",
-            show_default=False,
-        ),
-    ] = None,
+    min_score: MinScoreOpt = None,
+    min_similarity: MinSimilarityOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Multi-label models: one decision threshold for every class "
-            "(default: the per-class thresholds chosen on validation).",
-            show_default=False,
-        ),
-    ] = None,
+    threshold: ThresholdOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
