@@ -146,22 +146,19 @@ class Model:
 
         check_min_score(min_score)
         check_min_similarity(min_similarity)
-        if _single(inputs):
-            inputs = [inputs]
+        items = self._items(inputs)
         if self.modality == "text":
             from attn.pipelines.infer.predict_text import TextPredictor
 
             if per_frame:
                 raise ConfigError("per_frame is for audio models; this is a text model")
-            records = TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k, threshold=threshold).predict(
-                _text_inputs(inputs)
-            )
+            records = TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k, threshold=threshold).predict(items)
         else:
             from attn.pipelines.infer.predict import AudioPredictor
 
             predictor = AudioPredictor(self.loaded, batch_size=batch_size, aggregate_how=aggregate, top_k=top_k,
                                        per_frame=per_frame, threshold=threshold)  # fmt: skip
-            records = predictor.predict(self._audio_inputs(inputs))
+            records = predictor.predict(items)
         return abstain(records, self.min_score if min_score is None else min_score,
                        self.min_similarity if min_similarity is None else min_similarity)  # fmt: skip
 
@@ -173,7 +170,7 @@ class Model:
         from attn.pipelines.infer.events_predict import predict_events
 
         s = self._event_settings(settings)
-        return predict_events(self.loaded, self._audio_inputs(_listed(inputs)), s, hop, batch_size)
+        return predict_events(self.loaded, self._items(inputs), s, hop, batch_size)
 
     def evaluate_events(self, annotations, files=None, split: str | None = None, **settings) -> dict[str, Any]:
         """sed_eval event- and segment-based metrics on annotated recordings (`attn evaluate
@@ -222,6 +219,11 @@ class Model:
     def _event_settings(self, overrides: dict):
         self._audio_only("events")
         return _event_settings((self.loaded.header.get("events") or {}).get("settings", {}), overrides)
+
+    def _items(self, inputs) -> list | Iterator:
+        from .inputs import model_inputs
+
+        return model_inputs(inputs, self.modality, self.recipe.data.extensions)
 
     def _audio_only(self, what: str) -> None:
         if self.modality != "audio" or self.exported:
@@ -305,12 +307,9 @@ class Model:
         """`embed`, one record at a time."""
         from attn.pipelines.infer.embed import embed
 
-        if _single(inputs):
-            inputs = [inputs]
         if self.exported:
             raise ConfigError(f"{self.path}: an exported ONNX file only predicts; embed with the .attn model")
-        items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)
-        return embed(self.loaded, items, per_window=per_window, batch_size=batch_size)
+        return embed(self.loaded, self._items(inputs), per_window=per_window, batch_size=batch_size)
 
     def explain(self, inputs, out: str | os.PathLike | None = None, label: str | None = None) -> list[dict[str, Any]]:
         """Where the model looks, one record per input (same inputs as `predict`): the predicted
@@ -334,52 +333,7 @@ class Model:
             from attn.pipelines.infer.exported import only_predicts
 
             raise only_predicts(self.path, "attn explain")
-        if _single(inputs):
-            inputs = [inputs]
-        items = _text_inputs(inputs) if self.modality == "text" else self._audio_inputs(inputs)
-        return Explainer(self.loaded, None if out is None else os.fspath(out), label).explain(items)
-
-    def _audio_inputs(self, inputs) -> list:
-        import numpy as np
-
-        from attn.pipelines.infer.predict import AudioArray, expand_paths
-
-        out: list = []
-        for i, x in enumerate(inputs):
-            if isinstance(x, (str, os.PathLike)):
-                out += expand_paths([os.fspath(x)], self.recipe.data.extensions)
-            elif isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray):
-                out.append(AudioArray(f"array[{i}]", x[0], int(x[1])))
-            else:
-                why = " (an array needs its sample rate)" if isinstance(x, np.ndarray) else ""
-                raise ConfigError(f"input {i}: expected a file path or a (samples, sample_rate) tuple, "
-                                  f"got {type(x).__name__}{why}")  # fmt: skip
-        return out
-
-
-def _text_inputs(inputs) -> Iterator:
-    from attn.pipelines.infer.predict_text import TextInput, file_inputs, given_text
-
-    for i, x in enumerate(inputs):
-        if isinstance(x, TextInput):
-            yield x
-        elif isinstance(x, str):
-            yield given_text(x, f"text {i + 1}")
-        elif isinstance(x, os.PathLike):
-            yield from file_inputs(os.fspath(x))
-        else:
-            raise ConfigError(f"input {i}: a text model takes strings or paths, got {type(x).__name__}")
-
-
-def _listed(inputs) -> list:
-    return [inputs] if _single(inputs) else list(inputs)
-
-
-def _single(inputs) -> bool:
-    """One input rather than a list of them: a string, a path, an array, or a (samples, rate) tuple."""
-    if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "shape"):
-        return True
-    return isinstance(inputs, tuple) and len(inputs) == 2 and hasattr(inputs[0], "shape")
+        return Explainer(self.loaded, None if out is None else os.fspath(out), label).explain(self._items(inputs))
 
 
 def device_spec(device: Any) -> str:
