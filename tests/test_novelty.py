@@ -213,3 +213,43 @@ def test_a_text_model_gets_the_check_too(tmp_path):
     strict = m.predict("lambda mu nothing like it", min_similarity=1.0)[0]
     assert strict["label"] == "unknown" and strict["novel"] is True
     assert m.predict("lambda mu nothing like it", min_similarity=-1.0)[0]["label"] in m.labels
+
+
+def test_the_exported_onnx_file_carries_the_check(novelty_run, tmp_path):
+    """`attn export` puts the bank in the file and the embedding in the graph: predict with the
+    .onnx answers `unknown` for the same inputs, with the same similarity, as the model file."""
+    pytest.importorskip("onnxruntime")
+    import attn
+    from attn.pipelines.data.synthetic import generate_clip
+    from attn.pipelines.infer.exported import load_exported
+    from helpers import write_wav
+
+    result, _ = novelty_run
+    m = attn.load(result.model_path)
+    out = m.export(tmp_path / "m.onnx")
+    assert out.summary()["embedding_output"]["shape"][1] == m.loaded.novelty.bank.shape[1]
+    onnx = attn.load(tmp_path / "m.onnx")
+    assert onnx.min_similarity == pytest.approx(m.min_similarity)
+    rng = np.random.default_rng(11)
+    inputs = [(generate_clip(k, rng, 0.7, 8000), 8000) for k in ("sine", "chirp")]
+    inputs.append((np.zeros(4000, np.float32), 8000))
+    for a, b in zip(m.predict(inputs), onnx.predict(inputs), strict=True):
+        assert b["similarity"] == pytest.approx(a["similarity"], abs=2e-3)  # float16 bank, float rounding
+        assert b["label"] == a["label"] and b.get("novel") == a.get("novel")
+    assert onnx.predict(inputs[-1])[0]["novel"] is True  # silence
+    # the command line and listen read the exported check too
+    wav = write_wav(tmp_path / "silence.wav", np.zeros(4000, np.float32), 8000)
+    got = json.loads(CliRunner().invoke(app, ["predict", str(wav), "-m", str(tmp_path / "m.onnx"), "-f", "jsonl",
+                                              "-q"]).stdout)  # fmt: skip
+    assert got["label"] == "unknown" and got["novel"] is True
+    assert list(onnx.listen(str(wav), min_score=0.0))[-1]["novel"] is True
+    # half a check is a damaged file, not a silent loss of it
+    import onnx as onnx_lib
+
+    proto = onnx_lib.load(str(tmp_path / "m.onnx"))
+    kept = [p for p in proto.metadata_props if p.key != "novelty_bank_base64"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    onnx_lib.save(proto, str(tmp_path / "half.onnx"))
+    with pytest.raises(Exception, match="damaged attn metadata .*novelty"):
+        load_exported(tmp_path / "half.onnx")

@@ -20,7 +20,7 @@ class _Vectors:
     predictors' framing and batching run unchanged."""
 
     def __init__(self, loaded) -> None:
-        if not hasattr(loaded, "window_embeddings"):
+        if getattr(loaded, "model", None) is None:  # an ExportedModel: a graph, no torch module
             raise ConfigError("an exported ONNX file only predicts; embed with the .attn model it came from")
         self.loaded, self.recipe, self.labels = loaded, loaded.recipe, loaded.labels
         self.tokenizer = getattr(loaded, "tokenizer", None)

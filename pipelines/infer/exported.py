@@ -55,12 +55,28 @@ class ExportedModel:
     tokenizer: Any = None
     device: str = "cpu"
     model: Any = None  # no torch module
+    novelty: Any = None  # attn.models.novelty.Novelty: the graph's "embedding" output is checked against it
+    _last: tuple = (None, None)  # (windows, embeddings) of the last run: see window_embeddings
 
     def window_probs(self, windows: list[np.ndarray]) -> np.ndarray:
         """Class probabilities (W, K) float32, in order. The graph takes rows of one shape
         (audio: every row is a whole window), so same-shaped windows are stacked and run
         together; no padding enters the graph."""
-        out = np.zeros((len(windows), len(self.labels)), dtype=np.float32)
+        probs, emb = self._run(windows)
+        self._last = (windows, emb)
+        return probs
+
+    def window_embeddings(self, windows: list[np.ndarray]) -> np.ndarray:
+        """Each window's vector (W, D) float32 (a model with a novelty check). Predictors ask for
+        the probabilities and then the embeddings of the same windows: the graph gives both in
+        one run, so the second call reuses the first's."""
+        last, emb = self._last
+        self._last = (None, None)
+        return emb if last is windows and emb is not None else self._run(windows)[1]
+
+    def _run(self, windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        probs = np.zeros((len(windows), len(self.labels)), dtype=np.float32)
+        emb = None if self.novelty is None else np.zeros((len(windows), self.novelty.bank.shape[1]), np.float32)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, w in enumerate(windows):
             groups.setdefault(w.shape, []).append(i)
@@ -70,8 +86,11 @@ class ExportedModel:
                 feeds = {"waveform": x.astype(np.float32, copy=False)}
             else:
                 feeds = {"ids": x.astype(np.int64, copy=False), "lengths": np.full(len(idx), shape[0], np.int64)}
-            out[idx] = self.session.run(None, feeds)[0]
-        return out
+            out = self.session.run(None, feeds)
+            probs[idx] = out[0]
+            if emb is not None:
+                emb[idx] = out[1]
+        return probs, emb
 
 
 def only_predicts(path: str | Path, command: str) -> ArtifactError:
@@ -141,7 +160,28 @@ def _model(session, meta: dict[str, Any]) -> ExportedModel:
     model = meta.get("model", {})
     multi = bool((meta.get("data") or {}).get("multi_label"))
     recipe = ExportedRecipe(ExportedData(tuple(extensions), multi), features, model if isinstance(model, dict) else {})
-    return ExportedModel(session, recipe, list(labels), meta, tokenizer)
+    return ExportedModel(session, recipe, list(labels), meta, tokenizer, novelty=_novelty(meta, outputs))
+
+
+def _novelty(meta: dict[str, Any], outputs: list) -> Any:
+    """The novelty check an export carries (`novelty` and its bank in the metadata, the graph's
+    second output "embedding"), or None. A file with half of it is damaged (ValueError)."""
+    info, blob = meta.get("novelty"), meta.get("novelty_bank_base64")
+    if info is None and blob is None:
+        return None
+    if not isinstance(info, dict) or not blob:
+        raise ValueError("novelty without its bank (or a bank without novelty)")
+    rows, dim = int(info["bank_rows"]), int(info["bank_dim"])
+    bank = np.frombuffer(base64.b64decode(blob, validate=True), dtype="<f2")
+    if bank.size != rows * dim:
+        raise ValueError(f"a novelty bank of {bank.size} values for {rows} x {dim}")
+    names = [o.name for o in outputs]
+    width = outputs[1].shape[-1] if len(outputs) > 1 and outputs[1].shape else None
+    if names[1:2] != ["embedding"] or (isinstance(width, int) and width != dim):
+        raise ValueError(f"a novelty bank of width {dim} for graph outputs {names}")
+    from attn.models.novelty import Novelty
+
+    return Novelty(bank.reshape(rows, dim).astype(np.float32), info["min_similarity"], info["neighbors"], info)
 
 
 def _short(value: Any) -> str:
@@ -153,7 +193,8 @@ def exported_info(path: str | Path) -> dict[str, Any]:
     """What `attn info` shows of an exported file: its metadata, shaped like a model header
     (checked as `load_exported` checks it: info shows no labels a prediction would not use)."""
     meta = load_exported(path).header
-    shown = {k: v for k, v in meta.items() if k not in ("features", "model", "data", "tokenizer_model_base64")}
+    hidden = ("features", "model", "data", "tokenizer_model_base64", "novelty_bank_base64")
+    shown = {k: v for k, v in meta.items() if k not in hidden}
     return {"path": str(path), "format": "onnx", **shown, "recipe": {"features": meta["features"],
                                                                        "model": meta.get("model", {})}}  # fmt: skip
 
@@ -184,7 +225,7 @@ def _open(path: Path) -> tuple[Any, dict[str, Any]]:
 
 # The metadata codec of an exported file (ONNX metadata_props, TorchScript's attn.json): string
 # keys to string values, JSON except these, which are stored as they are.
-PLAIN = ("attn_version", "modality", "tokenizer_model_base64")
+PLAIN = ("attn_version", "modality", "tokenizer_model_base64", "novelty_bank_base64")
 
 
 def encode_metadata(values: dict[str, Any]) -> dict[str, str]:

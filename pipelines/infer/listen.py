@@ -88,13 +88,14 @@ class Listener:
                 blocks = live.tee(blocks)
             novelty = getattr(self.loaded, "novelty", None) if live is None else None  # train.abstain.novelty
             for start, window, n in iter_windows(blocks, frame, hop):
-                probs = np.asarray(self.loaded.window_probs([window[:n]])[0])  # (K,)
+                one = [window[:n]]  # the same list twice: an exported model runs its graph once for both
+                probs = np.asarray(self.loaded.window_probs(one)[0])  # (K,)
                 self.stats["windows"] += 1
                 end = start + n
                 if live is None:
                     rec = self._record(name, start, n, probs)
                     if novelty is not None:  # the window's similarity to the training clips, as predict's
-                        vector = np.asarray(self.loaded.window_embeddings([window[:n]]))  # (1, D)
+                        vector = np.asarray(self.loaded.window_embeddings(one))  # (1, D)
                         rec["similarity"] = round(float(novelty.similarity(vector)[0]), 6)
                     yield rec
                 else:

@@ -31,13 +31,21 @@ def embed_batch(model, x, lengths):
     """The vectors (B, D) float32 each window's prediction rests on: the network's penultimate
     layer (`Backbone.forward_features`), through the model's front end; an ensemble concatenates
     its members' vectors, a blended or tempered model gives its network's. Torch in, numpy out."""
+    return embed_tensor(model, x, lengths).cpu().numpy()
+
+
+def embed_tensor(model, x, lengths):
+    """`embed_batch` as a float32 torch tensor (B, D) on the model's device (traceable: `attn
+    export` puts it in the graph as the "embedding" output)."""
+    import torch
+
     net = getattr(model, "network", model)  # a Blend's (or Tempered's) network
     members = list(getattr(net, "members", [net]))  # an Ensemble's members
     parts = []
     for m in members:
         feats, flen = m.frontend(x, lengths)  # (B, F, T)
-        parts.append(m.backbone.forward_features(feats.transpose(1, 2), flen).float().cpu().numpy())
-    return np.concatenate(parts, axis=1)
+        parts.append(m.backbone.forward_features(feats.transpose(1, 2), flen).float())
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def clip_embeddings(model, ws, device, batch_size: int = 64) -> np.ndarray:

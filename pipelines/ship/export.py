@@ -7,6 +7,9 @@ reads to class probabilities, the front end inside the graph.
            token id, then the n-gram buckets, 0 = none); lengths (batch,) int64
            -> probabilities (batch, classes)
 
+A model with a novelty check (train.abstain.novelty) also gives "embedding" (batch, D), the
+vector `attn embed` gives, and its bank of training vectors goes into the metadata, so predict
+with the exported file answers `unknown` for novel inputs as the model file does.
 Batch, samples, tokens and K are dynamic. Audio features (STFT, mel filter bank, dB, DCT) are
 ops in the graph, so a consumer feeds raw samples. ONNX goes through `torch.export`
 (`torch.onnx.export(dynamo=True)`, which has a native STFT op; the legacy TorchScript-based
@@ -57,27 +60,38 @@ def _probs(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
 
 
 class AudioProbs(nn.Module):
-    """waveform (B, N) -> probabilities (B, K): every row is one window of N valid samples."""
+    """waveform (B, N) -> probabilities (B, K): every row is one window of N valid samples.
+    `embedding` (a model with a novelty check): also the window's vector (B, D), as `attn embed`."""
 
-    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
+    def __init__(self, model: nn.Module, multi_label: bool = False, embedding: bool = False) -> None:
         super().__init__()
-        self.model, self.multi_label = model, multi_label
+        self.model, self.multi_label, self.embedding = model, multi_label, embedding
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor):
         b, n = waveform.shape
         lengths = torch.full((b,), n, dtype=torch.int64, device=waveform.device)
-        return _probs(self.model(waveform, lengths), self.multi_label)
+        return _outputs(self.model, (waveform, lengths), self.multi_label, self.embedding)
 
 
 class TextProbs(nn.Module):
-    """ids (B, T) or (B, T, 1 + K) int64, lengths (B,) int64 -> probabilities (B, K)."""
+    """ids (B, T) or (B, T, 1 + K) int64, lengths (B,) int64 -> probabilities (B, K) (and, with
+    `embedding`, each text's vector (B, D))."""
 
-    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
+    def __init__(self, model: nn.Module, multi_label: bool = False, embedding: bool = False) -> None:
         super().__init__()
-        self.model, self.multi_label = model, multi_label
+        self.model, self.multi_label, self.embedding = model, multi_label, embedding
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return _probs(self.model(ids, lengths), self.multi_label)
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor):
+        return _outputs(self.model, (ids, lengths), self.multi_label, self.embedding)
+
+
+def _outputs(model: nn.Module, inputs: tuple, multi_label: bool, embedding: bool):
+    probs = _probs(model(*inputs), multi_label)
+    if not embedding:
+        return probs
+    from ..infer.novelty import embed_tensor
+
+    return probs, embed_tensor(model, *inputs)
 
 
 @dataclass
@@ -92,15 +106,18 @@ class ExportResult:
     check_shapes: list[dict[str, list[int]]]
     seconds: float
     metadata: dict[str, str] = field(repr=False, default_factory=dict)
+    embedding: int | None = None  # a novelty check's "embedding" output: its width D
 
     def summary(self) -> dict[str, Any]:
         """What `attn export --json` prints."""
+        emb = {"name": "embedding", "shape": ["batch", self.embedding], "dtype": "float32"}
         return {
             "path": str(self.path),
             "format": self.format,
             "modality": self.modality,
             "inputs": self.inputs,
             "output": {"name": "probabilities", "shape": ["batch", "classes"], "dtype": "float32"},
+            **({"embedding_output": emb} if self.embedding else {}),
             "labels": self.labels,
             "bytes": self.bytes,
             "max_abs_diff": self.max_abs_diff,
@@ -128,15 +145,17 @@ def export_model(loaded: LoadedModel, out: str | Path, fmt: str = "onnx") -> Exp
     _one_pass(model)
     text = loaded.recipe.modality == "text"
     multi = loaded.recipe.data.multi_label
-    wrapper = (TextProbs(model, multi) if text else AudioProbs(model, multi)).eval()
+    novel = loaded.novelty is not None  # the graph also gives each window's vector for the check
+    wrapper = (TextProbs if text else AudioProbs)(model, multi, novel).eval()
     example, checks = _examples(loaded)
     meta = metadata(loaded, list(example))
+    names = ["probabilities", *(["embedding"] if novel else [])]
     with _quiet(), torch.no_grad():
         if fmt == "onnx":
-            data = _onnx_bytes(wrapper, example, meta, _dynamic_shapes(example))
+            data = _onnx_bytes(wrapper, example, meta, _dynamic_shapes(example), names)
         else:
             data = _torchscript_bytes(wrapper, example, meta)
-        diff = max(float(np.abs(_run_file(data, fmt, c) - wrapper(*c.values()).numpy()).max()) for c in checks)
+        diff = max(_max_diff(_run_file(data, fmt, c), wrapper(*c.values())) for c in checks)
     if not diff <= TOLERANCE:
         raise AttnError(
             f"exported {fmt} model disagrees with the PyTorch model by {diff:.2g} (> {TOLERANCE:g}) on "
@@ -145,7 +164,14 @@ def export_model(loaded: LoadedModel, out: str | Path, fmt: str = "onnx") -> Exp
     atomic_write_bytes(out, data)
     shapes = [{k: list(v.shape) for k, v in c.items()} for c in checks]
     return ExportResult(out, fmt, loaded.recipe.modality, json.loads(meta["inputs"]), list(loaded.labels),
-                        len(data), diff, shapes, time.perf_counter() - t0, meta)  # fmt: skip
+                        len(data), diff, shapes, time.perf_counter() - t0, meta,
+                        loaded.novelty.bank.shape[1] if novel else None)  # fmt: skip
+
+
+def _max_diff(got: list[np.ndarray], want) -> float:
+    """The largest |exported - PyTorch| over every output (probabilities, and the embedding)."""
+    want = want if isinstance(want, tuple) else (want,)
+    return max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want, strict=True))
 
 
 def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
@@ -189,11 +215,13 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
     }
     if loaded.header.get("calibration"):  # the temperature is in the graph; predict reads min_score from here
         meta["calibration"] = loaded.header["calibration"]
-    if loaded.header.get("novelty"):
-        logging.getLogger("attn").warning(
-            "the model's novelty check (train.abstain.novelty) is not in the exported file: it predicts scores "
-            "(and applies the min score) only; predict with the .attn model to answer `unknown` for novel inputs"
-        )
+    if loaded.novelty is not None:  # the bank (float16, as in the model file); the graph gives "embedding"
+        bank = loaded.novelty.bank.astype("<f2")
+        meta["novelty"] = {**loaded.header.get("novelty", {}), "bank_rows": len(bank), "bank_dim": bank.shape[1],
+                           "doc": "an input's \"embedding\" output (audio: the mean over its windows) has cosine "
+                                  "similarity to its k-th nearest (neighbors) row of the bank; below min_similarity "
+                                  "predict answers unknown"}  # fmt: skip
+        meta["novelty_bank_base64"] = base64.b64encode(bank.tobytes()).decode("ascii")
     if loaded.header.get("thresholds") is not None:  # multi-label: the per-class thresholds
         meta["thresholds"] = loaded.header["thresholds"]
     if text and "tokenizer" in loaded.header:
@@ -262,10 +290,10 @@ def _dynamic_shapes(example: dict[str, torch.Tensor]) -> dict[str, dict[int, Any
     return {"ids": ids, "lengths": {0: batch}}
 
 
-def _onnx_bytes(wrapper: nn.Module, example: dict, meta: dict[str, str], dynamic: dict) -> bytes:
+def _onnx_bytes(wrapper: nn.Module, example: dict, meta: dict[str, str], dynamic: dict, names: list[str]) -> bytes:
     try:
         program = torch.onnx.export(wrapper, tuple(example.values()), dynamo=True, verbose=False,
-                                    input_names=list(example), output_names=["probabilities"],
+                                    input_names=list(example), output_names=names,
                                     dynamic_shapes=dynamic)  # fmt: skip
     except Exception as e:  # noqa: BLE001 - the exporter raises many kinds; the message says which step
         raise AttnError(f"ONNX export failed: {_first_line(e)} (run `attn --debug export ...` for details)") from e
@@ -286,15 +314,16 @@ def _torchscript_bytes(wrapper: nn.Module, example: dict, meta: dict[str, str]) 
     return buf.getvalue()
 
 
-def _run_file(data: bytes, fmt: str, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-    """The written bytes run on `inputs`, as a consumer would: onnxruntime, or torch.jit.load."""
+def _run_file(data: bytes, fmt: str, inputs: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    """The written bytes run on `inputs`, as a consumer would: onnxruntime, or torch.jit.load;
+    every output, in order."""
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        return session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
-    module = torch.jit.load(io.BytesIO(data))
-    return module(*inputs.values()).numpy()
+        return session.run(None, {k: v.numpy() for k, v in inputs.items()})
+    out = torch.jit.load(io.BytesIO(data))(*inputs.values())
+    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
