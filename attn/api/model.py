@@ -221,7 +221,7 @@ class Model:
         return _event_settings((self.loaded.header.get("events") or {}).get("settings", {}), overrides)
 
     def _items(self, inputs) -> list | Iterator:
-        from .inputs import model_inputs
+        from .items import model_inputs
 
         return model_inputs(inputs, self.modality, self.recipe.data.extensions)
 
