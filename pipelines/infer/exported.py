@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class ExportedModel:
     device: str = "cpu"
     model: Any = None  # no torch module
     novelty: Any = None  # attn.models.novelty.Novelty: the graph's "embedding" output is checked against it
-    _last: tuple = (None, None)  # (windows, embeddings) of the last run: see window_embeddings
+    _last: tuple = field(default=(None, None), init=False, repr=False)  # (windows, embeddings): see window_embeddings
 
     def window_probs(self, windows: list[np.ndarray]) -> np.ndarray:
         """Class probabilities (W, K) float32, in order. The graph takes rows of one shape
