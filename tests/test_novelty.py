@@ -253,3 +253,35 @@ def test_the_exported_onnx_file_carries_the_check(novelty_run, tmp_path):
     onnx_lib.save(proto, str(tmp_path / "half.onnx"))
     with pytest.raises(Exception, match="damaged attn metadata .*novelty"):
         load_exported(tmp_path / "half.onnx")
+
+
+def test_a_model_with_the_check_runs_its_network_once_for_scores_and_embeddings(novelty_run):
+    """Predict asks for a batch's probabilities and then its embeddings: one forward pass gives
+    both, the same numbers two separate passes give."""
+    import torch
+
+    from attn.pipelines.infer.inference import softmax
+    from attn.pipelines.store.artifact import load_model
+
+    result, _ = novelty_run
+    loaded = load_model(result.model_path)
+    assert loaded.novelty is not None
+    rng = np.random.default_rng(3)
+    windows = [rng.standard_normal(n).astype(np.float32) for n in (4000, 3000, 2500)]
+    x = torch.from_numpy(np.stack([np.pad(w, (0, 4000 - len(w))) for w in windows]))
+    lengths = torch.tensor([len(w) for w in windows])
+    with torch.inference_mode():
+        want_p = softmax(loaded.model(x, lengths).float().numpy())
+        want_e = nov.embed_batch(loaded.model, x, lengths)
+    calls = []
+    hook = loaded.model.network.frontend.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        probs = loaded.window_probs(windows)
+        emb = loaded.window_embeddings(windows)
+        assert len(calls) == 1  # one pass for both
+        np.testing.assert_allclose(probs, want_p, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(emb, want_e, rtol=1e-5, atol=1e-6)
+        loaded.window_embeddings(windows)  # asked again (or for other windows): computed afresh
+        assert len(calls) == 2
+    finally:
+        hook.remove()

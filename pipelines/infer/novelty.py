@@ -48,6 +48,38 @@ def embed_tensor(model, x, lengths):
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
+def logits_and_embedding(model, x, lengths):
+    """One forward pass of `model` for both its logits (B, K) and the `embed_tensor` vectors
+    (B, D) float32 (torch tensors), where two calls would run every network twice. Every
+    backbone's output is `head(forward_features(...))` (`models.base.Backbone`), so a pre-hook
+    on each member's head catches the pooled vector on its way in."""
+    import torch
+
+    net = getattr(model, "network", model)
+    members = list(getattr(net, "members", [net]))
+    heads = [getattr(getattr(m, "backbone", None), "head", None) for m in members]
+    if any(not isinstance(h, torch.nn.Module) for h in heads):  # not a Classifier: two passes
+        return model(x, lengths), embed_tensor(model, x, lengths)
+    seen: list = [None] * len(heads)
+
+    def catch(i):
+        def hook(_module, args):
+            seen[i] = args[0]
+
+        return hook
+
+    handles = [h.register_forward_pre_hook(catch(i)) for i, h in enumerate(heads)]
+    try:
+        logits = model(x, lengths)
+    finally:
+        for h in handles:
+            h.remove()
+    if any(v is None for v in seen):  # a head the forward never reached
+        return logits, embed_tensor(model, x, lengths)
+    parts = [v.float() for v in seen]  # each (B, D_i)
+    return logits, parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
 def clip_embeddings(model, ws, device, batch_size: int = 64) -> np.ndarray:
     """(N, D): each clip of the WindowSet `ws` as the mean of its windows' `embed_batch` vectors."""
     import torch

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class LoadedModel:
     header: dict[str, Any]
     device: Any
     tokenizer: Any = None  # text models: the fitted tokenizer
+    _last: tuple = field(default=(None, None), init=False, repr=False)  # (windows, embeddings): see window_embeddings
 
     @property
     def baseline(self):
@@ -36,7 +37,9 @@ class LoadedModel:
     def window_probs(self, windows: list) -> Any:
         """Class probabilities (W, K) float32 of windows: 1-D float32 samples, or token ids (T,)
         or (T, 1 + K); zero-padded into one batch with their lengths (padding never changes a
-        prediction). Predict's one model call (`loaded.Loaded`, which `exported.ExportedModel` is too)."""
+        prediction). Predict's one model call (`loaded.Loaded`, which `exported.ExportedModel` is too).
+        A model with a novelty check computes the windows' embeddings in the same pass and keeps
+        them for the `window_embeddings` call that follows on the same list."""
         import torch
 
         from ..data.batching import pad_rows
@@ -45,7 +48,14 @@ class LoadedModel:
         x = torch.from_numpy(pad_rows(windows)).to(self.device)
         lengths = torch.tensor([len(w) for w in windows], dtype=torch.int64, device=self.device)
         with torch.inference_mode():
-            logits = self.model(x, lengths).float().cpu().numpy()
+            if self.novelty is None:
+                logits = self.model(x, lengths).float().cpu().numpy()
+            else:
+                from ..infer.novelty import logits_and_embedding
+
+                out, emb = logits_and_embedding(self.model, x, lengths)
+                logits = out.float().cpu().numpy()
+                self._last = (windows, emb.cpu().numpy())
         if self.recipe.data.multi_label:  # independent per-class probabilities
             from ..infer.multilabel import sigmoid
 
@@ -56,12 +66,17 @@ class LoadedModel:
         """The pooled vector each window's prediction rests on (W, D) float32: the network's
         penultimate layer (`Backbone.forward_features`; for the `pooled` head over a pretrained
         encoder, the pooled encoder states). An ensemble concatenates its members' vectors; a
-        blended model gives its network's."""
+        blended model gives its network's. Right after `window_probs` on the same list (a model
+        with a novelty check): that pass's embeddings, without running the model again."""
         import torch
 
         from ..data.batching import pad_rows
         from ..infer.novelty import embed_batch
 
+        last, emb = self._last
+        self._last = (None, None)
+        if last is windows and emb is not None:
+            return emb
         x = torch.from_numpy(pad_rows(windows)).to(self.device)
         lengths = torch.tensor([len(w) for w in windows], dtype=torch.int64, device=self.device)
         with torch.inference_mode():
