@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attn.models import registry
+from attn.models.attention import AdditiveAttention, MultiHeadAttention, interpolated_positions, sinusoidal_table
 from attn.models.base import length_mask
-from attn.models.transformer import AdditiveAttention, MultiHeadAttention, interpolated_positions, sinusoidal_table
 
 
 def enc(**kw):
