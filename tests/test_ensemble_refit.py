@@ -49,6 +49,9 @@ def test_members_are_refitted_after_validation_chose_for_their_ensemble(tmp_path
     metrics = json.loads((tmp_path / "refit" / "metrics.json").read_text())
     assert metrics["val_accuracy"] == plain.metrics["val_accuracy"]
     assert metrics["baseline"]["C"] == plain.metrics["baseline"]["C"]
+    page = (tmp_path / "refit" / "report.html").read_text(encoding="utf-8")
+    epochs = " / ".join(str(m["best_epoch"]) for m in state["members"])
+    assert f"each member trained again on train + val ({n['train'] + n['val']} examples) for {epochs} epochs" in page
 
     # The saved ensemble averages the refitted members (the blend and T on top).
     members = [load_model(tmp_path / "refit" / f"member-{i}" / "model.attn").model for i in (1, 2)]

@@ -183,6 +183,13 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
     if isinstance(refit, dict):
         rows.append(("refit", f"trained again on train + val ({refit.get('examples')} examples) for "
                               f"{refit.get('epochs')} epochs: {refit.get('why')}"))  # fmt: skip
+    refits = [
+        m["refit"] for m in train.get("members") or [] if isinstance(m, dict) and isinstance(m.get("refit"), dict)
+    ]
+    if refits:  # an ensemble whose members were refitted once validation had chosen for their ensemble
+        epochs = " / ".join(str(r.get("epochs")) for r in refits)
+        rows.append(("refit", f"each member trained again on train + val ({refits[0].get('examples')} examples) "
+                              f"for {epochs} epochs: {refits[0].get('why')}"))  # fmt: skip
     if metrics:
         rows += [("split", f"{metrics.get('split', 'test')} ({metrics.get('count')} examples)"),
                  ("accuracy", num(metrics.get("accuracy"))), ("macro-F1", num(metrics.get("macro_f1")))]  # fmt: skip
