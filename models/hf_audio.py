@@ -1,4 +1,5 @@
-"""Pretrained audio encoders (wav2vec 2.0, HuBERT, WavLM, data2vec-audio) as attn's audio front-end.
+"""Pretrained audio encoders (wav2vec 2.0, HuBERT, WavLM, data2vec-audio) as attn's audio front-end
+(AST, which reads filter banks instead of samples: models/hf_ast.py; `build_audio_frontend` picks).
 
     AudioEncoderFrontend(wave (B, N) float, lengths (B,)) -> (hidden (B, H, T'), frames (B,))
 
@@ -19,9 +20,11 @@ import torch
 from torch import nn
 
 from .bert import base_name
+from .encoder_layers import PretrainedEncoder
 
-# model_type values this front-end runs (config.json "model_type").
-AUDIO_ARCHITECTURES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
+# model_type values of the audio encoders attn runs (config.json "model_type"): the first four
+# read samples (this module's front-end), AST reads filter banks (models/hf_ast.py).
+AUDIO_ARCHITECTURES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "audio-spectrogram-transformer")
 
 
 def audio_encoder_shape(config: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +39,7 @@ def audio_encoder_shape(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"config.json lacks {e.args[0]!r}") from None
 
 
-class AudioEncoderFrontend(nn.Module):
+class AudioEncoderFrontend(PretrainedEncoder):
     """finetune: "all", "frozen", or N (the top N transformer layers train; the feature encoder,
     projection and positional convolution stay as pretrained)."""
 
@@ -51,31 +54,13 @@ class AudioEncoderFrontend(nn.Module):
         self.layers = shape["layers"]
         self.normalize = normalize
         self.use_mask = config.get("feat_extract_norm", "group") == "layer"
-        top = {"all": self.layers + 1, "frozen": 0}.get(finetune, finetune)
-        self.trained_from = self.layers + 1 - min(int(top), self.layers + 1)
-        for name, p in self.encoder.named_parameters():
-            p.requires_grad_(self.depth_of(name) >= self.trained_from)
-        self.train()
-
-    @property
-    def frozen(self) -> bool:
-        return self.trained_from > self.layers
+        self.set_trainable(finetune)
 
     def depth_of(self, name: str) -> int:
         """0 below the transformer layers, i + 1 for layer i."""
         if name.startswith("encoder.layers."):
             return int(name.split(".")[2]) + 1
         return 0
-
-    def train(self, mode: bool = True) -> AudioEncoderFrontend:
-        super().train(mode)
-        if self.frozen:
-            self.encoder.eval()
-        return self
-
-    def lr_scales(self, decay: float) -> dict[int, float]:
-        top = self.layers + 1
-        return {id(p): decay ** (top - self.depth_of(n)) for n, p in self.encoder.named_parameters()}
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.encoder._get_feat_extract_output_lengths(lengths).long().clamp_min(1)
@@ -94,15 +79,31 @@ class AudioEncoderFrontend(nn.Module):
         return h.transpose(1, 2), self.frame_lengths(lengths).clamp_max(h.shape[1])
 
 
+def build_audio_frontend(config: dict[str, Any], finetune: str | int = "all") -> nn.Module:
+    """The front-end for a checkpoint's config.json (with its feature extractor's facts under
+    "feature_extractor", as `pipelines.data.encoders` reads them)."""
+    fe = config.get("feature_extractor", {})
+    bare = {k: v for k, v in config.items() if k != "feature_extractor"}
+    if config.get("model_type") == "audio-spectrogram-transformer":
+        from .hf_ast import ASTFrontend
+
+        return ASTFrontend(bare, finetune, fe)
+    return AudioEncoderFrontend(bare, finetune, fe.get("do_normalize", True))
+
+
 def hf_audio_names(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors under the base model's names: the task model's prefix dropped
-    (`wav2vec2.`, `hubert.`, ...), heads left out, and the positional convolution's weight norm
-    under torch's parametrization names (older checkpoints save weight_g / weight_v)."""
+    (`wav2vec2.`, `hubert.`, `audio_spectrogram_transformer.`, ...), heads left out, and the
+    positional convolution's weight norm under torch's parametrization names (older checkpoints
+    save weight_g / weight_v)."""
     out = {}
     for name, t in state.items():
-        name = base_name(name, ("wav2vec2.", "hubert.", "wavlm.", "data2vec_audio."))
+        name = base_name(name, ("wav2vec2.", "hubert.", "wavlm.", "data2vec_audio.", "audio_spectrogram_transformer."))
         name = name.replace("conv.weight_g", "conv.parametrizations.weight.original0")
         name = name.replace("conv.weight_v", "conv.parametrizations.weight.original1")
-        if name.startswith(("feature_extractor.", "feature_projection.", "encoder.", "masked_spec_embed")):
+        # the base models' parts (AST's: embeddings., encoder., layernorm.)
+        if name.startswith(
+            ("feature_extractor.", "feature_projection.", "encoder.", "masked_spec_embed", "embeddings.", "layernorm.")
+        ):
             out[name] = t
     return out

@@ -110,3 +110,106 @@ model: {{name: pooled}}
     r = run("train", recipe, "--out", tmp_path / "run")
     assert r.exit_code == 2 and "16000 Hz" in r.output, r.output
     assert not (tmp_path / "run").exists()
+
+
+def make_ast_checkpoint(d: Path, seed: int = 0, max_length: int = 100) -> Path:
+    """A tiny Audio Spectrogram Transformer saved as the published ones are: the audio-
+    classification model (its head is left out by attn) and an ASTFeatureExtractor config."""
+    torch.manual_seed(seed)
+    cfg = transformers.ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                 num_mel_bins=32, max_length=max_length, frequency_stride=8, time_stride=8)  # fmt: skip
+    transformers.ASTForAudioClassification(cfg).save_pretrained(str(d), safe_serialization=True)
+    transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=max_length, mean=-3.0, std=4.0).save_pretrained(str(d))
+    return d
+
+
+def test_ast_reads_filter_banks_as_its_feature_extractor_makes_them(tmp_path):
+    from attn.features.config import EncoderConfig
+    from attn.models.hf_audio import build_audio_frontend
+    from attn.pipelines.data.encoders import load_encoder_weights, resolve_encoder
+
+    d = make_ast_checkpoint(tmp_path / "ast")
+    ck = resolve_encoder(EncoderConfig(name=str(d)))
+    assert ck.config["feature_extractor"] == {"sampling_rate": 16000, "do_normalize": True, "mean": -3.0, "std": 4.0}
+    ours = build_audio_frontend(ck.config)
+    load_encoder_weights(ours, EncoderConfig(name=str(d)))
+    ours.eval()
+    ref = transformers.ASTModel.from_pretrained(str(d)).eval()
+    fe = transformers.ASTFeatureExtractor.from_pretrained(str(d))
+    rng = np.random.default_rng(0)
+    # shorter than max_length (padded), longer (cut), and one Kaldi frame: each from its own valid samples
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 5000, 20000, 400)]
+    x = torch.zeros(len(waves), 20000)
+    for i, w in enumerate(waves):
+        x[i, : len(w)] = torch.from_numpy(w)
+    lengths = torch.tensor([len(w) for w in waves])
+    inputs = fe(waves, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        want = ref(**inputs).pooler_output  # AST's own read-out: (class + distillation token) / 2
+        banks = ours.fbank(x, lengths)
+        got, steps = ours(x, lengths)
+    assert (banks - inputs["input_values"]).abs().max().item() < 1e-5
+    assert got.shape == (4, 32, 1) and steps.tolist() == [1, 1, 1, 1]
+    assert (got[:, :, 0] - want).abs().max().item() < 1e-5
+    # finetune N: the top N layers and the final layer norm train, the patch embedding does not
+    top = build_audio_frontend(ck.config, finetune=1)
+    trains = {n for n, p in top.encoder.named_parameters() if p.requires_grad}
+    assert trains and all(n.startswith(("layers.1.", "encoder.layer.1.", "layernorm.")) for n in trains)
+
+
+def test_ast_trains_and_predicts_without_its_checkpoint(tmp_path):
+    ck = make_ast_checkpoint(tmp_path / "ck")
+    recipe = tmp_path / "r.yaml"
+    text = f"""
+data:
+  synthetic: {{classes: [sine, noise_burst], per_class: 30, seconds: 0.5, seed: 1}}
+  val_fraction: 0.2
+  test_fraction: 0.2
+features:
+  sample_rate: auto
+  frame_seconds: 0.5
+  hop_seconds: 0.25
+  encoder: {{name: {ck}, finetune: all}}
+model: {{name: pooled, dropout: 0.0}}
+train: {{epochs: 20, batch_size: 8, lr: 0.003, patience: 0, baseline: false, seed: 0}}
+"""  # a random tiny AST learns more slowly than the tiny wav2vec 2.0 above: 20 epochs (~2 s)
+    recipe.write_text(text)
+    r = run("train", recipe, "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] >= 0.8
+    # a window longer than the encoder's position embeddings cover (100 frames: 1.015 s) is refused
+    (tmp_path / "long.yaml").write_text(text.replace("frame_seconds: 0.5", "frame_seconds: 2.0"))
+    r = run("train", tmp_path / "long.yaml", "--out", tmp_path / "long")
+    assert r.exit_code == 2 and "longer than the 1.015 s" in r.output, r.output
+    shutil.rmtree(ck)
+    wav = write_wav(tmp_path / "t.wav", tone(440, 0.5, 16000), 16000)
+    r = run("predict", "--model", tmp_path / "run", wav, "--format", "jsonl")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["label"] in ("sine", "noise_burst")
+    info = json.loads(run("info", tmp_path / "run", "--format", "json").output)
+    assert info["recipe"]["features"]["encoder"]["config"]["model_type"] == "audio-spectrogram-transformer"
+
+
+def test_ast_exports_filter_banks_encoder_and_head_as_one_graph(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import attn
+
+    ck = make_ast_checkpoint(tmp_path / "ck")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+data: {{synthetic: {{classes: [sine, noise_burst], per_class: 8, seconds: 0.5, seed: 1}}}}
+features: {{sample_rate: auto, frame_seconds: 0.5, encoder: {{name: {ck}}}}}
+model: {{name: pooled}}
+train: {{epochs: 1, batch_size: 8, baseline: false}}
+""")
+    assert run("train", recipe, "--out", tmp_path / "run", "-q").exit_code == 0
+    m = attn.load(tmp_path / "run")
+    assert m.export(tmp_path / "m.onnx").max_abs_diff < 1e-4
+    onnx = attn.load(tmp_path / "m.onnx")
+    rng = np.random.default_rng(2)
+    # shorter than one 25 ms Kaldi window, a whole window, longer than the encoder reads (cut)
+    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (300, 8000, 40000)]
+    for x in clips:
+        want, got = m.predict((x, 16000))[0], onnx.predict((x, 16000))[0]
+        assert got["label"] == want["label"] and abs(got["score"] - want["score"]) < 1e-4

@@ -142,7 +142,7 @@ def _hub_cache_dir(name: str) -> Path | None:
 
 def _read_config(name: str, where: Path) -> dict[str, Any]:
     """config.json, checked; for an audio encoder with its feature extractor's settings
-    (preprocessor_config.json: sampling_rate, do_normalize) under "feature_extractor"."""
+    (preprocessor_config.json: sampling_rate, do_normalize; AST's mean and std) under "feature_extractor"."""
     from attn.models.bert import encoder_shape
     from attn.models.hf_audio import audio_encoder_shape
 
@@ -171,8 +171,15 @@ def _read_config(name: str, where: Path) -> dict[str, Any]:
             fe = json.loads(pre.read_text(encoding="utf-8")) if pre.is_file() else {}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ConfigError(f"encoder {name!r}: {pre} is not valid JSON ({e})") from None
-        config["feature_extractor"] = {"sampling_rate": int(fe.get("sampling_rate", 16000)),
-                                       "do_normalize": bool(fe.get("do_normalize", True))}  # fmt: skip
+        facts = {
+            "sampling_rate": int(fe.get("sampling_rate", 16000)),
+            "do_normalize": bool(fe.get("do_normalize", True)),
+        }
+        try:  # AST's filter-bank statistics (models/hf_ast.py; its defaults are AudioSet's)
+            facts.update({k: float(fe[k]) for k in ("mean", "std") if k in fe})
+        except (TypeError, ValueError):
+            raise ConfigError(f"encoder {name!r}: {pre}: mean and std must be numbers") from None
+        config["feature_extractor"] = facts
     return config
 
 
@@ -214,6 +221,7 @@ def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     from attn.models.bert import hf_to_attn_names
+    from attn.models.hf_ast import AST, ast_names
     from attn.models.hf_audio import hf_audio_names
 
     ck = resolve_encoder(enc)
@@ -225,6 +233,8 @@ def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
     kind = ck.config["model_type"]
     named = hf_audio_names(state, kind) if kind in AUDIO_ARCHITECTURES else hf_to_attn_names(state, kind)
     target = frontend.encoder.state_dict()
+    if kind == AST:
+        named = ast_names(named, set(target))
     # masked_spec_embed is used only by pretraining's masking: a fine-tuning checkpoint may lack it.
     missing = sorted(k for k in set(target) - set(named) if k != "masked_spec_embed")
     if missing:

@@ -24,14 +24,18 @@ def build_frontend(recipe: Recipe, vocab_size: int | None = None):
             raise ValueError("a text front-end needs the tokenizer's vocabulary size")
         return TextFrontend.from_config(recipe.features, vocab_size)
     if recipe.features.encoder is not None:
-        from attn.models.hf_audio import AudioEncoderFrontend
+        from attn.models.hf_audio import build_audio_frontend
 
         enc = recipe.features.encoder
         if enc.config is None:
             raise ValueError("features.encoder.config is filled when a run starts (pipelines/data/auto.py)")
-        config = {k: v for k, v in enc.config.items() if k != "feature_extractor"}
-        normalize = enc.config.get("feature_extractor", {}).get("do_normalize", True)
-        return AudioEncoderFrontend(config, enc.finetune, normalize)
+        front = build_audio_frontend(enc.config, enc.finetune)
+        longest, window = getattr(front, "max_seconds", None), recipe.features.frame_seconds
+        if longest is not None and isinstance(window, int | float) and window > longest + 1e-6:
+            raise ConfigError(f"features.frame_seconds ({window:g}) is longer than the {longest:g} s the encoder "
+                              f"{enc.name!r} reads (its max_length); use at most {longest:g} (longer recordings are "
+                              "framed into windows)")  # fmt: skip
+        return front
     from attn.features.transforms import AudioFrontend
 
     return AudioFrontend.from_config(recipe.features)
