@@ -1,5 +1,6 @@
 """Pretrained audio encoders (wav2vec 2.0, HuBERT, WavLM, data2vec-audio) as attn's audio front-end
-(AST, which reads filter banks instead of samples: models/hf_ast.py; `build_audio_frontend` picks).
+(AST and Whisper's encoder, which read spectrograms instead of samples: models/hf_ast.py and
+models/hf_whisper.py; `build_audio_frontend` picks).
 
     AudioEncoderFrontend(wave (B, N) float, lengths (B,)) -> (hidden (B, H, T'), frames (B,))
 
@@ -23,8 +24,9 @@ from .bert import base_name
 from .encoder_layers import PretrainedEncoder
 
 # model_type values of the audio encoders attn runs (config.json "model_type"): the first four
-# read samples (this module's front-end), AST reads filter banks (models/hf_ast.py).
-AUDIO_ARCHITECTURES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "audio-spectrogram-transformer")
+# read samples (this module's front-end), AST filter banks (models/hf_ast.py), Whisper's encoder
+# a log-mel spectrogram of 30 s (models/hf_whisper.py).
+AUDIO_ARCHITECTURES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "audio-spectrogram-transformer", "whisper")
 
 
 def audio_encoder_shape(config: dict[str, Any]) -> dict[str, Any]:
@@ -33,8 +35,9 @@ def audio_encoder_shape(config: dict[str, Any]) -> dict[str, Any]:
     if kind not in AUDIO_ARCHITECTURES:
         raise ValueError(f"model_type {kind!r} is not a supported audio encoder "
                          f"(supported: {', '.join(AUDIO_ARCHITECTURES)})")  # fmt: skip
+    width, depth = ("d_model", "encoder_layers") if kind == "whisper" else ("hidden_size", "num_hidden_layers")
     try:
-        return {"kind": kind, "hidden": int(config["hidden_size"]), "layers": int(config["num_hidden_layers"])}
+        return {"kind": kind, "hidden": int(config[width]), "layers": int(config[depth])}
     except KeyError as e:
         raise ValueError(f"config.json lacks {e.args[0]!r}") from None
 
@@ -88,6 +91,10 @@ def build_audio_frontend(config: dict[str, Any], finetune: str | int = "all") ->
         from .hf_ast import ASTFrontend
 
         return ASTFrontend(bare, finetune, fe)
+    if config.get("model_type") == "whisper":
+        from .hf_whisper import WhisperFrontend
+
+        return WhisperFrontend(bare, finetune, fe)
     return AudioEncoderFrontend(bare, finetune, fe.get("do_normalize", True))
 
 

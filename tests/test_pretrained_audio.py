@@ -193,7 +193,6 @@ train: {{epochs: 20, batch_size: 8, lr: 0.003, patience: 0, baseline: false, see
 def test_ast_exports_filter_banks_encoder_and_head_as_one_graph(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    import attn
 
     ck = make_ast_checkpoint(tmp_path / "ck")
     recipe = tmp_path / "r.yaml"
@@ -204,12 +203,94 @@ model: {{name: pooled}}
 train: {{epochs: 1, batch_size: 8, baseline: false}}
 """)
     assert run("train", recipe, "--out", tmp_path / "run", "-q").exit_code == 0
+    rng = np.random.default_rng(2)
+    # shorter than one 25 ms Kaldi window, a whole window, longer than the encoder reads (cut)
+    exports_the_same(tmp_path, [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (300, 8000, 40000)])
+
+
+def exports_the_same(tmp_path: Path, clips: list[np.ndarray]) -> None:
+    """The run in tmp_path/run exported to ONNX predicts each 16 kHz clip as the model does."""
+    import attn
+
     m = attn.load(tmp_path / "run")
     assert m.export(tmp_path / "m.onnx").max_abs_diff < 1e-4
     onnx = attn.load(tmp_path / "m.onnx")
-    rng = np.random.default_rng(2)
-    # shorter than one 25 ms Kaldi window, a whole window, longer than the encoder reads (cut)
-    clips = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (300, 8000, 40000)]
     for x in clips:
         want, got = m.predict((x, 16000))[0], onnx.predict((x, 16000))[0]
         assert got["label"] == want["label"] and abs(got["score"] - want["score"]) < 1e-4
+
+
+def make_whisper_checkpoint(d: Path, seed: int = 0, seconds: int = 2) -> Path:
+    """A tiny Whisper (encoder and decoder, as published) reading `seconds` per input instead of
+    30 (max_source_positions and the extractor's chunk_length agree, as in a real checkpoint)."""
+    torch.manual_seed(seed)
+    cfg = transformers.WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
+                                     decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                     num_mel_bins=16, max_source_positions=50 * seconds, vocab_size=100,
+                                     max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                     decoder_start_token_id=1)  # fmt: skip
+    transformers.WhisperForConditionalGeneration(cfg).save_pretrained(str(d), safe_serialization=True)
+    transformers.WhisperFeatureExtractor(feature_size=16, chunk_length=seconds).save_pretrained(str(d))
+    return d
+
+
+def test_whispers_encoder_reads_the_log_mel_its_feature_extractor_makes(tmp_path):
+    from attn.errors import ConfigError
+    from attn.features.config import EncoderConfig
+    from attn.models.hf_audio import build_audio_frontend
+    from attn.pipelines.data.encoders import load_encoder_weights, resolve_encoder
+
+    d = make_whisper_checkpoint(tmp_path / "whisper")
+    ck = resolve_encoder(EncoderConfig(name=str(d)))
+    assert ck.config["feature_extractor"]["do_normalize"] is False  # Whisper's default, unlike wav2vec 2.0's
+    ours = build_audio_frontend(ck.config)
+    load_encoder_weights(ours, EncoderConfig(name=str(d)))
+    ours.eval()
+    ref = transformers.WhisperModel.from_pretrained(str(d)).encoder.eval()
+    fe = transformers.WhisperFeatureExtractor.from_pretrained(str(d))
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 5000, 40000)]  # the last is cut
+    x = torch.zeros(len(waves), 40000)
+    for i, w in enumerate(waves):
+        x[i, : len(w)] = torch.from_numpy(w)
+    lengths = torch.tensor([len(w) for w in waves])
+    inputs = fe(waves, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        want = ref(inputs["input_features"]).last_hidden_state
+        mel = ours.log_mel(x, lengths)
+        got, steps = ours(x, lengths)
+    assert (mel - inputs["input_features"]).abs().max().item() < 1e-4
+    assert (got.transpose(1, 2) - want).abs().max().item() < 1e-4
+    assert steps.tolist() == [25, 16, 100]  # one step per 20 ms of the clip's own samples, at most the 2 s
+    # an extractor that does not fit the encoder is refused before anything trains
+    pre = d / "preprocessor_config.json"
+    pre.write_text(json.dumps({**json.loads(pre.read_text()), "chunk_length": 30}))
+    from attn.pipelines.data import encoders
+
+    encoders._checkpoint.cache_clear()
+    with pytest.raises(ConfigError, match="does not belong to this checkpoint"):
+        resolve_encoder(EncoderConfig(name=str(d)))
+
+
+def test_whisper_trains_predicts_and_exports_without_its_checkpoint(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+
+    ck = make_whisper_checkpoint(tmp_path / "ck")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"""
+data:
+  synthetic: {{classes: [sine, noise_burst], per_class: 30, seconds: 0.5, seed: 1}}
+  val_fraction: 0.2
+  test_fraction: 0.2
+features: {{sample_rate: auto, frame_seconds: 0.5, hop_seconds: 0.25, encoder: {{name: {ck}}}}}
+model: {{name: pooled, dropout: 0.0}}
+train: {{epochs: 8, batch_size: 8, lr: 0.003, patience: 0, baseline: false, seed: 0}}
+""")
+    r = run("train", recipe, "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] >= 0.8
+    shutil.rmtree(ck)
+    exports_the_same(
+        tmp_path, [tone(440, 0.5, 16000), np.random.default_rng(3).standard_normal(4000).astype(np.float32)]
+    )

@@ -142,7 +142,8 @@ def _hub_cache_dir(name: str) -> Path | None:
 
 def _read_config(name: str, where: Path) -> dict[str, Any]:
     """config.json, checked; for an audio encoder with its feature extractor's settings
-    (preprocessor_config.json: sampling_rate, do_normalize; AST's mean and std) under "feature_extractor"."""
+    (preprocessor_config.json: sampling_rate, do_normalize; AST's mean and std; Whisper's n_fft,
+    hop_length and chunk_length) under "feature_extractor"."""
     from attn.models.bert import encoder_shape
     from attn.models.hf_audio import audio_encoder_shape
 
@@ -171,15 +172,25 @@ def _read_config(name: str, where: Path) -> dict[str, Any]:
             fe = json.loads(pre.read_text(encoding="utf-8")) if pre.is_file() else {}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ConfigError(f"encoder {name!r}: {pre} is not valid JSON ({e})") from None
+        whisper = config["model_type"] == "whisper"  # its extractor normalises samples only when asked
         facts = {
             "sampling_rate": int(fe.get("sampling_rate", 16000)),
-            "do_normalize": bool(fe.get("do_normalize", True)),
+            "do_normalize": bool(fe.get("do_normalize", not whisper)),
         }
-        try:  # AST's filter-bank statistics (models/hf_ast.py; its defaults are AudioSet's)
+        try:  # AST's filter-bank statistics (models/hf_ast.py), Whisper's STFT and chunk (models/hf_whisper.py)
             facts.update({k: float(fe[k]) for k in ("mean", "std") if k in fe})
+            facts.update({k: int(fe[k]) for k in ("n_fft", "hop_length", "chunk_length") if whisper and k in fe})
         except (TypeError, ValueError):
-            raise ConfigError(f"encoder {name!r}: {pre}: mean and std must be numbers") from None
+            raise ConfigError(f"encoder {name!r}: {pre}: mean, std, n_fft, hop_length and chunk_length must be "
+                              "numbers") from None  # fmt: skip
         config["feature_extractor"] = facts
+        if whisper:  # the encoder reads exactly chunk_length seconds: 2 STFT frames per position
+            want = 2 * int(config.get("max_source_positions", 1500)) * facts.get("hop_length", 160)
+            got = facts.get("chunk_length", 30) * facts["sampling_rate"]
+            if got != want:
+                raise ConfigError(f"encoder {name!r}: {pre} gives {got} samples per input (chunk_length x "
+                                  f"sampling_rate) but the encoder reads {want} (max_source_positions x 2 x "
+                                  "hop_length): the feature extractor does not belong to this checkpoint")  # fmt: skip
     return config
 
 
@@ -223,6 +234,7 @@ def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
     from attn.models.bert import hf_to_attn_names
     from attn.models.hf_ast import AST, ast_names
     from attn.models.hf_audio import hf_audio_names
+    from attn.models.hf_whisper import WHISPER, whisper_names
 
     ck = resolve_encoder(enc)
     path = ck.path / WEIGHTS
@@ -231,7 +243,10 @@ def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise ConfigError(f"encoder {enc.name!r}: {path} is damaged or truncated ({str(e)[:160]})") from None
     kind = ck.config["model_type"]
-    named = hf_audio_names(state, kind) if kind in AUDIO_ARCHITECTURES else hf_to_attn_names(state, kind)
+    if kind == WHISPER:
+        named = whisper_names(state)
+    else:
+        named = hf_audio_names(state, kind) if kind in AUDIO_ARCHITECTURES else hf_to_attn_names(state, kind)
     target = frontend.encoder.state_dict()
     if kind == AST:
         named = ast_names(named, set(target))
