@@ -60,7 +60,8 @@ def info_cmd(
     enc = r.get("features", {}).get("encoder")
     if isinstance(enc, dict):
         c = enc.get("config") or {}
-        shape = f"{c.get('num_hidden_layers', c.get('n_layers'))} layers x {c.get('hidden_size', c.get('dim'))}"
+        layers = c.get("num_hidden_layers", c.get("n_layers", c.get("encoder_layers")))  # BERT, DistilBERT, Whisper
+        shape = f"{layers} layers x {c.get('hidden_size', c.get('dim', c.get('d_model')))}"
         lines.append(f"encoder      {enc.get('name')} ({c.get('model_type')}, {shape}, finetune {enc.get('finetune')}, "
                      f"sha256 {str(enc.get('sha256'))[:16]}...)")  # fmt: skip
     for k, v in (h.get("model_info") or {}).items():

@@ -291,6 +291,7 @@ train: {{epochs: 8, batch_size: 8, lr: 0.003, patience: 0, baseline: false, seed
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] >= 0.8
     shutil.rmtree(ck)
+    assert "(whisper, 2 layers x 32, finetune all" in run("info", tmp_path / "run").output
     exports_the_same(
         tmp_path, [tone(440, 0.5, 16000), np.random.default_rng(3).standard_normal(4000).astype(np.float32)]
     )
