@@ -87,7 +87,8 @@ class ASTFrontend(PretrainedEncoder):
         return (x - self.mean) / (2 * self.std) if self.normalize else x
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.fbank(wave, lengths)
+        with torch.autocast(wave.device.type, enabled=False):  # filter banks in float32, also under AMP
+            x = self.fbank(wave, lengths)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             pooled = self.encoder(input_values=x).pooler_output  # (B, H): (class + distillation token) / 2
         return pooled[:, :, None], self.frame_lengths(lengths)

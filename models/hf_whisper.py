@@ -89,7 +89,8 @@ class WhisperFrontend(PretrainedEncoder):
         return (torch.maximum(logs, top - 8.0) + 4.0) / 4.0
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.log_mel(wave, lengths)
+        with torch.autocast(wave.device.type, enabled=False):  # the log-mel in float32, also under AMP
+            feats = self.log_mel(wave, lengths)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             h = self.encoder(input_features=feats).last_hidden_state  # (B, steps, H)
         return h.transpose(1, 2), self.frame_lengths(lengths)
