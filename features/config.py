@@ -339,6 +339,13 @@ class AugmentConfig(Strict):
     background_prob: Probability = 0.5  # share of clips that get a background
     background_snr: tuple[float, float] = (0.0, 20.0)  # dB
 
+    @property
+    def changes_samples(self) -> bool:
+        """Whether a training waveform differs from epoch to epoch (so a frozen encoder's states
+        of it cannot be kept)."""
+        return bool(self.mixup or self.mix_union or self.gain_db or self.time_shift or self.speed != (1.0, 1.0)
+                    or self.noise_prob or (self.background and self.background_prob))  # fmt: skip
+
     @model_validator(mode="after")
     def _ranges(self) -> AugmentConfig:
         for name in ("speed", "noise_snr", "background_snr"):

@@ -86,7 +86,7 @@ class ASTFrontend(PretrainedEncoder):
         x = torch.cat([fb, pad], dim=1)[:, : self.max_frames]  # padded with zeros or cut, as the extractor does
         return (x - self.mean) / (2 * self.std) if self.normalize else x
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(wave.device.type, enabled=False):  # filter banks in float32, also under AMP
             x = self.fbank(wave, lengths)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):

@@ -68,7 +68,7 @@ class AudioEncoderFrontend(PretrainedEncoder):
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.encoder._get_feat_extract_output_lengths(lengths).long().clamp_min(1)
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         valid = torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None]  # (B, N)
         x = wave.float() * valid
         if self.normalize:  # as Wav2Vec2FeatureExtractor: per clip, over its valid samples

@@ -88,7 +88,7 @@ class WhisperFrontend(PretrainedEncoder):
         top = logs.amax(dim=(1, 2), keepdim=True)  # each clip's maximum
         return (torch.maximum(logs, top - 8.0) + 4.0) / 4.0
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(wave.device.type, enabled=False):  # the log-mel in float32, also under AMP
             feats = self.log_mel(wave, lengths)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):

@@ -295,3 +295,36 @@ train: {{epochs: 8, batch_size: 8, lr: 0.003, patience: 0, baseline: false, seed
     exports_the_same(
         tmp_path, [tone(440, 0.5, 16000), np.random.default_rng(3).standard_normal(4000).astype(np.float32)]
     )
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "ast"])
+def test_a_frozen_audio_encoder_keeps_each_windows_states(tmp_path, kind):
+    """Training reads every clip each epoch; a frozen encoder gives it the same states, so only
+    the first sight of a window runs the encoder, and what comes back is what it would compute."""
+    from attn.features.config import EncoderConfig
+    from attn.models.hf_audio import build_audio_frontend
+    from attn.pipelines.data.encoders import load_encoder_weights, resolve_encoder
+
+    d = (make_ast_checkpoint if kind == "ast" else make_audio_checkpoint)(tmp_path / kind)
+    ck = resolve_encoder(EncoderConfig(name=str(d)))
+    fe = build_audio_frontend(ck.config, finetune="frozen")
+    load_encoder_weights(fe, EncoderConfig(name=str(d)))
+    x, lengths = 0.1 * torch.randn(3, 6000), torch.tensor([6000, 4000, 2500])
+    with torch.no_grad():
+        want, want_frames = fe(x, lengths)
+    runs = []
+    fe.encoder.register_forward_hook(lambda module, args, out: runs.append(1))
+    fe.enable_cache()
+    fe.train()
+    for _ in range(2):  # epoch 1 computes, epoch 2 reads
+        got, frames = fe(x, lengths)
+        assert frames.tolist() == want_frames.tolist()
+        for i, n in enumerate(frames.tolist()):
+            torch.testing.assert_close(got[i, :, :n], want[i, :, :n], rtol=1e-5, atol=1e-5)
+    assert len(runs) == 1
+    got, _ = fe(torch.cat([x[:1], 0.1 * torch.randn(1, 6000)]), torch.tensor([6000, 6000]))  # one new window
+    assert len(runs) == 2
+    # a trainable encoder keeps nothing: its states change as it learns
+    top = build_audio_frontend(ck.config, finetune="all")
+    top.enable_cache()
+    assert top._cache is None

@@ -3,8 +3,12 @@ encoder weights, word vectors and masked-token pretraining as the recipe asks.""
 
 from __future__ import annotations
 
+import logging
+
 from ..data.prepared import Datasets
 from ..recipe.config import Recipe
+
+log = logging.getLogger("attn")
 
 
 def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
@@ -32,8 +36,12 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
 
         for member in getattr(model, "members", [model]):
             facts["encoder"] = load_encoder_weights(member.frontend, recipe.features.encoder)
+    changing = recipe.modality == "audio" and recipe.train.augment.changes_samples
     for member in getattr(model, "members", [model]):
-        if hasattr(member.frontend, "enable_cache"):
+        if changing and getattr(member.frontend, "frozen", False):
+            log.info("frozen encoder: its states are not kept (train.augment changes the training waveforms "
+                     "every epoch), so every epoch runs it")  # fmt: skip
+        elif hasattr(member.frontend, "enable_cache"):
             member.frontend.enable_cache()  # a frozen encoder's states: computed in epoch 1 only
             folder = cache_folder(recipe)
             if folder is not None:
