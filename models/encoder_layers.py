@@ -13,6 +13,15 @@ import torch
 from torch import nn
 
 
+def normalize_clips(x: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x (B, N) zero past each clip -> zero mean, unit variance per clip over its valid samples
+    (`valid` (B, N)), as the feature extractors' `do_normalize` does; still zero past each clip."""
+    n = lengths.clamp_min(1).to(x.dtype)[:, None]
+    mean = x.sum(1, keepdim=True) / n
+    var = (((x - mean) * valid) ** 2).sum(1, keepdim=True) / n
+    return (x - mean) / torch.sqrt(var + 1e-7) * valid
+
+
 class PretrainedEncoder(nn.Module):
     """`self.encoder` (transformers' module) with `self.layers` transformer layers. Subclasses
     give `depth_of(name)` (0 below the layers, i + 1 for layer i) and `encode(wave, lengths)`,

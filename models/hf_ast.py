@@ -57,7 +57,7 @@ class ASTFrontend(PretrainedEncoder):
         self.rate = int(fe.get("sampling_rate", 16000))
         self.normalize = bool(fe.get("do_normalize", True))
         self.mean, self.std = float(fe.get("mean", AUDIOSET_MEAN)), float(fe.get("std", AUDIOSET_STD))
-        self._mel: torch.Tensor | None = None  # (n_fft // 2 + 1, mel) filter banks, made on first use
+        self.register_buffer("mel", mel_matrix(self.rate, self.mel_bins), persistent=False)  # (n_fft // 2 + 1, mel)
         self.set_trainable(finetune)
 
     @property
@@ -78,9 +78,7 @@ class ASTFrontend(PretrainedEncoder):
     def fbank(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, N), (B,) -> the encoder's input (B, max_length, num_mel_bins): each clip's valid
         samples as ASTFeatureExtractor turns them into filter banks, padded or cut, scaled."""
-        if self._mel is None or self._mel.device != wave.device:
-            self._mel = mel_matrix(self.rate, self.mel_bins).to(wave.device)
-        fb, _ = kaldi_fbank(wave, lengths, self.rate, self.mel_bins, self._mel)  # (B, T, mel), zero past each clip
+        fb, _ = kaldi_fbank(wave, lengths, self.rate, self.mel_bins, self.mel)  # (B, T, mel), zero past each clip
         b = fb.shape[0]
         pad = torch.zeros(b, self.max_frames, self.mel_bins, dtype=fb.dtype, device=fb.device)
         x = torch.cat([fb, pad], dim=1)[:, : self.max_frames]  # padded with zeros or cut, as the extractor does

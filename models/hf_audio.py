@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .bert import base_name
-from .encoder_layers import PretrainedEncoder
+from .encoder_layers import PretrainedEncoder, normalize_clips
 
 # model_type values of the audio encoders attn runs (config.json "model_type"): the first four
 # read samples (this module's front-end), AST filter banks (models/hf_ast.py), Whisper's encoder
@@ -72,10 +72,7 @@ class AudioEncoderFrontend(PretrainedEncoder):
         valid = torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None]  # (B, N)
         x = wave.float() * valid
         if self.normalize:  # as Wav2Vec2FeatureExtractor: per clip, over its valid samples
-            n = lengths.clamp_min(1).to(x.dtype)[:, None]
-            mean = x.sum(1, keepdim=True) / n
-            var = (((x - mean) * valid) ** 2).sum(1, keepdim=True) / n
-            x = (x - mean) / torch.sqrt(var + 1e-7) * valid
+            x = normalize_clips(x, valid, lengths)
         mask = valid.long() if self.use_mask else None
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             h = self.encoder(input_values=x, attention_mask=mask).last_hidden_state  # (B, T', H)
@@ -96,6 +93,21 @@ def build_audio_frontend(config: dict[str, Any], finetune: str | int = "all") ->
 
         return WhisperFrontend(bare, finetune, fe)
     return AudioEncoderFrontend(bare, finetune, fe.get("do_normalize", True))
+
+
+def audio_checkpoint_names(state: dict[str, torch.Tensor], kind: str, target: set[str]) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors under the names of the front-end's `encoder` module (`target`:
+    its state_dict's keys), for every audio encoder attn runs."""
+    if kind == "whisper":
+        from .hf_whisper import whisper_names
+
+        return whisper_names(state)
+    named = hf_audio_names(state, kind)
+    if kind == "audio-spectrogram-transformer":
+        from .hf_ast import ast_names
+
+        named = ast_names(named, target)
+    return named
 
 
 def hf_audio_names(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .encoder_layers import PretrainedEncoder
+from .encoder_layers import PretrainedEncoder, normalize_clips
 
 WHISPER = "whisper"  # config.json "model_type"
 MAX_HZ = 8000.0  # the mel bands' top, whatever the rate (WhisperFeatureExtractor's)
@@ -75,10 +75,7 @@ class WhisperFrontend(PretrainedEncoder):
         valid = torch.arange(wave.shape[1], device=wave.device)[None, :] < lengths[:, None]  # (B, N)
         x = wave.float() * valid
         if self.normalize:  # per clip over its valid samples, as the extractor's do_normalize
-            n = lengths.clamp_min(1).to(x.dtype)[:, None]
-            mean = x.sum(1, keepdim=True) / n
-            var = (((x - mean) * valid) ** 2).sum(1, keepdim=True) / n
-            x = (x - mean) / torch.sqrt(var + 1e-7) * valid
+            x = normalize_clips(x, valid, lengths)
         pad = torch.zeros(x.shape[0], self.samples, dtype=x.dtype, device=x.device)
         x = torch.cat([x, pad], dim=1)[:, : self.samples]  # (B, 30 s): zero-padded or cut
         spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=True, pad_mode="reflect",

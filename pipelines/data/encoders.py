@@ -232,9 +232,7 @@ def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     from attn.models.bert import hf_to_attn_names
-    from attn.models.hf_ast import AST, ast_names
-    from attn.models.hf_audio import hf_audio_names
-    from attn.models.hf_whisper import WHISPER, whisper_names
+    from attn.models.hf_audio import audio_checkpoint_names
 
     ck = resolve_encoder(enc)
     path = ck.path / WEIGHTS
@@ -243,13 +241,11 @@ def load_encoder_weights(frontend, enc: EncoderConfig) -> dict[str, Any]:
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise ConfigError(f"encoder {enc.name!r}: {path} is damaged or truncated ({str(e)[:160]})") from None
     kind = ck.config["model_type"]
-    if kind == WHISPER:
-        named = whisper_names(state)
-    else:
-        named = hf_audio_names(state, kind) if kind in AUDIO_ARCHITECTURES else hf_to_attn_names(state, kind)
     target = frontend.encoder.state_dict()
-    if kind == AST:
-        named = ast_names(named, set(target))
+    if kind in AUDIO_ARCHITECTURES:
+        named = audio_checkpoint_names(state, kind, set(target))
+    else:
+        named = hf_to_attn_names(state, kind)
     # masked_spec_embed is used only by pretraining's masking: a fine-tuning checkpoint may lack it.
     missing = sorted(k for k in set(target) - set(named) if k != "masked_spec_embed")
     if missing:
