@@ -36,6 +36,24 @@ def make_audio_checkpoint(d: Path, kind: str = "wav2vec2", seed: int = 0) -> Pat
     return d
 
 
+def encoder_recipe(path: Path, ck: Path, epochs: int, frame_seconds: float = 0.5) -> Path:
+    """A recipe training a pooled head over checkpoint `ck` on generated 0.5 s clips (16 kHz)."""
+    path.write_text(f"""
+data:
+  synthetic: {{classes: [sine, noise_burst], per_class: 30, seconds: 0.5, seed: 1}}
+  val_fraction: 0.2
+  test_fraction: 0.2
+features:
+  sample_rate: auto
+  frame_seconds: {frame_seconds}
+  hop_seconds: 0.25
+  encoder: {{name: {ck}, finetune: all}}
+model: {{name: pooled, pooling: mean, dropout: 0.0}}
+train: {{epochs: {epochs}, batch_size: 8, lr: 0.003, patience: 0, baseline: false, seed: 0}}
+""")
+    return path
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return make_audio_checkpoint(tmp_path_factory.mktemp("tiny_wav2vec2"))
@@ -67,21 +85,7 @@ def test_hidden_states_match_transformers_with_its_feature_extractor(tmp_path, k
 def trained(tmp_path_factory, checkpoint):
     tmp = tmp_path_factory.mktemp("audio_encoder_run")
     ck = shutil.copytree(checkpoint, tmp / "ck")
-    recipe = tmp / "r.yaml"
-    recipe.write_text(f"""
-data:
-  synthetic: {{classes: [sine, noise_burst], per_class: 30, seconds: 0.5, seed: 1}}
-  val_fraction: 0.2
-  test_fraction: 0.2
-features:
-  sample_rate: auto
-  frame_seconds: 0.5
-  hop_seconds: 0.25
-  encoder: {{name: {ck}, finetune: all}}
-model: {{name: pooled, pooling: mean, dropout: 0.0}}
-train: {{epochs: 6, batch_size: 8, lr: 0.003, patience: 0, baseline: false, seed: 0}}
-""")
-    r = run("train", recipe, "--out", tmp / "run")
+    r = run("train", encoder_recipe(tmp / "r.yaml", ck, epochs=6), "--out", tmp / "run")
     assert r.exit_code == 0, r.output
     return tmp, ck
 
@@ -159,26 +163,12 @@ def test_ast_reads_filter_banks_as_its_feature_extractor_makes_them(tmp_path):
 
 def test_ast_trains_and_predicts_without_its_checkpoint(tmp_path):
     ck = make_ast_checkpoint(tmp_path / "ck")
-    recipe = tmp_path / "r.yaml"
-    text = f"""
-data:
-  synthetic: {{classes: [sine, noise_burst], per_class: 30, seconds: 0.5, seed: 1}}
-  val_fraction: 0.2
-  test_fraction: 0.2
-features:
-  sample_rate: auto
-  frame_seconds: 0.5
-  hop_seconds: 0.25
-  encoder: {{name: {ck}, finetune: all}}
-model: {{name: pooled, dropout: 0.0}}
-train: {{epochs: 20, batch_size: 8, lr: 0.003, patience: 0, baseline: false, seed: 0}}
-"""  # a random tiny AST learns more slowly than the tiny wav2vec 2.0 above: 20 epochs (~2 s)
-    recipe.write_text(text)
-    r = run("train", recipe, "--out", tmp_path / "run")
+    # a random tiny AST learns more slowly than the tiny wav2vec 2.0 above: 20 epochs (~2 s)
+    r = run("train", encoder_recipe(tmp_path / "r.yaml", ck, epochs=20), "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] >= 0.8
     # a window longer than the encoder's position embeddings cover (100 frames: 1.015 s) is refused
-    (tmp_path / "long.yaml").write_text(text.replace("frame_seconds: 0.5", "frame_seconds: 2.0"))
+    encoder_recipe(tmp_path / "long.yaml", ck, epochs=20, frame_seconds=2.0)
     r = run("train", tmp_path / "long.yaml", "--out", tmp_path / "long")
     assert r.exit_code == 2 and "longer than the 1.015 s" in r.output, r.output
     shutil.rmtree(ck)
@@ -277,17 +267,7 @@ def test_whisper_trains_predicts_and_exports_without_its_checkpoint(tmp_path):
     pytest.importorskip("onnxscript")
 
     ck = make_whisper_checkpoint(tmp_path / "ck")
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"""
-data:
-  synthetic: {{classes: [sine, noise_burst], per_class: 30, seconds: 0.5, seed: 1}}
-  val_fraction: 0.2
-  test_fraction: 0.2
-features: {{sample_rate: auto, frame_seconds: 0.5, hop_seconds: 0.25, encoder: {{name: {ck}}}}}
-model: {{name: pooled, dropout: 0.0}}
-train: {{epochs: 8, batch_size: 8, lr: 0.003, patience: 0, baseline: false, seed: 0}}
-""")
-    r = run("train", recipe, "--out", tmp_path / "run")
+    r = run("train", encoder_recipe(tmp_path / "r.yaml", ck, epochs=8), "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] >= 0.8
     shutil.rmtree(ck)
