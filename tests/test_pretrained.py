@@ -361,3 +361,31 @@ def test_a_frozen_encoders_states_are_reused_by_the_next_run_and_only_for_its_ch
     other = make_checkpoint(tmp_path / "other", seed=1)  # another checkpoint: its own folder
     third, _ = train("c", other)
     assert third["reused"] == 0 and third["folder"] != first["folder"]
+
+
+# -- how long fine-tuning runs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n_train", "finetune", "epochs"),
+    [
+        (160, "all", 140),  # 5 steps an epoch: ~700 steps, not 3 epochs of 15 steps
+        (160, 1, 140),  # the top layer only is still fine-tuning
+        (160, "frozen", 60),  # a head on frozen states: the from-scratch rule (~2000 steps, at most 60)
+        (6920, "all", 3),  # SST-2's size (217 steps an epoch) keeps the 3 epochs it was validated with
+    ],
+)
+def test_epochs_auto_gives_fine_tuning_its_steps_on_a_set_of_any_size(tmp_path, checkpoint, n_train, finetune,
+                                                                     epochs):  # fmt: skip
+    from attn.pipelines.data.auto import resolve_auto
+    from attn.pipelines.data.prepared import prepare_data
+    from attn.pipelines.recipe.load import load_recipe
+
+    d = tmp_path / "data"
+    d.mkdir()
+    for split, n in (("train", n_train), ("val", 40), ("test", 40)):
+        (d / f"{split}.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in _texts(n, 0)))
+    r = load_recipe(recipe(tmp_path, d, checkpoint, finetune=finetune), ["train.epochs=auto", "train.batch_size=32"])
+    resolved, _, chosen = resolve_auto(r, prepare_data(r))
+    assert resolved.train.epochs == epochs, chosen["train.epochs"]["why"]
+    assert ("fine-tuning" in chosen["train.epochs"]["why"]) == (finetune != "frozen")
