@@ -388,4 +388,5 @@ def test_epochs_auto_gives_fine_tuning_its_steps_on_a_set_of_any_size(tmp_path, 
     r = load_recipe(recipe(tmp_path, d, checkpoint, finetune=finetune), ["train.epochs=auto", "train.batch_size=32"])
     resolved, _, chosen = resolve_auto(r, prepare_data(r))
     assert resolved.train.epochs == epochs, chosen["train.epochs"]["why"]
+    assert resolved.train.patience == max(5, epochs // 3)  # never stops a 3-epoch run; cuts a long one short
     assert ("fine-tuning" in chosen["train.epochs"]["why"]) == (finetune != "frozen")
