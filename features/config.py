@@ -33,6 +33,11 @@ class EncoderConfig(Strict):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     config: dict | None = None
 
+    @property
+    def frozen(self) -> bool:
+        """No encoder weight trains (`frozen`, or the top 0 layers): only a head on its states."""
+        return self.finetune in ("frozen", 0)
+
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, v):

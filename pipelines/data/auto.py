@@ -243,7 +243,8 @@ def _training(recipe: Recipe, prepared: PreparedData, put, values: dict[str, Any
     if epochs == "auto":
         steps = max(1, math.ceil(examples / t.batch_size))
         target, (low, high), what = TARGET_STEPS, EPOCH_RANGE, ""
-        if _fine_tunes(recipe):
+        encoder = recipe.features.encoder
+        if encoder is not None and not encoder.frozen:  # fine-tuning a pretrained encoder's layers
             target, (low, high), what = FINETUNE_STEPS, FINETUNE_EPOCH_RANGE, " (fine-tuning a pretrained encoder)"
         want = round(target / steps)
         epochs = min(max(want, low), high)
@@ -264,9 +265,3 @@ def _training(recipe: Recipe, prepared: PreparedData, put, values: dict[str, Any
                                              "steps, the loss is smoother")  # fmt: skip
         else:
             put("train.monitor", "val_accuracy", f"{n_val} validation examples")
-
-
-def _fine_tunes(recipe: Recipe) -> bool:
-    """Whether the recipe trains a pretrained encoder's layers (not only a head on frozen states)."""
-    enc = recipe.features.encoder
-    return enc is not None and enc.finetune not in ("frozen", 0)

@@ -22,7 +22,7 @@ log = logging.getLogger("attn")
 def cache_folder(recipe) -> Path | None:
     """Where a recipe's frozen text encoder keeps its states (None: not a frozen text encoder)."""
     enc = getattr(recipe.features, "encoder", None)
-    if enc is None or enc.finetune not in ("frozen", 0) or not enc.sha256 or recipe.modality != "text":
+    if enc is None or not enc.frozen or not enc.sha256 or recipe.modality != "text":
         return None
     root = recipe.data.cache_dir or os.environ.get("ATTN_CACHE") or "~/.cache/attn"
     return Path(root).expanduser() / "encoder-states" / enc.sha256
