@@ -390,3 +390,25 @@ def test_epochs_auto_gives_fine_tuning_its_steps_on_a_set_of_any_size(tmp_path, 
     assert resolved.train.epochs == epochs, chosen["train.epochs"]["why"]
     assert resolved.train.patience == max(5, epochs // 3)  # never stops a 3-epoch run; cuts a long one short
     assert ("fine-tuning" in chosen["train.epochs"]["why"]) == (finetune != "frozen")
+
+
+@pytest.mark.parametrize(("per_class", "epochs"), [(25, 16), (200, 6)])
+def test_epochs_auto_gives_many_small_classes_their_passes(tmp_path, checkpoint, per_class, epochs):
+    """100 classes of 25 texts (intent sets look like this): the ~700 steps would be 9 epochs, 9
+    passes over each class's 25 examples; the class term gives 400 / 25 = 16. 20 classes of 200
+    keep the steps' count (125 steps an epoch: 6 epochs, 1200 passes)."""
+    from attn.pipelines.data.auto import resolve_auto
+    from attn.pipelines.data.prepared import prepare_data
+    from attn.pipelines.recipe.load import load_recipe
+
+    d = tmp_path / "data"
+    d.mkdir()
+    classes = 100 if per_class == 25 else 20
+    rows = [(f"{WORDS[i % len(WORDS)]} text {i}", f"intent_{i % classes}") for i in range(classes * per_class)]
+    (d / "train.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    for split in ("val", "test"):
+        (d / f"{split}.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows[:classes]))
+    r = load_recipe(recipe(tmp_path, d, checkpoint, finetune="all"), ["train.epochs=auto", "train.batch_size=32"])
+    resolved, _, chosen = resolve_auto(r, prepare_data(r))
+    assert resolved.train.epochs == epochs, chosen["train.epochs"]["why"]
+    assert ("the median class has 25 examples" in chosen["train.epochs"]["why"]) == (per_class == 25)
