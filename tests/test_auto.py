@@ -144,3 +144,23 @@ train: {{epochs: auto, windows: auto, batch_size: 8}}
     steps = int(np.ceil(n_train * per_clip / 8))
     assert resolved.train.epochs == min(max(round(2000 / steps), 10), 60)
     assert "windows" in chosen["train.windows"]["why"]
+
+
+@pytest.mark.parametrize(("classes", "per_class", "epochs"), [(100, 20, 50), (10, 200, 32)])
+def test_epochs_auto_gives_many_small_classes_their_passes(tmp_path, classes, per_class, epochs):
+    """100 classes of 20 texts (63 steps an epoch): ~2000 steps would be 32 epochs, 32 passes over
+    a class's 20 examples; the class term gives 1000 / 20 = 50. 10 classes of 200 in as many
+    steps keep the steps' count (32 epochs, 6400 passes)."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", classes * per_class), ("val", classes), ("test", classes)):
+        with (tmp_path / f"{split}.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, ["text", "label"])
+            w.writeheader()
+            for i in range(n):
+                w.writerow({"text": " ".join(rng.choice(["a", "b", "c", "d"], 5)), "label": f"c{i % classes}"})
+    data = {split: str(tmp_path / f"{split}.csv") for split in ("train", "val", "test")}
+    r = recipe_from_dict({"data": data, "features": {"kind": "text"}, "model": {"name": "cnn1d"},
+                          "train": {"epochs": "auto", "batch_size": 32}})  # fmt: skip
+    resolved, _, chosen = resolve_auto(r, prepare_data(r))
+    assert resolved.train.epochs == epochs, chosen["train.epochs"]["why"]
+    assert ("the median class has 20 examples" in chosen["train.epochs"]["why"]) == (per_class == 20)
