@@ -392,8 +392,8 @@ def test_epochs_auto_gives_fine_tuning_its_steps_on_a_set_of_any_size(tmp_path, 
     assert ("fine-tuning" in chosen["train.epochs"]["why"]) == (finetune != "frozen")
 
 
-@pytest.mark.parametrize(("per_class", "epochs"), [(25, 16), (200, 6)])
-def test_epochs_auto_gives_many_small_classes_their_passes(tmp_path, checkpoint, per_class, epochs):
+@pytest.mark.parametrize(("classes", "per_class", "epochs"), [(100, 25, 16), (20, 200, 6)])
+def test_epochs_auto_gives_many_small_classes_their_passes(tmp_path, checkpoint, classes, per_class, epochs):
     """100 classes of 25 texts (intent sets look like this): the ~700 steps would be 9 epochs, 9
     passes over each class's 25 examples; the class term gives 400 / 25 = 16. 20 classes of 200
     keep the steps' count (125 steps an epoch: 6 epochs, 1200 passes)."""
@@ -403,7 +403,6 @@ def test_epochs_auto_gives_many_small_classes_their_passes(tmp_path, checkpoint,
 
     d = tmp_path / "data"
     d.mkdir()
-    classes = 100 if per_class == 25 else 20
     rows = [(f"{WORDS[i % len(WORDS)]} text {i}", f"intent_{i % classes}") for i in range(classes * per_class)]
     (d / "train.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
     for split in ("val", "test"):

@@ -14,9 +14,9 @@ file keep the numbers, so prediction never depends on the data again.
                                     to a power of two)
     text    tokenizer.max_len       99th percentile of the training texts' token counts, rounded
                                     up to a multiple of 8, within [8, 512]
-    train   epochs                  about 2000 optimizer steps and 1000 passes over the median
-                                    class's examples, within [10, 60] epochs; a fine-tuned pretrained
-                                    encoder: about 700 steps and 400 passes, within [3, 200] epochs
+    train   epochs                  about 2000 optimizer steps or 1000 passes over the median
+                                    class's examples, whichever is more, within [10, 60] epochs; a
+                                    fine-tuned pretrained encoder: 700 steps or 400 passes, [3, 200]
             patience                a third of the epochs, at least 5
             monitor                 val_loss below 200 validation examples (or multi-label),
                                     else val_accuracy
