@@ -108,8 +108,17 @@ def clips(tmp_path_factory):
     return d
 
 
+def needs_web_stack() -> None:
+    """Skip a test that runs a server where the `serve` extra is not installed (README: `.[dev]`)."""
+    from attn.pipelines.serve.app import WEB_STACK
+
+    for name in WEB_STACK:
+        pytest.importorskip(name, reason=f"attn serve needs {name}: pip install 'attn[serve]'")
+
+
 @pytest.fixture(scope="module")
 def server(trained_model, clips):
+    needs_web_stack()
     # max-batch 2: two requests fill a batch at once; a lone one waits 500 ms for company (time enough
     # for the second of two concurrent requests to arrive on a busy machine).
     s = Server(trained_model, "--max-batch", "2", "--max-wait-ms", "500", "--max-upload-mb", "0.5", token=TOKEN)
@@ -256,6 +265,7 @@ def _rss(pid: int) -> int:
 
 
 def test_sigterm_answers_requests_in_flight_then_exits_zero(trained_model, clips):
+    needs_web_stack()
     # a lone request waits 1.5 s for company: SIGTERM comes while it is in flight
     s = Server(trained_model, "--max-wait-ms", "1500", "--timeout", "3")
     try:
@@ -288,6 +298,7 @@ def test_serve_imports_nothing_until_it_runs_and_refuses_bad_settings(tmp_path, 
             "assert not bad, bad")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    needs_web_stack()  # the settings below are checked once the server's packages are known to be there
     r = subprocess.run([sys.executable, "-m", "attn.cli", "serve", "-m", str(tmp_path / "none.attn")],
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and r.stderr.strip().endswith("model file not found") and "Traceback" not in r.stderr
@@ -297,6 +308,14 @@ def test_serve_imports_nothing_until_it_runs_and_refuses_bad_settings(tmp_path, 
         r = subprocess.run([sys.executable, "-m", "attn.cli", "serve", "-m", str(trained_model), "--port",
                             str(taken.getsockname()[1])], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and "cannot listen on 127.0.0.1:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_without_the_serve_extra_says_how_to_get_it(trained_model):
+    code = ("import sys\nsys.modules['uvicorn'] = None  # as if not installed\nfrom attn.cli.app import app\n"
+            f"app(['serve', '-m', {str(trained_model)!r}])")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == "error: attn serve needs uvicorn: pip install 'attn[serve]'"
 
 
 TEXT_ROWS = [(f"{q} the {n} ?", lab) for lab, q in (("HUM", "Who built"), ("LOC", "Where is"), ("NUM", "How many"))
@@ -321,6 +340,7 @@ def text_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def text_server(text_model):
+    needs_web_stack()
     s = Server(text_model, "--workers", "2")  # two processes: /metrics sums them
     yield s
     s.stop()

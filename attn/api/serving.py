@@ -17,9 +17,10 @@ if TYPE_CHECKING:  # pragma: no cover - names for annotations only
 def serve_config(**settings: Any) -> ServeConfig:
     """The settings of a server (`ServeConfig`'s fields: host, port, workers, max_batch,
     max_wait_ms, token, max_upload_mb, timeout_s, max_inputs, debug), checked: a value out of
-    range is a ConfigError."""
-    from attn.pipelines.serve.app import ServeConfig
+    range is a ConfigError, and so is a missing web stack (the `serve` extra)."""
+    from attn.pipelines.serve.app import ServeConfig, require_web_stack
 
+    require_web_stack()
     config = ServeConfig(**settings)
     config.check()
     return config

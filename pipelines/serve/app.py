@@ -234,6 +234,24 @@ class Door:
         return hmac.compare_digest(given, self.expected or b"")
 
 
+WEB_STACK = ("uvicorn", "starlette", "prometheus_client")  # the `serve` extra's packages the server imports
+
+
+def require_web_stack() -> None:
+    """A ConfigError naming what `pip install 'attn[serve]'` would add, before a model loads or a
+    port is taken (found without importing it: `attn serve --help` stays light)."""
+    import importlib.util
+
+    def missing(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):  # a module set to None in sys.modules, a broken install
+            return True
+
+    if gone := [m for m in WEB_STACK if missing(m)]:
+        raise ConfigError(f"attn serve needs {', '.join(gone)}: pip install 'attn[serve]'")
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket, or a ConfigError naming the address (in use, not this machine's)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
