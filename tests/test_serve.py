@@ -1,14 +1,12 @@
 """`attn serve` as clients see it: the server runs in a subprocess on a free loopback port and
 every check goes through HTTP (records against `attn predict`, batching, limits, the token,
-SIGTERM draining, the page in a real headless Chromium)."""
+SIGTERM draining). The page in a real browser: test_serve_page.py."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,111 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pytest
-
-from helpers import tone, write_wav
-
-TOKEN = "s3cret-token"
-
-
-class Server:
-    """`attn serve ... --port 0` in a subprocess; the port is read from its first log line."""
-
-    def __init__(self, model: Path, *args: str, cwd: Path | None = None, token: str | None = None) -> None:
-        env = dict(os.environ, ATTN_THREADS="1")
-        env.pop("ATTN_TOKEN", None)
-        cmd = [sys.executable, "-m", "attn.cli", "serve", "-m", str(model), "--port", "0", *args]
-        if token:
-            cmd += ["--token", token]
-        self.token = token
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        ready = threading.Event()
-
-        def read() -> None:
-            for line in self.proc.stderr:
-                self.lines.append(line.rstrip("\n"))
-                if " on http://" in line:
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(120) or self.proc.poll() is not None:
-            self.stop()
-            raise AssertionError("server did not start:\n" + "\n".join(self.lines[-30:]))
-        self.port = int(re.search(r"http://127\.0\.0\.1:(\d+)", "\n".join(self.lines)).group(1))
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                token: str | None = "default", timeout: float = 60) -> tuple[int, dict | str]:  # fmt: skip
-        h = dict(headers or {})
-        tok = self.token if token == "default" else token
-        if tok:
-            h["Authorization"] = f"Bearer {tok}"
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=h)
-            r = c.getresponse()
-            data = r.read().decode()
-        finally:
-            c.close()
-        is_json = r.getheader("content-type", "").startswith("application/json")
-        return r.status, json.loads(data) if is_json else data
-
-    def upload(self, files: list[tuple[str, bytes]], query: str = "", path: str = "/predict", **kw):
-        body, ctype = multipart(files)
-        return self.request("POST", path + query, body, {"Content-Type": ctype}, **kw)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def multipart(files: list[tuple[str, bytes]], field: str = "file") -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    head = 'Content-Disposition: form-data; name="{}"; filename="{}"\r\nContent-Type: application/octet-stream'
-    parts = [f"--{boundary}\r\n{head.format(field, name)}\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-def attn_jsonl(*args, cwd=None) -> list[dict]:
-    r = subprocess.run([sys.executable, "-m", "attn.cli", "predict", "--format", "jsonl", *map(str, args)], cwd=cwd,
-                       capture_output=True, text=True, timeout=300, env=dict(os.environ, ATTN_THREADS="1"))  # fmt: skip
-    assert r.returncode in (0, 1), r.stderr
-    return [json.loads(x) for x in r.stdout.splitlines()]
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    d = tmp_path_factory.mktemp("serve-clips")
-    sr = 8000
-    t = np.arange(int(0.5 * sr)) / sr
-    write_wav(d / "sine.wav", tone(440, 0.5, sr), sr)
-    write_wav(d / "chirp.wav", (0.3 * np.sin(2 * np.pi * (200 + 1500 * t) * t)).astype(np.float32), sr)
-    write_wav(d / "stereo44k.wav", np.stack([tone(660, 2.2, 44100)] * 2, 1), 44100)  # resampled, 8 windows
-    (d / "bad.wav").write_text("not audio")
-    return d
-
-
-def needs_web_stack() -> None:
-    """Skip a test that runs a server where the `serve` extra is not installed (README: `.[dev]`)."""
-    from attn.pipelines.serve.app import WEB_STACK
-
-    for name in WEB_STACK:
-        pytest.importorskip(name, reason=f"attn serve needs {name}: pip install 'attn[serve]'")
-
-
-@pytest.fixture(scope="module")
-def server(trained_model, clips):
-    needs_web_stack()
-    # max-batch 2: two requests fill a batch at once; a lone one waits 500 ms for company (time enough
-    # for the second of two concurrent requests to arrive on a busy machine).
-    s = Server(trained_model, "--max-batch", "2", "--max-wait-ms", "500", "--max-upload-mb", "0.5", token=TOKEN)
-    yield s
-    s.stop()
+from serving import (  # noqa: F401 (fixtures)
+    TOKEN,
+    Server,
+    attn_jsonl,
+    clips_fixture,
+    multipart,
+    needs_web_stack,
+    server_fixture,
+    text_model_fixture,
+    text_server_fixture,
+)
 
 
 def test_records_are_those_of_attn_predict(server, clips, trained_model):
@@ -320,34 +224,6 @@ def test_serve_without_the_serve_extra_says_how_to_get_it(trained_model):
     assert line.endswith(": pip install 'attn[serve]'")
 
 
-TEXT_ROWS = [(f"{q} the {n} ?", lab) for lab, q in (("HUM", "Who built"), ("LOC", "Where is"), ("NUM", "How many"))
-             for n in ("bridge", "radio", "castle", "engine", "river", "tower", "piano", "camera")]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def text_model(tmp_path_factory):
-    import csv
-
-    import attn
-
-    d = tmp_path_factory.mktemp("serve-text")
-    with open(d / "train.csv", "w", newline="") as f:
-        csv.writer(f).writerows([("text", "label"), *TEXT_ROWS])
-    recipe = {"data": {"train": str(d / "train.csv"), "val_fraction": 0.2, "test_fraction": 0.2},
-              "features": {"kind": "text", "tokenizer": {"level": "word", "max_len": 6}, "embed_dim": 8},
-              "model": {"name": "cnn1d", "filters": 8, "widths": [2]},
-              "train": {"epochs": 3, "batch_size": 8, "baseline": False, "seed": 0}}  # fmt: skip
-    return attn.train(recipe, out=d / "run", device="cpu").model_path
-
-
-@pytest.fixture(scope="module")
-def text_server(text_model):
-    needs_web_stack()
-    s = Server(text_model, "--workers", "2")  # two processes: /metrics sums them
-    yield s
-    s.stop()
-
-
 def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, text_model):
     s = text_server
     texts = ["Who built the radio ?", "Where is a very very long river of words here ?", "  "]
@@ -371,102 +247,3 @@ def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, t
         counts.append(sum(float(x) for x in re.findall(r'attn_requests_total\{endpoint="/predict",status="422"\} '
                                                         r"(\S+)", metrics)))  # fmt: skip
     assert set(counts) == {5.0}, counts  # the first request, three bad documents, per_frame
-
-
-# -- the page in a real browser ---------------------------------------------------------------------
-
-
-def chromium() -> tuple[str, str]:
-    """Chromium and its driver; skips without them, except in CI (CI=1/true) or with ATTN_REQUIRE_BROWSER=1."""
-    exe, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if exe and driver:
-        return exe, driver
-    if os.environ.get("CI", "").lower() in ("1", "true") or os.environ.get("ATTN_REQUIRE_BROWSER") == "1":
-        pytest.fail("no Chromium or chromedriver (CI installs them: apt-get install chromium chromium-driver)")
-    pytest.skip("no Chromium or chromedriver on this machine (apt-get install chromium chromium-driver)")
-
-
-def open_browser(tmp_path: Path):
-    """Headless Chromium through Debian's chromedriver (Selenium is given both paths: it never
-    looks for a driver of its own)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    exe, driver_path = chromium()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = exe
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
-                 # a microphone for MediaRecorder: Chromium's fake device (a beep), no permission prompt
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # fmt: skip
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    driver.set_page_load_timeout(60)
-    return driver
-
-
-def test_the_page_classifies_an_uploaded_wav_in_chromium(server, clips, tmp_path):
-    from io import BytesIO
-
-    from PIL import Image
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # A file name that is also markup: the page must show it as text, never run it.
-    name = "<img src=x onerror=document.title=1> & co.wav"
-    wav = write_wav(tmp_path / name, tone(440, 0.5, 8000), 8000)
-    _, api = server.upload([(name, wav.read_bytes())], "?top_k=5")
-    driver = open_browser(tmp_path)
-    try:
-        driver.get(f"http://127.0.0.1:{server.port}/")
-        wait = WebDriverWait(driver, 60)
-        wait.until(lambda d: "bad" in (d.find_element(By.ID, "status").get_attribute("class") or ""))  # no token yet
-        driver.find_element(By.CSS_SELECTOR, "details summary").click()
-        token = driver.find_element(By.ID, "token")
-        token.send_keys(TOKEN)
-        driver.find_element(By.TAG_NAME, "h1").click()  # leaving the field sends its change event
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#facts dd")) >= 4)
-        driver.find_element(By.ID, "file").send_keys(str(wav))
-        wait.until(lambda d: d.find_element(By.ID, "label").text)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heat .cell"))
-        assert driver.find_element(By.ID, "label").text == api["records"][0]["label"]
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")) == len(api["records"][0]["top_k"])
-        assert driver.find_element(By.ID, "input-name").text == f"input: {name}"
-        assert not driver.find_elements(By.CSS_SELECTOR, "#result img") and driver.title == "attn serve"
-        labels = driver.find_element(By.ID, "facts").text
-        assert all(lab in labels for lab in ("chirp", "noise_burst", "sine"))
-        pixels = np.asarray(Image.open(BytesIO(driver.get_screenshot_as_png())).convert("L"), dtype=np.float64)
-        assert pixels.std() > 20 and (pixels < 128).mean() > 0.01  # a blank page has std ~0
-        record = driver.find_element(By.ID, "record")  # record, stop: the browser's WAV of it is classified
-        record.click()
-        wait.until(lambda d: d.find_element(By.ID, "record").text == "Stop")
-        time.sleep(1.0)
-        record.click()
-        wait.until(lambda d: d.find_element(By.ID, "input-name").text == "input: recording.wav")
-        assert driver.find_element(By.ID, "label").text in ("chirp", "noise_burst", "sine")
-    finally:
-        driver.quit()
-
-
-def test_the_page_classifies_a_typed_text_in_chromium(text_server, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    text = "Where is the <b>castle</b> ?"  # markup typed into the page stays text
-    _, api = text_server.request("POST", "/explain", json.dumps({"texts": [text]}).encode(),
-                                 {"Content-Type": "application/json"})  # fmt: skip
-    driver = open_browser(tmp_path)
-    try:
-        driver.get(f"http://127.0.0.1:{text_server.port}/")
-        wait = WebDriverWait(driver, 60)
-        wait.until(lambda d: d.find_element(By.ID, "text").is_displayed())  # a text model: the text box, no drop zone
-        assert not driver.find_element(By.ID, "drop").is_displayed()
-        driver.find_element(By.ID, "text").send_keys(text)
-        driver.find_element(By.CSS_SELECTOR, "#text-in button").click()
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#heat .tok"))
-        assert driver.find_element(By.ID, "label").text == api["records"][0]["label"]
-        shown = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#heat .tok")]
-        assert shown == api["records"][0]["tokens"] and not driver.find_elements(By.CSS_SELECTOR, "#result b")
-    finally:
-        driver.quit()
