@@ -90,6 +90,25 @@ def test_temperature_scaling_lowers_ece_of_an_overconfident_model():
     assert (softmax(test_logits / t).argmax(1) == test_logits.argmax(1)).all()  # labels unchanged
 
 
+def test_no_temperature_is_fitted_when_every_validation_example_is_right(caplog):
+    """An error-free validation split (small or easy sets) has no log-loss minimum: it falls as
+    T -> 0, so a fit stops at T_RANGE's floor and scores every input ~1.0. T stays 1 and the log
+    says why; with one misclassified example among them, T is fitted again."""
+    import logging
+    from types import SimpleNamespace
+
+    logits, _ = overconfident(40, sharpen=1.0, seed=5)
+    y = logits.argmax(1)
+    recipe = SimpleNamespace(train=SimpleNamespace(calibrate=True, abstain=SimpleNamespace(target_precision=None)))
+    assert cal.fit_temperature(logits, Clips(y)) < 1.01 * cal.T_RANGE[0]  # what fitting would do
+    with caplog.at_level(logging.INFO, logger="attn"):
+        facts = cal.calibrate_scores(logits, Clips(y), recipe)
+    assert facts["temperature"] == 1.0 and "no temperature can be fitted" in caplog.text
+    y[np.argmin(softmax(logits).max(1))] = (y[np.argmin(softmax(logits).max(1))] + 1) % 4  # the least sure one
+    t = cal.calibrate_scores(logits, Clips(y), recipe)["temperature"]
+    assert 1.01 * cal.T_RANGE[0] < t < 1.0, t
+
+
 def test_min_score_reaches_the_target_precision_on_validation():
     logits, y = overconfident(800, sharpen=1.0, seed=4)
     probs = softmax(logits)

@@ -4,9 +4,11 @@ After training and the blend, `calibrate` fits one temperature T on the validati
 model's window logits are divided by T before the softmax (`attn.models.calibrated.Tempered`),
 T chosen to minimise the clip-level validation log-loss (clip scores are the mean of their
 windows' probabilities, as predict gives them). T is kept only when it lowers the validation
-ECE; otherwise T = 1 and the log says so. With `train.abstain.target_precision` the same
-validation scores choose the score S below which predict answers `unknown`: the lowest S whose
-answered validation clips (top score >= S) are at least that precise.
+ECE; otherwise T = 1 and the log says so. A validation split with no misclassified clip keeps
+T = 1 too: its log-loss falls without end as T -> 0 (a fit would claim certainty). With
+`train.abstain.target_precision` the same validation scores choose the score S below which
+predict answers `unknown`: the lowest S whose answered validation clips (top score >= S) are at
+least that precise.
 
 With `train.refit` the saved model is retrained on train + val, so validation is no longer held
 out: T and S are fitted on the first phase's model (same recipe, same seed, trained on train
@@ -203,7 +205,14 @@ def calibrate_scores(logits, ws, recipe, fitted_on: str = "validation") -> dict[
     y = ws.labels
     before = ece(clip_probs(logits, ws), y)
     t, after = 1.0, before
-    if recipe.train.calibrate:
+    misclassified = int((clip_probs(logits, ws).argmax(1) != y).sum())
+    if recipe.train.calibrate and not misclassified:
+        # Every validation example right: the log-loss falls without end as T -> 0, so a fit would
+        # stop at T_RANGE's floor and claim certainty the validation split cannot vouch for (small
+        # or easy sets; the model's own scores are the better guess for unseen data).
+        log.info("calibration: every validation example (%d) is classified right, so no temperature can be "
+                 "fitted; kept T = 1", len(y))  # fmt: skip
+    elif recipe.train.calibrate:
         t = fit_temperature(logits, ws)
         after = ece(clip_probs(logits, ws, t), y)
         if not after < before:
