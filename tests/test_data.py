@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,6 +81,31 @@ def test_manifest_errors_name_file_and_line(tmp_path):
         list_items(DataConfig(manifest=str(p)))
     with pytest.raises(ConfigError, match="manifest not found"):
         list_items(DataConfig(manifest=str(tmp_path / "nope.csv")))
+
+
+def test_a_general_recipe_with_only_data_train_set_names_the_missing_test_file(tmp_path):
+    """recipes/text.yaml with `--set data.train=FILE` alone: its placeholder test file is missing.
+    The error names the key and both ways out; with data.test=null a test share is held out."""
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    rows = "".join(f"x {i},{'a' if i % 2 else 'b'}\n" for i in range(40))
+    (tmp_path / "t.csv").write_text("text,label\n" + rows)
+    args = [
+        "train",
+        str(Path(__file__).parents[1] / "recipes" / "text.yaml"),
+        "--set",
+        f"data.train={tmp_path / 't.csv'}",
+    ]
+    r = CliRunner().invoke(app, [*args, "--set", "train.epochs=1", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and not (tmp_path / "run").exists()
+    assert "data.test: " in r.output and "my_texts/test.csv: file not found" in r.output
+    assert "data.test=null" in r.output and len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(app, [*args, "--set", "data.test=null", "--set", "train.epochs=1", "--format", "json",
+                                 "--out", str(tmp_path / "run")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["count"] == 4  # data.test_fraction: 0.1
 
 
 def test_folder_without_audio_is_an_error(tmp_path):

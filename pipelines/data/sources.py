@@ -61,6 +61,10 @@ def list_items(cfg: DataConfig, modality: str = "audio") -> list[Item]:
         items = []
         for split in SPLITS:
             path = getattr(cfg, split)
+            if path is not None and split != "train" and not Path(path).is_file():
+                # e.g. a general recipe's placeholder test file, left in place when only data.train was set
+                raise ConfigError(f"data.{split}: {path}: file not found (set data.{split}=FILE, or data.{split}=null "
+                                  f"to hold out data.{split}_fraction of data.train)")  # fmt: skip
             if path is not None:
                 rows = read_manifest(path, cfg, modality, base=cfg.root, split_column=False)
                 items += [replace(it, split=split) for it in rows]
