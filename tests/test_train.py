@@ -77,6 +77,40 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_recipe):
     ]
 
 
+def test_epochs_shorter_than_their_save_are_saved_every_few_and_resume_exactly(tmp_path, tiny_recipe, monkeypatch):
+    """A checkpoint that takes far longer to write than an epoch lasts (a fine-tuned encoder on a
+    small set: 360 MB after half-second epochs) is written every few epochs, so saving stays ~10%
+    of the run; the first and the last epoch always. Ctrl-C names the epoch last.ckpt holds, and
+    --resume from it ends with the weights and history of an uninterrupted run."""
+    import time
+
+    from attn.pipelines.store import checkpoint as C
+
+    real, saved = C.CheckpointWriter.write, []
+
+    def slow(self, epoch, state):
+        time.sleep(0.5)
+        saved.append(epoch)
+        real(self, epoch, state)
+
+    monkeypatch.setattr(C.CheckpointWriter, "write", slow)
+    p = tiny_recipe(epochs=12)
+    r = load_recipe(p, ["train.patience=0"])
+    full = train(r, str(p), out=str(tmp_path / "full"), device="cpu")
+    assert saved[0] == 1 and saved[-1] == 12 and len(saved) <= 6, saved
+    with pytest.raises(Interrupted) as cut:
+        train(r, str(p), out=str(tmp_path / "cut"), device="cpu", callbacks=_StopAt(9))
+    held = read_container(tmp_path / "cut" / "last.ckpt").header["epoch"]
+    assert held < 8 and f"state after epoch {held} is saved" in str(cut.value)
+    assert len((tmp_path / "cut" / "history.jsonl").read_text().splitlines()) == 8  # every finished epoch's line
+    resumed = resume(str(tmp_path / "cut"), device="cpu")
+    wf, wr = _weights(full.model_path), _weights(resumed.model_path)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    lines = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == list(range(1, 13))
+
+
 def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_recipe, monkeypatch):
     import attn.pipelines.train.trainer as T
     from attn.pipelines.infer.evaluate import evaluate

@@ -51,7 +51,7 @@ def train(
 def resume(
     run_dir: str | os.PathLike, device: Any = "auto", callbacks=None, tensorboard: str | os.PathLike | None = None
 ) -> TrainResult:
-    """Continue an interrupted run from its last finished epoch (exactly as if never stopped)."""
+    """Continue an interrupted run from its last saved epoch (exactly as if never stopped)."""
     from attn.pipelines.train.run import resume as resume_run
 
     return resume_run(os.fspath(run_dir), device=device_spec(device), callbacks=callbacks,

@@ -1,5 +1,6 @@
-"""The resume checkpoint (last.ckpt): everything that decides the next epoch, written after every
-finished epoch, in the same container as the model artifact (kind "checkpoint").
+"""The resume checkpoint (last.ckpt): everything that decides the next epoch, written after a
+finished epoch (every one, or every few short ones: train/model.EpochSaver), in the same
+container as the model artifact (kind "checkpoint").
 
 Header: kind, the resolved recipe, the labels, the epoch, the tokenizer's state (text); tensors:
 `Trainer.state_dict()` (weights, optimizer, RNG, early stopping) and the tokenizer's blob.

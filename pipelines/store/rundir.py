@@ -3,7 +3,7 @@ copy of the log in train.log.
 
 runs/<recipe>-<timestamp>/
     model.attn      the artifact (best validation epoch), all `attn predict` needs
-    last.ckpt       resume state after the last finished epoch (optimizer, RNG, ...)
+    last.ckpt       resume state after the last saved epoch (optimizer, RNG, ...)
     recipe.yaml     the resolved recipe
     history.jsonl   one line of metrics per epoch
     metrics.json    final test metrics

@@ -9,7 +9,7 @@ class Callbacks:
     """Hooks into training (the CLI draws progress bars with them; a tuner reads each epoch's
     validation metrics in `on_epoch_end`). Every hook is optional: an object with only some of
     these methods works. An exception raised in a hook stops training; the checkpoint of the
-    last finished epoch is kept. The library itself never prints."""
+    last saved epoch is kept. The library itself never prints."""
 
     def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
     def on_step(self, step: int, loss: float) -> None: ...

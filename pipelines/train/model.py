@@ -3,14 +3,16 @@
 
 In order: load the splits (`load_datasets`), build the model (`init_model`: seeded, with word
 vectors and masked-token pretraining when the recipe asks), fit it with a checkpoint and, on
-improvement, the artifact after every epoch (`EpochSaver`), evaluate the best weights on the
-test split, else validation (`final_metrics`), and write the final artifact.
+improvement, the artifact after every epoch or every few short ones (`EpochSaver`), evaluate
+the best weights on the test split, else validation (`final_metrics`), and write the final
+artifact.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +100,7 @@ def train_model(
     Args:
         device: a torch.device.
         callbacks: `attn.pipelines.train.callbacks.Callbacks` hooks (progress, per-epoch records); an
-            exception raised in one stops training, keeping the last finished epoch's checkpoint.
+            exception raised in one stops training, keeping the last saved epoch's checkpoint.
         resume_state: a checkpoint's trainer state: continue from its epoch instead of starting.
         world: the torchrun process group; only rank 0 writes files and reports metrics.
         point_latest: point runs/latest at run_dir when done.
@@ -137,13 +139,14 @@ def train_model(
     saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main)
     if resume_state is not None:
         saver.rewrite_history(trainer.state.history)
+        saver.saved_epoch = trainer.state.epoch
     try:
         st = trainer.fit(saver)
     except KeyboardInterrupt:
-        if not trainer.state.epoch:
+        if not saver.saved_epoch:
             raise Interrupted("interrupted during epoch 1, before any epoch finished: nothing to resume") from None
         raise Interrupted(
-            f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.state.epoch} is saved. "
+            f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {saver.saved_epoch} is saved. "
             f"Resume with: attn train --resume {run_dir}"
         ) from None
 
@@ -273,9 +276,20 @@ def compare_with_baseline(history: list[dict[str, Any]], baseline, blend: dict[s
         )  # fmt: skip
 
 
+SAVE_SHARE = 0.1  # the most of a run's wall time that saving its epochs may take
+
+
 class EpochSaver:
-    """The Trainer's `on_epoch_saved`: after every epoch write the artifact when it improved, then
-    the resume checkpoint, then its history line (nothing when `write` is False: ranks > 0).
+    """The Trainer's `on_epoch_saved`: after every epoch its history line; then, when a save is
+    due, the artifact (when the best epoch moved on since the last save) and the resume
+    checkpoint. Nothing when `write` is False (ranks > 0).
+
+    A save is due after the first and the last epoch, and otherwise once the time since the last
+    save is 9x what that save took, so saving takes at most ~SAVE_SHARE of the run. Long epochs
+    (most runs) are saved after every epoch; short ones every few: a fine-tuned encoder's
+    checkpoint (weights, best weights, optimizer) is ~16 bytes a parameter, 360 MB for MiniLM, and
+    on a small set writing it after every half-second epoch took 3-4x the training time. A kill
+    loses at most that interval; Ctrl-C and `--resume` start from `saved_epoch`, exactly.
     Artifact first: after a crash between the two writes, resuming redoes this epoch."""
 
     def __init__(self, run_dir: Path, recipe: Recipe, labels: list[str], tokenizer=None, write: bool = True) -> None:
@@ -283,19 +297,29 @@ class EpochSaver:
 
         self.run_dir, self.recipe, self.labels, self.tokenizer, self.write = run_dir, recipe, labels, tokenizer, write
         self.checkpoint = CheckpointWriter(run_dir / CHECKPOINT, recipe, labels, tokenizer)
+        self.saved_epoch = 0  # the finished epochs last.ckpt holds (a resumed run: set by the caller)
+        self._artifact_epoch = 0  # the best epoch model.attn holds
+        self._save_seconds, self._saved_at = 0.0, time.monotonic()
 
     def __call__(self, trainer, improved: bool) -> None:
         from ..store.artifact import save_model
 
         if not self.write:
             return
-        epoch = trainer.state.epoch
-        if improved:
-            save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": epoch},
+        st = trainer.state
+        append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))
+        waited = time.monotonic() - self._saved_at
+        if not (st.done or not self.saved_epoch or waited * SAVE_SHARE >= self._save_seconds * (1 - SAVE_SHARE)):
+            return
+        t0 = time.monotonic()
+        if st.best_epoch and st.best_epoch != self._artifact_epoch:
+            save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": st.best_epoch},
                        tokenizer=self.tokenizer, state_dict=trainer.best_weights,
                        plain_recipe=self.checkpoint.plain_recipe)  # fmt: skip
-        self.checkpoint.write(epoch, trainer.state_dict())
-        append_line(self.run_dir / HISTORY, json.dumps(trainer.state.history[-1]))
+            self._artifact_epoch = st.best_epoch
+        self.checkpoint.write(st.epoch, trainer.state_dict())
+        self.saved_epoch, self._saved_at = st.epoch, time.monotonic()
+        self._save_seconds = self._saved_at - t0
 
     def rewrite_history(self, history: list[dict[str, Any]]) -> None:
         """On resume: history.jsonl may hold a line the checkpoint does not."""

@@ -84,7 +84,7 @@ def train(
 
 
 def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str | None = None) -> TrainResult:
-    """Continue an interrupted run from its last finished epoch (an ensemble from its members)."""
+    """Continue an interrupted run from its last saved epoch (an ensemble from its members)."""
     from ..recipe.load import recipe_from_dict
     from ..store.checkpoint import read_checkpoint
 
