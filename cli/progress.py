@@ -1,4 +1,8 @@
-"""Progress display for long work: rich bars on a terminal (stderr), nothing otherwise."""
+"""Progress display for long work: rich bars on a terminal (stderr), nothing otherwise.
+
+Every bar is drawn with `redirect_stdout=False`: rich's default captures what the command
+writes to sys.stdout while the bar is up and prints it on the bar's console (stderr), so
+`attn predict many/ > out.jsonl` from a terminal left out.jsonl empty."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ class RichTrainProgress:
             TimeElapsedColumn(),
             console=console,
             transient=True,
+            redirect_stdout=False,
         )
         self.task = None
         self.total_loss = 0.0
@@ -55,7 +60,8 @@ class RichCounter:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(
-            TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console, transient=True
+            TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console,
+            transient=True, redirect_stdout=False,
         )
         self.total = total
 
@@ -82,7 +88,8 @@ class RichTuneProgress:
         self.trainer = RichTrainProgress(console)  # drawn inside our Live, not started itself
         self.status: dict[str, Any] | None = None
         self.since = 0.0
-        self.live = Live(Group(self, self.trainer.progress), console=console, transient=True, refresh_per_second=4)
+        self.live = Live(Group(self, self.trainer.progress), console=console, transient=True, refresh_per_second=4,
+                         redirect_stdout=False)  # fmt: skip
 
     def __rich__(self) -> str:
         import time

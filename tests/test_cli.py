@@ -204,3 +204,40 @@ def test_batched_predict_equals_one_by_one(trained_model, tmp_path):
         alone = json.loads(run("predict", "-m", trained_model, f, "--per-frame").stdout)
         assert alone["label"] == rec["label"] and abs(alone["score"] - rec["score"]) < 1e-5
         assert [fr["start"] for fr in alone["frames"]] == [fr["start"] for fr in rec["frames"]]
+
+
+def test_records_go_to_stdout_while_a_progress_bar_is_on_the_terminal(trained_model, tmp_path):
+    """`attn predict many/ > out.jsonl` from an interactive shell: stderr is a terminal, so a bar
+    is drawn there (more than 20 inputs); the records must still reach stdout, not the bar's
+    terminal (rich's Progress captured stdout by default: out.jsonl came out empty)."""
+    import pty
+    import threading
+
+    for i in range(25):
+        write_wav(tmp_path / "many" / f"{i:02d}.wav", tone(300 + 40 * i, 0.5, 8000), 8000)
+    main, side = pty.openpty()
+    shown = bytearray()
+
+    def drain() -> None:  # read the terminal as it is written: a full pty buffer would block the child
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child's end is closed
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        r = subprocess.run([sys.executable, "-m", "attn.cli", "predict", "-m", str(trained_model), "--threads", "1",
+                            str(tmp_path / "many")], stdout=subprocess.PIPE, stderr=side, timeout=300,
+                           env=dict(os.environ, TERM="xterm", COLUMNS="100"))  # fmt: skip
+    finally:
+        os.close(side)
+        reader.join(10)
+        os.close(main)
+    records = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    assert r.returncode == 0 and [Path(x["input"]).name for x in records] == [f"{i:02d}.wav" for i in range(25)]
+    assert b'"input"' not in shown and b"predicting" in shown  # the bar, and only the bar, on the terminal
