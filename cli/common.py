@@ -277,5 +277,14 @@ def audio_paths(model, inputs: list[str] | None, text: list[str] | None) -> list
         raise fail(f"--text given, but {model.path} is an audio model")
     paths = audio_files(model, inputs or [])
     if not paths:
-        raise fail("no inputs (stdin was empty)")
+        raise no_inputs(inputs)
     return paths
+
+
+def no_inputs(inputs: list[str] | None) -> typer.Exit:
+    """The usage error for a command left with nothing to do, saying where it looked."""
+    files = [x for x in inputs or [] if x != "-"]
+    if files:
+        return fail(f"no inputs ({', '.join(files)}: no text in {'them' if len(files) > 1 else 'it'})"
+                    + (", and stdin was empty" if "-" in (inputs or []) else ""))  # fmt: skip
+    return fail("no inputs (stdin was empty)")

@@ -16,6 +16,7 @@ from .common import (
     audio_paths,
     fail,
     handle_errors,
+    no_inputs,
     set_threads,
     setup_logging,
 )
@@ -89,7 +90,7 @@ def embed_cmd(
     else:
         seen = _write_jsonl(records)
     if not seen:
-        raise fail("no inputs (stdin was empty)")
+        raise no_inputs(inputs)
     failed = [r for r in seen if r.get("error")]
     for r in failed if out is not None else []:
         print(f"error: {r['error']}", file=sys.stderr)

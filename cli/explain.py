@@ -18,6 +18,7 @@ from .common import (
     fail,
     handle_errors,
     is_tty,
+    no_inputs,
     set_threads,
     setup_logging,
 )
@@ -96,7 +97,7 @@ def explain_cmd(
     else:
         items = audio_paths(m, inputs, text)
     if not items:
-        raise fail("no inputs (stdin was empty)")
+        raise no_inputs(inputs)
     failed = warned = 0
     console = None
     for rec in m.explain_iter(items, out=out, label=label):

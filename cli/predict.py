@@ -20,6 +20,7 @@ from .common import (
     fail,
     handle_errors,
     is_tty,
+    no_inputs,
     set_threads,
     setup_logging,
     stderr_console,
@@ -174,7 +175,7 @@ def predict_cmd(
         else:
             seen = render.print_table(records, top_k, on_record=_adv(on))
     if not seen:
-        raise fail("no inputs (stdin was empty)")
+        raise no_inputs(inputs)
     failed = sum(1 for r in seen if r.get("error"))
     warned = sum(1 for r in seen if r.get("warning"))
     if warned:

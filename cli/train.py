@@ -51,7 +51,7 @@ def train_cmd(
         typer.Option("--out", "-o", help="Run directory (default runs/<recipe>-<time>).", show_default=False),
     ] = None,
     device: DeviceOpt = "auto",
-    seed: Annotated[int | None, typer.Option(help="Override train.seed.", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(help="Override train.seed.", min=0, show_default=False)] = None,
     folds: Annotated[
         int | None,
         typer.Option(

@@ -95,7 +95,9 @@ def tune_cmd(
     pruner: Annotated[
         Literal["median", "halving", "none"], typer.Option("--pruner", help="Stop hopeless trials early.")
     ] = "median",
-    seed: Annotated[int | None, typer.Option(help="Sampler seed (default train.seed).", show_default=False)] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Sampler seed (default: train.seed).", min=0, show_default=False)
+    ] = None,
     device: DeviceOpt = "auto",
     fmt: Annotated[Literal["text", "json"], typer.Option("--format", "-f", help="Result on stdout.")] = "text",
     threads: ThreadsOpt = None,

@@ -255,3 +255,30 @@ def test_one_rule_for_bad_lines_in_files_and_on_stdin_for_predict_and_tokenize(t
     assert r.exit_code == 1 and r.stdout.split("\n")[1] == "" and "error: text 2: empty text" in r.stderr
     r = run("predict", "-m", text_model, "--text", "Who ?", "--text", "  ")
     assert r.exit_code == 1 and json.loads(r.stdout.splitlines()[1])["error"] == "text 2: empty text"
+
+
+# -- seeds and what `-` reads --------------------------------------------------------------------
+
+
+def test_a_negative_seed_is_a_usage_error(tmp_path):
+    r = run("train", QUICKSTART, "--seed", "-5", *SMALL, "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "--seed" in r.output and not (tmp_path / "a").exists()
+    err = one_line_error(run("train", QUICKSTART, "--set", "train.seed=-3", *SMALL, "--out", tmp_path / "b"), 2)
+    assert "train.seed: Input should be greater than or equal to 0" in err
+
+
+def test_audio_bytes_on_stdin_say_what_dash_reads(trained_model, tmp_path):
+    """`cat x.wav | attn predict -` (as `attn listen` takes it): `-` reads paths, so one clear
+    usage error, not an internal one about a NUL byte in a path."""
+    wav = write_wav(tmp_path / "x.wav", tone(440, 0.5, SR), SR).read_bytes()
+    err = one_line_error(run("predict", "-m", trained_model, "-", input=wav), 2)
+    assert "stdin holds binary data (audio?), not paths" in err and "attn listen" in err
+
+
+def test_a_text_model_with_nothing_to_read_says_where_it_looked(text_model, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    err = one_line_error(run("predict", "-m", text_model, tmp_path / "empty.txt"), 2)
+    assert err == f"error: no inputs ({tmp_path / 'empty.txt'}: no text in it)"
+    assert one_line_error(run("predict", "-m", text_model, "-", input=""), 2) == "error: no inputs (stdin was empty)"
+    r = run("predict", "-m", text_model, "what a great film", "--format", "jsonl")  # a text where a file goes
+    assert r.exit_code == 1 and json.loads(r.stdout)["error"].endswith("; to classify it as a text: --text")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.errors import InputError
+from attn.errors import ConfigError, InputError
 from attn.features.config import AUDIO_EXTENSIONS
 
 from .events import centre_level_db
@@ -35,11 +35,24 @@ def expand_inputs(inputs: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXT
     out: list[str] = []
     for arg in inputs:
         if arg == "-":
-            stream = stdin if stdin is not None else sys.stdin
-            out += [line.strip() for line in stream if line.strip()]
+            out += _stdin_paths(stdin if stdin is not None else sys.stdin)
         else:
             out += expand_paths([arg], extensions)
     return out
+
+
+def _stdin_paths(stream) -> list[str]:
+    """One path per line of `stream`. Audio bytes piped in instead (`cat x.wav | attn predict -`:
+    every audio format's header holds a NUL byte, no path can) are a ConfigError saying what `-`
+    reads, not an internal error on a path with a NUL byte in it."""
+    try:
+        lines = [line.strip() for line in stream if line.strip()]
+    except UnicodeDecodeError:
+        lines = ["\0"]
+    if any("\0" in line for line in lines):
+        raise ConfigError("stdin holds binary data (audio?), not paths: `-` reads one file path per line "
+                          "(audio streamed on stdin: attn listen)")  # fmt: skip
+    return lines
 
 
 def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:

@@ -70,7 +70,8 @@ def file_inputs(p: str, stdin=None) -> Iterator[TextInput]:
     try:
         f = open(p, "rb")  # noqa: SIM115 - closed below, after the last line
     except OSError as e:
-        yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e})")
+        hint = "; to classify it as a text: --text" if isinstance(e, FileNotFoundError) and " " in p.strip() else ""
+        yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e}){hint}")
         return
     with f:
         if b"\0" in f.peek(8192)[:8192]:  # an audio file, an archive: refused once, not line by line

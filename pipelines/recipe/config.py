@@ -69,7 +69,7 @@ class SyntheticConfig(Strict):
     classes: tuple[Literal[SYNTH_CLASSES], ...] = SYNTH_CLASSES  # type: ignore[valid-type]
     per_class: PosInt = 200
     seconds: PosFloat = 1.0  # generated at features.sample_rate
-    seed: int = 0
+    seed: NonNegInt = 0  # numpy's generators take no negative seed
 
 
 class EventsData(Strict):
@@ -109,7 +109,7 @@ class DataConfig(Strict):
     fold_column: str | None = None  # cross-validation folds given by the data (e.g. ESC-50's fold 1-5)
     val_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1
-    split_seed: int = 0
+    split_seed: NonNegInt = 0
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS
     events: EventsData | None = None  # tune `attn predict --events` on these (see EventsData)
     cache_dir: str | None = None  # keep decoded, resampled audio here for the next run (see data/audio_cache.py)
@@ -233,7 +233,7 @@ class TrainConfig(Strict):
     class_weights: Literal["none", "balanced"] = "none"  # balanced: loss weight N / (K n_k) per class
     baseline: bool = True  # also fit a TF-IDF / MFCC + logistic-regression baseline on the same splits
     blend: bool = True  # save the model blended with the baseline, weight chosen on validation (0 = network alone)
-    seed: int = 0
+    seed: NonNegInt = 0
     ensemble: PosInt = 1  # train this many models (seeds seed, seed+1, ...) and average their probabilities
     # Per clip and epoch: one random window, or all of them; auto: all when the training clips
     # hold two windows or more on average (long recordings), else random.

@@ -266,7 +266,7 @@ def compare_with_baseline(history: list[dict[str, Any]], baseline, blend: dict[s
     if not best or base is None or "val_accuracy" not in best[-1]:
         return
     model_acc, base_acc = best[-1]["val_accuracy"], base["accuracy"]
-    if model_acc < base_acc:
+    if model_acc < round(base_acc, 6) - 1e-9:  # history rounds to 6 places: 1/3 there is 0.333333
         weight = (blend or {}).get("weight", 0.0)
         log.warning(
             "the network scores below the %s baseline on validation (accuracy %.4f vs %.4f)%s; "
