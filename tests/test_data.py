@@ -114,6 +114,48 @@ def test_folder_without_audio_is_an_error(tmp_path):
         list_items(DataConfig(root=str(tmp_path / "empty")))
 
 
+def test_the_folder_walk_follows_linked_folders_and_passes_over_macos_litter(tmp_path):
+    """A class folder that is a symbolic link counts for predict as for training; a link loop
+    ends; macOS zip litter (`__MACOSX/`, `._x.wav`) and dot-folders are neither files nor classes."""
+    import os
+
+    from attn.pipelines.infer.predict import expand_paths
+
+    root = _folder(tmp_path, per_class=2)
+    os.rename(root / "low", tmp_path / "low-elsewhere")
+    os.symlink(tmp_path / "low-elsewhere", root / "low")
+    os.symlink(root / "mid", root / "mid" / "loop")  # a loop: walked once
+    for junk in ("__MACOSX/low/._0.wav", "high/._0.wav", ".trash/1.wav"):
+        (root / junk).parent.mkdir(parents=True, exist_ok=True)
+        (root / junk).write_bytes(b"\0\x05\x16\x07 AppleDouble")
+    cfg = DataConfig(root=str(root))
+    assert sorted((it.label, Path(it.source).name) for it in list_items(cfg)) == [
+        (lab, f"{i}.wav") for lab in ("high", "low", "mid") for i in range(2)
+    ]
+    found = expand_paths([str(root)])
+    assert len(found) == 6 and {Path(f).parent.name for f in found} == {"high", "low", "mid"}
+
+
+def test_a_class_whose_every_training_file_is_unreadable_is_named(tmp_path):
+    """A folder of failed downloads becomes a label no clip teaches: the run says so."""
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    root = _folder(tmp_path, per_class=6)
+    for i in range(6):
+        (root / "broken" / f"{i}.wav").parent.mkdir(exist_ok=True)
+        (root / "broken" / f"{i}.wav").write_bytes(b"")
+    (tmp_path / "r.yaml").write_text(
+        f"data: {{root: {root}, val_fraction: 0.0, test_fraction: 0.0}}\n"
+        "features: {sample_rate: 8000, frame_seconds: 0.2, hop_seconds: 0.1, n_fft: 256, hop_length: 128, n_mels: 24}\n"
+        "model: {name: cnn, channels: [8]}\ntrain: {epochs: 1, batch_size: 8, baseline: false}\n"
+    )
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "run"), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert "class(es) 'broken' have no training clip left (every file skipped)" in r.stderr
+
+
 def test_unreadable_file_is_reported_and_the_rest_load(tmp_path):
     root = _folder(tmp_path, per_class=3)
     (root / "low" / "bad.wav").write_text("not audio")

@@ -123,6 +123,12 @@ def _audio_sets(recipe: Recipe, prepared: PreparedData):
                      time.perf_counter() - t0)  # fmt: skip
     if not len(sets["train"]):
         raise InputError(f"data: no training example could be loaded ({failed[0] if failed else 'empty'})")
+    y = np.asarray(sets["train"].labels)
+    if failed and y.ndim == 1:  # single-label: a class whose every training file was skipped
+        lost = [lab for k, lab in enumerate(prepared.labels) if not (y == k).any()]
+        if lost:
+            log.warning("data: class(es) %s have no training clip left (every file skipped): the model keeps "
+                        "them as labels but will never predict them", ", ".join(map(repr, lost)))  # fmt: skip
     return sets, {"clips": counts, "skipped_files": len(failed)}, kept
 
 

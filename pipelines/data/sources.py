@@ -20,6 +20,7 @@ import numpy as np
 from attn.errors import ConfigError, InputError
 
 from ..recipe.config import DataConfig
+from .folders import audio_files, hidden
 
 log = logging.getLogger("attn")
 
@@ -79,7 +80,7 @@ def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
     if not base.is_dir():
         raise ConfigError(f"{root}: data folder not found")
     items = []
-    for label_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+    for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not hidden(p.name)):
         items += [Item(str(f), label_dir.name, None, str(f)) for f in audio_files(label_dir, extensions)]
     if not items:
         raise ConfigError(
@@ -87,19 +88,6 @@ def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
             f"{extensions[0] if extensions else '.wav'})"
         )
     return items
-
-
-def audio_files(folder: str | Path, extensions: tuple[str, ...]) -> list[Path]:
-    """The one folder walk: every file under `folder` (recursively) with one of `extensions`
-    (any case), sorted. A broken symbolic link is listed too, so whoever reads it reports it
-    like any unreadable file instead of it vanishing (training counts it as skipped, predict
-    gives it an error record, background augmentation warns)."""
-    exts = {e.lower() for e in extensions}
-    return sorted(
-        f
-        for f in Path(folder).rglob("*")
-        if f.suffix.lower() in exts and (f.is_file() or (f.is_symlink() and not f.exists()))
-    )
 
 
 def read_table(path: str) -> tuple[list[dict[str, str]], list[int], list[str]]:

@@ -58,7 +58,7 @@ def _stdin_paths(stream) -> list[str]:
 def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
     """Files as given; directories -> their audio files (recursive, sorted). Paths that do not
     exist are kept: they become error records, in order."""
-    from ..data.sources import audio_files
+    from ..data.folders import audio_files
 
     out: list[str] = []
     for arg in paths:
