@@ -36,6 +36,11 @@ def test_refit_trains_on_train_and_val_for_the_chosen_epochs(tiny_recipe, tmp_pa
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("network."))
     info = json.loads((res.run_dir / "metrics.json").read_text())
     assert info["baseline"]["C"] == plain.metrics["baseline"]["C"]  # the baseline kept its chosen C
+    # Its validation figure is the first phase's (val held out), not one on its own training data.
+    assert info["baseline"]["val_accuracy"] == plain.metrics["baseline"]["val_accuracy"]
+    log = (res.run_dir / "train.log").read_text().splitlines()
+    after = log[next(i for i, line in enumerate(log) if "refit:" in line) :]
+    assert any("baseline" in line and "test accuracy" in line and "val accuracy" not in line for line in after)
 
 
 def test_refit_auto_follows_the_share_validation_holds_back(tiny_recipe, tmp_path):

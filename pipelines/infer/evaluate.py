@@ -46,6 +46,9 @@ def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str
     from ..data.sources import list_items
 
     splits = split_items(list_items(source.data, source.modality), source.data)
+    if split == "val" and ((loaded.header.get("train") or {}).get("data") or {}).get("refit"):
+        log.warning("the model was refitted on train + val: its scores on the val split are on its own training "
+                    "data (the held-out figures are the first phase's, in train.log and metrics.json)")  # fmt: skip
     return splits[split or "test"], f"{'recipe' if recipe else 'stored recipe'} {split or 'test'} split"
 
 

@@ -57,7 +57,8 @@ class Baseline:
 # -- fitting ------------------------------------------------------------------------------------
 
 
-def fit_baseline(recipe, data, device=None, c: float | None = None, thresholds=None) -> Baseline:
+def fit_baseline(recipe, data, device=None, c: float | None = None, thresholds=None,
+                 score_on: tuple[str, ...] = ("val", "test")) -> Baseline:  # fmt: skip
     """The recipe's baseline, fitted on `data.train` (a `Datasets`), C chosen on `data.val` (or
     the given `c`: a refit on train + val keeps the C validation chose), scored on val and test
     exactly as the model is (window probabilities averaged per clip)."""
@@ -103,7 +104,7 @@ def fit_baseline(recipe, data, device=None, c: float | None = None, thresholds=N
         module = _module(features, clf, len(labels), mean, scale)
     b = Baseline(module.to(device).eval(), kind, c)
     fixed = thresholds is not None  # a refit keeps the thresholds validation chose (val is training data now)
-    for split in ("val", "test"):
+    for split in score_on:  # a refit scores test only: its val is training data
         ws = data.split(split)
         if len(ws):
             logits = window_logits(b.module, ws, device)

@@ -54,7 +54,10 @@ def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, 
     trainer.load_last()  # without validation to choose, the epoch count validation chose decides
     network = trainer.model.eval()
     if baseline is not None:
-        baseline = fit_baseline(recipe, both, device, c=baseline.C, thresholds=baseline.thresholds)
+        first = baseline
+        baseline = fit_baseline(recipe, both, device, c=first.C, thresholds=first.thresholds, score_on=("test",))
+        if "val" in first.scores:  # validation's figure is the first phase's, when val was held out
+            baseline.scores["val"] = first.scores["val"]
     final = network
     if baseline is not None:
         final = Blend(network, baseline.module, (blend or {}).get("weight", 0.0), baseline.summary()).eval()
