@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import ModelOpt, QuietOpt, check_out, handle_errors, setup_logging, stderr_console
+from .common import ModelOpt, QuietOpt, check_out, fail, handle_errors, setup_logging, stderr_console
 
 EPILOG = """\
 Examples:
@@ -44,6 +44,12 @@ def export_cmd(
 ) -> None:
     """Export a trained model, front end included, to one ONNX or TorchScript file."""
     check_out(out)
+    if out is not None and out.lower().endswith(".attn"):
+        raise fail(f"--out {out}: .attn is attn's own model format; an export ends in .onnx or .pt")
+    if out is not None and (fmt == "onnx") != out.lower().endswith(".onnx"):
+        raise fail(f"--out {out}: " + ("an ONNX file's name ends in .onnx" if fmt == "onnx" else
+                   "a TorchScript file ending in .onnx would be taken for ONNX: use .pt") +
+                   " (attn and its users tell the formats apart by it)")  # fmt: skip
     import attn
 
     setup_logging(quiet, None if quiet else stderr_console())

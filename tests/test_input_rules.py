@@ -282,3 +282,26 @@ def test_a_text_model_with_nothing_to_read_says_where_it_looked(text_model, tmp_
     assert one_line_error(run("predict", "-m", text_model, "-", input=""), 2) == "error: no inputs (stdin was empty)"
     r = run("predict", "-m", text_model, "what a great film", "--format", "jsonl")  # a text where a file goes
     assert r.exit_code == 1 and json.loads(r.stdout)["error"].endswith("; to classify it as a text: --text")
+
+
+def test_export_refuses_a_file_name_of_the_other_format(trained_model, tmp_path):
+    """attn (and its users) tell an export's format by its extension: x.pt holding ONNX was refused
+    by attn itself afterwards as 'unknown format'."""
+    for args, words in ((["--out", tmp_path / "x.pt"], "an ONNX file's name ends in .onnx"),
+                        (["-f", "torchscript", "--out", tmp_path / "x.onnx"], "would be taken for ONNX: use .pt"),
+                        (["--out", tmp_path / "x.attn"], ".attn is attn's own model format")):  # fmt: skip
+        assert words in one_line_error(run("export", "-m", trained_model, *args), 2)
+    assert not list(tmp_path.iterdir())
+
+
+def test_runs_latest_pointing_at_a_moved_run_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "latest").symlink_to(tmp_path / "moved-away")
+    err = one_line_error(run("info"), 2)
+    assert f"runs/latest points to {tmp_path / 'moved-away'}, which no longer exists" in err
+
+
+def test_two_data_sources_say_how_to_drop_one(tmp_path):
+    err = one_line_error(run("train", QUICKSTART, "--set", f"data.root={tmp_path}", "--out", tmp_path / "r"), 2)
+    assert "give one data source, not synthetic and root" in err and "--set data.root=null" in err

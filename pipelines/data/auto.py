@@ -283,7 +283,7 @@ def _training(recipe: Recipe, prepared: PreparedData, put, values: dict[str, Any
             f"~{target} steps{classes}{what}{bound}",
         )
     if t.patience == "auto":
-        put("train.patience", max(5, epochs // 3), "a third of the epochs")
+        put("train.patience", max(5, epochs // 3), "a third of the epochs" if epochs // 3 >= 5 else "at least 5")
     if t.monitor == "auto":
         if recipe.data.multi_label:
             put("train.monitor", "val_loss", "multi-label: exact-set accuracy is coarse, the BCE loss is smooth")

@@ -128,7 +128,8 @@ class DataConfig(Strict):
         if self.synthetic is not None and self.root is not None:
             sources.append("root")  # root is also the base of manifest paths, but synthetic has none
         if len(sources) > 1:
-            raise ValueError(f"give one data source, not {' and '.join(sources)}")
+            raise ValueError(f"give one data source, not {' and '.join(sources)} (set the others to null, "
+                             f"e.g. --set data.{sources[-1]}=null)")  # fmt: skip
         if not sources and self.root is None:
             raise ValueError("no data source: set one of root, manifest, train or synthetic")
         if (self.val or self.test) and not self.train:

@@ -235,6 +235,9 @@ def resolve_model_path(model: str | None) -> Path:
     arg = model or os.environ.get("ATTN_MODEL")
     if not arg:
         p = Path("runs/latest")
+        if p.is_symlink() and not p.exists():
+            raise ArtifactError(f"runs/latest points to {os.readlink(p)}, which no longer exists: pass --model PATH "
+                                "(or set ATTN_MODEL), or train again")  # fmt: skip
         if not p.exists():
             raise ArtifactError(
                 "no model given and runs/latest does not exist: train one with `attn train RECIPE`, "

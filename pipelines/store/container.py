@@ -156,7 +156,10 @@ def _sniff(data: bytes) -> str:
     if not data:
         return "empty file"
     if data[:2] == b"PK":
-        return "looks like a zip/torch.save file"
+        return (
+            "looks like a zip: a torch.save or TorchScript file (a TorchScript export is for torch.jit.load; "
+            "attn reads .attn and .onnx files)"
+        )
     if data[:1] == b"\x80" or data[:1] in (b"(", b"]", b"}", b"c"):
         return "looks like a Python pickle, which could run code"
     return "unknown format"
