@@ -134,7 +134,7 @@ def test_trials_are_ordinary_trainings_scored_on_validation(tmp_path):
         assert (run / "model.attn").exists() and not (run / "last.ckpt").exists()
     best = result.best
     assert best["value"] == max(r["value"] for r in recs)
-    assert load_recipe(out / "best.yaml") == load_recipe(out / "best" / "recipe.yaml")
+    assert load_recipe(out / "best.yaml") == load_recipe(out / "best" / "recipe.yaml")  # the recipe's refit: false
     assert os.readlink(out / "best") == f"trials/trial-{best['number']:04d}"
     assert set(json.loads((out / "importances.json").read_text())) <= {"train.lr", "model.dropout"}
     # --refit: the best recipe retrained on train+val for the best trial's epochs.
@@ -143,6 +143,24 @@ def test_trials_are_ordinary_trainings_scored_on_validation(tmp_path):
     clips = result.refit["data"]["clips"]
     assert clips["val"] == 0 and clips["train"] == 25 + 8  # 42 clips: 25 train, 8 val, 9 test
     assert (out / "refit" / "model.attn").exists()
+
+
+def test_trials_never_refit_so_a_recipe_with_refit_tunes(tmp_path):
+    """A trial is scored on validation: the general recipes' `refit: auto` (on for small sets)
+    refitted each trial on train + val, whose epochs carry no validation score, and every trial
+    failed with 'no validation examples'. best.yaml keeps the recipe's refit for the final run."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        RECIPE.format(epochs=2).replace("seed: 0}", "seed: 0, refit: true}")
+        + "tune: {train.lr: {log_uniform: [0.005, 0.05]}}\n"
+    )
+    out = tmp_path / "t"
+    attn.tune(recipe, trials=2, out=out, device="cpu")
+    recs = lines(out / "trials.jsonl")
+    assert [r["state"] for r in recs] == ["complete", "complete"], recs
+    run = out / "trials" / "trial-0000"
+    assert "refit:" not in (run / "train.log").read_text() and not load_recipe(run / "recipe.yaml").train.refit
+    assert load_recipe(out / "best.yaml").train.refit is True
 
 
 def test_pruning_stops_a_hopeless_trial(tmp_path):

@@ -104,6 +104,9 @@ def run_trial(study, trial, plan: Plan, device, callbacks=None) -> dict[str, Any
         with RunLog(run_dir / LOG), Heartbeat(trial):
             log.info("trial %d: %s", trial.number, describe(values))
             recipe = plan.recipe(values, source=f"trial {trial.number}")
+            # A trial is scored on validation, so it never refits on it (`refit: auto` turned on for
+            # small sets and failed every trial); `attn tune --refit` trains the best one on train + val.
+            recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"refit": False})})
             write_recipe(run_dir, recipe)
             prepared = prepare_data(recipe)
             result = train_model(recipe, prepared, run_dir, device=device, callbacks=CallbackList(reporter, callbacks),
