@@ -127,6 +127,9 @@ class AudioPredictor:
         if aggregate_how not in AGGREGATES:
             raise ValueError(aggregate_how)
         self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only
+        if self.thresholds is not None and aggregate_how == "vote":
+            raise ConfigError("--aggregate vote counts each window's one best label; a multi-label model's clip "
+                              "scores are its windows' mean or max per label (--aggregate mean|max)")  # fmt: skip
         self.loaded = loaded
         self.cfg = loaded.recipe.features
         if hop_seconds is not None:
@@ -288,12 +291,14 @@ class AudioPredictor:
         windows' probabilities averaged; per frame, each window's labels)."""
         from .multilabel import tag_record
 
-        scores = probs.mean(0)
+        scores = probs.max(0) if self.how == "max" else probs.mean(0)  # sigmoids: each label on its own
         rec = {"input": f.path, **tag_record(scores, self.labels, self.thresholds), "duration": round(f.seconds, 3),
                "windows": len(probs)}  # fmt: skip
         warning = self._warning(f)
         if warning:
             rec["warning"] = warning
+        if self.keep_scores:  # for events (events_predict.score_curves): the windows' outputs, not the dict
+            rec["scores"], rec["levels_db"] = probs, np.asarray(f.levels)
         if self.per_frame:
             sr = self.cfg.sample_rate
             rec["frames"] = [{"start": round(s / sr, 3), "end": round((s + n) / sr, 3),

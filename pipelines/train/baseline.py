@@ -43,7 +43,8 @@ class Baseline:
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json, the model file and the train summary carry: kind, C, seconds, and
-        accuracy / macro_f1 on the test split (`val_accuracy` / `val_macro_f1` on validation)."""
+        accuracy / macro_f1 on the test split (`val_accuracy` / `val_macro_f1` on validation); a
+        multi-label baseline also its `thresholds`."""
         out: dict[str, Any] = {"kind": self.kind, "C": self.C, "seconds": round(self.seconds, 2)}
         for split, rep in self.scores.items():
             prefix = "" if split == "test" else f"{split}_"
@@ -51,6 +52,8 @@ class Baseline:
             out[f"{prefix}macro_f1"] = round(rep["macro_f1"], 6)
             if "macro_map" in rep:  # multi-label
                 out[f"{prefix}macro_map"] = round(rep["macro_map"], 6)
+        if self.thresholds is not None:  # multi-label: the baseline's own, chosen on val
+            out["thresholds"] = [round(float(t), 6) for t in self.thresholds]
         return out
 
 

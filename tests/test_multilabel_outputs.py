@@ -1,0 +1,65 @@
+"""A multi-label audio model through the outputs built for single-label ones: --aggregate,
+sound events in a long recording (predict, evaluate), and `attn evaluate`'s baseline scored at
+the thresholds metrics.json used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_multilabel import TONES, _mix, _train, audio_recipe
+from typer.testing import CliRunner
+
+from attn.cli.app import app
+from helpers import write_wav
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tagged")
+    res = _train(audio_recipe(d, epochs=2), d / "run")
+    rng = np.random.default_rng(7)
+    quiet = 0.01 * rng.standard_normal(8000).astype(np.float32)
+    long = np.concatenate([quiet, _mix(["low"], rng), _mix(["low"], rng), quiet, _mix(["mid"], rng), quiet])
+    return res, write_wav(d / "long.wav", long, 8000)
+
+
+def _jsonl(*args) -> list[dict]:
+    r = runner.invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    return [json.loads(x) for x in r.stdout.splitlines()]
+
+
+def test_aggregate_max_takes_each_labels_best_window_and_vote_is_refused(tagged):
+    res, long = tagged
+    frames = _jsonl("predict", "-m", res.model_path, long, "--per-frame", "--format", "jsonl")[0]["frames"]
+    per_frame = np.array([[f["scores"][lab] for lab in TONES] for f in frames])  # (W, K) sigmoids
+    for how, want in (("mean", per_frame.mean(0)), ("max", per_frame.max(0))):
+        rec = _jsonl("predict", "-m", res.model_path, long, "--aggregate", how, "--format", "jsonl")[0]
+        assert np.allclose([rec["scores"][lab] for lab in TONES], want, atol=2e-6), how
+    r = runner.invoke(app, ["predict", "-m", str(res.model_path), str(long), "--aggregate", "vote"])
+    assert r.exit_code == 2 and "a multi-label model's clip scores are its windows' mean or max" in r.output
+
+
+def test_events_in_a_long_recording_from_a_multi_label_model(tagged, tmp_path):
+    """Was an internal error (KeyError 'levels_db') in predict, evaluate and tune-events."""
+    res, long = tagged
+    events = _jsonl("predict", "-m", res.model_path, "--events", long, "--format", "jsonl")
+    assert all(set(e) >= {"input", "label", "start", "end", "score"} and e["label"] in TONES for e in events)
+    (tmp_path / "ann.csv").write_text(f"file,onset,offset,label\n{long},1.0,2.0,low\n{long},3.0,3.5,mid\n")
+    r = runner.invoke(app, ["evaluate", "-m", str(res.model_path), "--events", str(tmp_path / "ann.csv"), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["reference_events"] == 2
+
+
+def test_evaluate_scores_the_baseline_at_its_stored_thresholds(tagged):
+    res, _ = tagged
+    stored = json.loads((res.run_dir / "metrics.json").read_text())["baseline"]
+    r = runner.invoke(app, ["evaluate", "-m", str(res.model_path), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.stdout)["baseline"]
+    assert len(stored["thresholds"]) == len(TONES)
+    assert again["macro_f1"] == pytest.approx(stored["macro_f1"], abs=1e-6)
