@@ -223,6 +223,9 @@ WAV24_HEADER = b"RIFF\x24\x00\x00\x00WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 
         ((), WAV24_HEADER, 1, "WAV stream holds 24-bit samples"),
         (("--pcm", "s24le"), b"\x00\x00", 2, "s24le"),
         (("/nonexistent/mic",), b"", 1, "/nonexistent/mic: cannot open"),
+        # an encoded file is no PCM: it was scored as noise, with confident labels
+        ((), b"fLaC\0\0\0\x22" + bytes(4000), 1, "stdin: FLAC data: attn listen reads raw PCM or WAV"),
+        ((), b"ID3\x04\0\0\0\0\0\0" + bytes(4000), 1, "stdin: MP3 data: attn listen reads raw PCM or WAV"),
     ],
 )
 def test_bad_streams_get_one_line(trained_model, args, stdin, code, words):

@@ -136,8 +136,12 @@ def baseline_report(loaded, ws, batch_size: int = 64) -> dict[str, Any]:
     from .inference import window_logits
 
     info = loaded.model.info
-    rep = evaluation_report(window_logits(loaded.baseline, ws, loaded.device, batch_size), ws, loaded.labels,
-                            thresholds=info.get("thresholds"))  # multi-label: as metrics.json scored it
+    rep = evaluation_report(
+        window_logits(loaded.baseline, ws, loaded.device, batch_size),
+        ws,
+        loaded.labels,
+        thresholds=info.get("thresholds"),
+    )  # multi-label: as metrics.json scored it
     out = {"kind": info.get("kind"), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
     return out | ({"macro_map": rep["macro_map"]} if "macro_map" in rep else {})
 

@@ -128,6 +128,10 @@ class Listener:
             head += chunk
             if len(head) >= 4:
                 break
+        container = _encoded(head)
+        if container:
+            raise InputError(f"{name}: {container} data: attn listen reads raw PCM or WAV (decode it first, e.g. "
+                             "ffmpeg -i IN -f wav -; attn predict reads such files whole)")  # fmt: skip
         if head[:4] == b"RIFF":
             while (found := parse_wav_header(head, name)) is None:
                 more = next(chunks, None)
@@ -186,6 +190,18 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
     yield from rest
+
+
+ENCODED = {b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"FORM": "AIFF", b".snd": "AU", b"caff": "CAF"}
+
+
+def _encoded(head: bytes) -> str | None:
+    """The container format a stream's first bytes name, when it is one listen does not decode
+    (raw PCM has no header: these would be scored as noise, with confident labels)."""
+    for magic, name in ENCODED.items():
+        if head.startswith(magic):
+            return name
+    return None  # (an MP3 without an ID3 tag starts with a frame sync a PCM sample may also hold)
 
 
 def _open(path: str) -> int:
