@@ -52,6 +52,13 @@ def test_sounds_at_known_times_are_found_with_their_labels(trained_model, scene)
     # and scored the way `attn evaluate --events` scores them: every event matched
     metrics = m.evaluate_events(scene / "events.csv", classify="segments", gate_db=10.0, min_duration=0.1)
     assert metrics["event_f1"] == 1.0 and metrics["event_error_rate"] == 0.0
+    # An unreadable recording is listed as skipped, not scored as if its events were all missed.
+    (scene / "broken.wav").write_bytes(b"RIFF....WAVE")
+    with_bad = scene / "with_bad.csv"
+    with_bad.write_text((scene / "events.csv").read_text() + "broken.wav,1.0,2.0,chirp\n")
+    again = m.evaluate_events(with_bad, classify="segments", gate_db=10.0, min_duration=0.1)
+    assert len(again["skipped"]) == 1 and "broken.wav" in again["skipped"][0]
+    assert (again["recordings"], again["reference_events"], again["event_f1"]) == (1, 3, 1.0)
 
 
 def _metrics(ref, est):

@@ -253,6 +253,14 @@ def tune_settings(curves: list[Curves], reference: Annotated, labels: list[str],
     return best, best_m
 
 
+def readable(reference: Annotated, curves: list[Curves]) -> Annotated:
+    """The annotations of the recordings that could be read: an unreadable one is listed under
+    "skipped", not scored as if every event in it were missed."""
+    bad = {c.name for c in curves if c.error is not None}
+    return replace(reference, files=[f for f in reference.files if f not in bad],
+                   events={f: e for f, e in reference.events.items() if f not in bad})  # fmt: skip
+
+
 def evaluate_events(loaded, annotations: str, files: str | None = None, split: str | None = None,
                     settings: EventSettings | None = None, batch_size: int = 64) -> dict[str, Any]:  # fmt: skip
     """sed_eval metrics of the model's events (its stored settings unless given) on annotated
@@ -268,7 +276,7 @@ def evaluate_events(loaded, annotations: str, files: str | None = None, split: s
     for line in skipped:
         log.warning(line)
     estimated = {c.name: curve_events(c, loaded.labels, settings, loaded) for c in curves if c.error is None}
-    metrics = event_metrics(reference, estimated, loaded.labels)
+    metrics = event_metrics(readable(reference, curves), estimated, loaded.labels)
     return {**metrics, "settings": settings.to_dict(), "skipped": skipped, "warnings": reference.warnings}
 
 
@@ -284,6 +292,7 @@ def tune_events(loaded, annotations: str, files: str | None = None, split: str |
     for c in curves:
         if c.error is not None:
             log.warning(c.error)
+    reference = readable(reference, curves)
     settings, metrics = tune_settings(curves, reference, loaded.labels, loaded)
     keep = ("event_f1", "event_error_rate", "segment_f1", "reference_events", "estimated_events")
     return {"hop_seconds": hop, "settings": settings.to_dict(),
