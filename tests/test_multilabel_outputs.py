@@ -63,3 +63,13 @@ def test_evaluate_scores_the_baseline_at_its_stored_thresholds(tagged):
     again = json.loads(r.stdout)["baseline"]
     assert len(stored["thresholds"]) == len(TONES)
     assert again["macro_f1"] == pytest.approx(stored["macro_f1"], abs=1e-6)
+
+
+@pytest.mark.parametrize("cmd", ["predict", "evaluate", "listen"])
+def test_single_label_options_on_a_multi_label_model_are_refused(tagged, cmd):
+    """--min-score was silently ignored (attn serve already answered 422); --threshold on a
+    single-label model is refused the same way."""
+    res, long = tagged
+    args = {"predict": [str(long)], "evaluate": [], "listen": [str(long)]}[cmd]
+    r = runner.invoke(app, [cmd, "-m", str(res.model_path), *args, "--min-score", "0.9"])
+    assert r.exit_code == 2 and "are for single-label models; this model is multi-label (use --threshold)" in r.output

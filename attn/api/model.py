@@ -143,9 +143,11 @@ class Model:
         (`train.abstain.novelty`) answers `unknown` below this similarity to its training data
         (-1 to 1; default the stored one, -1: never)."""
         from attn.pipelines.infer.calibration import abstain, check_min_score, check_min_similarity
+        from attn.pipelines.infer.multilabel import single_label_options
 
         check_min_score(min_score)
         check_min_similarity(min_similarity)
+        single_label_options(self.loaded, min_score, min_similarity)
         items = self._items(inputs)
         if self.modality == "text":
             from attn.pipelines.infer.predict_text import TextPredictor
@@ -273,10 +275,11 @@ class Model:
         if (rate is not None and rate < 1) or channels < 1:
             raise ConfigError(f"rate {rate} and channels {channels}: both must be 1 or more")
         from attn.pipelines.infer.calibration import abstain, check_min_score, check_min_similarity
-        from attn.pipelines.infer.multilabel import model_thresholds
+        from attn.pipelines.infer.multilabel import model_thresholds, single_label_options
 
         check_min_score(min_score)
         check_min_similarity(min_similarity)
+        single_label_options(self.loaded, min_score, min_similarity)
         thresholds = model_thresholds(self.loaded, threshold)
         if events is not False:
             thresholds = None  # events: one label per event, found with the stored `on` threshold

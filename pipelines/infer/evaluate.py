@@ -66,8 +66,10 @@ def evaluate(
     adds `calibration` (ECE) and `abstention` (coverage and accuracy at `min_score`, default
     the stored one; with a novelty check, `abstention.novelty`: coverage and accuracy with it)."""
     from .calibration import check_min_score
+    from .multilabel import single_label_options
 
     check_min_score(min_score)
+    single_label_options(loaded, min_score, None)
     items, where = evaluation_items(loaded, data, recipe, split)
     if not items:
         raise InputError(f"{where}: no labelled examples to evaluate")

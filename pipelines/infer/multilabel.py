@@ -195,6 +195,16 @@ def model_thresholds(loaded: Loaded, override: float | None = None) -> np.ndarra
     return np.asarray(stored, dtype=float) if stored else np.full(len(loaded.labels), DEFAULT_THRESHOLD)
 
 
+def single_label_options(loaded: Loaded, min_score: float | None, min_similarity: float | None) -> None:
+    """A ConfigError when a multi-label model is given an option of single-label answers (the
+    reverse of `--threshold` on a single-label model); `attn serve` answers the same with a 422."""
+    from attn.errors import ConfigError
+
+    if getattr(loaded.recipe.data, "multi_label", False) and (min_score, min_similarity) != (None, None):
+        raise ConfigError("--min-score and --min-similarity are for single-label models; this model is multi-label "
+                          "(use --threshold)")  # fmt: skip
+
+
 def tag_record(scores: np.ndarray, labels: list[str], thresholds: np.ndarray) -> dict[str, Any]:
     """A multi-label prediction's fields: `labels` at or above their thresholds (best first) and
     every class's `scores`, in the model's label order."""
