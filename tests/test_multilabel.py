@@ -161,7 +161,12 @@ def test_label_cells_parse_with_separators_and_json_lists(caplog):
     with pytest.raises(Exception, match="x:2: empty label list"):
         labelsets.parse_cell(" ; ", ";", "x:2")
     assert labelsets.detect_sep(["a|b", "c"], "m.csv") == "|"
-    assert labelsets.detect_sep(["a|b;", "c|d", "e"], "m.csv") == "|"  # the separator of the most cells
+    assert labelsets.detect_sep(["a;b", "a|b", "b|a"], "m.csv") == "|"  # as few labels either way: the most cells
+    # A label holding a comma, in more cells than the real separator: "," would leave every pair whole.
+    cells = ["rain, heavy"] * 5 + ["dog|rain, heavy", "cat|dog", "cat"]
+    with caplog.at_level(logging.INFO, logger="attn"):
+        assert labelsets.detect_sep(cells, "m.csv") == "|"
+    assert "data.label_sep auto: '|' (in 2 label cells, 3 distinct labels; split on ',': 5 labels)" in caplog.text
     with caplog.at_level(logging.WARNING, logger="attn"):
         labelsets.detect_sep(["a", "c"], "m.csv")
     assert "no label cell holds a separator" in caplog.text

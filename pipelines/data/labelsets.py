@@ -20,13 +20,25 @@ SEPARATORS = (";", "|", ",")  # what data.label_sep: auto tries
 
 
 def detect_sep(cells: list[str], where: str) -> str:
-    """data.label_sep: auto: of SEPARATORS, the one found in the most cells (JSON lists aside;
-    ties: the earlier), so a label that itself holds a `,` or `;` does not decide; when none
-    occurs every example has one label, which is allowed but said."""
+    """data.label_sep: auto: of the SEPARATORS found in the cells (JSON lists aside), the one that
+    splits them into the fewest distinct labels (ties: the one in more cells, then the earlier).
+    The true separator leaves the label vocabulary; a wrong one leaves every combination of
+    labels whole ("a|b" stays one label when split on ","), so a label that itself holds a `,` or
+    `;` does not decide however common it is. The log says which was taken. When none occurs
+    every example has one label, which is allowed but said."""
     plain = [c for c in cells if not c.lstrip().startswith("[")]
-    counts = [sum(sep in c for c in plain) for sep in SEPARATORS]
-    if max(counts, default=0):
-        return SEPARATORS[int(np.argmax(counts))]
+    found = []
+    for order, sep in enumerate(SEPARATORS):
+        n = sum(sep in c for c in plain)
+        if n:
+            distinct = len({p.strip() for c in plain for p in c.split(sep) if p.strip()})
+            found.append((distinct, -n, order, sep))
+    if found:
+        distinct, n, _, sep = min(found)
+        others = ", ".join(f"{s!r}: {d}" for d, _, _, s in sorted(found) if s != sep)
+        log.info("%s: data.label_sep auto: %r (in %d label cells, %d distinct labels%s)", where, sep, -n, distinct,
+                 f"; split on {others} labels" if others else "")  # fmt: skip
+        return sep
     if plain:
         log.warning("%s: data.multi_label is on but no label cell holds a separator (tried %s): every example "
                     "has one label; set data.label_sep if yours is another", where, " ".join(SEPARATORS))  # fmt: skip
