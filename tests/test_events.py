@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -75,9 +77,13 @@ def test_records_and_settings_round_trip():
     assert EventSettings.from_dict(s.to_dict()) == s
 
 
-@pytest.mark.parametrize("bad", [{"on": 0.2, "off": 0.5}, {"smooth": "max"}, {"min_gap": -1.0}])
-def test_settings_reject_nonsense(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad,says", [({"on": 0.2, "off": 0.5}, "0 <= off <= on <= 1"), ({"smooth": "max"}, "smooth"),
+                                      ({"min_gap": -1.0}, "min_gap"), ({"on": 1.5}, "0 <= off <= on <= 1"),
+                                      ({"on": "abc"}, "events on must be a number, not 'abc'"),
+                                      ({"gate_db": "loud"}, "events gate_db must be a number")])  # fmt: skip
+def test_settings_reject_nonsense(bad, says):
+    """`attn listen --event-set on=abc` was a raw TypeError; on=1.5 (no event could ever open) passed."""
+    with pytest.raises(ValueError, match=re.escape(says)):
         _settings(**bad)
 
 

@@ -88,6 +88,9 @@ def test_set_overrides_are_yaml_typed(tmp_path):
                                             "train.augment.freq_mask=4", "features.f_max=null"])  # fmt: skip
     assert r.train.epochs == 7 and r.train.lr == 3e-4 and r.model.params["channels"] == [8, 16]
     assert r.train.augment.freq_mask == 4 and r.features.f_max is None
+    from attn.pipelines.recipe.load import parse_override
+
+    assert parse_override("data.label_sep=|") == ("data.label_sep", "|")  # not YAML's empty block scalar
 
 
 def test_set_unknown_key_is_an_error_with_suggestion(tmp_path):

@@ -56,10 +56,16 @@ class EventSettings:
     margin: float = 0.0  # "segments": seconds of audio added to each side of a span before it is classified
 
     def __post_init__(self) -> None:
+        numbers = ("smooth_seconds", "on", "off", "min_duration", "min_gap", "pad", "margin")
+        for name in (*numbers, *(("gate_db",) if self.gate_db is not None else ())):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"events {name} must be a number, not {value!r}")
         if self.smooth not in SMOOTHERS:
             raise ValueError(f"events smooth must be one of {', '.join(SMOOTHERS)}, not {self.smooth!r}")
-        if not 0 <= self.off <= self.on:
-            raise ValueError(f"events thresholds need 0 <= off <= on (got on={self.on}, off={self.off})")
+        if not 0 <= self.off <= self.on <= 1:
+            raise ValueError(f"events thresholds are scores: they need 0 <= off <= on <= 1 (got on={self.on}, "
+                             f"off={self.off})")  # fmt: skip
         if self.classify not in CLASSIFY:
             raise ValueError(f"events classify must be one of {', '.join(CLASSIFY)}, not {self.classify!r}")
         if self.classify == "segments" and self.gate_db is None:

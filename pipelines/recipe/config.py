@@ -135,7 +135,10 @@ class DataConfig(Strict):
         if (self.val or self.test) and not self.train:
             raise ValueError("val/test manifests need a train manifest")
         if not self.label_sep or self.label_sep.isspace() and self.label_sep != "\t":
-            raise ValueError("label_sep must be a non-blank separator (or auto)")
+            raise ValueError(
+                "label_sep must be a non-blank separator (or auto); YAML reads a bare | or > as "
+                "a block marker: quote it, e.g. --set \"data.label_sep='|'\""
+            )
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must be below 1")
         return self

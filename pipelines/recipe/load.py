@@ -220,6 +220,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.epochs=5")
+    if text.strip() in ("|", ">"):  # YAML's block markers, alone: the character itself (data.label_sep=|)
+        return key, text.strip()
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
