@@ -11,6 +11,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from attn.cli.app import app
+from attn.errors import InputError
 from attn.pipelines.data.annotations import Annotated, Annotation, load_annotated
 from attn.pipelines.data.synthetic import generate_clip
 from attn.pipelines.infer.events import Event
@@ -181,3 +182,11 @@ def test_tune_events_cli_writes_a_tuned_copy_and_leaves_the_model_alone(trained_
     m = attn.load(out)
     assert m.info()["events"]["settings"] == tuned["settings"]
     assert [e["label"] for e in m.events_iter(scene / "scene.wav")] == [label for label, _, _ in PLACED]
+
+
+def test_annotations_whose_recordings_are_all_missing_say_so(tmp_path):
+    """The 'recording not found' warnings were logged only after the error, so never seen."""
+    (tmp_path / "ann.csv").write_text("path,onset,offset,label\nnowhere.wav,1,2,sine\n")
+    with pytest.raises(InputError, match=r"no annotated recordings found \(1 annotated recording\(s\) not found, "
+                                         r"e\.g\. .*nowhere\.wav\)"):  # fmt: skip
+        load_annotated(str(tmp_path / "ann.csv"))

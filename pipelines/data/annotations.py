@@ -113,7 +113,13 @@ def load_annotated(annotations: str, files: str | None = None, split: str | None
         out.events[name] = _merge_overlaps(name, evs, out.warnings)
     out.files = list(names)
     if not out.files:
-        raise InputError(f"{annotations}: no annotated recordings found" + (f" in split {split!r}" if split else ""))
+        gone = [
+            w.split(": annotated recording not found")[0] for w in out.warnings if "annotated recording not found" in w
+        ]
+        why = f" ({len(gone)} annotated recording(s) not found, e.g. {gone[0]})" if gone else ""
+        raise InputError(
+            f"{annotations}: no annotated recordings found" + (f" in split {split!r}" if split else "") + why
+        )
     for w in out.warnings:
         log.warning(w)
     return out
