@@ -86,7 +86,6 @@ def _seen(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -> list[dict[str, Any]]:
-    from rich.console import Console
     from rich.table import Table
 
     rows = []
@@ -115,7 +114,7 @@ def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -
             table.add_row("", f"[yellow]warning: {_escape(rec['warning'])}[/yellow]", "", *([""] if top_k > 1 else []))
         for fr in rec.get("frames", []):
             table.add_row(f"  {fr['start']:.2f}-{fr['end']:.2f}s", *_label_cells(fr), *([""] if top_k > 1 else []))
-    Console().print(table)
+    stdout_console().print(table)
     return rows
 
 
@@ -159,11 +158,18 @@ def baseline_line(b: dict[str, Any]) -> str:
             f"{b.get('seconds', 0):.1f}s){blended}")  # fmt: skip
 
 
-def metrics_table(m: dict[str, Any]) -> None:
+def stdout_console():
+    """Rich on stdout: the terminal's width on a terminal; piped, tables at their natural width
+    and lines unwrapped (rich's 80 columns cut labels and broke sentences in files and pipes)."""
     from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(soft_wrap=True, width=400)
+
+
+def metrics_table(m: dict[str, Any]) -> None:
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     head = f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   examples {m['count']}"
     if "window_accuracy" in m:
         head += f"   window accuracy {m['window_accuracy']:.4f} ({m['windows']} windows)"
