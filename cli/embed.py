@@ -81,7 +81,7 @@ def embed_cmd(
 
         if per_window:
             raise fail("--per-window is for audio models; a text has one vector")
-        items = text_inputs(text or [], inputs or [])
+        items = text_inputs(text or [], inputs or [], column=m.recipe.data.text_column)
     else:
         items = audio_paths(m, inputs, text)
     records = m.embed_iter(items, per_window=per_window, batch_size=batch_size)

@@ -93,7 +93,7 @@ def explain_cmd(
     if m.modality == "text":
         from attn.api import text_inputs
 
-        items: Any = list(text_inputs(text or [], inputs or []))
+        items: Any = list(text_inputs(text or [], inputs or [], column=m.recipe.data.text_column))
     else:
         items = audio_paths(m, inputs, text)
     if not items:

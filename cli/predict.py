@@ -134,7 +134,7 @@ def predict_cmd(
             raise fail("--per-frame is for audio models; this is a text model")
         total = 0
         records = m.predict_iter(
-            text_inputs(text or [], inputs or []),
+            text_inputs(text or [], inputs or [], column=m.recipe.data.text_column),
             top_k,
             batch_size=batch_size,
             min_score=min_score,

@@ -305,3 +305,19 @@ def test_runs_latest_pointing_at_a_moved_run_says_so(tmp_path, monkeypatch):
 def test_two_data_sources_say_how_to_drop_one(tmp_path):
     err = one_line_error(run("train", QUICKSTART, "--set", f"data.root={tmp_path}", "--out", tmp_path / "r"), 2)
     assert "give one data source, not synthetic and root" in err and "--set data.root=null" in err
+
+
+def test_a_csv_or_jsonl_given_to_a_text_model_is_read_by_its_text_column(text_model, tmp_path):
+    """As training and `attn evaluate` read it: the header line was predicted as a text, and each
+    row with its quotes and label. A .csv without the column is still lines."""
+    (tmp_path / "t.csv").write_text('text,label\n"who built it , then ?",HUM\n,LOC\nwhere is it ?,LOC\n')
+    (tmp_path / "t.jsonl").write_text('{"text": "who built it ?", "label": "HUM"}\n')
+    (tmp_path / "plain.csv").write_text("who built it ?\nwhere is it ?\n")
+    r = run("predict", "-m", text_model, tmp_path / "t.csv", tmp_path / "t.jsonl", tmp_path / "plain.csv",
+            "--format", "jsonl")  # fmt: skip
+    recs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [(x["input"].split("/")[-1], x.get("text")) for x in recs] == [
+        ("t.csv:2", "who built it , then ?"), ("t.csv:3", None), ("t.csv:4", "where is it ?"),
+        ("t.jsonl:1", "who built it ?"), ("plain.csv:1", "who built it ?"),
+        ("plain.csv:2", "where is it ?")]  # fmt: skip
+    assert recs[1]["error"].endswith("t.csv:3: empty text") and r.exit_code == 1

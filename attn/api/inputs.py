@@ -27,13 +27,15 @@ def audio_files(model: Model, args: Iterable[str], stdin=None) -> list[str]:
     return expand_inputs(args, model.recipe.data.extensions, stdin)
 
 
-def text_inputs(texts: Iterable[str] = (), files: Iterable[str] = (), stdin=None) -> Iterator[TextInput]:
+def text_inputs(texts: Iterable[str] = (), files: Iterable[str] = (), stdin=None, column: str = "text"
+                ) -> Iterator[TextInput]:  # fmt: skip
     """A text model's inputs, in order: `texts` (each one text, "text N"), then each file's lines
-    ("file:line"; `-` the lines of stdin). A blank line or one that is not UTF-8 is an input that
+    ("file:line"; `-` the lines of stdin; a CSV/TSV/JSONL file with a `column`, the model's
+    data.text_column, its rows' texts). A blank line or one that is not UTF-8 is an input that
     failed (its `.error`), the others still run. `Model.predict` and friends take these."""
     from attn.pipelines.infer.predict_text import text_inputs as read
 
-    return read(texts, files, stdin)
+    return read(texts, files, stdin, column)
 
 
 def argument_texts(args: Iterable[str], stdin=None) -> Iterator[TextInput]:

@@ -7,14 +7,16 @@ failed, named by where it came from ("q.txt:3", "<stdin>:3", "text 2"), and the 
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from attn.errors import ConfigError
+from attn.errors import ConfigError, InputError
 
 from .inference import top_labels
 from .loaded import Loaded
@@ -30,12 +32,12 @@ class TextInput:
     show_text: bool = False  # add a "text" field (inputs named by file:line)
 
 
-def text_inputs(texts: Iterable[str], paths: Iterable[str], stdin=None) -> Iterator[TextInput]:
-    """--text values first, then each file's lines ('-' = stdin), in the order given."""
+def text_inputs(texts: Iterable[str], paths: Iterable[str], stdin=None, column: str = "text") -> Iterator[TextInput]:
+    """--text values first, then each file's lines ('-' = stdin; a table's `column`: `file_inputs`), in order."""
     for n, t in enumerate(texts, 1):
         yield given_text(t, f"text {n}")
     for p in paths:
-        yield from file_inputs(p, stdin)
+        yield from file_inputs(p, stdin, column)
 
 
 def argument_inputs(args: Iterable[str], stdin=None) -> Iterator[TextInput]:
@@ -58,9 +60,18 @@ def given_text(text: str, where: str) -> TextInput:
     return TextInput(text, None, f"{where}: empty text") if not text.strip() else TextInput(text, text)
 
 
-def file_inputs(p: str, stdin=None) -> Iterator[TextInput]:
+TABLES = (".csv", ".tsv", ".jsonl", ".ndjson")  # read as tables when they hold the text column
+
+
+def file_inputs(p: str, stdin=None, column: str = "text") -> Iterator[TextInput]:
     """One input per line of file `p` ('-': stdin); named "file:line" (stdin lines by their text,
-    or "<stdin>:line" when they failed)."""
+    or "<stdin>:line" when they failed). A CSV/TSV/JSONL file with a `column` (the model's
+    data.text_column) is a table, as training and `attn evaluate` read it: one input per row,
+    that column's text (its header line was predicted as a text, each row with its quotes)."""
+    table = _table(p, column) if p != "-" else None
+    if table is not None:
+        yield from table
+        return
     if p == "-":
         stream = stdin if stdin is not None else sys.stdin
         if stream is None:
@@ -78,6 +89,28 @@ def file_inputs(p: str, stdin=None) -> Iterator[TextInput]:
             yield TextInput(p, None, f"{p}: not a text file (binary data; a text model reads UTF-8 text, one per line)")
             return
         yield from _lines(f, p, named_by_text=False)
+
+
+def _table(p: str, column: str) -> list[TextInput] | None:
+    """The rows' `column` of a CSV/TSV/JSONL file `p`, or None when it is no such table."""
+    from ..data.sources import read_table
+
+    if Path(p).suffix.lower() not in TABLES or not os.path.isfile(p):
+        return None
+    try:
+        rows, lines, columns = read_table(p)
+    except (ConfigError, InputError) as e:  # a damaged table: one error, unless it was never one
+        with open(p, encoding="utf-8", errors="replace") as f:
+            return [TextInput(p, None, str(e))] if column in f.readline() else None
+    if column not in columns:
+        return None
+    out = []
+    for row, n in zip(rows, lines, strict=True):
+        where, text = f"{p}:{n}", row.get(column) or ""
+        out.append(
+            TextInput(where, text, show_text=True) if text.strip() else TextInput(where, None, f"{where}: empty text")
+        )
+    return out
 
 
 def _lines(stream, name: str, named_by_text: bool) -> Iterator[TextInput]:
