@@ -130,8 +130,8 @@ def predict_cmd(
     if m.modality == "text":
         from attn.api import text_inputs
 
-        if per_frame:
-            raise fail("--per-frame is for audio models; this is a text model")
+        if per_frame or events:
+            raise fail(f"{'--per-frame' if per_frame else '--events'} is for audio models; this is a text model")
         total = 0
         records = m.predict_iter(
             text_inputs(text or [], inputs or [], column=m.recipe.data.text_column),
@@ -145,6 +145,12 @@ def predict_cmd(
         paths = audio_paths(m, inputs, text)
         total = len(paths)
         if events:
+            given = {"--per-frame": per_frame, "--top-k": top_k != 1, "--aggregate": aggregate != "mean",
+                     "--min-score": min_score is not None, "--threshold": threshold is not None,
+                     "--min-similarity": min_similarity is not None}  # fmt: skip
+            ignored = [flag for flag, on in given.items() if on]
+            if ignored:
+                raise fail(f"{', '.join(ignored)}: for a label per file, not --events (which takes --hop and --format)")
             return _events(m, paths, fmt, hop, batch_size)
         records = m.predict_iter(
             paths,

@@ -321,3 +321,12 @@ def test_a_csv_or_jsonl_given_to_a_text_model_is_read_by_its_text_column(text_mo
         ("t.jsonl:1", "who built it ?"), ("plain.csv:1", "who built it ?"),
         ("plain.csv:2", "where is it ?")]  # fmt: skip
     assert recs[1]["error"].endswith("t.csv:3: empty text") and r.exit_code == 1
+
+
+def test_options_predict_would_ignore_are_refused(trained_model, text_model, tmp_path):
+    """--events on a text model did a plain prediction; --top-k and --min-score with --events did nothing."""
+    assert "--events is for audio models; this is a text model" in one_line_error(
+        run("predict", "-m", text_model, "--text", "hi", "--events"), 2)  # fmt: skip
+    wav = write_wav(tmp_path / "x.wav", tone(440, 1.0, SR), SR)
+    err = one_line_error(run("predict", "-m", trained_model, wav, "--events", "--top-k", "2", "--min-score", "0.5"), 2)
+    assert "--top-k, --min-score: for a label per file, not --events" in err
