@@ -91,6 +91,9 @@ def test_set_overrides_are_yaml_typed(tmp_path):
     from attn.pipelines.recipe.load import parse_override
 
     assert parse_override("data.label_sep=|") == ("data.label_sep", "|")  # not YAML's empty block scalar
+    from attn.pipelines.recipe.config import DataConfig
+
+    assert DataConfig(root=2024, label_column=1).root == "2024"  # `--set data.root=2024`: a folder's name
 
 
 def test_set_unknown_key_is_an_error_with_suggestion(tmp_path):

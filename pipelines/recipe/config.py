@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Discriminator,
     Field,
     SerializationInfo,
@@ -91,6 +92,9 @@ class DataConfig(Strict):
     `manifest` (CSV/TSV/JSONL with an optional split column, paths relative to `root` or to the
     manifest's folder); or `train` (+ optional `val`, `test`) manifests, one per split.
     """
+
+    # A folder or column named by a number (`--set data.root=2024`: YAML reads an int) is its name.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     synthetic: SyntheticConfig | None = None
     root: str | None = None
