@@ -281,6 +281,7 @@ def choose_blend(net_logits: np.ndarray, base_logits: np.ndarray, ws) -> tuple[f
         nll = float(-np.log(np.clip(p[np.arange(n), y], 1e-12, None)).mean())
         if best is None or nll < best[0] - 1e-9:
             best = (nll, float(w), float((p.argmax(1) == y).mean()))
+    nll_net = float(-np.log(np.clip(p_net[np.arange(n), y], 1e-12, None)).mean())
     facts = {"val_accuracy_network": float((p_net.argmax(1) == y).mean()), "val_accuracy_blend": best[2],
-             "val_log_loss_blend": round(best[0], 6)}  # fmt: skip
+             "val_log_loss_network": round(nll_net, 6), "val_log_loss_blend": round(best[0], 6)}  # fmt: skip
     return round(best[1], 2), facts

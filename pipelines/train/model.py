@@ -254,8 +254,10 @@ def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device):
         net = window_logits(network, data.val, device, amp=amp)
         base = window_logits(baseline.module, data.val, device)
         weight, facts = choose_blend(net, base, data.val)
-        log.info("blend: baseline weight %.2f (validation accuracy %.4f -> %.4f)", weight,
-                 facts["val_accuracy_network"], facts["val_accuracy_blend"])  # fmt: skip
+        loss = (f"log-loss {facts['val_log_loss_network']:.4f} -> {facts['val_log_loss_blend']:.4f}, "
+                if "val_log_loss_network" in facts else "")  # fmt: skip
+        log.info("blend: baseline weight %.2f, chosen by validation log-loss (%saccuracy %.4f -> %.4f)", weight,
+                 loss, facts["val_accuracy_network"], facts["val_accuracy_blend"])  # fmt: skip
     return Blend(network, baseline.module, weight, baseline.summary()).eval(), {"weight": weight, **facts}
 
 
