@@ -188,6 +188,15 @@ def test_ctrl_c_scores_what_arrived_and_exits_130(trained_model, tmp_path):
     assert_same_windows([first, *lines(out)], per_frame(trained_model, wav))
 
 
+def test_a_stop_set_before_any_audio_ends_quietly(trained_model, wav):
+    """`Model.listen(stop=ev)` with ev already set: no records, no 'the stream holds no audio'."""
+    import attn
+
+    stop = threading.Event()
+    stop.set()
+    assert list(attn.load(trained_model).listen(str(wav), realtime=True, stop=stop)) == []
+
+
 def test_a_stall_warns_once_and_the_stream_goes_on(trained_model, wav):
     data = raw(wav)
     proc = subprocess.Popen(_cmd("listen", "-m", trained_model, "--stall", "0.5"), stdin=subprocess.PIPE,

@@ -162,7 +162,7 @@ class Listener:
             log.warning(f"{name}: the stream ended inside a sample: {decoder.pending} trailing byte(s) dropped "
                         f"(one sample of every channel is {fmt.frame_bytes} bytes of {fmt.encoding}); "
                         "every whole sample was scored")  # fmt: skip
-        if self.stats["samples"] == 0:
+        if self.stats["samples"] == 0 and not self.stop.is_set():  # stopped before any audio: nothing to say
             raise InputError(f"{name}: the stream holds no audio samples")
 
     def _check_header(self, name: str, fmt: PcmFormat) -> None:
