@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from .common import handle_errors
-from .render import baseline_line, printable
+from .render import baseline_line, label_list, printable
 
 EPILOG = """\
 Examples:
@@ -47,7 +47,7 @@ def info_cmd(
         f"family       {r.get('model', {}).get('name')} ({h.get('parameters', 0):,} parameters"
         + (f", an ensemble of {n} averaged)" if (n := r.get("train", {}).get("ensemble", 1)) > 1 else ")"),
         f"modality     {h.get('modality')}",
-        f"labels       {len(h.get('labels', []))}: {', '.join(map(str, h.get('labels', [])))}",
+        f"labels       {len(h.get('labels', []))}: {label_list(h.get('labels', []))}",
     ]
     tok = h.get("tokenizer")
     if tok:
