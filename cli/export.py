@@ -46,7 +46,8 @@ def export_cmd(
     check_out(out)
     if out is not None and out.lower().endswith(".attn"):
         raise fail(f"--out {out}: .attn is attn's own model format; an export ends in .onnx or .pt")
-    if out is not None and (fmt == "onnx") != out.lower().endswith(".onnx"):
+    other = {"onnx": (".pt", ".pth", ".ts"), "torchscript": (".onnx",)}[fmt]  # names of the other format
+    if out is not None and out.lower().endswith(other):
         raise fail(f"--out {out}: " + ("an ONNX file's name ends in .onnx" if fmt == "onnx" else
                    "a TorchScript file ending in .onnx would be taken for ONNX: use .pt") +
                    " (attn and its users tell the formats apart by it)")  # fmt: skip
