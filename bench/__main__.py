@@ -24,6 +24,7 @@ CASES = {
     "logmel": ("cases_features", "logmel"),
     "pipeline": ("cases_features", "pipeline"),
     "training": ("cases_train", "trainer_vs_loop"),
+    "checkpoints": ("cases_checkpoints", "checkpoints"),
     "cold_start": ("cases_cli", "cold_start"),
     "batch_predict": ("cases_cli", "batch_predict"),
     "onnx_predict": ("cases_cli", "onnx_predict"),
