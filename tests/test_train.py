@@ -109,6 +109,20 @@ def test_epochs_shorter_than_their_save_are_saved_every_few_and_resume_exactly(t
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     lines = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == list(range(1, 13))
+    # A divergence names the epoch on disk too, not the last one that finished.
+    import attn.pipelines.train.loss as L
+
+    real_ce, steps = L.F.cross_entropy, {"n": 0}
+
+    def diverge(*a, **k):
+        steps["n"] += 1
+        return real_ce(*a, **k) * (float("nan") if steps["n"] > 8 * 9 else 1.0)  # 9 steps an epoch: epoch 9
+
+    monkeypatch.setattr(L.F, "cross_entropy", diverge)
+    with pytest.raises(TrainingError, match="at epoch 9") as bad:
+        train(r, str(p), out=str(tmp_path / "nan"), device="cpu")
+    held = read_container(tmp_path / "nan" / "last.ckpt").header["epoch"]
+    assert held < 8 and f"the checkpoint of epoch {held} is kept" in str(bad.value)
 
 
 def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_recipe, monkeypatch):

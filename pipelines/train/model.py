@@ -139,7 +139,7 @@ def train_model(
     saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main)
     if resume_state is not None:
         saver.rewrite_history(trainer.state.history)
-        saver.saved_epoch = trainer.state.epoch
+        saver.saved_epoch = trainer.saved_epoch = trainer.state.epoch
     try:
         st = trainer.fit(saver)
     except KeyboardInterrupt:
@@ -321,6 +321,7 @@ class EpochSaver:
             self._artifact_epoch = st.best_epoch
         self.checkpoint.write(st.epoch, trainer.state_dict())
         self.saved_epoch, self._saved_at = st.epoch, time.monotonic()
+        trainer.saved_epoch = st.epoch  # what a divergence's message names
         self._save_seconds = self._saved_at - t0
 
     def rewrite_history(self, history: list[dict[str, Any]]) -> None:

@@ -86,6 +86,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup * self.total_steps)
         self.state = TrainState()
+        self.saved_epoch: int | None = None  # the epoch on disk, when a saver (train/model.EpochSaver) keeps one
         self.train_accuracy = 0.0  # of the last epoch trained
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.ema: dict[str, torch.Tensor] | None = None
@@ -164,7 +165,8 @@ class Trainer:
             value = self._global_mean(loss.detach())
             if not math.isfinite(value):
                 # In the first epoch nothing was saved (and `attn train` removes the run folder).
-                kept = f"the checkpoint of epoch {epoch} is kept" if epoch else "no epoch finished, so nothing is kept"
+                saved = epoch if self.saved_epoch is None else self.saved_epoch
+                kept = f"the checkpoint of epoch {saved} is kept" if saved else "no epoch finished, so nothing is kept"
                 raise TrainingError(
                     f"training diverged: loss is {value} at epoch {epoch + 1}, step {i + 1} "
                     f"(global step {self.state.step + 1}); lower train.lr or check the data. "
