@@ -130,3 +130,6 @@ def _uvicorn_logs_through_ours() -> None:
     uv.handlers = cli_handlers(ours)
     uv.setLevel(logging.WARNING)
     uv.propagate = False
+    for name in ("python_multipart", "multipart"):  # its parse warnings repeat the 400 the client gets, unprefixed
+        parser = logging.getLogger(name)
+        parser.handlers, parser.propagate = [logging.NullHandler()], False

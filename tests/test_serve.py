@@ -133,6 +133,7 @@ def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
     assert server.upload([("sine.wav", wav)])[0] == 200
     logged = [line for line in server.lines if re.match(r"attn: 127\.0\.0\.1 (GET|POST|DELETE) /", line)]
     assert len(logged) >= 100  # one line per request
+    assert all(line.startswith("attn: ") for line in server.lines), [x for x in server.lines if "attn: " not in x]
     _, metrics = server.request("GET", "/metrics")
     assert re.search(r'attn_errors_total\{endpoint="/predict",kind="too_large"\} [1-9]', metrics)
     assert re.search(r'attn_errors_total\{endpoint="/predict",kind="unauthorized"\} [1-9]', metrics)
