@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import QuietOpt, handle_errors, setup_logging
+from .common import QuietOpt, ThreadsOpt, handle_errors, set_threads, setup_logging
 
 EPILOG = """\
 Examples:
@@ -25,9 +25,11 @@ run's data; without it the other sections are still written.
 def report_cmd(
     run: Annotated[str | None, typer.Argument(help="Run directory (default: runs/latest).", show_default=False)] = None,
     quiet: QuietOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Write a run's report.html: learning curves, confusion matrix, per-class metrics, wrong examples."""
     import attn
 
     setup_logging(quiet)
+    set_threads(threads)  # it scores the evaluated split again
     print(attn.report(run))
