@@ -132,7 +132,8 @@ def _events(m, annotations: str, files: str | None, split: str | None, fmt: str)
         print(f"segment-based F1 {metrics['segment_f1']:.4f}  error rate {metrics['segment_error_rate']:.4f}  (1 s)")
         print(
             f"{metrics['reference_events']} reference and {metrics['estimated_events']} estimated events "
-            f"in {metrics['recordings']} recordings"
+            f"in {metrics['recordings']} recording{'' if metrics['recordings'] == 1 else 's'}"
+            + (f"; {len(metrics['skipped'])} skipped (unreadable)" if metrics["skipped"] else "")
         )
     if metrics["skipped"]:
         raise typer.Exit(1)

@@ -248,8 +248,9 @@ def tune_settings(curves: list[Curves], reference: Annotated, labels: list[str],
             key, m = score(cand)
             if key > best_key:
                 best, best_key, best_m = cand, key, m
-    log.info(f"events: tuned on {len(curves)} recordings: event F1 {best_m['event_f1']:.4f}, "
-             f"error rate {best_m['event_error_rate']:.4f} ({best})")  # fmt: skip
+    chosen = ", ".join(f"{k}={v}" for k, v in best.to_dict().items())
+    log.info(f"events: tuned on {len(curves)} recording{'' if len(curves) == 1 else 's'}: "
+             f"event F1 {best_m['event_f1']:.4f}, error rate {best_m['event_error_rate']:.4f} ({chosen})")  # fmt: skip
     return best, best_m
 
 
