@@ -168,6 +168,9 @@ def test_files_much_shorter_than_a_window_carry_a_warning(trained_model, tmp_pat
     assert "attn: 2 of 3 input(s) have a warning" in r.stderr
     csv = run("predict", "-m", trained_model, one, good, "--format", "csv").stdout.splitlines()
     assert csv[0].endswith(",warning") and "0.000125 s" in csv[1] and csv[2].endswith(",")
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(2 * SR, np.float32), SR)  # a label, but of nothing
+    rec = json.loads(run("predict", "-m", trained_model, silent, "--format", "jsonl").stdout)
+    assert rec["label"] and rec["warning"].startswith("silent: every sample is zero")
 
 
 def test_a_broken_symlink_in_a_folder_is_an_error_record(trained_model, tmp_path):

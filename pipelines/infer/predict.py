@@ -97,6 +97,7 @@ class _File:
     spans: list[tuple[int, int]] = field(default_factory=list)
     levels: list[float] = field(default_factory=list)  # keep_scores: each window's centre level (dB)
     vectors: list[np.ndarray] = field(default_factory=list)  # a novelty check's window embeddings (D,)
+    peak: float = 0.0  # the largest sample magnitude seen (0: a silent file)
     pending: int = 0
     similarity: float | None = None
 
@@ -185,6 +186,8 @@ class AudioPredictor:
         vectors = self.loaded.window_embeddings(windows) if self.novelty is not None else [None] * len(rows)  # (B, D)
         for (f, start, w, n), p, v in zip(rows, probs, vectors, strict=True):
             f.probs.append(p)
+            if f.peak == 0.0 and n:
+                f.peak = float(np.abs(w[:n]).max())
             if v is not None:
                 f.vectors.append(v)
             if self.keep_scores:
@@ -307,7 +310,7 @@ class AudioPredictor:
         return rec
 
     def _warning(self, f: _File) -> str | None:
-        return input_warning(f.seconds, f.rate, self.cfg)
+        return input_warning(f.seconds, f.rate, self.cfg, f.peak)
 
 
 def frame_record(start: int, length: int, probs: np.ndarray, labels: list[str], sample_rate: int) -> dict[str, Any]:
@@ -321,12 +324,12 @@ def frame_record(start: int, length: int, probs: np.ndarray, labels: list[str], 
     }
 
 
-def input_warning(seconds: float, rate: int, cfg) -> str | None:
+def input_warning(seconds: float, rate: int, cfg, peak: float | None = None) -> str | None:
     """Why a prediction (or explanation) deserves little trust though it ran: the input holds
-    under a tenth of a window of audio (the model sees mostly padding), or was recorded at under
+    under a tenth of a window of audio (the model sees mostly padding), was recorded at under
     a tenth of the model's sample rate (upsampled, it has nothing in most of the band the model
-    knows). `rate` 0: unknown."""
-    notes = []
+    knows), or is silent (`peak` 0: every sample is zero; None: not known). `rate` 0: unknown."""
+    notes = ["silent: every sample is zero, so the label says nothing about it"] if peak == 0.0 and seconds else []
     if seconds < cfg.frame_seconds / WARN_FRACTION:
         notes.append(f"{seconds:g} s of audio, under a tenth of the model's {cfg.frame_seconds:g} s window: "
                      "the prediction rests mostly on padding")  # fmt: skip
