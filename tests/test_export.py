@@ -295,6 +295,12 @@ def test_text_onnx_model_predicts_through_the_api(trec):
         assert abs(g.get("score", 0) - w.get("score", 0)) <= TOL
     with pytest.raises(attn.ConfigError, match="already an exported model"):
         om.export(res.path.with_suffix(".again.onnx"))
+    from typer.testing import CliRunner  # and through `attn predict`: it failed on the .onnx of every text model
+
+    from attn.cli.app import app
+
+    r = CliRunner().invoke(app, ["predict", "-m", str(res.path), "--text", texts[0], "--format", "jsonl"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["label"] == want[0]["label"], r.output
 
 
 @pytest.mark.parametrize("modality", ["text", pytest.param("audio", marks=pytest.mark.slow)])

@@ -28,6 +28,7 @@ from attn.schema import describe_validation_error
 class ExportedData:
     extensions: tuple[str, ...] = AUDIO_EXTENSIONS  # what a folder of inputs counts as audio
     multi_label: bool = False  # the graph gives each label's sigmoid; meta "thresholds" decide
+    text_column: str = "text"  # a CSV/JSONL given to predict: the column its texts are in
 
 
 @dataclass(frozen=True)
