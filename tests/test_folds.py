@@ -29,6 +29,31 @@ def test_folds_score_each_held_out_fold_then_train_on_all(tiny_recipe, tmp_path)
     assert sum(map(sum, cv["confusion"])) == n["train"] == sum(f["count"] for f in cv["folds"])
     assert abs(cv["accuracy_mean"] - sum(f["accuracy"] for f in cv["folds"]) / 3) < 1e-9
     assert info["epoch"] <= 3
+    # Resuming it (or one of its folds) was an ordinary run that replaced the model and dropped `cv`.
+    for target in (out, out / "fold-2"):
+        r = runner.invoke(app, ["train", "--resume", str(target)])
+        assert r.exit_code == 2 and "a cross-validation run cannot be resumed; train it again" in r.output
+
+
+def test_ctrl_c_in_a_fold_says_the_run_must_be_trained_again(tiny_recipe, tmp_path):
+    """The fold's own message said `attn train --resume run/fold-2`, which finished fold 2 as a run
+    of its own on another split, and no final model was ever trained."""
+    from attn.errors import Interrupted
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.run import train
+
+    class CtrlC:
+        def __init__(self) -> None:
+            self.epochs = 0
+
+        def on_epoch_begin(self, epoch, epochs, steps):
+            self.epochs += 1
+            if self.epochs == 5:  # fold 2's second epoch
+                raise KeyboardInterrupt
+
+    p = tiny_recipe(epochs=3)
+    with pytest.raises(Interrupted, match="interrupted in fold 2 of 3: a cross-validation run cannot be resumed"):
+        train(load_recipe(p, ["train.folds=3"]), str(p), out=str(tmp_path / "run"), device="cpu", callbacks=CtrlC())
 
 
 def test_stratified_folds_are_even_and_disjoint(tiny_recipe):

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.errors import ConfigError
+from attn.errors import ConfigError, Interrupted
 
 from ..data.prepared import PreparedData
 from ..data.sources import Item
@@ -93,8 +93,12 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         split = {"train": [it for it in pool if id(it) not in keep], "val": held, "test": prepared.splits["test"]}
         log.info("fold %s of %d: %d training, %d held-out examples", name, len(folds), len(split["train"]), len(held))
         fdir = start_run(fold_dir(run_dir, name))
-        r = train_model(member, PreparedData(split, prepared.labels, prepared.tokenizer), fdir,
-                        device=device, callbacks=callbacks, point_latest=False, score_val=True)  # fmt: skip
+        try:
+            r = train_model(member, PreparedData(split, prepared.labels, prepared.tokenizer), fdir,
+                            device=device, callbacks=callbacks, point_latest=False, score_val=True)  # fmt: skip
+        except Interrupted:  # its "resume fold-N" hint would finish one fold as a run of its own
+            raise Interrupted(f"interrupted in fold {name} of {len(folds)}: a cross-validation run cannot be "
+                              "resumed; train it again") from None  # fmt: skip
         results.append(r)
         rep = r.val_report or {}
         rows.append({"fold": name, "accuracy": rep.get("accuracy"), "macro_f1": rep.get("macro_f1"),
@@ -118,8 +122,12 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
                  epochs)  # fmt: skip
         final = recipe.model_copy(update={"train": recipe.train.model_copy(
             update={"folds": 0, "refit": False, "epochs": epochs, "patience": 0})})  # fmt: skip
-        result = train_model(final, whole, run_dir, device=device, callbacks=callbacks, auto=auto,
-                             thresholds=given.get("thresholds"), calibration=given.get("calibration"))  # fmt: skip
+        try:
+            result = train_model(final, whole, run_dir, device=device, callbacks=callbacks, auto=auto,
+                                 thresholds=given.get("thresholds"), calibration=given.get("calibration"))  # fmt: skip
+        except Interrupted:
+            raise Interrupted("interrupted in the final model's training, after the folds: a cross-validation run "
+                              "cannot be resumed; train it again") from None  # fmt: skip
     metrics_path = run_dir / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["cv"] = cv

@@ -20,6 +20,7 @@ from ..store.rundir import (
     CHECKPOINT,
     LOG,
     MEMBERS,
+    RECIPE,
     TENSORBOARD,
     RunLog,
     claim,
@@ -83,6 +84,21 @@ def train(
         leave()
 
 
+def _cross_validation_run(rd: Path) -> Path | None:
+    """The cross-validation run `rd` is, or holds as one of its folds (`fold-N/`), else None."""
+    import yaml
+
+    for d in (rd, rd.parent) if rd.name.startswith("fold-") else (rd,):
+        try:
+            raw = yaml.safe_load((d / RECIPE).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        train = raw.get("train") if isinstance(raw, dict) else None
+        if isinstance(train, dict) and isinstance(train.get("folds"), int) and train["folds"] > 0:
+            return d
+    return None
+
+
 def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str | None = None) -> TrainResult:
     """Continue an interrupted run from its last saved epoch (an ensemble from its members)."""
     from ..recipe.load import recipe_from_dict
@@ -91,6 +107,10 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
     rd = Path(run_dir)
     if rd.is_file():
         rd = rd.parent
+    cv = _cross_validation_run(rd)
+    if cv is not None:  # its folds and final model are fresh models each: there is no one state to go on from
+        raise ConfigError(f"{cv}: a cross-validation run cannot be resumed; train it again (attn train "
+                          f"{cv / RECIPE} --out NEW_DIR)")  # fmt: skip
     ckpt = None
     if (rd / MEMBERS).exists():  # an ensemble: its state names the recipe and the members done
         state = read_members(rd)
