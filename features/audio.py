@@ -214,6 +214,9 @@ def stream_audio(
                 raise _fail(path, f"truncated: {missing} bytes of audio data missing from the end")
 
 
+MAX_CHANNELS = 64  # more than this many columns (and fewer rows) is an array the wrong way round
+
+
 def from_array(samples: np.ndarray, rate: int, sample_rate: int, name: str = "array") -> np.ndarray:
     """An in-memory signal as `stream_audio` gives a file: float32 mono at `sample_rate`, (samples,).
 
@@ -225,6 +228,9 @@ def from_array(samples: np.ndarray, rate: int, sample_rate: int, name: str = "ar
         raise _fail(name, f"expected (samples,) or (samples, channels) audio, got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
         raise _fail(name, f"expected float samples in [-1, 1], got {x.dtype}")
+    if x.ndim == 2 and x.shape[1] > MAX_CHANNELS and x.shape[0] < x.shape[1]:  # torchaudio.load's layout
+        raise _fail(name, f"shape {x.shape} looks like (channels, samples); attn takes (samples, channels): "
+                          "pass the array transposed (x.T)")  # fmt: skip
     if int(rate) <= 0:
         raise _fail(name, f"invalid sample rate {rate}")
     x = x.astype(np.float32, copy=False)

@@ -69,6 +69,11 @@ def test_arrays_with_their_sample_rate_predict_as_their_files(tmp_path):
         m.predict([42])
     with pytest.raises(attn.ConfigError, match="needs its sample rate"):
         m.predict(x)
+    wrong_way = m.predict([(x[None], sr)])[0]  # torchaudio.load's (channels, samples): was 1 sample x N channels
+    assert "looks like (channels, samples)" in wrong_way["error"]
+    for bad_option, says in (({"aggregate": "median"}, "aggregate 'median'"), ({"top_k": 0}, "top_k 0")):
+        with pytest.raises(attn.ConfigError, match=says):  # a raw ValueError, or silently accepted
+            m.predict([(x, sr)], **bad_option)
 
 
 def test_text_predict_gives_the_cli_s_records():
@@ -99,13 +104,16 @@ def test_train_evaluate_load_round_trip(tmp_path, tiny_recipe, monkeypatch):
         def on_epoch_end(self, record):
             epochs.append(record)
 
-    res = attn.train(tiny_recipe(), overrides=["train.epochs=2"], out=tmp_path / "run", device="cpu",
-                     callbacks=Record())  # fmt: skip
+    res = attn.train(
+        tiny_recipe(), overrides=["train.epochs=2"], out=tmp_path / "run", device="cpu", callbacks=[Record()]
+    )  # fmt: skip  (a list of callbacks, or one)
     assert res.run_dir == tmp_path / "run" and res.epochs_run == 2 and len(epochs) == 2
     assert "val_accuracy" in epochs[0]
     written = json.loads((res.run_dir / "metrics.json").read_text())
     metrics = attn.evaluate(res.run_dir)
     assert metrics["accuracy"] == written["accuracy"] and metrics["count"] == written["count"]
+    with pytest.raises(attn.ConfigError, match="split 'bogus': use train, val or test"):  # was a KeyError
+        attn.evaluate(res.run_dir, split="bogus")
     m = attn.load(tmp_path / "runs" / "latest")  # runs/latest points at the run, wherever `out` put it
     assert m.labels == res.labels and m.predict((np.zeros(4000, np.float32), 8000))[0]["label"] in res.labels
 

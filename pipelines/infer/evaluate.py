@@ -45,6 +45,8 @@ def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str
     source = recipe or model_recipe
     from ..data.sources import list_items
 
+    if split not in (None, "train", "val", "test"):
+        raise ConfigError(f"split {split!r}: use train, val or test")
     splits = split_items(list_items(source.data, source.modality), source.data)
     if split == "val" and ((loaded.header.get("train") or {}).get("data") or {}).get("refit"):
         log.warning("the model was refitted on train + val: its scores on the val split are on its own training "

@@ -126,7 +126,9 @@ class AudioPredictor:
         from .multilabel import model_thresholds
 
         if aggregate_how not in AGGREGATES:
-            raise ValueError(aggregate_how)
+            raise ConfigError(f"aggregate {aggregate_how!r}: use one of {', '.join(AGGREGATES)}")
+        if top_k < 1:
+            raise ConfigError(f"top_k {top_k}: give 1 or more labels")
         self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only
         if self.thresholds is not None and aggregate_how == "vote":
             raise ConfigError("--aggregate vote counts each window's one best label; a multi-label model's clip "

@@ -147,6 +147,8 @@ class TextPredictor:
         self.max_len = loaded.recipe.features.tokenizer.max_len
         self.labels = loaded.labels
         self.batch_size = batch_size
+        if top_k < 1:
+            raise ConfigError(f"top_k {top_k}: give 1 or more labels")
         self.top_k = max(1, min(top_k, len(self.labels)))
         self.novelty = getattr(loaded, "novelty", None)
 

@@ -22,7 +22,10 @@ class CallbackList(Callbacks):
     """Callback objects called in order, each with the hooks it has."""
 
     def __init__(self, *callbacks) -> None:
-        self.callbacks = [c for c in callbacks if c is not None]
+        flat = []
+        for c in callbacks:  # a list or tuple of them (`attn.train(callbacks=[a, b])`) is each of them
+            flat += list(c) if isinstance(c, (list, tuple)) else [c]
+        self.callbacks = [c for c in flat if c is not None]
 
     def _call(self, hook: str, *args) -> None:
         for c in self.callbacks:
