@@ -29,6 +29,11 @@ def test_folds_score_each_held_out_fold_then_train_on_all(tiny_recipe, tmp_path)
     assert sum(map(sum, cv["confusion"])) == n["train"] == sum(f["count"] for f in cv["folds"])
     assert abs(cv["accuracy_mean"] - sum(f["accuracy"] for f in cv["folds"]) / 3) < 1e-9
     assert info["epoch"] <= 3
+    # The saved model is blended as the folds chose (their mean weight), as the temperature fitted on
+    # their blended out-of-fold scores assumes; it was the network alone.
+    weights = [json.loads((out / f"fold-{k}" / "metrics.json").read_text())["blend"]["weight"] for k in "123"]
+    saved = json.loads((out / "metrics.json").read_text())["blend"]["weight"]
+    assert saved == pytest.approx(sum(weights) / 3, abs=1e-4)
     # Resuming it (or one of its folds) was an ordinary run that replaced the model and dropped `cv`.
     for target in (out, out / "fold-2"):
         r = runner.invoke(app, ["train", "--resume", str(target)])

@@ -123,8 +123,10 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         final = recipe.model_copy(update={"train": recipe.train.model_copy(
             update={"folds": 0, "refit": False, "epochs": epochs, "patience": 0})})  # fmt: skip
         try:
+            blend = {"C": given["C"], "weight": given["blend_weight"]} if "blend_weight" in given else None
             result = train_model(final, whole, run_dir, device=device, callbacks=callbacks, auto=auto,
-                                 thresholds=given.get("thresholds"), calibration=given.get("calibration"))  # fmt: skip
+                                 thresholds=given.get("thresholds"), calibration=given.get("calibration"),
+                                 blend_given=blend)  # fmt: skip
         except Interrupted:
             raise Interrupted("interrupted in the final model's training, after the folds: a cross-validation run "
                               "cannot be resumed; train it again") from None  # fmt: skip

@@ -94,6 +94,7 @@ def train_model(
     score_val: bool = False,
     thresholds=None,
     calibration: dict[str, Any] | None = None,
+    blend_given: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train one model of `recipe` (train.ensemble 1) from prepared data in an existing `run_dir`.
 
@@ -111,6 +112,9 @@ def train_model(
             split to choose them on (train.folds' final model: the folds' held-out choices).
         calibration: T and min_score fitted elsewhere, to store instead of fitting them on
             validation (train.folds' final model: fitted on the out-of-fold scores).
+        blend_given: {"C", "weight"} chosen elsewhere: the baseline fitted at C and blended in at
+            that weight when there is no validation split (train.folds' final model: the folds'
+            choices, so the temperature fitted on their blended scores fits the model saved).
     """
     from attn.models.calibrated import Tempered
 
@@ -125,7 +129,8 @@ def train_model(
     if recipe.train.ensemble > 1:
         raise ValueError("train_model trains one model; train.ensemble > 1 goes through train_ensemble")
     data = load_datasets(recipe, prepared)
-    baseline = fit_baseline(recipe, data, device) if recipe.train.baseline and world.main else None
+    given_c = (blend_given or {}).get("C")
+    baseline = fit_baseline(recipe, data, device, c=given_c) if recipe.train.baseline and world.main else None
     model, facts = init_model(recipe, data, device, fresh=resume_state is None)
     if auto:
         facts["auto"] = auto
@@ -162,6 +167,12 @@ def train_model(
         refit = False
     if world.main:  # rank 0 evaluates and writes
         final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
+        if blend_given and baseline is not None and not len(data.val) and recipe.train.blend:
+            from attn.models.linear import Blend  # chosen where data was held out (the folds): as validation would
+
+            w = float(blend_given["weight"])
+            final, blend = Blend(trainer.model, baseline.module, w, baseline.summary()).eval(), {"weight": w}
+            log.info("blend: baseline weight %.2f, the folds' mean (each chose its own on its held-out fold)", w)
         # T and min_score, on validation; a multi-label model's sigmoids get per-class thresholds instead
         if calibration is None and not data.train.multi_label:
             calibration = calibrate(final, data, recipe, device)
