@@ -125,6 +125,23 @@ def test_epochs_shorter_than_their_save_are_saved_every_few_and_resume_exactly(t
     assert held < 8 and f"the checkpoint of epoch {held} is kept" in str(bad.value)
 
 
+def test_resume_refuses_data_that_changed_since_the_run_started(tmp_path):
+    """Rows added to the training CSV of an interrupted run: resuming went on with 67 texts where it
+    started with 54, silently. It continues exactly or not at all."""
+    from test_text import _text_data
+
+    from attn.errors import InputError
+
+    p = _text_data(tmp_path)
+    r = load_recipe(p, ["train.epochs=3"])
+    with pytest.raises(Interrupted):
+        train(r, str(p), out=str(tmp_path / "cut"), device="cpu", callbacks=_StopAt(2))
+    with open(tmp_path / "train.csv", "a") as f:
+        f.write("Who painted the bridge again ?,HUM\n")
+    with pytest.raises(InputError, match="the data changed since the run started"):
+        resume(str(tmp_path / "cut"), device="cpu")
+
+
 def test_reported_test_metrics_are_those_of_the_saved_best_model(tmp_path, tiny_recipe, monkeypatch):
     import attn.pipelines.train.trainer as T
     from attn.pipelines.infer.evaluate import evaluate

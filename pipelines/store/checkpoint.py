@@ -25,18 +25,19 @@ class Checkpoint:
     epoch: int  # finished epochs
     state: dict[str, Any]  # for Trainer.load_state_dict
     tokenizer: Any = None  # text: the tokenizer the run fitted
+    data: str | None = None  # data.fingerprint of what it trains on (None: a checkpoint from before it)
 
 
 class CheckpointWriter:
     """Writes one run's checkpoint; the recipe and tokenizer parts are computed once."""
 
-    def __init__(self, path: Path, recipe: Recipe, labels: list[str], tokenizer=None) -> None:
+    def __init__(self, path: Path, recipe: Recipe, labels: list[str], tokenizer=None, data: str | None = None) -> None:
         from ..data.text import tokenizer_state
         from ..recipe.load import recipe_to_dict
 
         self.path = path
         self.plain_recipe = recipe_to_dict(recipe)  # also the run's model files' (train/model.EpochSaver)
-        self.header = {"kind": "checkpoint", "recipe": self.plain_recipe, "labels": list(labels)}
+        self.header = {"kind": "checkpoint", "recipe": self.plain_recipe, "labels": list(labels), "data": data}
         self.tok_header, self.tok_tensors = tokenizer_state(tokenizer) if tokenizer is not None else (None, {})
 
     def write(self, epoch: int, trainer_state: dict[str, Any]) -> None:
@@ -57,4 +58,4 @@ def read_checkpoint(path: Path) -> Checkpoint:
         from ..data.text import tokenizer_from_artifact
 
         tokenizer = tokenizer_from_artifact(recipe, header, state)
-    return Checkpoint(recipe, labels, int(header.get("epoch", 0)), state, tokenizer)
+    return Checkpoint(recipe, labels, int(header.get("epoch", 0)), state, tokenizer, header.get("data"))

@@ -141,7 +141,10 @@ def train_model(
     total, trained = count_parameters(model), count_parameters(model, trainable_only=True)
     log.info("model %s: %d parameters%s on %s; %d steps/epoch", recipe.model.name, total,
              f" ({trained} trained)" if trained != total else "", device, trainer.steps_per_epoch)  # fmt: skip
-    saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main)
+    from ..data.fingerprint import data_fingerprint
+
+    fingerprint = data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality)
+    saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main, data=fingerprint)
     if resume_state is not None:
         saver.rewrite_history(trainer.state.history)
         saver.saved_epoch = trainer.saved_epoch = trainer.state.epoch
@@ -293,9 +296,10 @@ SAVE_SHARE = 0.1  # the most of a run's wall time that saving its epochs may tak
 
 
 class EpochSaver:
-    """The Trainer's `on_epoch_saved`: after every epoch its history line; then, when a save is
-    due, the artifact (when the best epoch moved on since the last save) and the resume
-    checkpoint. Nothing when `write` is False (ranks > 0).
+    """The Trainer's `on_epoch_saved`: after every epoch, when a save is due, the artifact (when
+    the best epoch moved on since the last save) and the resume checkpoint; then its history line
+    (so a saved epoch's line is written after it is on disk). Nothing when `write` is False
+    (ranks > 0).
 
     A save is due after the first and the last epoch, and otherwise once the time since the last
     save is 9x what that save took, so saving takes at most ~SAVE_SHARE of the run. Long epochs
@@ -305,11 +309,12 @@ class EpochSaver:
     loses at most that interval; Ctrl-C and `--resume` start from `saved_epoch`, exactly.
     Artifact first: after a crash between the two writes, resuming redoes this epoch."""
 
-    def __init__(self, run_dir: Path, recipe: Recipe, labels: list[str], tokenizer=None, write: bool = True) -> None:
+    def __init__(self, run_dir: Path, recipe: Recipe, labels: list[str], tokenizer=None, write: bool = True,
+                 data: str | None = None) -> None:  # fmt: skip
         from ..store.checkpoint import CheckpointWriter
 
         self.run_dir, self.recipe, self.labels, self.tokenizer, self.write = run_dir, recipe, labels, tokenizer, write
-        self.checkpoint = CheckpointWriter(run_dir / CHECKPOINT, recipe, labels, tokenizer)
+        self.checkpoint = CheckpointWriter(run_dir / CHECKPOINT, recipe, labels, tokenizer, data)
         self.saved_epoch = 0  # the finished epochs last.ckpt holds (a resumed run: set by the caller)
         self._artifact_epoch = 0  # the best epoch model.attn holds
         self._save_seconds, self._saved_at = 0.0, time.monotonic()
@@ -320,9 +325,9 @@ class EpochSaver:
         if not self.write:
             return
         st = trainer.state
-        append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))
         waited = time.monotonic() - self._saved_at
         if not (st.done or not self.saved_epoch or waited * SAVE_SHARE >= self._save_seconds * (1 - SAVE_SHARE)):
+            append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))
             return
         t0 = time.monotonic()
         if st.best_epoch and st.best_epoch != self._artifact_epoch:
@@ -334,6 +339,7 @@ class EpochSaver:
         self.saved_epoch, self._saved_at = st.epoch, time.monotonic()
         trainer.saved_epoch = st.epoch  # what a divergence's message names
         self._save_seconds = self._saved_at - t0
+        append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))  # after the save: its line means it is on disk
 
     def rewrite_history(self, history: list[dict[str, Any]]) -> None:
         """On resume: history.jsonl may hold a line the checkpoint does not."""

@@ -133,6 +133,13 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
         prepared = prepare_data(recipe)
         if list(prepared.labels) != labels:
             raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
+        if ckpt is not None and ckpt.data is not None:
+            from ..data.fingerprint import data_fingerprint
+
+            if data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality) != ckpt.data:
+                raise InputError(f"{rd}: the data changed since the run started (examples added, removed or "
+                                 "relabelled); a resumed run continues exactly or not at all: train it "
+                                 "again")  # fmt: skip
         if ckpt is not None and ckpt.tokenizer is not None:
             prepared = prepared.with_tokenizer(ckpt.tokenizer)
         with RunLog(rd / LOG) if world.main else contextlib.nullcontext():

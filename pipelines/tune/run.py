@@ -31,12 +31,13 @@ from typing import Any
 
 from attn.errors import ConfigError, OutputError
 
+from ..data.fingerprint import data_fingerprint
 from ..fsutil import atomic_write_text, make_dirs
 from ..recipe.config import Recipe
 from ..recipe.keys import get as current
 from ..recipe.space import TuneSpace, default_space
 from ..store.rundir import METRICS
-from .loop import BEST, Session, data_fingerprint, same_study, work, write_outputs
+from .loop import BEST, Session, same_study, work, write_outputs
 from .study import MAXIMIZE, Counts, best_record, counts, leaderboard, storage_url
 from .trial import Plan, trial_dir
 
