@@ -147,14 +147,14 @@ def train_model(
     saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main, data=fingerprint)
     if resume_state is not None:
         saver.rewrite_history(trainer.state.history)
-        saver.saved_epoch = trainer.saved_epoch = trainer.state.epoch
+        trainer.saved_epoch = trainer.state.epoch
     try:
         st = trainer.fit(saver)
     except KeyboardInterrupt:
-        if not saver.saved_epoch:
+        if not trainer.saved_epoch:
             raise Interrupted("interrupted during epoch 1, before any epoch finished: nothing to resume") from None
         raise Interrupted(
-            f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {saver.saved_epoch} is saved. "
+            f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.saved_epoch} is saved. "
             f"Resume with: attn train --resume {run_dir}"
         ) from None
 
@@ -169,13 +169,7 @@ def train_model(
         log.warning("train.refit is skipped under torchrun (one process would refit, not all)")
         refit = False
     if world.main:  # rank 0 evaluates and writes
-        final, blend = with_baseline(trainer.model, baseline, data, recipe, device)
-        if blend_given and baseline is not None and not len(data.val) and recipe.train.blend:
-            from attn.models.linear import Blend  # chosen where data was held out (the folds): as validation would
-
-            w = float(blend_given["weight"])
-            final, blend = Blend(trainer.model, baseline.module, w, baseline.summary()).eval(), {"weight": w}
-            log.info("blend: baseline weight %.2f, the folds' mean (each chose its own on its held-out fold)", w)
+        final, blend = with_baseline(trainer.model, baseline, data, recipe, device, (blend_given or {}).get("weight"))
         # T and min_score, on validation; a multi-label model's sigmoids get per-class thresholds instead
         if calibration is None and not data.train.multi_label:
             calibration = calibrate(final, data, recipe, device)
@@ -252,9 +246,10 @@ def baseline_facts(baseline, blend: dict[str, Any] | None) -> dict[str, Any] | N
     return {**baseline.summary(), "blend_weight": (blend or {}).get("weight", 0.0)}
 
 
-def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device):
-    """(the model to save, blend facts or None): the trained network alone, or (`train.blend`,
-    with a validation split) a `Blend` of it and the baseline, weight chosen on validation."""
+def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device, given_weight: float | None = None):
+    """(the model to save, blend facts or None): the trained network alone, or (`train.blend`) a
+    `Blend` of it and the baseline, weight chosen on validation; without a validation split,
+    `given_weight` (train.folds' final model: the folds' mean), else 0."""
     from attn.models.linear import Blend
 
     from ..infer.inference import window_logits
@@ -272,6 +267,9 @@ def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device):
                 if "val_log_loss_network" in facts else "")  # fmt: skip
         log.info("blend: baseline weight %.2f, chosen by validation log-loss (%saccuracy %.4f -> %.4f)", weight,
                  loss, facts["val_accuracy_network"], facts["val_accuracy_blend"])  # fmt: skip
+    elif recipe.train.blend and given_weight is not None:
+        weight = float(given_weight)
+        log.info("blend: baseline weight %.2f, the folds' mean (each chose its own on its held-out fold)", weight)
     return Blend(network, baseline.module, weight, baseline.summary()).eval(), {"weight": weight, **facts}
 
 
@@ -306,7 +304,7 @@ class EpochSaver:
     (most runs) are saved after every epoch; short ones every few: a fine-tuned encoder's
     checkpoint (weights, best weights, optimizer) is ~16 bytes a parameter, 360 MB for MiniLM, and
     on a small set writing it after every half-second epoch took 3-4x the training time. A kill
-    loses at most that interval; Ctrl-C and `--resume` start from `saved_epoch`, exactly.
+    loses at most that interval; Ctrl-C and `--resume` start from the trainer's `saved_epoch`, exactly.
     Artifact first: after a crash between the two writes, resuming redoes this epoch."""
 
     def __init__(self, run_dir: Path, recipe: Recipe, labels: list[str], tokenizer=None, write: bool = True,
@@ -315,7 +313,6 @@ class EpochSaver:
 
         self.run_dir, self.recipe, self.labels, self.tokenizer, self.write = run_dir, recipe, labels, tokenizer, write
         self.checkpoint = CheckpointWriter(run_dir / CHECKPOINT, recipe, labels, tokenizer, data)
-        self.saved_epoch = 0  # the finished epochs last.ckpt holds (a resumed run: set by the caller)
         self._artifact_epoch = 0  # the best epoch model.attn holds
         self._save_seconds, self._saved_at = 0.0, time.monotonic()
 
@@ -326,7 +323,7 @@ class EpochSaver:
             return
         st = trainer.state
         waited = time.monotonic() - self._saved_at
-        if not (st.done or not self.saved_epoch or waited * SAVE_SHARE >= self._save_seconds * (1 - SAVE_SHARE)):
+        if not (st.done or not trainer.saved_epoch or waited * SAVE_SHARE >= self._save_seconds * (1 - SAVE_SHARE)):
             append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))
             return
         t0 = time.monotonic()
@@ -336,8 +333,7 @@ class EpochSaver:
                        plain_recipe=self.checkpoint.plain_recipe)  # fmt: skip
             self._artifact_epoch = st.best_epoch
         self.checkpoint.write(st.epoch, trainer.state_dict())
-        self.saved_epoch, self._saved_at = st.epoch, time.monotonic()
-        trainer.saved_epoch = st.epoch  # what a divergence's message names
+        trainer.saved_epoch, self._saved_at = st.epoch, time.monotonic()  # what Ctrl-C and a divergence name
         self._save_seconds = self._saved_at - t0
         append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))  # after the save: its line means it is on disk
 
