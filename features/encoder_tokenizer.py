@@ -60,6 +60,27 @@ class EncoderTokenizer(Tokenizer):
         # A word piece as the text spells it (its offsets); special tokens as themselves.
         return [text[a:b] if b > a else t for t, (a, b) in zip(enc.tokens, enc.offsets, strict=True)]
 
+    def words(self, text: str) -> tuple[list[str], list[int | None]]:
+        # Word pieces of one pre-tokenized word ("play", "##ing") are one word; the special
+        # tokens the encoder adds ([CLS], [SEP], <s>) belong to none.
+        enc = self._enc(text)
+        where: list[list[int]] = []  # each word's [start, end) characters in the text
+        index: dict[int, int] = {}  # the tokenizer's word id -> index in `where`
+        groups: list[int | None] = []
+        for i, (special, word, (a, b)) in enumerate(zip(enc.special_tokens_mask, enc.word_ids, enc.offsets,
+                                                        strict=True)):  # fmt: skip
+            if special:
+                groups.append(None)
+                continue
+            key = word if word is not None else -1 - i  # no word id: a word of its own
+            if key not in index:
+                index[key] = len(where)
+                where.append([a, b])
+            g = index[key]
+            where[g] = [min(where[g][0], a), max(where[g][1], b)]
+            groups.append(g)
+        return [text[a:b] if b > a else enc.tokens[groups.index(g)] for g, (a, b) in enumerate(where)], groups
+
     @property
     def vocab_size(self) -> int:
         return self.tok.get_vocab_size(with_added_tokens=True)

@@ -71,6 +71,13 @@ class Tokenizer:
         not <unk>): what `attn explain` shows beside each token's weight."""
         return self.tokens(text)
 
+    def words(self, text: str) -> tuple[list[str], list[int | None]]:
+        """What `attn explain` weighs: the text's words as it spells them, and for each id of
+        `encode(text)` the index of the word it is part of (None: a token the tokenizer adds
+        itself, such as an encoder's [CLS]). Here every id is a word of its own."""
+        shown = self.display_tokens(text)
+        return shown, list(range(len(shown)))
+
     def encode_array(self, text: str) -> np.ndarray:
         """What the model is fed: (T,) int64 ids, or (T, 1 + K) with hashed n-grams (word level,
         `char_ngrams`/`word_ngrams`: column 0 the id, then bucket ids, 0-padded). Not truncated."""
@@ -198,6 +205,15 @@ class WordTokenizer(_SentencePieceModel, VocabTokenizer):
     def display_tokens(self, text: str) -> list[str]:
         return super().display_tokens(text) if self.sp is None else self.tokens(text)
 
+    def words(self, text: str) -> tuple[list[str], list[int | None]]:
+        if self.sp is None:
+            return super().words(text)
+        shown, groups = [], []
+        for t in self.split(self.normalize(text)):  # a word outside the vocabulary: its pieces
+            groups += [len(shown)] * (1 if t in self.stoi else len(self._pieces(t)))
+            shown.append(t)
+        return shown, groups
+
     def encode(self, text: str) -> list[int]:
         if self.sp is None:
             return super().encode(text)
@@ -251,6 +267,19 @@ class SubwordTokenizer(_SentencePieceModel, Tokenizer):
     def encode(self, text: str) -> list[int]:
         assert self.sp is not None, "tokenizer not fitted"
         return self.sp.encode(self.normalize(text))
+
+    def words(self, text: str) -> tuple[list[str], list[int | None]]:
+        # A piece that starts with "▁" starts a word (a lone "▁" joins the piece after it).
+        shown: list[str] = []
+        groups: list[int | None] = []
+        glued = False
+        for piece in self.tokens(text):
+            if not shown or (piece.startswith("\u2581") and not glued):
+                shown.append("")
+            shown[-1] += piece.replace("\u2581", " ")
+            glued = piece == "\u2581"
+            groups.append(len(shown) - 1)
+        return [w.strip() or w for w in shown], groups
 
     @property
     def vocab_size(self) -> int:

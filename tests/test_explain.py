@@ -244,3 +244,40 @@ def test_an_ensemble_is_explained_as_its_members_average(tiny_recipe, tmp_path):
     assert torch.allclose(both.weights.sum(), torch.tensor(1.0), atol=1e-5)
     (rec,) = m.explain([(tone(440, 0.5, SR), SR)])
     assert rec["label"] == m.predict([(tone(440, 0.5, SR), SR)])[0]["label"]  # the whole model's label
+
+
+def test_word_pieces_are_weighed_as_their_words_and_added_tokens_left_out():
+    pytest.importorskip("tokenizers")
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    from attn.features.config import TokenizerConfig
+    from attn.features.encoder_tokenizer import EncoderTokenizer
+    from attn.pipelines.ship.explain import by_word
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "play", "##ing", "cards", "!"])}
+    wp = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    wp.normalizer, wp.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.BertPreTokenizer()
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok = EncoderTokenizer(TokenizerConfig(level="encoder"), wp.to_str().encode())
+    assert tok.tokens("Playing cards!") == ["[CLS]", "play", "##ing", "cards", "!", "[SEP]"]
+    words, groups = tok.words("Playing cards!")
+    assert words == ["Playing", "cards", "!"] and groups == [None, 0, 0, 1, 2, None]
+
+    weights = torch.tensor([0.5, 0.1, 0.1, 0.1, 0.0, 0.2])  # most on [CLS], as rollout puts it
+    layers = torch.rand(1, 2, 4, 6)
+    shown, w, per_head = by_word(words, groups, weights, layers)
+    assert shown == words and torch.allclose(w, torch.tensor([2 / 3, 1 / 3, 0.0]))
+    assert per_head.shape == (2, 4, 3) and torch.allclose(per_head.sum(-1), torch.ones(2, 4))
+    assert torch.allclose(per_head[..., 0] * layers[0, ..., 1:5].sum(-1), layers[0, ..., 1:3].sum(-1))
+
+
+def test_sentencepiece_pieces_are_explained_as_words():
+    from attn.features.config import TokenizerConfig
+    from attn.features.tokenizers import make_tokenizer
+
+    texts = [f"the {w} played {n} games" for w in ("player", "players", "playground") for n in range(30)]
+    tok = make_tokenizer(TokenizerConfig(level="subword", vocab_size=40)).fit(texts)
+    text = "the players played"
+    words, groups = tok.words(text)
+    assert words == text.split() and len(groups) == len(tok.encode(text)) and groups == sorted(groups)
+    assert len(tok.encode(text)) > 3  # pieces, merged back into their three words

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from encoders import WORDS, make_checkpoint, texts
 from typer.testing import CliRunner
 
 from attn.cli.app import app
@@ -23,49 +24,10 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 runner = CliRunner()
-WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "was", "a", "plot", "and", "very", "it"]
 
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def _write_tokenizer(d: Path, kind: str) -> None:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    if kind == "roberta":
-        special = ["<s>", "<pad>", "</s>", "<unk>"]
-        cls, sep, unk = "<s>", "</s>", "<unk>"
-    else:
-        special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        cls, sep, unk = "[CLS]", "[SEP]", "[UNK]"
-    vocab = {t: i for i, t in enumerate(special + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{cls} $A {sep}", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])]
-    )
-    tok.save(str(d / "tokenizer.json"))
-
-
-def make_checkpoint(d: Path, kind: str = "bert", seed: int = 0) -> Path:
-    """A tiny randomly initialised encoder saved as Hugging Face does (config.json,
-    model.safetensors) with a word-level tokenizer.json over WORDS."""
-    vocab = len(WORDS) + 5
-    torch.manual_seed(seed)
-    if kind == "distilbert":
-        cfg = transformers.DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
-                                            max_position_embeddings=64)  # fmt: skip
-    else:
-        cls = transformers.RobertaConfig if kind == "roberta" else transformers.BertConfig
-        extra = {"pad_token_id": 1} if kind == "roberta" else {}
-        cfg = cls(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                  intermediate_size=64, max_position_embeddings=64, **extra)  # fmt: skip
-    model = transformers.AutoModel.from_config(cfg)
-    model.save_pretrained(str(d), safe_serialization=True)
-    _write_tokenizer(d, kind)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -73,23 +35,11 @@ def checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("tiny_bert"))
 
 
-def _texts(n: int, seed: int) -> list[tuple[str, str]]:
-    rng = np.random.default_rng(seed)
-    pos, neg, filler = WORDS[:3], WORDS[3:6], WORDS[6:]
-    rows = []
-    for i in range(n):
-        label = "pos" if i % 2 else "neg"
-        words = list(rng.choice(filler, 6)) + [rng.choice(pos if label == "pos" else neg)]
-        rng.shuffle(words)
-        rows.append((" ".join(words), label))
-    return rows
-
-
 @pytest.fixture(scope="module")
 def text_data(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("texts")
     for split, n, seed in (("train", 160, 0), ("val", 40, 1), ("test", 40, 2)):
-        (d / f"{split}.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in _texts(n, seed)))
+        (d / f"{split}.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in texts(n, seed)))
     return d
 
 
@@ -197,6 +147,15 @@ def test_tokenize_shows_the_encoders_own_tokens(trained):
     r = run("tokenize", "--model", tmp / "run", "The movie")
     assert r.exit_code == 0, r.output
     assert "[CLS]" in r.output and "movie" in r.output and "[SEP]" in r.output
+
+
+def test_explain_weighs_the_texts_words_not_the_encoders_added_tokens(trained):
+    import attn
+
+    tmp, _ = trained
+    (rec,) = attn.load(tmp / "run").explain(["The movie was great"])
+    assert rec["tokens"] == ["The", "movie", "was", "great"] and abs(sum(rec["weights"]) - 1) < 1e-5
+    assert len(rec["weights"]) == 4
 
 
 def test_frozen_encoder_keeps_the_checkpoints_weights(tmp_path, checkpoint, text_data):
@@ -384,7 +343,7 @@ def test_epochs_auto_gives_fine_tuning_its_steps_on_a_set_of_any_size(tmp_path, 
     d = tmp_path / "data"
     d.mkdir()
     for split, n in (("train", n_train), ("val", 40), ("test", 40)):
-        (d / f"{split}.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in _texts(n, 0)))
+        (d / f"{split}.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in texts(n, 0)))
     r = load_recipe(recipe(tmp_path, d, checkpoint, finetune=finetune), ["train.epochs=auto", "train.batch_size=32"])
     resolved, _, chosen = resolve_auto(r, prepare_data(r))
     assert resolved.train.epochs == epochs, chosen["train.epochs"]["why"]

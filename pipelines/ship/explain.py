@@ -3,6 +3,7 @@
 One record per input, in order (an input that cannot be read gives {"input", "error"}):
 
     text:  {"input", "label", "score", "method", "tokens", "weights", ["layers"], ["truncated"]}
+           (tokens: the words of the text, a word's pieces summed into it, special tokens left out)
     audio: {"input", "label", "score", "method", "window": [start, end] s, "positions": [[start,
             end] s, ...], "weights", ["grid", "bands"], ["layers"]}
 
@@ -135,7 +136,7 @@ class Explainer:
         tok, max_len = self.loaded.tokenizer, self.loaded.recipe.features.tokenizer.max_len
         ids = tok.encode_array(item.text)
         x = model_ids(ids, max_len)
-        tokens = tok.display_tokens(item.text)[: len(x)] if len(ids) else ["<unk>"]
+        words, groups = tok.words(item.text) if len(ids) else (["<unk>"], [0])
         dev = self.loaded.device
         xb, lengths = torch.from_numpy(x[None]).to(dev), torch.tensor([len(x)], device=dev)
         with torch.no_grad():
@@ -145,10 +146,11 @@ class Explainer:
         rec: dict[str, Any] = {"input": item.input}
         if item.show_text:
             rec["text"] = item.text
+        tokens, weights, layers = by_word(words, groups[: len(x)], a.weights[0], a.layers)
         rec.update(label=self.loaded.labels[k], score=round(float(probs[k]), 6), **self._tags(probs),
-                   method=a.method, tokens=tokens, weights=_round(a.weights[0]))  # fmt: skip
-        if a.layers is not None:
-            rec["layers"] = _round(a.layers[0])
+                   method=a.method, tokens=tokens, weights=_round(weights))  # fmt: skip
+        if layers is not None:
+            rec["layers"] = _round(layers)
         if len(ids) > max_len:
             rec["truncated"] = True
         return rec, {}
@@ -225,6 +227,28 @@ class Explainer:
             rec["warning"] = warning
         return rec, {"logmel": display_logmel(wave, f), "seconds": len(wave) / sr,
                      "channels_are_mels": f.kind == "logmel"}  # fmt: skip
+
+
+def by_word(words: list[str], groups: list[int | None], weights: torch.Tensor, layers: torch.Tensor | None):
+    """Token weights (T,) and per-head attention (1, L, H, T) summed over each word's tokens (a
+    word piece's weight is its word's), and renormalised without the tokens a tokenizer adds
+    itself (an encoder's [CLS]/[SEP]: attention rests on them whatever the text says).
+    groups (T,): each token's word index, or None. -> (words seen, (W,), (L, H, W) or None)."""
+    keep = sorted({g for g in groups if g is not None})
+    if not keep:  # nothing but added tokens (cannot happen for a non-empty text): show them as they are
+        return words, weights, None if layers is None else layers[0]
+    t = len(groups)
+    member = torch.zeros(t, len(keep))  # (T, W): token -> its word
+    for i, g in enumerate(groups):
+        if g is not None:
+            member[i, keep.index(g)] = 1.0
+    w = weights[:t].float() @ member
+    w = w / w.sum() if w.sum() > 0 else torch.full_like(w, 1 / len(keep))
+    out = None
+    if layers is not None:
+        out = layers[0, ..., :t].float() @ member  # (L, H, W)
+        out = out / out.sum(-1, keepdim=True).clamp_min(1e-30)
+    return [words[g] for g in keep], w, out
 
 
 def display_logmel(wave: np.ndarray, features) -> np.ndarray:
