@@ -254,6 +254,13 @@ def test_an_encoder_refuses_a_tokenizer_level_of_its_own(tmp_path, checkpoint, t
     assert r.exit_code == 2 and "brings its own" in r.output, r.output
 
 
+def test_finetuning_more_layers_than_the_encoder_has_is_refused(tmp_path, checkpoint, text_data):
+    out = tmp_path / "run"
+    r = run("train", recipe(tmp_path, text_data, checkpoint), "--set", "features.encoder.finetune=9", "--out", out)
+    assert r.exit_code == 2 and "has 2 layers" in r.output and "1-2" in r.output, r.output
+    assert not out.exists()
+
+
 def test_embed_gives_the_mean_pooled_encoder_states(trained):
     import attn
 

@@ -120,6 +120,7 @@ def _encoder(recipe: Recipe, put) -> dict[str, Any]:
     f = recipe.features
     ck = resolve_encoder(f.encoder)
     put("features.encoder.sha256", ck.sha256, f"model.safetensors of {ck.path} ({ck.source})")
+    _check_finetune(f.encoder.name, f.encoder.finetune, ck.config, isinstance(f, TextFeatures))
     if isinstance(f, TextFeatures):
         return ck.config
     rate = ck.config["feature_extractor"]["sampling_rate"]
@@ -207,6 +208,23 @@ def _max_len(recipe: Recipe, prepared: PreparedData, put) -> PreparedData:
         n, why = limit, why + f"; the encoder has {limit} positions"
     put("features.tokenizer.max_len", n, why)
     return prepared.with_tokenizer(tok)
+
+
+def _check_finetune(name: str, finetune: str | int, config: dict[str, Any], text: bool) -> None:
+    """`finetune: N` counts depths from the top: the N top layers, and at N = layers + 1 the
+    embeddings too. More than that is a recipe written for a deeper encoder (a 12-layer number
+    on a 6-layer checkpoint): refused rather than quietly read as "all"."""
+    if not isinstance(finetune, int):
+        return
+    if text:
+        from attn.models.bert import encoder_shape
+
+        layers = encoder_shape(config)["layers"]
+    else:  # wav2vec 2.0 / HuBERT / AST name it num_hidden_layers, Whisper encoder_layers
+        layers = config.get("num_hidden_layers", config.get("encoder_layers"))
+    if isinstance(layers, int) and finetune > layers + 1:
+        raise ConfigError(f"features.encoder.finetune: {finetune}, but encoder {name!r} has {layers} layers: use 1-"
+                          f"{layers} (the top N layers train), {layers + 1} or all (the embeddings too), or frozen")
 
 
 def _encoder_positions(recipe: Recipe) -> int | None:
