@@ -62,3 +62,25 @@ def test_refit_takes_true_false_or_auto(tiny_recipe, value):
 
     with pytest.raises(ConfigError, match="train.refit"):
         load_recipe(tiny_recipe(), [f"train.refit={value}"])
+
+
+def test_ctrl_c_in_the_refit_says_how_to_finish_and_resume_does(tiny_recipe, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import attn.pipelines.train.model as train_model
+    from attn.cli.app import app
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real = train_model.refit_on_train_and_val
+    monkeypatch.setattr(train_model, "refit_on_train_and_val", interrupt)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", str(tiny_recipe(epochs=3)), "--set", "train.refit=true", "--out", str(out)])
+    assert r.exit_code == 130
+    assert "during the refit on train + val, after the first phase's 3 epochs" in r.output
+    assert f"attn train --resume {out}" in r.output and not (out / "metrics.json").exists()
+    monkeypatch.setattr(train_model, "refit_on_train_and_val", real)
+    r = CliRunner().invoke(app, ["train", "--resume", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "refit: " in r.output and (out / "metrics.json").exists()

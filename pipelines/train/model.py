@@ -29,7 +29,7 @@ from ..store import rundir
 from ..store.rundir import CHECKPOINT, HISTORY, METRICS, MODEL
 from .distributed import World
 from .init_model import init_model
-from .refit import refit_on_train_and_val, should_refit
+from .refit import interruptible_refit, refit_on_train_and_val, should_refit
 
 log = logging.getLogger("attn")
 
@@ -180,8 +180,9 @@ def train_model(
 
             thresholds, facts["thresholds"] = thresholds_on_val(final, data, device)
         if refit:  # the blend weight stays the one validation chose before val joined the training data
-            final, baseline, facts["refit"] = refit_on_train_and_val(recipe, data, st.best_epoch, device, callbacks,
-                                                                     baseline, blend, why)  # fmt: skip
+            with interruptible_refit(run_dir, st.epoch):
+                final, baseline, facts["refit"] = refit_on_train_and_val(recipe, data, st.best_epoch, device,
+                                                                         callbacks, baseline, blend, why)  # fmt: skip
             if calibration is not None:  # validation is in the refit's training data: carry the first phase's
                 calibration["fitted_on"] = "validation, first phase (before the refit on train + val)"
         novelty = fit_novelty(final, data, recipe, device, refit)  # on the model saved, after any refit

@@ -4,6 +4,10 @@ of the same seed on train + val for that many epochs, with the baseline refitted
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+from attn.errors import Interrupted
 
 from ..data.prepared import Datasets
 from ..recipe.config import Recipe
@@ -29,6 +33,20 @@ def should_refit(recipe: Recipe, data: Datasets) -> tuple[bool, str]:
     if n_train < REFIT_SMALL:
         return True, f"{n_train} training examples (< {REFIT_SMALL})"
     return False, ""
+
+
+@contextmanager
+def interruptible_refit(run_dir: Path, epochs: int):
+    """Ctrl-C during the refit: the first phase's last epoch is in the checkpoint, so `--resume`
+    goes straight back into the refit (nothing of it is saved)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted during the refit on train + val, after the first phase's {epochs} epochs "
+            f"(model.attn is still the first phase's model). Finish with: attn train --resume "
+            f"{run_dir}"
+        ) from None
 
 
 def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, callbacks, baseline, blend, why: str):
