@@ -23,6 +23,7 @@ def test_folds_score_each_held_out_fold_then_train_on_all(tiny_recipe, tmp_path)
     assert [f["fold"] for f in cv["folds"]] == ["1", "2", "3"]
     for name in ("1", "2", "3"):
         assert (out / f"fold-{name}" / "model.attn").exists()
+    assert not list(out.rglob("last.ckpt"))  # it cannot be resumed: no resume state kept (345 MB a fold, fine-tuned)
     # Every labelled non-test example is held out exactly once: the pooled matrix counts them all.
     info = json.loads(runner.invoke(app, ["info", str(out), "--format", "json"]).output)
     n = info["train"]["data"]["clips"]

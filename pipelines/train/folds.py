@@ -36,7 +36,7 @@ from ..data.sources import Item
 from ..fsutil import atomic_write_text
 from ..infer.calibration import ClipScores, calibrate_scores
 from ..recipe.config import Recipe
-from ..store.rundir import METRICS, fold_dir, start_run
+from ..store.rundir import METRICS, drop_checkpoint, fold_dir, start_run
 from .ensemble import assemble
 from .model import TrainResult, train_model
 
@@ -99,6 +99,7 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         except Interrupted:  # its "resume fold-N" hint would finish one fold as a run of its own
             raise Interrupted(f"interrupted in fold {name} of {len(folds)}: a cross-validation run cannot be "
                               "resumed; train it again") from None  # fmt: skip
+        drop_checkpoint(fdir)  # a cross-validation run is never resumed: its resume state is dead weight
         results.append(r)
         rep = r.val_report or {}
         rows.append({"fold": name, "accuracy": rep.get("accuracy"), "macro_f1": rep.get("macro_f1"),
@@ -130,6 +131,7 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         except Interrupted:
             raise Interrupted("interrupted in the final model's training, after the folds: a cross-validation run "
                               "cannot be resumed; train it again") from None  # fmt: skip
+    drop_checkpoint(run_dir)  # the final model's (for a fine-tuned encoder, ~4x its model file)
     metrics_path = run_dir / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["cv"] = cv
