@@ -58,3 +58,26 @@ def test_two_processes_train_like_one_with_the_combined_batch(tmp_path):
     # a fraction of the learning rate, so compare at that scale.
     for k in w1:
         assert torch.allclose(w1[k].float(), w2[k].float(), atol=2e-3), k
+
+
+def test_ctrl_c_on_a_process_that_does_not_save_names_process_0(tmp_path, monkeypatch):
+    import pytest
+
+    from attn.errors import Interrupted
+    from attn.pipelines.data.prepared import prepare_data
+    from attn.pipelines.store.rundir import start_run
+    from attn.pipelines.train.distributed import World
+    from attn.pipelines.train.model import train_model
+    from attn.pipelines.train.trainer import Trainer
+
+    def interrupt(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    recipe = load_recipe(tmp_path / "r.yaml")
+    monkeypatch.setattr(Trainer, "fit", interrupt)
+    with pytest.raises(Interrupted) as e:  # rank 1 writes nothing, so it never knows the saved epoch
+        train_model(
+            recipe, prepare_data(recipe), start_run(tmp_path / "run"), device=torch.device("cpu"), world=World(rank=1)
+        )
+    assert "process 1" in str(e.value) and "nothing to resume" not in str(e.value)

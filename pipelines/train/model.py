@@ -151,6 +151,8 @@ def train_model(
     try:
         st = trainer.fit(saver)
     except KeyboardInterrupt:
+        if not world.main:  # only process 0 saves, so only it knows the epoch on disk
+            raise Interrupted(f"interrupted (process {world.rank}); process 0 says which epoch is saved") from None
         if not trainer.saved_epoch:
             raise Interrupted("interrupted during epoch 1, before any epoch finished: nothing to resume") from None
         raise Interrupted(
