@@ -120,3 +120,17 @@ def test_checkpoint_is_not_accepted_as_a_model(tmp_path):
     write_container(p, {"kind": "checkpoint"}, {})
     with pytest.raises(ArtifactError, match="not a model"):
         load_model(p)
+
+
+def test_a_damaged_checkpoint_is_called_a_checkpoint(tiny_recipe, tmp_path):
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", str(tiny_recipe(epochs=1)), "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    ckpt = run / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:-100])
+    r = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert r.exit_code != 0 and f"{ckpt}: checkpoint is truncated" in r.output, r.output

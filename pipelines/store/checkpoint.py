@@ -47,7 +47,7 @@ class CheckpointWriter:
 
 def read_checkpoint(path: Path) -> Checkpoint:
     """Read and verify a checkpoint; an ArtifactError names what is wrong with it."""
-    box = read_container(path)
+    box = read_container(path, what="checkpoint")
     header = box.header
     if header.get("kind") != "checkpoint":
         raise ArtifactError(f"{path}: not a training checkpoint")

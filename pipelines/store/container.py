@@ -76,7 +76,7 @@ MAX_HEADER = 256 << 20  # a JSON header of recipe, labels and vocabulary is far 
 _FIXED = len(MAGIC) + 4 + 8 + 8 + _DIGEST  # everything but the header and the payload
 
 
-def read_container(path: str | os.PathLike, header_only: bool = False) -> Container:
+def read_container(path: str | os.PathLike, header_only: bool = False, what: str = "model file") -> Container:
     """Read and verify a container: magic, version, lengths, checksum. Raises `ArtifactError`.
 
     The magic bytes are checked first and then the lengths the file declares, before anything
@@ -86,31 +86,31 @@ def read_container(path: str | os.PathLike, header_only: bool = False) -> Contai
     """
     p = Path(path)
     if not p.exists():
-        raise ArtifactError(f"{path}: model file not found")
+        raise ArtifactError(f"{path}: {what} not found")
     if p.is_dir():
-        raise ArtifactError(f"{path}: is a directory, not a model file")
+        raise ArtifactError(f"{path}: is a directory, not a {what}")
     try:
         with open(p, "rb") as f:
             st = os.fstat(f.fileno())
-            return _read(f, str(path), st.st_size if stat.S_ISREG(st.st_mode) else None, header_only)
+            return _read(f, str(path), st.st_size if stat.S_ISREG(st.st_mode) else None, header_only, what)
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def _read(f, path: str, size: int | None, header_only: bool) -> Container:
+def _read(f, path: str, size: int | None, header_only: bool, what_file: str) -> Container:
     """`read_container` on an open file; `size` is None for something that is not a regular file."""
     digest = hashlib.sha256()
 
     def take(n: int, what: str) -> bytes:
         data = f.read(n)
         if len(data) < n:
-            raise ArtifactError(f"{path}: model file is truncated (ends inside the {what})")
+            raise ArtifactError(f"{path}: {what_file} is truncated (ends inside the {what})")
         digest.update(data)
         return data
 
     head = f.read(len(MAGIC))
     if head != MAGIC:
-        raise ArtifactError(f"{path}: not an attn model file ({_sniff(head)}); refusing to load it")
+        raise ArtifactError(f"{path}: not an attn {what_file} ({_sniff(head)}); refusing to load it")
     digest.update(head)
     (version,) = struct.unpack("<I", take(4, "format version"))
     if version > FORMAT_VERSION:
@@ -120,14 +120,14 @@ def _read(f, path: str, size: int | None, header_only: bool) -> Container:
         )
     (hlen,) = struct.unpack("<Q", take(8, "header length"))
     if hlen > MAX_HEADER or (size is not None and _FIXED + hlen > size):
-        raise ArtifactError(f"{path}: damaged model header (declares {hlen} bytes of header"
+        raise ArtifactError(f"{path}: damaged {what_file} header (declares {hlen} bytes of header"
                             + (f"; the file has {size} bytes in all)" if size is not None else ")"))  # fmt: skip
     head_bytes = take(hlen, "header")
     (plen,) = struct.unpack("<Q", take(8, "payload length"))
     declared = _FIXED + hlen + plen
     if size is not None and size != declared:
         problem = "is truncated" if size < declared else "is damaged (length mismatch"
-        raise ArtifactError(f"{path}: model file {problem}: the header declares {declared} bytes, the file has "
+        raise ArtifactError(f"{path}: {what_file} {problem}: the header declares {declared} bytes, the file has "
                             f"{size}" + (")" if size > declared else ""))  # fmt: skip
     if size is not None and not header_only:
         payload = take(plen, "tensors")  # its length is checked against the file's size above
@@ -141,13 +141,13 @@ def _read(f, path: str, size: int | None, header_only: bool) -> Container:
         payload = b"".join(blocks)
     stored = f.read(_DIGEST)
     if stored != digest.digest() or f.read(1):
-        raise ArtifactError(f"{path}: model file is truncated or was modified (checksum mismatch)")
+        raise ArtifactError(f"{path}: {what_file} is truncated or was modified (checksum mismatch)")
     try:
         header = json.loads(head_bytes.decode("utf-8"))
     except ValueError as e:
-        raise ArtifactError(f"{path}: damaged model header ({e})") from None
+        raise ArtifactError(f"{path}: damaged {what_file} header ({e})") from None
     if not isinstance(header, dict):
-        raise ArtifactError(f"{path}: damaged model header (not a JSON object)")
+        raise ArtifactError(f"{path}: damaged {what_file} header (not a JSON object)")
     header["_path"] = path
     return Container(header, payload)
 
