@@ -257,7 +257,8 @@ def test_word_pieces_are_weighed_as_their_words_and_added_tokens_left_out():
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "play", "##ing", "cards", "!"])}
     wp = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     wp.normalizer, wp.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.BertPreTokenizer()
-    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    specials = [("[CLS]", 2), ("[SEP]", 3)]
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=specials)
     tok = EncoderTokenizer(TokenizerConfig(level="encoder"), wp.to_str().encode())
     assert tok.tokens("Playing cards!") == ["[CLS]", "play", "##ing", "cards", "!", "[SEP]"]
     words, groups = tok.words("Playing cards!")
