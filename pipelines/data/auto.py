@@ -223,8 +223,9 @@ def _check_finetune(name: str, finetune: str | int, config: dict[str, Any], text
     else:  # wav2vec 2.0 / HuBERT / AST name it num_hidden_layers, Whisper encoder_layers
         layers = config.get("num_hidden_layers", config.get("encoder_layers"))
     if isinstance(layers, int) and finetune > layers + 1:
-        raise ConfigError(f"features.encoder.finetune: {finetune}, but encoder {name!r} has {layers} layers: use 1-"
-                          f"{layers} (the top N layers train), {layers + 1} or all (the embeddings too), or frozen")
+        raise ConfigError(f"features.encoder.finetune: {finetune}, but encoder {name!r} has {layers} layers: use "
+                          f"1-{layers} (the top N layers train), {layers + 1} or all (the embeddings too), "
+                          "or frozen")  # fmt: skip
 
 
 def _encoder_positions(recipe: Recipe) -> int | None:
