@@ -68,8 +68,8 @@ def train_cmd(
         str | None,
         typer.Option(
             "--tensorboard",
-            help="Write TensorBoard event files here (needs attn[tensorboard]; "
-            "train.tensorboard: true puts them in <run>/tensorboard).",
+            help="Write TensorBoard event files into DIR/<run name>, beside other runs' (needs "
+            "attn[tensorboard]; train.tensorboard: true puts them in <run>/tensorboard).",
             show_default=False,
         ),  # fmt: skip
     ] = None,

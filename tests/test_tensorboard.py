@@ -55,8 +55,12 @@ def test_the_flag_chooses_the_folder_and_an_ensemble_logs_each_member(tmp_path, 
                tensorboard=tmp_path / "tb")  # fmt: skip
     assert not (tmp_path / "run" / "tensorboard").exists()
     for member in ("member-1", "member-2"):
-        assert [e.step for e in read(tmp_path / "tb" / member).Scalars("loss/train")] == [1]
-    assert "confusion/test" in read(tmp_path / "tb").Tags()["images"]  # the ensemble's own
+        assert [e.step for e in read(tmp_path / "tb" / "run" / member).Scalars("loss/train")] == [1]
+    assert "confusion/test" in read(tmp_path / "tb" / "run").Tags()["images"]  # the ensemble's own
+    # A second run given the same folder gets its own, beside the first (it merged into it).
+    attn.train(tiny_recipe(epochs=1), out=tmp_path / "other", device="cpu", tensorboard=tmp_path / "tb")
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == ["other", "run"]
+    assert [e.step for e in read(tmp_path / "tb" / "other").Scalars("loss/train")] == [1]
 
 
 def test_a_missing_package_is_a_clear_error_before_training(tmp_path, tiny_recipe, monkeypatch):

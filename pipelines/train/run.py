@@ -185,7 +185,10 @@ def _with_tensorboard(callbacks, recipe: Recipe, run_dir: Path, tensorboard: str
         return CallbackList(callbacks)
     from .tensorboard import TensorBoardCallback
 
-    return CallbackList(callbacks, TensorBoardCallback(tensorboard or run_dir / TENSORBOARD, recipe, run_dir))
+    # --tensorboard DIR is a root several runs share (`tensorboard --logdir DIR` compares them), so
+    # each run writes into DIR/<run name>; a resumed run appends to its own.
+    where = Path(tensorboard) / run_dir.name if tensorboard else run_dir / TENSORBOARD
+    return CallbackList(callbacks, TensorBoardCallback(where, recipe, run_dir))
 
 
 def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
