@@ -46,6 +46,11 @@ def test_records_are_those_of_attn_predict(server, clips, trained_model):
     status, body = server.upload([("sine.wav", (clips / "sine.wav").read_bytes())], path="/explain")
     assert status == 200 and body["records"][0]["input"] == "sine.wav"
     assert abs(sum(body["records"][0]["weights"]) - 1) < 1e-3
+    other = next(k for k in info["labels"] if k != body["records"][0]["label"])  # as `attn explain --label`
+    status, body = server.upload([("sine.wav", (clips / "sine.wav").read_bytes())], f"?label={other}", "/explain")
+    assert status == 200 and body["records"][0]["label"] == other
+    status, body = server.upload([("sine.wav", (clips / "sine.wav").read_bytes())], "?label=nope", "/explain")
+    assert status == 422 and "label='nope': not one of the model's labels" in body["error"]
 
 
 def test_two_concurrent_requests_are_scored_in_one_batch(server, clips):

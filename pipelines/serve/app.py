@@ -108,13 +108,17 @@ class Service:
         return with_failures(body, records)
 
     async def explain(self, request) -> tuple[int, dict[str, Any]]:
-        self.reader.options(request.query_params, allowed=())
+        self.reader.options(request.query_params, allowed=("label",))
         if self.model.exported:
             raise ApiError(422, f"{self.model.path.name}: explain needs the .attn model (an exported ONNX file "
                                 "only predicts)", "bad_request")  # fmt: skip
+        label = request.query_params.get("label")  # as `attn explain --label`: this label, not the top one
+        if label is not None and label not in self.model.labels:
+            raise ApiError(422, f"label={label!r}: not one of the model's labels ({', '.join(self.model.labels)})",
+                           "bad_request")  # fmt: skip
         async with self.reader.inputs(request) as items:
             inputs = items if self.text else [u.path for u in items]
-            records = await self.batcher.call(lambda: list(self.model.explain_iter(inputs)))
+            records = await self.batcher.call(lambda: list(self.model.explain_iter(inputs, label=label)))
         request.scope["attn.note"] = f"{len(items)} input(s)"
         return with_failures({"records": [named(r, x) for r, x in zip(records, items, strict=True)]}, records)
 
