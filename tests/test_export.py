@@ -425,3 +425,21 @@ def test_cli_export_errors_are_one_line(trained_model, tmp_path):
     r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", "torchscript", "--out",
                             str(blocker / "m.pt")])  # fmt: skip
     assert r.exit_code == 3 and "cannot write" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_constants_no_node_reads_are_left_out_of_the_file():
+    """The exporter can leave an unused constant behind (an embedding's `num_embeddings_scalar` in
+    text models); onnxruntime then warned, in colour, whenever anyone loaded the file."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from attn.pipelines.ship.export import _drop_unused_initializers
+
+    const = [helper.make_tensor(n, TensorProto.FLOAT, [1], [1.0]) for n in ("used", "in_body", "unused")]
+    body = helper.make_graph([helper.make_node("Add", ["x", "in_body"], ["y"])], "body", [], [])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "used"], ["z"]),
+                               helper.make_node("If", ["c"], ["w"], then_branch=body, else_branch=body)],
+                              "g", [], [], initializer=const)  # fmt: skip
+    _drop_unused_initializers(graph)
+    assert [t.name for t in graph.initializer] == ["used", "in_body"]
+    assert onnx.helper.printable_graph(graph)

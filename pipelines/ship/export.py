@@ -299,9 +299,29 @@ def _onnx_bytes(wrapper: nn.Module, example: dict, meta: dict[str, str], dynamic
         raise AttnError(f"ONNX export failed: {_first_line(e)} (run `attn --debug export ...` for details)") from e
     program.model.metadata_props.update(meta)
     proto = program.model_proto
+    _drop_unused_initializers(proto.graph)
     if proto.ByteSize() >= 2**31:
         raise AttnError("the model is over 2 GB, beyond what one ONNX file holds")
     return proto.SerializeToString()
+
+
+def _drop_unused_initializers(graph) -> None:
+    """Remove constants no node reads (the exporter leaves e.g. an embedding's `num_embeddings_scalar`
+    behind): onnxruntime warns of each, in colour, every time anyone loads the file."""
+    used: set[str] = {o.name for o in graph.output}
+
+    def collect(g) -> None:
+        for node in g.node:
+            used.update(node.input)
+            for attr in node.attribute:  # If/Loop/Scan bodies read the outer graph's names too
+                for sub in [attr.g, *attr.graphs] if attr.HasField("g") else attr.graphs:
+                    collect(sub)
+
+    collect(graph)
+    keep = [t for t in graph.initializer if t.name in used]
+    if len(keep) < len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
 
 
 def _torchscript_bytes(wrapper: nn.Module, example: dict, meta: dict[str, str]) -> bytes:
@@ -320,7 +340,9 @@ def _run_file(data: bytes, fmt: str, inputs: dict[str, torch.Tensor]) -> list[np
     if fmt == "onnx":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only, as `attn predict -m model.onnx` loads it
+        session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         return session.run(None, {k: v.numpy() for k, v in inputs.items()})
     out = torch.jit.load(io.BytesIO(data))(*inputs.values())
     return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
