@@ -370,23 +370,6 @@ def test_torchscript_equals_predict(fsdd, trec):
     assert np.abs(got - _predict_probs(mt, texts)).max() <= TOL
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 3, 8, 9, 1000])
-def test_the_baselines_exported_bigram_search_equals_searchsorted(n, monkeypatch):
-    """The blended text baseline looks bigrams up with searchsorted, which ONNX lacks; the
-    branchless binary search used while exporting finds the same indices."""
-    import torch
-
-    from attn.models.linear import sorted_index
-
-    g = torch.Generator().manual_seed(n)
-    keys = torch.unique(torch.randint(0, 5000, (n,), generator=g))
-    query = torch.randint(-3, 5003, (3, 17), generator=g)
-    query[0, : min(5, len(keys))] = keys[:5]  # exact hits too
-    want = torch.searchsorted(keys, query)
-    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert torch.equal(sorted_index(keys, query), want)
-
-
 def test_info_and_evaluate_on_an_onnx_file(fsdd):
     pytest.importorskip("onnxruntime")
     m, res = _audio_case(fsdd, "cnn-logmel")
@@ -425,21 +408,3 @@ def test_cli_export_errors_are_one_line(trained_model, tmp_path):
     r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", "torchscript", "--out",
                             str(blocker / "m.pt")])  # fmt: skip
     assert r.exit_code == 3 and "cannot write" in r.stderr and r.stderr.count("\n") == 1
-
-
-def test_constants_no_node_reads_are_left_out_of_the_file():
-    """The exporter can leave an unused constant behind (an embedding's `num_embeddings_scalar` in
-    text models); onnxruntime then warned, in colour, whenever anyone loaded the file."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    from attn.pipelines.ship.export import _drop_unused_initializers
-
-    const = [helper.make_tensor(n, TensorProto.FLOAT, [1], [1.0]) for n in ("used", "in_body", "unused")]
-    body = helper.make_graph([helper.make_node("Add", ["x", "in_body"], ["y"])], "body", [], [])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "used"], ["z"]),
-                               helper.make_node("If", ["c"], ["w"], then_branch=body, else_branch=body)],
-                              "g", [], [], initializer=const)  # fmt: skip
-    _drop_unused_initializers(graph)
-    assert [t.name for t in graph.initializer] == ["used", "in_body"]
-    assert onnx.helper.printable_graph(graph)
