@@ -8,8 +8,10 @@ from typing import Annotated, Literal
 
 import typer
 
+from attn.pipelines.data.labelsets import label_list
+
 from .common import handle_errors
-from .render import baseline_line, label_list, printable
+from .render import baseline_line, printable
 
 EPILOG = """\
 Examples:

@@ -158,14 +158,6 @@ def baseline_line(b: dict[str, Any]) -> str:
             f"{b.get('seconds', 0):.1f}s){blended}")  # fmt: skip
 
 
-def label_list(labels) -> str:
-    """Labels joined by ", ", each that holds a comma or outer spaces quoted ("rain, heavy"), so
-    the list reads back one way."""
-    import json
-
-    return ", ".join(json.dumps(x) if "," in x or x != x.strip() else x for x in map(str, labels))
-
-
 def stdout_console():
     """Rich on stdout: the terminal's width on a terminal; piped, tables at their natural width
     and lines unwrapped (rich's 80 columns cut labels and broke sentences in files and pipes)."""

@@ -138,7 +138,7 @@ def test_info_text_and_json(trained_model):
     assert info["recipe"]["model"]["name"] == "cnn" and info["parameters"] > 0
     text = run("info", trained_model).stdout
     assert "labels" in text and "chirp" in text and "recipe:" in text
-    from attn.cli.render import label_list
+    from attn.pipelines.data.labelsets import label_list
 
     assert label_list(["dog", "rain, heavy", " x"]) == 'dog, "rain, heavy", " x"'  # reads back one way
 

@@ -219,3 +219,11 @@ def test_a_quickstart_training_decodes_its_test_split_once(tmp_path, monkeypatch
     assert len(calls) == listed["count"]  # `attn report` decodes and scores the test split again ...
     again = (run / "report.html").read_text(encoding="utf-8")
     assert again == page  # ... and finds what training handed over
+
+
+def test_the_reports_label_list_quotes_a_label_with_a_comma(tmp_path):
+    from attn.pipelines.ship.report import _head
+
+    header = {"labels": ["dog", "rain, heavy"], "recipe": {"model": {"name": "cnn"}}}
+    page = _head(tmp_path, header, None, [])
+    assert "dog, &quot;rain, heavy&quot;" in page or 'dog, "rain, heavy"' in page  # two labels, not three

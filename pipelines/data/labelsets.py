@@ -16,6 +16,12 @@ log = logging.getLogger("attn")
 SEPARATORS = (";", "|", ",")  # what data.label_sep: auto tries
 
 
+def label_list(labels) -> str:
+    """Labels joined by ", " for people to read (`attn info`, report.html), each that holds a
+    comma or outer spaces quoted ("rain, heavy"), so the list reads back one way."""
+    return ", ".join(json.dumps(x) if "," in x or x != x.strip() else x for x in map(str, labels))
+
+
 # -- label sets ---------------------------------------------------------------------------------
 
 

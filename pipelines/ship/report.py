@@ -21,6 +21,7 @@ from typing import Any
 
 from attn.errors import ArtifactError, ConfigError
 
+from ..data.labelsets import label_list
 from ..fsutil import atomic_write_text
 from ..store.rundir import HISTORY, METRICS, MODEL, RECIPE, REPORT, member_dir
 from .examples import Scored, scored_examples
@@ -173,7 +174,7 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
     n = r.get("train", {}).get("ensemble", 1)
     rows = [("model", f"{model}" + (f" (ensemble of {n})" if n > 1 else "")),
             ("parameters", f"{header.get('parameters', 0):,}"), ("modality", header.get("modality", "?")),
-            ("labels", ", ".join(map(str, header.get("labels", []))))]  # fmt: skip
+            ("labels", label_list(header.get("labels", [])))]  # fmt: skip
     enc = (r.get("features") or {}).get("encoder")
     if isinstance(enc, dict):
         kind = (enc.get("config") or {}).get("model_type") if isinstance(enc.get("config"), dict) else None
