@@ -158,6 +158,12 @@ def test_explain_weighs_the_texts_words_not_the_encoders_added_tokens(trained):
     assert len(rec["weights"]) == 4
 
 
+def test_tokenize_with_an_encoder_recipe_needs_no_data(tmp_path, checkpoint):
+    r = run("tokenize", "--recipe", recipe(tmp_path, tmp_path / "not_yet", checkpoint), "The movie")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.split() == ["[CLS]", "the", "movie", "[SEP]"]
+
+
 def test_frozen_encoder_keeps_the_checkpoints_weights(tmp_path, checkpoint, text_data):
     from safetensors.torch import load_file
 

@@ -24,6 +24,8 @@ def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides
         r = load_recipe(recipe, overrides or [])
         if not isinstance(r.features, TextFeatures):
             raise ConfigError(f"{recipe}: not a text recipe (features.kind is {r.features.kind!r})")
+        if r.features.encoder is not None:  # the checkpoint's own tokenizer: no training texts needed
+            return _encoder_tokenizer(r)
         if r.features.tokenizer.max_len == "auto":  # resolved from the training texts as `attn train` would
             from ..data.auto import resolve_auto
             from ..data.prepared import prepare_data
@@ -37,6 +39,22 @@ def tokenizer_for(model: str | None = None, recipe: str | None = None, overrides
     if loaded.tokenizer is None:
         raise ConfigError(f"{path}: an audio model has no tokenizer")
     return loaded.tokenizer, loaded.recipe.features, uses_class_token(loaded.recipe)
+
+
+def _encoder_tokenizer(r: Recipe):
+    """A pretrained encoder recipe's tokenizer, read from its checkpoint. `max_len: auto` (which
+    training sets from the training texts) shows up to what the encoder can read."""
+    from attn.models.bert import encoder_shape
+
+    from ..data.encoders import encoder_tokenizer, resolve_encoder
+
+    f = r.features
+    max_len = f.tokenizer.max_len
+    if max_len == "auto":
+        shape = encoder_shape(resolve_encoder(f.encoder).config)
+        max_len = shape["positions"] - shape["offset"]
+    f = f.model_copy(update={"tokenizer": f.tokenizer.model_copy(update={"max_len": max_len})})
+    return encoder_tokenizer(f), f, uses_class_token(r)
 
 
 def uses_class_token(recipe: Recipe) -> bool:
