@@ -180,7 +180,9 @@ class MaskedBatchNorm(nn.BatchNorm1d):
     """
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if not self.training:
+        if not self.training or x.numel() <= x.shape[1]:
+            # Eval; or one value per channel (a one-frame clip alone in its batch): no batch
+            # statistics to take (the fused kernel refuses them), so the running ones normalise it.
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         self.num_batches_tracked += 1
         mom = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)

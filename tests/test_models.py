@@ -96,6 +96,18 @@ def test_masked_batch_norm_statistics_ignore_padding():
     assert torch.allclose(bn.running_var, valid.var(1, unbiased=True), atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["cnn", "cnn1d", "wavenet", "transformer"])
+def test_a_batch_of_one_one_frame_clip_trains(name):
+    """The last batch of an epoch can hold one clip of one frame (a clip of a few ms): batch norm
+    has one value per channel there, which the fused kernel refused (an internal error ended the
+    run); the running statistics normalise it, and training goes on."""
+    model = registry.create(name, IN_DIM, K).train()
+    x, lens = torch.randn(1, 1, IN_DIM), torch.tensor([1])
+    loss = model(x, lens).logsumexp(-1).sum()
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
 def test_fast_cnn_pool_equals_ceil_mode_max_pool():
     from attn.models.cnn import max_pool_2x2
 
