@@ -171,3 +171,20 @@ def test_synthetic_data_is_deterministic():
     a, b = load_clips(items, cfg, 8000), load_clips(items, cfg, 8000)
     assert all(np.array_equal(x, y) for x, y in zip(a.clips, b.clips, strict=True))
     assert all(len(x) == 2000 and np.isfinite(x).all() and np.abs(x).max() < 1 for x in a.clips)
+
+
+def test_a_file_listed_twice_is_kept_once_and_one_with_two_labels_is_an_error(tmp_path, caplog):
+    wav = write_wav(tmp_path / "a" / "x.wav", tone(440, 0.2, 8000), 8000)
+    write_wav(tmp_path / "b" / "y.wav", tone(220, 0.2, 8000), 8000)
+    rows = ["path,label", f"{wav},a", "a/x.wav,a", "a/x.wav,a", "b/y.wav,b"]  # absolute, relative, repeated
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="attn"):
+        items = list_items(DataConfig(manifest=str(tmp_path / "m.csv")))
+    assert [Path(it.source).name for it in items] == ["x.wav", "y.wav"]  # copies would reach test and train both
+    assert "2 file(s) listed more than once were kept once" in caplog.text
+    (tmp_path / "m.csv").write_text("\n".join([*rows[:2], "a/x.wav,b"]) + "\n")
+    with pytest.raises(InputError, match=r"m.csv:3: the same file as .*m.csv:2, with other labels"):
+        list_items(DataConfig(manifest=str(tmp_path / "m.csv")))
+    (tmp_path / "a" / "up").symlink_to("..")  # class a's folder now also reaches b's files
+    with pytest.raises(InputError, match="with other labels"):
+        list_items(DataConfig(root=str(tmp_path)))

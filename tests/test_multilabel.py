@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -333,8 +334,9 @@ def test_label_only_in_test_and_missing_separator_are_warned(tmp_path, caplog):
     p = audio_recipe(tmp_path, data=", label_sep: '+'")
     m = tmp_path / "data" / "labels.csv"
     text = m.read_text().replace("|", "+")
-    text = text.rstrip("\n") + "\naudio/test0.wav,newcomer,test\n"
+    text = text.rstrip("\n") + "\naudio/newcomer.wav,newcomer,test\n"
     m.write_text(text)
+    shutil.copy(tmp_path / "data" / "audio" / "test0.wav", tmp_path / "data" / "audio" / "newcomer.wav")
     with caplog.at_level(logging.WARNING, logger="attn"):
         prep = prepare_data(load_recipe(p))
     assert "newcomer" not in prep.labels and "'newcomer' appear in val/test but never in train" in caplog.text

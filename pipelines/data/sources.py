@@ -20,6 +20,7 @@ import numpy as np
 from attn.errors import ConfigError, InputError
 
 from ..recipe.config import DataConfig
+from .dedupe import one_row_per_file
 from .folders import audio_files, hidden
 
 log = logging.getLogger("attn")
@@ -57,7 +58,8 @@ def list_items(cfg: DataConfig, modality: str = "audio") -> list[Item]:
             for i in range(cfg.synthetic.per_class)
         ]
     if cfg.manifest is not None:
-        return read_manifest(cfg.manifest, cfg, modality, base=cfg.root)
+        items = read_manifest(cfg.manifest, cfg, modality, base=cfg.root)
+        return one_row_per_file(items) if modality == "audio" else items
     if cfg.train is not None:
         items = []
         for split in SPLITS:
@@ -69,9 +71,9 @@ def list_items(cfg: DataConfig, modality: str = "audio") -> list[Item]:
             if path is not None:
                 rows = read_manifest(path, cfg, modality, base=cfg.root, split_column=False)
                 items += [replace(it, split=split) for it in rows]
-        return items
+        return one_row_per_file(items) if modality == "audio" else items
     assert cfg.root is not None
-    return scan_folder(cfg.root, cfg.extensions)
+    return one_row_per_file(scan_folder(cfg.root, cfg.extensions))
 
 
 def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
