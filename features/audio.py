@@ -64,7 +64,9 @@ def _open(path: str, name: str | None = None):
     if os.path.getsize(path) == 0:
         raise _fail(name, "file is empty (0 bytes)")
     try:
-        return sf.SoundFile(path)
+        # As bytes: a name that is not UTF-8 (os.fsdecode keeps its bytes as surrogates) cannot
+        # be encoded back by soundfile, which then called a readable file unreadable.
+        return sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         reason = str(e).split(":")[-1].strip().rstrip(".") or "unknown reason"
         raise _fail(name, f"not a readable audio file ({reason})") from None

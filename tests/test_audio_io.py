@@ -101,3 +101,18 @@ def test_info_reports_duration(tmp_path):
     p = write_wav(tmp_path / "a.wav", tone(440, 1.5, 8000), 8000)
     info = audio_info(str(p))
     assert info.sample_rate == 8000 and info.channels == 1 and abs(info.seconds - 1.5) < 1e-3
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_logged(tmp_path):
+    import logging
+    import os
+
+    from attn.pipelines.store.rundir import RunLog
+
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9.wav"  # Latin-1 bytes: not UTF-8
+    os.rename(write_wav(tmp_path / "plain.wav", tone(440, 0.2, 8000), 8000), raw)
+    name = os.fsdecode(raw)  # what a folder walk gives: the byte kept as a surrogate
+    assert read_audio(name, 8000).shape == (1600,)  # it was "not a readable audio file"
+    with RunLog(tmp_path / "train.log"):
+        logging.getLogger("attn").warning("skipped %s", name)  # was a logging traceback on stderr
+    assert "caf\\udce9.wav" in (tmp_path / "train.log").read_text()

@@ -199,7 +199,8 @@ class RunLog:
     does a script's `logging.basicConfig(level=WARNING)`)."""
 
     def __init__(self, path: Path) -> None:
-        self.handler = logging.FileHandler(path, encoding="utf-8")
+        # backslashreplace: a file name that is not UTF-8 is logged with a backslash escape, not a logging traceback
+        self.handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.handler.setLevel(logging.INFO)
         self.logger = logging.getLogger("attn")
