@@ -13,7 +13,9 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from attn.schema import Auto, Fraction, Millis, NonNegFloat, NonNegInt, PosFloat, PosInt, Probability, Strict
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
+# What a folder walk counts as audio: the containers libsndfile decodes (Opus inside Ogg included)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".caf",
+                    ".w64", ".rf64")  # fmt: skip
 
 
 class EncoderConfig(Strict):

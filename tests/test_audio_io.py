@@ -116,3 +116,17 @@ def test_a_file_name_that_is_not_utf8_is_read_and_logged(tmp_path):
     with RunLog(tmp_path / "train.log"):
         logging.getLogger("attn").warning("skipped %s", name)  # was a logging traceback on stderr
     assert "caf\\udce9.wav" in (tmp_path / "train.log").read_text()
+
+
+def test_a_folder_walk_finds_opus_and_caf_files():
+    import tempfile
+    from pathlib import Path
+
+    from attn.pipelines.infer.predict import expand_paths
+
+    with tempfile.TemporaryDirectory() as d:
+        sf.write(f"{d}/a.opus", tone(440, 0.5, 48000), 48000, format="OGG", subtype="OPUS")
+        sf.write(f"{d}/b.caf", tone(440, 0.5, 8000), 8000, format="CAF")
+        found = expand_paths([d])
+        assert [Path(p).name for p in found] == ["a.opus", "b.caf"]  # "directory contains no audio files"
+        assert read_audio(found[0], 8000).shape[0] == 4000
