@@ -312,7 +312,8 @@ def test_two_data_sources_say_how_to_drop_one(tmp_path):
 
 def test_a_csv_or_jsonl_given_to_a_text_model_is_read_by_its_text_column(text_model, tmp_path):
     """As training and `attn evaluate` read it: the header line was predicted as a text, and each
-    row with its quotes and label. A .csv without the column is still lines."""
+    row with its quotes and label. A one-column .csv without the column is still lines; a table of
+    other columns is an error record."""
     (tmp_path / "t.csv").write_text('text,label\n"who built it , then ?",HUM\n,LOC\nwhere is it ?,LOC\n')
     (tmp_path / "t.jsonl").write_text('{"text": "who built it ?", "label": "HUM"}\n')
     (tmp_path / "plain.csv").write_text("who built it ?\nwhere is it ?\n")
@@ -324,6 +325,12 @@ def test_a_csv_or_jsonl_given_to_a_text_model_is_read_by_its_text_column(text_mo
         ("t.jsonl:1", "who built it ?"), ("plain.csv:1", "who built it ?"),
         ("plain.csv:2", "where is it ?")]  # fmt: skip
     assert recs[1]["error"].endswith("t.csv:3: empty text") and r.exit_code == 1
+    # A table with other columns is not lines: the label was read as part of the text, and predicted.
+    (tmp_path / "other.tsv").write_text("question\tlabel\nWho?\tHUM\n")
+    r = run("predict", "-m", text_model, tmp_path / "other.tsv", "--format", "jsonl")
+    (rec,) = [json.loads(x) for x in r.stdout.splitlines()]
+    assert r.exit_code == 1
+    assert "a table without the model's text column 'text' (columns: question, label)" in rec["error"]
 
 
 def test_options_predict_would_ignore_are_refused(trained_model, text_model, tmp_path):

@@ -103,7 +103,12 @@ def _table(p: str, column: str) -> list[TextInput] | None:
         with open(p, encoding="utf-8", errors="replace") as f:
             return [TextInput(p, None, str(e))] if column in f.readline() else None
     if column not in columns:
-        return None
+        if len(columns) < 2 and Path(p).suffix.lower() != ".jsonl":
+            return None  # one column: lines of text, its first line among them
+        # Its rows read as lines would give the header as a text and each row's label with it.
+        why = (f"{p}: a table without the model's text column {column!r} (columns: {', '.join(columns)}); rename "
+               "the column, or give a file of one text per line")  # fmt: skip
+        return [TextInput(p, None, why)]
     out = []
     for row, n in zip(rows, lines, strict=True):
         where, text = f"{p}:{n}", row.get(column) or ""
