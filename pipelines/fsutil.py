@@ -33,9 +33,27 @@ def _output_error(path: Path, e: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({why})")
 
 
+def _refuse_special(path: Path) -> None:
+    """The rename that makes a write atomic replaces whatever `path` names: run as root with
+    `--out /dev/null`, it put a regular file in place of the device. Only a regular file (or a
+    link to one, or nothing) is replaced."""
+    import stat
+
+    try:
+        kind = os.stat(path).st_mode
+    except OSError:
+        return  # nothing there (or a broken link): the write creates the file
+    if not stat.S_ISREG(kind) and not stat.S_ISDIR(kind):
+        what = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a named pipe",
+                stat.S_ISSOCK: "a socket"}  # fmt: skip
+        name = next((v for test, v in what.items() if test(kind)), "not a regular file")
+        raise OutputError(f"{path}: cannot write ({name}, not a file); give a file name")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
     """`mode`: the file's permissions (default: the usual, as the umask leaves them)."""
     path = Path(path)
+    _refuse_special(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +98,7 @@ def check_writable(path: str | os.PathLike) -> None:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: cannot write (a directory)")
+    _refuse_special(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -234,6 +234,29 @@ def test_crash_during_rename_leaves_the_old_file_and_no_temp_files(tmp_path, mon
     assert [f.name for f in tmp_path.iterdir()] == ["model.attn"]
 
 
+def test_an_output_that_is_a_device_or_pipe_is_refused_not_replaced(trained_model, tmp_path):
+    """The atomic write renames a temporary file over the target: as root, `attn export --out
+    /dev/null` replaced the device with a regular file. A named pipe stands in for it here."""
+    import os
+    import stat
+
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    fifo = tmp_path / "out.onnx"
+    os.mkfifo(fifo)
+    r = CliRunner().invoke(app, ["export", "-m", str(trained_model), "--out", str(fifo)])
+    assert r.exit_code == 3 and f"{fifo}: cannot write (a named pipe, not a file)" in r.output, r.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the pipe
+    from attn.errors import OutputError
+    from attn.pipelines.fsutil import atomic_write_text
+
+    with pytest.raises(OutputError, match="a named pipe, not a file"):  # embed's, features' and every other file
+        atomic_write_text(fifo, "{}")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
 def test_newer_artifact_and_tampered_artifact_via_cli(trained_model, tmp_path):
     import hashlib
 
