@@ -200,3 +200,16 @@ def test_extends_errors_name_the_file(tmp_path):
     (tmp_path / "c.yaml").write_text("extends: nowhere.yaml\ndata: {synthetic: {}}\n")
     with pytest.raises(ConfigError, match=r"c\.yaml: extends nowhere\.yaml: recipe file not found"):
         load_recipe(tmp_path / "c.yaml")
+
+
+def test_set_model_name_switches_the_family_of_a_shipped_recipe():
+    """The general recipes' model keys belong to their family: `--set model.name=transformer` on
+    audio.yaml failed with "unknown key 'model.channels'". The name now starts the section
+    afresh, as `extends:` does, wherever it stands among the --set items."""
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    r = load_recipe(root / "audio.yaml", ["model.layers=1", "model.name=transformer", "train.epochs=2"])
+    assert r.model.name == "transformer" and r.model.config.layers == 1 and r.train.epochs == 2
+    r = load_recipe(root / "text.yaml", ["model.name=cnn", "model.channels=[8, 16]"])
+    assert r.model.name == "cnn" and tuple(r.model.config.channels) == (8, 16)
+    same = load_recipe(root / "audio.yaml", ["model.name=cnn", "model.dropout=0.1"])
+    assert tuple(same.model.config.channels) == (16, 32, 64, 128) and same.model.config.dropout == 0.1  # kept

@@ -104,11 +104,20 @@ def resolve_recipe(
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
-    """`--set a.b=value` items into a raw recipe; a path value is relative to the working directory."""
-    for item in overrides:
-        key, value = parse_override(item)
+    """`--set a.b=value` items into a raw recipe; a path value is relative to the working directory.
+
+    `--set model.name=X` of another family starts the model section afresh, as a model of another
+    name does under `extends:` (the recipe's other model keys are the old family's: `channels`
+    means nothing to a transformer); it goes first, so `--set model.layers=2` beside it, before or
+    after, sets the new family's key."""
+    parsed = [(item, *parse_override(item)) for item in overrides]
+    parsed.sort(key=lambda p: p[1] != "model.name")  # stable: the rest keep their order
+    for item, key, value in parsed:
         if _is_path_key(key) and isinstance(value, str):
             value = _resolve(value, Path.cwd())
+        model = raw.get("model")
+        if key == "model.name" and isinstance(model, dict) and model.get("name") != value:
+            raw["model"] = {}
         keys.put(raw, key, value, source=f"--set {item}")
 
 
