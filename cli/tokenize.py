@@ -14,7 +14,9 @@ Examples:
 
   attn tokenize -m runs/trec/model.attn "How far is it from Denver to Aspen?"
 
-  attn tokenize --recipe recipes/trec.yaml --set features.tokenizer.level=subword --ids "Who wrote Hamlet?"
+  attn tokenize --recipe recipes/trec.yaml --ids "Who wrote Hamlet?"   # built from the recipe's training texts
+
+  attn tokenize --recipe recipes/text_pretrained.yaml "Unbelievable!"   # the encoder's word pieces, no data needed
 
   cut -d, -f1 questions.csv | attn tokenize -m runs/latest -
 
