@@ -403,6 +403,8 @@ def test_cli_export_errors_are_one_line(trained_model, tmp_path):
     assert r.exit_code == 2 and "not found" in r.output
     r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", "tflite"])
     assert r.exit_code == 2
+    r = runner.invoke(app, ["export", "-m", str(trained_model), "--out", str(tmp_path / "m.txt")])
+    assert r.exit_code == 2 and "an ONNX file's name ends in .onnx" in r.output  # attn would not read m.txt back
     blocker = tmp_path / "a_file"  # a folder that cannot be made, even as root
     blocker.write_text("x")
     r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", "torchscript", "--out",

@@ -172,7 +172,7 @@ def test_export_checks_out_before_exporting(trained_model, tmp_path, monkeypatch
     (tmp_path / "file").write_text("x")
     onnx = importlib.util.find_spec("onnx") is not None  # without the export extra, ONNX refuses before --out
     for fmt in ("onnx", "torchscript") if onnx else ("torchscript",):
-        out = tmp_path / "file" / "m.bin"
+        out = tmp_path / "file" / ("m.onnx" if fmt == "onnx" else "m.bin")
         r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", fmt, "--out", str(out)])
         one_line_error(r, 3, f"{out}: cannot write")
     r = runner.invoke(
