@@ -213,3 +213,10 @@ def test_set_model_name_switches_the_family_of_a_shipped_recipe():
     assert r.model.name == "cnn" and tuple(r.model.config.channels) == (8, 16)
     same = load_recipe(root / "audio.yaml", ["model.name=cnn", "model.dropout=0.1"])
     assert tuple(same.model.config.channels) == (16, 32, 64, 128) and same.model.config.dropout == 0.1  # kept
+
+
+def test_a_bad_set_value_is_blamed_on_the_set_not_the_recipe_file():
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    with pytest.raises(ConfigError) as e:
+        load_recipe(root / "audio.yaml", ["train.lr=0.01", "train.epochs=ten"])
+    assert str(e.value).startswith("--set train.epochs=ten: train.epochs: ") and "audio.yaml" not in str(e.value)

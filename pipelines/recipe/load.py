@@ -31,7 +31,21 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     `extends`)."""
     raw = read_raw(Path(path))
     apply_overrides(raw, overrides)
-    return validate_recipe(raw, source=str(path))
+    return _validate(raw, str(path), overrides)
+
+
+def _validate(raw: dict[str, Any], source: str, overrides) -> Recipe:
+    """`validate_recipe`; a problem with a value a `--set` gave is blamed on that --set, not on
+    the recipe file (which says something else there)."""
+    try:
+        return validate_recipe(raw, source=source)
+    except ConfigError as e:
+        problem = str(e).removeprefix(f"{source}: ")
+        for item in reversed(overrides):
+            key = item.split("=", 1)[0].strip()
+            if problem.startswith((f"{key}:", f"{key} ")):
+                raise ConfigError(f"--set {item}: {problem}") from None
+        raise
 
 
 def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -100,7 +114,7 @@ def resolve_recipe(
     _resolve_paths(raw, Path.cwd(), "recipe")
     raw = expand_env(raw, "recipe")
     apply_overrides(raw, overrides)
-    return validate_recipe(raw, source="recipe")
+    return _validate(raw, "recipe", overrides)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
