@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -58,6 +59,10 @@ class Tokenizer:
         self.cfg = cfg
 
     def normalize(self, text: str) -> str:
+        # NFC first: "é" typed on macOS or pasted is often e + a combining accent (NFD), which
+        # split into other tokens (other words, two characters) than the same text in NFC.
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
         return text.lower() if self.cfg.lowercase else text
 
     def tokens(self, text: str) -> list[str]:

@@ -274,3 +274,18 @@ def test_named_glove_vectors_initialise_known_words(tmp_path):
     i = tok.encode_array("movie")[0]
     row = fresh.frontend.embed.weight[int(i)].detach().numpy()
     assert np.allclose(row[:50], lookup("movie"))
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+def test_text_that_looks_the_same_tokenizes_the_same(level):
+    """NFD text (macOS, copy and paste: e + a combining accent) gave other tokens than NFC."""
+    import unicodedata
+
+    from attn.features.config import TokenizerConfig
+    from attn.features.tokenizers import make_tokenizer
+
+    texts = [f"the café in Zürich number {i}" for i in range(50)]
+    tok = make_tokenizer(TokenizerConfig(level=level, vocab_size=60)).fit(texts)
+    nfc = unicodedata.normalize("NFC", "Who owns the café in Zürich ?")
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfc != nfd and tok.encode(nfd) == tok.encode(nfc)
