@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from attn.errors import EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE, AttnError  # EXIT_USAGE: also typer's usage code
+from attn.pipelines.device import env_threads
 
 
 class State:
@@ -188,20 +189,6 @@ def busy_cores() -> float | None:
     except (OSError, ValueError, IndexError):
         pass
     return busy
-
-
-def env_threads() -> int | None:
-    """$ATTN_THREADS: a whole number of threads, 1 or more (unset or empty: None)."""
-    raw = os.environ.get("ATTN_THREADS", "").strip()
-    if not raw:
-        return None
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise fail(f"ATTN_THREADS={raw!r}: expected a whole number of threads, 1 or more")
-    return n
 
 
 # predict and listen: when to answer `unknown`, and a multi-label model's threshold

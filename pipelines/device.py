@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from attn.errors import ConfigError
+
+
+def env_threads() -> int | None:
+    """$ATTN_THREADS: a whole number of threads, 1 or more (unset or empty: None)."""
+    raw = os.environ.get("ATTN_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"ATTN_THREADS={raw!r}: expected a whole number of threads, 1 or more")
+    return n
+
+
+def apply_env_threads() -> None:
+    """The Python API honours $ATTN_THREADS as the CLI does. Unset, it leaves torch's threads as
+    the calling program has them (a library does not retune its host process by the load)."""
+    n = env_threads()
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def resolve_device(spec: str | None = "auto"):

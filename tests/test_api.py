@@ -185,3 +185,22 @@ def test_what_the_commands_call_works_from_python(trained_model, odd_text_run, t
     assert [json.loads(x) for x in (tmp_path / "v.jsonl").read_text().splitlines()] == records
     with pytest.raises(attn.ConfigError, match="v.txt"):
         attn.api.write_embeddings(iter(records), tmp_path / "v.txt")
+
+
+def test_the_api_honours_attn_threads_and_takes_one_override_as_a_string(trained_model, tiny_recipe, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("ATTN_THREADS", "1")
+        attn.load(trained_model)
+        assert torch.get_num_threads() == 1  # it was only the CLI's
+        monkeypatch.setenv("ATTN_THREADS", "abc")
+        with pytest.raises(attn.ConfigError, match="ATTN_THREADS='abc'"):
+            attn.load(trained_model)
+        monkeypatch.delenv("ATTN_THREADS")
+        r = attn.train(tiny_recipe(), "train.epochs=1", out=tmp_path / "run", device="cpu")  # was "--set 't'"
+        assert r.epochs_run == 1
+    finally:
+        torch.set_num_threads(before)

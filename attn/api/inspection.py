@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .model import torch_device
+from .runs import override_list
 
 if TYPE_CHECKING:  # pragma: no cover - names for annotations only
     from attn.pipelines.ship.tokenize import Tokenized
@@ -37,7 +38,7 @@ def export_features(
     from attn.pipelines.ship.features_export import export_features as export
 
     shape, frames = export(os.fspath(file), os.fspath(out), model=None if model is None else os.fspath(model),
-                           recipe=None if recipe is None else os.fspath(recipe), overrides=list(overrides),
+                           recipe=None if recipe is None else os.fspath(recipe), overrides=override_list(overrides),
                            device=torch_device(device))  # fmt: skip
     return tuple(shape), list(frames)
 
@@ -57,7 +58,7 @@ def tokenize(
 
     tok, features, cls = tokenizer_for(model=None if model is None else os.fspath(model),
                                        recipe=None if recipe is None else os.fspath(recipe),
-                                       overrides=list(overrides))  # fmt: skip
+                                       overrides=override_list(overrides))  # fmt: skip
     items = (given_text(t, f"text {i}") if isinstance(t, str) else t for i, t in enumerate(texts, 1))
     max_len = features.tokenizer.max_len
     return Tokenized(max_len, cls, tokenize(items, tok, max_len, cls))

@@ -25,8 +25,10 @@ def load(model: str | os.PathLike | None = None, device: Any = "cpu") -> Model:
     An ONNX file written by `attn export` (*.onnx) loads too, for prediction without PyTorch
     (onnxruntime on the CPU; `device` is ignored): `.predict`, `.labels`, `.info()` work, and
     `.recipe` holds its front end and data settings only."""
+    from attn.pipelines.device import apply_env_threads
     from attn.pipelines.store.artifact import load_model, resolve_model_path
 
+    apply_env_threads()
     path = resolve_model_path(None if model is None else os.fspath(model))
     if path.suffix.lower() == ".onnx":
         from attn.pipelines.infer.exported import load_exported

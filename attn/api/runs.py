@@ -38,10 +38,12 @@ def train(
         `train.tensorboard: true` writes them to <run>/tensorboard.
     The run directory also gets report.html (see `attn.report`).
     """
+    from attn.pipelines.device import apply_env_threads
     from attn.pipelines.recipe.load import resolve_recipe
     from attn.pipelines.train.run import train as train_run
 
-    r = resolve_recipe(recipe, list(overrides))
+    apply_env_threads()
+    r = resolve_recipe(recipe, override_list(overrides))
     path = os.fspath(recipe) if isinstance(recipe, (str, os.PathLike)) else None
     board = None if tensorboard is None else os.fspath(tensorboard)
     return train_run(r, path, out=None if out is None else os.fspath(out), device=device_spec(device),
@@ -52,8 +54,10 @@ def resume(
     run_dir: str | os.PathLike, device: Any = "auto", callbacks=None, tensorboard: str | os.PathLike | None = None
 ) -> TrainResult:
     """Continue an interrupted run from its last saved epoch (exactly as if never stopped)."""
+    from attn.pipelines.device import apply_env_threads
     from attn.pipelines.train.run import resume as resume_run
 
+    apply_env_threads()
     return resume_run(os.fspath(run_dir), device=device_spec(device), callbacks=callbacks,
                       tensorboard=None if tensorboard is None else os.fspath(tensorboard))  # fmt: skip
 
@@ -109,14 +113,14 @@ def tune(
 
     seconds = parse_duration(timeout)
     if resume is not None:
-        if recipe is not None or list(overrides) or out or storage or study or list(first):
+        if recipe is not None or override_list(overrides) or out or storage or study or list(first):
             raise ConfigError("resume continues a tune as it was set up: no recipe, overrides, out, storage, study "
                               "or first")  # fmt: skip
         return tune_study(resume=os.fspath(resume), trials=trials, timeout=seconds, jobs=jobs, refit=refit,
                           device=device_spec(device), threads=threads, callbacks=callbacks)  # fmt: skip
     if recipe is None:
         raise ConfigError("give a recipe to tune, or resume=DIR")
-    r = resolve_recipe(recipe, list(overrides))
+    r = resolve_recipe(recipe, override_list(overrides))
     path = os.fspath(recipe) if isinstance(recipe, (str, os.PathLike)) else None
     return tune_study(r, path, trials=trials, timeout=seconds, jobs=jobs, storage=storage, study=study,
                       out=None if out is None else os.fspath(out), refit=refit, pruner=pruner, seed=seed,
@@ -148,7 +152,7 @@ def evaluate(
         from attn.pipelines.infer.exported import only_predicts
 
         raise only_predicts(m.path, "attn evaluate")
-    r = None if recipe is None else resolve_recipe(recipe, list(overrides))
+    r = None if recipe is None else resolve_recipe(recipe, override_list(overrides))
     if r is None and overrides:
         raise ConfigError("overrides need a recipe")
     return evaluate_model(m.loaded, data=None if data is None else os.fspath(data), recipe=r, split=split,
@@ -160,7 +164,7 @@ def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Recip
     (${VAR}s, `extends`), resolved and validated; a bad one is a ConfigError naming the key."""
     from attn.pipelines.recipe.load import load_recipe as load_file
 
-    return load_file(os.fspath(path), list(overrides))
+    return load_file(os.fspath(path), override_list(overrides))
 
 
 def main_process() -> bool:
@@ -169,3 +173,9 @@ def main_process() -> bool:
     from attn.pipelines.train.distributed import world_from_env
 
     return world_from_env().main
+
+
+def override_list(overrides: Iterable[str] | str) -> list[str]:
+    """`--set`-style overrides as a list: one "key=value" string is one override (list() made
+    it one per character)."""
+    return [overrides] if isinstance(overrides, str) else list(overrides)
