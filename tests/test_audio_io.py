@@ -130,3 +130,15 @@ def test_a_folder_walk_finds_opus_and_caf_files():
         found = expand_paths([d])
         assert [Path(p).name for p in found] == ["a.opus", "b.caf"]  # "directory contains no audio files"
         assert read_audio(found[0], 8000).shape[0] == 4000
+
+
+def test_a_cut_off_mp3_is_predicted_with_a_warning_and_its_real_duration(trained_model, tmp_path):
+    import attn
+
+    x = np.concatenate([tone(440, 6.0, 8000), tone(880, 6.0, 8000)])
+    sf.write(tmp_path / "whole.mp3", x, 8000, format="MP3")
+    data = (tmp_path / "whole.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2])  # its header still says 12 s
+    whole, cut = attn.load(trained_model).predict([str(tmp_path / "whole.mp3"), str(tmp_path / "cut.mp3")])
+    assert "warning" not in whole and abs(whole["duration"] - 12) < 0.2
+    assert cut["duration"] < 7 and "of the 12.0" in cut["warning"] and "cut off or damaged" in cut["warning"]

@@ -98,6 +98,7 @@ class _File:
     levels: list[float] = field(default_factory=list)  # keep_scores: each window's centre level (dB)
     vectors: list[np.ndarray] = field(default_factory=list)  # a novelty check's window embeddings (D,)
     peak: float = 0.0  # the largest sample magnitude seen (0: a silent file)
+    short: str | None = None  # decoding gave well under what the header states
     pending: int = 0
     similarity: float | None = None
 
@@ -172,9 +173,20 @@ class AudioPredictor:
                 f.stream = True
                 return f
             f.windows = list(iter_windows(self._blocks(f), self.cfg.frame_samples, self.cfg.hop_samples))
+            self._check_length(f)
         except InputError as e:
             f.error = str(e)
         return f
+
+    def _check_length(self, f: _File) -> None:
+        """MP3 and Ogg headers only estimate the length (WAV and FLAC state it exactly, and
+        decoding refuses them when cut short): a damaged or cut-off file decodes to less. The
+        record then says so, and its duration is what was heard."""
+        decoded = max((start + n for start, _, n in f.windows or []), default=0) / self.cfg.sample_rate
+        if f.seconds - decoded > max(0.5, 0.05 * f.seconds):
+            f.short = (f"decoded {decoded:.2f} s of the {f.seconds:.2f} s its header states: the file may be cut "
+                       "off or damaged")  # fmt: skip
+            f.seconds = decoded
 
     def _blocks(self, f: _File) -> Iterator[np.ndarray]:
         from attn.features.audio import stream_audio
@@ -312,7 +324,8 @@ class AudioPredictor:
         return rec
 
     def _warning(self, f: _File) -> str | None:
-        return input_warning(f.seconds, f.rate, self.cfg, f.peak)
+        notes = [w for w in (f.short, input_warning(f.seconds, f.rate, self.cfg, f.peak)) if w]
+        return "; ".join(notes) or None
 
 
 def frame_record(start: int, length: int, probs: np.ndarray, labels: list[str], sample_rate: int) -> dict[str, Any]:
