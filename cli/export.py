@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from attn.pipelines.data.labelsets import label_list
+
 from .common import ModelOpt, QuietOpt, check_out, fail, handle_errors, setup_logging, stderr_console
 
 EPILOG = """\
@@ -68,6 +70,6 @@ def export_cmd(
     print("\n".join([
         f"wrote        {res['path']} ({res['format']}, {res['bytes'] / 1e6:.1f} MB, {res['seconds']} s)",
         f"inputs       {ins}",
-        f"output       probabilities (batch, {len(labels)}): {', '.join(map(str, labels))}",
+        f"output       probabilities (batch, {len(labels)}): {label_list(labels)}",
         f"parity       max |exported - torch| = {res['max_abs_diff']:.1g} over {n} check inputs of other shapes",
     ]))  # fmt: skip

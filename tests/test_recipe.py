@@ -220,3 +220,15 @@ def test_a_bad_set_value_is_blamed_on_the_set_not_the_recipe_file():
     with pytest.raises(ConfigError) as e:
         load_recipe(root / "audio.yaml", ["train.lr=0.01", "train.epochs=ten"])
     assert str(e.value).startswith("--set train.epochs=ten: train.epochs: ") and "audio.yaml" not in str(e.value)
+
+
+def test_a_broken_list_in_a_set_and_a_folder_for_a_recipe_say_so(tmp_path):
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    with pytest.raises(ConfigError, match=r"--set model.channels=\[8,16: the value is not valid YAML"):
+        load_recipe(root / "audio.yaml", ["model.channels=[8,16"])  # it was "Input should be a valid tuple"
+    with pytest.raises(ConfigError, match="a folder, not a recipe file"):
+        load_recipe(tmp_path)
+    (tmp_path / "r.yaml").write_text("extends: sub\n")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ConfigError, match="extends sub: a folder, not a recipe file"):
+        load_recipe(tmp_path / "r.yaml")

@@ -54,7 +54,7 @@ def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     and this one's keys replace theirs key by key, except that a `data` section replaces the
     whole `data` section, and a model of another `name` the whole `model` section."""
     if not path.is_file():
-        raise ConfigError(f"{path}: recipe file not found")
+        raise ConfigError(f"{path}: " + ("a folder, not a recipe file" if path.is_dir() else "recipe file not found"))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -76,7 +76,8 @@ def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: extends {base}: a chain of more than {MAX_EXTENDS} recipes (from {seen[0]}); "
                           "merge some of them")  # fmt: skip
     if not base_path.is_file():
-        raise ConfigError(f"{path}: extends {base}: recipe file not found ({base_path})")
+        what = "a folder, not a recipe file" if base_path.is_dir() else "recipe file not found"
+        raise ConfigError(f"{path}: extends {base}: {what} ({base_path})")
     return merge_recipes(read_raw(base_path, seen), raw)
 
 
@@ -247,8 +248,11 @@ def parse_override(item: str) -> tuple[str, Any]:
         return key, text.strip()
     try:
         value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
+    except yaml.YAMLError as e:
+        if text.strip()[:1] in "[{":  # a list or mapping with a typo, not a string ("[8,16" lacks its "]")
+            why = " ".join(str(getattr(e, "problem", "") or e).split())
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({why})") from None
+        value = text  # any other text is a string as written (a path, a label with a colon)
     return key, value
 
 

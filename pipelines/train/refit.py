@@ -64,7 +64,8 @@ def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, 
 
     t0 = time.perf_counter()
     both = dataclasses.replace(data, train=data.train.merged(data.val))
-    log.info("refit: %s; training again on train + val (%d examples) for %d epochs", why, len(both.train), epochs)
+    log.info("refit: %s; training again on train + val (%d examples) for %d epoch%s", why, len(both.train), epochs,
+             "" if epochs == 1 else "s")  # fmt: skip
     model, _ = init_model(recipe, both, device)
     cfg = recipe.train.model_copy(update={"epochs": epochs, "patience": 0})
     trainer = Trainer(model, cfg, both.train, None, list(data.labels), device, callbacks)
