@@ -226,6 +226,9 @@ def test_explain_audio_cli_png_and_a_missing_file(trained_model, tmp_path):
     assert all(w0 <= s < e <= w1 + 1e-6 for s, e in good["positions"])
     assert len(good["grid"]) == len(good["bands"]) and len(good["grid"][0]) == len(good["weights"])
     assert os.path.getsize(good["image"]) > 1000
+    r = runner.invoke(app, ["explain", "-m", str(trained_model), str(tmp_path / "missing.wav"), "--out",
+                            str(tmp_path / "none")])  # fmt: skip
+    assert r.exit_code == 1 and not (tmp_path / "none").exists()  # no input explained: no empty folder left
 
 
 def test_an_ensemble_is_explained_as_its_members_average(tiny_recipe, tmp_path):

@@ -85,10 +85,10 @@ class Explainer:
             raise ConfigError(f"--label {label!r}: not one of the model's labels ({', '.join(loaded.labels)})")
         self.target = None if label is None else loaded.labels.index(label)
         self.out = None if out is None else Path(out)
-        if self.out is not None:
-            from ..fsutil import make_dirs
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            from attn.errors import OutputError
 
-            make_dirs(self.out)
+            raise OutputError(f"--out {self.out}: cannot write (not a directory)")
 
     def explain(self, inputs: Iterable) -> Iterator[dict[str, Any]]:
         text = self.loaded.recipe.modality == "text"
@@ -100,8 +100,10 @@ class Explainer:
                 yield {"input": name, "error": str(e)}
                 continue
             if self.out is not None:
+                from ..fsutil import make_dirs
                 from ..infer import plots
 
+                make_dirs(self.out)  # at the first picture: a run whose every input failed leaves no folder
                 path = self.out / f"{i + 1:03d}-{_slug(rec['input'])}.png"
                 plots.write_png(path, plots.explain_figure(rec, **figure))
                 rec["image"] = str(path)
