@@ -58,7 +58,13 @@ def test_attn_report_regenerates_and_refuses_what_is_not_a_run(trained_model, tm
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == str(run / "report.html") and (run / "report.html").stat().st_size > 10_000
     r = runner.invoke(app, ["report", str(tmp_path / "nothing")])
-    assert r.exit_code == 2 and "not a run directory" in r.stderr
+    assert r.exit_code == 2 and "nothing: no such run directory" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["report", str(tmp_path / "empty")])
+    assert r.exit_code == 2 and "empty: not a run directory" in r.stderr
+    (tmp_path / "empty" / "m.onnx").write_bytes(b"x")
+    r = runner.invoke(app, ["report", str(tmp_path / "empty" / "m.onnx")])
+    assert r.exit_code == 2 and "m.onnx: a report is of a run directory" in r.stderr  # it named "."
 
 
 def test_the_baseline_is_shown_beside_the_model(trained_model, tmp_path):

@@ -35,10 +35,15 @@ def write_report(run_dir: str | Path, scored: Scored | None = None) -> Path:
     `scored`: what training scored (else the evaluated split is listed and scored again)."""
     from ..infer import plots
 
-    rd = Path(run_dir)
+    given = rd = Path(run_dir)
+    if not rd.exists():
+        raise ConfigError(f"{rd}: no such run directory" + (" (no run has finished here yet)"
+                                                            if str(rd) == "runs/latest" else ""))  # fmt: skip
     if rd.is_file():
         rd = rd.parent
     if not (rd / MODEL).exists() and not (rd / METRICS).exists():
+        if given != rd:  # a file: an export, or a model file copied out of its run
+            raise ConfigError(f"{given}: a report is of a run directory (or its {MODEL}), and {rd} is none")
         raise ConfigError(f"{rd}: not a run directory (no {MODEL} or {METRICS})")
     metrics = _metrics(_json(rd / METRICS), rd / METRICS)
     history = _history(_jsonl(rd / HISTORY))
