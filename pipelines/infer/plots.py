@@ -85,8 +85,9 @@ def curves_figure(history: list[dict[str, Any]]):
                                      (ax_acc, "train_accuracy", "--", "train"),
                                      (ax_acc, "val_accuracy", "-", "validation")):  # fmt: skip
             pts = [(e, r[key]) for e, r in zip(ep, recs, strict=True) if r.get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts, strict=True), style, color=c, marker="." if len(pts) < 30 else None,
+            if pts:  # train: dashed and lighter, without markers (with them its legend entry looked solid)
+                dots = "." if len(pts) < 30 and style == "-" else None
+                ax.plot(*zip(*pts, strict=True), style, color=c, marker=dots, alpha=1.0 if style == "-" else 0.6,
                         label=name + tag)  # fmt: skip
         best = [r["epoch"] for r in recs if r.get("best")]
         if best:
@@ -102,7 +103,7 @@ def curves_figure(history: list[dict[str, Any]]):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, handlelength=3.5)  # long enough to show the dashes
     return fig
 
 
