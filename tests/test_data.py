@@ -188,3 +188,13 @@ def test_a_file_listed_twice_is_kept_once_and_one_with_two_labels_is_an_error(tm
     (tmp_path / "a" / "up").symlink_to("..")  # class a's folder now also reaches b's files
     with pytest.raises(InputError, match="with other labels"):
         list_items(DataConfig(root=str(tmp_path)))
+
+
+def test_a_class_too_small_to_hold_out_is_named(tmp_path, caplog):
+    root = _folder(tmp_path)
+    write_wav(root / "rare" / "0.wav", tone(900, 0.2, 8000), 8000)
+    cfg = DataConfig(root=str(root), val_fraction=0.2, test_fraction=0.2)
+    with caplog.at_level("WARNING", logger="attn"):
+        splits = split_items(list_items(cfg), cfg)
+    assert [it.label for it in splits["train"]].count("rare") == 1
+    assert "1 of 4 classes have too few examples to hold one out for val or test: 'rare' (1)" in caplog.text

@@ -234,7 +234,7 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
         for it in sorted(pool, key=lambda it: it.source):
             by_label[key(it)].append(it)
         rng = np.random.default_rng(cfg.split_seed)
-        train, val, test = [], [], []
+        train, val, test, unheld = [], [], [], []
         for label in sorted(by_label, key=str):
             group = by_label[label]
             order = rng.permutation(len(group))
@@ -245,10 +245,17 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
                     nt -= 1
                 else:
                     nv -= 1
+            if (val_n and not nv) or (test_n and not nt):
+                unheld.append(f"{label!r} ({n})")
             picked = [group[i] for i in order]
             test += picked[:nt]
             val += picked[nt : nt + nv]
             train += picked[nt + nv :]
+        if unheld:  # a class of a few examples rounds to none held out: its scores would go unmeasured
+            log.warning("%d of %d classes have too few examples to hold one out for %s: %s%s (examples); the "
+                        "scores say nothing about them there", len(unheld), len(by_label),
+                        "val or test" if val_n and test_n else "val" if val_n else "test", ", ".join(unheld[:5]),
+                        " ..." if len(unheld) > 5 else "")  # fmt: skip
         splits["train"] = [replace(it, split="train") for it in train]
         if carve_val:
             splits["val"] = [replace(it, split="val") for it in val]
