@@ -276,6 +276,9 @@ def test_audio_bytes_on_stdin_say_what_dash_reads(trained_model, tmp_path):
     wav = write_wav(tmp_path / "x.wav", tone(440, 0.5, SR), SR).read_bytes()
     err = one_line_error(run("predict", "-m", trained_model, "-", input=wav), 2)
     assert "stdin holds binary data (audio?), not paths" in err and "attn listen" in err
+    paths = f"{tmp_path / 'x.wav'}\0{tmp_path / 'x.wav'}\0"  # find -print0
+    err = one_line_error(run("predict", "-m", trained_model, "-", input=paths), 2)
+    assert "NUL-separated paths (find -print0?)" in err
 
 
 def test_a_text_model_with_nothing_to_read_says_where_it_looked(text_model, tmp_path):

@@ -146,6 +146,9 @@ def test_a_text_model_refuses_a_binary_file_once(odd_text_run, tmp_path):
     why = "not a text file (binary data; a text model reads UTF-8 text, one per line)"
     assert len(recs) == 2 and recs[0] == {"input": str(wav), "error": f"{wav}: {why}"}
     assert recs[1]["label"] in ODD_LABELS and "1 of 2 input(s) failed" in r.stderr
+    (tmp_path / "w.txt").write_bytes("alpha beta\n".encode("utf-16"))  # Windows "Unicode": a BOM, then NULs
+    r = runner.invoke(app, ["predict", "-m", str(run), str(tmp_path / "w.txt")])
+    assert r.exit_code == 1 and "w.txt: UTF-16 text; a text model reads UTF-8" in r.stdout
 
 
 @pytest.mark.parametrize("command", ["train", "tune", "explain", "export", "features"])

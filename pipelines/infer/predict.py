@@ -50,6 +50,10 @@ def _stdin_paths(stream) -> list[str]:
     except UnicodeDecodeError:
         lines = ["\0"]
     if any("\0" in line for line in lines):
+        parts = [p for line in lines for p in line.split("\0") if p.strip()]
+        if parts and all(os.path.exists(p) for p in parts):  # `find -print0 | attn predict -`
+            raise ConfigError("stdin holds NUL-separated paths (find -print0?): `-` reads one file path per "
+                              "line (find -print, or xargs -0 attn predict)")  # fmt: skip
         raise ConfigError("stdin holds binary data (audio?), not paths: `-` reads one file path per line "
                           "(audio streamed on stdin: attn listen)")  # fmt: skip
     return lines

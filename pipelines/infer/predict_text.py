@@ -85,7 +85,11 @@ def file_inputs(p: str, stdin=None, column: str = "text") -> Iterator[TextInput]
         yield TextInput(p, None, f"{p}: cannot read ({e.strerror or e}){hint}")
         return
     with f:
-        if b"\0" in f.peek(8192)[:8192]:  # an audio file, an archive: refused once, not line by line
+        head = f.peek(8192)[:8192]
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte order mark (Windows "Unicode" text)
+            yield TextInput(p, None, f"{p}: UTF-16 text; a text model reads UTF-8 (iconv -f UTF-16 -t UTF-8)")
+            return
+        if b"\0" in head:  # an audio file, an archive: refused once, not line by line
             yield TextInput(p, None, f"{p}: not a text file (binary data; a text model reads UTF-8 text, one per line)")
             return
         yield from _lines(f, p, named_by_text=False)
