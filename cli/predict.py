@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from attn.errors import EXIT_INTERRUPTED
+
 from .common import (
     DeviceOpt,
     MinScoreOpt,
@@ -17,6 +19,7 @@ from .common import (
     ThreadsOpt,
     ThresholdOpt,
     audio_paths,
+    err,
     fail,
     handle_errors,
     is_tty,
@@ -167,19 +170,20 @@ def predict_cmd(
         from .progress import RichCounter
 
         counter = RichCounter(console, total, "predicting")
-    from . import render
+    done = [0]  # records written, for what Ctrl-C says
 
-    with counter if counter is not None else contextlib.nullcontext():
-        on = counter.advance if counter is not None else None
-        if fmt == "jsonl":
-            seen = render.write_jsonl(records, on_record=_adv(on))
-        elif fmt == "csv":
-            abstains = m.min_similarity is not None or (min_score if min_score is not None else m.min_score) is not None
-            seen = render.write_csv(records, top_k, on_record=_adv(on), text=m.modality == "text",
-                                    multi_label=bool(getattr(m.recipe.data, "multi_label", False)),
-                                    abstains=abstains, similarity=m.min_similarity is not None)  # fmt: skip
-        else:
-            seen = render.print_table(records, top_k, on_record=_adv(on))
+    def written(rec=None) -> None:
+        done[0] += 1
+        if counter is not None:
+            counter.advance()
+
+    try:
+        with counter if counter is not None else contextlib.nullcontext():
+            seen = _write(records, fmt, top_k, m, min_score, written)
+    except KeyboardInterrupt:
+        of = f" of {total}" if total else ""
+        err(f"interrupted: {done[0]}{of} input(s) were predicted and their records written; the rest were not")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if not seen:
         raise no_inputs(inputs)
     failed = sum(1 for r in seen if r.get("error"))
@@ -203,5 +207,15 @@ def _events(m, paths: list, fmt: str, hop: float | None, batch_size: int) -> Non
         raise typer.Exit(1)
 
 
-def _adv(on):
-    return (lambda rec: on()) if on else None
+def _write(records, fmt: str, top_k: int, m, min_score, on_record) -> list:
+    """Records to stdout in `fmt`, each as soon as it is done."""
+    from . import render
+
+    if fmt == "jsonl":
+        return render.write_jsonl(records, on_record=on_record)
+    if fmt == "csv":
+        abstains = m.min_similarity is not None or (min_score if min_score is not None else m.min_score) is not None
+        return render.write_csv(records, top_k, on_record=on_record, text=m.modality == "text",
+                                multi_label=bool(getattr(m.recipe.data, "multi_label", False)),
+                                abstains=abstains, similarity=m.min_similarity is not None)  # fmt: skip
+    return render.print_table(records, top_k, on_record=on_record)

@@ -244,3 +244,21 @@ def test_records_go_to_stdout_while_a_progress_bar_is_on_the_terminal(trained_mo
     records = [json.loads(line) for line in r.stdout.decode().splitlines()]
     assert r.returncode == 0 and [Path(x["input"]).name for x in records] == [f"{i:02d}.wav" for i in range(25)]
     assert b'"input"' not in shown and b"predicting" in shown  # the bar, and only the bar, on the terminal
+
+
+def test_ctrl_c_in_predict_says_how_many_records_were_written(trained_model, tmp_path, monkeypatch):
+    import attn.api.model as api_model
+
+    wavs = [str(write_wav(tmp_path / f"{i}.wav", tone(440, 0.3, 8000), 8000)) for i in range(4)]
+    real = api_model.Model.predict_iter
+
+    def two_then_ctrl_c(self, *args, **kwargs):
+        for i, rec in enumerate(real(self, *args, **kwargs)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield rec
+
+    monkeypatch.setattr(api_model.Model, "predict_iter", two_then_ctrl_c)
+    r = runner.invoke(app, ["predict", "-m", str(trained_model), *wavs, "--format", "jsonl"])
+    assert r.exit_code == 130 and len(r.stdout.splitlines()) == 2
+    assert "interrupted: 2 of 4 input(s) were predicted and their records written" in r.stderr
