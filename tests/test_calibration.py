@@ -230,3 +230,15 @@ def test_onnx_export_carries_the_temperature_and_min_score(calibrated_run, tmp_p
     assert onnx.min_score == m.min_score
     for a, b in zip(ours, theirs, strict=True):
         assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def test_the_stored_min_score_answers_the_last_clip_validation_answered():
+    """S was the last answered clip's score itself, stored rounded to 6 decimals: rounded up (about
+    half the runs), that clip was abstained on by evaluate, so validation's figures and evaluate's
+    disagreed by one clip."""
+    probs = np.array([[0.56187177, 0.43812823], [0.9, 0.1], [0.30, 0.70], [0.52, 0.48]])
+    y = np.array([0, 0, 1, 1])
+    s, facts = cal.choose_min_score(probs, y, 0.9)
+    stored = round(s, 6)
+    assert 0.52 < stored <= 0.56187177 and facts["val_coverage"] == 0.75
+    assert (probs.max(1) >= stored).sum() == 3 and (np.round(probs.max(1), 6) >= stored).sum() == 3

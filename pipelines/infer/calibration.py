@@ -149,9 +149,10 @@ def fit_temperature(logits: np.ndarray, ws) -> float:
 
 
 def choose_min_score(probs: np.ndarray, y: np.ndarray, target: float) -> tuple[float, dict[str, Any]]:
-    """(S, facts): the lowest top-1 score S whose answers (clips scoring >= S) reach `target`
-    precision on these labelled clips; when none does, the S of the most precise answers (ties:
-    the lowest), with a warning."""
+    """(S, facts): a top-1 score S whose answers (clips scoring >= S) are the most clips that reach
+    `target` precision on these labelled clips (S halfway between the last answered score and the
+    next lower one); when none does, the S of the most precise answers (ties: the most answers),
+    with a warning."""
     conf, correct = probs.max(1), (probs.argmax(1) == y).astype(np.float64)
     order = np.argsort(-conf, kind="stable")
     conf, correct = conf[order], correct[order]
@@ -165,7 +166,10 @@ def choose_min_score(probs: np.ndarray, y: np.ndarray, target: float) -> tuple[f
         i = int(cand[np.argmax(precision[cand])])
         log.warning("abstain: no score threshold reaches %.2f precision on validation; min_score %.4f gives "
                     "the most precise answers (%.4f)", target, conf[i], precision[i])  # fmt: skip
-    s = float(conf[i])
+    # S sits halfway to the next lower score: stored to 6 decimals, a threshold equal to the last
+    # answered score rounded up about half the time, past that clip (then abstained on).
+    lower = float(conf[i + 1]) if i + 1 < len(conf) else max(0.0, float(conf[i]) - 2e-6)
+    s = (float(conf[i]) + lower) / 2
     return s, {"target_precision": target, "val_precision": float(precision[i]),
                "val_coverage": float((i + 1) / len(conf))}  # fmt: skip
 
