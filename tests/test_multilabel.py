@@ -362,6 +362,8 @@ def test_folds_and_ensembles_keep_thresholds_from_held_out_data(tmp_path):
         folds = res.cv["folds"]
         assert header["thresholds"] == pytest.approx(np.mean([f["thresholds"] for f in folds], axis=0), abs=1e-4)
         assert res.metrics["multi_label"] and "calibration" not in header  # sigmoids get thresholds, not T
+        if final == "refit":  # its baseline is scored at them too (no validation is left to choose its own)
+            assert res.metrics["baseline"]["thresholds"] == pytest.approx(header["thresholds"], abs=1e-6)
     res = _train(audio_recipe(tmp_path / "e", epochs=1, extra=", ensemble: 2"), tmp_path / "ens")
     loaded = load_model(res.model_path)
     assert len(loaded.header["thresholds"]) == 3 and res.metrics["multi_label"]
