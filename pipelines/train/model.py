@@ -130,10 +130,8 @@ def train_model(
         raise ValueError("train_model trains one model; train.ensemble > 1 goes through train_ensemble")
     data = load_datasets(recipe, prepared)
     given_c = (blend_given or {}).get("C")
-    # given thresholds (a cross-validated model's, the folds' mean): the baseline is scored at them
-    # too, where no validation split is left to choose its own (at 0.5 it looked twice as bad)
-    baseline = fit_baseline(recipe, data, device, c=given_c, thresholds=thresholds) \
-        if recipe.train.baseline and world.main else None  # fmt: skip
+    # given thresholds (CV's final model: the folds' mean) score the baseline too: no val is left to choose its own
+    baseline = fit_baseline(recipe, data, device, given_c, thresholds) if recipe.train.baseline and world.main else None
     model, facts = init_model(recipe, data, device, fresh=resume_state is None)
     if auto:
         facts["auto"] = auto
@@ -271,8 +269,9 @@ def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device, giv
         weight, facts = choose_blend(net, base, data.val)
         loss = (f"log-loss {facts['val_log_loss_network']:.4f} -> {facts['val_log_loss_blend']:.4f}, "
                 if "val_log_loss_network" in facts else "")  # fmt: skip
-        log.info("blend: baseline weight %.2f, chosen by validation log-loss (%saccuracy %.4f -> %.4f)", weight,
-                 loss, facts["val_accuracy_network"], facts["val_accuracy_blend"])  # fmt: skip
+        what = "macro mAP" if "val_macro_map_network" in facts else "accuracy"  # multi-label: its sigmoids' mAP
+        log.info("blend: baseline weight %.2f, chosen by validation log-loss (%s%s %.4f -> %.4f)", weight,
+                 loss, what, facts["val_accuracy_network"], facts["val_accuracy_blend"])  # fmt: skip
     elif recipe.train.blend and given_weight is not None:
         weight = float(given_weight)
         log.info("blend: baseline weight %.2f, the folds' mean (each chose its own on its held-out fold)", weight)
