@@ -233,3 +233,19 @@ def test_the_reports_label_list_quotes_a_label_with_a_comma(tmp_path):
     header = {"labels": ["dog", "rain, heavy"], "recipe": {"model": {"name": "cnn"}}}
     page = _head(tmp_path, header, None, [])
     assert "dog, &quot;rain, heavy&quot;" in page or 'dog, "rain, heavy"' in page  # two labels, not three
+
+
+def test_the_model_column_gives_the_saved_models_validation_accuracy_when_blended():
+    """With the baseline blended in, history's validation accuracy is the network's alone: it
+    stood in the "model" column beside the saved (blended) model's test figures."""
+    from attn.pipelines.ship.report import _baseline
+
+    metrics = {
+        "accuracy": 0.81,
+        "macro_f1": 0.8,
+        "baseline": {"accuracy": 0.7, "val_accuracy": 0.72, "seconds": 0.15},
+        "blend": {"weight": 0.95, "val_accuracy_network": 0.44, "val_accuracy_blend": 0.76},
+    }
+    page = _baseline(metrics, [{"epoch": 3, "best": True, "val_accuracy": 0.44, "val_macro_f1": 0.37}], {})
+    assert "<th>validation accuracy</th><td>0.7600</td><td>0.7200</td>" in page
+    assert "<th>validation accuracy (network alone)</th><td>0.4400</td>" in page and "<td>0.1</td>" in page

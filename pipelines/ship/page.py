@@ -25,13 +25,14 @@ def kv(rows: list[tuple[str, str]]) -> str:
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows) + "</table>"  # fmt: skip
 
 
-def num(v: Any, spec: str = ".4f") -> str:
-    """A value as text (not yet escaped): a fraction to `spec`, another float to one place, an
-    integer as written, anything else (a string where a number belongs) as its text."""
+def num(v: Any, spec: str = ".4f", big: str = ".1f") -> str:
+    """A value as text (not yet escaped): a fraction to `spec`, another float to `big` (seconds:
+    one place; a temperature or a ratio near 1 wants its decimals: `big=spec`), an integer as
+    written, anything else (a string where a number belongs) as its text."""
     if v is None:
         return "–"
     if isinstance(v, float) and math.isfinite(v):
-        return f"{v:{spec}}" if abs(v) <= 1 else f"{v:.1f}"
+        return f"{v:{spec}}" if abs(v) <= 1 else f"{v:{big}}"
     return str(v)
 
 

@@ -201,7 +201,7 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
                  ("accuracy", num(metrics.get("accuracy"))), ("macro-F1", num(metrics.get("macro_f1")))]  # fmt: skip
         if metrics.get("multi_label"):  # accuracy is exact-set match
             rows += [("micro-F1", num(metrics.get("micro_f1"))), ("macro mAP", num(metrics.get("macro_map"))),
-                     ("labels per example", num(metrics.get("label_cardinality"), ".2f"))]  # fmt: skip
+                     ("labels per example", num(metrics.get("label_cardinality"), ".2f", ".2f"))]  # fmt: skip
         if "window_accuracy" in metrics:
             rows.append(("window accuracy", f"{num(metrics['window_accuracy'])} ({metrics.get('windows')} windows)"))
     best = [h for h in history if h.get("best") and "member" not in h]
@@ -219,12 +219,21 @@ def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
     best = [h for h in history if h.get("best") and "member" not in h]
     val = best[-1] if best else {}
     secs = (header.get("train") or {}).get("seconds")
-    rows = [("accuracy", metrics.get("accuracy"), b.get("accuracy")),
-            ("macro-F1", metrics.get("macro_f1"), b.get("macro_f1")),
-            ("validation accuracy", val.get("val_accuracy", metrics.get("val_accuracy")), b.get("val_accuracy")),
-            ("validation macro-F1", val.get("val_macro_f1"), b.get("val_macro_f1")),
-            ("seconds", secs, b.get("seconds"))]  # fmt: skip
-    body = "".join(f"<tr><th>{k}</th>{td(m)}{td(v)}</tr>" for k, m, v in rows)
+    blend = metrics.get("blend") or {}
+    # history's validation figures are the network's; with the baseline blended in, the saved
+    # model's own validation accuracy is the blend's (its macro-F1 was not measured)
+    alone = " (network alone)" if blend.get("weight") else ""
+    rows = [
+        ("accuracy", metrics.get("accuracy"), b.get("accuracy"), ".4f"),
+        ("macro-F1", metrics.get("macro_f1"), b.get("macro_f1"), ".4f"),
+    ]
+    if alone and "val_accuracy_blend" in blend and "val_macro_map_blend" not in blend:
+        rows.append(("validation accuracy", blend["val_accuracy_blend"], b.get("val_accuracy"), ".4f"))
+    rows += [(f"validation accuracy{alone}", val.get("val_accuracy", metrics.get("val_accuracy")),
+              b.get("val_accuracy"), ".4f"),
+             (f"validation macro-F1{alone}", val.get("val_macro_f1"), b.get("val_macro_f1"), ".4f"),
+             ("seconds", secs, b.get("seconds"), ".1f")]  # fmt: skip
+    body = "".join(f"<tr><th>{k}</th>{td(m, f)}{td(v, f)}</tr>" for k, m, v, f in rows)
     kind = html.escape(str(b.get("kind", "baseline")))
     return section("Model and baseline", f"<table><tr><th></th><th>model</th><th>baseline: {kind}</th></tr>"
                                           f"{body}</table>")  # fmt: skip
@@ -235,7 +244,7 @@ def _calibration(metrics: dict) -> str:
     from ..infer.calibration_plots import coverage_rows, reliability_figure
 
     cal, ab = metrics["calibration"], metrics.get("abstention") or {}
-    note = (f"<p class='note'>Temperature {num(cal.get('temperature'), '.3f')} fitted on "
+    note = (f"<p class='note'>Temperature {num(cal.get('temperature'), '.3f', '.3f')} fitted on "
             f"{html.escape(str(cal.get('fitted_on')))}; ECE on the {html.escape(str(metrics.get('split', 'test')))} "
             f"split {num(cal.get('ece_before'))} -> {num(cal.get('ece'))} ({html.escape(str(cal.get('binning')))}); "
             f"validation {num(cal.get('val_ece_before'))} -> {num(cal.get('val_ece'))}.</p>")  # fmt: skip
