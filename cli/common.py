@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
+from attn.api import env_threads
 from attn.errors import EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE, AttnError  # EXIT_USAGE: also typer's usage code
-from attn.pipelines.device import env_threads
 
 
 class State:

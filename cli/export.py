@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from attn.pipelines.data.labelsets import label_list
+from attn.api import label_list
 
 from .common import ModelOpt, QuietOpt, check_out, fail, handle_errors, setup_logging, stderr_console
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from attn.pipelines.data.labelsets import label_list
+from attn.api import label_list
 
 from .common import handle_errors
 from .render import baseline_line, printable

@@ -16,12 +16,21 @@ inputs.py (the inputs a command line names, embeddings files), inspection.py (`i
 these names; none is imported from a module below them.
 """
 
-from .inputs import argument_texts, audio_files, check_min_score, check_min_similarity, text_inputs, write_embeddings
-from .inspection import export_features, info, tokenize
+from .inputs import (
+    argument_texts,
+    audio_files,
+    check_min_score,
+    check_min_similarity,
+    env_threads,
+    text_inputs,
+    write_embeddings,  # fmt: skip
+)
+from .inspection import export_features, info, label_list, tokenize
 from .model import Model, load
 from .runs import evaluate, load_recipe, main_process, report, resume, train, tune
 from .serving import bind, serve, serve_app, serve_config
 
-__all__ = ["Model", "argument_texts", "audio_files", "bind", "check_min_score", "check_min_similarity", "evaluate",
-           "export_features", "info", "load", "load_recipe", "main_process", "report", "resume", "serve", "serve_app",
-           "serve_config", "text_inputs", "tokenize", "train", "tune", "write_embeddings"]  # fmt: skip
+__all__ = ["Model", "argument_texts", "audio_files", "bind", "check_min_score", "check_min_similarity",
+           "env_threads", "evaluate", "export_features", "info", "label_list", "load", "load_recipe",
+           "main_process", "report", "resume", "serve", "serve_app", "serve_config", "text_inputs", "tokenize",
+           "train", "tune", "write_embeddings"]  # fmt: skip

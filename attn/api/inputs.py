@@ -77,3 +77,10 @@ def write_embeddings(records: Iterable[dict[str, Any]], out: str | os.PathLike) 
     recs = list(records)
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
     return recs
+
+
+def env_threads() -> int | None:
+    """$ATTN_THREADS as a number of threads (None when unset); a ConfigError when it is not one."""
+    from attn.pipelines.device import env_threads as read
+
+    return read()

@@ -62,3 +62,10 @@ def tokenize(
     items = (given_text(t, f"text {i}") if isinstance(t, str) else t for i, t in enumerate(texts, 1))
     max_len = features.tokenizer.max_len
     return Tokenized(max_len, cls, tokenize(items, tok, max_len, cls))
+
+
+def label_list(labels) -> str:
+    """Labels joined by ", " for people to read, a label holding a comma (or outer spaces) quoted."""
+    from attn.pipelines.data.labelsets import label_list as joined
+
+    return joined(labels)

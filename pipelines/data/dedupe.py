@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING
 
 from attn.errors import InputError
 
-if TYPE_CHECKING:
-    from .sources import Item
+from .items import Item
 
 log = logging.getLogger("attn")
 

@@ -22,6 +22,7 @@ from attn.errors import ConfigError, InputError
 from ..recipe.config import DataConfig
 from .dedupe import one_row_per_file
 from .folders import audio_files, hidden
+from .items import Item
 
 log = logging.getLogger("attn")
 
@@ -31,19 +32,6 @@ _SPLIT_ALIASES = {
     "val": "val", "valid": "val", "validation": "val", "dev": "val",
     "test": "test", "testing": "test",
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Item:
-    """One labelled example before loading. `source` is a file path, a synthetic clip name, or
-    (for text) the text itself; `where` says where it came from, for error messages."""
-
-    source: str
-    label: str | None
-    split: str | None = None
-    where: str = ""
-    fold: str | None = None  # data.fold_column's value (cross-validation)
-    labels: tuple[str, ...] | None = None  # data.multi_label: the label set (`label` is it joined by ";")
 
 
 # -- listing ------------------------------------------------------------------------------------
@@ -251,7 +239,7 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
             test += picked[:nt]
             val += picked[nt : nt + nv]
             train += picked[nt + nv :]
-        if unheld:  # a class of a few examples rounds to none held out: its scores would go unmeasured
+        if 0 < len(unheld) < len(by_label):  # some classes round to none held out (all: an empty split, said elsewhere)
             log.warning("%d of %d classes have too few examples to hold one out for %s: %s%s (examples); the "
                         "scores say nothing about them there", len(unheld), len(by_label),
                         "val or test" if val_n and test_n else "val" if val_n else "test", ", ".join(unheld[:5]),
