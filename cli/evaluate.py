@@ -13,6 +13,7 @@ from .common import (
     QuietOpt,
     SetOpt,
     ThreadsOpt,
+    ThresholdOpt,
     fail,
     handle_errors,
     recipe_opt,
@@ -84,6 +85,7 @@ def evaluate_cmd(
             show_default=False,
         ),
     ] = None,
+    threshold: ThresholdOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -107,7 +109,13 @@ def evaluate_cmd(
         raise fail("--files is for --events")
     r = load_recipe(recipe, list(set_ or [])) if recipe else None  # a bad recipe fails before the model loads
     metrics = attn.evaluate(
-        attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate, min_score=min_score
+        attn.load(model, device),
+        data=data,
+        recipe=r,
+        split=split,
+        aggregate=aggregate,
+        min_score=min_score,
+        threshold=threshold,
     )
     if fmt == "json":
         print(json.dumps(metrics))

@@ -74,3 +74,19 @@ def test_single_label_options_on_a_multi_label_model_are_refused(tagged, cmd):
     args = {"predict": [str(long)], "evaluate": [], "listen": [str(long)]}[cmd]
     r = runner.invoke(app, [cmd, "-m", str(res.model_path), *args, "--min-score", "0.9"])
     assert r.exit_code == 2 and "are for single-label models; this model is multi-label (use --threshold)" in r.output
+
+
+def test_evaluate_takes_a_threshold_as_predict_does(tagged):
+    """predict --threshold had no counterpart in evaluate: a multi-label model could not be scored
+    at another threshold without recounting by hand."""
+    res, _ = tagged
+    got = {}
+    for t in ("0.05", "0.95"):
+        r = runner.invoke(app, ["evaluate", "-m", str(res.model_path), "--threshold", t, "-f", "json"])
+        assert r.exit_code == 0, r.output
+        got[t] = json.loads(r.stdout)
+    # every label above 0.05 is many labels an example; above 0.95, few
+    assert got["0.05"]["predicted_cardinality"] > got["0.95"]["predicted_cardinality"]
+    assert got["0.05"]["macro_map"] == pytest.approx(got["0.95"]["macro_map"])  # the ranking is the same
+    r = runner.invoke(app, ["evaluate", "-m", str(res.model_path), "--threshold", "1.5"])
+    assert r.exit_code == 2

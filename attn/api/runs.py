@@ -137,13 +137,15 @@ def evaluate(
     aggregate: str = "mean",
     device: Any = "cpu",
     min_score: float | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score a model on labelled data: a folder per class or a manifest (`data`), else the `split`
     (default test) of `recipe` (with `overrides`), else of the model's own recipe. Returns what
     metrics.json holds (accuracy, macro_f1, per_class, confusion, labels) plus `skipped`, the
     files that could not be read; a calibrated model (or one given `min_score`) adds
     `calibration` (ECE) and `abstention` (coverage and accuracy of the answers above
-    `min_score`, default the model's stored one)."""
+    `min_score`, default the model's stored one). `threshold`: a multi-label model's decision
+    threshold for every class, instead of its stored ones."""
     from attn.pipelines.infer.evaluate import evaluate as evaluate_model
     from attn.pipelines.recipe.load import resolve_recipe
 
@@ -156,7 +158,7 @@ def evaluate(
     if r is None and overrides:
         raise ConfigError("overrides need a recipe")
     return evaluate_model(m.loaded, data=None if data is None else os.fspath(data), recipe=r, split=split,
-                          aggregate_how=aggregate, min_score=min_score)  # fmt: skip
+                          aggregate_how=aggregate, min_score=min_score, threshold=threshold)  # fmt: skip
 
 
 def load_recipe(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Recipe:

@@ -62,16 +62,20 @@ def evaluate(
     aggregate_how: str = "mean",
     batch_size: int = 64,
     min_score: float | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score `loaded` (a LoadedModel) on labelled data; returns metrics.json-shaped data plus
     `skipped` (files that could not be read). A calibrated model (or any, given `min_score`)
     adds `calibration` (ECE) and `abstention` (coverage and accuracy at `min_score`, default
-    the stored one; with a novelty check, `abstention.novelty`: coverage and accuracy with it)."""
+    the stored one; with a novelty check, `abstention.novelty`: coverage and accuracy with it).
+    A multi-label model is scored at `threshold` for every class when given (as predict
+    --threshold answers), else at its stored thresholds."""
     from .calibration import check_min_score
-    from .multilabel import single_label_options
+    from .multilabel import model_thresholds, single_label_options
 
     check_min_score(min_score)
     single_label_options(loaded, min_score, None)
+    thresholds = model_thresholds(loaded, threshold)  # checked before the data is read
     items, where = evaluation_items(loaded, data, recipe, split)
     if not items:
         raise InputError(f"{where}: no labelled examples to evaluate")
@@ -87,9 +91,7 @@ def evaluate(
             f"model labels: {', '.join(loaded.labels)})"
         )
     ws, _, skipped, logits = score_items(loaded, items, (recipe or loaded.recipe).data, where, batch_size)
-    from .multilabel import model_thresholds
-
-    rep = evaluation_report(logits, ws, loaded.labels, aggregate_how, thresholds=model_thresholds(loaded))
+    rep = evaluation_report(logits, ws, loaded.labels, aggregate_how, thresholds=thresholds)
     facts = getattr(loaded.model, "calibration", None)
     if not multi and (facts is not None or min_score is not None):  # single-label scores only
         from .calibration import calibration_report
