@@ -190,7 +190,11 @@ def stream_audio(
             try:
                 data = f.read(block, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as e:
-                raise _fail(path, f"decoding failed after {read} samples ({e})") from None
+                # blocks are read whole: the damage is somewhere in this one
+                sr = f.samplerate
+                where = f"in its first {block / sr:g} s" if not read else \
+                    f"between {read / sr:.1f} s and {(read + block) / sr:.1f} s"  # fmt: skip
+                raise _fail(path, f"decoding failed {where} ({e})") from None
             n = data.shape[0]
             last = n < block
             if n:

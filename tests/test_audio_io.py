@@ -142,3 +142,12 @@ def test_a_cut_off_mp3_is_predicted_with_a_warning_and_its_real_duration(trained
     whole, cut = attn.load(trained_model).predict([str(tmp_path / "whole.mp3"), str(tmp_path / "cut.mp3")])
     assert "warning" not in whole and abs(whole["duration"] - 12) < 0.2
     assert cut["duration"] < 7 and "of the 12.0" in cut["warning"] and "cut off or damaged" in cut["warning"]
+
+
+def test_a_damaged_flac_says_where_decoding_failed(tmp_path):
+    sf.write(tmp_path / "a.flac", tone(440, 3.0, 8000, seed=1), 8000)
+    data = bytearray((tmp_path / "a.flac").read_bytes())
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)  # zeroed from the middle on
+    (tmp_path / "a.flac").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"a.flac: decoding failed in its first 30 s"):  # it said "after 0 samples"
+        read_audio(str(tmp_path / "a.flac"), 8000)
