@@ -57,7 +57,9 @@ def embed_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write to FILE.npy or FILE.jsonl instead of stdout.")
     ] = None,
-    per_window: Annotated[bool, typer.Option("--per-window", help="Audio: also each window's vector (jsonl).")] = False,
+    per_window: Annotated[
+        bool, typer.Option("--per-window", help="Audio: also each window's vector (.jsonl; .npy: one file's windows).")
+    ] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per model call.")] = 64,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
@@ -71,8 +73,6 @@ def embed_cmd(
     suffix = out.suffix.lower() if out is not None else ".jsonl"
     if suffix not in (".npy", ".jsonl"):
         raise fail(f"--out {out}: write a .npy or a .jsonl file")
-    if suffix == ".npy" and per_window:
-        raise fail("--per-window gives a different number of vectors per file: write it to .jsonl, not .npy")
     setup_logging(quiet)
     m = attn.load(model, device)
     set_threads(threads)
@@ -84,6 +84,9 @@ def embed_cmd(
         items = text_inputs(text or [], inputs or [], column=m.recipe.data.text_column)
     else:
         items = audio_paths(m, inputs, text)
+        if suffix == ".npy" and per_window and len(items) != 1:
+            raise fail(f"--per-window to .npy writes one recording's windows (W, D); {len(items)} files give a "
+                       "different number each: write them to .jsonl")  # fmt: skip
     records = m.embed_iter(items, per_window=per_window, batch_size=batch_size)
     if out is not None:
         seen = attn.api.write_embeddings(records, out)

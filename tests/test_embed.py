@@ -68,6 +68,13 @@ def test_npy_keeps_one_row_per_input_and_a_failed_one_is_nan(trained_model, wavs
     assert np.isnan(v[1]).all() and np.isfinite(v[[0, 2]]).all()
 
 
-def test_per_window_into_npy_is_refused(trained_model, wavs, tmp_path):
-    r = run("embed", "--model", trained_model, wavs[0], "--per-window", "--out", tmp_path / "v.npy")
-    assert r.exit_code == 2 and ".jsonl" in r.output
+def test_per_window_into_npy_gives_one_recordings_windows(trained_model, wavs, tmp_path):
+    """It was refused even for one file: one long recording's windows, (W, D), in time order."""
+    r = run("embed", "--model", trained_model, wavs[1], "--per-window", "--out", tmp_path / "v.npy")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(run("embed", "--model", trained_model, wavs[1], "--per-window").output)
+    v = np.load(tmp_path / "v.npy", allow_pickle=False)
+    assert v.shape == (rec["windows"], len(rec["embedding"])) and rec["windows"] > 1
+    assert np.allclose(v, [f["embedding"] for f in rec["frames"]], atol=1e-6)
+    r = run("embed", "--model", trained_model, *wavs, "--per-window", "--out", tmp_path / "w.npy")
+    assert r.exit_code == 2 and ".jsonl" in r.output and not (tmp_path / "w.npy").exists()

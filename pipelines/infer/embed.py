@@ -72,8 +72,9 @@ def embed(loaded, inputs: Iterable, per_window: bool = False, batch_size: int = 
 
 def write_npy(records: Iterable[dict[str, Any]], path) -> list[dict[str, Any]]:
     """Records' embeddings as one (N, D) float32 array in input order, written atomically; a row
-    of NaN for an input that failed (so row i is always input i). Returns the records, vectors
-    dropped."""
+    of NaN for an input that failed (so row i is always input i). A record with "frames"
+    (--per-window, one input) gives its windows' vectors instead, (W, D). Returns the records,
+    vectors dropped."""
     import io
 
     from ..fsutil import atomic_write_bytes
@@ -82,6 +83,8 @@ def write_npy(records: Iterable[dict[str, Any]], path) -> list[dict[str, Any]]:
     for rec in records:
         rows.append(None if rec.get("error") else np.asarray(rec["embedding"], dtype=np.float32))
         seen.append({k: v for k, v in rec.items() if k not in ("embedding", "frames")})
+        if "frames" in rec:  # --per-window of one recording: its windows' vectors (W, D), in time order
+            rows = [np.asarray(f["embedding"], dtype=np.float32) for f in rec["frames"]]
     dim = next((len(r) for r in rows if r is not None), 0)
     arr = np.stack([r if r is not None else np.full(dim, np.nan, np.float32) for r in rows]) if rows else None
     if arr is not None:
