@@ -108,15 +108,8 @@ def evaluate_cmd(
     if files is not None:
         raise fail("--files is for --events")
     r = load_recipe(recipe, list(set_ or [])) if recipe else None  # a bad recipe fails before the model loads
-    metrics = attn.evaluate(
-        attn.load(model, device),
-        data=data,
-        recipe=r,
-        split=split,
-        aggregate=aggregate,
-        min_score=min_score,
-        threshold=threshold,
-    )
+    metrics = attn.evaluate(attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate,
+                            min_score=min_score, threshold=threshold)  # fmt: skip
     if fmt == "json":
         print(json.dumps(metrics))
     else:

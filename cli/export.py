@@ -49,11 +49,9 @@ def export_cmd(
     check_out(out)
     if out is not None and out.lower().endswith(".attn"):
         raise fail(f"--out {out}: .attn is attn's own model format; an export ends in .onnx or .pt")
-    if out is not None and fmt == "onnx" and not out.lower().endswith(".onnx") and not os.path.isdir(out):
-        # attn reads a model file by its name: `attn predict -m m.txt` would take it for an .attn file
-        raise fail(f"--out {out}: an ONNX file's name ends in .onnx (attn and its users tell the formats apart by it)")
-    other = {"onnx": (), "torchscript": (".onnx",)}[fmt]  # names of the other format
-    if out is not None and out.lower().endswith(other):
+    # attn reads a model file by its name: `attn predict -m m.txt` would take an ONNX m.txt for an .attn file
+    onnx_name = out is not None and out.lower().endswith(".onnx")
+    if out is not None and (fmt == "onnx") != onnx_name and not os.path.isdir(out):  # a folder: check_writable's
         raise fail(f"--out {out}: " + ("an ONNX file's name ends in .onnx" if fmt == "onnx" else
                    "a TorchScript file ending in .onnx would be taken for ONNX: use .pt") +
                    " (attn and its users tell the formats apart by it)")  # fmt: skip

@@ -23,7 +23,7 @@ from .inputs import (
     check_min_similarity,
     env_threads,
     text_inputs,
-    write_embeddings,  # fmt: skip
+    write_embeddings,
 )
 from .inspection import export_features, info, label_list, tokenize
 from .model import Model, load

@@ -216,13 +216,11 @@ def _check_finetune(name: str, finetune: str | int, config: dict[str, Any], text
     on a 6-layer checkpoint): refused rather than quietly read as "all"."""
     if not isinstance(finetune, int):
         return
-    if text:
-        from attn.models.bert import encoder_shape
+    from attn.models.bert import encoder_shape
+    from attn.models.hf_audio import audio_encoder_shape
 
-        layers = encoder_shape(config)["layers"]
-    else:  # wav2vec 2.0 / HuBERT / AST name it num_hidden_layers, Whisper encoder_layers
-        layers = config.get("num_hidden_layers", config.get("encoder_layers"))
-    if isinstance(layers, int) and finetune > layers + 1:
+    layers = (encoder_shape if text else audio_encoder_shape)(config)["layers"]  # the checkpoint is checked already
+    if finetune > layers + 1:
         raise ConfigError(f"features.encoder.finetune: {finetune}, but encoder {name!r} has {layers} layers: use "
                           f"1-{layers} (the top N layers train), {layers + 1} or all (the embeddings too), "
                           "or frozen")  # fmt: skip

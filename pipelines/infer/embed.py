@@ -81,10 +81,11 @@ def write_npy(records: Iterable[dict[str, Any]], path) -> list[dict[str, Any]]:
 
     seen, rows = [], []
     for rec in records:
-        rows.append(None if rec.get("error") else np.asarray(rec["embedding"], dtype=np.float32))
         seen.append({k: v for k, v in rec.items() if k not in ("embedding", "frames")})
         if "frames" in rec:  # --per-window of one recording: its windows' vectors (W, D), in time order
-            rows = [np.asarray(f["embedding"], dtype=np.float32) for f in rec["frames"]]
+            rows += [np.asarray(f["embedding"], dtype=np.float32) for f in rec["frames"]]
+        else:
+            rows.append(None if rec.get("error") else np.asarray(rec["embedding"], dtype=np.float32))
     dim = next((len(r) for r in rows if r is not None), 0)
     arr = np.stack([r if r is not None else np.full(dim, np.nan, np.float32) for r in rows]) if rows else None
     if arr is not None:

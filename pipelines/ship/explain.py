@@ -240,10 +240,11 @@ def by_word(words: list[str], groups: list[int | None], weights: torch.Tensor, l
     if not keep:  # nothing but added tokens (cannot happen for a non-empty text): show them as they are
         return words, weights, None if layers is None else layers[0]
     t = len(groups)
+    column = {g: j for j, g in enumerate(keep)}
     member = torch.zeros(t, len(keep), device=weights.device)  # (T, W): token -> its word
     for i, g in enumerate(groups):
         if g is not None:
-            member[i, keep.index(g)] = 1.0
+            member[i, column[g]] = 1.0
     w = weights[:t].float() @ member
     w = w / w.sum() if w.sum() > 0 else torch.full_like(w, 1 / len(keep))
     out = None
