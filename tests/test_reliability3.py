@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attn.cli.app import app
+from attn.errors import OutputError
 from helpers import one_line_error, tiny_onnx, tone, write_wav
 
 runner = CliRunner()
@@ -143,7 +144,6 @@ def test_two_runs_started_together_into_one_folder_one_gets_exit_3(tmp_path, mon
 def test_a_run_started_while_another_writes_the_folder_gets_exit_3(tmp_path):
     """The first run's files are there and its process is alive: the second is told so (exit 3),
     not to resume a run still going; once that process is gone, the usual advice (exit 2)."""
-    import os
     import socket
 
     recipe = tmp_path / "r.yaml"
@@ -151,14 +151,93 @@ def test_a_run_started_while_another_writes_the_folder_gets_exit_3(tmp_path):
     out = tmp_path / "same"
     out.mkdir()
     (out / "train.log").write_text("the first run's log\n")
-    (out / ".attn-run.lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")  # a live process
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        (out / ".attn-run.lock").write_text(f"{live.pid} {socket.gethostname()}\n")  # a live process
+        r = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
+        one_line_error(r, 3, f"--out {out}: cannot write (another run, process {live.pid}, is writing into it; "
+                             f"if that run is gone, remove {out / '.attn-run.lock'})")  # fmt: skip
+    finally:
+        live.kill()
+        live.wait()
+    (out / ".attn-run.lock").write_text(f"{live.pid} {socket.gethostname()}\n")  # a killed run's
     r = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
-    one_line_error(r, 3, f"--out {out}: cannot write (another run, process {os.getpid()}, is writing into it)")
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (out / ".attn-run.lock").write_text(f"{gone.stdout.strip()} {socket.gethostname()}\n")  # a killed run's
-    r = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
-    one_line_error(r, 2, "directory exists and is not empty (use --resume")
+    one_line_error(r, 2, "directory exists and is not empty, and holds nothing to resume (no checkpoint or model)")
     assert (out / "train.log").read_text() == "the first run's log\n"
+    (out / "last.ckpt").write_bytes(b"")
+    one_line_error(runner.invoke(app, ["train", str(recipe), "--out", str(out)]), 2,
+                   "directory exists and is not empty (use --resume")  # fmt: skip
+
+
+def test_a_lock_left_by_a_killed_run_never_blocks_its_folder(tmp_path, monkeypatch):
+    """What a lock names decides whether a run holds the folder: a pid now used by another
+    process (attn is pid 1 again in a restarted container), or an empty lock a failed write left
+    behind (a full disk) hold nothing; a live run, another host's run and a lock being written
+    this instant do."""
+    import os
+    import socket
+    import time
+
+    from attn.pipelines.store import rundir
+
+    lock = tmp_path / ".attn-run.lock"
+    host = socket.gethostname()
+    lock.write_text(f"{os.getpid()} {host} {rundir._started(os.getpid()) + 1}\n")  # an earlier pid 1
+    assert rundir.lock_holder(tmp_path) is None
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(f"{live.pid} {host} {rundir._started(live.pid)}\n")
+        assert rundir.lock_holder(tmp_path) == (live.pid, host)
+        lock.write_text(f"{live.pid} {host} {rundir._started(live.pid) - 1}\n")  # the pid was reused since
+        assert rundir.lock_holder(tmp_path) is None
+    finally:
+        live.kill()
+        live.wait()
+    lock.write_text(f"{os.getpid()} elsewhere 0\n")
+    assert rundir.lock_holder(tmp_path) == (os.getpid(), "elsewhere")
+    lock.write_text("")
+    assert rundir.lock_holder(tmp_path) == (-1, "")
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    assert rundir.lock_holder(tmp_path) is None
+    rundir.claim(tmp_path, "--out x")  # taken over
+    assert lock.read_text().split()[0] == str(os.getpid())
+    rundir.release(tmp_path)
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    (tmp_path / ".last.ckpt.k3x9.tmp").write_bytes(b"half a checkpoint")  # a write a kill cut short
+    (tmp_path / "last.ckpt").write_bytes(b"the checkpoint")
+    assert rundir.drop_torn_writes(tmp_path) == 1 and (tmp_path / "last.ckpt").exists()
+
+    monkeypatch.setattr(rundir.os, "fdopen", full_disk)
+    with pytest.raises(OutputError, match=r"^--out x: cannot write \(No space left on device\)$"):
+        rundir.claim(tmp_path, "--out x")
+    assert not lock.exists()
+
+
+def test_a_full_disk_mid_run_says_which_epoch_is_saved_and_how_to_resume(tmp_path, monkeypatch):
+    """The checkpoint that could not be written leaves the previous one whole; the error says so
+    and names the command that goes on once there is space (as Ctrl-C's message does)."""
+    from attn.pipelines.store.checkpoint import CheckpointWriter
+
+    write = CheckpointWriter.write
+    calls = []
+
+    def fills_up(self, epoch, state):
+        calls.append(epoch)
+        if len(calls) > 1:
+            raise OutputError(f"{self.path}: cannot write (No space left on device)")
+        return write(self, epoch, state)
+
+    monkeypatch.setattr(CheckpointWriter, "write", fills_up)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY_AUDIO.replace("epochs: 1", "epochs: 3, patience: 0"))
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--threads", "1", "--quiet"])
+    one_line_error(r, 3, f"{out / 'last.ckpt'}: cannot write (No space left on device); state after epoch 1 is "
+                         f"saved: once it can be written, resume with: attn train --resume {out}")  # fmt: skip
 
 
 # -- 6. tune --out with other data ---------------------------------------------------------------

@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 from attn.errors import ConfigError, OutputError
@@ -84,8 +85,11 @@ def new_run_dir(recipe_path: str | None, out: str | None) -> Path:
         if (p.exists() or p.is_symlink()) and not p.is_dir():
             raise OutputError(f"--out {out}: cannot write (not a directory)")
         if p.exists() and any(p.iterdir()):
-            if (pid := lock_holder(p)) is not None:
-                raise OutputError(f"--out {out}: cannot write (another run, process {pid}, is writing into it)")
+            if (holder := lock_holder(p)) is not None:
+                raise OutputError(f"--out {out}: cannot write ({_held_by(p, holder)})")
+            if not resumable(p):
+                raise ConfigError(f"--out {out}: directory exists and is not empty, and holds nothing to resume (no "
+                                  "checkpoint or model): empty it or choose another --out")  # fmt: skip
             raise ConfigError(f"--out {out}: directory exists and is not empty (use --resume {out} to continue it)")
         make_dirs(p)
         claim(p, f"--out {out}")
@@ -115,38 +119,89 @@ def claim(folder: Path, what: str) -> None:
         try:
             fd = os.open(folder / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            pid = lock_holder(folder)
-            if pid is not None:
-                raise OutputError(f"{what}: cannot write (another run, process {pid}, is writing into it)") from None
+            holder = lock_holder(folder)
+            if holder is not None:
+                raise OutputError(f"{what}: cannot write ({_held_by(folder, holder)})") from None
             release(folder)  # stale: its run was killed
             continue
         except OSError as e:
             raise OutputError(f"{what}: cannot write ({e.strerror or e})") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"{os.getpid()} {socket.gethostname()}\n")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"{os.getpid()} {socket.gethostname()} {_started(os.getpid()) or 0}\n")
+        except OSError as e:  # a full disk: no empty lock may stay behind to block the folder
+            release(folder)
+            raise OutputError(f"{what}: cannot write ({e.strerror or e})") from None
         return
     raise OutputError(f"{what}: cannot write (another run is taking it at the same time)")
 
 
-def lock_holder(folder: Path) -> int | None:
-    """The process holding `folder`'s LOCK, if it is alive: on this host the process table
-    says; another host's lock counts as held (remove the file if that run is gone)."""
+def _held_by(folder: Path, holder: tuple[int, str]) -> str:
+    pid, host = holder
+    if pid < 0:
+        return "another run is taking it this instant"
+    where = "" if host == socket.gethostname() else f" on host {host}"
+    return (f"another run, process {pid}{where}, is writing into it; if that run is gone, remove "
+            f"{folder / LOCK}")  # fmt: skip
+
+
+def _started(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22), None where
+    there is no /proc. With the pid it names one process: a pid is reused, a start time is not."""
     try:
-        pid_text, host = (folder / LOCK).read_text(encoding="utf-8").split()
-        pid = int(pid_text)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+STALE_EMPTY_SECONDS = 10.0  # an empty lock older than this was left by a writer that failed
+
+
+def lock_holder(folder: Path) -> tuple[int, str] | None:
+    """(pid, host) of the run holding `folder`'s LOCK, or None when nothing holds it: the lock
+    is absent, or names a process that is gone, or one that has since been replaced by another
+    with the same pid (a run killed in a container comes back as pid 1 again).
+    Another host's lock counts as held (the message says which file to remove if that run is
+    gone); an empty lock too, for a moment: its writer may be about to fill it."""
+    path = folder / LOCK
+    try:
+        fields = path.read_text(encoding="utf-8").split()
+        pid, host = int(fields[0]), fields[1]
+        start = int(fields[2]) if len(fields) > 2 else 0
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        return -1  # being written this instant, or unreadable: another run's
+    except (OSError, ValueError, IndexError):
+        try:
+            fresh = time.time() - path.stat().st_mtime < STALE_EMPTY_SECONDS
+        except OSError:
+            return None
+        return (-1, "") if fresh else None  # being written this instant, or left by a failed write
     if host != socket.gethostname():
-        return pid
+        return pid, host
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
         pass
-    return pid
+    if start and (now := _started(pid)) is not None and now != start:
+        return None  # the pid now belongs to another process
+    return pid, host
+
+
+def drop_torn_writes(folder: Path) -> int:
+    """Remove the temporary files (`.NAME.XXXX.tmp`, fsutil's atomic writes) a killed run left in
+    `folder` (a checkpoint's is as large as the checkpoint). Only while holding its LOCK: no other
+    process can be writing them. Returns how many went."""
+    gone = 0
+    for p in folder.glob(".*.tmp"):
+        try:
+            p.unlink()
+            gone += 1
+        except OSError:
+            pass
+    return gone
 
 
 def release(folder: Path) -> None:
@@ -173,11 +228,17 @@ def point_latest(run_dir: Path) -> None:
         log.warning("could not update %s (%s)", link, e.strerror or e)
 
 
+def resumable(run_dir: Path) -> bool:
+    """Whether `run_dir` holds anything a run left to go on from or to keep: a checkpoint, an
+    ensemble's members, a model."""
+    return any(run_dir.rglob(CHECKPOINT)) or any(run_dir.rglob(MEMBERS)) or any(run_dir.rglob(MODEL))
+
+
 def discard_unstarted(run_dir: Path, created: bool) -> bool:
     """Remove a run directory in which no epoch finished (no checkpoint, no ensemble member):
     nothing in it can be resumed, and it would block the same --out. Only what the run wrote
     goes; a directory the user made (`created` False) stays, emptied. Returns whether it went."""
-    if any(run_dir.rglob(CHECKPOINT)) or any(run_dir.rglob(MEMBERS)) or any(run_dir.rglob(MODEL)):
+    if resumable(run_dir):
         return False
     try:
         if created:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.errors import Interrupted
+from attn.errors import Interrupted, OutputError
 
 from ..data.prepared import Datasets, PreparedData
 from ..fsutil import append_line, atomic_write_text
@@ -160,6 +160,11 @@ def train_model(
             f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.saved_epoch} is saved. "
             f"Resume with: attn train --resume {run_dir}"
         ) from None
+    except OutputError as e:  # a full disk mid-run: the last checkpoint written is whole (atomic writes)
+        if not (world.main and trainer.saved_epoch):
+            raise
+        raise OutputError(f"{e}; state after epoch {trainer.saved_epoch} is saved: once it can be written, resume "
+                          f"with: attn train --resume {run_dir}") from None  # fmt: skip
 
     folder = cache_folder(recipe)
     if folder is not None and world.main:  # the frozen encoder's states, for the next run

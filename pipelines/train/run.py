@@ -20,11 +20,13 @@ from ..store.rundir import (
     CHECKPOINT,
     LOG,
     MEMBERS,
+    MODEL,
     RECIPE,
     TENSORBOARD,
     RunLog,
     claim,
     discard_unstarted,
+    drop_torn_writes,
     new_run_dir,
     release,
     start_run,
@@ -121,7 +123,11 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
         raise ConfigError(f"{rd} is a member of the ensemble run {rd.parent}: attn train --resume {rd.parent}")
     else:
         if not (rd / CHECKPOINT).exists():
-            raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from (was the first epoch finished?)")
+            if (rd / MODEL).exists():
+                raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from: the run finished (its model is "
+                                  f"{rd / MODEL}), or stopped before it could save its state")  # fmt: skip
+            raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from: the run stopped before its first epoch was "
+                              f"saved; remove the folder and train again")  # fmt: skip
         ckpt = read_checkpoint(rd / CHECKPOINT)
         recipe, labels, where = ckpt.recipe, ckpt.labels, f"from epoch {ckpt.epoch}"
     world, dev = _devices(device)
@@ -130,6 +136,8 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
         if world.main:
             claim(rd, f"--resume {run_dir}")  # not while another process trains or resumes it
             claimed = True
+            if gone := drop_torn_writes(rd):
+                log.info("removed %d unfinished write(s) the interrupted run left", gone)
         prepared = prepare_data(recipe)
         if list(prepared.labels) != labels:
             raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
