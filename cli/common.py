@@ -3,6 +3,7 @@ recipe options. Only the CLI imports typer and rich; the library never prints.""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -17,6 +18,37 @@ from attn.errors import EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE, AttnError  # 
 
 class State:
     debug = bool(os.environ.get("ATTN_DEBUG"))
+    terminated = False  # SIGTERM arrived (a batch scheduler's time limit, `kill`)
+
+
+EXIT_TERMINATED = 128 + 15  # what a shell reports for a process SIGTERM ended
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler's time limit, `kill`, `timeout`) stops a command the way Ctrl-C does:
+    a training names the epoch it saved and how to resume, a batch says how far it got, temporary
+    files (a pipe's copy) and an unstarted run folder are removed, the run's lock is released.
+    Left as it is where a command installed its own handler (serve) or outside the main thread."""
+    import signal
+    import threading
+
+    def on_term(signum, frame):
+        State.terminated = True
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def interrupted_code() -> int:
+    return EXIT_TERMINATED if State.terminated else EXIT_INTERRUPTED
 
 
 def is_tty(stream=None) -> bool:
@@ -46,7 +78,7 @@ def handle_errors(fn):
         from .stdout import StdoutClosed, StdoutError, discard_stdout, guarded_stdout
 
         try:
-            with guarded_stdout():
+            with guarded_stdout(), sigterm_as_interrupt():
                 return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -64,11 +96,11 @@ def handle_errors(fn):
         except AttnError as e:
             _traceback()
             err(f"error: {e}")
-            raise typer.Exit(e.exit_code) from None
+            raise typer.Exit(interrupted_code() if e.exit_code == EXIT_INTERRUPTED else e.exit_code) from None
         except KeyboardInterrupt:
             _traceback()
-            err("interrupted")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            err("terminated (SIGTERM)" if State.terminated else "interrupted")
+            raise typer.Exit(interrupted_code()) from None
         except Exception as e:  # noqa: BLE001 - last resort: a bug, not the user's fault
             _traceback()
             hint = "" if State.debug else " (run `attn --debug ...` for the traceback)"

@@ -9,19 +9,19 @@ from typing import Annotated, Literal
 
 import typer
 
-from attn.errors import EXIT_INTERRUPTED
-
 from .common import (
     DeviceOpt,
     MinScoreOpt,
     MinSimilarityOpt,
     ModelOpt,
     QuietOpt,
+    State,
     ThreadsOpt,
     ThresholdOpt,
     err,
     fail,
     handle_errors,
+    interrupted_code,
     is_tty,
     set_threads,
     setup_logging,
@@ -120,22 +120,27 @@ def listen_cmd(
                        min_score=min_score, threshold=threshold, min_similarity=min_similarity)  # fmt: skip
     from . import render
 
-    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
 
-    def on_sigint(signum, frame) -> None:
-        """The first Ctrl-C ends the stream (what arrived is still scored); a second one interrupts."""
+    def on_signal(signum, frame) -> None:
+        """The first Ctrl-C (or a SIGTERM) ends the stream: what arrived is still scored and
+        written; a second Ctrl-C interrupts."""
+        State.terminated = State.terminated or signum == signal.SIGTERM
         stop.set()
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous[0])
 
-    signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         seen = render.write_jsonl(records)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
     if stop.is_set():
         what = "sound event(s)" if (events or settings) else "window(s)"
-        err(f"interrupted: the stream's {len(seen)} {what} so far were written")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        stopped = "terminated" if State.terminated else "interrupted"
+        err(f"{stopped}: the stream's {len(seen)} {what} so far were written")
+        raise typer.Exit(interrupted_code())
 
 
 def _event_settings(items: list[str]) -> dict:

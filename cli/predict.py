@@ -8,20 +8,20 @@ from typing import Annotated, Literal
 
 import typer
 
-from attn.errors import EXIT_INTERRUPTED
-
 from .common import (
     DeviceOpt,
     MinScoreOpt,
     MinSimilarityOpt,
     ModelOpt,
     QuietOpt,
+    State,
     ThreadsOpt,
     ThresholdOpt,
     audio_paths,
     err,
     fail,
     handle_errors,
+    interrupted_code,
     is_tty,
     no_inputs,
     set_threads,
@@ -182,8 +182,9 @@ def predict_cmd(
             seen = _write(records, fmt, top_k, m, min_score, written)
     except KeyboardInterrupt:
         of = f" of {total}" if total else ""
-        err(f"interrupted: {done[0]}{of} input(s) were predicted and their records written; the rest were not")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        what = "terminated" if State.terminated else "interrupted"
+        err(f"{what}: {done[0]}{of} input(s) were predicted and their records written; the rest were not")
+        raise typer.Exit(interrupted_code()) from None
     if not seen:
         raise no_inputs(inputs)
     failed = sum(1 for r in seen if r.get("error"))

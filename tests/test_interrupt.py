@@ -108,3 +108,30 @@ def test_runs_started_at_the_same_moment_get_their_own_directories(tmp_path, mon
         t.join()
     assert len(set(got)) == 8 and all(p.is_dir() for p in got)
     assert os.path.commonpath([str(p) for p in got]) == "runs"
+
+
+def test_sigterm_stops_a_training_as_ctrl_c_does(tmp_path):
+    """A batch scheduler's time limit (SIGTERM): the run says which epoch is saved and how to
+    resume, exits 143, and releases its folder; stopped before any epoch, it leaves no folder
+    that would block the same --out."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.replace("epochs: 6", "epochs: 50"))
+    proc = _start("train", recipe, "--out", tmp_path / "run", cwd=tmp_path)
+    _wait_for_epochs(tmp_path / "run", 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert f"attn train --resume {tmp_path / 'run'}" in err and "Traceback" not in err
+    assert read_container(tmp_path / "run" / "last.ckpt").header["epoch"] >= 1
+    assert not (tmp_path / "run" / ".attn-run.lock").exists()
+
+    early = _start("train", recipe, "--out", tmp_path / "early", cwd=tmp_path)
+    log = tmp_path / "early" / "train.log"
+    t0 = time.time()
+    while not (log.exists() and "steps/epoch" in log.read_text()):
+        assert early.poll() is None and time.time() - t0 < 300, early.communicate()
+        time.sleep(0.01)
+    early.send_signal(signal.SIGTERM)
+    out, err = early.communicate(timeout=120)
+    assert early.returncode == 143 and "nothing to resume" in err, err
+    assert not (tmp_path / "early").exists()
