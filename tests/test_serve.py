@@ -8,6 +8,7 @@ import http.client
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -139,9 +140,20 @@ def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
     logged = [line for line in server.lines if re.match(r"attn: 127\.0\.0\.1 (GET|POST|DELETE) /", line)]
     assert len(logged) >= 100  # one line per request
     assert all(line.startswith("attn: ") for line in server.lines), [x for x in server.lines if "attn: " not in x]
+    # a client that leaves mid-upload: counted as such (499), not as a bug of the server's
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head = f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.token}\r\n" \
+               f"Content-Type: {form[1]}\r\nContent-Length: 1000000\r\n\r\n"  # fmt: skip
+        sock.sendall(head.encode() + form[0][:100])
+    deadline = time.time() + 10
+    while not any(" 499 " in line for line in server.lines) and time.time() < deadline:
+        time.sleep(0.05)
     _, metrics = server.request("GET", "/metrics")
     assert re.search(r'attn_errors_total\{endpoint="/predict",kind="too_large"\} [1-9]', metrics)
     assert re.search(r'attn_errors_total\{endpoint="/predict",kind="unauthorized"\} [1-9]', metrics)
+    assert re.search(r'attn_errors_total\{endpoint="/predict",kind="unreadable_input"\} [1-9]', metrics)
+    assert re.search(r'attn_errors_total\{endpoint="/predict",kind="client_disconnected"\} 1', metrics), metrics
+    assert 'kind="internal"' not in metrics and not any("internal error" in line for line in server.lines)
 
 
 def _many(n: int) -> tuple[bytes, dict]:

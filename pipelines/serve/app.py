@@ -134,10 +134,17 @@ def create_app(model, config: ServeConfig, page: str | None = None):
 
     svc = Service(model, config, PAGE if page is None else page)
 
+    from starlette.requests import ClientDisconnect
+
     def endpoint(fn: Callable) -> Callable:
         async def handle(request):
             try:
                 status, body = await asyncio.wait_for(fn(request), config.timeout_s)
+                if status >= 400:  # an input that could not be read (`with_failures`): the client's, not a bug
+                    request.scope.setdefault("attn.kind", "unreadable_input")
+            except ClientDisconnect:  # the client left mid-upload: nobody to answer, and no fault of ours
+                request.scope["attn.kind"] = "client_disconnected"
+                status, body = CLIENT_CLOSED, {"error": "the client closed the connection before the request was read"}
             except ApiError as e:
                 request.scope["attn.kind"] = e.kind
                 status, body = e.status, {"error": e.message, **e.extra}
@@ -237,6 +244,8 @@ class Door:
         given = dict(scope.get("headers") or []).get(b"authorization", b"")
         return hmac.compare_digest(given, self.expected or b"")
 
+
+CLIENT_CLOSED = 499  # nginx's status for a client that left before the answer: logged and counted, never sent
 
 WEB_STACK = ("uvicorn", "starlette", "prometheus_client")  # the `serve` extra's packages the server imports
 
