@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any, Literal
 
@@ -22,6 +21,7 @@ from .common import (
     set_threads,
     setup_logging,
 )
+from .render import json_line
 
 EPILOG = """\
 Examples:
@@ -104,7 +104,7 @@ def explain_cmd(
         failed += "error" in rec
         warned += "warning" in rec
         if fmt == "json":
-            print(json.dumps(rec, ensure_ascii=False), flush=True)
+            print(json_line(rec), flush=True)
             continue
         if console is None:
             from rich.console import Console

@@ -9,12 +9,22 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_line(rec: dict[str, Any]) -> str:
+    """One JSON record, UTF-8 as written, except a file name's bytes that are not UTF-8 (held as
+    lone surrogates, os.fsdecode's way): those are \\u escapes, so the line stays valid UTF-8
+    for jq and json parsers, and `os.fsencode(json.loads(line)["input"])` gives the name's bytes."""
+    text = json.dumps(rec, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
 
 def write_jsonl(records: Iterable[dict[str, Any]], out=None, on_record=None) -> list[dict[str, Any]]:
     out = out or sys.stdout
     seen = []
     for rec in records:
-        out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        out.write(json_line(rec) + "\n")
         out.flush()
         seen.append(_seen(rec))
         if on_record:

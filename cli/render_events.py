@@ -11,10 +11,11 @@ Errors go to stderr in the two track formats (they have no place for them).
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections.abc import Iterable
 from typing import Any
+
+from .render import json_line
 
 EVENT_FORMATS = ("table", "jsonl", "csv", "audacity", "raven")
 RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
@@ -49,7 +50,7 @@ def write_events(records: Iterable[dict[str, Any]], fmt: str, high_hz: float, ou
                 out.write(f"{rec['start']:>9.3f}  {rec['end']:>9.3f}  {_cell(rec['label']):<12}  "
                           f"{rec['score']:>6.4f}  {_cell(rec['input'])}\n")  # fmt: skip
         elif fmt == "jsonl":
-            out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            out.write(json_line(rec) + "\n")
         elif writer is not None:
             writer.writerow(rec)
         elif fmt == "audacity":

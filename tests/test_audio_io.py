@@ -118,6 +118,23 @@ def test_a_file_name_that_is_not_utf8_is_read_and_logged(tmp_path):
     assert "caf\\udce9.wav" in (tmp_path / "train.log").read_text()
 
 
+def test_json_records_of_a_file_name_that_is_not_utf8_stay_valid_utf8(trained_model, tmp_path):
+    """jq and every JSON parser want UTF-8: the name's odd byte is a \\u escape that gives its
+    bytes back (os.fsencode), not a raw byte that makes the line unreadable."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9.wav"
+    os.rename(write_wav(tmp_path / "plain.wav", tone(440, 0.2, 8000), 8000), raw)
+    r = subprocess.run([sys.executable, "-m", "attn.cli", "predict", "-m", str(trained_model), str(tmp_path),
+                        "--format", "jsonl", "--threads", "1"], capture_output=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout.decode("utf-8"))  # was a UnicodeDecodeError
+    assert os.fsencode(rec["input"]) == raw and "label" in rec
+
+
 def test_a_folder_walk_finds_opus_and_caf_files():
     import tempfile
     from pathlib import Path
