@@ -18,6 +18,35 @@ import numpy as np
 DPI = 100
 
 
+def _writable_config_dir() -> None:
+    """Give matplotlib a writable config folder before it is imported. Where $HOME is read-only
+    (a batch job's sandbox) it makes a temporary one itself but says so in two warnings on
+    stderr, which `--quiet` cannot silence; this makes the same temporary folder, silently, and
+    removes it at exit."""
+    import os
+    import sys
+
+    if "matplotlib" in sys.modules or os.environ.get("MPLCONFIGDIR"):
+        return
+    home = os.path.expanduser("~")
+    default = os.path.join(os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config"), "matplotlib")
+    probe = default
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)  # the nearest folder that exists: matplotlib would make the rest
+    if os.access(probe, os.W_OK | os.X_OK):
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="attn-matplotlib-")
+    atexit.register(shutil.rmtree, folder, True)
+    os.environ["MPLCONFIGDIR"] = folder
+
+
+_writable_config_dir()
+
+
 @contextmanager
 def literal_text():
     """Draw every string as written: labels, texts and file names are the user's, and matplotlib
