@@ -240,6 +240,28 @@ def test_a_full_disk_mid_run_says_which_epoch_is_saved_and_how_to_resume(tmp_pat
                          f"saved: once it can be written, resume with: attn train --resume {out}")  # fmt: skip
 
 
+def test_a_run_whose_folder_is_removed_stops_instead_of_making_it_again(tmp_path, monkeypatch):
+    """`rm -rf RUN` while it trains: the run stops at its next save with a message, rather than
+    silently writing a new folder without its recipe, log or lock (that another run could share)."""
+    import shutil
+
+    from attn.pipelines.train import model
+
+    append = model.append_line
+
+    def removed_after_epoch_1(path, line):
+        append(path, line)
+        shutil.rmtree(path.parent)
+
+    monkeypatch.setattr(model, "append_line", removed_after_epoch_1)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY_AUDIO.replace("epochs: 1", "epochs: 3, patience: 0"))
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--threads", "1", "--quiet"])
+    one_line_error(r, 3, f"{out}: the run folder was removed or moved while training (after epoch 2); stopped")
+    assert not out.exists()
+
+
 # -- 6. tune --out with other data ---------------------------------------------------------------
 
 

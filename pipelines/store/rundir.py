@@ -238,6 +238,8 @@ def discard_unstarted(run_dir: Path, created: bool) -> bool:
     """Remove a run directory in which no epoch finished (no checkpoint, no ensemble member):
     nothing in it can be resumed, and it would block the same --out. Only what the run wrote
     goes; a directory the user made (`created` False) stays, emptied. Returns whether it went."""
+    if not run_dir.is_dir():
+        return False  # removed already (by the user, mid-run): nothing to do
     if resumable(run_dir):
         return False
     try:

@@ -161,7 +161,7 @@ def train_model(
             f"Resume with: attn train --resume {run_dir}"
         ) from None
     except OutputError as e:  # a full disk mid-run: the last checkpoint written is whole (atomic writes)
-        if not (world.main and trainer.saved_epoch):
+        if not (world.main and trainer.saved_epoch and run_dir.is_dir()):
             raise
         raise OutputError(f"{e}; state after epoch {trainer.saved_epoch} is saved: once it can be written, resume "
                           f"with: attn train --resume {run_dir}") from None  # fmt: skip
@@ -332,6 +332,9 @@ class EpochSaver:
         if not self.write:
             return
         st = trainer.state
+        if not self.run_dir.is_dir():  # the writes below would make it again, without its recipe, log or lock
+            raise OutputError(f"{self.run_dir}: the run folder was removed or moved while training (after epoch "
+                              f"{st.epoch}); stopped, as nothing more can be saved where the run began")  # fmt: skip
         waited = time.monotonic() - self._saved_at
         if not (st.done or not trainer.saved_epoch or waited * SAVE_SHARE >= self._save_seconds * (1 - SAVE_SHARE)):
             append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))
