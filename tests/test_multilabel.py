@@ -161,6 +161,9 @@ def test_label_cells_parse_with_separators_and_json_lists(caplog):
     assert labelsets.parse_cell('["x y", "a;b"]', ";", "x:2") == ("a;b", "x y")
     with pytest.raises(Exception, match="x:2: empty label list"):
         labelsets.parse_cell(" ; ", ";", "x:2")
+    assert labelsets.parse_cell("[barking];dog", ";", "x:2") == ("[barking]", "dog")  # a bracket, not JSON
+    with pytest.raises(Exception, match=r"x:2: label list .* is not a JSON list of strings"):
+        labelsets.parse_cell('["a", 3]', ";", "x:2")
     assert labelsets.detect_sep(["a|b", "c"], "m.csv") == "|"
     assert labelsets.detect_sep(["a;b", "a|b", "b|a"], "m.csv") == "|"  # as few labels either way: the most cells
     # A label holding a comma, in more cells than the real separator: "," would leave every pair whole.
@@ -168,6 +171,11 @@ def test_label_cells_parse_with_separators_and_json_lists(caplog):
     with caplog.at_level(logging.INFO, logger="attn"):
         assert labelsets.detect_sep(cells, "m.csv") == "|"
     assert "data.label_sep auto: '|' (in 2 label cells, 3 distinct labels; split on ',': 5 labels)" in caplog.text
+    # parent;child tags (fewer distinct combinations than labels) and one label holding a comma:
+    # "," in 1 cell must not outvote ";" in all of them; nor a typo's separator in one cell
+    tags = ["animal;dog", "animal;cat", "animal;bird", "vehicle;car", "vehicle;truck"] * 48
+    assert labelsets.detect_sep([*tags, "vehicle;siren, emergency"], "m.csv") == ";"
+    assert labelsets.detect_sep([t.replace(";", "|") for t in tags] + ["animal|dog;cat"], "m.csv") == "|"
     with caplog.at_level(logging.WARNING, logger="attn"):
         labelsets.detect_sep(["a", "c"], "m.csv")
     assert "no label cell holds a separator" in caplog.text

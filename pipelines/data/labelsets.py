@@ -25,14 +25,18 @@ def label_list(labels) -> str:
 # -- label sets ---------------------------------------------------------------------------------
 
 
+RARE_SHARE = 5  # a separator in under 1/5 as many cells as the most common one does not decide
+
+
 def detect_sep(cells: list[str], where: str) -> str:
     """data.label_sep: auto: of the SEPARATORS found in the cells (JSON lists aside), the one that
-    splits them into the fewest distinct labels (ties: the one in more cells, then the earlier).
+    splits them into the fewest distinct labels (ties: the one in more cells, then the earlier),
+    among those in at least 1/RARE_SHARE as many cells as the most common one.
     The true separator leaves the label vocabulary; a wrong one leaves every combination of
     labels whole ("a|b" stays one label when split on ","), so a label that itself holds a `,` or
     `;` does not decide however common it is. The log says which was taken. When none occurs
     every example has one label, which is allowed but said."""
-    plain = [c for c in cells if not c.lstrip().startswith("[")]
+    plain = [c for c in cells if not _looks_json(c)]
     found = []
     for order, sep in enumerate(SEPARATORS):
         n = sum(sep in c for c in plain)
@@ -40,7 +44,11 @@ def detect_sep(cells: list[str], where: str) -> str:
             distinct = len({p.strip() for c in plain for p in c.split(sep) if p.strip()})
             found.append((distinct, -n, order, sep))
     if found:
-        distinct, n, _, sep = min(found)
+        # A candidate in a handful of cells (a label holding a `,`, a typo) says too little to
+        # outvote one that joins most cells: 1 of 240 cells split on `,` left 7 labels where `;`,
+        # the separator of all 240, left 8 (parent;child tags have few distinct combinations).
+        most = max(-n for _, n, _, _ in found)
+        distinct, n, _, sep = min(c for c in found if -c[1] * RARE_SHARE >= most)
         others = ", ".join(f"{s!r}: {d}" for d, _, _, s in sorted(found) if s != sep)
         log.info("%s: data.label_sep auto: %r (in %d label cells, %d distinct labels%s)", where, sep, -n, distinct,
                  f"; split on {others} labels" if others else "")  # fmt: skip
@@ -53,17 +61,24 @@ def detect_sep(cells: list[str], where: str) -> str:
 
 def check_sep(cells: list[str], sep: str, where: str) -> None:
     """A separator given in the recipe that no cell holds: one warning (probably a wrong sep)."""
-    plain = [c for c in cells if not c.lstrip().startswith("[")]
+    plain = [c for c in cells if not _looks_json(c)]
     if plain and not any(sep in c for c in plain):
         log.warning("%s: data.label_sep %r never occurs in the label column: every example has one label "
                     "(is the separator right?)", where, sep)  # fmt: skip
+
+
+def _looks_json(text: str) -> bool:
+    """A cell meant as a JSON list: `["a", "b"]` or `[]`, not a label that starts with a bracket
+    (`[noise];dog`, `[laughter]`)."""
+    t = text.strip()
+    return t.startswith("[") and t.endswith("]") and (t[1:].lstrip()[:1] in ('"', "]"))
 
 
 def parse_cell(cell: str, sep: str, where: str) -> tuple[str, ...]:
     """A label cell -> its labels, sorted and without duplicates: `a;b` (split on `sep`) or a
     JSON list `["a", "b"]` (a JSONL manifest's list). An empty set is an error."""
     text = cell.strip()
-    if text.startswith("["):
+    if _looks_json(text):
         try:
             parts = json.loads(text)
         except json.JSONDecodeError:
