@@ -104,6 +104,26 @@ def clip_probs(loaded, pieces: list[tuple[np.ndarray, int]], name: str) -> np.nd
     return np.concatenate([loaded.window_probs(clips[i : i + 64]) for i in range(0, len(clips), 64)])
 
 
+def _in_memory(source):
+    """A pipe or FIFO (`attn predict --events <(sox ...)`) read once, whole, at its own rate, into
+    an AudioArray named as given (channels averaged); any other input as it is."""
+    from attn.features.audio import is_stream, seekable
+
+    if not isinstance(source, str) or not is_stream(source):
+        return source
+    import soundfile as sf
+
+    from .predict import AudioArray
+
+    with seekable(source) as local:  # an InputError names the pipe
+        try:
+            x, rate = sf.read(local, dtype="float32", always_2d=True)
+        except (OSError, RuntimeError, sf.LibsndfileError) as e:
+            reason = str(e).split(":")[-1].strip().rstrip(".") or "unknown reason"
+            raise InputError(f"{source}: not a readable audio file ({reason})") from None
+    return AudioArray(source, x.mean(axis=1), int(rate))
+
+
 def _read_span(source, start: float, end: float) -> tuple[np.ndarray, int]:
     """Samples of [start, end) seconds of a file (read alone: a long recording is never loaded
     whole) or an AudioArray, at their own rate."""
@@ -117,8 +137,9 @@ def _read_span(source, start: float, end: float) -> tuple[np.ndarray, int]:
     try:
         with sf.SoundFile(str(source)) as f:
             r = f.samplerate
-            f.seek(min(int(start * r), f.frames))
-            return f.read(max(1, int((end - start) * r)), dtype="float32", always_2d=False), r
+            a = min(int(start * r), f.frames)
+            f.seek(a)  # int(end * r) - int(start * r) samples, as the array above and a stream cut them
+            return f.read(max(1, int(end * r) - a), dtype="float32", always_2d=False), r
     except (OSError, RuntimeError, sf.LibsndfileError) as e:
         raise InputError(f"{source}: cannot read ({e})") from None
 
@@ -143,8 +164,19 @@ def predict_events(loaded, inputs: Iterable, settings: EventSettings | None = No
     be read gives its error record {input, error}; a file with no event gives nothing.
     `settings`/`hop` default to those stored in the model (tuned at training), else the defaults."""
     settings, hop = model_events(loaded, settings, hop)
-    inputs = list(inputs)
-    for source, c in zip(inputs, score_curves(loaded, inputs, hop, batch_size), strict=True):
+    inputs, failed = list(inputs), {}
+    if settings.classify == "segments":  # each span is read again after scoring: a pipe only once
+        for i, source in enumerate(inputs):
+            try:
+                inputs[i] = _in_memory(source)
+            except InputError as e:
+                failed[i] = {"input": str(source), "error": str(e)}
+    curves = iter(score_curves(loaded, [s for i, s in enumerate(inputs) if i not in failed], hop, batch_size))
+    for i, source in enumerate(inputs):
+        if i in failed:
+            yield failed[i]
+            continue
+        c = next(curves)
         if c.error is not None:
             yield {"input": c.name, "error": c.error}
             continue
