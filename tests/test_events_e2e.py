@@ -113,10 +113,14 @@ def test_bad_annotation_rows_are_warned_and_the_rest_kept(tmp_path, caplog):
         "a.wav,0.2,0.6,x\n"  # overlaps the first: merged
         "gone.wav,0.1,0.2,x\n"  # missing recording
         "a.wav,0.7,0.9,y\n"
+        "a.wav,0.2,inf,z\n"  # not a finite time
+        "a.wav,1e12,2e12,z\n"  # after the end (1 s)
+        "./a.wav,0.95,1e12,z\n"  # past the end: cut; the same recording, written otherwise
     )
     data = load_annotated(str(tmp_path / "ann.csv"))
     assert data.files == [str(tmp_path / "a.wav")]
-    assert data.events[str(tmp_path / "a.wav")] == [Annotation("x", 0.1, 0.6), Annotation("y", 0.7, 0.9)]
+    assert data.events[str(tmp_path / "a.wav")] == [Annotation("x", 0.1, 0.6), Annotation("y", 0.7, 0.9),
+                                                    Annotation("z", 0.95, 1.0)]  # fmt: skip
     text = "\n".join(data.warnings)
     assert "ann.csv:3: onset 0.5 s is not before offset 0.4 s" in text
     assert (
@@ -124,7 +128,18 @@ def test_bad_annotation_rows_are_warned_and_the_rest_kept(tmp_path, caplog):
         and "overlapping 'x'" in text
         and "gone.wav: annotated recording not found" in text
     )
+    assert "ann.csv:8: onset/offset are not finite numbers ('0.2', 'inf'); skipped" in text
+    assert "'z' annotation at 1e+12-2e+12 s starts after the recording ends (1.00 s; times are in seconds)" in text
+    assert "'z' annotation at 0.95-1e+12 s runs past the recording's end (1.00 s); cut there" in text
     assert all("\n" not in w for w in data.warnings)
+    # a files CSV naming the same recording by its absolute path: one recording, not two; and
+    # without a split column, scoring one split says that all its recordings are in it
+    (tmp_path / "files.csv").write_text(f"path\n{tmp_path / 'a.wav'}\n")
+    both = load_annotated(str(tmp_path / "ann.csv"), str(tmp_path / "files.csv"), split="test")
+    assert both.files == [str(tmp_path / "a.wav")]
+    assert any(
+        "files.csv: no split column: all its 1 recordings are scored in split 'test'" in w for w in both.warnings
+    )
 
 
 def test_cli_formats_and_info(trained_model, scene):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,9 +73,12 @@ def load_annotated(annotations: str, files: str | None = None, split: str | None
         frows = _rows(files)
         if frows:
             key = _file_column(files, frows[0])
+            if split is not None and "split" not in frows[0]:
+                out.warnings.append(f"{files}: no split column: all its {len(frows)} recordings are scored in "
+                                    f"split {split!r} (one with no {split} annotation has no events)")  # fmt: skip
             for row in frows:
                 if split is None or row.get("split", split) == split:
-                    names[str(Path(files).parent / row[key])] = None
+                    names[_name(Path(files).parent, row[key])] = None
     rows = _rows(annotations)
     if rows:
         key = _file_column(annotations, rows[0])
@@ -88,9 +92,12 @@ def load_annotated(annotations: str, files: str | None = None, split: str | None
         try:
             onset, offset = float(row["onset"]), float(row["offset"])
         except (TypeError, ValueError):
-            out.warnings.append(f"{where}: onset/offset are not numbers ({row['onset']!r}, {row['offset']!r}); skipped")
+            onset = offset = math.nan
+        if not (math.isfinite(onset) and math.isfinite(offset)):
+            out.warnings.append(f"{where}: onset/offset are not finite numbers ({row['onset']!r}, {row['offset']!r}); "
+                                "skipped")  # fmt: skip
             continue
-        name = str(base / row[key])
+        name = _name(base, row[key])
         label = (row["label"] or "").strip()
         if not label:
             out.warnings.append(f"{where}: empty label; skipped")
@@ -110,7 +117,7 @@ def load_annotated(annotations: str, files: str | None = None, split: str | None
             out.events.pop(name, None)
             del names[name]
     for name, evs in out.events.items():
-        out.events[name] = _merge_overlaps(name, evs, out.warnings)
+        out.events[name] = _merge_overlaps(name, _within(name, evs, out.warnings), out.warnings)
     out.files = list(names)
     if not out.files:
         gone = [
@@ -122,6 +129,39 @@ def load_annotated(annotations: str, files: str | None = None, split: str | None
         )
     for w in out.warnings:
         log.warning(w)
+    return out
+
+
+def _name(base: Path, cell: str) -> str:
+    """A recording's key: its absolute, normalised path, so `audio/a.wav` in a files CSV and
+    `/data/audio/a.wav` in the annotations (or `./a.wav` and `a.wav`) are one recording, not two."""
+    return os.path.abspath(base / cell)
+
+
+END_SLACK = 0.5  # seconds an annotation may run past the recording's end (rounding, a header's estimate)
+
+
+def _within(name: str, evs: list[Annotation], warnings: list[str]) -> list[Annotation]:
+    """Annotations inside the recording: one that starts after its end is left out, one that runs
+    past it is cut at the end, each warned (times in milliseconds, or the wrong file, look like
+    this; an offset of 1e12 s would have the scorer allocate terabytes)."""
+    from attn.features.audio import audio_info
+
+    try:
+        seconds = audio_info(name).seconds
+    except InputError:
+        return evs  # unreadable: the scoring lists it as skipped
+    out = []
+    for a in evs:
+        if a.onset >= seconds:
+            warnings.append(f"{name}: {a.label!r} annotation at {a.onset:g}-{a.offset:g} s starts after the "
+                            f"recording ends ({seconds:.2f} s; times are in seconds); left out")  # fmt: skip
+        elif a.offset > seconds + END_SLACK:
+            warnings.append(f"{name}: {a.label!r} annotation at {a.onset:g}-{a.offset:g} s runs past the "
+                            f"recording's end ({seconds:.2f} s); cut there")  # fmt: skip
+            out.append(Annotation(a.label, a.onset, seconds))
+        else:
+            out.append(a)
     return out
 
 
