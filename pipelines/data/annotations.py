@@ -2,8 +2,9 @@
 `split` column; `path` may stand for `file`) and an optional files CSV (`path[,split]`) naming
 recordings too, including those with no events at all. Paths are relative to the CSV's folder.
 
-Bad rows never sink the rest: onset >= offset, a duplicate, an annotated file that is missing: a
-one-line warning naming the CSV, its line and the problem, and the row (or file) is left out.
+Bad rows never sink the rest: onset >= offset, times that are not finite, a duplicate, an
+annotated file that is missing: a one-line warning naming the CSV, its line and the problem, and
+the row (or file) is left out; one past the recording's end is left out or cut there (`_within`).
 Overlapping annotations of one label in one file are merged (warned: the metrics would count two
 events where a listener hears one). Labels the model does not know are warned about by the caller
 (`unknown_labels`): they stay in the reference, where they count as missed.
