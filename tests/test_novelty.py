@@ -154,6 +154,14 @@ def test_min_similarity_outside_minus_1_1_is_a_clear_error(trained_model, bad):
     one_line_error(r, 2, "--min-similarity", "between -1 and 1")
 
 
+def test_min_similarity_on_a_model_without_a_novelty_check_is_refused(trained_model):
+    """It would compare nothing: every answer the same as without it, silently."""
+    from helpers import one_line_error
+
+    r = CliRunner().invoke(app, ["predict", "x.wav", "-m", str(trained_model), "--min-similarity", "0.5"])
+    one_line_error(r, 2, "--min-similarity needs a model with a novelty check (trained with train.abstain.novelty)")
+
+
 def test_fit_novelty_adds_the_check_to_a_trained_model(trained_model, tmp_path):
     import shutil
 

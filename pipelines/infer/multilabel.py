@@ -203,6 +203,13 @@ def single_label_options(loaded: Loaded, min_score: float | None, min_similarity
     if getattr(loaded.recipe.data, "multi_label", False) and (min_score, min_similarity) != (None, None):
         raise ConfigError("--min-score and --min-similarity are for single-label models; this model is multi-label "
                           "(use --threshold)")  # fmt: skip
+    if min_similarity is not None and not (loaded.header or {}).get("novelty"):
+        raise ConfigError(NO_NOVELTY)
+
+
+# --min-similarity on a model that stores no embeddings to compare with would change nothing
+NO_NOVELTY = ("--min-similarity needs a model with a novelty check (trained with train.abstain.novelty); this one "
+              "has none, so nothing would be compared")  # fmt: skip
 
 
 def tag_record(scores: np.ndarray, labels: list[str], thresholds: np.ndarray) -> dict[str, Any]:

@@ -70,7 +70,8 @@ class Service:
         self.info = model.info()
         self.metrics = Metrics()
         self.reader = RequestReader(model.modality, config.max_upload_mb, config.max_inputs,
-                                    bool(getattr(model.recipe.data, "multi_label", False)))  # fmt: skip
+                                    bool(getattr(model.recipe.data, "multi_label", False)),
+                                    model.min_similarity is not None)  # fmt: skip
         self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms, on_batch=self._on_batch)
 
     # model thread ---------------------------------------------------------------------------------

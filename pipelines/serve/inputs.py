@@ -57,10 +57,11 @@ def _number(query, name: str, lo: float, hi: float, what: str) -> float | None:
 class RequestReader:
     """Reads requests for a model of one modality ("audio" or "text") within the server's limits."""
 
-    def __init__(self, modality: str, max_upload_mb: float, max_inputs: int, multi_label: bool = False) -> None:
+    def __init__(self, modality: str, max_upload_mb: float, max_inputs: int, multi_label: bool = False,
+                 novelty: bool = False) -> None:  # fmt: skip
         self.modality, self.text = modality, modality == "text"
         self.max_upload_mb, self.max_inputs = max_upload_mb, max_inputs
-        self.multi_label = multi_label
+        self.multi_label, self.novelty = multi_label, novelty
 
     def options(self, query, allowed=OPTIONS) -> tuple:
         """(top_k, per_frame, aggregate, min_score, threshold, min_similarity) from the query,
@@ -90,6 +91,9 @@ class RequestReader:
         if self.multi_label and (min_score, min_similarity) != (None, None):
             raise ApiError(422, "min_score and min_similarity are for single-label models; this model is multi-label "
                                 "(use threshold)", "bad_request")  # fmt: skip
+        if min_similarity is not None and not self.novelty:
+            raise ApiError(422, "min_similarity needs a model with a novelty check (trained with "
+                                "train.abstain.novelty); this one has none", "bad_request")  # fmt: skip
         return int(raw), per_frame, how, min_score, threshold, min_similarity
 
     @contextlib.asynccontextmanager
