@@ -232,3 +232,14 @@ def test_a_broken_list_in_a_set_and_a_folder_for_a_recipe_say_so(tmp_path):
     (tmp_path / "sub").mkdir()
     with pytest.raises(ConfigError, match="extends sub: a folder, not a recipe file"):
         load_recipe(tmp_path / "r.yaml")
+
+
+def test_abstention_on_a_multi_label_recipe_is_refused():
+    """It picks a min score for one label's probability: on a multi-label model it did nothing."""
+    from attn.pipelines.recipe.load import validate_recipe
+
+    raw = {"data": {"root": "x", "multi_label": True}, "train": {"abstain": {"target_precision": 0.9}}}
+    with pytest.raises(ConfigError, match="train.abstain.target_precision is for single-label models"):
+        validate_recipe(raw, source="r")
+    raw["data"]["multi_label"] = False
+    assert validate_recipe(raw, source="r").train.abstain.target_precision == 0.9

@@ -262,6 +262,20 @@ def test_a_run_whose_folder_is_removed_stops_instead_of_making_it_again(tmp_path
     assert not out.exists()
 
 
+def test_a_class_named_unknown_is_warned_about(tmp_path):
+    """Abstention answers `unknown` too: a user should hear of the clash before reading records."""
+    for label, freq in (("unknown", 300), ("tone", 900)):
+        for i in range(4):
+            write_wav(tmp_path / "d" / label / f"{i}.wav", tone(freq + 10 * i, 0.25, 8000), 8000)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {{root: {tmp_path / 'd'}}}\nfeatures: {{sample_rate: 8000, frame_seconds: 0.25, "
+                      "hop_seconds: 0.25, n_fft: 256, hop_length: 128, n_mels: 16}\nmodel: {name: cnn, channels: [4]}"
+                      "\ntrain: {epochs: 1}\n")  # fmt: skip
+    r = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run"), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    assert "a class is named 'unknown', which is also what predict answers when it abstains" in r.output
+
+
 # -- 6. tune --out with other data ---------------------------------------------------------------
 
 

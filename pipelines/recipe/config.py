@@ -336,6 +336,17 @@ class Recipe(Strict):
         return raw
 
     @model_validator(mode="after")
+    def _abstain_is_single_label(self, info: ValidationInfo) -> Recipe:
+        """Abstention picks a min score for one label's probability; a multi-label model decides
+        each class by its threshold (a target precision there was silently unused)."""
+        a = self.train.abstain
+        if (info.context or {}).get("new_recipe") and self.data.multi_label and (a.target_precision or a.novelty):
+            key = "target_precision" if a.target_precision else "novelty"
+            raise ValueError(f"train.abstain.{key} is for single-label models; a multi-label model answers each class "
+                             "by its threshold (chosen on validation; predict --threshold overrides)")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
     def _masks_fit(self, info: ValidationInfo) -> Recipe:
         """A frequency mask wider than the features' bins masks all of them on every example
         (new recipes only, as the other rules for recipes about to be used)."""

@@ -72,6 +72,7 @@ def train(
             log.info("run directory %s", run_dir)
             for key, c in auto.items():
                 log.info("auto: %s = %s (%s)", key, c["value"], c["why"])
+            _warn_unknown_label(prepared.labels, recipe)
             callbacks = _with_tensorboard(callbacks, recipe, run_dir, tensorboard, world)
             return _finish(_train(recipe, prepared, run_dir, dev, callbacks, None, world, auto), callbacks, world)
     except BaseException:
@@ -84,6 +85,15 @@ def train(
         if world.main and run_dir is not None:
             release(run_dir)
         leave()
+
+
+def _warn_unknown_label(labels, recipe: Recipe) -> None:
+    """A class named as predict's abstention: the two read alike in a record's `label`."""
+    from ..infer.calibration import UNKNOWN
+
+    if UNKNOWN in labels and not recipe.data.multi_label:
+        log.warning("a class is named %r, which is also what predict answers when it abstains (a score below "
+                    "the min score): records tell them apart by best_label; consider renaming it", UNKNOWN)  # fmt: skip
 
 
 def _cross_validation_run(rd: Path) -> Path | None:
