@@ -78,6 +78,9 @@ class AudioFeatures(Strict):
     ref: PosFloat = 1.0
     amin: PosFloat = 1e-10
     n_mfcc: PosInt = 20
+    # Each window less its mean before the front-end (and the MFCC baseline): a constant offset
+    # from the recording chain would otherwise move the lowest mel bands (functional.remove_dc).
+    remove_dc: bool = True
     encoder: EncoderConfig | None = None  # a pretrained audio encoder over the raw samples (kind: waveform)
 
     @model_validator(mode="before")
@@ -86,6 +89,17 @@ class AudioFeatures(Strict):
         """An audio encoder reads samples: kind defaults to waveform with one."""
         if isinstance(raw, dict) and raw.get("encoder") is not None and "kind" not in raw:
             raw = {**raw, "kind": "waveform"}
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_dc(cls, raw, info: ValidationInfo):
+        """A model file's recipe without `remove_dc` was trained before it existed, on windows
+        with their offset: it keeps computing its features that way. (Every recipe attn stores
+        names every key, so only such files lack it.)"""
+        stored = (info.context or {}).get("new_recipe") is False
+        if stored and isinstance(raw, dict) and "remove_dc" not in raw:
+            raw = {**raw, "remove_dc": False}
         return raw
 
     @model_validator(mode="after")

@@ -152,6 +152,7 @@ class AudioFrontend(FromConfig, nn.Module):
 
     `kind`: logmel, mfcc, spectrogram (dB), or waveform (raw samples, F = 1, no transform). The
     other arguments are `LogMel`'s, and `n_mfcc`. `out_dim` is F: n_mels, n_mfcc, n_fft//2+1 or 1.
+    `remove_dc`: each window less its mean first (`functional.remove_dc`).
     Always computed in float32, also under autocast: dB of a float16 power spectrum loses the
     small values that carry most of the information. `AudioFrontend.from_config(features)`
     builds the one a recipe describes.
@@ -174,9 +175,11 @@ class AudioFrontend(FromConfig, nn.Module):
         ref: float = 1.0,
         amin: float = 1e-10,
         n_mfcc: int = 20,
+        remove_dc: bool = False,
     ) -> None:
         super().__init__()
         self.kind, self.n_fft, self.hop_length, self.center = kind, n_fft, hop_length, center
+        self.remove_dc = remove_dc
         mel = dict(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, win_length=win_length,
                    f_min=f_min, f_max=f_max, power=power, center=center, mel_scale=mel_scale, mel_norm=mel_norm,
                    ref=ref, amin=amin)  # fmt: skip
@@ -203,6 +206,8 @@ class AudioFrontend(FromConfig, nn.Module):
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(wave.device.type, enabled=False):
             wave = wave.float()
+            if self.remove_dc:
+                wave = AF.remove_dc(wave, lengths)
             if self.kind == "waveform":
                 return wave.unsqueeze(1), lengths  # (B, 1, N)
             feats = self.transform(wave)  # (B, F, T)

@@ -19,22 +19,25 @@ import math
 import torch
 from torch import nn
 
-from attn.features.functional import stft_frames
+from attn.features.functional import remove_dc, stft_frames
 from attn.features.transforms import MFCC
 
 
 class MfccStats(nn.Module):
-    """Mean and standard deviation of `n_mfcc` MFCCs over each window's valid frames."""
+    """Mean and standard deviation of `n_mfcc` MFCCs over each window's valid frames (of the
+    window less its mean with `remove_dc`, as the network's front-end sees it)."""
 
-    def __init__(self, n_mfcc: int, melkwargs: dict) -> None:
+    def __init__(self, n_mfcc: int, melkwargs: dict, remove_dc: bool = False) -> None:
         super().__init__()
-        self.n_mfcc, self.melkwargs = n_mfcc, dict(melkwargs)  # what rebuilds it from a model file
+        # what rebuilds it from a model file
+        self.n_mfcc, self.melkwargs, self.remove_dc = n_mfcc, dict(melkwargs), remove_dc
         self.mfcc = MFCC(n_mfcc, melkwargs)
         self.out_dim = 2 * n_mfcc
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         with torch.autocast(wave.device.type, enabled=False):
-            m = self.mfcc(wave.float())  # (B, n_mfcc, T)
+            wave = wave.float()
+            m = self.mfcc(remove_dc(wave, lengths) if self.remove_dc else wave)  # (B, n_mfcc, T)
         spec = self.mfcc.logmel.spec
         valid = stft_frames(lengths, spec.n_fft, spec.hop_length, spec.center).clamp(1, m.shape[-1])  # (B,)
         mask = (torch.arange(m.shape[-1], device=m.device)[None, :] < valid[:, None]).to(m.dtype)[:, None, :]

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import attn
 from attn.pipelines.store.container import read_container
@@ -197,3 +198,23 @@ def test_no_below_the_baseline_warning_when_the_network_ties_it(caplog):
         assert "scores below" not in caplog.text
         compare_with_baseline([{"best": True, "val_accuracy": 0.333332}], base, None)
     assert "scores below the mfcc+logreg baseline" in caplog.text
+
+
+def test_the_mfcc_baseline_removes_the_offset_as_its_model_file_says():
+    """The baseline's MFCC statistics ignore a DC offset when the run removes it, and a model file
+    keeps that choice; one from before DC removal (no key) rebuilds the baseline that saw it."""
+    from attn.models.linear import Blend, LinearBaseline, MfccStats
+    from attn.pipelines.store.blend import baseline_from_state, baseline_state
+
+    mel = {"sample_rate": 8000, "n_fft": 256, "hop_length": 80, "n_mels": 32}
+    t = torch.arange(4000) / 8000
+    wave = (0.1 * torch.sin(2 * torch.pi * 300 * t))[None]
+    n = torch.tensor([4000])
+    assert torch.allclose(MfccStats(13, mel, True)(wave, n), MfccStats(13, mel, True)(wave + 0.01, n), atol=1e-3)
+    assert not torch.allclose(MfccStats(13, mel)(wave, n), MfccStats(13, mel)(wave + 0.01, n), atol=1e-3)
+
+    base = LinearBaseline(MfccStats(13, mel, True), torch.randn(3, 26), torch.zeros(3))
+    header, tensors = baseline_state(Blend(torch.nn.Identity(), base, 0.5, {"kind": "mfcc+logreg"}))
+    assert baseline_from_state(header, tensors).features.remove_dc is True
+    del header["remove_dc"]
+    assert baseline_from_state(header, tensors).features.remove_dc is False

@@ -100,6 +100,46 @@ def test_padded_batch_gives_each_clip_its_own_features(kind):
         assert torch.allclose(feats[i, :, : flen[i]], alone[0], atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["logmel", "mfcc", "waveform"])
+def test_a_constant_offset_does_not_change_the_features(kind):
+    """A recording chain's DC offset (here 0.005 and -0.02, against speech-like amplitudes of
+    ~0.1) leaves the features as they are; without remove_dc it moves them (so the test can fail)."""
+    rng = np.random.default_rng(2)
+    t = np.arange(8000) / 8000
+    clip = (0.1 * np.sin(2 * np.pi * 440 * t) * np.hanning(8000) + 0.01 * rng.standard_normal(8000)).astype(np.float32)
+    x = torch.from_numpy(clip)[None]
+    n = torch.tensor([8000])
+    for remove in (True, False):
+        fe = AudioFrontend.from_config(AudioFeatures(kind=kind, sample_rate=8000, n_fft=256, hop_length=80, n_mels=32,
+                                                     remove_dc=remove))  # fmt: skip
+        clean = fe(x, n)[0]
+        for offset in (0.005, -0.02):
+            moved = fe(x + offset, n)[0]
+            assert torch.allclose(clean, moved, atol=2e-3) == remove, (remove, offset)
+
+
+def test_dc_removal_takes_each_window_mean_over_its_own_samples():
+    """Only the valid samples make a window's mean, and its padding stays zero: a short window
+    padded in a batch gives what it gives alone."""
+    wave = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 7.0, 0.0, 0.0]])
+    out = AF.remove_dc(wave, torch.tensor([4, 2]))
+    assert torch.equal(out, torch.tensor([[-1.5, -0.5, 0.5, 1.5], [-1.0, 1.0, 0.0, 0.0]]))
+    assert torch.equal(AF.remove_dc(torch.zeros(1, 3), torch.tensor([0])), torch.zeros(1, 3))  # no samples: no NaN
+
+
+def test_model_files_from_before_dc_removal_keep_their_features():
+    """A stored recipe without `remove_dc` is a model trained on windows with their offset: it
+    must keep computing its features that way; a new recipe removes it."""
+    from attn.pipelines.recipe.load import recipe_from_dict, recipe_to_dict, validate_recipe
+
+    new = validate_recipe({"data": {"root": "sounds"}, "features": {"kind": "logmel"}}, source="r")
+    assert new.features.remove_dc is True
+    stored = recipe_to_dict(new)
+    assert recipe_from_dict(stored).features.remove_dc is True  # a new model file names it
+    del stored["features"]["remove_dc"]
+    assert recipe_from_dict(stored).features.remove_dc is False
+
+
 @pytest.mark.parametrize("kind", ["logmel", "mfcc", "spectrogram", "waveform"])
 @pytest.mark.parametrize("center", [True, False])
 def test_the_config_knows_the_window_geometry_the_frontend_gives(kind, center):

@@ -17,6 +17,7 @@ def baseline_state(blend) -> tuple[dict[str, Any], dict[str, Any]]:
         header["multi_label"] = True
     if hasattr(module.features, "melkwargs"):
         header["melkwargs"], header["n_mfcc"] = module.features.melkwargs, module.features.n_mfcc
+        header["remove_dc"] = module.features.remove_dc
     tensors = {f"baseline.{k}": v.detach().cpu() for k, v in module.state_dict().items()}
     return header, tensors
 
@@ -27,7 +28,8 @@ def baseline_from_state(header: dict[str, Any], tensors: dict[str, Any]):
 
     t = {k.removeprefix("baseline."): v for k, v in tensors.items() if k.startswith("baseline.")}
     if header["kind"] == "mfcc+logreg":
-        features = MfccStats(header["n_mfcc"], header["melkwargs"])
+        # a model file from before DC removal has no such key: its baseline saw the offset
+        features = MfccStats(header["n_mfcc"], header["melkwargs"], bool(header.get("remove_dc")))
     else:
         features = TfidfFeatures(t["features.unigram"], t["features.bigram_keys"], t["features.bigram_cols"],
                                  t["features.idf"])  # fmt: skip
@@ -41,5 +43,6 @@ def blend_from_state(network, header: dict[str, Any], tensors: dict[str, Any]):
     """The `Blend` of a loaded network and the baseline its model file holds."""
     from attn.models.linear import Blend
 
-    info = {k: v for k, v in header.items() if k not in ("blend_weight", "melkwargs", "n_mfcc", "multi_label")}
+    rebuild = ("blend_weight", "melkwargs", "n_mfcc", "remove_dc", "multi_label")  # the module's, not its summary
+    info = {k: v for k, v in header.items() if k not in rebuild}
     return Blend(network, baseline_from_state(header, tensors), header.get("blend_weight", 0.0), info)

@@ -129,7 +129,7 @@ def _mfcc_stats(f):
 
     return MfccStats(N_MFCC, {"sample_rate": f.sample_rate, "n_fft": f.n_fft, "win_length": f.win_length,
                               "hop_length": f.hop_length, "n_mels": max(f.n_mels, MIN_MELS), "f_min": f.f_min,
-                              "f_max": f.f_max})  # fmt: skip
+                              "f_max": f.f_max}, f.remove_dc)  # fmt: skip
 
 
 def _tfidf(train_ws):
