@@ -83,6 +83,49 @@ def test_manifest_errors_name_file_and_line(tmp_path):
         list_items(DataConfig(manifest=str(tmp_path / "nope.csv")))
 
 
+def test_tables_read_as_their_writers_meant(tmp_path, caplog):
+    """A TSV text that starts with a quote is that text, not a quoted field swallowing the next
+    rows; a spreadsheet's quoted TSV field still reads; a row spanning lines is named by its
+    first line; a semicolon CSV and a JSON array say what they are."""
+    from attn.pipelines.data.sources import read_table
+
+    p = tmp_path / "t.tsv"
+    p.write_text('text\tlabel\n"Best movie ever!!! loved it\t1\na bore\t0\n"great" she said\t1\nthe "cut"\t0\n')
+    with caplog.at_level("WARNING", logger="attn"):
+        rows, lines, _ = read_table(str(p))
+    assert [r["text"] for r in rows] == ['"Best movie ever!!! loved it', "a bore", '"great" she said', 'the "cut"']
+    assert lines == [2, 3, 4, 5] and "read without quoting, one row per line" in caplog.text
+    p.write_text('text\tlabel\n"two\tcells, ""quoted"""\t1\nplain\t0\n')  # pandas' to_csv(sep="\t")
+    assert [r["text"] for r in read_table(str(p))[0]] == ['two\tcells, "quoted"', "plain"]
+    c = tmp_path / "m.csv"
+    c.write_text('text,label\n"line one\nline two",\nok,1\n')
+    rows, lines, _ = read_table(str(c))
+    assert lines == [2, 4] and rows[0]["text"] == "line one\nline two"
+    c.write_text("text;label\ngreat film;pos\nawful, really;neg\n")
+    with pytest.raises(InputError, match=r"m\.csv: the header is one column \('text;label'\): attn reads comma-sep"):
+        read_table(str(c))
+    j = tmp_path / "a.json"
+    j.write_text('[\n  {"text": "hi", "label": "x"}\n]\n')
+    with pytest.raises(InputError, match=r"a\.json: a JSON array; attn reads JSON Lines"):
+        read_table(str(j))
+
+
+def test_labels_that_differ_only_in_unicode_form_or_spaces_are_one_class(tmp_path):
+    """`café` typed on macOS (e + combining accent) and elsewhere looked alike but were two
+    classes; a folder ' lead' and a manifest's 'lead' were two spellings of one label."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café")
+    for name in (nfd, " lead"):
+        write_wav(tmp_path / "f" / name / "a.wav", tone(440, 0.2, 8000), 8000)
+    folder = list_items(DataConfig(root=str(tmp_path / "f")))
+    assert sorted(it.label for it in folder) == ["café", "lead"]
+    m = tmp_path / "m.csv"
+    m.write_text(f"path,label\na.wav,café\nb.wav,{nfd}\nc.wav, lead \n", encoding="utf-8")
+    assert collect_labels(split_items(list_items(DataConfig(manifest=str(m))), DataConfig(manifest=str(m)))) == [
+        "café", "lead"]  # fmt: skip
+
+
 def test_a_general_recipe_with_only_data_train_set_names_the_missing_test_file(tmp_path):
     """recipes/text.yaml with `--set data.train=FILE` alone: its placeholder test file is missing.
     The error names the key and both ways out; with data.test=null a test share is held out."""

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+
+
+def clean_label(text: str) -> str:
+    """A label as every source gives it: stripped, and NFC-normalised, so `café` typed on macOS
+    (e + combining accent, as its file names are) and elsewhere is one class, not two that look
+    alike. Folder names, manifest cells and label-set members all pass here."""
+    return unicodedata.normalize("NFC", text.strip())
+
+
+def label_index(labels) -> dict[str, int]:
+    """{label: index} for looking data labels up in a model's labels: a model trained before
+    labels were normalised may hold a decomposed form, which data read now never has."""
+    return {clean_label(lab): i for i, lab in enumerate(labels)}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import numpy as np
 
 from attn.errors import InputError
 
+from .items import clean_label, label_index
+
 log = logging.getLogger("attn")
 
 SEPARATORS = (";", "|", ",")  # what data.label_sep: auto tries
@@ -87,7 +89,7 @@ def parse_cell(cell: str, sep: str, where: str) -> tuple[str, ...]:
             raise InputError(f"{where}: label list {text[:60]!r} is not a JSON list of strings")
     else:
         parts = text.split(sep)
-    labels = tuple(sorted({p.strip() for p in parts if p.strip()}))
+    labels = tuple(sorted({clean_label(p) for p in parts if p.strip()}))
     if not labels:
         raise InputError(f"{where}: empty label list")
     return labels
@@ -107,7 +109,7 @@ def collect_label_sets(splits: dict[str, list]) -> list[str]:
 
 def multi_hot(label_sets: list[tuple[str, ...] | None], labels: list[str]) -> np.ndarray:
     """(N, K) float32 targets: 1 where the example carries the class; unknown labels ignored."""
-    index = {lab: i for i, lab in enumerate(labels)}
+    index = label_index(labels)
     y = np.zeros((len(label_sets), len(labels)), dtype=np.float32)
     for r, labs in enumerate(label_sets):
         for lab in labs or ():

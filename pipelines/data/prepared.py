@@ -22,6 +22,7 @@ from attn.features.config import TextFeatures
 
 from ..recipe.config import Recipe
 from .batching import WindowSet
+from .items import label_index
 from .sources import SPLITS, Item, collect_labels, list_items, split_items
 
 log = logging.getLogger("attn")
@@ -99,7 +100,7 @@ def targets(items: list[Item], labels) -> np.ndarray:
         from .labelsets import multi_hot
 
         return multi_hot([it.labels for it in items], list(labels))
-    index = {lab: i for i, lab in enumerate(labels)}
+    index = label_index(labels)
     return np.array([index[it.label] for it in items], dtype=np.int64)
 
 

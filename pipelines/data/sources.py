@@ -22,7 +22,7 @@ from attn.errors import ConfigError, InputError
 from ..recipe.config import DataConfig
 from .dedupe import one_row_per_file
 from .folders import audio_files, hidden
-from .items import Item
+from .items import Item, clean_label
 
 log = logging.getLogger("attn")
 
@@ -71,7 +71,8 @@ def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
         raise ConfigError(f"{root}: data folder not found")
     items = []
     for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not hidden(p.name)):
-        items += [Item(str(f), label_dir.name, None, str(f)) for f in audio_files(label_dir, extensions)]
+        label = clean_label(label_dir.name)
+        items += [Item(str(f), label, None, str(f)) for f in audio_files(label_dir, extensions)]
     if not items:
         raise ConfigError(
             f"{root}: no audio found (expected class folders like {root}/<label>/*"
@@ -102,6 +103,8 @@ def read_table(path: str) -> tuple[list[dict[str, str]], list[int], list[str]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
+                if n == 1 and line.strip() == "[":
+                    raise InputError(f"{path}: a JSON array; attn reads JSON Lines (one object per line)") from None
                 raise InputError(f"{path}:{n}: invalid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{n}: expected a JSON object per line")
@@ -109,20 +112,47 @@ def read_table(path: str) -> tuple[list[dict[str, str]], list[int], list[str]]:
             lines.append(n)
             columns += [k for k in obj if k not in columns]
         return rows, lines, columns
-    reader = csv.reader(io.StringIO(text), delimiter="\t" if suffix == ".tsv" else ",")
+    if suffix != ".tsv":
+        return _delimited(path, text, ",", csv.QUOTE_MINIMAL)
+    try:  # TSV: quotes as a spreadsheet writes them, when they parse strictly
+        return _delimited(path, text, "\t", csv.QUOTE_MINIMAL, strict=True)
+    except _Unquoted:
+        # A text that merely starts with `"` ("Best movie ever!!! ...) opened a quoted field that
+        # swallowed the rows after it, tabs, labels and all: TSV rows are lines.
+        log.warning("%s: quotes that do not pair up as quoted fields: read without quoting, one row per line", path)
+        return _delimited(path, text, "\t", csv.QUOTE_NONE)
+
+
+class _Unquoted(Exception):
+    pass
+
+
+def _delimited(path: str, text: str, delimiter: str, quoting: int, strict: bool = False):
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting, strict=strict)
+    rows: list[dict[str, str]] = []
+    lines: list[int] = []
     try:
         header = next(reader, None)
         if header is None:
             raise InputError(f"{path}: manifest is empty")
         header = [h.strip() for h in header]
+        start = 2
         for rec in reader:
+            first, start = start, reader.line_num + 1  # a quoted row spans lines: name its first
             if not any(c.strip() for c in rec):
                 continue
             if len(rec) != len(header):
-                raise InputError(f"{path}:{reader.line_num}: expected {len(header)} columns, found {len(rec)}")
+                if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+                    raise InputError(f"{path}: the header is one column ({header[0][:60]!r}): attn reads "
+                                     "comma-separated CSV (tab-separated as .tsv)")  # fmt: skip
+                raise InputError(f"{path}:{first}: expected {len(header)} columns, found {len(rec)}")
+            if strict and any("\t" in c and "\n" in c for c in rec):
+                raise _Unquoted  # a "field" holding whole rows: quotes that paired up by accident
             rows.append(dict(zip(header, rec, strict=True)))
-            lines.append(reader.line_num)
+            lines.append(first)
     except csv.Error as e:
+        if strict:
+            raise _Unquoted from None
         raise InputError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
     return rows, lines, header
 
@@ -152,7 +182,7 @@ def read_manifest(
     for row, line in zip(rows, lines, strict=True):
         where = f"{path}:{line}"
         value = row.get(key, "")
-        label = row.get(cfg.label_column, "").strip() if cfg.label_column in columns else None
+        label = clean_label(row.get(cfg.label_column, "")) if cfg.label_column in columns else None
         if need_label and not label:
             raise InputError(f"{where}: empty {cfg.label_column!r}")
         if modality == "audio":

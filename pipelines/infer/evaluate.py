@@ -15,6 +15,7 @@ import numpy as np
 from attn.errors import ConfigError, InputError
 
 from ..data.batching import WindowSet
+from ..data.items import label_index
 from ..recipe.config import Recipe
 from .inference import aggregate, softmax
 from .metrics import classification_report
@@ -79,7 +80,7 @@ def evaluate(
     items, where = evaluation_items(loaded, data, recipe, split)
     if not items:
         raise InputError(f"{where}: no labelled examples to evaluate")
-    index = {lab: i for i, lab in enumerate(loaded.labels)}
+    index = label_index(loaded.labels)
     multi = (recipe or loaded.recipe).data.multi_label
     unknown = [it for it in items if (it.label not in index if not multi else set(it.labels or ()) - set(index))]
     if unknown:
