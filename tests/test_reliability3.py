@@ -276,6 +276,18 @@ def test_a_class_named_unknown_is_warned_about(tmp_path):
     assert "a class is named 'unknown', which is also what predict answers when it abstains" in r.output
 
 
+def test_auto_features_on_unreadable_training_files_name_one_and_why(tmp_path):
+    """Windows paths in a manifest, a leftover data.root: the auto probe said only that nothing
+    could be read (exit 2); it names the first file as resolved and the reason (exit 1, data)."""
+    (tmp_path / "m.csv").write_text("path,label\nclips\\c0.wav,a\nclips\\c1.wav,b\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {{manifest: {tmp_path / 'm.csv'}}}\nfeatures: {{sample_rate: auto}}\n"
+                      "model: {name: cnn, channels: [4]}\n")  # fmt: skip
+    r = runner.invoke(app, ["train", str(recipe), "--threads", "1", "--quiet"])
+    one_line_error(r, 1, "data: none of the 2 training files probed for the auto features could be read (first: "
+                         f"{tmp_path / 'clips'}\\c0.wav: file not found)")  # fmt: skip
+
+
 # -- 6. tune --out with other data ---------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.errors import ConfigError
+from attn.errors import ConfigError, InputError
 from attn.features.config import TextFeatures
 from attn.schema import millis
 
@@ -177,15 +177,18 @@ def _probe(recipe: Recipe, prepared: PreparedData) -> tuple[int, list[float], st
     pick = np.unique(np.linspace(0, len(items) - 1, min(len(items), PROBE_FILES)).round().astype(int))
     rates: Counter[int] = Counter()
     durations = []
+    first_error = None
     for i in pick:
         try:
             info = audio_info(items[i].source)
-        except Exception:  # noqa: BLE001 - an unreadable file is reported when the data loads
+        except Exception as e:  # noqa: BLE001 - an unreadable file is reported when the data loads
+            first_error = first_error or e
             continue
         rates[info.sample_rate] += 1
         durations.append(info.seconds)
-    if not rates:
-        raise ConfigError("features: auto values need readable training audio; none of the probed files could be read")
+    if not rates:  # nothing to train on either: the data's error (exit 1), naming a file and why
+        raise InputError(f"data: none of the {len(pick)} training files probed for the auto features could be "
+                         f"read (first: {first_error})")  # fmt: skip
     rate, n = rates.most_common(1)[0]
     share = f"{n} of {sum(rates.values())}" if len(rates) > 1 else "all"
     return rate, durations, f"{share} probed training files are {rate} Hz"
