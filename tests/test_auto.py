@@ -146,6 +146,26 @@ train: {{epochs: auto, windows: auto, batch_size: 8}}
     assert "windows" in chosen["train.windows"]["why"]
 
 
+def test_one_long_recording_does_not_decide_windows_for_the_rest(tmp_path):
+    """30 one-second clips a class and one 20-minute file: by the mean (11 windows a clip) every
+    epoch read the long file's 2400 windows, 91% of them of one class; the median clip decides."""
+    for label, freq in (("a", 300), ("b", 900)):
+        for i in range(30):
+            write_wav(tmp_path / "d" / label / f"{i}.wav", tone(freq + i, 1.0, 8000), 8000)
+    write_wav(tmp_path / "d" / "a" / "long.wav", tone(300, 1200.0, 8000), 8000)
+    p = tmp_path / "r.yaml"
+    p.write_text(f"""
+data: {{root: {tmp_path / "d"}}}
+features: {{sample_rate: 8000, frame_seconds: 1.0, hop_seconds: 0.5, n_fft: 256, hop_length: 128, n_mels: 24}}
+model: {{name: cnn, channels: [4]}}
+train: {{epochs: auto, windows: auto}}
+""")
+    r = load_recipe(p)
+    resolved, _, chosen = resolve_auto(r, prepare_data(r))
+    assert resolved.train.windows == "random"
+    assert chosen["train.windows"]["why"].startswith("the median training clip holds 1 windows")
+
+
 @pytest.mark.parametrize(("classes", "per_class", "epochs"), [(100, 20, 50), (10, 200, 32)])
 def test_epochs_auto_gives_many_small_classes_their_passes(tmp_path, classes, per_class, epochs):
     """100 classes of 20 texts (63 steps an epoch): ~2000 steps would be 32 epochs, 32 passes over
