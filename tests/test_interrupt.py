@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from attn.pipelines.store.container import read_container
@@ -79,16 +80,20 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     ]
 
 
-def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_saves_state_and_says_how_to_resume(tmp_path, sig, code):
+    """Ctrl-C, or a batch scheduler's time limit (SIGTERM): the run names the saved epoch and how
+    to resume, and releases its folder."""
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE.replace("epochs: 6", "epochs: 50"))
     proc = _start("train", recipe, "--out", tmp_path / "run", cwd=tmp_path)
     _wait_for_epochs(tmp_path / "run", 1, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert f"attn train --resume {tmp_path / 'run'}" in err and "Traceback" not in err
     assert read_container(tmp_path / "run" / "last.ckpt").header["epoch"] >= 1
+    assert not (tmp_path / "run" / ".attn-run.lock").exists()
 
 
 def test_runs_started_at_the_same_moment_get_their_own_directories(tmp_path, monkeypatch):
@@ -110,21 +115,11 @@ def test_runs_started_at_the_same_moment_get_their_own_directories(tmp_path, mon
     assert os.path.commonpath([str(p) for p in got]) == "runs"
 
 
-def test_sigterm_stops_a_training_as_ctrl_c_does(tmp_path):
-    """A batch scheduler's time limit (SIGTERM): the run says which epoch is saved and how to
-    resume, exits 143, and releases its folder; stopped before any epoch, it leaves no folder
-    that would block the same --out."""
+def test_sigterm_before_any_epoch_leaves_no_folder_behind(tmp_path):
+    """SIGTERM used to kill the run outright, leaving a lock and a folder that neither a new run
+    nor --resume accepted."""
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE.replace("epochs: 6", "epochs: 50"))
-    proc = _start("train", recipe, "--out", tmp_path / "run", cwd=tmp_path)
-    _wait_for_epochs(tmp_path / "run", 1, proc)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert f"attn train --resume {tmp_path / 'run'}" in err and "Traceback" not in err
-    assert read_container(tmp_path / "run" / "last.ckpt").header["epoch"] >= 1
-    assert not (tmp_path / "run" / ".attn-run.lock").exists()
-
     early = _start("train", recipe, "--out", tmp_path / "early", cwd=tmp_path)
     log = tmp_path / "early" / "train.log"
     t0 = time.time()
