@@ -184,3 +184,18 @@ def test_epochs_auto_gives_many_small_classes_their_passes(tmp_path, classes, pe
     resolved, _, chosen = resolve_auto(r, prepare_data(r))
     assert resolved.train.epochs == epochs, chosen["train.epochs"]["why"]
     assert ("the median class has 20 examples" in chosen["train.epochs"]["why"]) == (per_class == 20)
+
+
+def test_monitor_auto_without_validation_says_what_picks_the_epoch(tmp_path):
+    """With no validation split the trainer keeps the epoch of lowest training loss: the log said
+    'val_accuracy (0 validation examples)'."""
+    p = tmp_path / "r.yaml"
+    p.write_text("""
+data: {synthetic: {classes: [sine, chirp], per_class: 10, seconds: 0.5}, val_fraction: 0, test_fraction: 0.2}
+features: {sample_rate: 8000, frame_seconds: 0.5, hop_seconds: 0.25, n_fft: 256, hop_length: 128, n_mels: 24}
+model: {name: cnn, channels: [4]}
+train: {monitor: auto}
+""")
+    r = load_recipe(p)
+    _, _, chosen = resolve_auto(r, prepare_data(r))
+    assert chosen["train.monitor"]["why"].startswith("no validation examples: the saved epoch is the one of lowest")

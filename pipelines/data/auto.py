@@ -313,5 +313,8 @@ def _training(recipe: Recipe, prepared: PreparedData, put, values: dict[str, Any
         elif n_val and n_val < SMALL_VAL:
             put("train.monitor", "val_loss", f"{n_val} validation examples: accuracy moves in {100 / n_val:.1f}-point "
                                              "steps, the loss is smoother")  # fmt: skip
-        else:
+        elif n_val:
             put("train.monitor", "val_accuracy", f"{n_val} validation examples")
+        else:  # nothing to monitor: the trainer keeps the epoch of lowest training loss
+            put("train.monitor", "val_accuracy", "no validation examples: the saved epoch is the one of lowest "
+                                                 "training loss")  # fmt: skip
