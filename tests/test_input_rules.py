@@ -279,6 +279,8 @@ def test_audio_bytes_on_stdin_say_what_dash_reads(trained_model, tmp_path):
     paths = f"{tmp_path / 'x.wav'}\0{tmp_path / 'x.wav'}\0"  # find -print0
     err = one_line_error(run("predict", "-m", trained_model, "-", input=paths), 2)
     assert "NUL-separated paths (find -print0?)" in err
+    r = run("predict", "-m", trained_model, "-", "--format", "jsonl", input=f"\ufeff{tmp_path / 'x.wav'}\r\n")
+    assert r.exit_code == 0 and json.loads(r.stdout)["input"] == str(tmp_path / "x.wav")  # a BOM is no path's
 
 
 def test_a_text_model_with_nothing_to_read_says_where_it_looked(text_model, tmp_path):

@@ -49,6 +49,8 @@ def _stdin_paths(stream) -> list[str]:
         lines = [line.strip() for line in stream if line.strip()]
     except UnicodeDecodeError:
         lines = ["\0"]
+    if lines and lines[0].startswith("\ufeff"):  # a list saved by Notepad: its byte-order mark is no path's
+        lines[0] = lines[0][1:].strip()
     if any("\0" in line for line in lines):
         parts = [p for line in lines for p in line.split("\0") if p.strip()]
         if parts and all(os.path.exists(p) for p in parts):  # `find -print0 | attn predict -`
