@@ -23,7 +23,7 @@ from . import (
     tune,
     tune_events,
 )
-from .common import State
+from .common import State, interrupted_code
 
 app = typer.Typer(
     name="attn",
@@ -79,4 +79,7 @@ app.command("tune-events", epilog=_epilog(tune_events.EPILOG))(tune_events.tune_
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # one that got past every command's handling (during cleanup, exit): no traceback
+        raise SystemExit(interrupted_code()) from None

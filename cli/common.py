@@ -35,6 +35,7 @@ def sigterm_as_interrupt():
 
     def on_term(signum, frame):
         State.terminated = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
