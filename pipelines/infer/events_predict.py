@@ -106,22 +106,18 @@ def clip_probs(loaded, pieces: list[tuple[np.ndarray, int]], name: str) -> np.nd
 
 def _in_memory(source):
     """A pipe or FIFO (`attn predict --events <(sox ...)`) read once, whole, at its own rate, into
-    an AudioArray named as given (channels averaged); any other input as it is."""
-    from attn.features.audio import is_stream, seekable
+    an AudioArray named as given (mono, as `stream_audio` decodes any file); any other input as
+    it is. Errors are InputErrors naming the pipe."""
+    from attn.features.audio import audio_info, is_stream, seekable, stream_audio
 
     if not isinstance(source, str) or not is_stream(source):
         return source
-    import soundfile as sf
-
     from .predict import AudioArray
 
-    with seekable(source) as local:  # an InputError names the pipe
-        try:
-            x, rate = sf.read(local, dtype="float32", always_2d=True)
-        except (OSError, RuntimeError, sf.LibsndfileError) as e:
-            reason = str(e).split(":")[-1].strip().rstrip(".") or "unknown reason"
-            raise InputError(f"{source}: not a readable audio file ({reason})") from None
-    return AudioArray(source, x.mean(axis=1), int(rate))
+    with seekable(source) as local:
+        rate = audio_info(local, source).sample_rate
+        samples = np.concatenate(list(stream_audio(local, rate, name=source)))
+    return AudioArray(source, samples, rate)
 
 
 def _read_span(source, start: float, end: float) -> tuple[np.ndarray, int]:
