@@ -52,6 +52,11 @@ def interrupted_code() -> int:
     return EXIT_TERMINATED if State.terminated else EXIT_INTERRUPTED
 
 
+def stopped_by() -> str:
+    """How a stopped command says it stopped: "terminated" (SIGTERM) or "interrupted" (Ctrl-C)."""
+    return "terminated" if State.terminated else "interrupted"
+
+
 def is_tty(stream=None) -> bool:
     stream = stream or sys.stdout
     try:

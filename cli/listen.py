@@ -25,6 +25,7 @@ from .common import (
     is_tty,
     set_threads,
     setup_logging,
+    stopped_by,
 )
 
 EPILOG = """\
@@ -138,8 +139,7 @@ def listen_cmd(
         signal.signal(signal.SIGTERM, previous[1])
     if stop.is_set():
         what = "sound event(s)" if (events or settings) else "window(s)"
-        stopped = "terminated" if State.terminated else "interrupted"
-        err(f"{stopped}: the stream's {len(seen)} {what} so far were written")
+        err(f"{stopped_by()}: the stream's {len(seen)} {what} so far were written")
         raise typer.Exit(interrupted_code())
 
 

@@ -14,7 +14,6 @@ from .common import (
     MinSimilarityOpt,
     ModelOpt,
     QuietOpt,
-    State,
     ThreadsOpt,
     ThresholdOpt,
     audio_paths,
@@ -27,6 +26,7 @@ from .common import (
     set_threads,
     setup_logging,
     stderr_console,
+    stopped_by,
 )
 
 EPILOG = """\
@@ -182,8 +182,7 @@ def predict_cmd(
             seen = _write(records, fmt, top_k, m, min_score, written)
     except KeyboardInterrupt:
         of = f" of {total}" if total else ""
-        what = "terminated" if State.terminated else "interrupted"
-        err(f"{what}: {done[0]}{of} input(s) were predicted and their records written; the rest were not")
+        err(f"{stopped_by()}: {done[0]}{of} input(s) were predicted and their records written; the rest were not")
         raise typer.Exit(interrupted_code()) from None
     if not seen:
         raise no_inputs(inputs)

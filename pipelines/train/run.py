@@ -137,7 +137,7 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
                 raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from: the run finished (its model is "
                                   f"{rd / MODEL}), or stopped before it could save its state")  # fmt: skip
             raise ConfigError(f"{rd}: no {CHECKPOINT} to resume from: the run stopped before its first epoch was "
-                              f"saved; remove the folder and train again")  # fmt: skip
+                              "saved; remove the folder and train again")  # fmt: skip
         ckpt = read_checkpoint(rd / CHECKPOINT)
         recipe, labels, where = ckpt.recipe, ckpt.labels, f"from epoch {ckpt.epoch}"
     world, dev = _devices(device)
