@@ -119,7 +119,9 @@ def test_sigterm_before_any_epoch_leaves_no_folder_behind(tmp_path):
     """SIGTERM used to kill the run outright, leaving a lock and a folder that neither a new run
     nor --resume accepted."""
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(RECIPE.replace("epochs: 6", "epochs: 50"))
+    # batches of one: epoch 1 lasts seconds, so the signal lands in it even on a loaded machine
+    # (in 8s its ~0.2 s could end before the signal was sent)
+    recipe.write_text(RECIPE.replace("epochs: 6", "epochs: 50").replace("batch_size: 8", "batch_size: 1"))
     early = _start("train", recipe, "--out", tmp_path / "early", cwd=tmp_path)
     log = tmp_path / "early" / "train.log"
     t0 = time.time()
