@@ -339,15 +339,21 @@ def test_listen_events_are_the_events_of_the_recordings_windows(trained_model, w
     settings."""
     import attn
     from attn.features.audio import iter_windows, read_audio
-    from attn.pipelines.infer.events import EventSettings, detect_events
+    from attn.pipelines.infer.events import EventSettings, detect_events, edge_levels, with_edges
 
     r = listen(trained_model, "--events", "--event-set", "on=0.6", "--event-set", "min_gap=0.25", stdin=raw(wav))
     assert r.returncode == 0, r.stderr
     m = attn.load(trained_model)
     f = m.recipe.features
-    windows = list(iter_windows(iter([read_audio(str(wav), SR)]), f.frame_samples, round(0.1 * SR)))
+    hop = round(0.1 * SR)
+    windows = list(iter_windows(iter([read_audio(str(wav), SR)]), f.frame_samples, hop))
     probs = m.loaded.window_probs([w[:n] for _, w, n in windows])
     end = (windows[-1][0] + windows[-1][2]) / SR
-    want = detect_events(probs, 0.1, m.labels, EventSettings(on=0.6, min_gap=0.25), start=f.frame_seconds / 2,
-                         duration=end)  # fmt: skip
+    # the edge rows (the first and last windows' scores) reach the stream's ends
+    lead = edge_levels(windows[0][1], windows[0][2], f.frame_samples, hop, "lead")
+    tail = edge_levels(windows[-1][1], windows[-1][2], f.frame_samples, hop, "tail")
+    scores, _ = with_edges(probs, np.zeros(len(probs)), lead, tail)
+    want = detect_events(scores, 0.1, m.labels, EventSettings(on=0.6, min_gap=0.25),
+                         start=f.frame_seconds / 2 - len(lead) * 0.1, duration=end)  # fmt: skip
     assert want and lines(r.stdout) == [e.record("stdin") for e in want]
+    assert want[0].start == 0 and want[-1].end == end  # the tone from 0 s, the chirp to the end

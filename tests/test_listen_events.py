@@ -60,6 +60,32 @@ def test_live_events_with_the_stored_settings_are_the_files_events(tuned):
         assert abs(a["start"] - b["start"]) <= 0.1 and abs(a["end"] - b["end"]) <= 0.1, (a, b)
 
 
+def test_sounds_in_a_recordings_first_and_last_half_window_are_found_in_files_and_streams(tuned):
+    """Rows stand at window centres (0.25 s in, for this 0.5 s model): a sound in the first 0.2 s
+    or after the last centre was placed at a centre, or, with the gate (which hears a row's centre
+    only), not found at all. Edge rows (events.py) reach the ends, in a file and a stream alike."""
+    import attn
+
+    model, wav = tuned
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(3 * SR) * 10 ** (-60 / 20)
+    placed = [("sine", 0.0, 0.2), ("sine", 2.8, 3.0)]
+    for label, on, off in placed:
+        clip = generate_clip(label, np.random.default_rng(100), off - on, SR)
+        x[int(on * SR) : int(on * SR) + clip.size] += clip / np.abs(clip).max() * 0.3
+    edge = wav.parent / "edges.wav"
+    sf.write(edge, x.astype(np.float32), SR)
+    offline = list(attn.load(model).events_iter(edge))
+    assert [e["label"] for e in offline] == ["sine", "sine"]
+    for e, (_, on, off) in zip(offline, placed, strict=True):
+        assert abs(e["start"] - on) <= 0.1 and abs(e["end"] - off) <= 0.1, e
+    cmd = [sys.executable, "-m", "attn.cli", "listen", "-m", str(model), "--events", "--pcm", "f32le", "--threads", "1"]
+    r = subprocess.run(cmd, input=x.astype("<f4").tobytes(), capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    live = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    assert [(e["label"], e["start"], e["end"]) for e in live] == [(e["label"], e["start"], e["end"]) for e in offline]
+
+
 def test_the_running_floor_is_the_quantile_of_the_recent_levels():
     from attn.pipelines.infer.live_segments import RunningFloor
 

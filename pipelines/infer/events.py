@@ -105,8 +105,47 @@ def centre_level_db(window: np.ndarray, length: int, hop: int) -> float:
     (a (frame,) or (frame, channels) array): what the window's time point sounds like, where the
     window itself (longer) also hears its neighbours."""
     mid = length // 2
-    x = np.asarray(window[max(0, mid - hop // 2) : mid + (hop + 1) // 2], dtype=np.float64)
+    return _level_db(window[max(0, mid - hop // 2) : mid + (hop + 1) // 2])
+
+
+def _level_db(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
     return float(10 * np.log10(np.mean(x * x) + 1e-12)) if x.size else -120.0
+
+
+# The recording's edges. Rows stand at window centres, so the first half window (and the part
+# after the last centre) has no row of its own: a sound there was placed at the first centre,
+# and with the gate (which hears only a row's centre) it was not found at all. Edge rows fill
+# those stretches, one a hop apart: each takes the nearest window's scores (the model's best word
+# on that time) and its own level, measured at its own time, so the gate says where in the edge
+# something is. Files (events_predict.score_curves) and streams (listen.py) add the same rows.
+
+
+def lead_rows(frame: int, hop: int) -> int:
+    """How many edge rows precede the first window's centre (`frame // 2` samples in; sizes in
+    samples): enough for the earliest one's hop to reach the recording's start."""
+    return max(0, -(-(frame // 2 - hop // 2) // hop))
+
+
+def edge_levels(window: np.ndarray, length: int, frame: int, hop: int, side: str) -> list[float]:
+    """The levels (dB) of the edge rows of the recording's first (`side` "lead": `lead_rows` of
+    them, earliest first) or last window ("tail": as many as start before its `length` valid
+    samples end), measured over each row's hop of `window` (frame,)."""
+    mid = frame // 2
+    if side == "lead":
+        centres = [mid - m * hop for m in range(lead_rows(frame, hop), 0, -1)]
+    else:
+        centres = list(range(mid + hop, length + hop // 2, hop))
+    return [_level_db(window[max(0, c - hop // 2) : max(0, min(length, c + (hop + 1) // 2))]) for c in centres]
+
+
+def with_edges(scores: np.ndarray, levels_db: np.ndarray, lead: list[float],
+               tail: list[float]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Scores (T, K) and levels (T,) with the edge rows around them: (L + T + R, K) and
+    (L + T + R,), the first row's scores repeated L times before, the last row's R times after."""
+    scores = np.asarray(scores, dtype=np.float64)
+    rows = [np.repeat(scores[:1], len(lead), axis=0), scores, np.repeat(scores[-1:], len(tail), axis=0)]
+    return np.concatenate(rows), np.concatenate([lead, np.asarray(levels_db, dtype=np.float64), tail])
 
 
 def noise_floor(levels_db) -> float:

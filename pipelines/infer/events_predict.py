@@ -21,7 +21,7 @@ import numpy as np
 from attn.errors import ConfigError, InputError
 
 from ..data.annotations import Annotated
-from .events import Event, EventSettings, activity_spans, detect_events
+from .events import Event, EventSettings, activity_spans, detect_events, with_edges
 
 log = logging.getLogger("attn")
 
@@ -34,8 +34,9 @@ BACKGROUND_PREFIX = "_"  # labels such as "_background" mean "nothing here": nev
 
 @dataclass
 class Curves:
-    """One recording's window scores: `scores` (W, K) at `hop` seconds, the first window centred
-    at `start` seconds; `duration` in seconds; `error` if it could not be read."""
+    """One recording's window scores: `scores` (W, K) at `hop` seconds, edge rows included
+    (events.with_edges), the first row at `start` seconds; `duration` in seconds; `error` if it
+    could not be read."""
 
     name: str
     scores: np.ndarray | None
@@ -57,8 +58,10 @@ def score_curves(loaded, inputs: Iterable, hop: float = DEFAULT_HOP, batch_size:
     for rec in predictor.predict(list(inputs)):
         if rec.get("error"):
             yield Curves(rec["input"], None, hop, frame / 2, 0.0, rec["error"])
-        else:
-            yield Curves(rec["input"], rec["scores"], hop, frame / 2, float(rec["duration"]), None, rec["levels_db"])
+        else:  # the edge rows (events.py) reach the recording's ends; the first stands before frame / 2
+            lead, tail = rec["edge_levels_db"]
+            scores, levels = with_edges(rec["scores"], rec["levels_db"], lead, tail)
+            yield Curves(rec["input"], scores, hop, frame / 2 - len(lead) * hop, float(rec["duration"]), None, levels)
 
 
 def curve_events(c: Curves, labels: list[str], settings: EventSettings, loaded=None, source=None,

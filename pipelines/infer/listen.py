@@ -29,7 +29,7 @@ import numpy as np
 from attn.errors import InputError
 from attn.features.pcm import PcmDecoder, PcmFormat, parse_wav_header
 
-from .events import EventSettings, centre_level_db
+from .events import EventSettings, centre_level_db, edge_levels, lead_rows
 from .loaded import Loaded
 from .predict import WARN_FRACTION, frame_record
 
@@ -84,8 +84,10 @@ class Listener:
                 from .live_segments import StreamEvents
 
                 hop = max(1, round(self.options.events_hop * sr))
-                live = StreamEvents(name, self.loaded, hop / sr, self.options.events, start=frame / sr / 2)
+                first = (frame / 2 - lead_rows(frame, hop) * hop) / sr  # edge rows before the first centre (events.py)
+                live = StreamEvents(name, self.loaded, hop / sr, self.options.events, start=first)
                 blocks = live.tee(blocks)
+            last = None  # the latest window (samples, length, scores): its tail's edge rows end the stream
             novelty = getattr(self.loaded, "novelty", None) if live is None else None  # train.abstain.novelty
             for start, window, n in iter_windows(blocks, frame, hop):
                 one = [window[:n]]  # the same list twice: an exported model runs its graph once for both
@@ -99,8 +101,13 @@ class Listener:
                         rec["similarity"] = round(float(novelty.similarity(vector)[0]), 6)
                     yield rec
                 else:
-                    yield from live.push(probs, centre_level_db(window, n, hop), now=end / sr)
+                    edge = edge_levels(window, n, frame, hop, "lead") if start == 0 else []
+                    for level in [*edge, centre_level_db(window, n, hop)]:
+                        yield from live.push(probs, level, now=end / sr)
+                    last = (window, n, probs)
             if live is not None:
+                for level in edge_levels(last[0], last[1], frame, hop, "tail") if last else []:
+                    yield from live.push(last[2], level, now=end / sr)
                 yield from live.close(end / sr)
         finally:
             if fd != 0:

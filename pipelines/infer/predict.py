@@ -21,7 +21,7 @@ import numpy as np
 from attn.errors import ConfigError, InputError
 from attn.features.config import AUDIO_EXTENSIONS
 
-from .events import centre_level_db
+from .events import centre_level_db, edge_levels
 from .inference import AGGREGATES, aggregate, top_labels
 from .loaded import Loaded
 
@@ -102,6 +102,8 @@ class _File:
     probs: list[np.ndarray] = field(default_factory=list)
     spans: list[tuple[int, int]] = field(default_factory=list)
     levels: list[float] = field(default_factory=list)  # keep_scores: each window's centre level (dB)
+    lead: list[float] = field(default_factory=list)  # keep_scores: edge rows' levels before the first centre
+    last: tuple[int, np.ndarray, int] | None = None  # keep_scores: the latest window (start, samples, length)
     vectors: list[np.ndarray] = field(default_factory=list)  # a novelty check's window embeddings (D,)
     peak: float = 0.0  # the largest sample magnitude seen (0: a silent file)
     short: str | None = None  # decoding gave well under what the header states
@@ -127,7 +129,8 @@ class AudioPredictor:
     ) -> None:
         """`hop_seconds`: frame at this hop instead of the model's (events want a hop finer than
         the window); `keep_scores`: a record also holds "scores", its windows' outputs (W, K)
-        float32 in time order, and "levels_db" (W,), each window's `events.centre_level_db`
+        float32 in time order, "levels_db" (W,), each window's `events.centre_level_db`, and
+        "edge_levels_db", the levels of the edge rows around them (`events.edge_levels`)
         (infer/events_predict.py turns them into events); `threshold`: a multi-label model's
         decision threshold for every class (default: the per-class ones it stores)."""
         from .multilabel import model_thresholds
@@ -212,6 +215,10 @@ class AudioPredictor:
                 f.vectors.append(v)
             if self.keep_scores:
                 f.levels.append(centre_level_db(w, n, self.cfg.hop_samples))
+                if start == 0:
+                    f.lead = edge_levels(w, n, self.cfg.frame_samples, self.cfg.hop_samples, "lead")
+                if f.last is None or start > f.last[0]:
+                    f.last = (start, w, n)
             f.spans.append((start, n))
             f.pending -= 1
 
@@ -303,7 +310,7 @@ class AudioPredictor:
         if self.top_k > 1:
             rec["top_k"] = top
         if self.keep_scores:
-            rec["scores"], rec["levels_db"] = probs, np.asarray(f.levels)
+            rec.update(self._kept(f, probs))
         if self.per_frame:
             sr = self.cfg.sample_rate
             rec["frames"] = [frame_record(s, n, p, self.labels, sr) for (s, n), p in zip(f.spans, probs, strict=True)]
@@ -320,14 +327,21 @@ class AudioPredictor:
         warning = self._warning(f)
         if warning:
             rec["warning"] = warning
-        if self.keep_scores:  # for events (events_predict.score_curves): the windows' outputs, not the dict
-            rec["scores"], rec["levels_db"] = probs, np.asarray(f.levels)
+        if self.keep_scores:
+            rec.update(self._kept(f, probs))
         if self.per_frame:
             sr = self.cfg.sample_rate
             rec["frames"] = [{"start": round(s / sr, 3), "end": round((s + n) / sr, 3),
                               **tag_record(p, self.labels, self.thresholds)}
                              for (s, n), p in zip(f.spans, probs, strict=True)]  # fmt: skip
         return rec
+
+    def _kept(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
+        """For events (events_predict.score_curves): the windows' outputs (W, K) and centre levels
+        (W,), and the levels of the edge rows before the first and after the last window's centre
+        (`events.edge_levels`)."""
+        tail = edge_levels(f.last[1], f.last[2], self.cfg.frame_samples, self.cfg.hop_samples, "tail") if f.last else []
+        return {"scores": probs, "levels_db": np.asarray(f.levels), "edge_levels_db": (f.lead, tail)}
 
     def _warning(self, f: _File) -> str | None:
         notes = [w for w in (f.short, input_warning(f.seconds, f.rate, self.cfg, f.peak)) if w]
