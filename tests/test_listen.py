@@ -245,6 +245,15 @@ def test_bad_streams_get_one_line(trained_model, args, stdin, code, words):
         assert err.count("\n") == 0 and err.startswith("error: "), err
 
 
+def test_a_stream_shorter_than_a_tenth_of_a_window_is_scored_with_predicts_warning(trained_model):
+    """One sample was scored with a confident label and nothing said (predict warns for a file)."""
+    r = listen(trained_model, stdin=np.zeros(1, "<i2").tobytes())
+    assert r.returncode == 0 and len(lines(r.stdout)) == 1
+    assert "stdin: 0.000125 s of audio, under a tenth of the model's 0.5 s window" in r.stderr.decode()
+    full = listen(trained_model, stdin=np.full(SR, 1000, "<i2").tobytes())
+    assert full.returncode == 0 and "under a tenth" not in full.stderr.decode()
+
+
 def _stream_minutes(model, minutes: int) -> tuple[int, dict]:
     """Feed `minutes` of generated audio through a pipe (never all in memory here either)."""
     proc = subprocess.Popen([sys.executable, "-c", PEAK_RSS, "listen", "-m", str(model), "--threads", "1"],

@@ -31,7 +31,7 @@ from attn.features.pcm import PcmDecoder, PcmFormat, parse_wav_header
 
 from .events import EventSettings, centre_level_db, edge_levels, lead_rows
 from .loaded import Loaded
-from .predict import WARN_FRACTION, frame_record
+from .predict import WARN_FRACTION, frame_record, input_warning
 
 log = logging.getLogger("attn")
 
@@ -171,6 +171,9 @@ class Listener:
                         "every whole sample was scored")  # fmt: skip
         if self.stats["samples"] == 0 and not self.stop.is_set():  # stopped before any audio: nothing to say
             raise InputError(f"{name}: the stream holds no audio samples")
+        short = input_warning(self.stats["samples"] / fmt.rate, 0, self.cfg)  # the length note only, as predict's
+        if short and self.stats["samples"]:
+            log.warning(f"{name}: {short}")
 
     def _check_header(self, name: str, fmt: PcmFormat) -> None:
         flags = self.options.fmt
