@@ -34,7 +34,8 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain click help: rich formatting costs ~0.15 s per --help
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 ok, 1 some inputs failed or training failed, 2 usage/config/model error, "
-    "3 output not writable, 130 interrupted. Add --debug before the command for tracebacks.",
+    "3 output not writable, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Add --debug before the command for "
+    "tracebacks.",
 )
 
 

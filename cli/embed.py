@@ -85,8 +85,8 @@ def embed_cmd(
     else:
         items = audio_paths(m, inputs, text)
         if suffix == ".npy" and per_window and len(items) != 1:
-            raise fail(f"--per-window to .npy writes one recording's windows (W, D); {len(items)} files give a "
-                       "different number each: write them to .jsonl")  # fmt: skip
+            raise fail(f"--per-window to .npy writes one recording's windows (W, D), and {len(items)} files' windows "
+                       "do not fit one array (their counts can differ): write them to .jsonl")  # fmt: skip
     records = m.embed_iter(items, per_window=per_window, batch_size=batch_size)
     if out is not None:
         seen = attn.api.write_embeddings(records, out)

@@ -90,8 +90,8 @@ def listen_cmd(
         typer.Option(
             "--event-set",
             help="An event setting KEY=VALUE overriding the model's stored one (on, off, smooth, smooth_seconds, "
-            "min_duration, min_gap, pad, gate_db, classify, margin; gate_db=off for no noise-floor gate; "
-            "repeatable; implies --events).",
+            "min_duration, min_gap, pad, gate_db, classify, margin; gate_db=off with classify=windows for no "
+            "noise-floor gate; repeatable; implies --events).",
             show_default=False,
         ),
     ] = None,

@@ -220,6 +220,12 @@ def test_a_bad_set_value_is_blamed_on_the_set_not_the_recipe_file():
     with pytest.raises(ConfigError) as e:
         load_recipe(root / "audio.yaml", ["train.lr=0.01", "train.epochs=ten"])
     assert str(e.value).startswith("--set train.epochs=ten: train.epochs: ") and "audio.yaml" not in str(e.value)
+    # an unknown key, and a rule between keys that the --set broke, are blamed on it too
+    for item, words in (("train.epocs=3", "unknown key 'train.epocs'; did you mean 'train.epochs'?"),
+                        ("features.hop_seconds=3", "features: hop_seconds (3) is longer than")):  # fmt: skip
+        with pytest.raises(ConfigError) as e:
+            load_recipe(root / "quickstart.yaml", [item])
+        assert str(e.value).startswith(f"--set {item}: ") and words in str(e.value), str(e.value)
 
 
 def test_a_broken_list_in_a_set_and_a_folder_for_a_recipe_say_so(tmp_path):

@@ -69,7 +69,8 @@ class EventSettings:
         if self.classify not in CLASSIFY:
             raise ValueError(f"events classify must be one of {', '.join(CLASSIFY)}, not {self.classify!r}")
         if self.classify == "segments" and self.gate_db is None:
-            raise ValueError("events classify: segments needs gate_db (what marks where something is)")
+            raise ValueError("events classify: segments needs gate_db (what marks where something is); without "
+                             "the gate, set classify=windows too")  # fmt: skip
         if self.gate_db is not None and self.gate_db < 0:
             raise ValueError("events gate_db must be >= 0 (dB above the recording's noise floor), or None")
         if self.smooth_seconds < 0 or self.min_duration < 0 or self.min_gap < 0:

@@ -43,7 +43,11 @@ def _validate(raw: dict[str, Any], source: str, overrides) -> Recipe:
         problem = str(e).removeprefix(f"{source}: ")
         for item in reversed(overrides):
             key = item.split("=", 1)[0].strip()
-            if problem.startswith((f"{key}:", f"{key} ")):
+            parent, _, leaf = key.rpartition(".")
+            # "train.epochs: ...", "unknown key 'train.epocs'; ...", "features: hop_seconds (3) is longer ..."
+            if problem.startswith((f"{key}:", f"{key} ", f"unknown key '{key}'")) or (
+                parent and problem.startswith((f"{parent}: {leaf} ", f"{parent}: {leaf}:"))
+            ):
                 raise ConfigError(f"--set {item}: {problem}") from None
         raise
 

@@ -9,7 +9,7 @@ The tune directory:
       tune.json       the settings (recipe, space, metric, storage, study, budget): what --resume reads
       study.db        the Optuna study (SQLite), unless --storage names another database
       trials/trial-NNNN/   each trial's run directory (see tune/trial.py for what it keeps)
-      trials.jsonl    one line per trial: values, metric, epochs, state, seconds, error
+      trials.jsonl    one line per trial: state, value (the metric), values, epochs, seconds, error
       best.yaml       the best trial's resolved recipe (`attn train best.yaml` trains it again)
       best -> trials/trial-NNNN   the best trial's run directory (when it ran on this host)
       importances.json  Optuna's parameter importances (fANOVA)
