@@ -30,6 +30,9 @@ class EncoderTokenizer(Tokenizer):
         # attn truncates to max_len and pads itself; the checkpoint's own settings would do it twice.
         self.tok.no_truncation()
         self.tok.no_padding()
+        # [CLS] ... [SEP], <s> ... </s>: the post-processor's closing token stays on a cut text
+        probe = self.tok.encode("a")
+        self.end_token = bool(probe.special_tokens_mask and probe.special_tokens_mask[-1])
 
     @classmethod
     def from_dir(cls, cfg: TokenizerConfig, path: Path, lowercase: bool = True) -> EncoderTokenizer:
@@ -93,6 +96,17 @@ class EncoderTokenizer(Tokenizer):
 
     def state(self) -> tuple[dict[str, Any], bytes | None]:
         return {"level": self.level}, self.spec
+
+    def portable_spec(self, max_len: int) -> bytes:
+        """The tokenizer.json as a user of an exported model runs it outside attn: truncated to
+        `max_len` (its special tokens kept, as `cut_to` cuts) and unpadded, whatever the
+        checkpoint's own file set (one kept its pretraining's 128 tokens, padded)."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        tok = HFTokenizer.from_str(self.tok.to_str())
+        tok.enable_truncation(max_length=max_len)
+        tok.no_padding()
+        return tok.to_str().encode("utf-8")
 
 
 def restore_tokenizer(cfg: TokenizerConfig, header: dict[str, Any], blob: bytes | None) -> Tokenizer:

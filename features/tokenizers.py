@@ -54,6 +54,9 @@ class Tokenizer:
     """Base: `tokens(text) -> [str]`, `encode(text) -> [int]` (not truncated), `vocab_size`."""
 
     level = ""
+    # True when every encoding ends with a special token the model must see (a pretrained
+    # encoder's [SEP] or </s>): a text cut to max_len keeps it (`cut_to`).
+    end_token = False
 
     def __init__(self, cfg: TokenizerConfig) -> None:
         self.cfg = cfg
@@ -298,6 +301,16 @@ class SubwordTokenizer(_SentencePieceModel, Tokenizer):
 
 
 _LEVELS = {"char": CharTokenizer, "word": WordTokenizer, "subword": SubwordTokenizer}
+
+
+def cut_to(seq, max_len: int, end_token: bool = False):
+    """The first `max_len` items of a sequence of a text's tokens (ids, token strings, word
+    groups); with `end_token`, the first `max_len` - 1 and then the sequence's last item, as a
+    Hugging Face tokenizer truncates: the encoder sees its end token on every text, cut or not."""
+    if not end_token or len(seq) <= max_len or max_len < 2:
+        return seq[:max_len]
+    head, last = seq[: max_len - 1], seq[-1:]
+    return np.concatenate([head, last]) if isinstance(seq, np.ndarray) else head + last
 
 
 def make_tokenizer(cfg: TokenizerConfig) -> Tokenizer:

@@ -90,7 +90,9 @@ def test_old_model_files_give_the_same_logits(here):
                 got = m.model(x, torch.tensor([n for _, _, n in wins]))
             np.testing.assert_allclose(got.numpy(), np.array(logits), atol=1e-6, err_msg=f"{name} {wav}")
     m = load_model("text_transformer.attn")
-    parts = [model_ids(m.tokenizer.encode_array(t), 8) for t in (here / "texts.txt").read_text().splitlines()]
+    parts = [
+        model_ids(m.tokenizer.encode_array(t), 8, m.tokenizer) for t in (here / "texts.txt").read_text().splitlines()
+    ]
     with torch.no_grad():
         got = m.model(torch.from_numpy(pad_rows(parts)), torch.tensor([len(p) for p in parts]))
     np.testing.assert_allclose(got.numpy(), np.array(want["text_transformer"]["texts"]), atol=1e-6)

@@ -202,7 +202,10 @@ def _text_rows(m, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from attn.pipelines.data.batching import pad_rows
     from attn.pipelines.data.text import model_ids
 
-    parts = [model_ids(m.loaded.tokenizer.encode_array(t), m.recipe.features.tokenizer.max_len) for t in texts]
+    parts = [
+        model_ids(m.loaded.tokenizer.encode_array(t), m.recipe.features.tokenizer.max_len, m.loaded.tokenizer)
+        for t in texts
+    ]
     return pad_rows(parts), np.array([len(p) for p in parts], dtype=np.int64)
 
 

@@ -91,6 +91,27 @@ def test_hidden_states_match_transformers(tmp_path, kind):
         assert diff < 1e-5, (kind, i, diff)
 
 
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_a_text_cut_to_max_len_keeps_the_end_token_as_transformers_cuts(tmp_path, kind):
+    """A cut text reached the encoder without its [SEP] / </s> (attn kept the first max_len ids),
+    which no text it was pretrained or fine-tuned on lacks; transformers keeps it."""
+    from tokenizers import Tokenizer
+
+    from attn.features.config import TokenizerConfig
+    from attn.features.encoder_tokenizer import EncoderTokenizer
+    from attn.pipelines.data.text import model_ids
+
+    d = make_checkpoint(tmp_path / kind, kind)
+    tok = EncoderTokenizer.from_dir(TokenizerConfig(level="encoder", max_len=8), d)
+    ref = transformers.PreTrainedTokenizerFast(tokenizer_file=str(d / "tokenizer.json"))
+    long, short = " ".join(WORDS), "the movie"
+    want = ref(long, truncation=True, max_length=8)["input_ids"]
+    assert model_ids(tok.encode_array(long), 8, tok).tolist() == want and len(want) == 8
+    assert model_ids(tok.encode_array(short), 8, tok).tolist() == ref(short)["input_ids"]
+    # an exported model's tokenizer.json, run outside attn, cuts the same way (it padded to 128)
+    assert Tokenizer.from_str(tok.portable_spec(8).decode()).encode(long).ids == want
+
+
 def test_layer_wise_rates_and_partial_finetuning(checkpoint):
     from attn.models.bert import EncoderFrontend
 

@@ -41,16 +41,19 @@ def encode_texts(tok, texts: list[str], max_len: int) -> tuple[list[np.ndarray],
     for t in texts:
         ids = tok.encode_array(t)
         cut += len(ids) > max_len
-        out.append(model_ids(ids, max_len))
+        out.append(model_ids(ids, max_len, tok))
     return out, cut
 
 
-def model_ids(ids: np.ndarray, max_len: int) -> np.ndarray:
-    """What the model sees of a text's ids ((T,) or (T, 1 + K)): cut to `max_len`; an all-space
-    text becomes one <unk>. Training and prediction both go through here."""
+def model_ids(ids: np.ndarray, max_len: int, tok) -> np.ndarray:
+    """What the model sees of a text's ids ((T,) or (T, 1 + K)): cut to `max_len` (a pretrained
+    encoder's end token kept: `cut_to`); an all-space text becomes one <unk>. Training and
+    prediction both go through here."""
+    from attn.features.tokenizers import cut_to
+
     if not len(ids):
         return np.ones((1, *ids.shape[1:2]), dtype=np.int64)
-    return ids[:max_len]
+    return cut_to(ids, max_len, tok.end_token)
 
 
 def tokenizer_state(tok) -> tuple[dict[str, Any], dict[str, Any]]:

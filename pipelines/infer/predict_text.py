@@ -181,7 +181,7 @@ class TextPredictor:
         probs: dict[int, np.ndarray] = {}
         sims: dict[int, float] = {}
         if good:
-            parts = [model_ids(ids, self.max_len) for _, ids in good]  # (T,) or (T, 1 + K) each
+            parts = [model_ids(ids, self.max_len, self.tok) for _, ids in good]  # (T,) or (T, 1 + K) each
             for (i, _), p in zip(good, self.loaded.window_probs(parts), strict=True):
                 probs[i] = p
             if self.novelty is not None:  # train.abstain.novelty: each text's similarity to the training texts

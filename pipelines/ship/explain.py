@@ -129,6 +129,8 @@ class Explainer:
 
     # text ---------------------------------------------------------------------------------------
     def _text(self, item) -> tuple[dict[str, Any], dict[str, Any]]:
+        from attn.features.tokenizers import cut_to
+
         from ..data.text import model_ids
 
         if item.error is not None:
@@ -137,7 +139,7 @@ class Explainer:
             raise InputError(f"{item.input if item.show_text else 'input'}: empty text")
         tok, max_len = self.loaded.tokenizer, self.loaded.recipe.features.tokenizer.max_len
         ids = tok.encode_array(item.text)
-        x = model_ids(ids, max_len)
+        x = model_ids(ids, max_len, tok)
         words, groups = tok.words(item.text) if len(ids) else (["<unk>"], [0])
         dev = self.loaded.device
         xb, lengths = torch.from_numpy(x[None]).to(dev), torch.tensor([len(x)], device=dev)
@@ -148,7 +150,7 @@ class Explainer:
         rec: dict[str, Any] = {"input": item.input}
         if item.show_text:
             rec["text"] = item.text
-        tokens, weights, layers = by_word(words, groups[: len(x)], a.weights[0], a.layers)
+        tokens, weights, layers = by_word(words, cut_to(groups, len(x), tok.end_token), a.weights[0], a.layers)
         rec.update(label=self.loaded.labels[k], score=round(float(probs[k]), 6), **self._tags(probs),
                    method=a.method, tokens=tokens, weights=_round(weights))  # fmt: skip
         if layers is not None:

@@ -228,7 +228,9 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
         meta["tokenizer"] = loaded.header["tokenizer"]
         if loaded.tokenizer is not None:
             _, blob = loaded.tokenizer.state()
-            if blob:  # sentencepiece model
+            if hasattr(loaded.tokenizer, "portable_spec"):  # a pretrained encoder's tokenizer.json
+                blob = loaded.tokenizer.portable_spec(loaded.recipe.features.tokenizer.max_len)
+            if blob:  # sentencepiece model, or tokenizer.json
                 meta["tokenizer_model_base64"] = base64.b64encode(blob).decode("ascii")
     return encode_metadata(meta)
 

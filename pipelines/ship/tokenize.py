@@ -8,7 +8,7 @@ from typing import Any
 
 from attn.errors import ConfigError
 from attn.features.config import TextFeatures
-from attn.features.tokenizers import CLS
+from attn.features.tokenizers import CLS, cut_to
 
 from ..data.sources import list_items, split_items
 from ..data.text import fit_tokenizer
@@ -82,5 +82,5 @@ def tokenize(items: Iterable, tok, max_len: int, cls: bool) -> Iterator[dict[str
             continue
         tokens, ids = tok.tokens(item.text), tok.encode(item.text)
         cut = len(tokens) > max_len
-        yield {"input": item.input, "tokens": ([CLS] if cls else []) + tokens[:max_len], "ids": ids[:max_len],
-               "truncated": cut}  # fmt: skip
+        tokens, ids = cut_to(tokens, max_len, tok.end_token), cut_to(ids, max_len, tok.end_token)
+        yield {"input": item.input, "tokens": ([CLS] if cls else []) + tokens, "ids": ids, "truncated": cut}
