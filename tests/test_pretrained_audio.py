@@ -116,6 +116,26 @@ model: {{name: pooled}}
     assert not (tmp_path / "run").exists()
 
 
+def test_a_checkpoint_of_the_other_modality_is_refused_before_any_data_is_read(tmp_path, checkpoint):
+    """An audio recipe given a text encoder ended in `internal error: KeyError: 'feature_extractor'`;
+    a text recipe given an audio encoder said its tokenizer was missing, after the baseline."""
+    from encoders import make_checkpoint
+
+    bert = make_checkpoint(tmp_path / "bert")
+    recipe = encoder_recipe(tmp_path / "r.yaml", bert, epochs=1)
+    r = run("train", recipe, "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "a text encoder (bert), and an audio recipe needs an audio encoder" in r.output
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "t.csv").write_text("text,label\ngood,pos\nbad,neg\n" * 10)
+    text = tmp_path / "t.yaml"
+    text.write_text(f"data: {{train: {tmp_path / 't.csv'}}}\n"
+                    f"features: {{kind: text, encoder: {{name: {checkpoint}}}}}\n"
+                    "model: {name: pooled}\n")  # fmt: skip
+    r = run("train", text, "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "an audio encoder (wav2vec2), and a text recipe needs a text encoder" in r.output
+    assert not (tmp_path / "run").exists()
+
+
 def make_ast_checkpoint(d: Path, seed: int = 0, max_length: int = 100) -> Path:
     """A tiny Audio Spectrogram Transformer saved as the published ones are: the audio-
     classification model (its head is left out by attn) and an ASTFeatureExtractor config."""

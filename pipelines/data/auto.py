@@ -119,6 +119,7 @@ def _encoder(recipe: Recipe, put) -> dict[str, Any]:
 
     f = recipe.features
     ck = resolve_encoder(f.encoder)
+    _check_modality(f.encoder.name, ck.config["model_type"], isinstance(f, TextFeatures))
     put("features.encoder.sha256", ck.sha256, f"model.safetensors of {ck.path} ({ck.source})")
     _check_finetune(f.encoder.name, f.encoder.finetune, ck.config, isinstance(f, TextFeatures))
     if isinstance(f, TextFeatures):
@@ -130,6 +131,20 @@ def _encoder(recipe: Recipe, put) -> dict[str, Any]:
         raise ConfigError(f"features.sample_rate ({f.sample_rate}) differs from the encoder's {rate} Hz: "
                           "use sample_rate: auto (or the encoder's rate)")  # fmt: skip
     return ck.config
+
+
+def _check_modality(name: str, kind: str, text: bool) -> None:
+    """A text recipe needs a text encoder and an audio recipe an audio one (they failed later, on
+    a missing tokenizer or feature extractor)."""
+    from attn.models.bert import ARCHITECTURES
+    from attn.models.hf_audio import AUDIO_ARCHITECTURES
+
+    audio = kind in AUDIO_ARCHITECTURES
+    if audio == text:
+        want = ARCHITECTURES if text else AUDIO_ARCHITECTURES
+        have, need = ("an audio", "a text") if audio else ("a text", "an audio")
+        raise ConfigError(f"encoder {name!r}: {have} encoder ({kind}), and {need} recipe needs {need} encoder "
+                          f"({', '.join(want)})")  # fmt: skip
 
 
 # -- audio --------------------------------------------------------------------------------------

@@ -308,3 +308,18 @@ def _resolve_paths(raw: dict[str, Any], base: Path, source: str) -> None:
             m = _ENV.match(value)
             from_env = m is not None and m.start() == 0 and os.environ.get(m.group(1)) not in (None, "")
             node[parts[-1]] = _resolve(expand_env(value, source), Path.cwd() if from_env else base)
+    _resolve_encoder(raw, base, source)
+
+
+def _resolve_encoder(raw: dict[str, Any], base: Path, source: str) -> None:
+    """`features.encoder.name` is a directory, a package or a hub name (pipelines/data/encoders.py):
+    a relative directory (one that starts with "." or exists under the recipe's folder) resolves
+    against the recipe's folder, as the other paths do; a name stays a name."""
+    features = raw.get("features")
+    enc = features.get("encoder") if isinstance(features, dict) else None
+    if not isinstance(enc, dict) or not isinstance(enc.get("name"), str) or _ENV.match(enc["name"]):
+        return
+    name = expand_env(enc["name"], source)
+    p = Path(name).expanduser()
+    if not p.is_absolute() and (name.startswith(".") or (base / p).exists()):
+        enc["name"] = str((base / p).resolve())
