@@ -354,6 +354,20 @@ def test_a_frozen_encoders_states_are_reused_by_the_next_run_and_only_for_its_ch
     other = make_checkpoint(tmp_path / "other", seed=1)  # another checkpoint: its own folder
     third, _ = train("c", other)
     assert third["reused"] == 0 and third["folder"] != first["folder"]
+    # the same weights read by 1 of their 2 layers (another config.json) give other states: they
+    # were read back from the 2-layer run's folder
+    fewer = shutil.copytree(checkpoint, tmp_path / "fewer")
+    cfg = json.loads((fewer / "config.json").read_text())
+    (fewer / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 1}))
+    fourth, _ = train("d", fewer)
+    assert fourth["reused"] == 0 and fourth["folder"] != first["folder"]
+    # a cache file of states of another shape is removed (it was an internal error)
+    from safetensors.torch import save_file
+
+    bad = Path(first["folder"]) / "odd.safetensors"
+    save_file({"k": torch.zeros(3, 7)}, str(bad))
+    fifth, m5 = train("e", checkpoint)
+    assert not bad.exists() and fifth["reused"] > 0 and m5["accuracy"] == m1["accuracy"]
 
 
 # -- how long fine-tuning runs -------------------------------------------------------------------

@@ -2,15 +2,19 @@
 
 A frozen encoder gives an input the same states every time, so a run computes each training
 and validation text's states once (in memory, `EncoderFrontend.enable_cache`) and keeps them in
-<root>/<checkpoint sha256>/ as safetensors files (one per run that added states), keyed by a
-digest of the token ids. The next run with the same checkpoint (another head, other training
-settings) starts with them; another checkpoint, tokenizer or max_len gives other keys, so
-nothing stale is ever read. root: data.cache_dir/encoder-states, else $ATTN_CACHE/encoder-states,
+<root>/<checkpoint sha256>-<config digest>/ as safetensors files (one per run that added
+states), keyed by a digest of the token ids. The next run with the same checkpoint (another
+head, other training settings) starts with them; other weights, another config.json (the same
+weights read by 3 of their 6 layers give other states), tokenizer or max_len give other keys, so
+nothing stale is ever read; a file that cannot be read or holds states of another shape is
+removed. root: data.cache_dir/encoder-states, else $ATTN_CACHE/encoder-states,
 else ~/.cache/attn/encoder-states. Delete the folder to reclaim the space.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import uuid
@@ -25,7 +29,8 @@ def cache_folder(recipe) -> Path | None:
     if enc is None or not enc.frozen or not enc.sha256 or recipe.modality != "text":
         return None
     root = recipe.data.cache_dir or os.environ.get("ATTN_CACHE") or "~/.cache/attn"
-    return Path(root).expanduser() / "encoder-states" / enc.sha256
+    config = hashlib.sha256(json.dumps(enc.config or {}, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(root).expanduser() / "encoder-states" / f"{enc.sha256}-{config}"
 
 
 def load_states(frontend, folder: Path) -> int:
@@ -38,13 +43,26 @@ def load_states(frontend, folder: Path) -> int:
         try:
             states = load_file(str(f))
         except (SafetensorError, OSError, RuntimeError, ValueError) as e:
-            log.warning("encoder cache: skipped %s (%s)", f, str(e)[:120])
+            _drop(f, str(e)[:120])
+            continue
+        odd = next((v for v in states.values() if v.ndim != 2 or v.shape[1] != frontend.out_dim), None)
+        if odd is not None:  # (T, H) states of this encoder only
+            _drop(f, f"states of shape {tuple(odd.shape)}, not (tokens, {frontend.out_dim})")
             continue
         frontend.preload(states)
         n += len(states)
     if n:
         log.info("encoder cache: %d texts' states from %s", n, folder)
     return n
+
+
+def _drop(f: Path, why: str) -> None:
+    """A damaged cache file is removed (it would be skipped again on every run)."""
+    try:
+        f.unlink()
+        log.warning("encoder cache: removed %s (%s)", f, why)
+    except OSError:
+        log.warning("encoder cache: skipped %s (%s)", f, why)
 
 
 def save_states(frontend, folder: Path) -> int:
