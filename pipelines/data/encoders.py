@@ -70,12 +70,25 @@ def _checkpoint(name: str) -> Checkpoint:
                               "does not load; save them as model.safetensors (save_pretrained(..., "
                               "safe_serialization=True))")  # fmt: skip
         raise ConfigError(f"encoder {name!r}: {where} has no {WEIGHTS} (an encoder checkpoint's weights)")
+    _check_header(name, weights)
     digest = file_sha256(weights)
     audio = config["model_type"] in AUDIO_ARCHITECTURES
     if not audio and not ((where / "tokenizer.json").is_file() or (where / "vocab.txt").is_file()):
         raise ConfigError(f"encoder {name!r}: {where} has no tokenizer.json or vocab.txt (its own tokenizer)")
     log.info("encoder: %s (%s %s, %s, sha256 %s...)", name, source, where, config.get("model_type"), digest[:12])
     return Checkpoint(where, source, digest, config)
+
+
+def _check_header(name: str, weights: Path) -> None:
+    """A truncated or damaged model.safetensors, found from its header (well under a millisecond)
+    before any data is read, not when the weights load after the baseline."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), "pt") as f:
+            f.keys()
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"encoder {name!r}: {weights} is damaged or truncated ({str(e)[:160]})") from None
 
 
 def _locate(name: str) -> tuple[Path, str]:
