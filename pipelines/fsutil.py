@@ -5,6 +5,7 @@ A crash at any moment leaves either the old file or the new one, never a torn on
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -141,3 +142,33 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def interrupts_after():
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them: a save of several files
+    (an epoch's model and checkpoint, and the epoch it records) is whole or not begun, never
+    stopped between its files. Outside the main thread (where no signal arrives) a plain block."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in before:
+        signal.signal(s, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if held:
+            handler = before[held[0]]
+            if callable(handler):  # Python's Ctrl-C handler, or the CLI's SIGTERM one: each raises
+                handler(held[0], None)
+            elif held[0] == signal.SIGINT and handler != signal.SIG_IGN:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])

@@ -132,3 +132,45 @@ def test_sigterm_before_any_epoch_leaves_no_folder_behind(tmp_path):
     out, err = early.communicate(timeout=120)
     assert early.returncode == 143 and "nothing to resume" in err, err
     assert not (tmp_path / "early").exists()
+
+
+def test_ctrl_c_while_an_epoch_is_saved_lands_after_the_save(tmp_path, monkeypatch):
+    """Ctrl-C between model.attn and last.ckpt of epoch 1 said "before any epoch finished: nothing
+    to resume" yet left the folder, whose --resume then found no checkpoint. The save is now
+    whole: the interrupt lands after it and names the saved epoch."""
+    from attn.errors import Interrupted
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.store import artifact
+    from attn.pipelines.train.run import train
+
+    real = artifact.save_model
+
+    def save_then_ctrl_c(*args, **kwargs):
+        real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came between the model file and the checkpoint
+
+    monkeypatch.setattr(artifact, "save_model", save_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own: Ctrl-C raises
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    try:
+        with pytest.raises(Interrupted, match="state after epoch 1 is saved"):
+            train(load_recipe(recipe), str(recipe), out=str(tmp_path / "run"), device="cpu")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "run" / "last.ckpt").exists() and (tmp_path / "run" / "model.attn").exists()
+
+
+def test_interrupts_after_holds_a_signal_until_the_block_ends():
+    from attn.pipelines.fsutil import interrupts_after
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    done = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_after():
+                os.kill(os.getpid(), signal.SIGINT)
+                done.append("after the signal")
+        assert done == ["after the signal"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)

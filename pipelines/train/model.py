@@ -22,7 +22,7 @@ import numpy as np
 from attn.errors import Interrupted, OutputError
 
 from ..data.prepared import Datasets, PreparedData
-from ..fsutil import append_line, atomic_write_text
+from ..fsutil import append_line, atomic_write_text, interrupts_after
 from ..recipe.config import Recipe
 from ..ship.examples import Scored
 from ..store import rundir
@@ -340,15 +340,18 @@ class EpochSaver:
             append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))
             return
         t0 = time.monotonic()
-        if st.best_epoch and st.best_epoch != self._artifact_epoch:
-            save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": st.best_epoch},
-                       tokenizer=self.tokenizer, state_dict=trainer.best_weights,
-                       plain_recipe=self.checkpoint.plain_recipe)  # fmt: skip
-            self._artifact_epoch = st.best_epoch
-        self.checkpoint.write(st.epoch, trainer.state_dict())
-        trainer.saved_epoch, self._saved_at = st.epoch, time.monotonic()  # what Ctrl-C and a divergence name
-        self._save_seconds = self._saved_at - t0
-        append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))  # after the save: its line means it is on disk
+        with interrupts_after():  # Ctrl-C here lands after the save: the epoch it names is on disk, or none is
+            if st.best_epoch and st.best_epoch != self._artifact_epoch:
+                save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": st.best_epoch},
+                           tokenizer=self.tokenizer, state_dict=trainer.best_weights,
+                           plain_recipe=self.checkpoint.plain_recipe)  # fmt: skip
+                self._artifact_epoch = st.best_epoch
+            self.checkpoint.write(st.epoch, trainer.state_dict())
+            trainer.saved_epoch, self._saved_at = st.epoch, time.monotonic()  # what Ctrl-C and a divergence name
+            self._save_seconds = self._saved_at - t0
+            append_line(
+                self.run_dir / HISTORY, json.dumps(st.history[-1])
+            )  # after the save: its line means it is on disk
 
     def rewrite_history(self, history: list[dict[str, Any]]) -> None:
         """On resume: history.jsonl may hold a line the checkpoint does not."""
