@@ -227,7 +227,7 @@ def calibration_lines(console, m: dict[str, Any]) -> None:
         if noise.get("median") is not None:
             console.print(f"  a perfectly calibrated model with these scores would show ECE {noise['p5']:.4f}-"
                           f"{noise['p95']:.4f} (5th-95th percentile, median {noise['median']:.4f}) on "
-                          f"{noise['clips']} clips")  # fmt: skip
+                          f"{noise['clips']} examples")  # fmt: skip
     ab = m.get("abstention") or {}
     if "coverage" in ab:
         acc = "-" if ab["accuracy"] is None else f"{ab['accuracy']:.4f}"

@@ -45,6 +45,20 @@ class EncoderConfig(Strict):
     def _shorthand(cls, v):
         return {"name": v} if isinstance(v, str) else v
 
+    @field_validator("name")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("give the checkpoint: a directory, an installed package or a hub name")
+        return v
+
+    @field_validator("finetune", mode="before")
+    @classmethod
+    def _finetune(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool) and v < 0:
+            raise ValueError(f"all, frozen, or N >= 0 (the top N layers train), not {v}")
+        return v
+
 
 class AudioFeatures(Strict):
     """How a waveform becomes the model's input. Names follow torchaudio/librosa.

@@ -233,6 +233,9 @@ def _broken(tmp: Path, checkpoint: Path, how: str) -> str:
     elif how == "truncated":
         data = (d / "model.safetensors").read_bytes()
         (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif how == "sharded":  # save_pretrained(..., max_shard_size=...) of a large checkpoint
+        (d / "model.safetensors").rename(d / "model-00001-of-00001.safetensors")
+        (d / "model.safetensors.index.json").write_text('{"weight_map": {}}')
     elif how == "no_tokenizer":
         (d / "tokenizer.json").unlink()
     elif how == "wrong_tokenizer":
@@ -251,6 +254,7 @@ def _broken(tmp: Path, checkpoint: Path, how: str) -> str:
         ("not_an_encoder", "not a supported text encoder"),
         ("pickle_only", "pytorch_model.bin"),
         ("truncated", "damaged or truncated"),
+        ("sharded", "holds its weights in shards"),
         ("no_tokenizer", "no tokenizer.json"),
         ("wrong_tokenizer", "does not belong"),
         ("hash", "expected"),

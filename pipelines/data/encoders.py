@@ -69,6 +69,14 @@ def _checkpoint(name: str) -> Checkpoint:
             raise ConfigError(f"encoder {name!r}: {where} has its weights only as pytorch_model.bin, a pickle attn "
                               "does not load; save them as model.safetensors (save_pretrained(..., "
                               "safe_serialization=True))")  # fmt: skip
+        if (where / f"{WEIGHTS}.index.json").is_file():
+            raise ConfigError(f"encoder {name!r}: {where} holds its weights in shards ({WEIGHTS}.index.json); "
+                              f"attn reads one {WEIGHTS}: save the checkpoint again as one file (transformers: "
+                              "AutoModel.from_pretrained(DIR).save_pretrained(OUT, "
+                              "max_shard_size='100GB'))")  # fmt: skip
+        if weights.is_symlink():
+            raise ConfigError(f"encoder {name!r}: {weights} is a broken link (to {os.readlink(weights)}; an "
+                              "interrupted download?)")  # fmt: skip
         raise ConfigError(f"encoder {name!r}: {where} has no {WEIGHTS} (an encoder checkpoint's weights)")
     _check_header(name, weights)
     digest = file_sha256(weights)

@@ -34,7 +34,7 @@ from .inference import aggregate, softmax
 log = logging.getLogger("attn")
 
 BINS = 15
-BINNING = f"{BINS} equal-width bins of the top-1 score over (0, 1], clip level"
+BINNING = f"{BINS} equal-width bins of the top-1 score over (0, 1], one score per example"
 UNKNOWN = "unknown"  # what predict answers below the min score
 CURVE_SCORES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)  # the coverage table's thresholds
 T_RANGE = (0.05, 20.0)  # the temperatures searched
