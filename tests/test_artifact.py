@@ -126,10 +126,21 @@ def test_a_damaged_checkpoint_is_called_a_checkpoint(tiny_recipe, tmp_path):
     from typer.testing import CliRunner
 
     from attn.cli.app import app
+    from attn.errors import Interrupted
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.run import train
 
-    run = tmp_path / "run"
-    r = CliRunner().invoke(app, ["train", str(tiny_recipe(epochs=1)), "--out", str(run)])
-    assert r.exit_code == 0, r.output
+    class StopAt2:  # Ctrl-C as epoch 2 begins: epoch 1's state stays for --resume
+        def on_epoch_begin(self, epoch, epochs, steps):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        def on_step(self, step, loss): ...
+        def on_epoch_end(self, record): ...
+
+    run, p = tmp_path / "run", tiny_recipe(epochs=3)
+    with pytest.raises(Interrupted):
+        train(load_recipe(p), str(p), out=str(run), device="cpu", callbacks=StopAt2())
     ckpt = run / "last.ckpt"
     ckpt.write_bytes(ckpt.read_bytes()[:-100])
     r = CliRunner().invoke(app, ["train", "--resume", str(run)])

@@ -26,6 +26,7 @@ from ..store.rundir import (
     RunLog,
     claim,
     discard_unstarted,
+    drop_checkpoint,
     drop_torn_writes,
     new_run_dir,
     release,
@@ -223,6 +224,9 @@ def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
         log.warning("report.html not written (%s: %s); retry with: attn report %s", type(e).__name__,
                     " ".join(str(e).split()), result.run_dir)  # fmt: skip
     result.scored = None  # the decoded split goes with it
+    # Finished: the resume state is dead weight (a fine-tuned encoder's is ~4x its model file,
+    # 360 MB for MiniLM), as folds, ensemble members and tuning trials already drop theirs.
+    drop_checkpoint(result.run_dir)
     return result
 
 
