@@ -310,8 +310,10 @@ def _training(recipe: Recipe, prepared: PreparedData, put, values: dict[str, Any
         median = _median_class(prepared) * (per_clip if windows == "all" else 1)
         if math.ceil(passes / median) > want:
             want = math.ceil(passes / median)
+            # windows: its examples times the mean windows per clip over all classes, an estimate
             unit = "windows" if windows == "all" else "examples"
-            classes = f"; the median class has {median:.0f} {unit}: ~{passes} passes over them"
+            about = "about " if windows == "all" and per_clip != 1 else ""
+            classes = f"; the median class has {about}{median:.0f} {unit}: ~{passes} passes over them"
         epochs = min(max(want, low), high)
         bound = "" if epochs == want else f", kept within {low}-{high} epochs"
         put(
