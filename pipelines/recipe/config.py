@@ -302,7 +302,8 @@ class Recipe(Strict):
         sections = ("data", "features", "model", "train")
         if v is not None and all(s in info.data for s in sections):
             plain = {s: info.data[s].model_dump(mode="json") for s in sections}
-            check_space(v, plain, _problem)
+            # with the context's rules for a recipe about to be used (a mask wider than the bins)
+            check_space(v, plain, lambda raw: _problem(raw, info.context))
         return v
 
     @model_serializer(mode="wrap")
@@ -366,10 +367,10 @@ class Recipe(Strict):
         return "text" if isinstance(self.features, TextFeatures) else "audio"
 
 
-def _problem(raw: dict[str, Any]) -> str | None:
+def _problem(raw: dict[str, Any], context: dict[str, Any] | None = None) -> str | None:
     """What is wrong with a raw recipe (`dotted.key: problem`), or None."""
     try:
-        Recipe.model_validate(raw)
+        Recipe.model_validate(raw, context=context)
     except ValidationError as e:
         return describe_validation_error(e, Recipe)
     return None

@@ -33,7 +33,7 @@ from . import keys
 
 KINDS = ("log_uniform", "uniform", "int", "choice")
 # Keys a trial may not change: they decide the validation split or the score itself.
-FROZEN = ("data", "train.monitor")
+FROZEN = ("data", "train.monitor", "train.folds", "train.folds_final", "train.ensemble")
 
 
 class Distribution(Strict):
@@ -192,8 +192,8 @@ def check_space(space: TuneSpace, recipe: dict[str, Any], problem: Callable[[dic
     raw recipe, None when nothing). Raises NestedError naming the key."""
     for key, dist in space.params.items():
         if any(key == f or key.startswith(f + ".") for f in FROZEN):
-            raise NestedError(key=key, message="cannot be tuned: it changes the validation split or the score "
-                                               "that trials are compared on")  # fmt: skip
+            raise NestedError(key=key, message="cannot be tuned: it changes the validation split, the score "
+                                               "that trials are compared on, or that a trial is one model")  # fmt: skip
         missing = keys.missing(recipe, key)
         if missing:
             raise NestedError(key=key, message=missing)

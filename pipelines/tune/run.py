@@ -135,6 +135,7 @@ def tune(
     else:
         if recipe is None:
             raise ConfigError("give a recipe to tune, or a tune directory to resume")
+        _check_single(recipe)
         settings = _new_settings(recipe, recipe_path, trials, timeout, storage, study, pruner, seed, refit, first or [])
         resume = _tune_dir(out, recipe_path, settings)
     tdir = Path(resume)
@@ -339,6 +340,19 @@ def _read_settings(tdir: Path) -> dict[str, Any]:
     if st.get("version") != 1:
         raise ConfigError(f"{path}: written by another version of attn tune")
     return st
+
+
+def _check_single(recipe: Recipe) -> None:
+    """Trials are single models scored on one validation split: an ensemble failed in every
+    trial, and folds were ignored by the trials yet kept in best.yaml."""
+    t = recipe.train
+    for key, on in (("train.ensemble", t.ensemble > 1), ("train.folds", t.folds > 0)):
+        if on:
+            value = getattr(t, key.split(".")[1])
+            raise ConfigError(f"attn tune compares single models on one validation split, so a recipe with {key} "
+                              f"{value} cannot be tuned as it is: tune it without (--set {key}="
+                              f"{1 if key == 'train.ensemble' else 0}), then attn train best.yaml --set "
+                              f"{key}={value}")  # fmt: skip
 
 
 def _check_data(recipe: Recipe) -> None:
