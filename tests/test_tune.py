@@ -156,7 +156,14 @@ def test_trials_are_ordinary_trainings_scored_on_validation(tmp_path):
     assert refit.train.epochs == best["best_epoch"]
     clips = result.refit["data"]["clips"]
     assert clips["val"] == 0 and clips["train"] == 25 + 8  # 42 clips: 25 train, 8 val, 9 test
-    assert (out / "refit" / "model.attn").exists()
+    # and it keeps what validation chose for the best trial's model (it blended and calibrated nothing)
+    from attn.pipelines.store.container import read_container
+
+    chosen = read_container(out / "best" / "model.attn", header_only=True).header
+    kept = read_container(out / "refit" / "model.attn", header_only=True).header
+    assert kept["baseline"]["C"] == chosen["baseline"]["C"]
+    assert kept["baseline"].get("blend_weight") == chosen["baseline"].get("blend_weight")
+    assert kept["calibration"]["temperature"] == chosen["calibration"]["temperature"]
 
 
 def test_trials_never_refit_so_a_recipe_with_refit_tunes(tmp_path):
