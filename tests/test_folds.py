@@ -58,8 +58,34 @@ def test_ctrl_c_in_a_fold_says_the_run_must_be_trained_again(tiny_recipe, tmp_pa
                 raise KeyboardInterrupt
 
     p = tiny_recipe(epochs=3)
-    with pytest.raises(Interrupted, match="interrupted in fold 2 of 3: a cross-validation run cannot be resumed"):
+    with pytest.raises(
+        Interrupted,
+        match=r"interrupted in fold 2 \(2 of 3\): a cross-validation run cannot be "
+        r"resumed; train it again: attn train .*recipe.yaml --out NEW_DIR",
+    ):
         train(load_recipe(p, ["train.folds=3"]), str(p), out=str(tmp_path / "run"), device="cpu", callbacks=CtrlC())
+    # after the folds, in the final model's training: its half-trained model is not left for predict to use
+    stop = CtrlC()
+    stop.epochs = -6  # 3 folds of 3 epochs, then the final model's second epoch
+    with pytest.raises(Interrupted, match="in the final model's training, after the folds"):
+        train(load_recipe(p, ["train.folds=3"]), str(p), out=str(tmp_path / "final"), device="cpu", callbacks=stop)
+    assert not (tmp_path / "final" / "model.attn").exists() and not (tmp_path / "final" / "last.ckpt").exists()
+
+
+def test_a_fold_column_and_another_fold_count_conflict_and_a_class_in_one_fold_warns(tiny_recipe, tmp_path, caplog):
+    from attn.errors import ConfigError
+    from attn.pipelines.data.items import Item
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.folds import assign_folds
+
+    r = load_recipe(tiny_recipe(), ["data.fold_column=fold", "train.folds=2"])
+    items = [Item(source=f"{i}.wav", label="a" if i < 6 else "b", fold=str(i % 3 + 1)) for i in range(9)]
+    with pytest.raises(ConfigError, match="train.folds 2 .--folds. but data.fold_column 'fold' names 3 folds"):
+        assign_folds(items, r)
+    r = load_recipe(tiny_recipe(), ["data.fold_column=fold"])
+    lonely = [*items[:6], *(Item(source=f"n{i}.wav", label="noise", fold="9") for i in range(3))]
+    assign_folds(lonely, r)
+    assert "fold 9 holds the only examples of noise" in caplog.text
 
 
 def test_stratified_folds_are_even_and_disjoint(tiny_recipe):

@@ -98,7 +98,8 @@ def train_ensemble(
                               resume_state=resume_state, world=world, point_latest=False, auto=auto)  # fmt: skip
         except Interrupted:
             raise Interrupted(
-                f"interrupted in ensemble member {i + 1} of {n}; members 1-{i} and member {i + 1}'s "
+                f"interrupted in ensemble member {i + 1} of {n}; "
+                f"{f'members 1-{i} and ' if i > 1 else 'member 1 and ' if i == 1 else ''}member {i + 1}'s "
                 f"finished epochs are saved. Resume with: attn train --resume {run_dir}"
             ) from None
         data_info = res.data  # the same for every member: one split, one tokenizer
@@ -153,7 +154,8 @@ def _refit_members(recipe: Recipe, prepared: PreparedData, data, run_dir: Path, 
             network, _, facts = refit_on_train_and_val(mrec, data, row["best_epoch"], dev, callbacks, None, None, why)
         except KeyboardInterrupt:
             raise Interrupted(
-                f"interrupted in the refit of ensemble member {i + 1} of {n}; members 1-{i} are refitted. "
+                f"interrupted in the refit of ensemble member {i + 1} of {n}; "
+                f"{f'members 1-{i} are' if i > 1 else 'member 1 is' if i == 1 else 'no member is'} refitted. "
                 f"Resume with: attn train --resume {run_dir}"
             ) from None
         save_model(dirs[i] / MODEL, network, mrec, labels, {"epoch": row["best_epoch"], "train": {"refit": facts}},

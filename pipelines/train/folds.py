@@ -36,7 +36,7 @@ from ..data.sources import Item
 from ..fsutil import atomic_write_text
 from ..infer.calibration import ClipScores, calibrate_scores
 from ..recipe.config import Recipe
-from ..store.rundir import METRICS, drop_checkpoint, fold_dir, start_run
+from ..store.rundir import CHECKPOINT, METRICS, MODEL, RECIPE, drop_checkpoint, fold_dir, start_run
 from .ensemble import assemble
 from .model import TrainResult, train_model
 
@@ -56,6 +56,10 @@ def assign_folds(items: list[Item], recipe: Recipe) -> dict[str, list[Item]]:
             folds[str(it.fold)].append(it)
         if len(folds) < 2:
             raise ConfigError(f"data.fold_column {recipe.data.fold_column!r} names {len(folds)} fold: need 2 or more")
+        if recipe.train.folds and recipe.train.folds != len(folds):  # --folds K was silently overridden
+            raise ConfigError(f"train.folds {recipe.train.folds} (--folds) but data.fold_column "
+                              f"{recipe.data.fold_column!r} names {len(folds)} folds: give one of them")  # fmt: skip
+        _warn_missing_classes(folds)
         return dict(sorted(folds.items()))
     k = recipe.train.folds
     rng = np.random.default_rng(recipe.data.split_seed)
@@ -74,6 +78,33 @@ def assign_folds(items: list[Item], recipe: Recipe) -> dict[str, list[Item]]:
     return folds
 
 
+def _again(run_dir: Path) -> str:
+    """What to do after an interrupted cross-validation run (its folds and final model are fresh
+    models each: there is no one state to go on from)."""
+    return (
+        f"a cross-validation run cannot be resumed; train it again: attn train {run_dir / RECIPE} --out NEW_DIR "
+        f"(or remove {run_dir} first)"
+    )
+
+
+def _warn_missing_classes(folds: dict[str, list[Item]]) -> None:
+    """A fold whose held-out examples include a class no other fold has: its model never saw that
+    class, so its held-out score (and the folds' mean) says little (data.fold_column's folds are
+    the user's; stratified folds deal every class round the folds)."""
+    for name, held in folds.items():
+        seen = {lab for other, items in folds.items() if other != name for it in items
+                for lab in (it.labels if it.labels is not None else (it.label,))}  # fmt: skip
+        missing = sorted({lab for it in held for lab in (it.labels if it.labels is not None else (it.label,))}
+                         - seen, key=str)  # fmt: skip
+        if missing:
+            log.warning(
+                "fold %s holds the only examples of %s: its model trains without them, so its held-out "
+                "score (and the folds' mean) says little about them",
+                name,
+                ", ".join(map(str, missing)),
+            )
+
+
 def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device, callbacks=None,
                 auto: dict[str, Any] | None = None) -> TrainResult:  # fmt: skip
     """One model per fold, then the saved model (see the module docstring)."""
@@ -88,17 +119,17 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
         prepared = prepared.with_tokenizer(fit_tokenizer(recipe.features, [it.source for it in pool]))
     member = recipe.model_copy(update={"train": recipe.train.model_copy(update={"folds": 0, "refit": False})})
     rows, results, confusion = [], [], None
-    for name, held in folds.items():
+    for i, (name, held) in enumerate(folds.items()):
         keep = {id(it) for it in held}
         split = {"train": [it for it in pool if id(it) not in keep], "val": held, "test": prepared.splits["test"]}
-        log.info("fold %s of %d: %d training, %d held-out examples", name, len(folds), len(split["train"]), len(held))
+        log.info("fold %s (%d of %d): %d training, %d held-out examples", name, i + 1, len(folds), len(split["train"]),
+                 len(held))  # fmt: skip
         fdir = start_run(fold_dir(run_dir, name))
         try:
             r = train_model(member, PreparedData(split, prepared.labels, prepared.tokenizer), fdir,
                             device=device, callbacks=callbacks, point_latest=False, score_val=True)  # fmt: skip
         except Interrupted:  # its "resume fold-N" hint would finish one fold as a run of its own
-            raise Interrupted(f"interrupted in fold {name} of {len(folds)}: a cross-validation run cannot be "
-                              "resumed; train it again") from None  # fmt: skip
+            raise Interrupted(f"interrupted in fold {name} ({i + 1} of {len(folds)}): {_again(run_dir)}") from None
         drop_checkpoint(fdir)  # a cross-validation run is never resumed: its resume state is dead weight
         results.append(r)
         rep = r.val_report or {}
@@ -119,8 +150,8 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
     else:
         epochs = max(1, int(statistics.median(r["best_epoch"] for r in rows)))
         log.info("cross-validation: accuracy %.4f +- %.4f over %d folds; the saved model trains on all of them "
-                 "for %d epochs (the folds' median best epoch)", cv["accuracy_mean"], cv["accuracy_std"], len(rows),
-                 epochs)  # fmt: skip
+                 "for %d epoch%s (the folds' median best epoch)", cv["accuracy_mean"], cv["accuracy_std"], len(rows),
+                 epochs, "" if epochs == 1 else "s")  # fmt: skip
         final = recipe.model_copy(update={"train": recipe.train.model_copy(
             update={"folds": 0, "refit": False, "epochs": epochs, "patience": 0})})  # fmt: skip
         try:
@@ -129,8 +160,10 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
                                  thresholds=given.get("thresholds"), calibration=given.get("calibration"),
                                  blend_given=blend)  # fmt: skip
         except Interrupted:
-            raise Interrupted("interrupted in the final model's training, after the folds: a cross-validation run "
-                              "cannot be resumed; train it again") from None  # fmt: skip
+            for part in (MODEL, CHECKPOINT):  # the final model half trained: predict must not use it
+                (run_dir / part).unlink(missing_ok=True)
+            raise Interrupted(f"interrupted in the final model's training, after the folds: "
+                              f"{_again(run_dir)}") from None  # fmt: skip
     drop_checkpoint(run_dir)  # the final model's (for a fine-tuned encoder, ~4x its model file)
     metrics_path = run_dir / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
