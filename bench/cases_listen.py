@@ -129,15 +129,15 @@ def _rtf(model: str, pcm: bytes) -> tuple[float, float, int]:
     return wall / seconds, seconds, n
 
 
-def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tuple[float, int, int, float]:
+def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tuple[float, int, int, float, float]:
     """Peak RSS (MB, the kernel's high-water mark, read until the process ends) of `attn listen`
     (with `events`: --events) over `minutes` of stream (the scenes repeated), fed as fast as it
-    is read: (peak, exit code, records, wall seconds)."""
+    is read: (peak, exit code, records, wall seconds, the high-water mark a quarter of the way in)."""
     extra = ["--events"] if events else []
     proc = subprocess.Popen([*attn_cmd(), "listen", "-m", model, "--rate", str(RATE), "--threads", "1", *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             env=_env())  # fmt: skip
-    count, peak = 0, 0.0
+    count, peak, marks = 0, 0.0, []
 
     def read() -> None:
         nonlocal count
@@ -150,6 +150,7 @@ def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tup
             try:
                 status = Path(f"/proc/{proc.pid}/status").read_text()
                 peak = max(peak, int(status.split("VmHWM:")[1].split()[0]) / 1024)
+                marks.append((time.monotonic(), peak))
             except (OSError, IndexError, ValueError):  # the process is ending
                 pass
             time.sleep(0.2)
@@ -167,14 +168,19 @@ def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tup
     code = proc.wait()
     for t in threads:
         t.join()
-    return peak, code, count, time.monotonic() - t0
+    wall = time.monotonic() - t0
+    quarter = next((m for t, m in marks if t - t0 >= wall / 4), peak)
+    return peak, code, count, wall, quarter
 
 
 def memory_case(name: str, records: str, model: str, pcm: bytes, minutes: float, common: dict,
                 events: bool = False) -> dict:  # fmt: skip
-    """Peak memory of `minutes` of stream against 1 minute: flat means at most 10 MB more."""
-    short, code_short, n_short, _ = _memory(model, pcm, 1.0, events=events)
-    long, code_long, n_long, wall_long = _memory(model, pcm, minutes, events=events)
+    """Peak memory of `minutes` of stream against 1 minute. Two processes' peaks differ by tens of
+    MB from run to run (allocator and library start-up: the 60-minute one came out 75 MB lower
+    one day and 18 MB higher the next), so flat is judged within the long run: its high-water
+    mark may grow by at most 10 MB after its first quarter (what a leak would show)."""
+    short, code_short, n_short, _, _ = _memory(model, pcm, 1.0, events=events)
+    long, code_long, n_long, wall_long, quarter = _memory(model, pcm, minutes, events=events)
     return case(
         f"{name}: peak memory, {minutes:.0f} min stream vs 1 min",
         f"fsdd_scenes test repeated, {n_long} {records}",
@@ -182,10 +188,11 @@ def memory_case(name: str, records: str, model: str, pcm: bytes, minutes: float,
         long,
         short,
         "MB peak RSS",
-        "flat (≤ +10 MB)",
-        long - short <= 10 and code_long == code_short == 0,
+        "flat (≤ +10 MB after the first quarter)",
+        long - quarter <= 10 and code_long == code_short == 0,
         higher_is_better=False,
         wall_seconds=round(wall_long, 1),
+        growth_after_first_quarter_mb=round(long - quarter, 1),
         rtf_with_startup=round(wall_long / (minutes * 60), 4),
         **{**common, "load_avg_after": round(os.getloadavg()[0], 2)},
     )
