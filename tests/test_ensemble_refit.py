@@ -53,6 +53,18 @@ def test_members_are_refitted_after_validation_chose_for_their_ensemble(tmp_path
     epochs = " / ".join(str(m["best_epoch"]) for m in state["members"])
     assert f"each member trained again on train + val ({n['train'] + n['val']} examples) for {epochs} epochs" in page
 
+    # Each member's test figures are the refitted model's (they were its first phase's)
+    import attn
+
+    for i, m in enumerate(state["members"], 1):
+        mine = attn.evaluate(attn.load(tmp_path / "refit" / f"member-{i}"))["accuracy"]
+        assert m["test_accuracy"] == pytest.approx(mine) and "first_phase_test_accuracy" in m
+        assert (
+            json.loads((tmp_path / "refit" / f"member-{i}" / "metrics.json").read_text())["accuracy"]
+            == m["test_accuracy"]
+        )
+    assert [m["test_accuracy"] for m in refit.members] == [m["test_accuracy"] for m in state["members"]]
+
     # The saved ensemble averages the refitted members (the blend and T on top).
     members = [load_model(tmp_path / "refit" / f"member-{i}" / "model.attn").model for i in (1, 2)]
     x, lengths = torch.randn(3, 4000), torch.tensor([4000, 3000, 2000])

@@ -36,7 +36,17 @@ from attn.errors import ArtifactError, Interrupted
 from ..data.prepared import PreparedData
 from ..fsutil import atomic_write_text
 from ..recipe.config import Recipe
-from ..store.rundir import CHECKPOINT, HISTORY, MEMBERS, MODEL, drop_checkpoint, member_dir, point_latest, start_run
+from ..store.rundir import (
+    CHECKPOINT,
+    HISTORY,
+    MEMBERS,
+    METRICS,
+    MODEL,
+    drop_checkpoint,
+    member_dir,
+    point_latest,
+    start_run,
+)
 from .distributed import World
 from .model import TrainResult, train_model
 
@@ -161,6 +171,7 @@ def _refit_members(recipe: Recipe, prepared: PreparedData, data, run_dir: Path, 
         save_model(dirs[i] / MODEL, network, mrec, labels, {"epoch": row["best_epoch"], "train": {"refit": facts}},
                    tokenizer=data.tokenizer)  # fmt: skip
         row["refit"] = facts
+        _rescore_member(row, network, data, dirs[i], dev)
         state["refitted"] = i + 1
         atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
     both = prepared.splits["train"] + prepared.splits["val"]
@@ -171,6 +182,19 @@ def _refit_members(recipe: Recipe, prepared: PreparedData, data, run_dir: Path, 
     if result.scored is not None:  # the report's data table: the splits as the recipe lists them
         result.scored = replace(result.scored, splits=prepared.splits)
     return result
+
+
+def _rescore_member(row: dict[str, Any], network, data, mdir: Path, dev) -> None:
+    """A refitted member's test figures are its own, not its first phase's (the summary, the
+    report's members table and the member's metrics.json showed the model it replaced)."""
+    if not len(data.test):
+        return
+    from ..infer.evaluate import evaluation_report
+    from ..infer.inference import window_logits
+
+    rep = evaluation_report(window_logits(network.to(dev).eval(), data.test, dev), data.test, list(data.labels))
+    row["first_phase_test_accuracy"], row["test_accuracy"] = row.get("test_accuracy"), rep["accuracy"]
+    atomic_write_text(mdir / METRICS, json.dumps({**rep, "split": "test", "refit": True}, indent=2) + "\n")
 
 
 def choose_on_validation(recipe: Recipe, data, dirs: list[Path], dev) -> dict[str, Any]:
