@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from attn.errors import ConfigError
+
 from .common import (
     DeviceOpt,
     QuietOpt,
@@ -105,7 +107,14 @@ def train_cmd(
                 overrides.append(f"train.seed={seed}")
             if folds is not None:
                 overrides.append(f"train.folds={folds}")
-            result = attn.train(recipe, overrides, out=out, device=device, callbacks=progress, tensorboard=tensorboard)
+            try:
+                result = attn.train(recipe, overrides, out=out, device=device, callbacks=progress,
+                                    tensorboard=tensorboard)  # fmt: skip
+            except ConfigError as e:  # a problem with --folds/--seed names the flag typed, not a --set
+                for flag, value, key in (("--folds", folds, "train.folds"), ("--seed", seed, "train.seed")):
+                    if value is not None and str(e).startswith(f"--set {key}={value}: "):
+                        raise ConfigError(f"{flag} {value}: " + str(e).split(": ", 1)[1]) from None
+                raise
     if not main_rank:
         return
     summary = result.summary()
