@@ -178,9 +178,17 @@ def best_record(records: list[dict[str, Any]], maximize: bool) -> dict[str, Any]
     return sorted(done, key=lambda r: (-r["value"] if maximize else r["value"], r["number"]))[0]
 
 
+MIN_IMPORTANCE_TRIALS = 5  # fANOVA over fewer complete trials gives every key the same share: noise
+
+
 def importances(study) -> dict[str, float]:
-    """Optuna's fANOVA parameter importances over the complete trials ({} with too few)."""
+    """Optuna's fANOVA parameter importances over the complete trials ({} with fewer than
+    MIN_IMPORTANCE_TRIALS: one complete trial gave every key an equal, meaningless share)."""
     import optuna
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < MIN_IMPORTANCE_TRIALS:
+        return {}
 
     try:
         ev = optuna.importance.FanovaImportanceEvaluator(seed=0)
