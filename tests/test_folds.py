@@ -138,3 +138,26 @@ def test_the_report_shows_each_fold_and_the_pooled_matrix(tiny_recipe, tmp_path)
     page = (out / "report.html").read_text()
     assert "Cross-validation (2 folds" in page and "mean +- std" in page
     assert "pooled confusion matrix of the held-out folds" in page
+
+
+def test_a_fold_column_naming_one_fold_is_refused_before_a_run_folder_exists(tmp_path):
+    """It printed "run directory ...", "removed ...: nothing to resume", then the error (exit 2
+    means nothing was done)."""
+    import numpy as np
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    rows = ["path,label,fold"]
+    for i in range(8):
+        sf.write(tmp_path / f"{i}.wav", np.full(4000, 0.1 * (i % 2 + 1), np.float32), 8000)
+        rows.append(f"{i}.wav,{'ab'[i % 2]},1")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: {manifest: m.csv, fold_column: fold}\n"
+                      "features: {sample_rate: 8000, frame_seconds: 0.5, hop_seconds: 0.25, n_fft: 256, "
+                      "hop_length: 128, n_mels: 16}\nmodel: {name: cnn, channels: [4]}\n")  # fmt: skip
+    r = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "data.fold_column 'fold' names 1 fold: need 2 or more" in r.output, r.output
+    assert "removed" not in r.output and not (tmp_path / "run").exists()

@@ -43,7 +43,7 @@ from .model import TrainResult, train_model
 log = logging.getLogger("attn")
 
 
-def assign_folds(items: list[Item], recipe: Recipe) -> dict[str, list[Item]]:
+def assign_folds(items: list[Item], recipe: Recipe, warn: bool = True) -> dict[str, list[Item]]:
     """{fold name: items}: data.fold_column's values, else `train.folds` stratified folds (each
     label's items, shuffled by data.split_seed, dealt round-robin)."""
     if recipe.data.fold_column:
@@ -59,7 +59,8 @@ def assign_folds(items: list[Item], recipe: Recipe) -> dict[str, list[Item]]:
         if recipe.train.folds and recipe.train.folds != len(folds):  # --folds K was silently overridden
             raise ConfigError(f"train.folds {recipe.train.folds} (--folds) but data.fold_column "
                               f"{recipe.data.fold_column!r} names {len(folds)} folds: give one of them")  # fmt: skip
-        _warn_missing_classes(folds)
+        if warn:
+            _warn_missing_classes(folds)
         return dict(sorted(folds.items()))
     k = recipe.train.folds
     rng = np.random.default_rng(recipe.data.split_seed)
@@ -103,6 +104,14 @@ def _warn_missing_classes(folds: dict[str, list[Item]]) -> None:
                 name,
                 ", ".join(map(str, missing)),
             )
+
+
+def check_folds(recipe: Recipe, prepared: PreparedData, distributed: bool = False) -> None:
+    """The cross-validation's configuration errors before a run folder exists (exit 2 means
+    nothing was done): what it cannot run with, and folds the data cannot give."""
+    if recipe.train.ensemble > 1 or distributed:
+        raise ConfigError("train.folds (cross-validation) runs alone: not with train.ensemble, torchrun or --resume")
+    assign_folds(prepared.splits["train"] + prepared.splits["val"], recipe, warn=False)
 
 
 def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device, callbacks=None,

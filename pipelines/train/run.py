@@ -64,6 +64,10 @@ def train(
     try:
         prepared = prepare_data(recipe)  # lists items and labels; config errors surface here
         recipe, prepared, auto = resolve_auto(recipe, prepared)  # numbers for `auto` and ms values
+        if recipe.train.folds or recipe.data.fold_column:
+            from .folds import check_folds
+
+            check_folds(recipe, prepared, world.distributed)
         if world.main:
             run_dir = start_run(new_run_dir(recipe_path, out), recipe)
         if world.distributed:
