@@ -73,6 +73,10 @@ def info_cmd(
             f"test         accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f} "
             f"({m.get('count')} {'texts' if tok else 'clips'}, {m.get('split', 'test')} split)"
         )
+    if cv := h.get("cv"):  # train.folds: each fold's model scored on its held-out fold
+        lines.append(f"folds        accuracy {cv['accuracy_mean']:.4f} +- {cv['accuracy_std']:.4f}, macro-F1 "
+                     f"{cv['macro_f1_mean']:.4f} +- {cv['macro_f1_std']:.4f} held out, over {cv['folds']} folds; "
+                     f"the saved model: {cv['final']}")  # fmt: skip
     if (b := h.get("baseline")) is not None:
         lines.append(f"baseline     {baseline_line(b)}")
     lines += scoring_lines(h)

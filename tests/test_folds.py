@@ -30,6 +30,8 @@ def test_folds_score_each_held_out_fold_then_train_on_all(tiny_recipe, tmp_path)
     assert sum(map(sum, cv["confusion"])) == n["train"] == sum(f["count"] for f in cv["folds"])
     assert abs(cv["accuracy_mean"] - sum(f["accuracy"] for f in cv["folds"]) / 3) < 1e-9
     assert info["epoch"] <= 3
+    assert info["cv"]["folds"] == 3 and info["cv"]["accuracy_mean"] == pytest.approx(cv["accuracy_mean"], abs=1e-6)
+    assert "folds        accuracy" in runner.invoke(app, ["info", str(out)]).output  # it showed no trace of the CV
     # The saved model is blended as the folds chose (their mean weight), as the temperature fitted on
     # their blended out-of-fold scores assumes; it was the network alone.
     weights = [json.loads((out / f"fold-{k}" / "metrics.json").read_text())["blend"]["weight"] for k in "123"]

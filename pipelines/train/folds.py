@@ -178,6 +178,13 @@ def train_folds(recipe: Recipe, prepared: PreparedData, run_dir: Path, *, device
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics["cv"] = cv
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+    from ..store.artifact import update_header
+
+    # attn info shows the cross-validation beside the saved model's own test figures
+    final_is = "the folds' ensemble" if ensemble else "trained on all folds"
+    update_header(run_dir / MODEL, cv={**{k: round(cv[k], 6) for k in ("accuracy_mean", "accuracy_std",
+                                                                       "macro_f1_mean", "macro_f1_std")},
+                                        "folds": len(rows), "final": final_is})  # fmt: skip
     result.cv = cv
     if result.scored is not None:  # the report's data table: the splits as the recipe lists them
         result.scored = replace(result.scored, splits=prepared.splits)
