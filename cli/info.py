@@ -73,6 +73,10 @@ def info_cmd(
             f"test         accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f} "
             f"({m.get('count')} {'texts' if tok else 'clips'}, {m.get('split', 'test')} split)"
         )
+    if refit := ((h.get("train") or {}).get("data") or {}).get("refit"):  # train.refit: what the saved model is
+        lines.append(f"refit        trained again on train + val ({refit.get('examples')} examples) for "
+                     f"{refit.get('epochs')} epochs, the count validation chose "
+                     f"(refit: {refit.get('why')})")  # fmt: skip
     if cv := h.get("cv"):  # train.folds: each fold's model scored on its held-out fold
         lines.append(f"folds        accuracy {cv['accuracy_mean']:.4f} +- {cv['accuracy_std']:.4f}, macro-F1 "
                      f"{cv['macro_f1_mean']:.4f} +- {cv['macro_f1_std']:.4f} held out, over {cv['folds']} folds; "

@@ -41,6 +41,12 @@ def test_refit_trains_on_train_and_val_for_the_chosen_epochs(tiny_recipe, tmp_pa
     log = (res.run_dir / "train.log").read_text().splitlines()
     after = log[next(i for i, line in enumerate(log) if "refit:" in line) :]
     assert any("baseline" in line and "test accuracy" in line and "val accuracy" not in line for line in after)
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    shown = CliRunner().invoke(app, ["info", str(res.run_dir)]).output  # it hid what the saved model trained on
+    assert f"refit        trained again on train + val ({facts['examples']} examples) for {facts['epochs']}" in shown
 
 
 def test_refit_auto_follows_the_share_validation_holds_back(tiny_recipe, tmp_path):
