@@ -154,7 +154,9 @@ def _wav_missing_bytes(path: str) -> int:
                 f.seek(pos)
                 cid, clen = struct.unpack("<4sI", f.read(8))
                 if cid == b"data":
-                    if clen in (0, 0xFFFFFFFF):  # streamed writers leave the size open
+                    from .pcm import open_length
+
+                    if open_length(clen):  # streamed writers leave the size open (arecord, sox: 0x7FFF...)
                         return 0
                     return max(0, pos + 8 + clen - size)
                 pos += 8 + clen + (clen & 1)

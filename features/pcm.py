@@ -58,17 +58,30 @@ class PcmDecoder:
         return np.ascontiguousarray(x.mean(axis=1) if self.fmt.channels > 1 else x[:, 0])
 
 
-def parse_wav_header(head: bytes, name: str) -> tuple[PcmFormat, int] | None:
-    """(format, bytes of header before the samples) of a stream that starts with a WAV header
-    in `head`; None when `head` holds no complete header (yet) but may, and an InputError for a
-    WAV stream in a sample format attn does not read. `head` must start with b"RIFF"."""
+# data chunk sizes that mean "until the stream ends": a recorder writing to a pipe cannot know
+# the length (arecord writes 0x7FFFFFFF, sox 0x7FFFF000, others 0xFFFFFFFF or 0)
+OPEN_SIZES = (0, 0xFFFFFFFF)
+OPEN_FROM = 0x7FFFF000
+
+
+def open_length(size: int) -> bool:
+    """Whether a WAV data chunk's declared size is a streaming recorder's placeholder."""
+    return size in OPEN_SIZES or size >= OPEN_FROM
+
+
+def parse_wav_header(head: bytes, name: str) -> tuple[PcmFormat, int, int | None] | None:
+    """(format, bytes of header before the samples, bytes of samples the data chunk declares:
+    None for a placeholder that means "until the stream ends") of a stream that starts with a
+    WAV header in `head`; None when `head` holds no complete header (yet) but may, and an
+    InputError for a WAV stream in a sample format attn does not read. `head` must start with
+    b"RIFF"."""
     pos, fmt = 12, None
     while pos + 8 <= len(head):
         cid, size = struct.unpack_from("<4sI", head, pos)
         if cid == b"data":
             if fmt is None:
                 raise InputError(f"{name}: WAV stream has no 'fmt ' chunk before its samples")
-            return fmt, pos + 8
+            return fmt, pos + 8, None if open_length(size) else size
         if cid == b"fmt ":
             if pos + 8 + 16 > len(head):
                 break
@@ -76,7 +89,9 @@ def parse_wav_header(head: bytes, name: str) -> tuple[PcmFormat, int] | None:
             if tag == _WAV_EXTENSIBLE and size >= 40 and pos + 8 + 26 <= len(head):
                 tag = struct.unpack_from("<H", head, pos + 8 + 24)[0]  # the sub-format GUID's first field
             encoding = {(_WAV_PCM, 16): "s16le", (_WAV_FLOAT, 32): "f32le"}.get((tag, bits))
-            if encoding is None or channels < 1 or rate < 1:
+            if channels < 1 or rate < 1:
+                raise InputError(f"{name}: WAV stream header states {channels} channel(s) at {rate} Hz: no audio")
+            if encoding is None:
                 raise InputError(f"{name}: WAV stream holds {bits}-bit samples of format {tag}, {channels} channel(s) "
                                  f"at {rate} Hz; attn listen reads 16-bit PCM or 32-bit float")  # fmt: skip
             fmt = PcmFormat(encoding, rate, channels)

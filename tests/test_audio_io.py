@@ -159,6 +159,14 @@ def test_a_cut_off_mp3_is_predicted_with_a_warning_and_its_real_duration(trained
     whole, cut = attn.load(trained_model).predict([str(tmp_path / "whole.mp3"), str(tmp_path / "cut.mp3")])
     assert "warning" not in whole and abs(whole["duration"] - 12) < 0.2
     assert cut["duration"] < 7 and "of the 12.0" in cut["warning"] and "cut off or damaged" in cut["warning"]
+    # a file long enough to be streamed (over STREAM_SECONDS) was not checked: no warning, the header's length
+    from attn.pipelines.infer import predict
+
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as mp:
+        mp.setattr(predict, "STREAM_SECONDS", 5.0)
+        streamed = attn.load(trained_model).predict([str(tmp_path / "cut.mp3")])[0]
+    assert (streamed["duration"], streamed["warning"]) == (cut["duration"], cut["warning"])
 
 
 def test_a_damaged_flac_says_where_decoding_failed(tmp_path):

@@ -245,6 +245,24 @@ def test_bad_streams_get_one_line(trained_model, args, stdin, code, words):
         assert err.count("\n") == 0 and err.startswith("error: "), err
 
 
+def test_a_wav_streams_data_chunk_ends_its_audio_and_a_placeholder_length_is_open(trained_model, wav, tmp_path):
+    """Bytes after the data chunk (a tagger's LIST chunk) were scored as samples; arecord's and
+    sox's "length unknown" sizes (0x7FFFFFFF, 0x7FFFF000) were refused by predict as truncated;
+    an RF64 stream was read as raw PCM."""
+    data = wav.read_bytes()
+    at = data.index(b"data")
+    frames = per_frame(trained_model, wav)
+    tagged = data + b"LIST" + struct.pack("<I", 4000) + bytes(range(256)) * 15 + bytes(160)
+    assert_same_windows(lines(listen(trained_model, stdin=tagged).stdout), frames)
+    for size in (0x7FFFFFFF, 0x7FFFF000):
+        open_wav = tmp_path / f"open-{size:x}.wav"
+        open_wav.write_bytes(data[: at + 4] + struct.pack("<I", size) + data[at + 8 :])
+        assert_same_windows(lines(listen(trained_model, stdin=open_wav.read_bytes()).stdout), frames)
+        assert_same_windows(per_frame(trained_model, open_wav), frames)
+    r = listen(trained_model, stdin=b"RF64" + data[4:])
+    assert r.returncode == 1 and "stdin: RF64 data: attn listen reads raw PCM or WAV" in r.stderr.decode()
+
+
 def test_a_stream_shorter_than_a_tenth_of_a_window_is_scored_with_predicts_warning(trained_model):
     """One sample was scored with a confident label and nothing said (predict warns for a file)."""
     r = listen(trained_model, stdin=np.zeros(1, "<i2").tobytes())

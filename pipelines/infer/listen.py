@@ -145,9 +145,11 @@ class Listener:
                 if more is None:
                     raise InputError(f"{name}: the stream ended inside its WAV header ({len(head)} bytes)")
                 head += more
-            fmt, skip = found
+            fmt, skip, length = found
             head = head[skip:]
             self._check_header(name, fmt)
+            if length is not None:  # what follows the samples (a LIST or id3 chunk) is not audio
+                chunks, head = _first_bytes(chunks, head, length)
         decoder = PcmDecoder(fmt, name)
         resampler = self._resampler(fmt, name)
         began = time.monotonic()
@@ -202,7 +204,22 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-ENCODED = {b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"FORM": "AIFF", b".snd": "AU", b"caff": "CAF"}
+ENCODED = {b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"FORM": "AIFF", b".snd": "AU", b"caff": "CAF",
+           b"RF64": "RF64", b"riff": "Wave64"}  # fmt: skip
+
+
+def _first_bytes(chunks: Iterator[bytes], head: bytes, n: int) -> tuple[Iterator[bytes], bytes]:
+    """(the rest of the stream after `head`, `head`), together `n` bytes long at most."""
+
+    def rest() -> Iterator[bytes]:
+        left = n - len(head)
+        for chunk in chunks:
+            if left <= 0:
+                return
+            yield chunk[:left]
+            left -= len(chunk)
+
+    return rest(), head[:n]
 
 
 def _encoded(head: bytes) -> str | None:

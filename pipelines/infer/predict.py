@@ -182,16 +182,16 @@ class AudioPredictor:
                 f.stream = True
                 return f
             f.windows = list(iter_windows(self._blocks(f), self.cfg.frame_samples, self.cfg.hop_samples))
-            self._check_length(f)
+            self._check_length(f, max((start + n for start, _, n in f.windows), default=0))
         except InputError as e:
             f.error = str(e)
         return f
 
-    def _check_length(self, f: _File) -> None:
+    def _check_length(self, f: _File, decoded_samples: int) -> None:
         """MP3 and Ogg headers only estimate the length (WAV and FLAC state it exactly, and
         decoding refuses them when cut short): a damaged or cut-off file decodes to less. The
-        record then says so, and its duration is what was heard."""
-        decoded = max((start + n for start, _, n in f.windows or []), default=0) / self.cfg.sample_rate
+        record then says so, and its duration is what was heard (a long file's too, streamed)."""
+        decoded = decoded_samples / self.cfg.sample_rate
         if f.seconds - decoded > max(0.5, 0.05 * f.seconds):
             f.short = (f"decoded {decoded:.2f} s of the {f.seconds:.2f} s its header states: the file may be cut "
                        "off or damaged")  # fmt: skip
@@ -259,11 +259,14 @@ class AudioPredictor:
                     done.append(f)
                     if f.error is None and f.stream:
                         try:
+                            end = 0
                             for start, w, n in iter_windows(self._blocks(f), self.cfg.frame_samples,
                                                             self.cfg.hop_samples):  # fmt: skip
                                 f.pending += 1
+                                end = start + n
                                 batch.append((f, start, w, n))
                                 batch = self._flush(batch)
+                            self._check_length(f, end)
                         except InputError as e:
                             f.error = str(e)
                     elif f.error is None:
