@@ -170,7 +170,15 @@ def test_files_much_shorter_than_a_window_carry_a_warning(trained_model, tmp_pat
     assert csv[0].endswith(",warning") and "0.000125 s" in csv[1] and csv[2].endswith(",")
     silent = write_wav(tmp_path / "silent.wav", np.zeros(2 * SR, np.float32), SR)  # a label, but of nothing
     rec = json.loads(run("predict", "-m", trained_model, silent, "--format", "jsonl").stdout)
-    assert rec["label"] and rec["warning"].startswith("silent: every sample is zero")
+    assert rec["label"] and rec["warning"].startswith("silent: no sample reaches one 16-bit step")
+    # the same for a constant offset (the model removes it) and channels that cancel in the mono mix
+    dc = write_wav(tmp_path / "dc.wav", np.full(2 * SR, 0.25, np.float32), SR)
+    x = tone(440, 1.0, SR)
+    opposite = write_wav(tmp_path / "opposite.wav", np.stack([x, -x], 1), SR)
+    for rec in map(
+        json.loads, run("predict", "-m", trained_model, dc, opposite, "--format", "jsonl").stdout.splitlines()
+    ):
+        assert rec["warning"].startswith("silent: no sample reaches one 16-bit step (1/32768) once mixed to mono"), rec
 
 
 def test_a_broken_symlink_in_a_folder_is_an_error_record(trained_model, tmp_path):

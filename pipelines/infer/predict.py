@@ -26,6 +26,9 @@ from .inference import AGGREGATES, aggregate, top_labels
 from .loaded import Loaded
 
 STREAM_SECONDS = 120.0
+# Below one 16-bit step nothing is recorded: channels that cancel in the mono mix leave half a step
+# of rounding, a constant offset nothing once removed
+SILENT_PEAK = 2.0**-15
 WARN_FRACTION = 10  # a record gets a "warning" below 1/10 of a window, or 1/10 of the model's sample rate
 POOL = 4  # batches of windows gathered before running them sorted by length
 
@@ -209,8 +212,9 @@ class AudioPredictor:
         vectors = self.loaded.window_embeddings(windows) if self.novelty is not None else [None] * len(rows)  # (B, D)
         for (f, start, w, n), p, v in zip(rows, probs, vectors, strict=True):
             f.probs.append(p)
-            if f.peak == 0.0 and n:
-                f.peak = float(np.abs(w[:n]).max())
+            if f.peak < SILENT_PEAK and n:  # what the model hears: the mono mix, less its DC offset if it removes that
+                x = w[:n] - w[:n].mean() if getattr(self.cfg, "remove_dc", False) else w[:n]
+                f.peak = max(f.peak, float(np.abs(x).max()))
             if v is not None:
                 f.vectors.append(v)
             if self.keep_scores:
@@ -366,8 +370,10 @@ def input_warning(seconds: float, rate: int, cfg, peak: float | None = None) -> 
     """Why a prediction (or explanation) deserves little trust though it ran: the input holds
     under a tenth of a window of audio (the model sees mostly padding), was recorded at under
     a tenth of the model's sample rate (upsampled, it has nothing in most of the band the model
-    knows), or is silent (`peak` 0: every sample is zero; None: not known). `rate` 0: unknown."""
-    notes = ["silent: every sample is zero, so the label says nothing about it"] if peak == 0.0 and seconds else []
+    knows), or is silent (`peak` under SILENT_PEAK; None: not known). `rate` 0: unknown."""
+    silent = peak is not None and peak < SILENT_PEAK and seconds
+    notes = (["silent: no sample reaches one 16-bit step (1/32768) once mixed to mono, less any DC offset, so the "
+              "label says nothing about it"] if silent else [])  # fmt: skip
     if seconds < cfg.frame_seconds / WARN_FRACTION:
         notes.append(f"{seconds:g} s of audio, under a tenth of the model's {cfg.frame_seconds:g} s window: "
                      "the prediction rests mostly on padding")  # fmt: skip
