@@ -413,3 +413,26 @@ def test_cli_export_errors_are_one_line(trained_model, tmp_path):
     r = runner.invoke(app, ["export", "-m", str(trained_model), "--format", "torchscript", "--out",
                             str(blocker / "m.pt")])  # fmt: skip
     assert r.exit_code == 3 and "cannot write" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_text_with_no_tokens_is_predicted_by_the_exported_model_as_by_the_model(tmp_path):
+    """A tokenizer pattern that matches nothing in a text ("123 ?" under [a-z]+) gives it one
+    <unk> with no n-gram column: the exported graph failed on it (a zero-width n-gram arange),
+    taking the whole batch's records with it."""
+    pytest.importorskip("onnxruntime")
+    rows = [(f"{w} {v} it", lab) for w, lab in (("who", "HUM"), ("where", "LOC")) for v in ("is", "was", "made")]
+    (tmp_path / "t.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows * 4))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "data: {train: t.csv, val_fraction: 0.2, test_fraction: 0.0}\nfeatures:\n  kind: text\n  embed_dim: 8\n"
+        "  tokenizer: {level: word, pattern: '[a-z]+', max_len: 8, char_ngrams: [2, 3], word_ngrams: 2}\n"
+        "model: {name: cnn1d, filters: 8}\ntrain: {epochs: 1, batch_size: 8, baseline: false}\n"
+    )
+    res = attn.train(recipe, out=tmp_path / "run", device="cpu")
+    m = attn.load(res.model_path)
+    onnx = attn.load(m.export(tmp_path / "m.onnx").path)
+    texts = ["who is it", "123 ?", "where was it"]
+    got, want = onnx.predict(texts), m.predict(texts)
+    assert [w["tokens"] for w in want] == [3, 0, 3] and all("error" not in g for g in got)
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    assert np.allclose([g["score"] for g in got], [w["score"] for w in want], atol=TOL)

@@ -51,8 +51,10 @@ def model_ids(ids: np.ndarray, max_len: int, tok) -> np.ndarray:
     prediction both go through here."""
     from attn.features.tokenizers import cut_to
 
-    if not len(ids):
-        return np.ones((1, *ids.shape[1:2]), dtype=np.int64)
+    if not len(ids):  # one <unk>; with n-grams, one empty n-gram column (0: none) as any word's rows have
+        out = np.zeros((1, *((2,) if ids.ndim == 2 else ())), dtype=np.int64)
+        out.flat[0] = 1
+        return out
     return cut_to(ids, max_len, tok.end_token)
 
 
