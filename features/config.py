@@ -281,7 +281,17 @@ class TokenizerConfig(Strict):
         if self.char_ngrams is not None and self.char_ngrams[0] > self.char_ngrams[1]:
             raise ValueError(f"char_ngrams: shortest ({self.char_ngrams[0]}) exceeds longest ({self.char_ngrams[1]})")
         if self.hashed_ngrams and (self.level != "word" or self.unknown_words != "unk"):
-            raise ValueError("char_ngrams/word_ngrams need level: word with unknown_words: unk")
+            raise ValueError("char_ngrams/word_ngrams need level: word with unknown_words: unk; for another level "
+                             "set char_ngrams: null and word_ngrams: 1 too")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _vectors_for_words(self, info: ValidationInfo) -> TokenizerConfig:
+        """Word vectors look tokens up as words: a subword piece ("ing") or a character got an
+        unrelated word's vector, and a word-start piece ("_the") none (new recipes only)."""
+        if self.vectors and self.level != "word" and (info.context or {}).get("new_recipe"):
+            raise ValueError(f"vectors are word vectors: they need level: word (at level {self.level} the tokens "
+                             "are not words)")  # fmt: skip
         return self
 
     @property

@@ -8,6 +8,7 @@ list, or sentencepiece's model bytes) stored in the artifact, so prediction need
 from __future__ import annotations
 
 import io
+import math
 import re
 import unicodedata
 from collections import Counter
@@ -343,7 +344,7 @@ def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, l
     rest keep their random start. A text file accepts an optional word2vec header line ("count
     dim"); lines of different widths are an error naming the line.
     """
-    from attn.errors import ConfigError, InputError
+    from attn.errors import ConfigError
 
     from .vectors import is_named, named_vectors
 
@@ -366,7 +367,8 @@ def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, l
     with f:
         try:
             for n, line in enumerate(f, 1):
-                parts = line.rstrip("\n").split(" ")
+                # spaces (GloVe, word2vec's text format, which ends each line with one) or tabs
+                parts = re.split(r"[ \t]+", line.strip(" \t\r\n"))
                 if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                     continue  # word2vec header
                 if len(parts) < 2:
@@ -374,7 +376,7 @@ def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, l
                 word, values = parts[0], parts[1:]
                 width = width or len(values)
                 if len(values) != width or width > dim:
-                    raise InputError(
+                    raise ConfigError(
                         f"{path}:{n}: vector has {len(values)} values, "
                         + (f"earlier lines have {width}" if len(values) != width else f"features.embed_dim is {dim}")
                         + (f" (set features.embed_dim={len(values)} or more)" if len(values) > dim else "")
@@ -384,7 +386,12 @@ def load_vectors(path: str, tokenizer: Tokenizer, dim: int) -> tuple[dict[int, l
                     try:
                         found[i] = [float(v) for v in values]
                     except ValueError:
-                        raise InputError(f"{path}:{n}: not a number in the vector of {word!r}") from None
+                        raise ConfigError(f"{path}:{n}: not a number in the vector of {word!r}") from None
+                    if not all(math.isfinite(v) for v in found[i]):  # training diverged at its first step
+                        raise ConfigError(f"{path}:{n}: the vector of {word!r} holds NaN or infinite values")
         except UnicodeDecodeError:
-            raise InputError(f"{path}: word vectors are not valid UTF-8") from None
+            raise ConfigError(f"{path}: word vectors are not valid UTF-8 text (a word2vec binary file? attn reads the "
+                              "text format: word v1 v2 ... per line)") from None  # fmt: skip
+    if width is None:  # an empty file, or nothing in it that reads as a vector: every token started at random
+        raise ConfigError(f"{path}: no word vectors in it (expected lines of a word and its values)")
     return found, width or dim

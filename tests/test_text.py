@@ -205,12 +205,30 @@ def test_pretrained_vectors_initialise_known_tokens(tmp_path):
     bad.write_text("who 0.1 0.2\nzebra 0.1 0.2 0.3\n")
     r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run2"), "--quiet",
                             "--set", f"features.tokenizer.vectors={bad}"])  # fmt: skip
-    assert r.exit_code == 1 and "bad.txt:2: vector has 3 values, earlier lines have 2" in r.stderr
+    assert r.exit_code == 2 and "bad.txt:2: vector has 3 values, earlier lines have 2" in r.stderr
     wide = tmp_path / "wide.txt"
     wide.write_text("who " + " ".join(["0.1"] * 17) + "\n")
     r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / "run3"), "--quiet",
                             "--set", f"features.tokenizer.vectors={wide}"])  # fmt: skip
-    assert r.exit_code == 1 and "wide.txt:1: vector has 17 values, features.embed_dim is 16" in r.stderr
+    assert r.exit_code == 2 and "wide.txt:1: vector has 17 values, features.embed_dim is 16" in r.stderr
+    # word2vec's own text format ends each line with a space; tabs separate some exports: both read.
+    # An empty file, NaN values and a binary file were accepted (0 covered), diverged, or misnamed.
+    (tmp_path / "w2v.txt").write_text("1 16\nwho " + "".join(["0.5 "] * 16) + "\n")
+    (tmp_path / "tabs.txt").write_text("who\t" + "\t".join(["0.5"] * 16) + "\n")
+    for name in ("w2v.txt", "tabs.txt"):
+        r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / f"r-{name}"), "--quiet", "--format", "json",
+                                "--set", f"features.tokenizer.vectors={tmp_path / name}",
+                                "--set", "train.epochs=1"])  # fmt: skip
+        assert r.exit_code == 0 and json.loads(r.stdout)["data"]["vectors"]["covered"] == 1, r.output
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "nan.txt").write_text("who " + " ".join(["nan"] * 16) + "\n")
+    (tmp_path / "bin.bin").write_bytes(b"1 16\nwho " + b"\x00\x00\x80\x3f" * 16 + bytes([0xFF, 0xFE]))  # 1.0 as f32
+    for name, says in (("empty.txt", "empty.txt: no word vectors in it"),
+                       ("nan.txt", "nan.txt:1: the vector of 'who' holds NaN or infinite values"),
+                       ("bin.bin", "bin.bin: word vectors are not valid UTF-8 text (a word2vec binary")):  # fmt: skip
+        r = runner.invoke(app, ["train", str(p), "--out", str(tmp_path / f"r-{name}"), "--quiet",
+                                "--set", f"features.tokenizer.vectors={tmp_path / name}"])  # fmt: skip
+        assert r.exit_code == 2 and says in r.stderr, r.output
 
 
 def test_text_manifest_problems_name_file_and_line(tmp_path):
