@@ -285,3 +285,26 @@ def test_sentencepiece_pieces_are_explained_as_words():
     words, groups = tok.words(text)
     assert words == text.split() and len(groups) == len(tok.encode(text)) and groups == sorted(groups)
     assert len(tok.encode(text)) > 3  # pieces, merged back into their three words
+
+
+def test_explain_says_when_the_baseline_carries_most_of_the_prediction(keyword_model, tmp_path):
+    """With a blend weight of 1.00 explain showed the network's weights as if they decided the label."""
+    import shutil
+
+    import attn
+    from attn.pipelines.store.artifact import update_header
+    from attn.pipelines.store.container import read_container
+
+    text = _keyword_texts(1, 3)[0][0]
+    plain = attn.load(keyword_model).explain([text])[0]
+    weight = (read_container(keyword_model / "model.attn", header_only=True).header.get("baseline") or {}).get(
+        "blend_weight", 0.0
+    )
+    assert ("warning" in plain) == (weight >= 0.5)
+    copy = shutil.copy(keyword_model / "model.attn", tmp_path / "model.attn")
+    baseline = read_container(copy, header_only=True).header.get("baseline") or {"kind": "tfidf+logreg"}
+    update_header(copy, baseline={**baseline, "blend_weight": 0.8})  # as a run whose validation chose 0.8
+    rec = attn.load(copy).explain([text])[0]
+    assert rec["warning"] == ("the model blends its baseline in at weight 0.80: these weights explain the network's "
+                              "20% share of its scores only")  # fmt: skip
+    assert rec["weights"] == plain["weights"]

@@ -85,6 +85,12 @@ class Explainer:
             raise ConfigError(f"--label {label!r}: not one of the model's labels ({', '.join(loaded.labels)})")
         self.target = None if label is None else loaded.labels.index(label)
         self.out = None if out is None else Path(out)
+        # the blended baseline is not explained: when it carries most of the prediction, say so
+        weight = float(((getattr(loaded, "header", None) or {}).get("baseline") or {}).get("blend_weight") or 0.0)
+        self.blend_note = None
+        if weight >= 0.5:
+            self.blend_note = (f"the model blends its baseline in at weight {weight:.2f}: these weights explain the "
+                               f"network's {1 - weight:.0%} share of its scores only")  # fmt: skip
         if self.out is not None and self.out.exists() and not self.out.is_dir():
             from attn.errors import OutputError
 
@@ -99,6 +105,8 @@ class Explainer:
                 name = item.input if text else getattr(item, "name", item)
                 yield {"input": name, "error": str(e)}
                 continue
+            if self.blend_note is not None:
+                rec["warning"] = f"{rec['warning']}; {self.blend_note}" if rec.get("warning") else self.blend_note
             if self.out is not None:
                 from ..fsutil import make_dirs
                 from ..infer import plots
