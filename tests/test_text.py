@@ -307,3 +307,14 @@ def test_text_that_looks_the_same_tokenizes_the_same(level):
     nfc = unicodedata.normalize("NFC", "Who owns the café in Zürich ?")
     nfd = unicodedata.normalize("NFD", nfc)
     assert nfc != nfd and tok.encode(nfd) == tok.encode(nfc)
+
+
+def test_a_vocabulary_of_nothing_but_unk_is_warned_about(caplog):
+    """min_freq above every word's count left <pad> and <unk> only, and the run trained on lengths."""
+    from attn.features.config import TextFeatures, TokenizerConfig
+    from attn.pipelines.data.text import fit_tokenizer
+
+    features = TextFeatures(tokenizer=TokenizerConfig(level="word", min_freq=50))
+    with caplog.at_level("WARNING", logger="attn"):
+        tok = fit_tokenizer(features, ["who is it", "what is it"])
+    assert tok.vocab_size == 2 and "no token occurs min_freq (50) times" in caplog.text

@@ -31,6 +31,10 @@ def fit_tokenizer(features: TextFeatures, train_texts: list[str]):
         log.warning("subword vocabulary shrunk to %d pieces: the training texts cannot support %d",
                     tok.trained_vocab_size, cfg.vocab_size)  # fmt: skip
     log.info("tokenizer: %s level, %d tokens in the vocabulary", cfg.level, tok.vocab_size)
+    if cfg.level in ("char", "word") and tok.vocab_size <= 2:  # <pad> and <unk> only
+        log.warning("tokenizer: no token occurs min_freq (%d) times in the training texts, so every token is "
+                    "<unk> and the model sees only text lengths; lower features.tokenizer.min_freq",
+                    cfg.min_freq)  # fmt: skip
     return tok
 
 
