@@ -132,7 +132,8 @@ def _rtf(model: str, pcm: bytes) -> tuple[float, float, int]:
 def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tuple[float, int, int, float, float]:
     """Peak RSS (MB, the kernel's high-water mark, read until the process ends) of `attn listen`
     (with `events`: --events) over `minutes` of stream (the scenes repeated), fed as fast as it
-    is read: (peak, exit code, records, wall seconds, the high-water mark a quarter of the way in)."""
+    is read: (peak, exit code, records, wall seconds, the high-water mark once a quarter of the
+    records were written)."""
     extra = ["--events"] if events else []
     proc = subprocess.Popen([*attn_cmd(), "listen", "-m", model, "--rate", str(RATE), "--threads", "1", *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -150,7 +151,7 @@ def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tup
             try:
                 status = Path(f"/proc/{proc.pid}/status").read_text()
                 peak = max(peak, int(status.split("VmHWM:")[1].split()[0]) / 1024)
-                marks.append((time.monotonic(), peak))
+                marks.append((count, peak))
             except (OSError, IndexError, ValueError):  # the process is ending
                 pass
             time.sleep(0.2)
@@ -169,7 +170,8 @@ def _memory(model: str, pcm: bytes, minutes: float, events: bool = False) -> tup
     for t in threads:
         t.join()
     wall = time.monotonic() - t0
-    quarter = next((m for t, m in marks if t - t0 >= wall / 4), peak)
+    # a quarter of the records written: past start-up (torch, the model), in the steady state
+    quarter = next((m for n, m in marks if n >= count / 4), peak)
     return peak, code, count, wall, quarter
 
 

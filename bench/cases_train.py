@@ -10,8 +10,8 @@ from .common import case, data_root, load_resolved
 
 FAMILIES = {
     # name: (recipe, overrides) -- the shipped recipes, so the numbers describe what users run
-    # (augmentation is the trainer's, not the model's: off, so both sides run the same steps;
-    # with it on, this row measured SpecAugment's cost: 0.90x for the transformer's masks)
+    # (augmentation is the trainer's, not the model's, and the reference loop has none: off, so
+    # both sides run the same steps)
     "cnn": ("recipes/digits.yaml", ["train.augment.mixup=0"]),
     "transformer (frames)": (
         "recipes/digits_transformer.yaml",
