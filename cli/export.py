@@ -10,7 +10,17 @@ import typer
 
 from attn.api import label_list
 
-from .common import ModelOpt, QuietOpt, check_out, fail, handle_errors, setup_logging, stderr_console
+from .common import (
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    check_out,
+    fail,
+    handle_errors,
+    set_threads,
+    setup_logging,
+    stderr_console,
+)
 
 EPILOG = """\
 Examples:
@@ -44,6 +54,7 @@ def export_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
     quiet: QuietOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Export a trained model, front end included, to one ONNX or TorchScript file."""
     check_out(out)
@@ -58,6 +69,7 @@ def export_cmd(
     import attn
 
     setup_logging(quiet, None if quiet else stderr_console())
+    set_threads(threads)  # the export traces and checks the model in torch (~15 s for an encoder)
     res = attn.load(model).export(out, format=fmt).summary()
     if as_json:
         print(json.dumps(res))

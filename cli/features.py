@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, ModelOpt, SetOpt, check_model_or_recipe, check_out, handle_errors, recipe_opt
+from .common import (
+    DeviceOpt,
+    ModelOpt,
+    SetOpt,
+    ThreadsOpt,
+    check_model_or_recipe,
+    check_out,
+    handle_errors,
+    recipe_opt,
+    set_threads,
+)
 
 EPILOG = """\
 Examples:
@@ -28,10 +38,12 @@ def features_cmd(
     recipe: recipe_opt("Use this recipe's features section instead of a model's.") = None,
     set_: SetOpt = None,
     device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Write the feature tensor a model computes for FILE (for inspection or other tools)."""
     check_out(out)
     check_model_or_recipe(model, recipe, set_)
+    set_threads(threads)
     from attn.api import export_features
 
     shape, frames = export_features(file, out, model=model, recipe=recipe, overrides=set_ or [], device=device)
