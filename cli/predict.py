@@ -190,6 +190,9 @@ def predict_cmd(
     warned = sum(1 for r in seen if r.get("warning"))
     if warned:
         print(f'attn: {warned} of {len(seen)} input(s) have a warning (see their "warning" field)', file=sys.stderr)
+    if cut := sum(1 for r in seen if r.get("truncated")):  # a table shows no "truncated" column
+        print(f"attn: {cut} of {len(seen)} text(s) were cut to the model's max_len of "
+              f"{m.recipe.features.tokenizer.max_len} tokens", file=sys.stderr)  # fmt: skip
     if failed:
         print(f"attn: {failed} of {len(seen)} input(s) failed", file=sys.stderr)
         raise typer.Exit(1)

@@ -92,7 +92,7 @@ def _csv_label(label: str) -> str:
 
 def _seen(rec: dict[str, Any]) -> dict[str, Any]:
     """What the command's summary needs of a record (not the record: memory stays flat)."""
-    return {"error": rec.get("error"), "warning": rec.get("warning")}
+    return {"error": rec.get("error"), "warning": rec.get("warning"), "truncated": rec.get("truncated")}
 
 
 def print_table(records: Iterable[dict[str, Any]], top_k: int, on_record=None) -> list[dict[str, Any]]:

@@ -165,6 +165,7 @@ def test_long_texts_are_cut_and_reported(tmp_path):
     r = runner.invoke(app, ["predict", "-m", str(tmp_path / "run"), "--text", long])
     rec = json.loads(r.stdout)
     assert rec["truncated"] is True and rec["tokens"] == 35
+    assert "attn: 1 of 1 text(s) were cut to the model's max_len of 8 tokens" in r.stderr  # a table shows no field
     r = runner.invoke(app, ["tokenize", "-m", str(tmp_path / "run"), long, "--ids"])
     tokens, ids = r.stdout.strip().split("\t")
     assert tokens.split()[:2] == ["<cls>", "who"] and len(tokens.split()) == 9 and len(ids.split()) == 9
