@@ -212,9 +212,8 @@ class AudioPredictor:
         vectors = self.loaded.window_embeddings(windows) if self.novelty is not None else [None] * len(rows)  # (B, D)
         for (f, start, w, n), p, v in zip(rows, probs, vectors, strict=True):
             f.probs.append(p)
-            if f.peak < SILENT_PEAK and n:  # what the model hears: the mono mix, less its DC offset if it removes that
-                x = w[:n] - w[:n].mean() if getattr(self.cfg, "remove_dc", False) else w[:n]
-                f.peak = max(f.peak, float(np.abs(x).max()))
+            if f.peak < SILENT_PEAK and n:
+                f.peak = max(f.peak, heard_peak(w, n, self.cfg))
             if v is not None:
                 f.vectors.append(v)
             if self.keep_scores:
@@ -364,6 +363,15 @@ def frame_record(start: int, length: int, probs: np.ndarray, labels: list[str], 
         "label": labels[int(probs.argmax())],
         "score": round(float(probs.max()), 6),
     }
+
+
+def heard_peak(window: np.ndarray, length: int, cfg) -> float:
+    """The largest sample magnitude of a window's `length` valid samples as the model hears them:
+    the mono mix, less its mean when the features remove the DC offset (for `input_warning`)."""
+    x = window[:length]
+    if getattr(cfg, "remove_dc", False):
+        x = x - x.mean()
+    return float(np.abs(x).max()) if len(x) else 0.0
 
 
 def input_warning(seconds: float, rate: int, cfg, peak: float | None = None) -> str | None:

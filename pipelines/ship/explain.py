@@ -172,7 +172,7 @@ class Explainer:
         from attn.features.audio import from_array, iter_windows, stream_audio
 
         from ..data.batching import pad_rows
-        from ..infer.predict import AudioArray, input_warning
+        from ..infer.predict import SILENT_PEAK, AudioArray, heard_peak, input_warning
 
         f = self.loaded.recipe.features
         if isinstance(item, AudioArray):
@@ -191,7 +191,7 @@ class Explainer:
                 return iter_windows(stream_audio(name, f.sample_rate), f.frame_samples, f.hop_samples)
 
         dev = self.loaded.device
-        probs, batch, total = [], [], 0
+        probs, batch, total, peak = [], [], 0, 0.0
 
         def run() -> None:
             x = torch.from_numpy(pad_rows([w[:n] for w, n in batch])).to(dev)
@@ -202,6 +202,7 @@ class Explainer:
 
         for start, w, n in windows():
             total = max(total, start + n)  # samples at the model's rate
+            peak = max(peak, heard_peak(w, n, f)) if peak < SILENT_PEAK else peak
             batch.append((w, n))
             if len(batch) == BATCH:
                 run()
@@ -234,7 +235,7 @@ class Explainer:
             rec["grid"], rec["bands"] = _round(a.grid[0]), a.bands.tolist()
         if a.layers is not None:
             rec["layers"] = _round(a.layers[0])
-        warning = input_warning(total / sr, rate, f)  # as `attn predict` warns of the same input
+        warning = input_warning(total / sr, rate, f, peak)  # as `attn predict` warns of the same input
         if warning:
             rec["warning"] = warning
         return rec, {"logmel": display_logmel(wave, f), "seconds": len(wave) / sr,
