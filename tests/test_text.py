@@ -319,3 +319,18 @@ def test_a_vocabulary_of_nothing_but_unk_is_warned_about(caplog):
     with caplog.at_level("WARNING", logger="attn"):
         tok = fit_tokenizer(features, ["who is it", "what is it"])
     assert tok.vocab_size == 2 and "no token occurs min_freq (50) times" in caplog.text
+
+
+def test_tokenize_shows_what_the_model_sees_as_unk_at_every_level():
+    """A subword piece outside the vocabulary (a script the training texts lack) showed as
+    written, though the model sees <unk> (id 1) as word level showed."""
+    from attn.features.config import TokenizerConfig
+    from attn.features.tokenizers import make_tokenizer
+    from attn.pipelines.infer.predict_text import TextInput
+    from attn.pipelines.ship.tokenize import tokenize
+
+    for level in ("subword", "word"):
+        tok = make_tokenizer(TokenizerConfig(level=level, vocab_size=40)).fit(TEXTS)
+        rec = next(tokenize([TextInput("x", "who 我喜欢 ?")], tok, 16, cls=False))
+        pairs = zip(rec["tokens"], rec["ids"], strict=True)
+        assert "<unk>" in rec["tokens"] and all((t == "<unk>") == (i == 1) for t, i in pairs), rec

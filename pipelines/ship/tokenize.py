@@ -8,7 +8,7 @@ from typing import Any
 
 from attn.errors import ConfigError
 from attn.features.config import TextFeatures
-from attn.features.tokenizers import CLS, cut_to
+from attn.features.tokenizers import CLS, UNK, UNK_ID, cut_to
 
 from ..data.sources import list_items, split_items
 from ..data.text import fit_tokenizer
@@ -81,6 +81,9 @@ def tokenize(items: Iterable, tok, max_len: int, cls: bool) -> Iterator[dict[str
             yield {"input": item.input, "error": item.error}
             continue
         tokens, ids = tok.tokens(item.text), tok.encode(item.text)
+        # a token the model sees as <unk> shows as <unk> (a subword piece outside the vocabulary showed as written)
+        if len(tokens) == len(ids) and tok.level != "encoder":
+            tokens = [UNK if i == UNK_ID else t for t, i in zip(tokens, ids, strict=True)]
         cut = len(tokens) > max_len
         tokens, ids = cut_to(tokens, max_len, tok.end_token), cut_to(ids, max_len, tok.end_token)
         yield {"input": item.input, "tokens": ([CLS] if cls else []) + tokens, "ids": ids, "truncated": cut}
