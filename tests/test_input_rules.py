@@ -163,6 +163,7 @@ def test_files_much_shorter_than_a_window_carry_a_warning(trained_model, tmp_pat
     recs = [json.loads(x) for x in r.stdout.splitlines()]
     assert r.exit_code == 0 and all("label" in x for x in recs)
     assert "0.000125 s of audio" in recs[0]["warning"] and "0.5 s window" in recs[0]["warning"]
+    assert recs[0]["duration"] == 0.000125  # it was rounded to 0.0 while the warning said 0.000125 s
     assert "1 Hz" in recs[1]["warning"] and "8000 Hz" in recs[1]["warning"]
     assert "warning" not in recs[2]
     assert "attn: 2 of 3 input(s) have a warning" in r.stderr

@@ -307,7 +307,7 @@ class AudioPredictor:
             return self._tag_record(f, probs)
         scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how)[0]
         top = top_labels(scores, self.labels, self.top_k)
-        rec: dict[str, Any] = {"input": f.path, **top[0], "duration": round(f.seconds, 3), "windows": len(probs)}
+        rec: dict[str, Any] = {"input": f.path, **top[0], "duration": _seconds(f.seconds), "windows": len(probs)}
         if f.similarity is not None:
             rec["similarity"] = round(f.similarity, 6)
         warning = self._warning(f)
@@ -328,7 +328,7 @@ class AudioPredictor:
         from .multilabel import tag_record
 
         scores = probs.max(0) if self.how == "max" else probs.mean(0)  # sigmoids: each label on its own
-        rec = {"input": f.path, **tag_record(scores, self.labels, self.thresholds), "duration": round(f.seconds, 3),
+        rec = {"input": f.path, **tag_record(scores, self.labels, self.thresholds), "duration": _seconds(f.seconds),
                "windows": len(probs)}  # fmt: skip
         warning = self._warning(f)
         if warning:
@@ -363,6 +363,12 @@ def frame_record(start: int, length: int, probs: np.ndarray, labels: list[str], 
         "label": labels[int(probs.argmax())],
         "score": round(float(probs.max()), 6),
     }
+
+
+def _seconds(s: float) -> float:
+    """A duration for a record: to the millisecond, or 3 significant digits under one (a
+    one-sample file was 0.0 s while its warning said 6.25e-05 s)."""
+    return round(s, 3) if s >= 0.001 or s == 0 else float(f"{s:.3g}")
 
 
 def heard_peak(window: np.ndarray, length: int, cfg) -> float:
