@@ -55,7 +55,7 @@ Examples:
 --events: one record per event {input, label, start, end, score} (formats table, jsonl, csv,
 audacity, raven; table on a terminal, JSON lines otherwise), with the post-processing stored in
 the model (`attn info` shows it; `attn tune-events` tunes it; README, "Sound events"). Otherwise:
-one record per input, in order (table on a terminal, JSON lines otherwise). An input that cannot
+one record per input, in order, --text ones first (table on a terminal, JSON lines otherwise). An input that cannot
 be read gets an `error` field and the others still run. Exit code 0 if all inputs
 succeeded, 1 if any failed, 2 on usage errors.
 """
