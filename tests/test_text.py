@@ -334,3 +334,18 @@ def test_tokenize_shows_what_the_model_sees_as_unk_at_every_level():
         rec = next(tokenize([TextInput("x", "who 我喜欢 ?")], tok, 16, cls=False))
         pairs = zip(rec["tokens"], rec["ids"], strict=True)
         assert "<unk>" in rec["tokens"] and all((t == "<unk>") == (i == 1) for t, i in pairs), rec
+
+
+def test_texts_in_a_script_without_spaces_get_a_hint_at_word_level(caplog):
+    """Chinese at word level was one token per sentence, with no word of why the model failed."""
+    from attn.features.config import TextFeatures, TokenizerConfig
+    from attn.pipelines.data.text import fit_tokenizer
+
+    texts = ["我喜欢吃苹果。", "他今天去学校了。", "这是一本好书。", "who is it ?"]
+    with caplog.at_level("WARNING", logger="attn"):
+        fit_tokenizer(TextFeatures(tokenizer=TokenizerConfig(level="word")), texts)
+    assert "75% of the training texts are in a script written without spaces" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="attn"):
+        fit_tokenizer(TextFeatures(tokenizer=TokenizerConfig(level="char")), texts)
+    assert "without spaces" not in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -31,11 +32,27 @@ def fit_tokenizer(features: TextFeatures, train_texts: list[str]):
         log.warning("subword vocabulary shrunk to %d pieces: the training texts cannot support %d",
                     tok.trained_vocab_size, cfg.vocab_size)  # fmt: skip
     log.info("tokenizer: %s level, %d tokens in the vocabulary", cfg.level, tok.vocab_size)
+    if cfg.level == "word":
+        _warn_unspaced(train_texts)
     if cfg.level in ("char", "word") and tok.vocab_size <= 2:  # <pad> and <unk> only
         log.warning("tokenizer: no token occurs min_freq (%d) times in the training texts, so every token is "
                     "<unk> and the model sees only text lengths; lower features.tokenizer.min_freq",
                     cfg.min_freq)  # fmt: skip
     return tok
+
+
+# Scripts written without spaces between words: Thai, Lao, Khmer, Myanmar; Japanese kana; CJK
+# ideographs. A word-level tokenizer splits on spaces and punctuation, so a sentence is one token.
+UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]{4}")
+
+
+def _warn_unspaced(texts: list[str]) -> None:
+    sample = texts[:2000]
+    share = sum(1 for t in sample if UNSPACED.search(t)) / max(1, len(sample))
+    if share >= 0.3:
+        log.warning("tokenizer: %.0f%% of the training texts are in a script written without spaces (Chinese, "
+                    "Japanese, Thai, ...): at level word a run of it is one token; use level: char or subword",
+                    100 * share)  # fmt: skip
 
 
 def encode_texts(tok, texts: list[str], max_len: int) -> tuple[list[np.ndarray], int]:
