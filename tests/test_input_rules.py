@@ -258,6 +258,9 @@ def test_one_rule_for_bad_lines_in_files_and_on_stdin_for_predict_and_tokenize(t
         assert recs[1] == {"input": f"{where}:2", "error": f"{where}:2: not valid UTF-8 (byte 0xff)"}
         assert recs[2]["input"] == f"{where}:3" and recs[2]["error"] == f"{where}:3: empty text"
         assert "2 of 4 input(s) failed" in r.stderr
+    utf16 = "Who is it ?\n".encode("utf-16")  # with its byte order mark: was read as NUL-laden garbage
+    r = run("predict", "-m", text_model, "-", input=utf16)
+    assert r.exit_code == 1 and json.loads(r.stdout)["error"].startswith("<stdin>: UTF-16 text; a text model reads")
     r = run("tokenize", "-m", text_model, "-", input=LINES)
     out = r.stdout.split("\n")
     assert r.exit_code == 1 and len(out) == 5 and out[1] == out[2] == "" and out[0].startswith("<cls> who")

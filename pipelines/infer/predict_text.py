@@ -76,7 +76,13 @@ def file_inputs(p: str, stdin=None, column: str = "text") -> Iterator[TextInput]
         stream = stdin if stdin is not None else sys.stdin
         if stream is None:
             raise ConfigError("-: stdin is closed; give the texts as files or with --text")
-        yield from _lines(getattr(stream, "buffer", stream), "<stdin>", named_by_text=True)
+        buf = getattr(stream, "buffer", stream)
+        head = _head(buf)
+        if head in (b"\xff\xfe", b"\xfe\xff"):  # as a file's: its lines would be NUL-laden garbage
+            why = "<stdin>: UTF-16 text; a text model reads UTF-8 (iconv -f UTF-16 -t UTF-8)"
+            yield TextInput("<stdin>", None, why)
+            return
+        yield from _lines(buf, "<stdin>", named_by_text=True)
         return
     try:
         f = open(p, "rb")  # noqa: SIM115 - closed below, after the last line
@@ -93,6 +99,19 @@ def file_inputs(p: str, stdin=None, column: str = "text") -> Iterator[TextInput]
             yield TextInput(p, None, f"{p}: not a text file (binary data; a text model reads UTF-8 text, one per line)")
             return
         yield from _lines(f, p, named_by_text=False)
+
+
+def _head(buf) -> bytes:
+    """A binary stream's first two bytes, left to be read (a pipe's buffer peeks; a seekable one,
+    such as a test's, goes back)."""
+    if hasattr(buf, "peek"):
+        return buf.peek(2)[:2]
+    if getattr(buf, "seekable", lambda: False)():
+        at = buf.tell()
+        head = buf.read(2)
+        buf.seek(at)
+        return head if isinstance(head, bytes) else b""
+    return b""
 
 
 def _table(p: str, column: str) -> list[TextInput] | None:
