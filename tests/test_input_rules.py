@@ -357,3 +357,10 @@ def test_options_predict_would_ignore_are_refused(trained_model, text_model, tmp
     wav = write_wav(tmp_path / "x.wav", tone(440, 1.0, SR), SR)
     err = one_line_error(run("predict", "-m", trained_model, wav, "--events", "--top-k", "2", "--min-score", "0.5"), 2)
     assert "--top-k, --min-score: for a label per file, not --events" in err
+
+
+def test_a_text_argument_that_is_not_utf8_names_the_byte_as_a_files_line_does():
+    from attn.pipelines.infer.predict_text import given_text
+
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python hands over such an argument
+    assert given_text(bad, "text 1").error == "text 1: not valid UTF-8 (byte 0xe9)"

@@ -55,8 +55,10 @@ def given_text(text: str, where: str) -> TextInput:
     """A text given as an argument, checked by the one rule (`where` names it in an error)."""
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes on the command line arrive as lone surrogates
-        return TextInput(text, None, f"{where}: not valid UTF-8")
+    except UnicodeEncodeError as e:  # undecodable bytes on the command line arrive as lone surrogates (U+DC80 + byte)
+        byte = ord(text[e.start]) - 0xDC00
+        said = f" (byte 0x{byte:02x})" if 0x80 <= byte <= 0xFF else ""
+        return TextInput(text, None, f"{where}: not valid UTF-8{said}")
     return TextInput(text, None, f"{where}: empty text") if not text.strip() else TextInput(text, text)
 
 
