@@ -365,6 +365,17 @@ def test_a_frozen_encoders_cache_gives_the_states_it_would_compute(checkpoint):
         for j, i in enumerate(rows):
             n = int(lengths[i])
             assert torch.allclose(out[j, :, :n], want[i, :, :n], atol=1e-6)
+    # on disk, a later run reads only the states of its own texts (it read every earlier run's)
+    import tempfile
+
+    from attn.pipelines.data.encoder_cache import load_states, save_states
+
+    with tempfile.TemporaryDirectory() as d:
+        assert save_states(fe, Path(d)) == 4
+        later = EncoderFrontend(json.loads((checkpoint / "config.json").read_text()), finetune="frozen")
+        later.enable_cache()
+        one = next(iter(fe._cache))
+        assert load_states(later, Path(d), {one}) == 1 and set(later._cache) == {one}
 
 
 def test_a_frozen_encoders_states_are_reused_by_the_next_run_and_only_for_its_checkpoint(tmp_path, checkpoint,
@@ -393,10 +404,14 @@ def test_a_frozen_encoders_states_are_reused_by_the_next_run_and_only_for_its_ch
     fourth, _ = train("d", fewer)
     assert fourth["reused"] == 0 and fourth["folder"] != first["folder"]
     # a cache file of states of another shape is removed (it was an internal error)
+    from safetensors import safe_open
     from safetensors.torch import save_file
 
+    kept = next(Path(first["folder"]).glob("*.safetensors"))
+    with safe_open(str(kept), "pt") as st:
+        key = next(iter(st.keys()))  # a text this run reads: a file of its states is read, and checked
     bad = Path(first["folder"]) / "odd.safetensors"
-    save_file({"k": torch.zeros(3, 7)}, str(bad))
+    save_file({key: torch.zeros(3, 7)}, str(bad))
     fifth, m5 = train("e", checkpoint)
     assert not bad.exists() and fifth["reused"] > 0 and m5["accuracy"] == m1["accuracy"]
 

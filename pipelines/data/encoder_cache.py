@@ -33,15 +33,27 @@ def cache_folder(recipe) -> Path | None:
     return Path(root).expanduser() / "encoder-states" / f"{enc.sha256}-{config}"
 
 
-def load_states(frontend, folder: Path) -> int:
-    """Preload `frontend` with the states in `folder`; returns how many."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def state_keys(sets) -> set[str]:
+    """The cache keys of the texts in `sets` (WindowSets of token ids, one window of each text's
+    first `frame` ids): what `EncoderFrontend` computes for them (a digest of the valid ids)."""
+    import hashlib
+
+    import numpy as np
+
+    return {hashlib.sha1(np.ascontiguousarray(c[: max(1, min(len(c), s.frame))], dtype=np.int64).tobytes()).hexdigest()
+            for s in sets for c in s.clips}  # fmt: skip
+
+
+def load_states(frontend, folder: Path, wanted: set[str] | None = None) -> int:
+    """Preload `frontend` with the states in `folder` (only those of `wanted` keys: a run reads
+    its own texts' states, not every run's before it); returns how many."""
+    from safetensors import SafetensorError, safe_open
 
     n = 0
     for f in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
         try:
-            states = load_file(str(f))
+            with safe_open(str(f), "pt") as st:
+                states = {k: st.get_tensor(k) for k in st.keys() if wanted is None or k in wanted}
         except (SafetensorError, OSError, RuntimeError, ValueError) as e:
             _drop(f, str(e)[:120])
             continue

@@ -17,7 +17,7 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
     applied as the recipe asks; `facts` is `data.info` plus what they report."""
     import torch
 
-    from ..data.encoder_cache import cache_folder, load_states
+    from ..data.encoder_cache import cache_folder, load_states, state_keys
     from ..recipe.build import build_model
 
     facts = dict(data.info)
@@ -45,7 +45,8 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
             member.frontend.enable_cache()  # a frozen encoder's states: computed in epoch 1 only
             folder = cache_folder(recipe)
             if folder is not None:
-                facts["encoder_cache"] = {"folder": str(folder), "reused": load_states(member.frontend, folder)}
+                wanted = state_keys([s for s in (data.train, data.val, data.test) if s is not None])
+                facts["encoder_cache"] = {"folder": str(folder), "reused": load_states(member.frontend, folder, wanted)}
     if fresh and tok is not None and recipe.features.tokenizer.vectors:
         from ..data.text import apply_vectors
 
