@@ -251,6 +251,7 @@ def test_kill_9_mid_trial_then_resume_loses_no_finished_trial(tmp_path):
     for n, r in before.items():  # the finished trials are kept as they were
         assert after[n] == r
     assert after[2]["state"] == "failed" and after[2]["interrupted"]
+    assert after[2]["value"] is None  # its last epoch's score showed in the leaderboard as if a result
     retry = [r for r in after.values() if r.get("retry_of") == 2]
     assert len(retry) == 1 and retry[0]["values"] == after[2]["values"] and retry[0]["state"] == "complete"
     assert result.counts.done == 4 and result.counts.running == 0  # the requested trial count

@@ -107,8 +107,8 @@ def record(t) -> dict[str, Any]:
     state = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
              "WAITING": "waiting"}.get(t.state.name, t.state.name.lower())  # fmt: skip
     value = t.value
-    if value is None and t.intermediate_values:
-        value = t.intermediate_values[max(t.intermediate_values)]
+    if value is None and t.intermediate_values and state == "pruned":  # where it stood when pruned; a
+        value = t.intermediate_values[max(t.intermediate_values)]  # failed or interrupted trial has no score
     seconds = a.get("seconds")  # the trial's own clock: Optuna's start time of a queued trial is its queueing
     out = {
         "number": t.number,
