@@ -110,6 +110,7 @@ def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
         (415, "POST", "/predict", wav, {"Content-Type": "audio/wav"}, "default"),
         (422, "POST", "/predict?colour=red", form[0], {"Content-Type": form[1]}, "default"),
         (422, "POST", "/predict?top_k=0", form[0], {"Content-Type": form[1]}, "default"),
+        (422, "POST", "/predict?top_k=%C2%B9", form[0], {"Content-Type": form[1]}, "default"),  # "¹": was a 500
         (422, "POST", "/predict?min_similarity=0.5", form[0], {"Content-Type": form[1]}, "default"),  # no novelty check
         (401, "POST", "/predict", form[0], {"Content-Type": form[1]}, None),
         (401, "GET", "/info", None, {}, "wrong"),
@@ -138,6 +139,9 @@ def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
     assert server.request("GET", "/healthz", token=None) == (200, {"status": "ok", "model": str(server_model(server)),
                                                                    "modality": "audio"})  # fmt: skip
     assert server.upload([("sine.wav", wav)])[0] == 200
+    # the scheme's name is case-insensitive (RFC 7235): "bearer" was refused
+    lower = {"Content-Type": form[1], "Authorization": f"bearer {server.token}"}
+    assert server.request("POST", "/predict", form[0], lower, token=None)[0] == 200
     logged = [line for line in server.lines if re.match(r"attn: 127\.0\.0\.1 (GET|POST|DELETE) /", line)]
     assert len(logged) >= 100  # one line per request
     assert all(line.startswith("attn: ") for line in server.lines), [x for x in server.lines if "attn: " not in x]

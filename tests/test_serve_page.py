@@ -108,5 +108,13 @@ def test_the_page_classifies_a_typed_text_in_chromium(text_server, tmp_path):
         assert driver.find_element(By.ID, "label").text == api["records"][0]["label"]
         shown = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#heat .tok")]
         assert shown == api["records"][0]["tokens"] and not driver.find_elements(By.CSS_SELECTOR, "#result b")
+        # a multi-label model's record (labels and every label's score, no label or score): the page
+        # showed an empty label and one unnamed bar reading NaN
+        record = {"input": "x", "labels": ["joy", "grief"], "scores": {"anger": 0.1, "joy": 0.9, "grief": 0.6}}
+        driver.execute_script("showRecord(arguments[0]);", record)
+        assert driver.find_element(By.ID, "label").text == "joy, grief"
+        bars = [(e.find_element(By.CSS_SELECTOR, ".name").text, e.find_element(By.CSS_SELECTOR, ".score").text)
+                for e in driver.find_elements(By.CSS_SELECTOR, "#bars .bar")]  # fmt: skip
+        assert bars == [("joy", "0.900"), ("grief", "0.600"), ("anger", "0.100")]
     finally:
         driver.quit()

@@ -243,6 +243,9 @@ class Door:
 
     def _authorized(self, scope) -> bool:
         given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() == b"bearer":  # the scheme's name is case-insensitive (RFC 7235); the token is not
+            given = b"Bearer " + token.strip()
         return hmac.compare_digest(given, self.expected or b"")
 
 

@@ -72,7 +72,7 @@ class RequestReader:
             use = f"; options: {', '.join(allowed)}" if allowed else "; this endpoint takes none"
             raise ApiError(422, f"unknown option {unknown[0]!r}{use}", "bad_request")
         raw = query.get("top_k", "1")
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # "¹" is a digit int() refuses
             raise ApiError(422, f"top_k={raw!r}: expected a whole number, 1 or more", "bad_request")
         flag = query.get("per_frame", "false").lower()
         if flag not in ("1", "true", "yes", "0", "false", "no", ""):
@@ -146,7 +146,8 @@ class RequestReader:
             raise ApiError(422, 'expected a JSON object {"texts": ["...", ...]}', "bad_request")
         unknown = sorted(set(doc) - {"texts"})
         if unknown:
-            raise ApiError(422, f"unknown field {unknown[0]!r} (options go in the query string)", "bad_request")
+            raise ApiError(422, f"unknown field {unknown[0]!r} (options go in the query string: "
+                                f"{', '.join(OPTIONS)})", "bad_request")  # fmt: skip
         texts = doc["texts"]
         if not isinstance(texts, list) or not texts:
             raise ApiError(422, '"texts": expected a non-empty list of strings', "bad_request")
@@ -183,7 +184,7 @@ class RequestReader:
             for field, value in form.multi_items():
                 if not isinstance(value, UploadFile):
                     raise ApiError(422, f"unknown field {field!r}: send audio files (options go in the query "
-                                        "string: top_k, per_frame, aggregate)", "bad_request")  # fmt: skip
+                                        f"string: {', '.join(OPTIONS)})", "bad_request")  # fmt: skip
                 if not value.filename:  # a form's file input left empty
                     continue
                 self._count(len(out) + 1)

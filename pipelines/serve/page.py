@@ -120,10 +120,16 @@ async function loadInfo() {
 function showRecord(rec) {
   $("input-name").textContent = rec.input !== undefined ? "input: " + rec.input : "";
   if (rec.error) { $("label").textContent = ""; $("bars").replaceChildren(); status(rec.error, true); return false; }
-  $("label").textContent = rec.label;
-  $("label").setAttribute("data-score", rec.score);
+  // a multi-label model's record: its labels above threshold and every label's score, best first
+  const multi = rec.labels !== undefined && rec.scores !== undefined;
+  const shown = multi ? rec.labels.join(", ") || "(none)" : rec.label;
+  const best = multi ? Math.max(0, ...rec.labels.map((l) => Number(rec.scores[l]))) : rec.score;
+  $("label").textContent = shown;
+  $("label").setAttribute("data-score", best);
   const bars = $("bars"); bars.replaceChildren();
-  for (const t of rec.top_k || [{ label: rec.label, score: rec.score }]) {
+  const rows = multi ? Object.entries(rec.scores).map(([label, score]) => ({ label, score })).sort((a, b) => b.score - a.score)
+    : rec.top_k || [{ label: rec.label, score: rec.score }];
+  for (const t of rows) {
     const row = el("div", null, "bar"), track = el("div", null, "track"), fill = el("div", null, "fill");
     fill.style.width = Math.max(0, Math.min(100, 100 * Number(t.score))).toFixed(1) + "%";
     track.append(fill);
