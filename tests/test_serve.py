@@ -276,3 +276,17 @@ def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, t
         counts.append(sum(float(x) for x in re.findall(r'attn_requests_total\{endpoint="/predict",status="422"\} '
                                                         r"(\S+)", metrics)))  # fmt: skip
     assert set(counts) == {5.0}, counts  # the first request, three bad documents, per_frame
+
+
+def test_ctrl_c_stops_a_server_of_several_workers_as_an_interruption(text_model):
+    """With --workers 2 Ctrl-C exited 0 (the supervisor's stop); one worker, README and --help say 130."""
+    import signal
+
+    needs_web_stack()
+    s = Server(text_model, "--workers", "2")
+    try:
+        assert s.request("GET", "/healthz", token=None)[0] == 200
+        s.proc.send_signal(signal.SIGINT)
+        assert s.proc.wait(60) == 130
+    finally:
+        s.stop()

@@ -303,7 +303,18 @@ def run(config: ServeConfig, app: Any, sock: socket.socket) -> None:
         import inspect
 
         extra = {"target": uvicorn.Server(uv).run} if "target" in inspect.signature(Multiprocess).parameters else {}
-        Multiprocess(uv, sockets=[sock], **extra).run()
+
+        class Supervisor(Multiprocess):  # Ctrl-C ends as an interruption (130), as with one worker; it was 0
+            interrupted = False
+
+            def handle_int(self) -> None:
+                self.interrupted = True
+                super().handle_int()
+
+        supervisor = Supervisor(uv, sockets=[sock], **extra)
+        supervisor.run()  # the workers drain the requests in flight, then stop
+        if supervisor.interrupted:
+            raise KeyboardInterrupt
         return
     server = uvicorn.Server(uvicorn.Config(app, **kw))
     # uvicorn re-raises the signal it stopped for once it has drained; SIGTERM (a service
