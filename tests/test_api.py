@@ -204,3 +204,13 @@ def test_the_api_honours_attn_threads_and_takes_one_override_as_a_string(trained
         assert r.epochs_run == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_top_k_that_is_not_a_whole_number_is_attns_error(trained_model):
+    """top_k="2" from a caller raised a bare TypeError; 0 an attn.ConfigError."""
+    import attn
+
+    m = attn.load(trained_model)
+    for bad in ("2", 0, 1.5, True):
+        with pytest.raises(attn.ConfigError, match="top_k"):
+            m.predict([], top_k=bad)

@@ -140,8 +140,8 @@ class AudioPredictor:
 
         if aggregate_how not in AGGREGATES:
             raise ConfigError(f"aggregate {aggregate_how!r}: use one of {', '.join(AGGREGATES)}")
-        if top_k < 1:
-            raise ConfigError(f"top_k {top_k}: give 1 or more labels")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:  # "2" from a caller: a TypeError
+            raise ConfigError(f"top_k {top_k!r}: give a whole number of labels, 1 or more")
         self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only
         if self.thresholds is not None and aggregate_how == "vote":
             raise ConfigError("--aggregate vote counts each window's one best label; a multi-label model's clip "

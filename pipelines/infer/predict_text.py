@@ -177,8 +177,8 @@ class TextPredictor:
         self.max_len = loaded.recipe.features.tokenizer.max_len
         self.labels = loaded.labels
         self.batch_size = batch_size
-        if top_k < 1:
-            raise ConfigError(f"top_k {top_k}: give 1 or more labels")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:  # "2" from a caller: a TypeError
+            raise ConfigError(f"top_k {top_k!r}: give a whole number of labels, 1 or more")
         self.top_k = max(1, min(top_k, len(self.labels)))
         self.novelty = getattr(loaded, "novelty", None)
 
