@@ -111,6 +111,7 @@ def test_bad_requests_get_json_4xx_and_the_server_lives_on(server, clips):
         (422, "POST", "/predict?colour=red", form[0], {"Content-Type": form[1]}, "default"),
         (422, "POST", "/predict?top_k=0", form[0], {"Content-Type": form[1]}, "default"),
         (422, "POST", "/predict?top_k=%C2%B9", form[0], {"Content-Type": form[1]}, "default"),  # "¹": was a 500
+        (422, "POST", "/predict?top_k=2&top_k=3", form[0], {"Content-Type": form[1]}, "default"),  # was the last
         (422, "POST", "/predict?min_similarity=0.5", form[0], {"Content-Type": form[1]}, "default"),  # no novelty check
         (401, "POST", "/predict", form[0], {"Content-Type": form[1]}, None),
         (401, "GET", "/info", None, {}, "wrong"),

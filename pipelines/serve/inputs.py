@@ -71,6 +71,11 @@ class RequestReader:
         if unknown:
             use = f"; options: {', '.join(allowed)}" if allowed else "; this endpoint takes none"
             raise ApiError(422, f"unknown option {unknown[0]!r}{use}", "bad_request")
+        if hasattr(query, "getlist"):  # ?top_k=2&top_k=3 was answered with the last, silently
+            twice = next((k for k in allowed if len(query.getlist(k)) > 1), None)
+            if twice is not None:
+                raise ApiError(422, f"option {twice!r} given {len(query.getlist(twice))} times; give it once",
+                               "bad_request")  # fmt: skip
         raw = query.get("top_k", "1")
         if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # "¹" is a digit int() refuses
             raise ApiError(422, f"top_k={raw!r}: expected a whole number, 1 or more", "bad_request")
