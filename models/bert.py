@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -229,6 +230,13 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
+def state_key(ids) -> str:
+    """A frozen encoder's cache key for one input: a digest of its valid ids (T,) as int64 (another
+    tokenizer or max_len gives other ids). The disk cache (pipelines/data/encoder_cache.py) keys
+    its files by the same function."""
+    return hashlib.sha1(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()
+
+
 class EncoderFrontend(nn.Module):
     """A pretrained text encoder as attn's text front-end: token ids -> hidden states.
 
@@ -308,9 +316,8 @@ class EncoderFrontend(nn.Module):
         """`forward` through the cache: rows seen before are looked up, the rest run in one batch."""
         cache = self._cache
         assert cache is not None
-        # The key: a digest of the row's valid ids (another tokenizer or max_len gives other ids).
         rows = ids.cpu().numpy()  # one copy off the device per batch, not one per row
-        keys = [hashlib.sha1(rows[i, : max(1, n)].tobytes()).hexdigest() for i, n in enumerate(lengths.tolist())]
+        keys = [state_key(rows[i, : max(1, n)]) for i, n in enumerate(lengths.tolist())]
         miss = [i for i, k in enumerate(keys) if k not in cache]
         if miss:
             with torch.no_grad():

@@ -35,13 +35,10 @@ def cache_folder(recipe) -> Path | None:
 
 def state_keys(sets) -> set[str]:
     """The cache keys of the texts in `sets` (WindowSets of token ids, one window of each text's
-    first `frame` ids): what `EncoderFrontend` computes for them (a digest of the valid ids)."""
-    import hashlib
+    first `frame` ids), as `EncoderFrontend` keys them (`models.bert.state_key`)."""
+    from attn.models.bert import state_key
 
-    import numpy as np
-
-    return {hashlib.sha1(np.ascontiguousarray(c[: max(1, min(len(c), s.frame))], dtype=np.int64).tobytes()).hexdigest()
-            for s in sets for c in s.clips}  # fmt: skip
+    return {state_key(c[: max(1, min(len(c), s.frame))]) for s in sets for c in s.clips}
 
 
 def load_states(frontend, folder: Path, wanted: set[str] | None = None) -> int:
