@@ -186,8 +186,8 @@ def _print_text(s: dict[str, Any]) -> None:
                   f"recipe     {best['recipe']}"]  # fmt: skip
     if s["importances"]:
         lines.append("importance " + ", ".join(f"{names[k]} {v:.2f}" for k, v in s["importances"].items()))
-    else:
-        lines.append("importance not estimated: it needs 5 or more complete trials")
+    elif s.get("importances_note"):
+        lines.append(f"importance {s['importances_note']}")
     if s["refit"]:
         acc = s["refit"]["test_accuracy"]
         lines.append(f"refit      {s['refit']['model']}" + ("" if acc is None else f" (test accuracy {acc:.4f})"))

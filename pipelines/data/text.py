@@ -10,6 +10,7 @@ import numpy as np
 
 from attn.errors import ConfigError
 from attn.features.config import TextFeatures
+from attn.features.tokenizers import cut_to
 
 from ..recipe.config import Recipe
 
@@ -70,8 +71,6 @@ def model_ids(ids: np.ndarray, max_len: int, tok) -> np.ndarray:
     """What the model sees of a text's ids ((T,) or (T, 1 + K)): cut to `max_len` (a pretrained
     encoder's end token kept: `cut_to`); an all-space text becomes one <unk>. Training and
     prediction both go through here."""
-    from attn.features.tokenizers import cut_to
-
     if not len(ids):  # one <unk>; with n-grams, one empty n-gram column (0: none) as any word's rows have
         out = np.zeros((1, *((2,) if ids.ndim == 2 else ())), dtype=np.int64)
         out.flat[0] = 1

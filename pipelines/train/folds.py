@@ -106,11 +106,16 @@ def _warn_missing_classes(folds: dict[str, list[Item]]) -> None:
             )
 
 
+def check_alone(recipe: Recipe, distributed: bool = False, resuming: bool = False) -> None:
+    """Cross-validation runs alone: not within an ensemble, under torchrun or as a resumed run."""
+    if recipe.train.ensemble > 1 or distributed or resuming:
+        raise ConfigError("train.folds (cross-validation) runs alone: not with train.ensemble, torchrun or --resume")
+
+
 def check_folds(recipe: Recipe, prepared: PreparedData, distributed: bool = False) -> None:
     """The cross-validation's configuration errors before a run folder exists (exit 2 means
     nothing was done): what it cannot run with, and folds the data cannot give."""
-    if recipe.train.ensemble > 1 or distributed:
-        raise ConfigError("train.folds (cross-validation) runs alone: not with train.ensemble, torchrun or --resume")
+    check_alone(recipe, distributed)
     assign_folds(prepared.splits["train"] + prepared.splits["val"], recipe, warn=False)
 
 

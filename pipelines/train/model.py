@@ -349,9 +349,8 @@ class EpochSaver:
             self.checkpoint.write(st.epoch, trainer.state_dict())
             trainer.saved_epoch, self._saved_at = st.epoch, time.monotonic()  # what Ctrl-C and a divergence name
             self._save_seconds = self._saved_at - t0
-            append_line(
-                self.run_dir / HISTORY, json.dumps(st.history[-1])
-            )  # after the save: its line means it is on disk
+            # after the save: a line in history.jsonl means its epoch is on disk
+            append_line(self.run_dir / HISTORY, json.dumps(st.history[-1]))
 
     def rewrite_history(self, history: list[dict[str, Any]]) -> None:
         """On resume: history.jsonl may hold a line the checkpoint does not."""

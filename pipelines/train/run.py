@@ -187,12 +187,9 @@ def _devices(device: str):
 def _train(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, callbacks, resume_state, world: World,
            auto=None):  # fmt: skip
     if recipe.train.folds or recipe.data.fold_column:
-        from .folds import train_folds
+        from .folds import check_alone, train_folds
 
-        if recipe.train.ensemble > 1 or world.distributed or resume_state is not None:
-            raise ConfigError(
-                "train.folds (cross-validation) runs alone: not with train.ensemble, torchrun or --resume"
-            )
+        check_alone(recipe, world.distributed, resuming=resume_state is not None)
         return train_folds(recipe, prepared, run_dir, device=dev, callbacks=callbacks, auto=auto)
     if recipe.train.ensemble > 1:  # resumes from members.json and the members' checkpoints
         return train_ensemble(recipe, prepared, run_dir, device=dev, callbacks=callbacks, world=world, auto=auto)

@@ -38,7 +38,7 @@ from ..recipe.keys import get as current
 from ..recipe.space import TuneSpace, default_space
 from ..store.rundir import METRICS
 from .loop import BEST, Session, same_study, work, write_outputs
-from .study import MAXIMIZE, Counts, best_record, counts, leaderboard, storage_url
+from .study import MAXIMIZE, MIN_IMPORTANCE_TRIALS, Counts, best_record, counts, leaderboard, storage_url
 from .trial import Plan, trial_dir
 
 log = logging.getLogger("attn.tune")
@@ -70,6 +70,8 @@ class TuneResult:
 
     def summary(self) -> dict[str, Any]:
         c = self.counts
+        # why there are no importances: fANOVA needs MIN_IMPORTANCE_TRIALS complete trials that varied
+        why_none = f"not estimated: it needs {MIN_IMPORTANCE_TRIALS} or more complete trials that vary the keys"
         return {
             "tune_dir": str(self.tune_dir),
             "study": self.study,
@@ -87,6 +89,7 @@ class TuneResult:
             "best": self.best,
             "leaderboard": self.leaderboard(),
             "importances": self.importances,
+            "importances_note": None if self.importances else why_none,
             "space": self.space,
             "refit": self.refit,
             "seconds": round(self.seconds, 1),
@@ -346,13 +349,11 @@ def _check_single(recipe: Recipe) -> None:
     """Trials are single models scored on one validation split: an ensemble failed in every
     trial, and folds were ignored by the trials yet kept in best.yaml."""
     t = recipe.train
-    for key, on in (("train.ensemble", t.ensemble > 1), ("train.folds", t.folds > 0)):
-        if on:
-            value = getattr(t, key.split(".")[1])
+    for key, value, off in (("train.ensemble", t.ensemble, 1), ("train.folds", t.folds, 0)):
+        if value != off:
             raise ConfigError(f"attn tune compares single models on one validation split, so a recipe with {key} "
-                              f"{value} cannot be tuned as it is: tune it without (--set {key}="
-                              f"{1 if key == 'train.ensemble' else 0}), then attn train best.yaml --set "
-                              f"{key}={value}")  # fmt: skip
+                              f"{value} cannot be tuned as it is: tune it without (--set {key}={off}), then attn "
+                              f"train best.yaml --set {key}={value}")  # fmt: skip
 
 
 def _check_data(recipe: Recipe) -> None:
