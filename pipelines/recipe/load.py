@@ -317,6 +317,8 @@ def _resolve_encoder(raw: dict[str, Any], base: Path, source: str) -> None:
     against the recipe's folder, as the other paths do; a name stays a name."""
     features = raw.get("features")
     enc = features.get("encoder") if isinstance(features, dict) else None
+    if isinstance(enc, str):  # the shorthand `encoder: NAME` (EncoderConfig reads it so too)
+        enc = features["encoder"] = {"name": enc}
     if not isinstance(enc, dict) or not isinstance(enc.get("name"), str) or _ENV.match(enc["name"]):
         return
     name = expand_env(enc["name"], source)
