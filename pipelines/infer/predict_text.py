@@ -79,10 +79,8 @@ def file_inputs(p: str, stdin=None, column: str = "text") -> Iterator[TextInput]
         if stream is None:
             raise ConfigError("-: stdin is closed; give the texts as files or with --text")
         buf = getattr(stream, "buffer", stream)
-        head = _head(buf)
-        if head in (b"\xff\xfe", b"\xfe\xff"):  # as a file's: its lines would be NUL-laden garbage
-            why = "<stdin>: UTF-16 text; a text model reads UTF-8 (iconv -f UTF-16 -t UTF-8)"
-            yield TextInput("<stdin>", None, why)
+        if _head(buf) in UTF16_BOMS:  # as a file's: its lines would be NUL-laden garbage
+            yield _utf16("<stdin>")
             return
         yield from _lines(buf, "<stdin>", named_by_text=True)
         return
@@ -94,13 +92,20 @@ def file_inputs(p: str, stdin=None, column: str = "text") -> Iterator[TextInput]
         return
     with f:
         head = f.peek(8192)[:8192]
-        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte order mark (Windows "Unicode" text)
-            yield TextInput(p, None, f"{p}: UTF-16 text; a text model reads UTF-8 (iconv -f UTF-16 -t UTF-8)")
+        if head[:2] in UTF16_BOMS:
+            yield _utf16(p)
             return
         if b"\0" in head:  # an audio file, an archive: refused once, not line by line
             yield TextInput(p, None, f"{p}: not a text file (binary data; a text model reads UTF-8 text, one per line)")
             return
         yield from _lines(f, p, named_by_text=False)
+
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16's byte order marks (Windows "Unicode" text)
+
+
+def _utf16(name: str) -> TextInput:
+    return TextInput(name, None, f"{name}: UTF-16 text; a text model reads UTF-8 (iconv -f UTF-16 -t UTF-8)")
 
 
 def _head(buf) -> bytes:
