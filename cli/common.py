@@ -120,6 +120,9 @@ def handle_errors(fn):
             raise typer.Exit(interrupted_code()) from None
         except Exception as e:  # noqa: BLE001 - last resort: a bug, not the user's fault
             _traceback()
+            if _from_interrupt(e):  # Ctrl-C or SIGTERM landed in a library that wrapped it (pydantic's serializer)
+                err("terminated (SIGTERM)" if State.terminated else "interrupted")
+                raise typer.Exit(interrupted_code()) from None
             extra = EXTRAS.get((e.name or "").split(".")[0]) if isinstance(e, ModuleNotFoundError) else None
             if extra is not None:  # a model or recipe that needs an extra the install lacks: the user's to add
                 err(f"error: {extra[1]} needs the package {e.name}: pip install 'attn[{extra[0]}]'")
@@ -129,6 +132,17 @@ def handle_errors(fn):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _from_interrupt(e: BaseException) -> bool:
+    """Whether `e` was caused by a KeyboardInterrupt (its __cause__ or __context__ chain)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _traceback() -> None:

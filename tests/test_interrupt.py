@@ -174,3 +174,27 @@ def test_interrupts_after_holds_a_signal_until_the_block_ends():
         assert done == ["after the signal"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_that_a_library_wrapped_still_ends_as_one(capsys):
+    """SIGTERM landing in pydantic's serializer came out as PydanticSerializationError (its cause the
+    KeyboardInterrupt): 'internal error', exit 1, where the run stopped as asked (CI saw it once)."""
+    import typer
+    from pydantic import BaseModel, model_serializer
+
+    from attn.cli.common import handle_errors
+
+    class Dumped(BaseModel):
+        x: int = 1
+
+        @model_serializer(mode="wrap")
+        def _dump(self, handler):
+            raise KeyboardInterrupt  # as a signal handler raises it, mid-serialisation
+
+    @handle_errors
+    def command():
+        Dumped().model_dump()
+
+    with pytest.raises(typer.Exit) as stop:
+        command()
+    assert stop.value.exit_code == 130 and "interrupted" in capsys.readouterr().err
