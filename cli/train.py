@@ -32,6 +32,8 @@ Examples:
 
   attn train recipes/digits.yaml --set train.epochs=5 --set model.dropout=0.3
 
+  attn train audio.yaml --set data.root=my_sounds     # a shipped recipe by name, from any folder
+
   ATTN_DATA=/data attn train recipes/digits.yaml --device cuda --out runs/digits-big
 
   attn train --resume runs/digits-20261122-101500
@@ -46,7 +48,10 @@ it next. A run that fails before its first epoch ends leaves no directory behind
 
 @handle_errors
 def train_cmd(
-    recipe: Annotated[str | None, typer.Argument(help="Recipe YAML file.", show_default=False)] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Argument(help="Recipe YAML file, or a shipped recipe's name (audio.yaml).", show_default=False),
+    ] = None,
     set_: SetOpt = None,
     out: Annotated[
         str | None,

@@ -19,6 +19,7 @@ import numpy as np
 
 from attn.errors import ConfigError, InputError
 
+from ..recipe.builtin import check_placeholders
 from ..recipe.config import DataConfig
 from .dedupe import one_row_per_file
 from .folders import audio_files, hidden
@@ -39,6 +40,7 @@ _SPLIT_ALIASES = {
 
 def list_items(cfg: DataConfig, modality: str = "audio") -> list[Item]:
     """Every item the recipe's data section names, with splits where the source gives them."""
+    check_placeholders(cfg)
     if cfg.synthetic is not None:
         return [
             Item(f"synthetic/{kind}/{i:04d}", kind, None, "synthetic")

@@ -19,6 +19,7 @@ from attn.errors import ConfigError
 from attn.schema import format_validation_error
 
 from . import keys
+from .builtin import builtin_recipe, not_found_hint
 from .config import PATH_KEYS, Recipe
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -28,8 +29,8 @@ MAX_VALUES = 100_000  # values in a recipe once YAML aliases are expanded; real 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, expand, override, resolve and validate the recipe at `path` (and the recipes it
-    `extends`)."""
-    raw = read_raw(Path(path))
+    `extends`). A bare name that is not a file ("audio.yaml", "audio") is a shipped recipe."""
+    raw = read_raw(find_recipe(path))
     apply_overrides(raw, overrides)
     return _validate(raw, str(path), overrides)
 
@@ -52,13 +53,23 @@ def _validate(raw: dict[str, Any], source: str, overrides) -> Recipe:
         raise
 
 
+def find_recipe(path: str | os.PathLike) -> Path:
+    """`path`, or the shipped recipe of that name when `path` is a bare name and no such file
+    exists here (builtin.py)."""
+    given = Path(path)
+    if not given.exists() and isinstance(path, str):
+        return builtin_recipe(path) or given
+    return given
+
+
 def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The recipe file as plain data: ${VAR}s expanded, paths resolved against its folder, and
     `extends: other.yaml` (relative to it) merged in: the other recipe's sections are the start,
     and this one's keys replace theirs key by key, except that a `data` section replaces the
     whole `data` section, and a model of another `name` the whole `model` section."""
     if not path.is_file():
-        raise ConfigError(f"{path}: " + ("a folder, not a recipe file" if path.is_dir() else "recipe file not found"))
+        what = "a folder, not a recipe file" if path.is_dir() else "recipe file not found" + not_found_hint(str(path))
+        raise ConfigError(f"{path}: {what}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -73,6 +84,8 @@ def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: extends: expected the file name of another recipe, got {keys.kind(base)}")
     base_path = Path(base).expanduser()
     base_path = base_path if base_path.is_absolute() else path.resolve().parent / base_path
+    if not base_path.exists():
+        base_path = builtin_recipe(base) or base_path  # `extends: audio.yaml` from any folder
     seen = (*_seen, path.resolve())
     if base_path.resolve() in seen:
         raise ConfigError(f"{path}: extends {base}: the recipes extend each other in a cycle")
@@ -81,7 +94,7 @@ def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
                           "merge some of them")  # fmt: skip
     if not base_path.is_file():
         what = "a folder, not a recipe file" if base_path.is_dir() else "recipe file not found"
-        raise ConfigError(f"{path}: extends {base}: {what} ({base_path})")
+        raise ConfigError(f"{path}: extends {base}: {what} ({base_path}){not_found_hint(base)}")
     return merge_recipes(read_raw(base_path, seen), raw)
 
 
