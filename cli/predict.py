@@ -139,6 +139,7 @@ def predict_cmd(
         records = m.predict_iter(
             text_inputs(text or [], inputs or [], column=m.recipe.data.text_column),
             top_k,
+            aggregate=aggregate,
             batch_size=batch_size,
             min_score=min_score,
             threshold=threshold,

@@ -76,6 +76,16 @@ def test_single_label_options_on_a_multi_label_model_are_refused(tagged, cmd):
     assert r.exit_code == 2 and "are for single-label models; this model is multi-label (use --threshold)" in r.output
 
 
+@pytest.mark.parametrize("cmd", ["predict", "listen"])
+def test_top_k_on_a_multi_label_model_is_refused(tagged, cmd):
+    """It was accepted and ignored: the record holds every class's score, not k of them."""
+    res, long = tagged
+    r = runner.invoke(app, [cmd, "-m", str(res.model_path), str(long), "--top-k", "2"])
+    assert r.exit_code == 2 and "--top-k is for single-label models; this model is multi-label" in r.output
+    r = runner.invoke(app, [cmd, "-m", str(res.model_path), str(long), "--top-k", "1"])
+    assert r.exit_code == 0, r.output
+
+
 def test_evaluate_takes_a_threshold_as_predict_does(tagged):
     """predict --threshold had no counterpart in evaluate: a multi-label model could not be scored
     at another threshold without recounting by hand."""

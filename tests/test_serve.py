@@ -268,6 +268,16 @@ def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, t
     assert s.request("POST", "/predict", b"{nope", {"Content-Type": "application/json"})[0] == 400
     assert s.request("POST", "/predict?per_frame=1", b'{"texts": ["a b"]}',
                      {"Content-Type": "application/json"})[0] == 422  # fmt: skip
+    # aggregate combines a recording's windows: on a text it was accepted and ignored
+    status, body = s.request(
+        "POST", "/predict?aggregate=max", b'{"texts": ["a b"]}', {"Content-Type": "application/json"}
+    )
+    assert status == 422 and body["error"].startswith("aggregate is for audio models")
+    cmd = [sys.executable, "-m", "attn", "predict", "-m", text_model, "--text", "a b", "--aggregate", "max"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: --aggregate is for audio models (how a recording's windows combine); this is a text model"
+    )
     status, body = s.request("POST", "/explain", json.dumps({"texts": texts[:1]}).encode(),
                              {"Content-Type": "application/json"})  # fmt: skip
     assert status == 200 and body["records"][0]["tokens"] == ["who", "built", "the", "radio", "?"]
@@ -276,7 +286,7 @@ def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, t
         _, metrics = s.request("GET", "/metrics")
         counts.append(sum(float(x) for x in re.findall(r'attn_requests_total\{endpoint="/predict",status="422"\} '
                                                         r"(\S+)", metrics)))  # fmt: skip
-    assert set(counts) == {5.0}, counts  # the first request, three bad documents, per_frame
+    assert set(counts) == {6.0}, counts  # the first request, three bad documents, per_frame, aggregate
 
 
 def test_ctrl_c_stops_a_server_of_several_workers_as_an_interruption(text_model):

@@ -149,13 +149,16 @@ class Model:
 
         check_min_score(min_score)
         check_min_similarity(min_similarity)
-        single_label_options(self.loaded, min_score, min_similarity)
+        single_label_options(self.loaded, min_score, min_similarity, top_k)
         items = self._items(inputs)
         if self.modality == "text":
             from attn.pipelines.infer.predict_text import TextPredictor
 
             if per_frame:
                 raise ConfigError("per_frame is for audio models; this is a text model")
+            if aggregate != "mean":  # how a recording's windows combine: a text has one, and was scored as if unset
+                raise ConfigError("--aggregate is for audio models (how a recording's windows combine); this is a "
+                                  "text model")  # fmt: skip
             records = TextPredictor(self.loaded, batch_size=batch_size, top_k=top_k, threshold=threshold).predict(items)
         else:
             from attn.pipelines.infer.predict import AudioPredictor
@@ -281,7 +284,7 @@ class Model:
 
         check_min_score(min_score)
         check_min_similarity(min_similarity)
-        single_label_options(self.loaded, min_score, min_similarity)
+        single_label_options(self.loaded, min_score, min_similarity, top_k if events is False else 1)
         thresholds = model_thresholds(self.loaded, threshold)
         if events is not False:
             thresholds = None  # events: one label per event, found with the stored `on` threshold

@@ -195,17 +195,23 @@ def model_thresholds(loaded: Loaded, override: float | None = None) -> np.ndarra
     return np.asarray(stored, dtype=float) if stored else np.full(len(loaded.labels), DEFAULT_THRESHOLD)
 
 
-def single_label_options(loaded: Loaded, min_score: float | None, min_similarity: float | None) -> None:
+def single_label_options(loaded: Loaded, min_score: float | None, min_similarity: float | None, top_k: int = 1) -> None:
     """A ConfigError when a multi-label model is given an option of single-label answers (the
     reverse of `--threshold` on a single-label model); `attn serve` answers the same with a 422."""
     from attn.errors import ConfigError
 
-    if getattr(loaded.recipe.data, "multi_label", False) and (min_score, min_similarity) != (None, None):
+    multi = getattr(loaded.recipe.data, "multi_label", False)
+    if multi and (min_score, min_similarity) != (None, None):
         raise ConfigError("--min-score and --min-similarity are for single-label models; this model is multi-label "
                           "(use --threshold)")  # fmt: skip
+    if multi and top_k != 1:  # its records hold every class's score already; k of them was silently ignored
+        raise ConfigError(TOP_K_MULTI)
     if min_similarity is not None and not (loaded.header or {}).get("novelty"):
         raise ConfigError(NO_NOVELTY)
 
+
+TOP_K_MULTI = ("--top-k is for single-label models; this model is multi-label and reports every class's score "
+               "(scores) beside the labels above their thresholds")  # fmt: skip
 
 # --min-similarity on a model that stores no embeddings to compare with would change nothing
 NO_NOVELTY = ("--min-similarity needs a model with a novelty check (trained with train.abstain.novelty); this one "

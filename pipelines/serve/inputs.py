@@ -88,6 +88,12 @@ class RequestReader:
         per_frame = flag in ("1", "true", "yes")
         if per_frame and self.text:
             raise ApiError(422, "per_frame is for audio models; this is a text model", "bad_request")
+        if how != "mean" and self.text:  # was accepted and ignored
+            raise ApiError(422, "aggregate is for audio models (how a recording's windows combine); this is a text "
+                                "model", "bad_request")  # fmt: skip
+        if self.multi_label and int(raw) != 1:  # was accepted and ignored: the records hold every class's score
+            raise ApiError(422, "top_k is for single-label models; this model is multi-label and reports every "
+                                "class's score", "bad_request")  # fmt: skip
         min_score = _number(query, "min_score", 0.0, 1.0, "a score; `unknown` below it")
         threshold = _number(query, "threshold", 0.0, 1.0, "every class's decision threshold")
         min_similarity = _number(query, "min_similarity", -1.0, 1.0, "a cosine similarity; -1: never novel")

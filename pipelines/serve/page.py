@@ -75,7 +75,7 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-let modality = null;
+let modality = null, multiLabel = false;
 
 function el(tag, text, cls) {  // text always goes in as text, never as HTML
   const e = document.createElement(tag);
@@ -101,6 +101,7 @@ async function loadInfo() {
   if (!r.ok) { $("model").textContent = ""; status(r.body.error, true); return; }
   const i = r.body, rec = i.recipe || {}, m = i.metrics || {};
   modality = i.modality;
+  multiLabel = Boolean((rec.data || {}).multi_label);  // its records hold every score; top_k is refused
   $("model").textContent = (i.path || "") + " \\u2014 " + (i.modality || "") + " model";
   const facts = [["file", i.path], ["modality", i.modality], ["family", (rec.model || {}).name],
     ["labels", (i.labels || []).join(", ")], ["parameters", i.parameters],
@@ -167,7 +168,7 @@ async function classify(body, isJson) {
   status("scoring...", false);
   const opts = isJson ? { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } }
     : { method: "POST", body: body };  // FormData sets its own multipart type
-  const r = await call("/predict?top_k=5", opts);
+  const r = await call(multiLabel ? "/predict" : "/predict?top_k=5", opts);
   const recs = r.body.records || [];
   if (!recs.length) { status(r.body.error || "no answer", true); return; }
   if (!showRecord(recs[0])) return;
