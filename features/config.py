@@ -235,9 +235,15 @@ def empty_mel_filters(
 
 
 # Numbers with separators ("1,000", "3.5"), words with inner hyphens ("e-mail"), clitics as their
-# own token ("what's" -> "what", "'s", as in TREC-style tokenised text), or any single other
-# non-space character (punctuation is a token).
-WORD_PATTERN = r"\d+(?:[.,]\d+)*|\w+(?:-\w+)*|'\w+|[^\w\s]"
+# own token ("what's" -> "what", "'s", as in TREC-style tokenised text), a keycap, a flag (two regional
+# indicators), or any single other non-space character (punctuation is a token) with the marks
+# that belong to it: variation selectors, skin tones, keycaps, tag characters, and further
+# characters joined by ZWJ, so one emoji as a reader sees it ("👩🏽‍💻", "❤️", "🇫🇷", "1️⃣") is one token,
+# not its code points. Recipes store their pattern, so models trained before keep theirs.
+WORD_PATTERN = (
+    r"[0-9#*]\ufe0f?\u20e3|\d+(?:[.,]\d+)*|\w+(?:-\w+)*|'\w+|[\U0001F1E6-\U0001F1FF]{2}"
+    r"|[^\w\s](?:[\ufe0e\ufe0f\u20e3\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F]|\u200d[^\w\s])*"
+)
 
 
 class TokenizerConfig(Strict):

@@ -63,6 +63,17 @@ def test_word_level_regex_lowercase_min_freq_and_max_size():
     assert cased.tokens("how") == ["<unk>"] and cased.tokens("How") == ["How"]
 
 
+def test_an_emoji_as_a_reader_sees_it_is_one_word():
+    """ZWJ sequences, skin tones, variation selectors, flags and keycaps were split into their code
+    points ("👩🏽‍💻" -> four tokens, one of them a bare ZWJ), so "❤️" and "❤" shared a token only by
+    accident and a flag was two unrelated letters."""
+    split = make_tokenizer(TokenizerConfig(level="word")).split
+    assert split("great 👩🏽‍💻!! ❤️ 🇫🇷🇩🇪 1️⃣ 10 :-)") == [
+        "great", "👩🏽\u200d💻", "!", "!", "❤️", "🇫🇷", "🇩🇪", "1️⃣", "10", ":", "-", ")"]  # fmt: skip
+    old = r"\d+(?:[.,]\d+)*|\w+(?:-\w+)*|'\w+|[^\w\s]"  # a model trained before keeps its stored pattern
+    assert make_tokenizer(TokenizerConfig(level="word", pattern=old)).split("❤️ 🇫🇷") == ["❤", "\ufe0f", "🇫", "🇷"]
+
+
 def test_subword_vocab_size_and_model_types():
     for model_type in ("unigram", "bpe"):
         tok = make_tokenizer(TokenizerConfig(level="subword", vocab_size=40, model_type=model_type)).fit(TEXTS)
