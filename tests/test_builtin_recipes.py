@@ -97,3 +97,22 @@ def test_an_installed_wheel_finds_its_recipes_by_name(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     where, got = run.stdout.split("\n")[:2]
     assert where.startswith(str(site)) and got == f"cnn {work / 's'}"
+
+
+def test_a_manifest_set_on_the_general_audio_recipe_reads_its_paths_from_its_folder(tmp_path, monkeypatch):
+    """The README's `attn train recipes/audio.yaml --set data.manifest=clips.csv` looked for every
+    clip inside the recipe's placeholder folder recipes/my_sounds/ (a root beside a manifest is
+    where its relative paths start): 'none of the 40 training files probed'."""
+    from attn.pipelines.data.sources import list_items
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips.csv").write_text("path,label\nclips/a.wav,x\nclips/b.wav,y\n")
+    for recipe in ("audio.yaml", str(REPO / "recipes" / "audio.yaml")):
+        r = load_recipe(recipe, ["data.manifest=clips.csv"])
+        assert r.data.root is None
+        assert [it.source for it in list_items(r.data)] == [str(tmp_path / "clips" / n) for n in ("a.wav", "b.wav")]
+    # a root of the user's own that is missing is named, not 'file not found' for every clip
+    r = load_recipe(recipe, ["data.manifest=clips.csv", "data.root=nowhere"])
+    with pytest.raises(ConfigError, match=r"^data\.root: .*nowhere: folder not found \(beside a manifest"):
+        list_items(r.data)

@@ -143,7 +143,7 @@ def test_a_general_recipe_with_only_data_train_set_names_the_missing_test_file(t
     ]
     r = CliRunner().invoke(app, [*args, "--set", "train.epochs=1", "--out", str(tmp_path / "run")])
     assert r.exit_code == 2 and not (tmp_path / "run").exists()
-    assert "data.test: " in r.output and "my_texts/test.csv: file not found" in r.output
+    assert "data.test: my_texts/test.csv is a shipped recipe's placeholder" in r.output
     assert "data.test=null" in r.output and len(r.output.strip().splitlines()) == 1
     r = CliRunner().invoke(app, [*args, "--set", "data.test=null", "--set", "train.epochs=1", "--format", "json",
                                  "--out", str(tmp_path / "run")])  # fmt: skip
@@ -241,3 +241,25 @@ def test_a_class_too_small_to_hold_out_is_named(tmp_path, caplog):
         splits = split_items(list_items(cfg), cfg)
     assert [it.label for it in splits["train"]].count("rare") == 1
     assert "1 of 4 classes have too few examples to hold one out for val or test: 'rare' (1)" in caplog.text
+
+
+def test_label_cells_as_users_write_them(tmp_path, caplog):
+    """Without multi_label: `["joy"]` (a JSONL writer's list of one) was the class '["joy"]', a
+    list of two one more class; 1 and 1.0 (pandas' int column with a gap) two classes; labels
+    joining others ('approval;neutral') combination classes, unsaid; and a CSV text over 131,072
+    characters 'malformed CSV'."""
+    j = tmp_path / "t.jsonl"
+    rows = [{"text": "a", "label": ["joy"]}, {"text": "b", "label": 1}, {"text": "c", "label": 1.0}]
+    j.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = list_items(DataConfig(manifest=str(j)), "text")
+    assert [it.label for it in items] == ["joy", "1", "1"]
+    j.write_text(json.dumps({"text": "a", "label": ["joy", "love"]}) + "\n")
+    with pytest.raises(InputError, match=r"t\.jsonl:1: the label is a list of 2 labels; set data.multi_label=true"):
+        list_items(DataConfig(manifest=str(j)), "text")
+    c = tmp_path / "t.csv"
+    c.write_text("text,label\na,approval\nb,neutral\nc,approval;neutral\nd,x;y\n" + f'"{"long " * 40_000}",x\n')
+    with caplog.at_level("WARNING", logger="attn"):
+        items = list_items(DataConfig(manifest=str(c)), "text")
+    assert [it.label for it in items] == ["approval", "neutral", "approval;neutral", "x;y", "x"]
+    assert len(items[-1].source) == 200_000
+    assert "1 label(s) like 'approval;neutral' join labels that also stand alone (approval, neutral)" in caplog.text

@@ -95,6 +95,38 @@ def parse_cell(cell: str, sep: str, where: str) -> tuple[str, ...]:
     return labels
 
 
+def single_labels(items: list, path: str) -> list:
+    """Single-label data (`multi_label` off) whose labels look like label sets: a JSON list of one
+    label is that label (a JSONL writer's `["joy"]`); a list of several is an error, and labels
+    that join others standing alone (`approval;neutral` beside `approval` and `neutral`) a
+    warning, since each combination would be a class of its own. `items`: Items of one file."""
+    from dataclasses import replace
+
+    out = []
+    for it in items:
+        if it.label and _looks_json(it.label):
+            try:
+                parts = json.loads(it.label)
+            except json.JSONDecodeError:
+                parts = None
+            if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
+                if len(parts) != 1:
+                    raise InputError(f"{it.where}: the label is a list of {len(parts)} labels; "
+                                     "set data.multi_label=true for several labels per example")  # fmt: skip
+                it = replace(it, label=clean_label(parts[0]))
+        out.append(it)
+    labels = {it.label for it in out if it.label}
+    for sep in SEPARATORS:
+        joined = sorted(lab for lab in labels if sep in lab and all(p.strip() in labels for p in lab.split(sep)))
+        if joined:
+            parts = sorted({p.strip() for p in joined[0].split(sep)})
+            log.warning("%s: %d label(s) like %r join labels that also stand alone (%s): each is a class of its "
+                        "own; if an example can have several labels, set data.multi_label=true", path, len(joined),
+                        joined[0], ", ".join(parts))  # fmt: skip
+            break
+    return out
+
+
 def collect_label_sets(splits: dict[str, list]) -> list[str]:
     """Every label of the training sets, sorted. A label seen only in val/test cannot be learned:
     it is dropped from those examples with a warning (an example left with none keeps no label,

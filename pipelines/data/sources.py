@@ -129,7 +129,14 @@ class _Unquoted(Exception):
     pass
 
 
+# Python's csv module refuses a field over 131,072 characters ("field larger than field limit"),
+# a long document in a text manifest; texts are cut to max_len later, and said so.
+FIELD_LIMIT = 2**31 - 1
+
+
 def _delimited(path: str, text: str, delimiter: str, quoting: int, strict: bool = False):
+    if csv.field_size_limit() < FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting, strict=strict)
     rows: list[dict[str, str]] = []
     lines: list[int] = []
@@ -178,6 +185,10 @@ def read_manifest(
             f" / data.label_column"
         )
     use_split = split_column and cfg.split_column in columns
+    if base and modality == "audio" and not Path(base).is_dir():  # every file would be "not found" in it
+        raise ConfigError(f"data.root: {base}: folder not found (beside a manifest, data.root is the folder "
+                          "its relative paths start from; data.root=null reads them from the manifest's "
+                          "folder)")  # fmt: skip
     root = Path(base) if base else Path(path).resolve().parent
     items = []
     skipped = 0
@@ -212,6 +223,10 @@ def read_manifest(
         items.append(Item(value, label, split, where, fold))
     if cfg.multi_label and cfg.label_column in columns:
         items = _with_label_sets(items, cfg, path)
+    elif cfg.label_column in columns:
+        from .labelsets import single_labels
+
+        items = single_labels(items, path)
     if skipped:
         log.warning("%s: skipped %d row(s) with empty %r", path, skipped, key)
     if not items:
@@ -300,7 +315,10 @@ def _strata(pool: list[Item]):
 
 def _cell(v) -> str:
     """A JSON value as the text a CSV cell would hold: as JSON writes it (true, 1.5, ["a"]), not
-    as Python would (True); null is empty."""
+    as Python would (True); null is empty. A whole float is its int: pandas writes an int column
+    with a gap in it as 1.0, and label 1.0 beside label 1 made two classes."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
     return "" if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 

@@ -64,3 +64,17 @@ def check_placeholders(data: Any) -> None:
             how += f", or data.{key}=null to hold out data.{key}_fraction of data.train"
         raise ConfigError(f"data.{key}: {Path(value).relative_to(folder)} is a shipped recipe's placeholder; "
                           f"point it at your data: --set data.{key}={how}")  # fmt: skip
+
+
+def drop_placeholder_root(raw: dict[str, Any]) -> None:
+    """audio.yaml keeps `root: my_sounds` as its placeholder; `--set data.manifest=clips.csv` (the
+    README's command) then read the manifest's relative paths from that missing folder, since a
+    root beside a manifest is where its paths start. A placeholder root beside another source
+    is dropped, so the paths start at the manifest's own folder. `raw`: a recipe as plain data."""
+    data, folder = raw.get("data"), builtin_dir()
+    if not isinstance(data, dict) or folder is None or not isinstance(data.get("root"), str):
+        return
+    root = Path(data["root"])
+    others = any(data.get(k) is not None for k in ("manifest", "train", "synthetic"))
+    if others and root.is_relative_to(folder.resolve()) and not root.exists():
+        data["root"] = None

@@ -19,7 +19,7 @@ from attn.errors import ConfigError
 from attn.schema import format_validation_error
 
 from . import keys
-from .builtin import builtin_recipe, not_found_hint
+from .builtin import builtin_recipe, drop_placeholder_root, not_found_hint
 from .config import PATH_KEYS, Recipe
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -32,6 +32,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     `extends`). A bare name that is not a file ("audio.yaml", "audio") is a shipped recipe."""
     raw = read_raw(find_recipe(path))
     apply_overrides(raw, overrides)
+    drop_placeholder_root(raw)
     return _validate(raw, str(path), overrides)
 
 
@@ -132,6 +133,7 @@ def resolve_recipe(
     _resolve_paths(raw, Path.cwd(), "recipe")
     raw = expand_env(raw, "recipe")
     apply_overrides(raw, overrides)
+    drop_placeholder_root(raw)
     return _validate(raw, "recipe", overrides)
 
 
