@@ -100,3 +100,38 @@ def test_evaluate_takes_a_threshold_as_predict_does(tagged):
     assert got["0.05"]["macro_map"] == pytest.approx(got["0.95"]["macro_map"])  # the ranking is the same
     r = runner.invoke(app, ["evaluate", "-m", str(res.model_path), "--threshold", "1.5"])
     assert r.exit_code == 2
+
+
+def test_evaluate_aggregates_as_predict_does_and_ignores_labels_it_never_learned(tagged, tmp_path):
+    """evaluate scored every multi-label clip by its windows' mean whatever --aggregate said (and
+    took vote); a label the model never learned ended it with an error where training warns."""
+    from sklearn.metrics import f1_score
+
+    res, long = tagged
+    rng = np.random.default_rng(3)
+    rows = [(long, "low|mid|thunder")]
+    for i, present in enumerate((["low"], ["mid", "low"], ["high wide, odd;"], ["mid"])):
+        quiet = 0.01 * rng.standard_normal(4000).astype(np.float32)
+        rows.append((write_wav(tmp_path / f"{i}.wav", np.concatenate([_mix(present, rng), quiet]), 8000),
+                     "|".join(present)))  # fmt: skip
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps({"path": str(p), "labels": lab.split("|")}) + "\n" for p, lab in rows))
+    for how in ("mean", "max"):
+        r = runner.invoke(app, ["evaluate", "-m", str(res.model_path), str(m), "--aggregate", how, "-f", "json"])
+        assert r.exit_code == 0, r.output
+        assert "label(s) 'thunder' are not ones the model was trained on: ignored in 1 example(s)" in r.output
+        got = json.loads(r.stdout)
+        recs = _jsonl("predict", "-m", res.model_path, *[p for p, _ in rows], "--aggregate", how, "-f", "jsonl")
+        pred = np.array([[lab in rec["labels"] for lab in TONES] for rec in recs])
+        true = np.array([[lab in labs.split("|") for lab in TONES] for _, labs in rows])
+        assert got["micro_f1"] == pytest.approx(f1_score(true, pred, average="micro", zero_division=0), abs=1e-6), how
+    r = runner.invoke(app, ["evaluate", "-m", str(res.model_path), str(m), "--aggregate", "vote"])
+    assert r.exit_code == 2 and "a multi-label model's clip scores are its windows' mean or max" in r.output
+
+
+def test_embed_a_multi_label_model(tagged, tmp_path):
+    """Was 'internal error: AttributeError: _Vectors object has no attribute header'."""
+    res, long = tagged
+    r = runner.invoke(app, ["embed", "-m", str(res.model_path), str(long), "--out", str(tmp_path / "e.npy")])
+    assert r.exit_code == 0, r.output
+    assert np.isfinite(np.load(tmp_path / "e.npy")).all()

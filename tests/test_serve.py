@@ -301,3 +301,19 @@ def test_ctrl_c_stops_a_server_of_several_workers_as_an_interruption(text_model)
         assert s.proc.wait(60) == 130
     finally:
         s.stop()
+
+
+def test_options_a_multi_label_model_refuses_are_the_clients_422():
+    """aggregate=vote came back a 500 'internal error: ConfigError' from the model code, and
+    top_k was accepted and ignored (the records hold every class's score)."""
+    import pytest
+
+    from attn.pipelines.serve.inputs import ApiError, RequestReader
+
+    reader = RequestReader("audio", 10.0, 10, multi_label=True)
+    assert reader.options({"aggregate": "max"})[2] == "max"
+    for query, words in (({"aggregate": "vote"}, "aggregate=vote counts each window's one best label"),
+                         ({"top_k": "2"}, "top_k is for single-label models")):  # fmt: skip
+        with pytest.raises(ApiError) as e:
+            reader.options(query)
+        assert e.value.status == 422 and e.value.message.startswith(words)

@@ -24,6 +24,7 @@ class _Vectors:
             raise ConfigError("an exported ONNX file only predicts; embed with the .attn model it came from")
         self.loaded, self.recipe, self.labels = loaded, loaded.recipe, loaded.labels
         self.tokenizer = getattr(loaded, "tokenizer", None)
+        self.header = loaded.header  # the predictors read a multi-label model's thresholds from it
 
     def window_probs(self, windows: list) -> np.ndarray:
         return self.loaded.window_embeddings(windows)

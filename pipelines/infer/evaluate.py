@@ -72,7 +72,7 @@ def evaluate(
     A multi-label model is scored at `threshold` for every class when given (as predict
     --threshold answers), else at its stored thresholds."""
     from .calibration import check_min_score
-    from .multilabel import model_thresholds, single_label_options
+    from .multilabel import VOTE_MULTI, model_thresholds, single_label_options
 
     check_min_score(min_score)
     single_label_options(loaded, min_score, None)
@@ -82,8 +82,15 @@ def evaluate(
         raise InputError(f"{where}: no labelled examples to evaluate")
     index = label_index(loaded.labels)
     multi = (recipe or loaded.recipe).data.multi_label
+    if multi and aggregate_how == "vote":
+        raise ConfigError(VOTE_MULTI)
     unknown = [it for it in items if (it.label not in index if not multi else set(it.labels or ()) - set(index))]
-    if unknown:
+    if unknown and multi:  # as training treats a label only in val/test: ignored there, and said
+        names = sorted({lab for it in unknown for lab in it.labels if lab not in index})
+        shown = ", ".join(map(repr, names[:5])) + (" ..." if len(names) > 5 else "")
+        log.warning("%s: label(s) %s are not ones the model was trained on: ignored in %d example(s)", where, shown,
+                    len(unknown))  # fmt: skip
+    elif unknown:
         first = unknown[0]
         names = sorted({lab for it in unknown for lab in (it.labels if multi else (it.label,)) if lab not in index})
         raise InputError(
@@ -100,8 +107,8 @@ def evaluate(
 
         rep.update(calibration_report(logits, ws, facts or {"temperature": 1.0}, min_score,
                                       novelty=split_similarity(loaded.model, ws, loaded.device)))  # fmt: skip
-    if loaded.baseline is not None:
-        rep["baseline"] = baseline_report(loaded, ws, batch_size)
+    if loaded.baseline is not None:  # scored as the model is: the same aggregation, and --threshold if given
+        rep["baseline"] = baseline_report(loaded, ws, batch_size, aggregate_how, threshold)
     rep["skipped"] = skipped
     rep["data"] = where
     return rep
@@ -138,17 +145,15 @@ def score_items(loaded, items: list, data_cfg, where: str, batch_size: int = 64)
     return ws, items, skipped, window_logits(loaded.model, ws, loaded.device, batch_size)
 
 
-def baseline_report(loaded, ws, batch_size: int = 64) -> dict[str, Any]:
-    """The model file's baseline scored on the same windows: kind, accuracy, macro_f1."""
+def baseline_report(loaded, ws, batch_size: int = 64, how: str = "mean", threshold: float | None = None) -> dict:
+    """The model file's baseline scored on the same windows: kind, accuracy, macro_f1. Multi-label:
+    at its own stored thresholds (as metrics.json scored it), or at `threshold` for every class."""
     from .inference import window_logits
 
     info = loaded.model.info
-    rep = evaluation_report(
-        window_logits(loaded.baseline, ws, loaded.device, batch_size),
-        ws,
-        loaded.labels,
-        thresholds=info.get("thresholds"),
-    )  # multi-label: as metrics.json scored it
+    thresholds = info.get("thresholds") if threshold is None else np.full(len(loaded.labels), float(threshold))
+    rep = evaluation_report(window_logits(loaded.baseline, ws, loaded.device, batch_size), ws, loaded.labels, how,
+                            thresholds=thresholds)  # fmt: skip
     out = {"kind": info.get("kind"), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
     return out | ({"macro_map": rep["macro_map"]} if "macro_map" in rep else {})
 
@@ -162,7 +167,7 @@ def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how:
     if ws.multi_label:
         from .multilabel import multilabel_evaluation
 
-        return multilabel_evaluation(logits, ws, labels, thresholds)
+        return multilabel_evaluation(logits, ws, labels, thresholds, how)
     if len(logits) == 0:
         return {**classification_report([], [], labels), "loss": float("nan")}
     probs = softmax(logits)

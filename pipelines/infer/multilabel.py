@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from attn.errors import ConfigError
+
 from .loaded import Loaded
 from .metrics import per_class_rows, precision_recall_f1
 
@@ -145,19 +147,22 @@ def chosen_labels(scores: np.ndarray, labels: list[str], thresholds: np.ndarray)
     return [labels[i] for i in order if scores[i] >= thresholds[i]]
 
 
-def clip_scores(logits: np.ndarray, ws) -> np.ndarray:
-    """Window logits (W, K) of `ws` -> clip probabilities (N, K): each window's sigmoid, averaged."""
+def clip_scores(logits: np.ndarray, ws, how: str = "mean") -> np.ndarray:
+    """Window logits (W, K) of `ws` -> clip probabilities (N, K): each window's sigmoid, averaged
+    (or their maximum: `how` "max", as predict --aggregate max)."""
     from .inference import aggregate
 
     if not len(logits):
         return np.zeros((len(ws), len(ws.labels[0]) if len(ws.labels) else 0), dtype=np.float32)
-    return aggregate(sigmoid(logits), ws.all_windows[:, 0], len(ws), "mean")
+    return aggregate(sigmoid(logits), ws.all_windows[:, 0], len(ws), how)
 
 
-def multilabel_evaluation(logits: np.ndarray, ws, labels: list[str], thresholds=None) -> dict[str, Any]:
+def multilabel_evaluation(logits: np.ndarray, ws, labels: list[str], thresholds=None, how: str = "mean") -> dict:
     """`evaluation_report` for multi-hot targets: the clip metrics plus the windows' mean BCE as `loss`."""
+    if how not in ("mean", "max"):
+        raise ConfigError(VOTE_MULTI)
     y = ws.labels
-    rep = multilabel_report(clip_scores(logits, ws), y, labels, thresholds)
+    rep = multilabel_report(clip_scores(logits, ws, how), y, labels, thresholds)
     rep["loss"] = bce(sigmoid(logits), y[ws.all_windows[:, 0]]) if len(logits) else float("nan")
     return rep
 
@@ -210,6 +215,8 @@ def single_label_options(loaded: Loaded, min_score: float | None, min_similarity
         raise ConfigError(NO_NOVELTY)
 
 
+VOTE_MULTI = ("--aggregate vote counts each window's one best label; a multi-label model's clip scores are its "
+              "windows' mean or max per label (--aggregate mean|max)")  # fmt: skip
 TOP_K_MULTI = ("--top-k is for single-label models; this model is multi-label and reports every class's score "
                "(scores) beside the labels above their thresholds")  # fmt: skip
 

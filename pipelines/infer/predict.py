@@ -136,7 +136,7 @@ class AudioPredictor:
         "edge_levels_db", the levels of the edge rows around them (`events.edge_levels`)
         (infer/events_predict.py turns them into events); `threshold`: a multi-label model's
         decision threshold for every class (default: the per-class ones it stores)."""
-        from .multilabel import model_thresholds
+        from .multilabel import VOTE_MULTI, model_thresholds
 
         if aggregate_how not in AGGREGATES:
             raise ConfigError(f"aggregate {aggregate_how!r}: use one of {', '.join(AGGREGATES)}")
@@ -144,8 +144,7 @@ class AudioPredictor:
             raise ConfigError(f"top_k {top_k!r}: give a whole number of labels, 1 or more")
         self.thresholds = model_thresholds(loaded, threshold)  # multi-label models only
         if self.thresholds is not None and aggregate_how == "vote":
-            raise ConfigError("--aggregate vote counts each window's one best label; a multi-label model's clip "
-                              "scores are its windows' mean or max per label (--aggregate mean|max)")  # fmt: skip
+            raise ConfigError(VOTE_MULTI)
         self.loaded = loaded
         self.cfg = loaded.recipe.features
         if hop_seconds is not None:

@@ -149,6 +149,9 @@ def create_app(model, config: ServeConfig, page: str | None = None):
             except ApiError as e:
                 request.scope["attn.kind"] = e.kind
                 status, body = e.status, {"error": e.message, **e.extra}
+            except ConfigError as e:  # an option this model refuses, found by the model code: the client's
+                request.scope["attn.kind"] = "bad_request"
+                status, body = 422, {"error": str(e)}
             except asyncio.TimeoutError:
                 request.scope["attn.kind"] = "timeout"
                 status, body = 504, {"error": f"no answer within {config.timeout_s:g} s (--timeout); the server is "

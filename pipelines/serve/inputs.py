@@ -91,6 +91,10 @@ class RequestReader:
         if how != "mean" and self.text:  # was accepted and ignored
             raise ApiError(422, "aggregate is for audio models (how a recording's windows combine); this is a text "
                                 "model", "bad_request")  # fmt: skip
+        if self.multi_label and how == "vote":  # was a 500 (the model code's ConfigError)
+            raise ApiError(422, "aggregate=vote counts each window's one best label; a multi-label model's clip "
+                                "scores are its windows' mean or max per label (aggregate=mean|max)",
+                           "bad_request")  # fmt: skip
         if self.multi_label and int(raw) != 1:  # was accepted and ignored: the records hold every class's score
             raise ApiError(422, "top_k is for single-label models; this model is multi-label and reports every "
                                 "class's score", "bad_request")  # fmt: skip
