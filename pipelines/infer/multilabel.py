@@ -175,6 +175,8 @@ def thresholds_on_val(model, data, device) -> tuple[np.ndarray | None, dict[str,
     th, facts = choose_thresholds(scores, data.val.labels if len(data.val) else np.zeros((0, 0)))
     if not len(data.val):
         th = np.full(len(data.labels), DEFAULT_THRESHOLD)
+        log.info("thresholds: %g for every class (no validation split to choose them on)", DEFAULT_THRESHOLD)
+        return th, facts
     log.info("thresholds (validation, global %.3f): %s", facts["global"],
              ", ".join(f"{lab} {t:.3f}" for lab, t in zip(data.labels, th, strict=True)))  # fmt: skip
     return th, facts

@@ -181,6 +181,9 @@ def train_model(
         # T and min_score, on validation; a multi-label model's sigmoids get per-class thresholds instead
         if calibration is None and not data.train.multi_label:
             calibration = calibrate(final, data, recipe, device)
+        elif data.train.multi_label and recipe.train.calibrate:
+            log.info("calibration: none for a multi-label model (each class's sigmoid gets a decision threshold "
+                     "chosen on validation instead)")  # fmt: skip
         untempered_final = final
         chosen_on = baseline  # validation scores of the baseline validation could judge
         if data.train.multi_label and thresholds is None:  # chosen before a refit: validation is held out here
