@@ -39,7 +39,8 @@ Examples:
 events): sed_eval's event-based F1 and error rate (onset collar 200 ms, offset collar the larger of
 200 ms and half the event's length) and segment-based F1 (1 s segments).
 
-JSON output has the keys of metrics.json: accuracy, macro_f1, per_class, confusion, labels.
+JSON output has the keys of metrics.json: accuracy, macro_f1, per_class, confusion, labels (a multi-label
+model: micro_f1, macro_map, exact_match, label_cardinality, predicted_cardinality instead of confusion).
 """
 
 

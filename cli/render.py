@@ -185,8 +185,8 @@ def metrics_table(m: dict[str, Any]) -> None:
         head += f"   window accuracy {m['window_accuracy']:.4f} ({m['windows']} windows)"
     if m.get("multi_label"):
         head = (f"macro-F1 {m['macro_f1']:.4f}   micro-F1 {m['micro_f1']:.4f}   macro mAP {m['macro_map']:.4f}   "
-                f"exact-set match {m['exact_match']:.4f}   labels per example {m['label_cardinality']:.2f}   "
-                f"examples {m['count']}")  # fmt: skip
+                f"exact-set match {m['exact_match']:.4f}   labels per example {m['label_cardinality']:.2f} "
+                f"(predicted {m.get('predicted_cardinality', float('nan')):.2f})   examples {m['count']}")  # fmt: skip
     console.print(head)
     if (b := m.get("baseline")) is not None:
         console.print(

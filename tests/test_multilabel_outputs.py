@@ -135,3 +135,16 @@ def test_embed_a_multi_label_model(tagged, tmp_path):
     r = runner.invoke(app, ["embed", "-m", str(res.model_path), str(long), "--out", str(tmp_path / "e.npy")])
     assert r.exit_code == 0, r.output
     assert np.isfinite(np.load(tmp_path / "e.npy")).all()
+
+
+def test_a_threshold_of_another_type_from_python_is_a_config_error(tagged):
+    """'0.3' raised a raw TypeError and True was taken as 1.0 (no label ever)."""
+    import attn
+    from attn.errors import ConfigError
+
+    res, long = tagged
+    m = attn.load(res.model_path)
+    for bad in ("0.3", True):
+        with pytest.raises(ConfigError, match=r"threshold .*: give a number within \[0, 1\]"):
+            m.predict([str(long)], threshold=bad)
+    assert m.predict([str(long)], threshold=0)[0]["labels"]  # every class at threshold 0

@@ -195,6 +195,8 @@ def model_thresholds(loaded: Loaded, override: float | None = None) -> np.ndarra
             raise ConfigError("--threshold is for multi-label models (data.multi_label); this model picks one label")
         return None
     if override is not None:
+        if isinstance(override, bool) or not isinstance(override, (int, float)):  # "0.3" or True from a caller
+            raise ConfigError(f"threshold {override!r}: give a number within [0, 1]")
         if not 0.0 <= override <= 1.0:
             raise ConfigError(f"--threshold must be within [0, 1] (got {override:g})")
         return np.full(len(loaded.labels), float(override))
