@@ -263,3 +263,35 @@ def test_label_cells_as_users_write_them(tmp_path, caplog):
     assert [it.label for it in items] == ["approval", "neutral", "approval;neutral", "x;y", "x"]
     assert len(items[-1].source) == 200_000
     assert "1 label(s) like 'approval;neutral' join labels that also stand alone (approval, neutral)" in caplog.text
+
+
+def test_audio_in_containers_attn_does_not_read_is_named_not_dropped_unsaid(tmp_path, caplog):
+    """A class of phone recordings (.m4a) was left out of training without a word, and predict on
+    their folder said only 'directory contains no audio files'."""
+    root = _folder(tmp_path, per_class=3)
+    (root / "voice").mkdir()
+    for i in range(2):
+        (root / "voice" / f"memo{i}.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
+    (root / "low" / "extra.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
+    (root / "low" / "notes.txt").write_text("not audio, not said")
+    with caplog.at_level("WARNING", logger="attn"):
+        items = list_items(DataConfig(root=str(root)))
+    assert {it.label for it in items} == {"low", "high", "mid"}
+    assert "voice: 2 .m4a file(s) not read (convert them to WAV or FLAC, e.g. ffmpeg -i x.m4a x.wav); class " \
+           "'voice' is left out: it has no audio attn reads" in caplog.text  # fmt: skip
+    assert (
+        "low: 1 .m4a file(s) not read" in caplog.text and "notes.txt" not in caplog.text and ".txt" not in caplog.text
+    )
+
+
+def test_predict_on_a_folder_of_m4a_names_them(trained_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    for i in range(2):
+        (tmp_path / f"memo{i}.m4a").write_bytes(b"\0\0\0\x20ftypM4A ")
+    r = CliRunner().invoke(app, ["predict", "-m", str(trained_model), str(tmp_path), "-f", "jsonl"])
+    assert r.exit_code == 1
+    note = "2 .m4a file(s) not read (convert them to WAV or FLAC, e.g. ffmpeg -i x.m4a x.wav)"
+    assert json.loads(r.stdout)["error"] == f"{tmp_path}: directory contains no audio files ({note})"

@@ -20,7 +20,40 @@ def audio_files(folder: str | Path, extensions: tuple[str, ...]) -> list[Path]:
     it reports it like any unreadable file instead of it vanishing (training counts it as
     skipped, predict gives it an error record, background augmentation warns)."""
     exts = {e.lower() for e in extensions}
-    found, seen = [], set()
+    return sorted(f for f in _walk(folder) if f.suffix.lower() in exts)
+
+
+# Audio (or audio in video) containers libsndfile does not read: a folder walk passes them over,
+# and says so, rather than leaving a class of phone recordings out without a word.
+UNREAD_AUDIO = (".m4a", ".m4b", ".aac", ".alac", ".mp4", ".mov", ".mkv", ".mka", ".webm", ".wma", ".asf", ".amr",
+                ".3gp", ".3gpp", ".ac3", ".ape", ".wv", ".dsf", ".mid", ".midi")  # fmt: skip
+
+
+def unread_audio(folder: str | Path, extensions: tuple[str, ...]) -> dict[str, int]:
+    """{suffix: count} of the files under `folder` (walked as `audio_files` walks) that hold audio
+    in a container attn does not read (UNREAD_AUDIO) and that `extensions` leaves out."""
+    exts = {e.lower() for e in extensions}
+    counts: dict[str, int] = {}
+    for f in _walk(folder):
+        suffix = f.suffix.lower()
+        if suffix in UNREAD_AUDIO and suffix not in exts:
+            counts[suffix] = counts.get(suffix, 0) + 1
+    return counts
+
+
+def unread_note(counts: dict[str, int]) -> str:
+    """'6 .m4a, 1 .aac files: not read (convert them to WAV or FLAC, e.g. ffmpeg -i x.m4a x.wav)'."""
+    if not counts:
+        return ""
+    kinds = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    first = max(counts, key=counts.get)
+    return f"{kinds} file(s) not read (convert them to WAV or FLAC, e.g. ffmpeg -i x{first} x.wav)"
+
+
+def _walk(folder: str | Path):
+    """Every file under `folder` but `hidden` ones, into symbolically linked folders (each real
+    folder once), broken links included."""
+    seen = set()
     for top, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(top)
         if real in seen:
@@ -30,6 +63,5 @@ def audio_files(folder: str | Path, extensions: tuple[str, ...]) -> list[Path]:
         dirs[:] = [d for d in dirs if not hidden(d)]
         for name in files:
             f = Path(top, name)
-            if not hidden(name) and f.suffix.lower() in exts and (f.is_file() or (f.is_symlink() and not f.exists())):
-                found.append(f)
-    return sorted(found)
+            if not hidden(name) and (f.is_file() or (f.is_symlink() and not f.exists())):
+                yield f

@@ -22,7 +22,7 @@ from attn.errors import ConfigError, InputError
 from ..recipe.builtin import check_placeholders
 from ..recipe.config import DataConfig
 from .dedupe import one_row_per_file
-from .folders import audio_files, hidden
+from .folders import audio_files, hidden, unread_audio, unread_note
 from .items import Item, clean_label
 
 log = logging.getLogger("attn")
@@ -74,7 +74,12 @@ def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
     items = []
     for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not hidden(p.name)):
         label = clean_label(label_dir.name)
-        items += [Item(str(f), label, None, str(f)) for f in audio_files(label_dir, extensions)]
+        found = [Item(str(f), label, None, str(f)) for f in audio_files(label_dir, extensions)]
+        unread = unread_audio(label_dir, extensions)
+        if unread:  # e.g. a class of phone recordings (.m4a): it was left out without a word
+            log.warning("%s: %s%s", label_dir, unread_note(unread),
+                        "" if found else f"; class {label!r} is left out: it has no audio attn reads")  # fmt: skip
+        items += found
     if not items:
         raise ConfigError(
             f"{root}: no audio found (expected class folders like {root}/<label>/*"

@@ -175,7 +175,10 @@ class AudioPredictor:
         f = _File(index, path)
         try:
             if os.path.isdir(path):
-                raise InputError(f"{path}: directory contains no audio files")
+                from ..data.folders import unread_audio, unread_note
+
+                unread = unread_note(unread_audio(path, AUDIO_EXTENSIONS))  # e.g. a folder of .m4a recordings
+                raise InputError(f"{path}: directory contains no audio files" + (f" ({unread})" if unread else ""))
             if is_stream(path):  # `<(cat x.wav)`, a FIFO: read once, into a file soundfile can seek in
                 f.local = spool(path)
             info = audio_info(f.local or path, path)
