@@ -295,3 +295,28 @@ def test_predict_on_a_folder_of_m4a_names_them(trained_model, tmp_path):
     assert r.exit_code == 1
     note = "2 .m4a file(s) not read (convert them to WAV or FLAC, e.g. ffmpeg -i x.m4a x.wav)"
     assert json.loads(r.stdout)["error"] == f"{tmp_path}: directory contains no audio files ({note})"
+
+
+def test_copies_of_training_examples_in_val_or_test_are_warned_about(tmp_path, caplog):
+    """A test file made from the head of train scored 1.0 without a word (text), and so did byte
+    copies of training clips under other names (audio); only the same path was caught."""
+    import shutil
+
+    from attn.pipelines.data.dedupe import warn_cross_split_copies
+    from attn.pipelines.data.items import Item
+
+    texts = [Item(f"Text number {i}", "a", "train") for i in range(6)]
+    held = [Item("text  NUMBER 2", "a", "test", "t.csv:2"), Item("something new", "a", "test", "t.csv:3")]
+    with caplog.at_level("WARNING", logger="attn"):
+        warn_cross_split_copies({"train": texts, "val": [], "test": held}, "text")
+    assert "data: 1 of 2 test examples (e.g. t.csv:2) are copies of training texts" in caplog.text
+    root = _folder(tmp_path, per_class=3)
+    train = [Item(str(p), p.parent.name, "train") for p in sorted(root.rglob("*.wav"))]
+    copy = shutil.copy(root / "low" / "1.wav", tmp_path / "renamed.wav")
+    other = write_wav(tmp_path / "other.wav", tone(200, 0.2, 8000, seed=99), 8000)  # same size, other bytes
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="attn"):
+        warn_cross_split_copies({"train": train, "val": [Item(str(other), "low", "val")],
+                                 "test": [Item(str(copy), "low", "test")]}, "audio")  # fmt: skip
+    assert f"data: 1 of 1 test examples (e.g. {copy}) are copies of training files (the same bytes)" in caplog.text
+    assert "val examples" not in caplog.text

@@ -41,3 +41,66 @@ def one_row_per_file(items: list[Item]) -> list[Item]:
 def _facts(it: Item) -> str:
     parts = [f"label {it.label!r}"] + [f"{k} {v!r}" for k, v in (("split", it.split), ("fold", it.fold)) if v]
     return ", ".join(parts)
+
+
+PREFIX_BYTES = 4096  # read of each file to find candidate copies; only candidates are read whole
+
+
+def warn_cross_split_copies(splits: dict[str, list[Item]], modality: str) -> None:
+    """A warning when val or test holds copies of training examples: the same text (case and
+    spacing aside), or an audio file with the same bytes under another name. Their scores say
+    how well the model remembers, not how it does on new data (a test file made from the head of
+    train scored 1.0 without a word). Nothing is dropped: a repeated example can be real."""
+    held = [it for s in ("val", "test") for it in splits.get(s, [])]
+    if not held or not splits.get("train"):
+        return
+    every = [it.source for s in ("train", "val", "test") for it in splits.get(s, [])]
+    keys = dict(zip(every, map(_text_key, every), strict=True)) if modality == "text" else _file_keys(every)
+    train = {keys[it.source] for it in splits["train"]} - {None}
+    notes = []
+    for split in ("val", "test"):
+        same = [it for it in splits.get(split, []) if keys[it.source] in train]
+        if same:
+            first = same[0].where or same[0].source
+            notes.append(f"{len(same)} of {len(splits[split])} {split} examples (e.g. {first[:80]})")
+    if notes:
+        what = "texts" if modality == "text" else "files (the same bytes)"
+        log.warning("data: %s are copies of training %s: their scores say how well the model remembers, not how it "
+                    "does on new data", "; ".join(notes), what)  # fmt: skip
+
+
+def _text_key(text: str) -> str | None:
+    return " ".join(text.split()).casefold() or None
+
+
+def _file_keys(paths: list[str]) -> dict[str, tuple | None]:
+    """{path: (size, hash of its first PREFIX_BYTES, hash of the whole file or None)}: a file is
+    read whole only when its size and first bytes match another's; None for a file that cannot
+    be read (its decoding reports it)."""
+    import hashlib
+
+    heads: dict[str, tuple[int, bytes] | None] = {}
+    for path in dict.fromkeys(paths):
+        try:
+            with open(path, "rb") as f:
+                heads[path] = (os.fstat(f.fileno()).st_size, hashlib.sha1(f.read(PREFIX_BYTES)).digest())
+        except OSError:
+            heads[path] = None
+    shared: dict[tuple[int, bytes], int] = {}
+    for head in heads.values():
+        if head is not None:
+            shared[head] = shared.get(head, 0) + 1
+    keys: dict[str, tuple | None] = {}
+    for path, head in heads.items():
+        if head is None or shared[head] == 1:
+            keys[path] = None if head is None else (*head, None)
+            continue
+        try:
+            digest = hashlib.sha1()
+            with open(path, "rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(block)
+            keys[path] = (*head, digest.digest())
+        except OSError:
+            keys[path] = None
+    return keys

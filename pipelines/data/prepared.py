@@ -22,6 +22,7 @@ from attn.features.config import TextFeatures
 
 from ..recipe.config import Recipe
 from .batching import WindowSet
+from .dedupe import warn_cross_split_copies
 from .items import label_index
 from .sources import SPLITS, Item, collect_labels, list_items, split_items
 
@@ -76,6 +77,7 @@ def prepare_data(recipe: Recipe) -> PreparedData:
         if not recipe.model.family.token_outputs:
             raise ConfigError(f"train.pretrain_epochs needs per-token outputs; model {recipe.model.name!r} has none")
     splits = split_items(list_items(recipe.data, recipe.modality), recipe.data)
+    warn_cross_split_copies(splits, recipe.modality)
     labels = collect_labels(splits)
     if len(labels) < 2:
         raise InputError(f"data: need at least 2 classes to train, found {len(labels)} ({', '.join(labels)})")
