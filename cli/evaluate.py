@@ -96,8 +96,6 @@ def evaluate_cmd(
 
     if data is not None and recipe is not None:
         raise fail("give DATA or --recipe, not both")
-    if set_ and recipe is None:
-        raise fail("--set needs --recipe")
     setup_logging(quiet, None if quiet else stderr_console())
     set_threads(threads)
     from attn.api import load_recipe
@@ -109,8 +107,9 @@ def evaluate_cmd(
     if files is not None:
         raise fail("--files is for --events")
     r = load_recipe(recipe, list(set_ or [])) if recipe else None  # a bad recipe fails before the model loads
-    metrics = attn.evaluate(attn.load(model, device), data=data, recipe=r, split=split, aggregate=aggregate,
-                            min_score=min_score, threshold=threshold)  # fmt: skip
+    # without --recipe, --set changes the model's stored recipe: how DATA's columns are named, or where its data is
+    metrics = attn.evaluate(attn.load(model, device), data=data, recipe=r, overrides=[] if recipe else list(set_ or []),
+                            split=split, aggregate=aggregate, min_score=min_score, threshold=threshold)  # fmt: skip
     if fmt == "json":
         print(json.dumps(metrics))
     else:

@@ -320,3 +320,16 @@ def test_copies_of_training_examples_in_val_or_test_are_warned_about(tmp_path, c
                                  "test": [Item(str(copy), "low", "test")]}, "audio")  # fmt: skip
     assert f"data: 1 of 1 test examples (e.g. {copy}) are copies of training files (the same bytes)" in caplog.text
     assert "val examples" not in caplog.text
+
+
+def test_too_few_examples_in_every_class_to_hold_any_out_is_said_at_the_start(caplog):
+    """With 147 classes of at most 3 texts the run had no val or test split, said only at the end
+    ('no test or validation clips')."""
+    from attn.pipelines.data.items import Item
+
+    items = [Item(f"text {c} {i}", f"c{c}", None) for c in range(20) for i in range(3)]
+    with caplog.at_level("WARNING", logger="attn"):
+        splits = split_items(items, DataConfig(train="x.csv"))
+    assert not splits["val"] and not splits["test"] and len(splits["train"]) == 60
+    assert "every class has too few examples to hold one out (at most 3 each, at val_fraction 0.1 and " \
+           "test_fraction 0.1)" in caplog.text  # fmt: skip

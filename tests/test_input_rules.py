@@ -364,3 +364,17 @@ def test_a_text_argument_that_is_not_utf8_names_the_byte_as_a_files_line_does():
 
     bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python hands over such an argument
     assert given_text(bad, "text 1").error == "text 1: not valid UTF-8 (byte 0xe9)"
+
+
+def test_evaluate_reads_data_with_other_column_names_by_set(text_model, tmp_path):
+    """The error said 'set data.text_column / data.label_column', and --set then said it needs
+    --recipe: without one it now changes the model's stored recipe."""
+    test = (text_model.parent / "test.csv").read_text().splitlines()
+    (tmp_path / "t.csv").write_text("\n".join(["Question,Kind"] + test[1:]) + "\n")
+    err = one_line_error(run("evaluate", "-m", text_model, tmp_path / "t.csv"), 2)
+    assert "column 'text' not found (columns: Question, Kind); set data.text_column" in err
+    r = run("evaluate", "-m", text_model, tmp_path / "t.csv", "-f", "json",
+            "--set", "data.text_column=Question", "--set", "data.label_column=Kind")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    same = json.loads(run("evaluate", "-m", text_model, text_model.parent / "test.csv", "-f", "json").stdout)
+    assert json.loads(r.stdout)["accuracy"] == same["accuracy"] and same["count"] == len(test) - 1

@@ -145,7 +145,8 @@ def evaluate(
     files that could not be read; a calibrated model (or one given `min_score`) adds
     `calibration` (ECE) and `abstention` (coverage and accuracy of the answers above
     `min_score`, default the model's stored one). `threshold`: a multi-label model's decision
-    threshold for every class, instead of its stored ones."""
+    threshold for every class, instead of its stored ones. `overrides` without a `recipe` apply
+    to the model's stored recipe (`data.text_column=Text` for `data` with other column names)."""
     from attn.pipelines.infer.evaluate import evaluate as evaluate_model
     from attn.pipelines.recipe.load import resolve_recipe
 
@@ -155,8 +156,8 @@ def evaluate(
 
         raise only_predicts(m.path, "attn evaluate")
     r = None if recipe is None else resolve_recipe(recipe, override_list(overrides))
-    if r is None and overrides:
-        raise ConfigError("overrides need a recipe")
+    if r is None and overrides:  # the model's own recipe changed: DATA's column names, its data's folder
+        r = resolve_recipe(m.recipe, override_list(overrides))
     return evaluate_model(m.loaded, data=None if data is None else os.fspath(data), recipe=r, split=split,
                           aggregate_how=aggregate, min_score=min_score, threshold=threshold)  # fmt: skip
 

@@ -296,6 +296,12 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
                         "scores say nothing about them there", len(unheld), len(by_label),
                         "val or test" if val_n and test_n else "val" if val_n else "test", ", ".join(unheld[:5]),
                         " ..." if len(unheld) > 5 else "")  # fmt: skip
+        elif unheld and not val and not test:  # every class rounds to none: the run ends "no test or validation"
+            most = max(len(g) for g in by_label.values())
+            log.warning("every class has too few examples to hold one out (at most %d each, at val_fraction %g and "
+                        "test_fraction %g): no validation or test split, so no early stopping on validation, no "
+                        "blend, calibration or thresholds, and no test scores; give data.val / data.test files or a "
+                        "split column", most, val_n, test_n)  # fmt: skip
         splits["train"] = [replace(it, split="train") for it in train]
         if carve_val:
             splits["val"] = [replace(it, split="val") for it in val]

@@ -29,13 +29,14 @@ def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str
     from ..data.sources import read_manifest, scan_folder, split_items
 
     model_recipe: Recipe = loaded.recipe
-    if data is not None:
+    if data is not None:  # read as `recipe` (the stored one with --set items) says: its columns, extensions
+        reading = recipe or model_recipe
         if os.path.isdir(data) and model_recipe.modality == "text":
             raise ConfigError(f"{data}: a text model evaluates a CSV/TSV/JSONL manifest, not a folder")
         if os.path.isdir(data):
-            items = scan_folder(data, model_recipe.data.extensions)
+            items = scan_folder(data, reading.data.extensions)
         elif os.path.isfile(data):
-            items = read_manifest(data, model_recipe.data, model_recipe.modality)
+            items = read_manifest(data, reading.data, model_recipe.modality)
         else:
             raise ConfigError(f"{data}: no such file or folder")
         if split is not None:

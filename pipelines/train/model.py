@@ -384,10 +384,10 @@ def final_metrics(
 
     split = data.eval_split
     if split is None:
-        log.warning("no test or validation clips: metrics.json not written")
+        log.warning("no test or validation examples: metrics.json not written")
         return None, None
     if split != "test":
-        log.warning("no test clips: reporting metrics on the validation split")
+        log.warning("no test examples: reporting metrics on the validation split")
     ws = data.split(split)
     logits = window_logits(model, ws, device)  # (W, K)
     metrics = evaluation_report(logits, ws, list(data.labels), thresholds=thresholds)
