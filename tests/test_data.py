@@ -333,3 +333,12 @@ def test_too_few_examples_in_every_class_to_hold_any_out_is_said_at_the_start(ca
     assert not splits["val"] and not splits["test"] and len(splits["train"]) == 60
     assert "every class has too few examples to hold one out (at most 3 each, at val_fraction 0.1 and " \
            "test_fraction 0.1)" in caplog.text  # fmt: skip
+
+
+def test_a_folder_given_as_a_split_file_is_called_a_folder(tmp_path):
+    (tmp_path / "t.csv").write_text("text,label\na,x\nb,y\n")
+    (tmp_path / "edge").mkdir()
+    with pytest.raises(
+        ConfigError, match=r"^data\.test: .*edge: a folder; data\.test takes a manifest file \(CSV/TSV/JSONL\)$"
+    ):
+        list_items(DataConfig(train=str(tmp_path / "t.csv"), test=str(tmp_path / "edge")), "text")

@@ -54,6 +54,9 @@ def list_items(cfg: DataConfig, modality: str = "audio") -> list[Item]:
         items = []
         for split in SPLITS:
             path = getattr(cfg, split)
+            if path is not None and Path(path).is_dir():
+                raise ConfigError(f"data.{split}: {path}: a folder; data.{split} takes a manifest file (CSV/TSV/JSONL"
+                                  f"{' with path,label columns' if modality == 'audio' else ''})")  # fmt: skip
             if path is not None and split != "train" and not Path(path).is_file():
                 # e.g. a general recipe's placeholder test file, left in place when only data.train was set
                 raise ConfigError(f"data.{split}: {path}: file not found (set data.{split}=FILE, or data.{split}=null "
