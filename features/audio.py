@@ -17,6 +17,10 @@ import numpy as np
 
 from attn.errors import InputError
 
+# Below one 16-bit step nothing is recorded: channels that cancel in the mono mix leave half a step
+# of rounding, a constant offset nothing once removed (predict warns on such a file, training too)
+SILENT_PEAK = 2.0**-15
+
 BLOCK_SECONDS = 30.0
 # Containers whose header states the exact sample count, so a short read means truncation.
 _EXACT_LENGTH_FORMATS = {"WAV", "WAVEX", "FLAC", "AIFF", "AU", "W64", "RF64", "CAF"}

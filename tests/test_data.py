@@ -342,3 +342,24 @@ def test_a_folder_given_as_a_split_file_is_called_a_folder(tmp_path):
         ConfigError, match=r"^data\.test: .*edge: a folder; data\.test takes a manifest file \(CSV/TSV/JSONL\)$"
     ):
         list_items(DataConfig(train=str(tmp_path / "t.csv"), test=str(tmp_path / "edge")), "text")
+
+
+def test_silent_training_clips_are_warned_about(tmp_path, caplog):
+    """All-zero clips and stereo that cancels in the mono mix were trained on unsaid (predict
+    flags the same files)."""
+    from attn.pipelines.data.prepared import load_datasets, prepare_data
+    from attn.pipelines.recipe.load import load_recipe
+
+    root = _folder(tmp_path, per_class=4)
+    sf = pytest.importorskip("soundfile")
+    x = tone(440, 0.2, 8000)
+    sf.write(root / "low" / "cancels.wav", np.stack([x, -x], 1), 8000, subtype="FLOAT")
+    write_wav(root / "mid" / "zeros.wav", np.zeros(1600, np.float32), 8000)
+    p = tmp_path / "r.yaml"
+    p.write_text(f"data: {{root: {root}, val_fraction: 0, test_fraction: 0}}\n"
+                 "features: {sample_rate: 8000, frame_seconds: 0.2, hop_seconds: 0.1, n_fft: 256, hop_length: 128, "
+                 "n_mels: 16}\nmodel: {name: cnn}\n")  # fmt: skip
+    r = load_recipe(p)
+    with caplog.at_level("WARNING", logger="attn"):
+        load_datasets(r, prepare_data(r))
+    assert "data: 2 training clip(s) are silent" in caplog.text

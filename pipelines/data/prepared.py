@@ -121,6 +121,8 @@ def _audio_sets(recipe: Recipe, prepared: PreparedData):
         y = targets(loaded.items, prepared.labels)
         sets[split] = WindowSet(loaded.clips, y, f.frame_samples, f.hop_samples)
         counts[split], kept[split] = len(loaded.items), loaded.items
+        if split == "train":
+            _warn_silent(loaded.items, loaded.clips)
         if items:
             log.info("%s: %d clips, %d windows (%.1fs)", split, len(loaded.items), sets[split].num_windows,
                      time.perf_counter() - t0)  # fmt: skip
@@ -133,6 +135,18 @@ def _audio_sets(recipe: Recipe, prepared: PreparedData):
             log.warning("data: class(es) %s have no training clip left (every file skipped): the model keeps "
                         "them as labels but will never predict them", ", ".join(map(repr, lost)))  # fmt: skip
     return sets, {"clips": counts, "skipped_files": len(failed)}, kept
+
+
+def _warn_silent(items: list[Item], clips: list[np.ndarray]) -> None:
+    """Training clips with nothing in them (all zeros, or stereo channels that cancel in the mono
+    mix) teach the model that silence is their label; predict flags such a file, training did not."""
+    from attn.features.audio import SILENT_PEAK
+
+    silent = [it for it, c in zip(items, clips, strict=True) if not len(c) or np.abs(c - c.mean()).max() < SILENT_PEAK]
+    if silent:
+        log.warning("data: %d training clip(s) are silent (nothing above one 16-bit step once any DC offset is "
+                    "removed; e.g. %s): each teaches the model that silence is its label", len(silent),
+                    silent[0].where or silent[0].source)  # fmt: skip
 
 
 def _text_sets(f: TextFeatures, prepared: PreparedData) -> tuple[dict[str, WindowSet], dict[str, Any], Any]:

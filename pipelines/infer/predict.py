@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from attn.errors import ConfigError, InputError
+from attn.features.audio import SILENT_PEAK
 from attn.features.config import AUDIO_EXTENSIONS
 
 from .events import centre_level_db, edge_levels
@@ -26,9 +27,6 @@ from .inference import AGGREGATES, aggregate, top_labels
 from .loaded import Loaded
 
 STREAM_SECONDS = 120.0
-# Below one 16-bit step nothing is recorded: channels that cancel in the mono mix leave half a step
-# of rounding, a constant offset nothing once removed
-SILENT_PEAK = 2.0**-15
 WARN_FRACTION = 10  # a record gets a "warning" below 1/10 of a window, or 1/10 of the model's sample rate
 POOL = 4  # batches of windows gathered before running them sorted by length
 
