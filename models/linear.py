@@ -137,7 +137,8 @@ class Blend(nn.Module):
     """A trained network and a linear baseline as one model: log((1 - w) p_net + w p_base).
 
     The output is a log-probability, so the softmax every caller applies gives the blended
-    probabilities. With w = 0 the baseline is not run (it is kept for `attn evaluate`).
+    probabilities. With w = 0 the baseline is not run (it is kept for `attn evaluate`), with w = 1
+    the network is not.
     """
 
     def __init__(self, network: nn.Module, baseline: LinearBaseline, weight: float, info: dict | None = None) -> None:
@@ -155,14 +156,14 @@ class Blend(nn.Module):
         return self.network.backbone
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.weight >= 1:  # the baseline alone: the network's output would be thrown away (40% of predict)
+            return self.baseline(x, lengths)
         if self.baseline.multi_label:
             return self._per_class(x, lengths)
         net = self.network(x, lengths).float().log_softmax(-1)  # (B, K)
         if self.weight <= 0:
             return net
         base = self.baseline(x, lengths)
-        if self.weight >= 1:
-            return base
         return torch.logaddexp(net + math.log1p(-self.weight), base + math.log(self.weight))
 
     def _per_class(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -172,8 +173,6 @@ class Blend(nn.Module):
         if self.weight <= 0:
             return net
         base = self.baseline(x, lengths)
-        if self.weight >= 1:
-            return base
         p = (1 - self.weight) * torch.sigmoid(net) + self.weight * torch.sigmoid(base)
         p = p.clamp(1e-7, 1 - 1e-7)
         return torch.log(p) - torch.log1p(-p)

@@ -19,7 +19,8 @@ from helpers import one_line_error, tiny_onnx, tone, write_wav
 
 runner = CliRunner()
 SR = 8000
-TINY_AUDIO = "data: {synthetic: {per_class: 4, seconds: 0.25}}\nmodel: {name: cnn, channels: [4]}\ntrain: {epochs: 1}\n"
+TINY_AUDIO = ("data: {synthetic: {per_class: 4, seconds: 0.25}, val_fraction: 0, test_fraction: 0}\n"
+              "model: {name: cnn, channels: [4]}\ntrain: {epochs: 1}\n")  # fmt: skip
 
 
 # -- 1. matplotlib reads $...$ as mathtext -------------------------------------------------------
@@ -281,7 +282,8 @@ def test_auto_features_on_unreadable_training_files_name_one_and_why(tmp_path):
     could be read (exit 2); it names the first file as resolved and the reason (exit 1, data)."""
     (tmp_path / "m.csv").write_text("path,label\nclips\\c0.wav,a\nclips\\c1.wav,b\n")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"data: {{manifest: {tmp_path / 'm.csv'}}}\nfeatures: {{sample_rate: auto}}\n"
+    recipe.write_text(f"data: {{manifest: {tmp_path / 'm.csv'}, val_fraction: 0, test_fraction: 0}}\n"
+                      "features: {sample_rate: auto}\n"
                       "model: {name: cnn, channels: [4]}\n")  # fmt: skip
     r = runner.invoke(app, ["train", str(recipe), "--threads", "1", "--quiet"])
     one_line_error(r, 1, "data: none of the 2 training files probed for the auto features could be read (first: "
