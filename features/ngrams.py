@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 
 HASH = "crc32"  # stored in the tokenizer state; a model hashed otherwise is refused
+MAX_WORD = 256  # characters of a word cut into n-grams; real words are far shorter
 _PAIR = "\x1f"  # separates the two words of a word bigram: no n-gram of a single word contains it
 
 
@@ -41,7 +42,9 @@ class NgramHasher:
     def word(self, w: str) -> list[int]:
         ids = self._cache.get(w)
         if ids is None:
-            grams = char_ngrams(w, *self.char_range) if self.char_range else []
+            # A "word" past MAX_WORD characters (a hash, base64, a run of letters) is hashed by its first
+            # MAX_WORD: its n-grams were ~4 per character, 80 million strings for one 20 MB token.
+            grams = char_ngrams(w[:MAX_WORD], *self.char_range) if self.char_range else []
             ids = self._cache[w] = [bucket(g, self.buckets) for g in grams]
             if len(self._cache) > 200_000:  # bound memory on endless prediction streams
                 self._cache.clear()

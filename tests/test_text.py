@@ -74,6 +74,42 @@ def test_an_emoji_as_a_reader_sees_it_is_one_word():
     assert make_tokenizer(TokenizerConfig(level="word", pattern=old)).split("❤️ 🇫🇷") == ["❤", "\ufe0f", "🇫", "🇷"]
 
 
+@pytest.mark.parametrize("cfg", [dict(level="word", char_ngrams=(3, 5), word_ngrams=2, ngram_buckets=1000),
+                                 dict(level="word"), dict(level="char")])  # fmt: skip
+def test_a_text_cut_before_hashing_gives_the_model_the_same_input(cfg):
+    """The whole text was encoded (every word's n-grams, rows as wide as its longest word) before
+    the cut to max_len: 6 GB for a 1 MB text with one 1000-character word. Only the kept words
+    are hashed now; what the front-end computes from them is the same."""
+    import numpy as np
+    import torch
+
+    from attn.features.text import TextFrontend
+    from attn.features.tokenizers import cut_to
+
+    tok = make_tokenizer(TokenizerConfig(**cfg)).fit(TEXTS)
+    texts = [*TEXTS, "what " * 30 + "x" * 1000, "", "  one  "]
+    front = TextFrontend(tok.vocab_size, 8, 0.0, 0.0, 1000 if "char_ngrams" in cfg else None).eval()
+    for text in texts:
+        whole = tok.encode_array(text)
+        for max_len in (1, 4, 64):
+            cut, n = tok.encode_cut(text, max_len)
+            assert n == len(whole)
+            old = cut_to(whole, max_len)
+            if old.ndim == 1:
+                assert old.tolist() == cut.tolist()
+                continue
+            # the whole text's rows are as wide as its longest word's n-grams: only 0 (padding) columns more
+            assert old.shape[0] == cut.shape[0] and np.array_equal(old[:, : cut.shape[1]], cut)
+            assert not old[:, cut.shape[1] :].any()
+            if len(old):
+                a = front(torch.from_numpy(old)[None], torch.tensor([len(old)]))[0]
+                b = front(torch.from_numpy(cut)[None], torch.tensor([len(cut)]))[0]
+                assert torch.allclose(a, b)
+    long = "what " * 30 + "x" * 1000
+    cut, _ = tok.encode_cut(long, 4)
+    assert cut.shape[0] == 4 and (cut.ndim == 1 or cut.shape[1] < 30)  # not 1 + the long word's n-grams
+
+
 def test_subword_vocab_size_and_model_types():
     for model_type in ("unigram", "bpe"):
         tok = make_tokenizer(TokenizerConfig(level="subword", vocab_size=40, model_type=model_type)).fit(TEXTS)

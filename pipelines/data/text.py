@@ -61,8 +61,8 @@ def encode_texts(tok, texts: list[str], max_len: int) -> tuple[list[np.ndarray],
     tokens, and how many texts were cut."""
     out, cut = [], 0
     for t in texts:
-        ids = tok.encode_array(t)
-        cut += len(ids) > max_len
+        ids, n = tok.encode_cut(t, max_len)
+        cut += n > max_len
         out.append(model_ids(ids, max_len, tok))
     return out, cut
 

@@ -188,14 +188,15 @@ class TextPredictor:
         self.novelty = getattr(loaded, "novelty", None)
 
     def predict(self, inputs: Iterable[TextInput]) -> Iterator[dict[str, Any]]:
-        pending: list[tuple[TextInput, np.ndarray | None, str | None]] = []
+        pending: list[tuple[TextInput, tuple[np.ndarray, int] | None, str | None]] = []
         for item in inputs:
             if item.error is None and (item.text is None or not item.text.strip()):
                 item = TextInput(item.input, None, f"{item.input if item.show_text else 'input'}: empty text",
                                  item.show_text)  # fmt: skip
-            ids = self.tok.encode_array(item.text) if item.error is None and item.text is not None else None
+            # (ids cut to max_len, the text's token count): a long text is tokenized, not hashed, past the cut
+            ids = self.tok.encode_cut(item.text, self.max_len) if item.error is None and item.text is not None else None
             pending.append((item, ids, item.error))
-            if sum(1 for _, i, _ in pending if i is not None and len(i)) >= self.batch_size:
+            if sum(1 for _, i, _ in pending if i is not None and i[1]) >= self.batch_size:
                 yield from self._flush(pending)
                 pending = []
         yield from self._flush(pending)
@@ -207,7 +208,7 @@ class TextPredictor:
         probs: dict[int, np.ndarray] = {}
         sims: dict[int, float] = {}
         if good:
-            parts = [model_ids(ids, self.max_len, self.tok) for _, ids in good]  # (T,) or (T, 1 + K) each
+            parts = [model_ids(ids, self.max_len, self.tok) for _, (ids, _) in good]  # (T,) or (T, 1 + K) each
             for (i, _), p in zip(good, self.loaded.window_probs(parts), strict=True):
                 probs[i] = p
             if self.novelty is not None:  # train.abstain.novelty: each text's similarity to the training texts
@@ -224,8 +225,8 @@ class TextPredictor:
             first, last = self._result(probs[i])
             if i in sims:
                 first["similarity"] = round(float(sims[i]), 6)
-            rec.update(first, tokens=len(ids))
-            if len(ids) > self.max_len:
+            rec.update(first, tokens=ids[1])
+            if ids[1] > self.max_len:
                 rec["truncated"] = True
             rec.update(last)
             yield rec

@@ -146,9 +146,9 @@ class Explainer:
         if item.text is None or not item.text.strip():
             raise InputError(f"{item.input if item.show_text else 'input'}: empty text")
         tok, max_len = self.loaded.tokenizer, self.loaded.recipe.features.tokenizer.max_len
-        ids = tok.encode_array(item.text)
+        ids, n = tok.encode_cut(item.text, max_len)
         x = model_ids(ids, max_len, tok)
-        words, groups = tok.words(item.text) if len(ids) else (["<unk>"], [0])
+        words, groups = tok.words(item.text) if n else (["<unk>"], [0])
         dev = self.loaded.device
         xb, lengths = torch.from_numpy(x[None]).to(dev), torch.tensor([len(x)], device=dev)
         with torch.no_grad():
@@ -163,7 +163,7 @@ class Explainer:
                    method=a.method, tokens=tokens, weights=_round(weights))  # fmt: skip
         if layers is not None:
             rec["layers"] = _round(layers)
-        if len(ids) > max_len:
+        if n > max_len:
             rec["truncated"] = True
         return rec, {}
 
