@@ -67,6 +67,8 @@ def _open(path: str, name: str | None = None):
         raise _fail(name, f"not a regular file (a {kind}); give a file, a pipe or a FIFO")
     if os.path.getsize(path) == 0:
         raise _fail(name, "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):  # libsndfile says only "System error"
+        raise _fail(name, "cannot read (permission denied)")
     try:
         # As bytes: a name that is not UTF-8 (os.fsdecode keeps its bytes as surrogates) cannot
         # be encoded back by soundfile, which then called a readable file unreadable.

@@ -363,3 +363,45 @@ def test_silent_training_clips_are_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="attn"):
         load_datasets(r, prepare_data(r))
     assert "data: 2 training clip(s) are silent" in caplog.text
+
+
+def test_folders_and_manifests_that_cannot_be_read_are_named(tmp_path, monkeypatch):
+    """A class folder without read permission was passed over without a word (a class fewer,
+    exit 0); predict and evaluate dropped its files; an unreadable manifest was an internal error.
+    Permissions are simulated (the tests may run as root, whom chmod does not stop)."""
+    import os
+
+    from attn.pipelines.data.sources import read_table
+    from attn.pipelines.infer.predict import expand_paths
+
+    root = _folder(tmp_path, per_class=2)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("mid"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(InputError, match=r"audio/mid: cannot read folder \(permission denied\)$"):
+        list_items(DataConfig(root=str(root)))
+    listed = expand_paths([str(root)])
+    assert str(root / "mid") in listed and len(listed) == 5  # 4 clips, and the folder as an error record
+    monkeypatch.undo()
+    m = tmp_path / "m.csv"
+    m.write_text("text,label\na,b\n")
+    monkeypatch.setattr(
+        Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+    )
+    with pytest.raises(InputError, match=r"m\.csv: cannot read \(permission denied\)$"):
+        read_table(str(m))
+
+
+def test_a_folder_name_that_is_not_utf8_is_a_label_of_text():
+    """Its bytes, kept as lone surrogates, were the label: report.html's figures failed on it."""
+    import os
+
+    from attn.pipelines.data.items import clean_label
+
+    assert clean_label(os.fsdecode(b"lab\xe9")) == "lab\ufffd"
+    assert clean_label(" café ") == "café"

@@ -378,3 +378,14 @@ def test_evaluate_reads_data_with_other_column_names_by_set(text_model, tmp_path
     assert r.exit_code == 0, r.output
     same = json.loads(run("evaluate", "-m", text_model, text_model.parent / "test.csv", "-f", "json").stdout)
     assert json.loads(r.stdout)["accuracy"] == same["accuracy"] and same["count"] == len(test) - 1
+
+
+@pytest.mark.parametrize("cmd", [["predict", "-"], ["embed", "-"], ["listen"]])
+def test_audio_commands_started_with_stdin_closed_say_so(trained_model, cmd):
+    """`attn predict - <&-` was 'internal error: TypeError', listen 'OSError: Bad file descriptor'."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "attn", cmd[0], "-m", str(trained_model), *cmd[1:]],
+                       capture_output=True, text=True, stdin=None, preexec_fn=lambda: os.close(0))  # fmt: skip
+    assert r.returncode == 2 and r.stderr.startswith("error: -: stdin is closed;"), r.stderr

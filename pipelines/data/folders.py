@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from attn.errors import InputError
+
 
 def hidden(name: str) -> bool:
     """Names a folder walk passes over: dot-files and dot-folders (macOS's `._x.wav` AppleDouble
@@ -13,14 +15,16 @@ def hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def audio_files(folder: str | Path, extensions: tuple[str, ...]) -> list[Path]:
+def audio_files(folder: str | Path, extensions: tuple[str, ...], unreadable: list[str] | None = None) -> list[Path]:
     """The one folder walk: every file under `folder` (recursively, into symbolically linked
     folders too, each real folder once: a link loop ends) with one of `extensions` (any case),
     sorted, passing over `hidden` names. A broken symbolic link is listed too, so whoever reads
     it reports it like any unreadable file instead of it vanishing (training counts it as
-    skipped, predict gives it an error record, background augmentation warns)."""
+    skipped, predict gives it an error record, background augmentation warns). A folder that
+    cannot be read (permissions) is an InputError, or with `unreadable` is added to that list:
+    it was passed over without a word, a class left out of training."""
     exts = {e.lower() for e in extensions}
-    return sorted(f for f in _walk(folder) if f.suffix.lower() in exts)
+    return sorted(f for f in _walk(folder, unreadable) if f.suffix.lower() in exts)
 
 
 # Audio (or audio in video) containers libsndfile does not read: a folder walk passes them over,
@@ -50,11 +54,21 @@ def unread_note(counts: dict[str, int]) -> str:
     return f"{kinds} file(s) not read (convert them to WAV or FLAC, e.g. ffmpeg -i x{first} x.wav)"
 
 
-def _walk(folder: str | Path):
+def cannot_read(e: OSError) -> InputError:
+    return InputError(f"{e.filename}: cannot read folder ({(e.strerror or str(e)).lower()})")
+
+
+def _walk(folder: str | Path, unreadable: list[str] | None = None):
     """Every file under `folder` but `hidden` ones, into symbolically linked folders (each real
-    folder once), broken links included."""
+    folder once), broken links included; a folder that cannot be read: see `audio_files`."""
+
+    def failed(e: OSError) -> None:
+        if unreadable is None:
+            raise cannot_read(e)
+        unreadable.append(os.fsdecode(e.filename))
+
     seen = set()
-    for top, dirs, files in os.walk(folder, followlinks=True):
+    for top, dirs, files in os.walk(folder, followlinks=True, onerror=failed):
         real = os.path.realpath(top)
         if real in seen:
             dirs[:] = []

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 def clean_label(text: str) -> str:
     """A label as every source gives it: stripped, and NFC-normalised, so `café` typed on macOS
     (e + combining accent, as its file names are) and elsewhere is one class, not two that look
-    alike. Folder names, manifest cells and label-set members all pass here."""
+    alike. Folder names, manifest cells and label-set members all pass here. A folder name that
+    is not UTF-8 (its bytes kept as lone surrogates by os.fsdecode) reads with U+FFFD where they
+    were: a lone surrogate is no text (report.html's figures failed on one)."""
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate of another kind (a JSON "\\ud83d")
+            raw = text.encode("utf-8", "surrogatepass")
+        text = raw.decode("utf-8", "replace")
     return unicodedata.normalize("NFC", text.strip())
 
 

@@ -22,7 +22,7 @@ from attn.errors import ConfigError, InputError
 from ..recipe.builtin import check_placeholders
 from ..recipe.config import DataConfig
 from .dedupe import one_row_per_file
-from .folders import audio_files, hidden, unread_audio, unread_note
+from .folders import audio_files, cannot_read, hidden, unread_audio, unread_note
 from .items import Item, clean_label
 
 log = logging.getLogger("attn")
@@ -75,7 +75,11 @@ def scan_folder(root: str, extensions: tuple[str, ...]) -> list[Item]:
     if not base.is_dir():
         raise ConfigError(f"{root}: data folder not found")
     items = []
-    for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not hidden(p.name)):
+    try:
+        label_dirs = sorted(p for p in base.iterdir() if p.is_dir() and not hidden(p.name))
+    except OSError as e:
+        raise cannot_read(e) from None
+    for label_dir in label_dirs:
         label = clean_label(label_dir.name)
         found = [Item(str(f), label, None, str(f)) for f in audio_files(label_dir, extensions)]
         unread = unread_audio(label_dir, extensions)
@@ -96,7 +100,10 @@ def read_table(path: str) -> tuple[list[dict[str, str]], list[int], list[str]]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: manifest not found")
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as e:  # was an internal error (PermissionError)
+        raise InputError(f"{path}: cannot read ({(e.strerror or str(e)).lower()})") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.errors import InputError
+from attn.errors import ConfigError, InputError
 from attn.features.pcm import PcmDecoder, PcmFormat, parse_wav_header
 
 from .events import EventSettings, centre_level_db, edge_levels, lead_rows
@@ -73,7 +73,7 @@ class Listener:
         from attn.features.audio import iter_windows
 
         name = "stdin" if source == "-" else source
-        fd = 0 if source == "-" else _open(source)
+        fd = _stdin() if source == "-" else _open(source)
         sr, frame, hop = self.cfg.sample_rate, self.cfg.frame_samples, self.cfg.hop_samples
         live = None
         end = 0
@@ -229,6 +229,16 @@ def _encoded(head: bytes) -> str | None:
         if head.startswith(magic):
             return name
     return None  # (an MP3 without an ID3 tag starts with a frame sync a PCM sample may also hold)
+
+
+def _stdin() -> int:
+    """File descriptor 0, or a ConfigError when the process started with it closed (`<&-`): the
+    first read was an internal error (OSError: Bad file descriptor)."""
+    try:
+        os.fstat(0)
+    except OSError:
+        raise ConfigError("-: stdin is closed; pipe the audio in, or give a FIFO or a file") from None
+    return 0
 
 
 def _open(path: str) -> int:

@@ -46,6 +46,8 @@ def _stdin_paths(stream) -> list[str]:
     """One path per line of `stream`. Audio bytes piped in instead (`cat x.wav | attn predict -`:
     every audio format's header holds a NUL byte, no path can) are a ConfigError saying what `-`
     reads, not an internal error on a path with a NUL byte in it."""
+    if stream is None:  # started with stdin closed (`<&-`): was an internal error (TypeError)
+        raise ConfigError("-: stdin is closed; give the files as arguments, or pipe one path per line")
     try:
         lines = [line.strip() for line in stream if line.strip()]
     except UnicodeDecodeError:
@@ -70,10 +72,11 @@ def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTEN
     out: list[str] = []
     for arg in paths:
         if os.path.isdir(arg):
-            found = sorted(str(p) for p in audio_files(arg, extensions))  # as text: the order predict always had
-            if not found:
+            unreadable: list[str] = []
+            found = sorted(str(p) for p in audio_files(arg, extensions, unreadable))  # as text: predict's order
+            if not found and not unreadable:
                 out.append(arg)  # reported as "no audio files" below
-            out += found
+            out += found + unreadable  # a folder that cannot be read: an error record, not passed over
         else:
             out.append(arg)
     return out
@@ -174,6 +177,9 @@ class AudioPredictor:
         try:
             if os.path.isdir(path):
                 from ..data.folders import unread_audio, unread_note
+
+                if not os.access(path, os.R_OK | os.X_OK):
+                    raise InputError(f"{path}: cannot read folder (permission denied)")
 
                 unread = unread_note(unread_audio(path, AUDIO_EXTENSIONS))  # e.g. a folder of .m4a recordings
                 raise InputError(f"{path}: directory contains no audio files" + (f" ({unread})" if unread else ""))
