@@ -90,3 +90,27 @@ def test_ctrl_c_in_the_refit_says_how_to_finish_and_resume_does(tiny_recipe, tmp
     r = CliRunner().invoke(app, ["train", "--resume", str(out)])
     assert r.exit_code == 0, r.output
     assert "refit: " in r.output and (out / "metrics.json").exists()
+
+
+def test_ctrl_c_after_the_last_epoch_says_how_to_finish_and_resume_does(tiny_recipe, tmp_path, monkeypatch):
+    """A stop in the blend, calibration, final scores or the model file printed a bare
+    'interrupted' (the resume that finishes the run was not said)."""
+    from typer.testing import CliRunner
+
+    import attn.pipelines.train.model as train_model
+    from attn.cli.app import app
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real = train_model.final_metrics
+    monkeypatch.setattr(train_model, "final_metrics", interrupt)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", str(tiny_recipe(epochs=2)), "--out", str(out)])
+    assert r.exit_code == 130
+    assert "interrupted while finishing the run after its 2 epochs" in r.output
+    assert f"Finish with: attn train --resume {out}" in r.output
+    monkeypatch.setattr(train_model, "final_metrics", real)
+    r = CliRunner().invoke(app, ["train", "--resume", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "metrics.json").exists()

@@ -29,7 +29,7 @@ from ..store import rundir
 from ..store.rundir import CHECKPOINT, HISTORY, METRICS, MODEL
 from .distributed import World
 from .init_model import init_model
-from .refit import interruptible_refit, refit_on_train_and_val, should_refit
+from .refit import interruptible_finish, interruptible_refit, refit_on_train_and_val, should_refit
 
 log = logging.getLogger("attn")
 
@@ -156,6 +156,11 @@ def train_model(
             raise Interrupted(f"interrupted (process {world.rank}); process 0 says which epoch is saved") from None
         if not trainer.saved_epoch:
             raise Interrupted("interrupted during epoch 1, before any epoch finished: nothing to resume") from None
+        if trainer.state.epoch >= recipe.train.epochs or trainer.state.done:  # between the last epoch and the finish
+            raise Interrupted(
+                f"interrupted after the last epoch ({trainer.state.epoch}); state after epoch "
+                f"{trainer.saved_epoch} is saved. Finish with: attn train --resume {run_dir}"
+            ) from None
         raise Interrupted(
             f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.saved_epoch} is saved. "
             f"Resume with: attn train --resume {run_dir}"
@@ -176,53 +181,66 @@ def train_model(
     if refit and world.distributed:
         log.warning("train.refit is skipped under torchrun (one process would refit, not all)")
         refit = False
-    if world.main:  # rank 0 evaluates and writes
-        final, blend = with_baseline(trainer.model, baseline, data, recipe, device, (blend_given or {}).get("weight"))
-        # T and min_score, on validation; a multi-label model's sigmoids get per-class thresholds instead
-        if calibration is None and not data.train.multi_label:
-            calibration = calibrate(final, data, recipe, device)
-        elif data.train.multi_label and recipe.train.calibrate:
-            log.info("calibration: none for a multi-label model (each class's sigmoid gets a decision threshold "
-                     "chosen on validation instead)")  # fmt: skip
-        untempered_final = final
-        chosen_on = baseline  # validation scores of the baseline validation could judge
-        if data.train.multi_label and thresholds is None:  # chosen before a refit: validation is held out here
-            from ..infer.multilabel import thresholds_on_val
+    with interruptible_finish(run_dir, st.epoch):  # Ctrl-C in the blend, scores or saves: how to finish
+        if world.main:  # rank 0 evaluates and writes
+            final, blend = with_baseline(
+                trainer.model, baseline, data, recipe, device, (blend_given or {}).get("weight")
+            )
+            # T and min_score, on validation; a multi-label model's sigmoids get per-class thresholds instead
+            if calibration is None and not data.train.multi_label:
+                calibration = calibrate(final, data, recipe, device)
+            elif data.train.multi_label and recipe.train.calibrate:
+                log.info("calibration: none for a multi-label model (each class's sigmoid gets a decision threshold "
+                         "chosen on validation instead)")  # fmt: skip
+            untempered_final = final
+            chosen_on = baseline  # validation scores of the baseline validation could judge
+            if data.train.multi_label and thresholds is None:  # chosen before a refit: validation is held out here
+                from ..infer.multilabel import thresholds_on_val
 
-            thresholds, facts["thresholds"] = thresholds_on_val(final, data, device)
-        if refit:  # the blend weight stays the one validation chose before val joined the training data
-            with interruptible_refit(run_dir, st.epoch):
-                final, baseline, facts["refit"] = refit_on_train_and_val(recipe, data, st.best_epoch, device,
-                                                                         callbacks, baseline, blend, why)  # fmt: skip
-            if calibration is not None:  # validation is in the refit's training data: carry the first phase's
-                calibration["fitted_on"] = "validation, first phase (before the refit on train + val)"
-        novelty = fit_novelty(final, data, recipe, device, refit)  # on the model saved, after any refit
-        if calibration is not None or novelty is not None:
-            final = Tempered(final, (calibration or {}).get("temperature", 1.0), calibration or {}, novelty)
-        metrics, scored = final_metrics(
-            final, data, run_dir, device, baseline, blend, recipe=recipe, listed=prepared.splits, thresholds=thresholds
-        )
-        if chosen_on is not None:
-            compare_with_baseline(st.history, chosen_on, blend)
-        extra = {
-            "epoch": st.best_epoch,
-            "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
-            "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
-            **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
-        }
-        save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer,
-                   plain_recipe=saver.checkpoint.plain_recipe)  # fmt: skip
-        if score_val and len(data.val) and not refit:  # a refit trained on validation: no held-out scores
-            from ..infer.calibration import ClipScores
-            from ..infer.evaluate import evaluation_report
-            from ..infer.inference import window_logits
+                thresholds, facts["thresholds"] = thresholds_on_val(final, data, device)
+            if refit:  # the blend weight stays the one validation chose before val joined the training data
+                with interruptible_refit(run_dir, st.epoch):
+                    final, baseline, facts["refit"] = refit_on_train_and_val(
+                        recipe, data, st.best_epoch, device, callbacks, baseline, blend, why)  # fmt: skip
+                if calibration is not None:  # validation is in the refit's training data: carry the first phase's
+                    calibration["fitted_on"] = "validation, first phase (before the refit on train + val)"
+            novelty = fit_novelty(final, data, recipe, device, refit)  # on the model saved, after any refit
+            if calibration is not None or novelty is not None:
+                final = Tempered(final, (calibration or {}).get("temperature", 1.0), calibration or {}, novelty)
+            metrics, scored = final_metrics(
+                final,
+                data,
+                run_dir,
+                device,
+                baseline,
+                blend,
+                recipe=recipe,
+                listed=prepared.splits,
+                thresholds=thresholds,
+            )
+            if chosen_on is not None:
+                compare_with_baseline(st.history, chosen_on, blend)
+            extra = {
+                "epoch": st.best_epoch,
+                "metrics": None
+                if metrics is None
+                else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
+                "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
+                **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
+            }
+            save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer,
+                       plain_recipe=saver.checkpoint.plain_recipe)  # fmt: skip
+            if score_val and len(data.val) and not refit:  # a refit trained on validation: no held-out scores
+                from ..infer.calibration import ClipScores
+                from ..infer.evaluate import evaluation_report
+                from ..infer.inference import window_logits
 
-            logits = window_logits(untempered_final, data.val, device)  # (W, K) before T
-            val_scores = ClipScores.of(logits, data.val, data.items["val"], run_dir.name)
-            t = calibration["temperature"] if calibration is not None else 1.0
-            val_report = evaluation_report(logits / t, data.val, labels, thresholds=thresholds)
-        if point_latest:
-            rundir.point_latest(run_dir)
+                logits = window_logits(untempered_final, data.val, device)  # (W, K) before T
+                val_scores = ClipScores.of(logits, data.val, data.items["val"], run_dir.name)
+                t = calibration["temperature"] if calibration is not None else 1.0
+                val_report = evaluation_report(logits / t, data.val, labels, thresholds=thresholds)
+            if point_latest:
+                rundir.point_latest(run_dir)
     return TrainResult(
         run_dir=run_dir,
         model_path=run_dir / MODEL,

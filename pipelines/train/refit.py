@@ -49,6 +49,19 @@ def interruptible_refit(run_dir: Path, epochs: int):
         ) from None
 
 
+@contextmanager
+def interruptible_finish(run_dir: Path, epochs: int):
+    """Ctrl-C or SIGTERM after the last epoch (the blend, calibration, final scores, the model
+    file): said as such, with the resume that finishes the run, not a bare 'interrupted'."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted while finishing the run after its {epochs} epochs (blend, calibration, final scores, "
+            f"the model file); the trained state is saved. Finish with: attn train --resume {run_dir}"
+        ) from None
+
+
 def refit_on_train_and_val(recipe: Recipe, data: Datasets, epochs: int, device, callbacks, baseline, blend, why: str):
     """(model to save, baseline, facts): a fresh model of the same seed trained on train + val for
     the `epochs` validation chose, with the baseline refitted at its chosen C and blended in at
