@@ -241,6 +241,25 @@ def test_a_full_disk_mid_run_says_which_epoch_is_saved_and_how_to_resume(tmp_pat
                          f"saved: once it can be written, resume with: attn train --resume {out}")  # fmt: skip
 
 
+def test_a_full_disk_at_the_first_checkpoint_leaves_no_folder_that_blocks_the_next_run(tmp_path, monkeypatch):
+    """Epoch 1's model.attn was written but its checkpoint was not: --resume took the folder for a
+    finished run and a new run refused the non-empty --out, sending the user in a circle."""
+    from attn.pipelines.store.checkpoint import CheckpointWriter
+
+    def full(self, epoch, state):
+        raise OutputError(f"{self.path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr(CheckpointWriter, "write", full)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY_AUDIO.replace("epochs: 1", "epochs: 3, patience: 0"))
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--threads", "1", "--quiet"])
+    one_line_error(r, 3, f"{out / 'last.ckpt'}: cannot write (No space left on device)")
+    assert not out.exists()
+    monkeypatch.undo()
+    assert runner.invoke(app, ["train", str(recipe), "--out", str(out), "--threads", "1", "--quiet"]).exit_code == 0
+
+
 def test_a_run_whose_folder_is_removed_stops_instead_of_making_it_again(tmp_path, monkeypatch):
     """`rm -rf RUN` while it trains: the run stops at its next save with a message, rather than
     silently writing a new folder without its recipe, log or lock (that another run could share)."""

@@ -166,6 +166,10 @@ def train_model(
             f"Resume with: attn train --resume {run_dir}"
         ) from None
     except OutputError as e:  # a full disk mid-run: the last checkpoint written is whole (atomic writes)
+        if world.main and not trainer.saved_epoch and run_dir.is_dir():
+            # epoch 1's network was written but its state was not: a model without blend, calibration or scores
+            # that --resume took for a finished run; without it the folder goes, as for any failure in epoch 1
+            (run_dir / MODEL).unlink(missing_ok=True)
         if not (world.main and trainer.saved_epoch and run_dir.is_dir()):
             raise
         raise OutputError(f"{e}; state after epoch {trainer.saved_epoch} is saved: once it can be written, resume "
