@@ -82,7 +82,10 @@ def test_unwritable_cache_costs_speed_not_the_run(tmp_path, folder, caplog):
     cfg = _recipe(tmp_path, folder, blocker)
     items, loaded = _load(cfg)
     assert len(loaded.clips) == len(items) and not loaded.errors
+    _load(cfg)  # the next split: not said again (it was, once per split), and nothing is said to be stored
     assert sum("cannot write" in r.message for r in caplog.records) == 1
+    assert not any("decoded and stored" in r.message or ("stored" in r.message and not r.message.endswith(" 0 stored"))
+                   for r in caplog.records if r.message.startswith("audio cache ")), caplog.text  # fmt: skip
 
 
 def test_bad_file_is_reported_the_same_with_a_cache(tmp_path, folder):

@@ -40,13 +40,16 @@ def cache_key(path: str, sample_rate: int) -> str:
     return h.hexdigest()
 
 
+_UNWRITABLE: set[str] = set()  # cache folders this process found it cannot write to
+
+
 class AudioCache:
     """`read(path, sample_rate)`: the decoded signal, from the cache when present."""
 
     def __init__(self, root: str) -> None:
         self.root = Path(os.path.expanduser(root))
-        self.hits = self.misses = 0
-        self._writable = True
+        self.hits = self.misses = self.stored = 0
+        self._writable = str(self.root) not in _UNWRITABLE  # said once a process, not once a split
         self._lock = threading.Lock()  # decoding threads may fail to write at the same moment
 
     def entry(self, path: str, sample_rate: int) -> Path:
@@ -83,10 +86,13 @@ class AudioCache:
             with open(tmp, "wb") as f:
                 np.save(f, clip, allow_pickle=False)
             os.replace(tmp, entry)
+            with self._lock:
+                self.stored += 1
         except OSError as e:
             # A full or read-only cache only costs speed: warn once, go on uncached.
             with self._lock:
                 first, self._writable = self._writable, False
+                _UNWRITABLE.add(str(self.root))
             if first:
                 log.warning("audio cache: cannot write to %s (%s); continuing without caching", self.root, e)
             with contextlib.suppress(OSError):

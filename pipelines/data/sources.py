@@ -411,7 +411,7 @@ def load_clips(items: list[Item], cfg: DataConfig, sample_rate: int, workers: in
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, items))
     if cache is not None and items:
-        log.info("audio cache %s: %d read, %d decoded and stored", cache.root, cache.hits, cache.misses)
+        log.info("audio cache %s: %d read, %d decoded, %d stored", cache.root, cache.hits, cache.misses, cache.stored)
     kept, clips, errors = [], [], []
     for it, (clip, err) in zip(items, results, strict=True):
         if err is not None:
