@@ -4,6 +4,7 @@ recipe options. Only the CLI imports typer and rich; the library never prints.""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -120,6 +121,9 @@ def handle_errors(fn):
             raise typer.Exit(interrupted_code()) from None
         except Exception as e:  # noqa: BLE001 - last resort: a bug, not the user's fault
             _traceback()
+            if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path the user gave, over the limit
+                err(f"error: {os.fsdecode(e.filename) if e.filename else 'a path'}: file name too long")
+                raise typer.Exit(2) from None
             if _from_interrupt(e):  # Ctrl-C or SIGTERM landed in a library that wrapped it (pydantic's serializer)
                 err("terminated (SIGTERM)" if State.terminated else "interrupted")
                 raise typer.Exit(interrupted_code()) from None

@@ -51,6 +51,15 @@ def _refuse_special(path: Path) -> None:
         raise OutputError(f"{path}: cannot write ({name}, not a file); give a file name")
 
 
+def _tmp_prefix(path: Path) -> str:
+    """The temporary file's name start: ".NAME." as long as the whole stays within the 255 bytes a
+    file name may have (mkstemp adds 8 characters and ".tmp"); a longer NAME (241-255 bytes, a
+    legal output name) is cut, so the write is not refused as 'File name too long'."""
+    room = 255 - 2 - 8 - len(".tmp")
+    name = os.fsencode(path.name)
+    return "." + (os.fsdecode(name[:room]) if len(name) > room else path.name) + "."
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
     """`mode`: the file's permissions (default: the usual, as the umask leaves them)."""
     path = Path(path)
@@ -58,7 +67,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int | None = 
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), _FILE_MODE if mode is None else mode)
             f.write(data)
@@ -102,7 +111,7 @@ def check_writable(path: str | os.PathLike) -> None:
     _refuse_special(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:

@@ -476,3 +476,16 @@ def test_tensorboard_draws_mathtext_labels_literally(tmp_path):
                "confusion": [[1, 1], [1, 1]]}  # fmt: skip
     tb.on_train_end(metrics)  # draws the confusion matrix image
     assert any((tmp_path / "tb").iterdir())
+
+
+def test_long_file_names_write_or_say_they_are_too_long(tmp_path):
+    """A legal 250-character output name was refused (the temporary file's name went past 255);
+    a 260-character --out was 'internal error: OSError'."""
+    from attn.pipelines.fsutil import atomic_write_bytes
+
+    name = tmp_path / ("z" * 250 + ".pt")
+    atomic_write_bytes(name, b"x")
+    assert name.read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [name.name]
+    long = tmp_path / ("y" * 260)
+    r = runner.invoke(app, ["train", "quickstart.yaml", "--out", str(long), "--threads", "1", "--quiet"])
+    one_line_error(r, 2, f"{long}: file name too long")
