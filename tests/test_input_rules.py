@@ -389,3 +389,17 @@ def test_audio_commands_started_with_stdin_closed_say_so(trained_model, cmd):
     r = subprocess.run([sys.executable, "-m", "attn", cmd[0], "-m", str(trained_model), *cmd[1:]],
                        capture_output=True, text=True, stdin=None, preexec_fn=lambda: os.close(0))  # fmt: skip
     assert r.returncode == 2 and r.stderr.startswith("error: -: stdin is closed;"), r.stderr
+
+
+def test_a_file_of_the_users_at_runs_latest_is_left_as_it_is(tmp_path, monkeypatch, caplog):
+    """It was replaced by attn's link without a word."""
+    from attn.pipelines.store.rundir import point_latest
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "latest").write_text("my notes")
+    (tmp_path / "run1").mkdir()
+    with caplog.at_level("WARNING", logger="attn"):
+        point_latest(tmp_path / "run1")
+    assert (tmp_path / "runs" / "latest").read_text() == "my notes"
+    assert "runs/latest is not attn's link (a file of yours): left as it is" in caplog.text

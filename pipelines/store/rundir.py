@@ -217,6 +217,10 @@ def point_latest(run_dir: Path) -> None:
     folder can move as a whole), else by absolute path. Atomic: a rename over the old link."""
     runs = Path("runs")
     link, tmp = runs / "latest", runs / f".latest-{os.getpid()}"
+    if link.exists() and not link.is_symlink():  # a file or folder of the user's: it was replaced unsaid
+        log.warning("%s is not attn's link (a %s of yours): left as it is, so attn predict needs --model %s",
+                    link, "folder" if link.is_dir() else "file", run_dir)  # fmt: skip
+        return
     try:
         runs.mkdir(exist_ok=True)
         inside = run_dir.resolve().parent == runs.resolve()
