@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -96,13 +97,21 @@ def serve_cmd(
             torch.set_num_threads(n)
         serve(config, serve_app(m, config), sock)
         return
-    # Each worker loads the model itself (a process cannot share the parent's).
+    # Each worker loads the model itself (a process cannot share the parent's), from a private copy
+    # of the file the parent checked: a worker restarted after the file was replaced (a retrain into
+    # the same run) loaded the new one, and the workers answered with two models.
+    import shutil
+
     per_worker = asked or (None if n is None else max(1, n // workers))
-    os.environ[ENV] = json.dumps({"model": str(m.path), "device": device, "threads": per_worker,
-                                  "quiet": quiet, "config": asdict(config)})  # fmt: skip
-    del m
-    with tempfile.TemporaryDirectory(prefix="attn-metrics-") as d:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = d  # /metrics sums the workers (pipelines/serve/metrics.py)
+    with tempfile.TemporaryDirectory(prefix="attn-serve-") as d:
+        metrics, copy = Path(d, "metrics"), Path(d, "model", m.path.name)
+        metrics.mkdir()
+        copy.parent.mkdir()
+        shutil.copyfile(m.path, copy)
+        os.environ[ENV] = json.dumps({"model": str(copy), "shown": str(m.path), "device": device,
+                                      "threads": per_worker, "quiet": quiet, "config": asdict(config)})  # fmt: skip
+        del m
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)  # /metrics sums the workers (serve/metrics.py)
         serve(config, "attn.cli.serve:worker_app", sock)
 
 
@@ -114,12 +123,15 @@ def worker_app():
     s = json.loads(os.environ[ENV])
     setup_logging(s["quiet"])
     _uvicorn_logs_through_ours()
-    m = attn.load(s["model"], s["device"])
+    m = attn.load(s["model"], s["device"])  # the parent's copy
     if s["threads"] and not m.exported:
         import torch
 
         torch.set_num_threads(s["threads"])
-    return serve_app(m, serve_config(**s["config"]))
+    app = serve_app(m, serve_config(**s["config"]))
+    m.path = Path(s["shown"])  # what the log, /healthz and /info name: the file the user gave
+    app.svc.info["path"] = s["shown"]
+    return app
 
 
 def _uvicorn_logs_through_ours() -> None:

@@ -203,7 +203,7 @@ def test_sigterm_answers_requests_in_flight_then_exits_zero(trained_model, clips
         c.putheader("Content-Length", "1000")
         c.endheaders(b"--x\r\n")
         t0 = time.perf_counter()
-        assert c.getresponse().status == 504 and time.perf_counter() - t0 < 10
+        assert c.getresponse().status == 408 and time.perf_counter() - t0 < 10  # the client's: was a 504
         c.close()
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(s.upload, [("sine.wav", (clips / "sine.wav").read_bytes())])
@@ -266,6 +266,9 @@ def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, t
         assert s.request("POST", "/predict", json.dumps(doc).encode(), {"Content-Type": "application/json"})[0] \
             == want  # fmt: skip
     assert s.request("POST", "/predict", b"{nope", {"Content-Type": "application/json"})[0] == 400
+    # a lone surrogate (a JSON "\ud800", no UTF-8 text) echoed in a record was a plain-text 500 'Internal Server Error'
+    status, body = s.request("POST", "/predict", b'{"texts": ["\\ud800"]}', {"Content-Type": "application/json"})
+    assert status == 422 and body["error"] == "text 1: not valid UTF-8", body
     assert s.request("POST", "/predict?per_frame=1", b'{"texts": ["a b"]}',
                      {"Content-Type": "application/json"})[0] == 422  # fmt: skip
     # aggregate combines a recording's windows: on a text it was accepted and ignored
@@ -286,7 +289,7 @@ def test_a_text_model_takes_json_and_answers_as_attn_predict_text(text_server, t
         _, metrics = s.request("GET", "/metrics")
         counts.append(sum(float(x) for x in re.findall(r'attn_requests_total\{endpoint="/predict",status="422"\} '
                                                         r"(\S+)", metrics)))  # fmt: skip
-    assert set(counts) == {6.0}, counts  # the first request, three bad documents, per_frame, aggregate
+    assert set(counts) == {7.0}, counts  # the first request, three bad documents, a surrogate, per_frame, aggregate
 
 
 def test_ctrl_c_stops_a_server_of_several_workers_as_an_interruption(text_model):

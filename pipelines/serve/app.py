@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
+import os
 import signal
 import socket
 import time
@@ -104,8 +106,10 @@ class Service:
             finally:
                 self.metrics.queued.dec(len(items))
         request.scope["attn.note"] = f"{len(items)} input(s), batch {info.id} ({info.requests} request(s))"
-        body: dict[str, Any] = {"records": records, "batch": {"id": info.id, "requests": info.requests,
-                                                              "items": info.items}}  # fmt: skip
+        batch = {"id": info.id, "requests": info.requests, "items": info.items}
+        if self.config.workers > 1:  # each worker numbers its own batches: the id alone named two
+            batch["worker"] = os.getpid()
+        body: dict[str, Any] = {"records": records, "batch": batch}
         return with_failures(body, records)
 
     async def explain(self, request) -> tuple[int, dict[str, Any]]:
@@ -128,10 +132,22 @@ def create_app(model, config: ServeConfig, page: str | None = None):
     """The ASGI app serving `model` (an `attn.Model`, loaded once for this process)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.responses import HTMLResponse, Response
+    from starlette.responses import JSONResponse as StarletteJSON
     from starlette.routing import Route
 
     from .page import PAGE
+
+    class JSONResponse(StarletteJSON):
+        """A record that echoes an input holding a lone surrogate (a JSON "\\ud800", not UTF-8 text)
+        cannot be encoded as UTF-8: written with that character escaped, still valid JSON, where it
+        was a plain-text 500 raised outside the endpoint's error handling."""
+
+        def render(self, content) -> bytes:
+            try:
+                return super().render(content)
+            except UnicodeEncodeError:
+                return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
     svc = Service(model, config, PAGE if page is None else page)
 
@@ -154,8 +170,12 @@ def create_app(model, config: ServeConfig, page: str | None = None):
                 status, body = 422, {"error": str(e)}
             except asyncio.TimeoutError:
                 request.scope["attn.kind"] = "timeout"
-                status, body = 504, {"error": f"no answer within {config.timeout_s:g} s (--timeout); the server is "
-                                              "busy or the input too long"}  # fmt: skip
+                if request.method == "POST" and not request.scope.get("attn.body_read"):  # a slow upload: the client's
+                    status, body = 408, {"error": f"the request body did not arrive within {config.timeout_s:g} s "
+                                                  "(--timeout)"}  # fmt: skip
+                else:
+                    status, body = 504, {"error": f"no answer within {config.timeout_s:g} s (--timeout); the server "
+                                                  "is busy or the input too long"}  # fmt: skip
             except Exception as e:  # noqa: BLE001 - a bug must cost one request, not the server
                 request.scope["attn.kind"] = "internal"
                 log.error("internal error: %s: %s", type(e).__name__, e, exc_info=config.debug)
@@ -190,8 +210,9 @@ def create_app(model, config: ServeConfig, page: str | None = None):
     async def lifespan(app):
         await svc.batcher.start()
         log.info("serving %s (%s model, %d labels) on http://%s:%d, batches of up to %d inputs or %g ms",
-                 model.path, model.modality, len(model.labels), config.host, config.port, config.max_batch,
-                 config.max_wait_ms)  # fmt: skip
+                 model.path, model.modality, len(model.labels),
+                 f"[{config.host}]" if ":" in config.host else config.host,  # an IPv6 address in a URL
+                 config.port, config.max_batch, config.max_wait_ms)  # fmt: skip
         yield
         await svc.batcher.stop()  # uvicorn has already answered every request in flight
 

@@ -144,6 +144,7 @@ class RequestReader:
                 buf += chunk
             elif time.perf_counter() - t0 > DRAIN_SECONDS:
                 break
+        request.scope["attn.body_read"] = True  # a timeout from here on is the server's (504), before it the client's
         if seen > limit:
             raise ApiError(413, f"upload over the {self.max_upload_mb:g} MB limit (--max-upload-mb)",
                            "too_large")  # fmt: skip
