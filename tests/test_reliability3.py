@@ -384,6 +384,12 @@ LIES = [
     ("labels a JSON string", _lie("labels", json.dumps("abc")), {}, "labels must be a non-empty list"),
     ("a foreign graph", lambda m: m, {"inputs": ("x",)}, "the graph's inputs ['x']"),
     ("frame_seconds 1e9", _features(frame_seconds=1e9, hop_seconds=1e9), {}, "a window of 8000000000000 samples"),
+    (
+        "thresholds fewer than the labels",  # was 'internal error: IndexError' at the first prediction
+        lambda m: {**m, "data": json.dumps({"multi_label": True}), "thresholds": json.dumps([0.5, 0.5])},
+        {},
+        "thresholds must be 3 numbers within [0, 1], one per label",
+    ),
 ]
 
 

@@ -160,6 +160,17 @@ def _model(session, meta: dict[str, Any]) -> ExportedModel:
         tokenizer = restore_tokenizer(features.tokenizer, meta["tokenizer"], blob)
     model = meta.get("model", {})
     multi = bool((meta.get("data") or {}).get("multi_label"))
+    th = meta.get("thresholds")
+    if (
+        multi
+        and th is not None
+        and (
+            not isinstance(th, list)
+            or len(th) != len(labels)
+            or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in th)
+        )
+    ):
+        raise ValueError(f"thresholds must be {len(labels)} numbers within [0, 1], one per label, got {_short(th)}")
     recipe = ExportedRecipe(ExportedData(tuple(extensions), multi), features, model if isinstance(model, dict) else {})
     return ExportedModel(session, recipe, list(labels), meta, tokenizer, novelty=_novelty(meta, outputs))
 
