@@ -47,7 +47,12 @@ def info_cmd(
     lines = [
         f"model        {path}" + (f" ({os.path.getsize(path) / 1e6:.1f} MB)" if os.path.isfile(path) else ""),
         f"family       {r.get('model', {}).get('name')} ({h.get('parameters', 0):,} parameters"
-        + (f", an ensemble of {n} averaged)" if (n := r.get("train", {}).get("ensemble", 1)) > 1 else ")"),
+        + (f", an ensemble of {n} averaged)" if (n := r.get("train", {}).get("ensemble", 1)) > 1 else ")")
+        + (
+            "; not used: the model is its baseline (blend weight 1)"
+            if float((h.get("baseline") or {}).get("blend_weight") or 0) >= 1
+            else ""
+        ),
         f"modality     {h.get('modality')}",
         f"labels       {len(h.get('labels', []))}: {label_list(h.get('labels', []))}",
     ]

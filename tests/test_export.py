@@ -336,6 +336,11 @@ def test_a_blend_with_the_baseline_exports_as_one_graph(fsdd, trec, modality):
         got, want = _onnx_audio_probs(session, m, tests), _predict_probs(m, tests)
     print(f"parity blend {modality}: max abs diff {np.abs(got - want).max():.2g}")
     assert np.abs(got - want).max() <= TOL
+    # a deployer (and attn info on the .onnx) learns that the graph blends a baseline in, and how much
+    from attn.pipelines.ship.export import read_metadata
+
+    base = read_metadata(res.path)["baseline"]
+    assert base["blend_weight"] == 0.5 and "(1 - 0.5) network + 0.5 baseline" in base["doc"]
 
 
 @pytest.mark.slow

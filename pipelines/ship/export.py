@@ -222,6 +222,20 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
                                   "similarity to its k-th nearest (neighbors) row of the bank; below min_similarity "
                                   "predict answers unknown"}  # fmt: skip
         meta["novelty_bank_base64"] = base64.b64encode(bank.tobytes()).decode("ascii")
+    from attn.models.calibrated import untempered
+    from attn.models.linear import Blend
+
+    blend = untempered(loaded.model)
+    if isinstance(blend, Blend) and blend.weight > 0:  # the graph holds the baseline too: say so, and how
+        w = float(blend.weight)
+        b = {**(loaded.header.get("baseline") or {}), "blend_weight": w}
+        meta["baseline"] = {
+            **b,
+            "doc": "the graph holds only this baseline (blend weight 1: the network scored no better on validation)"
+            if w >= 1
+            else f"the graph blends this baseline's "
+            f"probabilities with the network's: (1 - {w:g}) network + {w:g} baseline",
+        }
     if loaded.header.get("thresholds") is not None:  # multi-label: the per-class thresholds
         meta["thresholds"] = loaded.header["thresholds"]
     if text and "tokenizer" in loaded.header:
