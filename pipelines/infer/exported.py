@@ -208,7 +208,7 @@ def exported_info(path: str | Path) -> dict[str, Any]:
     hidden = ("features", "model", "data", "tokenizer_model_base64", "novelty_bank_base64")
     shown = {k: v for k, v in meta.items() if k not in hidden}
     return {"path": str(path), "format": "onnx", **shown, "recipe": {"features": meta["features"],
-                                                                       "model": meta.get("model", {})}}  # fmt: skip
+            "model": meta.get("model", {}), "data": meta.get("data", {})}}  # fmt: skip
 
 
 def _open(path: Path) -> tuple[Any, dict[str, Any]]:

@@ -99,6 +99,7 @@ async function call(path, options) {
 async function loadInfo() {
   const r = await call("/info");
   if (!r.ok) { $("model").textContent = ""; status(r.body.error, true); return; }
+  status("", false);  // a token that now works: "missing or wrong token" stood after the info loaded
   const i = r.body, rec = i.recipe || {}, m = i.metrics || {};
   modality = i.modality;
   multiLabel = Boolean((rec.data || {}).multi_label);  // its records hold every score; top_k is refused
@@ -166,6 +167,7 @@ function showHeat(rec) {
 
 async function classify(body, isJson) {
   status("scoring...", false);
+  $("heat").replaceChildren();  // the previous input's heat map must not stand beside this one's answer or error
   const opts = isJson ? { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } }
     : { method: "POST", body: body };  // FormData sets its own multipart type
   const r = await call(multiLabel ? "/predict" : "/predict?top_k=5", opts);
