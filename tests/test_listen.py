@@ -360,6 +360,25 @@ def test_live_events_hold_a_bounded_buffer():
     assert len(always.rows) <= MAX_EVENT_SECONDS / hop + 1
 
 
+def test_a_label_that_never_falls_quiet_does_not_make_the_others_write_their_events_again():
+    """Past MAX_EVENT_SECONDS the buffer is cut at every hop; an event overlapping its start came
+    back with a clipped start and was written again each time (771 lines for 171 events)."""
+    from attn.pipelines.infer.events import EventSettings, detect_events
+    from attn.pipelines.infer.live_events import MAX_EVENT_SECONDS, LiveEvents
+
+    hop, start = 0.25, 0.5
+    n = int(1.5 * MAX_EVENT_SECONDS / hop)
+    x = np.zeros((n, 2))
+    x[:, 0] = 1.0  # always on
+    for t0 in range(0, n - 40, 80):  # "b": a 10 s event every 20 s
+        x[t0 : t0 + 40, 1] = 1.0
+    live = LiveEvents("s", ["a", "b"], hop, EventSettings(), start)
+    got = [e for t, row in enumerate(x) for e in live.push(row, now=start + (t + 1) * hop)]
+    got += live.close(start + n * hop)
+    want = [e for e in detect_events(x, hop, ["a", "b"], EventSettings(), start=start) if e.label == "b"]
+    assert [(e.start, e.end) for e in got if e.label == "b"] == [(e.start, e.end) for e in want]
+
+
 def test_listen_events_are_the_events_of_the_recordings_windows(trained_model, wav):
     """`attn listen --events` on a stream: the events of the recording's window scores at
     predict --events' hop (0.1 s; predict's framing and model call, in-process), with the same

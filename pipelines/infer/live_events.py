@@ -48,7 +48,11 @@ class LiveEvents:
         self.smoothed: list[np.ndarray] = []  # their smoothed scores (K,), the last `half` not final yet
         self.base = 0
         self.floor = -math.inf  # unpadded ends at or before this belong to events already settled
-        self.written: set[tuple[str, float]] = set()
+        # Each label's events do not overlap, and are written in order: the (unpadded) end of the last
+        # one written says what is new. A (label, start) key was not enough: once a label that never
+        # falls quiet forced a cut, an older event overlapping the buffer's start came back clipped,
+        # with a new start, and was written again at every hop (771 lines for 171 events).
+        self.done: dict[str, float] = {}
         self.cut_warned = False
 
     def push(self, scores: np.ndarray, now: float = math.inf) -> list[Event]:
@@ -104,10 +108,9 @@ class LiveEvents:
         for lab in self.labels:
             pairs = zip([e for e in bare if e.label == lab], [e for e in padded if e.label == lab], strict=True)
             for b, ev in pairs:
-                key = (lab, round(b.start, 6))
-                if b.end <= self.floor + EPS or key in self.written or not final(b):
+                if b.end <= self.floor + EPS or b.start < self.done.get(lab, -math.inf) - EPS or not final(b):
                     continue
-                self.written.add(key)
+                self.done[lab] = b.end
                 if duration is not None:
                     ev = dataclasses.replace(ev, end=min(ev.end, duration))
                 if ev.end > ev.start:
@@ -130,4 +133,3 @@ class LiveEvents:
         self.floor = max(self.floor, self._time(self.base + cut) - self.hop / 2)
         self.rows, self.smoothed = self.rows[drop:], self.smoothed[drop:]
         self.base += drop
-        self.written = {k for k in self.written if k[1] > self.floor}  # no event crosses a quiet stretch
