@@ -261,6 +261,13 @@ def test_a_wav_streams_data_chunk_ends_its_audio_and_a_placeholder_length_is_ope
         assert_same_windows(per_frame(trained_model, open_wav), frames)
     r = listen(trained_model, stdin=b"RF64" + data[4:])
     assert r.returncode == 1 and "stdin: RF64 data: attn listen reads raw PCM or WAV" in r.stderr.decode()
+    # a LIST chunk after the data is no audio (said nothing above); audio past a declared length that
+    # is too short ended the stream without a word
+    assert "continues past" not in listen(trained_model, stdin=tagged).stderr.decode()
+    (size,) = struct.unpack("<I", data[at + 4 : at + 8])
+    short = data[: at + 4] + struct.pack("<I", size // 2 - size // 2 % 2) + data[at + 8 :]
+    r = listen(trained_model, stdin=short)
+    assert r.returncode == 0 and "audio continues past the" in r.stderr.decode() and lines(r.stdout)
 
 
 def test_a_stream_shorter_than_a_tenth_of_a_window_is_scored_with_predicts_warning(trained_model):

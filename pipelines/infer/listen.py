@@ -149,7 +149,7 @@ class Listener:
             head = head[skip:]
             self._check_header(name, fmt)
             if length is not None:  # what follows the samples (a LIST or id3 chunk) is not audio
-                chunks, head = _first_bytes(chunks, head, length)
+                chunks, head = _first_bytes(chunks, head, length, name)
         decoder = PcmDecoder(fmt, name)
         resampler = self._resampler(fmt, name)
         began = time.monotonic()
@@ -208,15 +208,30 @@ ENCODED = {b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"FORM": "AIFF", b".s
            b"RF64": "RF64", b"riff": "Wave64"}  # fmt: skip
 
 
-def _first_bytes(chunks: Iterator[bytes], head: bytes, n: int) -> tuple[Iterator[bytes], bytes]:
-    """(the rest of the stream after `head`, `head`), together `n` bytes long at most."""
+def _first_bytes(chunks: Iterator[bytes], head: bytes, n: int, name: str = "stream") -> tuple[Iterator[bytes], bytes]:
+    """(the rest of the stream after `head`, `head`), together `n` bytes long at most. Bytes past
+    `n` that do not start a RIFF chunk (LIST, id3: not audio) are audio the header's length left
+    out: said once, as the stream then ended without a word (its producer got SIGPIPE)."""
+
+    def said(after: bytes) -> None:
+        after = after[n % 2 :]  # an odd-sized chunk is followed by a pad byte
+        if len(after) >= 4 and not all(32 <= c < 127 for c in after[:4]):
+            log.warning(f"{name}: audio continues past the {n} bytes of data its WAV header declares; the rest is "
+                        "ignored (a header written before the length was known? put 0 or 0xFFFFFFFF there, or "
+                        "stream raw PCM with --pcm)")  # fmt: skip
 
     def rest() -> Iterator[bytes]:
         left = n - len(head)
+        if left < 0:
+            said(head[n:])
         for chunk in chunks:
             if left <= 0:
+                if left == 0:
+                    said(chunk)
                 return
             yield chunk[:left]
+            if len(chunk) > left:
+                said(chunk[left:])
             left -= len(chunk)
 
     return rest(), head[:n]
