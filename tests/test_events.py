@@ -90,3 +90,26 @@ def test_settings_reject_nonsense(bad, says):
 def test_scores_must_match_the_labels():
     with pytest.raises(ValueError, match=r"\(windows, 2\)"):
         detect_events(np.zeros((4, 3)), 0.1, ["a", "b"], RAW)
+
+
+def test_span_labelling_batches_by_samples_not_by_count():
+    """64 spans a model call, padded to the longest, held up to 64 two-minute spans in the model's
+    activations (6.4 GB for a 22-minute recording): calls now hold at most 64 windows' samples."""
+    from types import SimpleNamespace
+
+    from attn.pipelines.infer.events_predict import clip_probs
+
+    calls = []
+
+    def window_probs(clips):
+        calls.append([len(c) for c in clips])
+        return np.full((len(clips), 2), 0.5, dtype=np.float32)
+
+    frame = 800
+    features = SimpleNamespace(sample_rate=8000, frame_samples=frame)
+    loaded = SimpleNamespace(recipe=SimpleNamespace(features=features), labels=["a", "b"], window_probs=window_probs)
+    rng = np.random.default_rng(0)
+    pieces = [(np.zeros(int(n), np.float32), 8000) for n in rng.integers(100, 200 * frame, 300)]
+    probs = clip_probs(loaded, pieces, "x")
+    assert probs.shape == (300, 2) and sum(len(c) for c in calls) == 300
+    assert all(sum(c) <= 64 * frame or len(c) == 1 for c in calls) and all(len(c) <= 64 for c in calls)

@@ -104,7 +104,20 @@ def clip_probs(loaded, pieces: list[tuple[np.ndarray, int]], name: str) -> np.nd
 
     sr = loaded.recipe.features.sample_rate
     clips = [from_array(samples, rate, sr, name) for samples, rate in pieces]
-    return np.concatenate([loaded.window_probs(clips[i : i + 64]) for i in range(0, len(clips), 64)])
+    # Model calls of at most 64 windows' worth of samples (and at least one piece): 64 pieces a
+    # call, padded to the longest, held 64 spans of up to two minutes each in the model's
+    # activations (6.4 GB for a 22-minute recording).
+    budget = 64 * loaded.recipe.features.frame_samples
+    out, batch, held = [], [], 0
+    for clip in clips:
+        if batch and (held + len(clip) > budget or len(batch) == 64):
+            out.append(loaded.window_probs(batch))
+            batch, held = [], 0
+        batch.append(clip)
+        held += len(clip)
+    if batch:
+        out.append(loaded.window_probs(batch))
+    return np.concatenate(out) if out else np.zeros((0, len(loaded.labels)), dtype=np.float32)
 
 
 def _in_memory(source):
