@@ -101,6 +101,8 @@ def evaluate_cmd(
     from attn.api import load_recipe
 
     if events is not None:
+        if set_:  # accepted and ignored: the recordings and labels come from the annotations
+            raise fail("--set is for DATA or --recipe; --events takes its recordings from the annotations")
         if data is not None or recipe is not None:
             raise fail("--events takes its recordings from the annotations: give no DATA or --recipe")
         return _events(attn.load(model, device), events, files, split, fmt)

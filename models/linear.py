@@ -143,7 +143,8 @@ class LinearBaseline(nn.Module):
         self.register_buffer("scale", (torch.ones(d) if scale is None else scale).float())
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.features, TfidfFeatures) and not torch.compiler.is_compiling() and not self.mean.any():
+        exporting = torch.compiler.is_compiling() or torch.jit.is_tracing()
+        if isinstance(self.features, TfidfFeatures) and not exporting and not self.mean.any():
             # TF-IDF (never centred): gather the few columns a text has instead of a dense (B, D) row
             # and a (B, D) x (D, K) product; the same numbers. Exports and compiles keep the dense graph.
             cols, vals = self.features.sparse(x, lengths)  # (B, T') each

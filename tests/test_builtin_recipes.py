@@ -116,3 +116,9 @@ def test_a_manifest_set_on_the_general_audio_recipe_reads_its_paths_from_its_fol
     r = load_recipe(recipe, ["data.manifest=clips.csv", "data.root=nowhere"])
     with pytest.raises(ConfigError, match=r"^data\.root: .*nowhere: folder not found \(beside a manifest"):
         list_items(r.data)
+    # absolute paths never need the root: a stale one (a recipe moved to another machine) reads as before
+    (tmp_path / "abs.csv").write_text(
+        f"path,label\n{tmp_path / 'clips' / 'a.wav'},x\n{tmp_path / 'clips' / 'b.wav'},y\n"
+    )
+    r = load_recipe(recipe, ["data.manifest=abs.csv", "data.root=nowhere"])
+    assert len(list_items(r.data)) == 2

@@ -256,6 +256,9 @@ def test_label_cells_as_users_write_them(tmp_path, caplog):
     j.write_text(json.dumps({"text": "a", "label": ["joy", "love"]}) + "\n")
     with pytest.raises(InputError, match=r"t\.jsonl:1: the label is a list of 2 labels; set data.multi_label=true"):
         list_items(DataConfig(manifest=str(j)), "text")
+    j.write_text(json.dumps({"text": "a", "label": []}) + "\n")
+    with pytest.raises(InputError, match=r"t\.jsonl:1: empty label$"):
+        list_items(DataConfig(manifest=str(j)), "text")
     c = tmp_path / "t.csv"
     c.write_text("text,label\na,approval\nb,neutral\nc,approval;neutral\nd,x;y\n" + f'"{"long " * 40_000}",x\n')
     with caplog.at_level("WARNING", logger="attn"):
@@ -405,3 +408,14 @@ def test_a_folder_name_that_is_not_utf8_is_a_label_of_text():
 
     assert clean_label(os.fsdecode(b"lab\xe9")) == "lab\ufffd"
     assert clean_label(" café ") == "café"
+
+
+def test_older_models_find_labels_that_json_floats_now_read_as_whole_numbers():
+    """A model trained on JSONL labels 0.0/1.0 stored "0.0"/"1.0"; the same data now reads "0"/"1"
+    (one class with "1" written elsewhere), and evaluate said 'label '0' is not one the model was
+    trained on'. An empty JSON list is an empty label, not 'a list of 0 labels'."""
+    from attn.pipelines.data.items import Item, label_index
+    from attn.pipelines.data.prepared import targets
+
+    assert targets([Item("a", "1"), Item("b", "0")], ["0.0", "1.0"]).tolist() == [1, 0]
+    assert label_index(["1", "1.0"]) == {"1": 0, "1.0": 1}  # both labels exist: each is its own

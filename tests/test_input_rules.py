@@ -403,3 +403,10 @@ def test_a_file_of_the_users_at_runs_latest_is_left_as_it_is(tmp_path, monkeypat
         point_latest(tmp_path / "run1")
     assert (tmp_path / "runs" / "latest").read_text() == "my notes"
     assert "runs/latest is not attn's link (a file of yours): left as it is" in caplog.text
+
+
+def test_evaluate_events_refuses_set_rather_than_ignore_it(trained_model, tmp_path):
+    err = one_line_error(
+        run("evaluate", "-m", trained_model, "--events", tmp_path / "e.csv", "--set", "data.root=x"), 2
+    )
+    assert "--set is for DATA or --recipe; --events takes its recordings from the annotations" in err

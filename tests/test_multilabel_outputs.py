@@ -148,3 +148,4 @@ def test_a_threshold_of_another_type_from_python_is_a_config_error(tagged):
         with pytest.raises(ConfigError, match=r"threshold .*: give a number within \[0, 1\]"):
             m.predict([str(long)], threshold=bad)
     assert m.predict([str(long)], threshold=0)[0]["labels"]  # every class at threshold 0
+    assert m.predict([str(long)], threshold=np.float32(0.3)) == m.predict([str(long)], threshold=0.3)  # numpy too

@@ -218,6 +218,14 @@ def test_a_lock_left_by_a_killed_run_never_blocks_its_folder(tmp_path, monkeypat
     assert not lock.exists()
 
 
+def _three_epochs(tmp_path):
+    """(recipe, run folder, result) of a tiny three-epoch training into tmp_path/run."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY_AUDIO.replace("epochs: 1", "epochs: 3, patience: 0"))
+    out = tmp_path / "run"
+    return recipe, out, runner.invoke(app, ["train", str(recipe), "--out", str(out), "--threads", "1", "--quiet"])
+
+
 def test_a_full_disk_mid_run_says_which_epoch_is_saved_and_how_to_resume(tmp_path, monkeypatch):
     """The checkpoint that could not be written leaves the previous one whole; the error says so
     and names the command that goes on once there is space (as Ctrl-C's message does)."""
@@ -233,10 +241,7 @@ def test_a_full_disk_mid_run_says_which_epoch_is_saved_and_how_to_resume(tmp_pat
         return write(self, epoch, state)
 
     monkeypatch.setattr(CheckpointWriter, "write", fills_up)
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(TINY_AUDIO.replace("epochs: 1", "epochs: 3, patience: 0"))
-    out = tmp_path / "run"
-    r = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--threads", "1", "--quiet"])
+    recipe, out, r = _three_epochs(tmp_path)
     one_line_error(r, 3, f"{out / 'last.ckpt'}: cannot write (No space left on device); state after epoch 1 is "
                          f"saved: once it can be written, resume with: attn train --resume {out}")  # fmt: skip
 
@@ -250,10 +255,7 @@ def test_a_full_disk_at_the_first_checkpoint_leaves_no_folder_that_blocks_the_ne
         raise OutputError(f"{self.path}: cannot write (No space left on device)")
 
     monkeypatch.setattr(CheckpointWriter, "write", full)
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(TINY_AUDIO.replace("epochs: 1", "epochs: 3, patience: 0"))
-    out = tmp_path / "run"
-    r = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--threads", "1", "--quiet"])
+    recipe, out, r = _three_epochs(tmp_path)
     one_line_error(r, 3, f"{out / 'last.ckpt'}: cannot write (No space left on device)")
     assert not out.exists()
     monkeypatch.undo()
@@ -274,10 +276,7 @@ def test_a_run_whose_folder_is_removed_stops_instead_of_making_it_again(tmp_path
         shutil.rmtree(path.parent)
 
     monkeypatch.setattr(model, "append_line", removed_after_epoch_1)
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(TINY_AUDIO.replace("epochs: 1", "epochs: 3, patience: 0"))
-    out = tmp_path / "run"
-    r = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--threads", "1", "--quiet"])
+    recipe, out, r = _three_epochs(tmp_path)
     one_line_error(r, 3, f"{out}: the run folder was removed or moved while training (after epoch 2); stopped")
     assert not out.exists()
 

@@ -43,6 +43,7 @@ def _facts(it: Item) -> str:
     return ", ".join(parts)
 
 
+_LAST: tuple | None = None  # the splits checked last
 PREFIX_BYTES = 4096  # read of each file to find candidate copies; only candidates are read whole
 
 
@@ -51,9 +52,14 @@ def warn_cross_split_copies(splits: dict[str, list[Item]], modality: str) -> Non
     spacing aside), or an audio file with the same bytes under another name. Their scores say
     how well the model remembers, not how it does on new data (a test file made from the head of
     train scored 1.0 without a word). Nothing is dropped: a repeated example can be real."""
+    global _LAST
     held = [it for s in ("val", "test") for it in splits.get(s, [])]
     if not held or not splits.get("train"):
         return
+    listed = (modality, *(tuple(it.source for it in splits.get(s, [])) for s in ("train", "val", "test")))
+    if listed == _LAST:  # the same splits again (each `attn tune` trial prepares its data): read and said once
+        return
+    _LAST = listed
     every = [it.source for s in ("train", "val", "test") for it in splits.get(s, [])]
     keys = dict(zip(every, map(_text_key, every), strict=True)) if modality == "text" else _file_keys(every)
     train = {keys[it.source] for it in splits["train"]} - {None}

@@ -23,8 +23,25 @@ def clean_label(text: str) -> str:
 
 def label_index(labels) -> dict[str, int]:
     """{label: index} for looking data labels up in a model's labels: a model trained before
-    labels were normalised may hold a decomposed form, which data read now never has."""
-    return {clean_label(lab): i for i, lab in enumerate(labels)}
+    labels were normalised may hold a decomposed form, which data read now never has; one trained
+    before a JSON 1.0 read as "1" holds "1.0", which is found by "1" too (when no label is "1")."""
+    index = {clean_label(lab): i for i, lab in enumerate(labels)}
+    for lab, i in list(index.items()):
+        whole = _whole_number(lab)
+        if whole is not None:
+            index.setdefault(whole, i)
+    return index
+
+
+def _whole_number(label: str) -> str | None:
+    """ "1" for "1.0" (a float that is a whole number, as JSON writes it), else None."""
+    if "." not in label:
+        return None
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else None
 
 
 @dataclass(frozen=True)

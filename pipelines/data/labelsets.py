@@ -110,6 +110,8 @@ def single_labels(items: list, path: str) -> list:
             except json.JSONDecodeError:
                 parts = None
             if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
+                if not any(p.strip() for p in parts):
+                    raise InputError(f"{it.where}: empty label")
                 if len(parts) != 1:
                     raise InputError(f"{it.where}: the label is a list of {len(parts)} labels; "
                                      "set data.multi_label=true for several labels per example")  # fmt: skip

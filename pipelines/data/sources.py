@@ -200,11 +200,10 @@ def read_manifest(
             f" / data.label_column"
         )
     use_split = split_column and cfg.split_column in columns
-    if base and modality == "audio" and not Path(base).is_dir():  # every file would be "not found" in it
-        raise ConfigError(f"data.root: {base}: folder not found (beside a manifest, data.root is the folder "
-                          "its relative paths start from; data.root=null reads them from the manifest's "
-                          "folder)")  # fmt: skip
     root = Path(base) if base else Path(path).resolve().parent
+    # a missing root only matters to a relative path (every file would be "not found" in it); a
+    # manifest of absolute paths beside a stale root (a moved recipe, a stored one) reads as before
+    missing_root = bool(base) and modality == "audio" and not root.is_dir()
     items = []
     skipped = 0
     for row, line in zip(rows, lines, strict=True):
@@ -217,6 +216,10 @@ def read_manifest(
             value = value.strip()
             if not value:
                 raise InputError(f"{where}: empty {key!r}")
+            if not os.path.isabs(value) and missing_root:
+                raise ConfigError(f"data.root: {base}: folder not found (beside a manifest, data.root is the folder "
+                                  "its relative paths start from; data.root=null reads them from the manifest's "
+                                  "folder)")  # fmt: skip
             value = str(root / value) if not os.path.isabs(value) else value
         elif not value.strip():
             skipped += 1

@@ -167,7 +167,7 @@ def _model(session, meta: dict[str, Any]) -> ExportedModel:
         and (
             not isinstance(th, list)
             or len(th) != len(labels)
-            or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in th)
+            or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in th)
         )
     ):
         raise ValueError(f"thresholds must be {len(labels)} numbers within [0, 1], one per label, got {_short(th)}")

@@ -9,6 +9,7 @@ are chosen on validation (`choose_thresholds`) and stored in the model file.
 from __future__ import annotations
 
 import logging
+import numbers
 from typing import Any
 
 import numpy as np
@@ -195,7 +196,7 @@ def model_thresholds(loaded: Loaded, override: float | None = None) -> np.ndarra
             raise ConfigError("--threshold is for multi-label models (data.multi_label); this model picks one label")
         return None
     if override is not None:
-        if isinstance(override, bool) or not isinstance(override, (int, float)):  # "0.3" or True from a caller
+        if isinstance(override, (bool, np.bool_)) or not isinstance(override, numbers.Real):  # "0.3", True
             raise ConfigError(f"threshold {override!r}: give a number within [0, 1]")
         if not 0.0 <= override <= 1.0:
             raise ConfigError(f"--threshold must be within [0, 1] (got {override:g})")

@@ -211,17 +211,8 @@ def train_model(
             novelty = fit_novelty(final, data, recipe, device, refit)  # on the model saved, after any refit
             if calibration is not None or novelty is not None:
                 final = Tempered(final, (calibration or {}).get("temperature", 1.0), calibration or {}, novelty)
-            metrics, scored = final_metrics(
-                final,
-                data,
-                run_dir,
-                device,
-                baseline,
-                blend,
-                recipe=recipe,
-                listed=prepared.splits,
-                thresholds=thresholds,
-            )
+            metrics, scored = final_metrics(final, data, run_dir, device, baseline, blend, recipe=recipe,
+                                            listed=prepared.splits, thresholds=thresholds)  # fmt: skip
             if chosen_on is not None:
                 compare_with_baseline(st.history, chosen_on, blend)
             extra = {
