@@ -72,6 +72,14 @@ def test_sounds_at_known_times_are_found_with_their_labels(trained_model, scene)
     again = m.evaluate_events(with_bad, classify="segments", gate_db=10.0, min_duration=0.1)
     assert len(again["skipped"]) == 1 and "broken.wav" in again["skipped"][0]
     assert (again["recordings"], again["reference_events"], again["event_f1"]) == (1, 3, 1.0)
+    # a label the model does not know is in the JSON's warnings too, not only on stderr
+    (scene / "unknown.csv").write_text((scene / "events.csv").read_text() + f"{first_file(scene)},0.1,0.2,thunder\n")
+    said = m.evaluate_events(scene / "unknown.csv", classify="segments", gate_db=10.0, min_duration=0.1)["warnings"]
+    assert "annotations hold label(s) the model does not know: thunder (counted as missed)" in said
+
+
+def first_file(scene) -> str:
+    return (scene / "events.csv").read_text().splitlines()[1].split(",")[0]
 
 
 def _metrics(ref, est):

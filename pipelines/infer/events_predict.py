@@ -310,11 +310,11 @@ def evaluate_events(loaded, annotations: str, files: str | None = None, split: s
                     settings: EventSettings | None = None, batch_size: int = 64) -> dict[str, Any]:  # fmt: skip
     """sed_eval metrics of the model's events (its stored settings unless given) on annotated
     recordings; also "settings", "skipped" (recordings that could not be read, as error lines) and
-    "warnings" (the annotations' bad rows)."""
+    "warnings" (the annotations' bad rows, labels the model does not know)."""
     from ..data.annotations import load_annotated, unknown_labels
 
     reference = load_annotated(annotations, files, split)
-    unknown_labels(reference, loaded.labels)
+    unknown = unknown_labels(reference, loaded.labels)
     settings, hop = model_events(loaded, settings)
     curves = list(score_curves(loaded, reference.files, hop, batch_size))
     skipped = [c.error for c in curves if c.error is not None]
@@ -322,7 +322,13 @@ def evaluate_events(loaded, annotations: str, files: str | None = None, split: s
         log.warning(line)
     estimated = {c.name: curve_events(c, loaded.labels, settings, loaded) for c in curves if c.error is None}
     metrics = event_metrics(readable(reference, curves), estimated, loaded.labels)
-    return {**metrics, "settings": settings.to_dict(), "skipped": skipped, "warnings": reference.warnings}
+    said = [f"annotations hold label(s) the model does not know: {', '.join(unknown)} (counted as missed)"]
+    return {
+        **metrics,
+        "settings": settings.to_dict(),
+        "skipped": skipped,
+        "warnings": reference.warnings + (said if unknown else []),
+    }  # as stderr says it: JSON readers see it too
 
 
 def tune_events(loaded, annotations: str, files: str | None = None, split: str | None = "val",
