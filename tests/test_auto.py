@@ -198,4 +198,4 @@ train: {monitor: auto}
 """)
     r = load_recipe(p)
     _, _, chosen = resolve_auto(r, prepare_data(r))
-    assert chosen["train.monitor"]["why"].startswith("no validation examples: the saved epoch is the one of lowest")
+    assert chosen["train.monitor"]["why"].startswith("no validation examples, so nothing to monitor: the saved epoch")

@@ -37,6 +37,9 @@ def test_a_file_the_user_has_wins_over_a_shipped_recipe(tmp_path, monkeypatch):
     assert load_recipe("audio.yaml").model.name == "wavenet"
     (tmp_path / "child.yaml").write_text("extends: audio.yaml\n")
     assert load_recipe(tmp_path / "child.yaml").model.name == "wavenet"
+    # a file named audio.yaml that extends audio.yaml means the shipped one (it was "a cycle")
+    (tmp_path / "audio.yaml").write_text("extends: audio.yaml\ndata: {root: snd}\n")
+    assert load_recipe("audio.yaml").model.name == "cnn"
 
 
 def test_unknown_names_list_the_shipped_recipes(tmp_path, monkeypatch):
@@ -44,8 +47,10 @@ def test_unknown_names_list_the_shipped_recipes(tmp_path, monkeypatch):
     listed = r"^audoi\.yaml: recipe file not found; built-in recipes: audio, .*text_pretrained"
     with pytest.raises(ConfigError, match=listed):
         load_recipe("audoi.yaml")
-    with pytest.raises(ConfigError, match=r"recipe file not found$"):  # a path names a file, never a built-in
-        load_recipe("sub/audio.yaml")
+    with pytest.raises(ConfigError, match=r"recipe file not found; the shipped recipe of that name: audio\.yaml$"):
+        load_recipe("recipes/audio.yaml")  # a path names a file, never a built-in: the README's form outside a clone
+    with pytest.raises(ConfigError, match=r"recipe file not found$"):
+        load_recipe("sub/mine.yaml")
     (tmp_path / "c.yaml").write_text("extends: txet.yaml\n")
     with pytest.raises(ConfigError, match=r"extends txet\.yaml: recipe file not found .*; built-in recipes: "):
         load_recipe(tmp_path / "c.yaml")

@@ -240,7 +240,7 @@ def test_a_class_too_small_to_hold_out_is_named(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="attn"):
         splits = split_items(list_items(cfg), cfg)
     assert [it.label for it in splits["train"]].count("rare") == 1
-    assert "1 of 4 classes have too few examples to hold one out for val or test: 'rare' (1)" in caplog.text
+    assert "1 of 4 classes have too few examples to hold one out for val or test: 'rare' (1 example)" in caplog.text
 
 
 def test_label_cells_as_users_write_them(tmp_path, caplog):
@@ -335,7 +335,12 @@ def test_too_few_examples_in_every_class_to_hold_any_out_is_said_at_the_start(ca
         splits = split_items(items, DataConfig(train="x.csv"))
     assert not splits["val"] and not splits["test"] and len(splits["train"]) == 60
     assert "every class has too few examples to hold one out (at most 3 each, at val_fraction 0.1 and " \
-           "test_fraction 0.1)" in caplog.text  # fmt: skip
+           "test_fraction 0.1): no val or test split, so no early stopping on validation" in caplog.text  # fmt: skip
+    assert "no test scores" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="attn"):  # a test file given: only validation is missing
+        split_items([*items, Item("t", "c0", "test")], DataConfig(train="x.csv"))
+    assert "no val split, so no early stopping" in caplog.text and "test scores" not in caplog.text
 
 
 def test_a_folder_given_as_a_split_file_is_called_a_folder(tmp_path):
@@ -419,3 +424,13 @@ def test_older_models_find_labels_that_json_floats_now_read_as_whole_numbers():
 
     assert targets([Item("a", "1"), Item("b", "0")], ["0.0", "1.0"]).tolist() == [1, 0]
     assert label_index(["1", "1.0"]) == {"1": 0, "1.0": 1}  # both labels exist: each is its own
+
+
+def test_a_csvs_1_and_1_0_are_said_to_name_the_same_number(tmp_path, caplog):
+    """Strings in a CSV stay as written (a label "2.0" may mean what it says), but "1" beside "1.0"
+    made two classes without a word."""
+    c = tmp_path / "n.csv"
+    c.write_text("text,label\na,1\nb,0\nc,1.0\nd,0.0\ne,2.5\n")
+    with caplog.at_level("WARNING", logger="attn"):
+        assert [it.label for it in list_items(DataConfig(manifest=str(c)), "text")] == ["1", "0", "1.0", "0.0", "2.5"]
+    assert "label(s) '0.0', '1.0' and '0', '1' name the same numbers: they are different classes" in caplog.text

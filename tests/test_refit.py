@@ -114,3 +114,19 @@ def test_ctrl_c_after_the_last_epoch_says_how_to_finish_and_resume_does(tiny_rec
     r = CliRunner().invoke(app, ["train", "--resume", str(out)])
     assert r.exit_code == 0, r.output
     assert (out / "metrics.json").exists()
+
+
+def test_ctrl_c_while_the_report_is_written_says_how_to_finish(tiny_recipe, tmp_path, monkeypatch):
+    """The last step (report.html) gave a bare 'terminated (SIGTERM)' and left last.ckpt."""
+    from typer.testing import CliRunner
+
+    import attn.pipelines.ship.report as report
+    from attn.cli.app import app
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupt)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", str(tiny_recipe(epochs=2)), "--out", str(out)])
+    assert r.exit_code == 130 and f"Finish with: attn train --resume {out}" in r.output

@@ -333,5 +333,5 @@ def _training(recipe: Recipe, prepared: PreparedData, put, values: dict[str, Any
         elif n_val:
             put("train.monitor", "val_accuracy", f"{n_val} validation examples")
         else:  # nothing to monitor: the trainer keeps the epoch of lowest training loss
-            put("train.monitor", "val_accuracy", "no validation examples: the saved epoch is the one of lowest "
-                                                 "training loss")  # fmt: skip
+            put("train.monitor", "val_accuracy", "no validation examples, so nothing to monitor: the saved epoch is "
+                                                 "the one of lowest training loss")  # fmt: skip

@@ -27,13 +27,13 @@ def label_index(labels) -> dict[str, int]:
     before a JSON 1.0 read as "1" holds "1.0", which is found by "1" too (when no label is "1")."""
     index = {clean_label(lab): i for i, lab in enumerate(labels)}
     for lab, i in list(index.items()):
-        whole = _whole_number(lab)
+        whole = whole_number(lab)
         if whole is not None:
             index.setdefault(whole, i)
     return index
 
 
-def _whole_number(label: str) -> str | None:
+def whole_number(label: str) -> str | None:
     """ "1" for "1.0" (a float that is a whole number, as JSON writes it), else None."""
     if "." not in label:
         return None

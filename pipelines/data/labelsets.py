@@ -11,7 +11,7 @@ import numpy as np
 
 from attn.errors import InputError
 
-from .items import clean_label, label_index
+from .items import clean_label, label_index, whole_number
 
 log = logging.getLogger("attn")
 
@@ -118,6 +118,11 @@ def single_labels(items: list, path: str) -> list:
                 it = replace(it, label=clean_label(parts[0]))
         out.append(it)
     labels = {it.label for it in out if it.label}
+    same = sorted(lab for lab in labels if (w := whole_number(lab)) is not None and w in labels)
+    if same:  # a CSV's "1" and "1.0" (JSON numbers are read one way already): two classes, said
+        log.warning("%s: label(s) %s and %s name the same number%s: they are different classes; write each one "
+                    "way", path, ", ".join(map(repr, same[:3])), ", ".join(repr(whole_number(x)) for x in same[:3]),
+                    "s" if len(same) > 1 else "")  # fmt: skip
     for sep in SEPARATORS:
         joined = sorted(lab for lab in labels if sep in lab and all(p.strip() in labels for p in lab.split(sep)))
         if joined:

@@ -299,22 +299,18 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
                 else:
                     nv -= 1
             if (val_n and not nv) or (test_n and not nt):
-                unheld.append(f"{label!r} ({n})")
+                unheld.append(f"{label!r} ({n} example{'s' if n != 1 else ''})")
             picked = [group[i] for i in order]
             test += picked[:nt]
             val += picked[nt : nt + nv]
             train += picked[nt + nv :]
         if 0 < len(unheld) < len(by_label):  # some classes round to none held out (all: an empty split, said elsewhere)
-            log.warning("%d of %d classes have too few examples to hold one out for %s: %s%s (examples); the "
+            log.warning("%d of %d classes have too few examples to hold one out for %s: %s%s; the "
                         "scores say nothing about them there", len(unheld), len(by_label),
                         "val or test" if val_n and test_n else "val" if val_n else "test", ", ".join(unheld[:5]),
                         " ..." if len(unheld) > 5 else "")  # fmt: skip
-        elif unheld and not val and not test:  # every class rounds to none: the run ends "no test or validation"
-            most = max(len(g) for g in by_label.values())
-            log.warning("every class has too few examples to hold one out (at most %d each, at val_fraction %g and "
-                        "test_fraction %g): no validation or test split, so no early stopping on validation, no "
-                        "blend, calibration or thresholds, and no test scores; give data.val / data.test files or a "
-                        "split column", most, val_n, test_n)  # fmt: skip
+        elif unheld and not val and not test:  # every class rounds to none held out
+            _say_nothing_held_out(by_label, val_n, test_n, given)
         splits["train"] = [replace(it, split="train") for it in train]
         if carve_val:
             splits["val"] = [replace(it, split="val") for it in val]
@@ -323,6 +319,22 @@ def split_items(items: list[Item], cfg: DataConfig) -> dict[str, list[Item]]:
     if not splits["train"]:
         raise ConfigError("data: the training split is empty")
     return splits
+
+
+def _say_nothing_held_out(by_label: dict, val_n: float, test_n: float, given: set) -> None:
+    """Every class too small to hold one example out for the splits carved from train: said at the
+    start (it was said only at the end), naming what is lost and only the splits that are missing."""
+    most = max(len(g) for g in by_label.values())
+    missing = [s for s, share in (("val", val_n), ("test", test_n)) if share and s not in given]
+    if not missing:
+        return
+    lost = {"val": "no early stopping on validation, no blend, calibration or thresholds",
+            "test": "no test scores"}  # fmt: skip
+    shares = " and ".join(f"{s}_fraction {v:g}" for s, v in (("val", val_n), ("test", test_n)) if v)
+    files = " / ".join(f"data.{s}" for s in missing) + " files"
+    log.warning("every class has too few examples to hold one out (at most %d each, at %s): no %s split, so %s; "
+                "give %s or a split column", most, shares, " or ".join(missing),
+                ", and ".join(lost[s] for s in missing), files)  # fmt: skip
 
 
 def _strata(pool: list[Item]):

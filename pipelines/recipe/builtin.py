@@ -42,8 +42,11 @@ def builtin_recipe(name: str) -> Path | None:
 def not_found_hint(name: str) -> str:
     """What to say after "recipe file not found" for a bare name: the built-ins to choose from."""
     names = builtin_names()
-    if not names or Path(name).name != name:
+    if not names:
         return ""
+    if Path(name).name != name:  # recipes/audio.yaml outside a clone: the shipped one goes by its name
+        shipped = builtin_recipe(Path(name).name)
+        return f"; the shipped recipe of that name: {Path(name).name}" if shipped else ""
     return f"; built-in recipes: {', '.join(names)}"
 
 

@@ -85,8 +85,9 @@ def read_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: extends: expected the file name of another recipe, got {keys.kind(base)}")
     base_path = Path(base).expanduser()
     base_path = base_path if base_path.is_absolute() else path.resolve().parent / base_path
-    if not base_path.exists():
-        base_path = builtin_recipe(base) or base_path  # `extends: audio.yaml` from any folder
+    if not base_path.exists() or base_path.resolve() == path.resolve():
+        # `extends: audio.yaml` from any folder; from a file itself named audio.yaml, the shipped one
+        base_path = builtin_recipe(base) or base_path
     seen = (*_seen, path.resolve())
     if base_path.resolve() in seen:
         raise ConfigError(f"{path}: extends {base}: the recipes extend each other in a cycle")

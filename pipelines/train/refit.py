@@ -58,7 +58,7 @@ def interruptible_finish(run_dir: Path, epochs: int):
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted while finishing the run after its {epochs} epochs (blend, calibration, final scores, "
-            f"the model file); the trained state is saved. Finish with: attn train --resume {run_dir}"
+            f"the model file, the report); the trained state is saved. Finish with: attn train --resume {run_dir}"
         ) from None
 
 

@@ -215,15 +215,17 @@ def _finish(result: TrainResult, callbacks, world: World) -> TrainResult:
     """After training (rank 0): the callbacks' on_train_end, then report.html."""
     if not world.main:
         return result
-    callbacks.on_train_end(result.metrics)
-    _tune_events(result)
     from ..ship.report import write_report
+    from .refit import interruptible_finish
 
-    try:
-        log.info("report %s", write_report(result.run_dir, result.scored))
-    except Exception as e:  # noqa: BLE001 - the model is saved; a failed report must not fail the run
-        log.warning("report.html not written (%s: %s); retry with: attn report %s", type(e).__name__,
-                    " ".join(str(e).split()), result.run_dir)  # fmt: skip
+    with interruptible_finish(result.run_dir, result.epochs_run):  # a stop here: said, with the resume
+        callbacks.on_train_end(result.metrics)
+        _tune_events(result)
+        try:
+            log.info("report %s", write_report(result.run_dir, result.scored))
+        except Exception as e:  # noqa: BLE001 - the model is saved; a failed report must not fail the run
+            log.warning("report.html not written (%s: %s); retry with: attn report %s", type(e).__name__,
+                        " ".join(str(e).split()), result.run_dir)  # fmt: skip
     result.scored = None  # the decoded split goes with it
     # Finished: the resume state is dead weight (a fine-tuned encoder's is ~4x its model file,
     # 360 MB for MiniLM), as folds, ensemble members and tuning trials already drop theirs.
