@@ -102,7 +102,7 @@ class _Model:
     """A stand-in clip model: "pos" for audio whose mean is positive, else "neg"; counts clip lengths."""
 
     labels = ["pos", "neg"]
-    recipe = SimpleNamespace(features=SimpleNamespace(sample_rate=100))
+    recipe = SimpleNamespace(features=SimpleNamespace(sample_rate=100, frame_samples=50))
 
     def __init__(self) -> None:
         self.lengths: list[int] = []
