@@ -410,3 +410,13 @@ def test_evaluate_events_refuses_set_rather_than_ignore_it(trained_model, tmp_pa
         run("evaluate", "-m", trained_model, "--events", tmp_path / "e.csv", "--set", "data.root=x"), 2
     )
     assert "--set is for DATA or --recipe; --events takes its recordings from the annotations" in err
+
+
+def test_evaluate_on_a_shipped_recipe_with_only_its_test_file_set(text_model):
+    """`--recipe text.yaml --set data.test=t.csv` was refused for the recipe's placeholder train
+    file, which scoring never reads."""
+    test = text_model.parent / "test.csv"
+    r = run("evaluate", "-m", text_model, "--recipe", "text.yaml", "--set", f"data.test={test}", "-f", "json")
+    assert r.exit_code == 0, r.output
+    same = json.loads(run("evaluate", "-m", text_model, test, "-f", "json").stdout)
+    assert json.loads(r.stdout)["accuracy"] == same["accuracy"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,13 @@ def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str
 
     if split not in (None, "train", "val", "test"):
         raise ConfigError(f"split {split!r}: use train, val or test")
+    d, wanted = source.data, split or "test"
+    if d.train is not None and getattr(d, wanted) is not None and wanted != "train":
+        # a split given as its own file is read alone: `--recipe text.yaml --set data.test=t.csv` was
+        # refused for the shipped recipe's placeholder train file, which scoring never reads
+        items = read_manifest(getattr(d, wanted), d, source.modality, base=d.root, split_column=False)
+        where = f"{'recipe' if recipe else 'stored recipe'} {wanted} split"
+        return [replace(it, split=wanted) for it in items], where
     splits = split_items(list_items(source.data, source.modality), source.data)
     if split == "val" and ((loaded.header.get("train") or {}).get("data") or {}).get("refit"):
         log.warning("the model was refitted on train + val: its scores on the val split are on its own training "
