@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -86,6 +87,9 @@ def info_cmd(
         lines.append(f"folds        accuracy {cv['accuracy_mean']:.4f} +- {cv['accuracy_std']:.4f}, macro-F1 "
                      f"{cv['macro_f1_mean']:.4f} +- {cv['macro_f1_std']:.4f} held out, over {cv['folds']} folds; "
                      f"the saved model: {cv['final']}")  # fmt: skip
+    if h.get("unfinished"):
+        lines.append(f"unfinished   the network of epoch {h.get('epoch')}, written while its run trained (no blend, "
+                     f"calibration or test scores yet): attn train --resume {Path(path).parent}")  # fmt: skip
     if (b := h.get("baseline")) is not None:
         lines.append(f"baseline     {baseline_line(b)}")
     lines += scoring_lines(h)

@@ -127,3 +127,19 @@ def test_a_manifest_set_on_the_general_audio_recipe_reads_its_paths_from_its_fol
     )
     r = load_recipe(recipe, ["data.manifest=abs.csv", "data.root=nowhere"])
     assert len(list_items(r.data)) == 2
+
+
+def test_a_dataset_recipe_without_its_data_names_attn_data(monkeypatch):
+    """`attn train trec.yaml` outside a checkout looked for ../../shared/data beside the installed
+    package and said only 'manifest not found'."""
+    from attn.pipelines.recipe.builtin import builtin_dir, check_placeholders
+    from attn.pipelines.recipe.config import DataConfig
+
+    monkeypatch.delenv("ATTN_DATA", raising=False)
+    missing = (builtin_dir() / "../../shared/data/no-such-set/train.csv").resolve()
+    with pytest.raises(
+        ConfigError,
+        match=r"^data\.train: .*no-such-set/train\.csv not found: the shipped dataset "
+        r"recipes read their data from \$ATTN_DATA \(unset\)",
+    ):
+        check_placeholders(DataConfig(train=str(missing)))

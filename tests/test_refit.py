@@ -110,10 +110,27 @@ def test_ctrl_c_after_the_last_epoch_says_how_to_finish_and_resume_does(tiny_rec
     assert r.exit_code == 130
     assert "interrupted while finishing the run after its 2 epochs" in r.output
     assert f"Finish with: attn train --resume {out}" in r.output
+    # the epoch's network it left says what it is (it predicted without a word)
+    info = CliRunner().invoke(app, ["info", str(out)])
+    assert info.exit_code == 0 and "unfinished   the network of epoch" in info.output
+    import logging
+
+    import attn
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda rec: seen.append(rec.getMessage())
+    logging.getLogger("attn").addHandler(handler)
+    try:
+        attn.load(out)
+    finally:
+        logging.getLogger("attn").removeHandler(handler)
+    assert any("is an unfinished run's model (the network of epoch" in m for m in seen), seen
     monkeypatch.setattr(train_model, "final_metrics", real)
     r = CliRunner().invoke(app, ["train", "--resume", str(out)])
     assert r.exit_code == 0, r.output
     assert (out / "metrics.json").exists()
+    assert "unfinished" not in CliRunner().invoke(app, ["info", str(out)]).output
 
 
 def test_ctrl_c_while_the_report_is_written_says_how_to_finish(tiny_recipe, tmp_path, monkeypatch):

@@ -34,7 +34,18 @@ def load(model: str | os.PathLike | None = None, device: Any = "cpu") -> Model:
         from attn.pipelines.infer.exported import load_exported
 
         return Model(load_exported(path), path)
-    return Model(load_model(path, torch_device(device)), path)
+    loaded = load_model(path, torch_device(device))
+    if loaded.header.get("unfinished"):  # an epoch's network, written while its run trained
+        import logging
+
+        logging.getLogger("attn").warning(
+            "%s is an unfinished run's model (the network of epoch %s, before its blend, calibration and test "
+            "scores): finish the run with attn train --resume %s",
+            path,
+            loaded.header.get("epoch"),
+            path.parent,
+        )
+    return Model(loaded, path)
 
 
 class Model:

@@ -9,12 +9,14 @@ that exists always wins: a built-in is only looked up for a bare name that is no
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from attn.errors import ConfigError
 
 SUFFIX = ".yaml"
+DATASETS = "../../shared/data"  # the dataset recipes' default, ${ATTN_DATA:-../../shared/data}
 
 
 def builtin_dir() -> Path | None:
@@ -58,8 +60,14 @@ def check_placeholders(data: Any) -> None:
     if folder is None:
         return
     folder = folder.resolve()
+    shared = (folder / DATASETS).resolve()  # where the dataset recipes look without $ATTN_DATA
     for key in ("root", "manifest", "train", "val", "test"):
         value = getattr(data, key, None)
+        if isinstance(value, str) and Path(value).is_relative_to(shared) and not Path(value).exists():
+            raise ConfigError(f"data.{key}: {value} not found: the shipped dataset recipes read their data from "
+                              f"$ATTN_DATA{' (unset)' if not os.environ.get('ATTN_DATA') else ''}, else from "
+                              f"{DATASETS} beside the recipes (a checkout's); e.g. ATTN_DATA=/path/to/datasets attn "
+                              "train trec.yaml")  # fmt: skip
         if not isinstance(value, str) or not Path(value).is_relative_to(folder) or Path(value).exists():
             continue
         how = "DIR (a folder per class)" if key == "root" else "FILE"

@@ -358,7 +358,9 @@ class EpochSaver:
         t0 = time.monotonic()
         with interrupts_after():  # Ctrl-C here lands after the save: the epoch it names is on disk, or none is
             if st.best_epoch and st.best_epoch != self._artifact_epoch:
-                save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels, {"epoch": st.best_epoch},
+                # "unfinished" until the run's final save replaces this file: info and load say so
+                save_model(self.run_dir / MODEL, trainer.model, self.recipe, self.labels,
+                           {"epoch": st.best_epoch, "unfinished": True},
                            tokenizer=self.tokenizer, state_dict=trainer.best_weights,
                            plain_recipe=self.checkpoint.plain_recipe)  # fmt: skip
                 self._artifact_epoch = st.best_epoch
