@@ -52,6 +52,12 @@ def test_sounds_at_known_times_are_found_with_their_labels(trained_model, scene)
     assert [e["label"] for e in events] == [label for label, _, _ in PLACED]
     for e, (_, on, off) in zip(events, PLACED, strict=True):
         assert abs(e["start"] - on) <= 0.1 and abs(e["end"] - off) <= 0.1, e
+    # a recording chain's DC offset is no sound: with 0.15 added, every row sat 20 dB above the
+    # -60 dBFS floor (the offset's own level), the floor rose with it and the gate found nothing
+    x, _ = sf.read(scene / "scene.wav", dtype="float32")
+    sf.write(scene.parent / "offset.wav", x + 0.15, SR, subtype="FLOAT")
+    shifted = list(m.events_iter(scene.parent / "offset.wav", classify="segments", gate_db=10.0, min_duration=0.1))
+    assert [(e["label"], e["start"], e["end"]) for e in shifted] == [(e["label"], e["start"], e["end"]) for e in events]
     # a FIFO (`<(sox ...)`) is read once: its spans are cut from that read (was a hang on a
     # FIFO and "Format not recognised" on a pipe, reading the consumed stream again)
     fifo = scene.parent / "scene.fifo"
