@@ -320,3 +320,29 @@ def test_options_a_multi_label_model_refuses_are_the_clients_422():
         with pytest.raises(ApiError) as e:
             reader.options(query)
         assert e.value.status == 422 and e.value.message.startswith(words)
+
+
+def test_a_compressed_body_is_read_as_the_client_sent_it(text_server):
+    """`Content-Encoding: gzip` (requests' and curl --compressed's clients, proxies) was read as
+    raw bytes: a gzipped JSON answered 400 "invalid JSON"."""
+    import gzip
+    import zlib
+
+    s, doc = text_server, json.dumps({"texts": ["Who built the radio ?"]}).encode()
+    want = s.request("POST", "/predict", doc, {"Content-Type": "application/json"})
+    assert want[0] == 200
+    for coding, body in (("gzip", gzip.compress(doc)), ("deflate", zlib.compress(doc)),
+                         ("x-gzip", gzip.compress(doc)), ("identity", doc)):  # fmt: skip
+        got = s.request("POST", "/predict", body, {"Content-Type": "application/json", "Content-Encoding": coding})
+        assert got[0] == 200 and got[1]["records"] == want[1]["records"], (coding, got)
+    status, body = s.request("POST", "/predict", doc, {"Content-Type": "application/json", "Content-Encoding": "br"})
+    assert status == 415 and "'br' is not supported" in body["error"]
+    status, body = s.request("POST", "/predict", b"not gzip", {"Content-Type": "application/json",
+                                                                "Content-Encoding": "gzip"})  # fmt: skip
+    assert status == 400 and body["error"].startswith("Content-Encoding gzip: the body cannot be decompressed")
+    status, body = s.request("POST", "/predict", gzip.compress(doc)[:-9], {"Content-Type": "application/json",
+                                                                          "Content-Encoding": "gzip"})  # fmt: skip
+    assert status == 400, body  # cut short
+    bomb = gzip.compress(b" " * (21 * 1024 * 1024) + doc)  # 21 MB of spaces: valid JSON, ~20 KB sent
+    status, body = s.request("POST", "/predict", bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert status == 413 and "once gzip is undone" in body["error"]

@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +152,37 @@ class RequestReader:
         if not buf:
             what = 'JSON {"texts": ["..."]}' if self.text else "audio files as multipart/form-data"
             raise ApiError(400, f"empty body: send {what}", "bad_request")
-        return bytes(buf)
+        return self._decoded(bytes(buf), request.headers.get("content-encoding", ""), limit)
+
+    def _decoded(self, body: bytes, encoding: str, limit: int) -> bytes:
+        """The body as sent before a client compressed it (`Content-Encoding: gzip` or `deflate`,
+        which requests, curl --compressed users and proxies send): read as it came, a gzipped JSON
+        was "invalid JSON". The limit holds for what it inflates to (a small bomb stays small)."""
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+        for coding in reversed(codings):  # applied in the order listed: undone last first
+            if coding == "identity":
+                continue
+            if coding not in ("gzip", "x-gzip", "deflate"):
+                raise ApiError(415, f"Content-Encoding {coding!r} is not supported: send the body as it is, "
+                                    "gzip or deflate", "bad_request")  # fmt: skip
+            # wbits: 16+ reads a gzip header, + reads zlib (deflate as HTTP means it), - raw deflate
+            tries = (16 + zlib.MAX_WBITS,) if coding != "deflate" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+            for i, wbits in enumerate(tries):
+                try:
+                    d = zlib.decompressobj(wbits)
+                    out = d.decompress(body, limit + 1)
+                    if len(out) > limit or d.unconsumed_tail:
+                        raise ApiError(413, f"upload over the {self.max_upload_mb:g} MB limit (--max-upload-mb) "
+                                            f"once {coding} is undone", "too_large")  # fmt: skip
+                    if not d.eof:
+                        raise zlib.error("the compressed data ends early")
+                    body = out
+                    break
+                except zlib.error as e:
+                    if i == len(tries) - 1:
+                        raise ApiError(400, f"Content-Encoding {coding}: the body cannot be decompressed ({e})",
+                                       "bad_request") from None  # fmt: skip
+        return body
 
     def _texts(self, body: bytes) -> list:
         try:
