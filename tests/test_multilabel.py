@@ -377,6 +377,15 @@ def test_folds_and_ensembles_keep_thresholds_from_held_out_data(tmp_path):
     assert len(loaded.header["thresholds"]) == 3 and res.metrics["multi_label"]
     scores = loaded.window_probs([np.zeros(SR // 2, np.float32)])
     assert scores.shape == (1, 3) and abs(float(scores.sum()) - 1) > 1e-3  # each label's own probability
+    # refitted members keep their first phase's thresholds, and their test figures are at them
+    # (they were scored at 0.5, and their model files kept none)
+    import attn
+
+    res = _train(audio_recipe(tmp_path / "r", epochs=1, extra=", ensemble: 2, refit: true"), tmp_path / "ens-refit")
+    for i, row in enumerate(res.members, 1):
+        member = attn.load(tmp_path / "ens-refit" / f"member-{i}")
+        assert len(member.loaded.header["thresholds"]) == 3
+        assert row["test_accuracy"] == pytest.approx(attn.evaluate(member)["accuracy"])
 
 
 def test_explain_a_multi_label_model_per_label_by_its_sigmoid(tmp_path):

@@ -168,10 +168,15 @@ def _refit_members(recipe: Recipe, prepared: PreparedData, data, run_dir: Path, 
                 f"{f'members 1-{i} are' if i > 1 else 'member 1 is' if i == 1 else 'no member is'} refitted. "
                 f"Resume with: attn train --resume {run_dir}"
             ) from None
-        save_model(dirs[i] / MODEL, network, mrec, labels, {"epoch": row["best_epoch"], "train": {"refit": facts}},
+        # a multi-label member keeps the thresholds its first phase chose on validation, as a
+        # single refitted run does (scored at 0.5, its test figures were not the model's)
+        thresholds = _thresholds_of(dirs[i] / MODEL) if data.train.multi_label else None
+        extra = {"epoch": row["best_epoch"], "train": {"refit": facts}}
+        save_model(dirs[i] / MODEL, network, mrec, labels,
+                   extra if thresholds is None else {**extra, "thresholds": thresholds},
                    tokenizer=data.tokenizer)  # fmt: skip
         row["refit"] = facts
-        _rescore_member(row, network, data, dirs[i], dev)
+        _rescore_member(row, network, data, dirs[i], dev, thresholds)
         state["refitted"] = i + 1
         atomic_write_text(run_dir / MEMBERS, json.dumps(state, indent=1) + "\n")
     both = prepared.splits["train"] + prepared.splits["val"]
@@ -184,7 +189,14 @@ def _refit_members(recipe: Recipe, prepared: PreparedData, data, run_dir: Path, 
     return result
 
 
-def _rescore_member(row: dict[str, Any], network, data, mdir: Path, dev) -> None:
+def _thresholds_of(path: Path) -> list[float] | None:
+    """The per-class thresholds stored in a model file's header, if any."""
+    from ..store.container import read_container
+
+    return read_container(path, header_only=True).header.get("thresholds")
+
+
+def _rescore_member(row: dict[str, Any], network, data, mdir: Path, dev, thresholds=None) -> None:
     """A refitted member's test figures are its own, not its first phase's (the summary, the
     report's members table and the member's metrics.json showed the model it replaced)."""
     if not len(data.test):
@@ -192,7 +204,8 @@ def _rescore_member(row: dict[str, Any], network, data, mdir: Path, dev) -> None
     from ..infer.evaluate import evaluation_report
     from ..infer.inference import window_logits
 
-    rep = evaluation_report(window_logits(network.to(dev).eval(), data.test, dev), data.test, list(data.labels))
+    logits = window_logits(network.to(dev).eval(), data.test, dev)
+    rep = evaluation_report(logits, data.test, list(data.labels), thresholds=thresholds)
     row["first_phase_test_accuracy"], row["test_accuracy"] = row.get("test_accuracy"), rep["accuracy"]
     atomic_write_text(mdir / METRICS, json.dumps({**rep, "split": "test", "refit": True}, indent=2) + "\n")
 
