@@ -166,6 +166,14 @@ def test_files_much_shorter_than_a_window_carry_a_warning(trained_model, tmp_pat
     assert recs[0]["duration"] == 0.000125  # it was rounded to 0.0 while the warning said 0.000125 s
     assert "1 Hz" in recs[1]["warning"] and "8000 Hz" in recs[1]["warning"]
     assert "warning" not in recs[2]
+    # under half the model's rate (the warning came only under a tenth), and the rate itself is fine
+    low, same_half = tmp_path / "3k.wav", tmp_path / "4k.wav"
+    sf.write(str(low), tone(440, 0.5, 3000), 3000)
+    sf.write(str(same_half), tone(440, 0.5, 4000), 4000)
+    low_rec, half_rec = map(json.loads, run("predict", "-m", trained_model, low, same_half).stdout.splitlines())
+    assert low_rec["warning"].startswith("recorded at 3000 Hz, under half the model's 8000 Hz: it holds nothing "
+                                         "above 1500 Hz")  # fmt: skip
+    assert "warning" not in half_rec
     assert "attn: 2 of 3 input(s) have a warning" in r.stderr
     csv = run("predict", "-m", trained_model, one, good, "--format", "csv").stdout.splitlines()
     assert csv[0].endswith(",warning") and "0.000125 s" in csv[1] and csv[2].endswith(",")
@@ -420,3 +428,18 @@ def test_evaluate_on_a_shipped_recipe_with_only_its_test_file_set(text_model):
     assert r.exit_code == 0, r.output
     same = json.loads(run("evaluate", "-m", text_model, test, "-f", "json").stdout)
     assert json.loads(r.stdout)["accuracy"] == same["accuracy"]
+
+
+def test_samples_over_a_million_times_full_scale_are_an_error_record(trained_model, tmp_path):
+    """One sample of 1e20 in a float WAV gave "score": NaN (a bare NaN: invalid JSON) with a label;
+    1e10 a confident wrong label. Such a file is refused like one holding NaN; loud is not broken."""
+    x = tone(440, 0.5, SR)
+    broken, loud = x.copy(), x * 1000
+    broken[100] = 1e20
+    sf.write(str(tmp_path / "broken.wav"), broken, SR, subtype="FLOAT")
+    sf.write(str(tmp_path / "loud.wav"), loud, SR, subtype="FLOAT")
+    r = run("predict", "-m", trained_model, tmp_path / "broken.wav", tmp_path / "loud.wav", "--format", "jsonl")
+    bad, ok = (json.loads(line, parse_constant=lambda c: pytest.fail(c)) for line in r.stdout.splitlines())
+    assert r.exit_code == 1 and "label" in ok
+    assert bad["error"] == (f"{tmp_path / 'broken.wav'}: holds samples of 1e+20, over a million times full scale "
+                            "(1): not audio as recorded (a float file with broken values?)")  # fmt: skip

@@ -7,6 +7,7 @@ every window's valid length, so padding never changes a prediction.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,17 @@ class WindowSet:
         """This set's clips followed by `other`'s (train + val for a refit), framed alike."""
         return WindowSet(self.clips + other.clips, np.concatenate([self.labels, other.labels]), self.frame, self.hop,
                          self.truncate)  # fmt: skip
+
+    @functools.cached_property
+    def heard(self) -> np.ndarray | None:
+        """(W,) bool: the audio windows that take part in their clip's score (`inference.heard_windows`:
+        a clip's quiet windows do not vote); None for text (one window a clip)."""
+        if self.truncate or not self.clips or self.clips[0].dtype.kind != "f":
+            return None
+        from ..infer.inference import heard_windows, window_level_db
+
+        levels = np.array([window_level_db(self.clips[ci][s : s + n]) for ci, s, n in self.all_windows])
+        return heard_windows(levels, self.all_windows[:, 0], len(self.clips))
 
     @property
     def num_windows(self) -> int:

@@ -53,21 +53,25 @@ class ClipScores:
     labels: np.ndarray
     sources: tuple[str, ...]
     scored_by: tuple[str, ...]
+    heard: np.ndarray | None = None  # (W,) the windows that count (WindowSet.heard); None: all
 
     @classmethod
     def of(cls, logits: np.ndarray, ws, items, scored_by: str) -> ClipScores:
         """The scores `logits` (W, K) of WindowSet `ws` (clips from `items`), by model `scored_by`."""
         return cls(np.asarray(logits), ws.all_windows[:, 0].copy(), np.asarray(ws.labels),
-                   tuple(it.source for it in items), (scored_by,) * len(ws))  # fmt: skip
+                   tuple(it.source for it in items), (scored_by,) * len(ws), ws.heard)  # fmt: skip
 
     @classmethod
     def concat(cls, parts: list[ClipScores]) -> ClipScores:
         """The parts' clips one after the other (clip indices shifted)."""
         starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        heard = None
+        if any(p.heard is not None for p in parts):
+            heard = np.concatenate([p.heard if p.heard is not None else np.ones(len(p.clip), bool) for p in parts])
         return cls(np.concatenate([p.logits for p in parts]),
                    np.concatenate([p.clip + s for p, s in zip(parts, starts, strict=True)]),
                    np.concatenate([p.labels for p in parts]),
-                   sum((p.sources for p in parts), ()), sum((p.scored_by for p in parts), ()))  # fmt: skip
+                   sum((p.sources for p in parts), ()), sum((p.scored_by for p in parts), ()), heard)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,7 +84,8 @@ def _clip_of(ws) -> np.ndarray:
 
 def clip_probs(logits: np.ndarray, ws, temperature: float = 1.0) -> np.ndarray:
     """(N, K) clip scores: the mean over each clip's windows of softmax(window logits (W, K) / T)."""
-    return aggregate(softmax(logits.astype(np.float64) / temperature), _clip_of(ws), len(ws))
+    heard = getattr(ws, "heard", None)  # a WindowSet or ClipScores; a stand-in without it: every window
+    return aggregate(softmax(logits.astype(np.float64) / temperature), _clip_of(ws), len(ws), heard=heard)
 
 
 def reliability(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> list[dict[str, Any]]:

@@ -182,7 +182,7 @@ def evaluation_report(logits: np.ndarray, ws: WindowSet, labels: list[str], how:
     probs = softmax(logits)
     yw = y[clip]
     ll = -np.log(np.clip(probs[np.arange(len(clip)), yw], 1e-12, None))
-    clip_scores = aggregate(probs, clip, len(ws), how)
+    clip_scores = aggregate(probs, clip, len(ws), how, heard=ws.heard)
     rep = classification_report(y, clip_scores.argmax(1), labels)
     rep["loss"] = float(ll.mean())
     if len(clip) > len(ws):

@@ -47,12 +47,44 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def aggregate(probs: np.ndarray, clip: np.ndarray, n_clips: int, how: str = "mean") -> np.ndarray:
+# A recording's quiet windows do not vote. A model names some label for every window, silence
+# too (a digits model called digital silence "6" at 0.41), so a short sound padded with silence
+# was outvoted by it: one 0.99 window of speech and five of silence averaged to the silence's
+# label (FSDD test clips with 2 s of silence before them: 49% right; 5 s: 12%). A window more than
+# QUIET_DB below its recording's loudest takes no part in the recording's score, unless every
+# window is that quiet. Music and continuous sound rarely fall 20 dB within a recording; a
+# recording of one window (most clips) is never affected.
+QUIET_DB = 20.0
+
+
+def window_level_db(x: np.ndarray) -> float:
+    """Level (dB, RMS less the mean: a DC offset is no sound) of a window's valid samples (n,)."""
+    x = np.asarray(x, dtype=np.float64)
+    if not x.size:
+        return -120.0
+    x = x - x.mean()
+    return float(10 * np.log10(np.mean(x * x) + 1e-12))
+
+
+def heard_windows(levels_db: np.ndarray, clip: np.ndarray, n_clips: int) -> np.ndarray:
+    """(W,) True for the windows that take part in their clip's score: those within `QUIET_DB`
+    of the clip's loudest window. `levels_db` (W,) each window's `window_level_db`."""
+    levels_db = np.asarray(levels_db, dtype=np.float64)
+    loudest = np.full(n_clips, -np.inf)
+    np.maximum.at(loudest, clip, levels_db)
+    return levels_db >= loudest[clip] - QUIET_DB
+
+
+def aggregate(probs: np.ndarray, clip: np.ndarray, n_clips: int, how: str = "mean",
+              heard: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Window probabilities (W, K) with their clip index (W,) -> clip scores (n_clips, K).
 
     mean: average probability; max: per-class maximum over windows (renormalised);
-    vote: fraction of windows whose top class is each class.
+    vote: fraction of windows whose top class is each class. `heard` (W,) bool: only these
+    windows count (`heard_windows`); None: all.
     """
+    if heard is not None and len(probs) and not heard.all():
+        probs, clip = probs[heard], clip[heard]
     k = probs.shape[1]
     out = np.zeros((n_clips, k), dtype=np.float64)
     if how == "mean":

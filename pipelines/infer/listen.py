@@ -31,7 +31,7 @@ from attn.features.pcm import PcmDecoder, PcmFormat, parse_wav_header
 
 from .events import EventSettings, centre_level_db, edge_levels, lead_rows
 from .loaded import Loaded
-from .predict import WARN_FRACTION, frame_record, input_warning
+from .predict import RATE_FRACTION, frame_record, input_warning
 
 log = logging.getLogger("attn")
 
@@ -187,8 +187,8 @@ class Listener:
         sr = self.cfg.sample_rate
         if fmt.rate == sr:
             return None
-        if fmt.rate * WARN_FRACTION < sr:
-            log.warning(f"{name}: the stream is at {fmt.rate} Hz, under a tenth of the model's {sr} Hz: it holds "
+        if fmt.rate * RATE_FRACTION < sr:
+            log.warning(f"{name}: the stream is at {fmt.rate} Hz, under half the model's {sr} Hz: it holds "
                         f"nothing above {fmt.rate / 2:g} Hz, so its predictions deserve little trust")  # fmt: skip
         else:
             log.warning(f"{name}: the stream is at {fmt.rate} Hz, the model at {sr} Hz: resampling as it "

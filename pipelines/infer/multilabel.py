@@ -155,7 +155,7 @@ def clip_scores(logits: np.ndarray, ws, how: str = "mean") -> np.ndarray:
 
     if not len(logits):
         return np.zeros((len(ws), len(ws.labels[0]) if len(ws.labels) else 0), dtype=np.float32)
-    return aggregate(sigmoid(logits), ws.all_windows[:, 0], len(ws), how)
+    return aggregate(sigmoid(logits), ws.all_windows[:, 0], len(ws), how, heard=ws.heard)
 
 
 def multilabel_evaluation(logits: np.ndarray, ws, labels: list[str], thresholds=None, how: str = "mean") -> dict:

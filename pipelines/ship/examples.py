@@ -71,7 +71,7 @@ def wrong_examples(s: Scored, header: dict) -> tuple[str, int]:
     if ws.multi_label:  # model_thresholds reads what the model file holds: its recipe, header and labels
         view = SimpleNamespace(recipe=s.recipe, header=header, labels=s.labels)
         return _tagged(view, ws, kept, logits, split), ws.num_windows
-    probs = aggregate(softmax(logits), ws.all_windows[:, 0], len(ws))  # (N, K) clip scores, as evaluate
+    probs = aggregate(softmax(logits), ws.all_windows[:, 0], len(ws), heard=ws.heard)  # (N, K), as evaluate
     pred = probs.argmax(1)
     bad = np.flatnonzero(pred != ws.labels)
     bad = bad[np.argsort(-probs[bad, pred[bad]], kind="stable")][:WRONG]

@@ -30,7 +30,7 @@ import torch
 
 from attn.errors import InputError
 
-from ..infer.inference import softmax
+from ..infer.inference import heard_windows, softmax, window_level_db
 
 SEGMENTS = 24  # occlusion: at most this many stretches of a window's time axis
 BANDS = 6  # occlusion of spectrogram inputs: frequency bands (x SEGMENTS model calls)
@@ -191,7 +191,7 @@ class Explainer:
                 return iter_windows(stream_audio(name, f.sample_rate), f.frame_samples, f.hop_samples)
 
         dev = self.loaded.device
-        probs, batch, total, peak = [], [], 0, 0.0
+        probs, batch, total, peak, loudness = [], [], 0, 0.0, []
 
         def run() -> None:
             x = torch.from_numpy(pad_rows([w[:n] for w, n in batch])).to(dev)
@@ -204,6 +204,7 @@ class Explainer:
             total = max(total, start + n)  # samples at the model's rate
             peak = max(peak, heard_peak(w, n, f)) if peak < SILENT_PEAK else peak
             batch.append((w, n))
+            loudness.append(window_level_db(w[:n]))
             if len(batch) == BATCH:
                 run()
         if batch:
@@ -211,7 +212,8 @@ class Explainer:
         if not probs:
             raise InputError(f"{name}: no audio windows")
         p = np.stack(probs)  # (W, K)
-        k = int(p.mean(0).argmax()) if self.target is None else self.target  # predict's label: the mean's top
+        mean = p[heard_windows(np.asarray(loudness), np.zeros(len(p), dtype=np.int64), 1)].mean(0)  # as predict
+        k = int(mean.argmax()) if self.target is None else self.target  # predict's label: the mean's top
         best = int(p[:, k].argmax())
         start, w, n = next(x for i, x in enumerate(windows()) if i == best)
         wave = w[:n]
@@ -224,8 +226,8 @@ class Explainer:
         rec: dict[str, Any] = {
             "input": name,
             "label": self.loaded.labels[k],
-            "score": round(float(p.mean(0)[k]), 6),
-            **self._tags(p.mean(0)),
+            "score": round(float(mean[k]), 6),
+            **self._tags(mean),
             "method": a.method,
             "window": [round(start / sr, 4), round((start + len(wave)) / sr, 4)],
             "positions": np.round(spans, 4).tolist(),

@@ -223,7 +223,7 @@ def _fit_choose_c(x_train, y_train, x_val, y_val, val_ws, k: int):
             clf = fit(c)
             probs = np.zeros((x_val.shape[0], k))
             probs[:, clf.classes_] = clf.predict_proba(x_val)
-            acc = float((aggregate(probs, clips, len(val_ws)).argmax(1) == val_ws.labels).mean())
+            acc = float((aggregate(probs, clips, len(val_ws), heard=val_ws.heard).argmax(1) == val_ws.labels).mean())
             if best is None or acc > best[0]:
                 best = (acc, c, clf)
     return best[2], best[1]
@@ -272,8 +272,8 @@ def choose_blend(net_logits: np.ndarray, base_logits: np.ndarray, ws) -> tuple[f
 
         return choose_blend_per_class(net_logits, base_logits, ws, BLEND_GRID)
     clips, n = ws.all_windows[:, 0], len(ws)
-    p_net = aggregate(softmax(net_logits), clips, n).astype(np.float64)
-    p_base = aggregate(softmax(base_logits), clips, n).astype(np.float64)
+    p_net = aggregate(softmax(net_logits), clips, n, heard=ws.heard).astype(np.float64)
+    p_base = aggregate(softmax(base_logits), clips, n, heard=ws.heard).astype(np.float64)
     y = ws.labels
     best = None
     for w in BLEND_GRID:
