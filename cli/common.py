@@ -49,6 +49,11 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def f4(x: float | None) -> str:
+    """A metric to 4 places, or "n/a" where it is undefined (an error rate without references)."""
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def interrupted_code() -> int:
     return EXIT_TERMINATED if State.terminated else EXIT_INTERRUPTED
 
@@ -162,8 +167,9 @@ def cli_handlers(logger: logging.Logger | None = None) -> list[logging.Handler]:
     return [h for h in logger.handlers if getattr(h, "_attn_cli", False)]
 
 
-def setup_logging(quiet: bool = False, console=None) -> None:
-    """Library log records -> stderr: rich on a terminal, plain lines otherwise."""
+def setup_logging(quiet: bool = False, console=None, errors_only: bool = False) -> None:
+    """Library log records -> stderr: rich on a terminal, plain lines otherwise. `errors_only`:
+    a torchrun process other than rank 0 (its warnings are rank 0's, said once)."""
     logger = logging.getLogger("attn")
     for h in cli_handlers(logger):
         logger.removeHandler(h)
@@ -180,9 +186,10 @@ def setup_logging(quiet: bool = False, console=None) -> None:
     handler._attn_cli = True  # type: ignore[attr-defined]  # read by cli_handlers() alone
     # The handler keeps its own threshold: a run raises the logger to INFO for its train.log
     # (pipelines/store/rundir.py), and --quiet must stay quiet on the terminal all the same.
-    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    level = logging.ERROR if errors_only else logging.WARNING if quiet else logging.INFO
+    handler.setLevel(level)
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(level)
     logger.propagate = False
 
 

@@ -14,6 +14,7 @@ from .common import (
     SetOpt,
     ThreadsOpt,
     ThresholdOpt,
+    f4,
     fail,
     handle_errors,
     recipe_opt,
@@ -128,11 +129,11 @@ def _events(m, annotations: str, files: str | None, split: str | None, fmt: str)
         print(json.dumps(metrics))
     else:
         print(
-            f"event-based  F1 {metrics['event_f1']:.4f}  error rate {metrics['event_error_rate']:.4f}  "
+            f"event-based  F1 {metrics['event_f1']:.4f}  error rate {f4(metrics['event_error_rate'])}  "
             f"(precision {metrics['event_precision']:.4f}, recall {metrics['event_recall']:.4f}; "
             f"collars: onset 200 ms, offset max(200 ms, half the event))"
         )
-        print(f"segment-based F1 {metrics['segment_f1']:.4f}  error rate {metrics['segment_error_rate']:.4f}  (1 s)")
+        print(f"segment-based F1 {metrics['segment_f1']:.4f}  error rate {f4(metrics['segment_error_rate'])}  (1 s)")
         print(
             f"{metrics['reference_events']} reference and {metrics['estimated_events']} estimated events "
             f"in {metrics['recordings']} recording{'' if metrics['recordings'] == 1 else 's'}"

@@ -11,7 +11,7 @@ import typer
 
 from attn.api import label_list
 
-from .common import handle_errors
+from .common import f4, handle_errors
 from .render import baseline_line, printable
 
 EPILOG = """\
@@ -101,7 +101,7 @@ def info_cmd(
         if on:
             lines.append(f"events       tuned on {on.get('recordings')} recordings ({on.get('split')} of "
                          f"{on.get('annotations')}): event F1 {on.get('event_f1', 0):.4f}, "
-                         f"error rate {on.get('event_error_rate', 0):.4f}")  # fmt: skip
+                         f"error rate {f4(on.get('event_error_rate'))}")  # fmt: skip
     for key, c in ((h.get("train") or {}).get("data", {}).get("auto") or {}).items():
         lines.append(f"auto         {key} = {c['value']} ({c['why']})")
     lines += [

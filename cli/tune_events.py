@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from .common import DeviceOpt, ModelOpt, QuietOpt, ThreadsOpt, fail, handle_errors, set_threads, setup_logging
+from .common import DeviceOpt, ModelOpt, QuietOpt, ThreadsOpt, f4, fail, handle_errors, set_threads, setup_logging
 
 EPILOG = """\
 Examples:
@@ -62,6 +62,6 @@ def tune_events_cmd(
         return
     t = tuned["tuned_on"]
     print(", ".join(f"{k} {v}" for k, v in tuned["settings"].items()) + f", hop {tuned['hop_seconds']:g} s")
-    print(f"event-based F1 {t['event_f1']:.4f}  error rate {t['event_error_rate']:.4f}  on {t['recordings']} "
+    print(f"event-based F1 {t['event_f1']:.4f}  error rate {f4(t['event_error_rate'])}  on {t['recordings']} "
           f"recordings ({t['reference_events']} reference events)")  # fmt: skip
     print(f"stored in {where}")

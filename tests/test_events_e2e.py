@@ -231,3 +231,19 @@ def test_annotations_whose_recordings_are_all_missing_say_so(tmp_path):
     with pytest.raises(InputError, match=r"no annotated recordings found \(1 annotated recording\(s\) not found, "
                                          r"e\.g\. .*nowhere\.wav\)"):  # fmt: skip
         load_annotated(str(tmp_path / "ann.csv"))
+
+
+def test_a_silent_recording_is_warned_of_and_scores_zero_not_nan(trained_model, tmp_path, caplog):
+    """A recording silent once mixed to mono (its channels opposite) found no event without a
+    word, and `evaluate --events` printed 'F1 nan' and wrote a bare NaN (invalid JSON)."""
+    x = generate_clip("sine", np.random.default_rng(0), 3.0, SR) * 0.3
+    sf.write(tmp_path / "inverted.wav", np.stack([x, -x], axis=1).astype(np.float32), SR)
+    (tmp_path / "ann.csv").write_text("file,onset,offset,label\ninverted.wav,1.0,2.0,sine\n")
+    r = CliRunner().invoke(app, ["evaluate", "-m", str(trained_model), "--events", str(tmp_path / "ann.csv"),
+                                 "-f", "json"])  # fmt: skip
+    assert r.exit_code == 0 and "inverted.wav: silent" in r.stderr, r.output
+    import attn
+
+    gated = attn.load(trained_model).evaluate_events(tmp_path / "ann.csv", classify="segments", gate_db=10.0)
+    assert (gated["event_f1"], gated["event_precision"], gated["estimated_events"]) == (0.0, 0.0, 0)
+    json.dumps(gated, allow_nan=False)  # was a NaN F1 and precision

@@ -58,7 +58,10 @@ def score_curves(loaded, inputs: Iterable, hop: float = DEFAULT_HOP, batch_size:
     for rec in predictor.predict(list(inputs)):
         if rec.get("error"):
             yield Curves(rec["input"], None, hop, frame / 2, 0.0, rec["error"])
-        else:  # the edge rows (events.py) reach the recording's ends; the first stands before frame / 2
+        else:
+            if rec.get("warning"):  # as `attn predict` warns of a file (silent, too short, ...)
+                log.warning(f"{rec['input']}: {rec['warning']}")
+            # the edge rows (events.py) reach the recording's ends; the first stands before frame / 2
             lead, tail = rec["edge_levels_db"]
             scores, levels = with_edges(rec["scores"], rec["levels_db"], lead, tail)
             yield Curves(rec["input"], scores, hop, frame / 2 - len(lead) * hop, float(rec["duration"]), None, levels)
@@ -227,13 +230,16 @@ def event_metrics(reference: Annotated, estimated: dict[str, list[Event]], label
         seg.evaluate(reference_event_list=ref, estimated_event_list=est)
     e, s = ev.results_overall_metrics(), seg.results_overall_metrics()
     counts = ev.overall
+    # scikit-learn's zero_division=0: no estimated events is precision 0 and F1 0, not NaN (a
+    # recording that found nothing printed "F1 nan" and wrote a bare NaN, invalid JSON); an error
+    # rate without reference events is undefined: None
     return {
-        "event_f1": float(e["f_measure"]["f_measure"]),
-        "event_precision": float(e["f_measure"]["precision"]),
-        "event_recall": float(e["f_measure"]["recall"]),
-        "event_error_rate": float(e["error_rate"]["error_rate"]),
-        "segment_f1": float(s["f_measure"]["f_measure"]),
-        "segment_error_rate": float(s["error_rate"]["error_rate"]),
+        "event_f1": _nan0(float(e["f_measure"]["f_measure"])),
+        "event_precision": _nan0(float(e["f_measure"]["precision"])),
+        "event_recall": _nan0(float(e["f_measure"]["recall"])),
+        "event_error_rate": _none(float(e["error_rate"]["error_rate"])),
+        "segment_f1": _nan0(float(s["f_measure"]["f_measure"])),
+        "segment_error_rate": _none(float(s["error_rate"]["error_rate"])),
         "reference_events": int(counts["Nref"]),
         "estimated_events": int(counts["Nsys"]),
         "recordings": len(reference.files),
@@ -247,6 +253,10 @@ def event_metrics(reference: Annotated, estimated: dict[str, list[Event]], label
 
 def _nan0(x: float) -> float:
     return 0.0 if x != x else x
+
+
+def _none(x: float) -> float | None:
+    return None if x != x or x in (float("inf"), float("-inf")) else x
 
 
 # The tuning search: coordinate ascent over these values, from EventSettings' defaults, twice over.
@@ -273,7 +283,7 @@ def tune_settings(curves: list[Curves], reference: Annotated, labels: list[str],
 
     def score(s: EventSettings) -> tuple[tuple[float, float], dict[str, Any]]:
         m = event_metrics(reference, {c.name: curve_events(c, labels, s, loaded, cache=cache) for c in curves}, labels)
-        return (_nan0(m["event_f1"]), -m["event_error_rate"]), m
+        return (m["event_f1"], -(m["event_error_rate"] if m["event_error_rate"] is not None else 0.0)), m
 
     starts = [EventSettings()]
     if loaded is not None:
@@ -293,8 +303,10 @@ def tune_settings(curves: list[Curves], reference: Annotated, labels: list[str],
             if key > best_key:
                 best, best_key, best_m = cand, key, m
     chosen = ", ".join(f"{k}={v}" for k, v in best.to_dict().items())
+    rate = best_m["event_error_rate"]
     log.info(f"events: tuned on {len(curves)} recording{'' if len(curves) == 1 else 's'}: "
-             f"event F1 {best_m['event_f1']:.4f}, error rate {best_m['event_error_rate']:.4f} ({chosen})")  # fmt: skip
+             f"event F1 {best_m['event_f1']:.4f}, error rate {'n/a' if rate is None else f'{rate:.4f}'} "
+             f"({chosen})")  # fmt: skip
     return best, best_m
 
 
