@@ -94,7 +94,7 @@ def train_cmd(
     main_rank = main_process()  # under torchrun only rank 0 logs and prints
     quiet = quiet or not main_rank
     console = None if quiet else stderr_console()
-    setup_logging(quiet, console)
+    setup_logging(quiet, console, errors_only=not main_rank)
     set_threads(threads)
     progress = None
     if console is not None:

@@ -81,3 +81,32 @@ def test_ctrl_c_on_a_process_that_does_not_save_names_process_0(tmp_path, monkey
             recipe, prepare_data(recipe), start_run(tmp_path / "run"), device=torch.device("cpu"), world=World(rank=1)
         )
     assert "process 1" in str(e.value) and "nothing to resume" not in str(e.value)
+
+
+def _torchrun(tmp_path, n: int, *args: str):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "attn.cli", "train", "quickstart.yaml", "--device", "cpu", *args]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+def test_ranks_with_batch_norm_stop_early_together(tmp_path):
+    """Each rank's batch-norm statistics came from its own batches, so the ranks evaluated
+    different models: here rank 0 stopped early at epoch 2 while rank 1 trained on, and the
+    finished run (model written) ended in 'internal error: ... Connection closed by peer', exit 1.
+    Warnings were said once per process."""
+    r = _torchrun(tmp_path, 2, "--out", "run", "--set", "train.epochs=8", "--set", "train.patience=1",
+                  "--set", "train.lr=0.02", "--set", "data.synthetic.per_class=60")  # fmt: skip
+    assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr[-3000:]
+    history = _history(tmp_path / "run")
+    assert len(history) < 8  # it did stop early, on both ranks alike
+    assert r.stderr.count("warning: the network scores below") <= 1
+
+
+def test_fewer_training_examples_than_processes_is_refused(tmp_path):
+    """A rank with no example trained 0 steps a epoch ('train_loss=0.0000') and wrote an
+    untrained model, exit 0."""
+    r = _torchrun(tmp_path, 3, "--out", "tiny", "--set", "train.epochs=2", "--set", "data.synthetic.per_class=1",
+                  "--set", "data.synthetic.classes=[sine,square]")  # fmt: skip
+    assert r.returncode != 0 and "error: 2 training example(s) for 3 processes" in r.stderr, r.stderr[-3000:]
+    assert not (tmp_path / "tiny" / "model.attn").exists()

@@ -6,8 +6,8 @@ engine:
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `attn train` then joins the process group (NCCL
 on CUDA, Gloo on CPU), each process trains on its own shard of every epoch's examples
 (`train.batch_size` per process) and DistributedDataParallel averages the gradients. Rank 0
-alone writes the run directory; every rank evaluates the whole validation split with the same
-weights, so early-stopping decisions agree without extra messages.
+alone writes the run directory; after every epoch the ranks take rank 0's buffers (batch-norm
+statistics) and its validation report, so their early-stopping decisions agree.
 """
 
 from __future__ import annotations
@@ -68,11 +68,24 @@ def join(world: World, device_spec: str | None):
 
 def broadcast_text(text: str | None, world: World) -> str:
     """Rank 0's string (e.g. the run directory it created), on every rank."""
+    return broadcast_object(text)
+
+
+def broadcast_object(obj):
+    """Rank 0's value (plain data: a string, a metrics dict), on every rank."""
     import torch.distributed as dist
 
-    box = [text]
+    box = [obj]
     dist.broadcast_object_list(box, src=0)  # between our own processes: trusted, never from a file
     return box[0]
+
+
+def barrier(world: World) -> None:
+    """Every rank waits here for the others (rank 0 writing files the others read next)."""
+    if world.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def leave() -> None:

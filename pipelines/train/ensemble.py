@@ -47,7 +47,7 @@ from ..store.rundir import (
     point_latest,
     start_run,
 )
-from .distributed import World
+from .distributed import World, barrier
 from .model import TrainResult, train_model
 
 log = logging.getLogger("attn")
@@ -127,6 +127,7 @@ def train_ensemble(
     if world.distributed:
         if recipe.train.refit is True:
             log.warning("train.refit is skipped under torchrun (one process would refit, not all)")
+        barrier(world)  # rank 0 may still be writing the last member's model file, which every rank reads next
         return _assemble(recipe, prepared, run_dir, device, state, world, data_info)
     from ..data.prepared import load_datasets
     from .refit import should_refit

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attn.errors import TrainingError
+from attn.errors import ConfigError, TrainingError
 
 from ..data.batching import WindowSet, length_bucketed
 from ..infer.evaluate import evaluation_report
@@ -77,12 +77,13 @@ class Trainer:
 
             warn_no_positives(train_set.labels, labels)
         elif cfg.augment.mix_union:
-            from attn.errors import ConfigError
-
             raise ConfigError("train.augment.mix_union is for multi-label data (data.multi_label: true): a "
                               "single-label example cannot hold the union of two labels; use mixup")  # fmt: skip
         self.class_weights = class_weights(train_set, len(labels), device) if cfg.class_weights == "balanced" else None
         self.steps_per_epoch = math.ceil(self._epoch_size() // world.size / cfg.batch_size)
+        if world.distributed and self.steps_per_epoch == 0:  # it "trained" 0 steps, printed loss 0.0000, exit 0
+            raise ConfigError(f"{self._epoch_size()} training example(s) for {world.size} processes: each process "
+                              "trains on its own share of every epoch and needs one; run fewer processes")  # fmt: skip
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup * self.total_steps)
         self.state = TrainState()
@@ -205,6 +206,30 @@ class Trainer:
             loss /= self.world.size
         return float(loss)
 
+    def _same_buffers(self) -> None:
+        """Under torchrun, rank 0's buffers on every rank. Each rank's training steps update its
+        batch-norm running statistics from its own batches (DDP sends rank 0's only at the next
+        forward), so the ranks evaluated different models: validation scores differed (0.6417 vs
+        0.65), one rank stopped early while another trained on, and a finished run ended in a
+        peer's "Connection closed" error, exit 1."""
+        if self.world.distributed:
+            import torch.distributed as dist
+
+            for b in self.model.buffers():
+                dist.broadcast(b, src=0)
+            for k, v in (self.ema or {}).items():  # the averaged model's buffers, copied from each rank's own
+                if k not in self._param_names:
+                    dist.broadcast(v, src=0)
+
+    def _rank0s(self, rep: dict[str, Any]) -> dict[str, Any]:
+        """Rank 0's validation report on every rank: the early-stopping decisions agree even if
+        a float sum came out otherwise on another rank."""
+        if not self.world.distributed:
+            return rep
+        from .distributed import broadcast_object
+
+        return broadcast_object(rep)
+
     def evaluate(self, ws: WindowSet, aggregate_how: str = "mean") -> dict[str, Any]:
         """Window loss, clip-level metrics (window probabilities averaged per clip) and, when
         clips have several windows, window-level accuracy. Uses the averaged weights with ema."""
@@ -270,8 +295,9 @@ class Trainer:
             train_loss = self.train_epoch(epoch)
             record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
                                       "train_accuracy": round(self.train_accuracy, 6)}  # fmt: skip
+            self._same_buffers()
             if self.val_set is not None:
-                rep = self.evaluate(self.val_set)
+                rep = self._rank0s(self.evaluate(self.val_set))
                 record.update(
                     val_loss=round(rep["loss"], 6),
                     val_accuracy=round(rep["accuracy"], 6),
