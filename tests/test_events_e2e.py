@@ -58,6 +58,13 @@ def test_sounds_at_known_times_are_found_with_their_labels(trained_model, scene)
     sf.write(scene.parent / "offset.wav", x + 0.15, SR, subtype="FLOAT")
     shifted = list(m.events_iter(scene.parent / "offset.wav", classify="segments", gate_db=10.0, min_duration=0.1))
     assert [(e["label"], e["start"], e["end"]) for e in shifted] == [(e["label"], e["start"], e["end"]) for e in events]
+    # zero padding (or a muted stretch) longer than a tenth of the recording was taken for its
+    # noise floor: the background then passed the gate and one event ran to the end
+    sf.write(scene.parent / "padded.wav", np.concatenate([np.zeros(5 * SR, np.float32), x]), SR, subtype="FLOAT")
+    padded = list(m.events_iter(scene.parent / "padded.wav", classify="segments", gate_db=10.0, min_duration=0.1))
+    assert [(e["label"], round(e["start"] - 5, 3), round(e["end"] - 5, 3)) for e in padded] == [
+        (e["label"], e["start"], e["end"]) for e in events
+    ]
     # a FIFO (`<(sox ...)`) is read once: its spans are cut from that read (was a hang on a
     # FIFO and "Format not recognised" on a pipe, reading the consumed stream again)
     fifo = scene.parent / "scene.fifo"

@@ -157,9 +157,21 @@ def with_edges(scores: np.ndarray, levels_db: np.ndarray, lead: list[float],
     return np.concatenate(rows), np.concatenate([lead, np.asarray(levels_db, dtype=np.float64), tail])
 
 
+# Digital silence (zero padding, a muted digital input) is no noise floor: once it was a tenth of
+# a recording, the floor sat on it, the whole background rose above floor + gate_db and one event
+# ran from there to the end (fsdd_scenes test recordings with 5 s of zeros first: event F1 0.93
+# -> 0.0). Levels under SILENCE_DB are left out of the floor. A quiet stretch that is not silent
+# (-80 dBFS noise) still is taken for it: the background cannot be told from a quiet stretch by
+# level alone (a recording that is mostly sound has its background far under its median).
+SILENCE_DB = -100.0
+
+
 def noise_floor(levels_db) -> float:
-    """The noise floor (dB) of window-centre levels: their `FLOOR_QUANTILE`."""
-    return float(np.quantile(np.asarray(levels_db, dtype=np.float64), FLOOR_QUANTILE))
+    """The noise floor (dB) of window-centre levels: the `FLOOR_QUANTILE` of those above digital
+    silence (`SILENCE_DB`), or of all when none is."""
+    levels = np.asarray(levels_db, dtype=np.float64)
+    sounding = levels[levels > SILENCE_DB]
+    return float(np.quantile(sounding if sounding.size else levels, FLOOR_QUANTILE))
 
 
 def gate_scores(scores: np.ndarray, levels_db: np.ndarray, gate_db: float | None,
