@@ -298,6 +298,15 @@ def test_predict_on_a_folder_of_m4a_names_them(trained_model, tmp_path):
     assert r.exit_code == 1
     note = "2 .m4a file(s) not read (convert them to WAV or FLAC, e.g. ffmpeg -i x.m4a x.wav)"
     assert json.loads(r.stdout)["error"] == f"{tmp_path}: directory contains no audio files ({note})"
+    # beside audio it reads, predict went on without a word of them
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(str(tmp_path / "good.wav"), (0.3 * np.sin(np.arange(4000) / 8000 * 2 * np.pi * 440)).astype(np.float32),
+             8000)  # fmt: skip
+    r = CliRunner().invoke(app, ["predict", "-m", str(trained_model), str(tmp_path), "-f", "jsonl"])
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 1
+    assert f"{tmp_path}: {note}" in r.stderr
 
 
 def test_copies_of_training_examples_in_val_or_test_are_warned_about(tmp_path, caplog):

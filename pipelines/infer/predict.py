@@ -8,6 +8,7 @@ are still predicted.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections import deque
@@ -71,7 +72,7 @@ def _stdin_paths(stream) -> list[str]:
 def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[str]:
     """Files as given; directories -> their audio files (recursive, sorted). Paths that do not
     exist are kept: they become error records, in order."""
-    from ..data.folders import audio_files
+    from ..data.folders import audio_files, unread_audio, unread_note
 
     out: list[str] = []
     for arg in paths:
@@ -80,6 +81,8 @@ def expand_paths(paths: Iterable[str], extensions: tuple[str, ...] = AUDIO_EXTEN
             found = sorted(str(p) for p in audio_files(arg, extensions, unreadable))  # as text: predict's order
             if not found and not unreadable:
                 out.append(arg)  # reported as "no audio files" below
+            elif counts := unread_audio(arg, extensions):  # beside readable ones they were passed over unsaid
+                logging.getLogger("attn").warning(f"{arg}: {unread_note(counts)}")
             out += found + unreadable  # a folder that cannot be read: an error record, not passed over
         else:
             out.append(arg)
