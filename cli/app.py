@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from attn.errors import EXIT_OUTPUT
+
 from . import (
     embed,
     evaluate,
@@ -23,7 +25,7 @@ from . import (
     tune,
     tune_events,
 )
-from .common import State, interrupted_code
+from .common import State, err, interrupted_code
 
 app = typer.Typer(
     name="attn",
@@ -80,7 +82,22 @@ app.command("tune-events", epilog=_epilog(tune_events.EPILOG))(tune_events.tune_
 
 
 def main() -> None:
+    from .stdout import StdoutClosed, StdoutError, discard_stdout, guarded_stdout
+
     try:
-        app()
+        # stdout guarded here too, for what click writes itself (--help, --version, completion):
+        # `attn --help > /dev/full` was a traceback, `| true` exit 1 and `>&-` exit 0
+        with guarded_stdout():
+            app()
     except KeyboardInterrupt:  # one that got past every command's handling (during cleanup, exit): no traceback
         raise SystemExit(interrupted_code()) from None
+    except StdoutClosed:
+        err("error: stdout is closed (started with >&-): attn writes its results there; "
+            "redirect it to a file or to /dev/null instead")  # fmt: skip
+        raise SystemExit(EXIT_OUTPUT) from None
+    except (StdoutError, BrokenPipeError) as e:
+        discard_stdout()
+        if isinstance(e, BrokenPipeError) or e.reader_left:  # `attn --help | head`: the reader left
+            raise SystemExit(0) from None
+        err(f"error: cannot write to stdout ({e.reason})")
+        raise SystemExit(EXIT_OUTPUT) from None

@@ -173,3 +173,15 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch):
     monkeypatch.setattr(common, "busy_cores", lambda: 12.0)
     assert common.auto_threads() == 4
     assert isinstance(common.busy_cores(), float)  # Linux reports a load
+
+
+def test_help_and_version_follow_the_stdout_rules_of_every_command(tmp_path):
+    """What click writes itself was outside the guard: `--help > /dev/full` was a traceback
+    (exit 1), `--help | true` exit 1 and `--version >&-` exit 0 with nothing said."""
+    for cmd in ("$ATTN --help", "$ATTN --version", "$ATTN predict --help"):
+        full = sh(f"{cmd} > /dev/full", cwd=tmp_path)
+        assert (full.returncode, full.stderr) == (3, "error: cannot write to stdout (no space left on device)\n"), cmd
+        closed = sh(f"{cmd} >&-", cwd=tmp_path)
+        assert closed.returncode == 3 and closed.stderr.startswith("error: stdout is closed"), cmd
+        piped = sh(f"set -o pipefail; {cmd} | true", cwd=tmp_path)
+        assert (piped.returncode, piped.stderr) == (0, ""), (cmd, piped.stderr)
