@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import ModelOpt, SetOpt, check_model_or_recipe, err, handle_errors, recipe_opt, setup_logging
+from .common import ModelOpt, SetOpt, check_model_or_recipe, err, handle_errors, no_inputs, recipe_opt, setup_logging
 
 EPILOG = """\
 Examples:
@@ -55,6 +55,8 @@ def tokenize_cmd(
         if ids:
             out += "\t" + " ".join((["cls"] if result.class_token else []) + [str(i) for i in rec["ids"]])
         print(out)
+    if not total:  # `attn tokenize - < /dev/null`: exit 0 without a word, where predict, embed and explain say so
+        raise no_inputs(texts)
     if cut:
         print(f"attn: {cut} text(s) cut to max_len={result.max_len} tokens", file=sys.stderr)
     if failed:

@@ -248,6 +248,10 @@ def test_a_bom_at_the_start_of_a_text_file_is_not_text(text_model, tmp_path):
     assert json.loads(r.stdout)["tokens"] == plain["tokens"]
     want = run("tokenize", "-m", text_model, "Who invented the radio ?").stdout
     assert run("tokenize", "-m", text_model, "-", input=BOM + b"Who invented the radio ?\n").stdout == want
+    # empty stdin: tokenize said nothing, exit 0, where predict, embed and explain say so, exit 2
+    for cmd in ("tokenize", "predict"):
+        r = run(cmd, "-m", text_model, "-", input=b"")
+        assert r.exit_code == 2 and "no inputs (stdin was empty)" in r.output, (cmd, r.output)
 
 
 LINES = b"Who owns the radio ?\n\xff\xfe broken\n\nWhere is the castle ?\n"
