@@ -198,3 +198,16 @@ def test_an_interrupt_that_a_library_wrapped_still_ends_as_one(capsys):
     with pytest.raises(typer.Exit) as stop:
         command()
     assert stop.value.exit_code == 130 and "interrupted" in capsys.readouterr().err
+
+
+def test_resume_of_a_path_that_is_no_run_says_so(tmp_path):
+    """A missing folder got "no last.ckpt to resume from: the run stopped before its first epoch
+    was saved; remove the folder", and any file named its parent folder."""
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    for arg, says in (("nowhere", "no such run directory"), ("notes.csv", "not a run directory (a file)")):
+        r = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / arg)])
+        assert r.exit_code == 2 and r.stderr.strip() == f"error: --resume {tmp_path / arg}: {says}", r.output

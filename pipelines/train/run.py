@@ -122,8 +122,11 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
     from ..store.checkpoint import read_checkpoint
 
     rd = Path(run_dir)
-    if rd.is_file():
-        rd = rd.parent
+    if rd.is_file() and any((rd.parent / f).exists() for f in (CHECKPOINT, MODEL, RECIPE, MEMBERS)):
+        rd = rd.parent  # a file of the run (its model.attn, last.ckpt) names the run
+    elif not rd.is_dir():  # was "no last.ckpt to resume from: ... remove the folder" of a folder that is not there
+        what = "not a run directory (a file)" if rd.exists() else "no such run directory"
+        raise ConfigError(f"--resume {run_dir}: {what}")
     cv = _cross_validation_run(rd)
     if cv is not None:  # its folds and final model are fresh models each: there is no one state to go on from
         raise ConfigError(f"{cv}: a cross-validation run cannot be resumed; train it again (attn train "
