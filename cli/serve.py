@@ -50,7 +50,9 @@ ENV = "ATTN_SERVE_WORKER"  # the settings a worker process (--workers N > 1) bui
 def serve_cmd(
     model: ModelOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one; the log says which).")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port (0: any free one, its URL printed on stdout).")
+    ] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="Processes, each with the model loaded once.")] = 1,
     max_batch: Annotated[int, typer.Option(min=1, help="Inputs scored together in one model call, at most.")] = 32,
     max_wait_ms: Annotated[
@@ -90,6 +92,8 @@ def serve_cmd(
     from dataclasses import asdict, replace
 
     config = replace(config, port=sock.getsockname()[1])
+    if port == 0:  # the port it took, for the script that asked for any (-q silences the log line that names it)
+        print(f"http://{f'[{host}]' if ':' in host else host}:{config.port}", flush=True)
     if workers == 1:
         if not m.exported:
             import torch

@@ -346,3 +346,26 @@ def test_a_compressed_body_is_read_as_the_client_sent_it(text_server):
     bomb = gzip.compress(b" " * (21 * 1024 * 1024) + doc)  # 21 MB of spaces: valid JSON, ~20 KB sent
     status, body = s.request("POST", "/predict", bomb, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
     assert status == 413 and "once gzip is undone" in body["error"]
+
+
+def test_port_0_prints_the_url_it_took_also_under_quiet(trained_model):
+    """--port 0 took a free port that only the log named, and -q silenced the log: a script
+    could not find its server."""
+    needs_web_stack()
+    cmd = [sys.executable, "-m", "attn.cli", "serve", "-m", str(trained_model), "--port", "0", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url), url
+        port = int(url.rsplit(":", 1)[1])
+        for _ in range(600):  # the model loads and the app starts; the socket already queues connections
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                c.request("GET", "/healthz")
+                assert c.getresponse().status == 200
+                break
+            except ConnectionError:
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
