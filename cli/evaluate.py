@@ -62,7 +62,7 @@ def evaluate_cmd(
         Literal["train", "val", "test"] | None,
         typer.Option(help="Default: test for recipes, every row for DATA.", show_default=False),
     ] = None,
-    fmt: Annotated[Literal["table", "json"], typer.Option("--format", "-f")] = "table",
+    fmt: Annotated[Literal["table", "json", "jsonl"], typer.Option("--format", "-f")] = "table",
     events: Annotated[
         str | None,
         typer.Option("--events", help="Score sound events against this annotations CSV.", show_default=False),
@@ -93,6 +93,7 @@ def evaluate_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Score a trained model on labelled data: accuracy, macro-F1, per-class metrics, confusion."""
+    fmt = "json" if fmt == "jsonl" else fmt  # a single JSON line: jsonl too, one word across commands
     import attn
 
     if data is not None and recipe is not None:

@@ -67,12 +67,12 @@ def explain_cmd(
         ),
     ] = None,
     fmt: Annotated[
-        Literal["text", "json"] | None,
+        Literal["text", "json", "jsonl"] | None,
         typer.Option(
             "--format",
             "-f",
             help="text: shaded tokens / a weight curve; json: one object per line with "
-            "the weights. Default: text on a terminal, json otherwise.",
+            "the weights (jsonl: the same). Default: text on a terminal, json otherwise.",
             show_default=False,
         ),  # fmt: skip
     ] = None,
@@ -86,7 +86,7 @@ def explain_cmd(
 
     if not inputs and not text:
         raise fail("no inputs: give audio files, text files, - for stdin, or --text for a text model")
-    fmt = fmt or ("text" if is_tty() else "json")
+    fmt = "json" if fmt == "jsonl" else fmt or ("text" if is_tty() else "json")  # one word across commands
     setup_logging(quiet)
     set_threads(threads)
     m = attn.load(model, device)

@@ -11,7 +11,7 @@ import typer
 
 from attn.api import label_list
 
-from .common import f4, handle_errors
+from .common import ModelOpt, f4, fail, handle_errors
 from .render import baseline_line, printable
 
 EPILOG = """\
@@ -31,14 +31,18 @@ def info_cmd(
             help="Model file or run directory (default: $ATTN_MODEL, else runs/latest).", show_default=False
         ),
     ] = None,
-    fmt: Annotated[Literal["text", "json"], typer.Option("--format", "-f")] = "text",
+    fmt: Annotated[Literal["text", "json", "jsonl"], typer.Option("--format", "-f")] = "text",
+    model_opt: ModelOpt = None,
 ) -> None:
     """Show what a model file holds: recipe, labels, size, versions, test metrics. Verifies its checksum."""
+    fmt = "json" if fmt == "jsonl" else fmt  # a single JSON line: jsonl too, one word across commands
     import yaml
 
     from attn.api import info as read_info
 
-    info = read_info(model)
+    if model is not None and model_opt is not None:
+        raise fail("give the model once: as MODEL or as -m/--model")
+    info = read_info(model if model is not None else model_opt)  # -m as the other model commands take it
     h, path = {k: v for k, v in info.items() if k not in ("path", "format_version")}, info["path"]
     if fmt == "json":
         print(json.dumps(info))

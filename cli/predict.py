@@ -77,11 +77,12 @@ def predict_cmd(
     ] = None,
     model: ModelOpt = None,
     fmt: Annotated[
-        Literal["table", "jsonl", "csv", "audacity", "raven"] | None,
+        Literal["table", "jsonl", "json", "csv", "audacity", "raven"] | None,
         typer.Option(
             "--format",
             "-f",
-            help="Default: table on a terminal, jsonl otherwise (with --events too); audacity and raven with --events.",
+            help="Default: table on a terminal, jsonl otherwise (with --events too; json is jsonl: a record per line); "
+            "audacity and raven with --events.",
             show_default=False,
         ),
     ] = None,
@@ -114,7 +115,7 @@ def predict_cmd(
     """Predict labels for audio files or texts with a trained model."""
     import attn
 
-    fmt = fmt or ("table" if is_tty() else "jsonl")
+    fmt = "jsonl" if fmt == "json" else fmt or ("table" if is_tty() else "jsonl")  # one word across commands
     if fmt in ("audacity", "raven") and not events:
         raise fail(f"--format {fmt} is for --events")
     if hop is not None and not events:

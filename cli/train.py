@@ -80,11 +80,12 @@ def train_cmd(
             show_default=False,
         ),  # fmt: skip
     ] = None,
-    fmt: Annotated[Literal["text", "json"], typer.Option("--format", "-f", help="Result on stdout.")] = "text",
+    fmt: Annotated[Literal["text", "json", "jsonl"], typer.Option("--format", "-f", help="Result on stdout.")] = "text",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a model from a recipe; the test metrics and the run directory go to stdout."""
+    fmt = "json" if fmt == "jsonl" else fmt  # a single JSON line: jsonl too, one word across commands
     check_out(out)
     import attn
     from attn.api import main_process

@@ -99,11 +99,12 @@ def tune_cmd(
         int | None, typer.Option(help="Sampler seed (default: train.seed).", min=0, show_default=False)
     ] = None,
     device: DeviceOpt = "auto",
-    fmt: Annotated[Literal["text", "json"], typer.Option("--format", "-f", help="Result on stdout.")] = "text",
+    fmt: Annotated[Literal["text", "json", "jsonl"], typer.Option("--format", "-f", help="Result on stdout.")] = "text",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Search a recipe's hyperparameters (Optuna: TPE, pruning); the leaderboard goes to stdout."""
+    fmt = "json" if fmt == "jsonl" else fmt  # a single JSON line: jsonl too, one word across commands
     check_out(out)
     import attn
 

@@ -42,12 +42,13 @@ def tune_events_cmd(
     ] = None,  # fmt: skip
     split: Annotated[str | None, typer.Option(help="Only rows of this split (no split column: all rows).")] = "val",
     hop: Annotated[float, typer.Option(min=0.001, help="Seconds between windows.")] = 0.1,
-    fmt: Annotated[Literal["table", "json"], typer.Option("--format", "-f")] = "table",
+    fmt: Annotated[Literal["table", "json", "jsonl"], typer.Option("--format", "-f")] = "table",
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Tune the sound-event post-processing of a trained audio model on annotated recordings."""
+    fmt = "json" if fmt == "jsonl" else fmt  # a single JSON line: jsonl too, one word across commands
     import attn
 
     if (out is None) == (not in_place):

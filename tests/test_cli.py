@@ -262,3 +262,21 @@ def test_ctrl_c_in_predict_says_how_many_records_were_written(trained_model, tmp
     r = runner.invoke(app, ["predict", "-m", str(trained_model), *wavs, "--format", "jsonl"])
     assert r.exit_code == 130 and len(r.stdout.splitlines()) == 2
     assert "interrupted: 2 of 4 input(s) were predicted and their records written" in r.stderr
+
+
+def test_json_and_jsonl_name_the_same_output_and_info_takes_m(trained_model):
+    """`-f json` was refused by predict (jsonl) and `-f jsonl` by info, evaluate and train (json):
+    one word across commands. `attn info -m M` was refused where every other model command takes -m."""
+    from typer.testing import CliRunner
+
+    from attn.cli.app import app
+
+    runner, m = CliRunner(), str(trained_model)
+    for args in (["info", m], ["evaluate", "-m", m]):
+        a, b = (runner.invoke(app, [*args, "-f", f]) for f in ("json", "jsonl"))
+        assert a.exit_code == b.exit_code == 0 and a.stdout == b.stdout and json.loads(a.stdout), args
+    assert (
+        runner.invoke(app, ["info", "-m", m, "-f", "json"]).stdout
+        == runner.invoke(app, ["info", m, "-f", "json"]).stdout
+    )
+    assert runner.invoke(app, ["info", m, "-m", m]).exit_code == 2
