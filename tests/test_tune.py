@@ -104,6 +104,14 @@ def test_an_ensemble_or_folds_recipe_is_refused_before_any_trial(tmp_path, key, 
     assert not (tmp_path / "t").exists()
 
 
+def test_an_unusable_device_is_refused_before_the_study_exists(tmp_path):
+    """A study (study.db, tune.json) was left behind, and the same command again joined it."""
+    bad = "cuda:99" if __import__("torch").cuda.is_available() else "cuda"
+    r = runner.invoke(app, ["tune", str(write_recipe(tmp_path)), "--device", bad, "--out", str(tmp_path / "t")])
+    assert r.exit_code == 2 and f"--device {bad}" in r.stderr, r.output
+    assert not (tmp_path / "t").exists()
+
+
 def test_default_space_fits_every_shipped_recipe_and_contains_it():
     """Without a tune: section each family's default space applies; the recipe as written is a
     point of it, so trial 0 scores the untuned recipe."""

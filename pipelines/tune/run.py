@@ -127,6 +127,9 @@ def tune(
     t0 = time.time()
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: give at least 1")
+    from ..device import resolve_device
+
+    resolve_device(device)  # an unusable --device before the study exists (one was left behind, then joined)
     if resume is not None:
         settings = _read_settings(Path(resume))
         settings["storage"] = _stored_url(Path(resume), settings["storage"])
@@ -163,8 +166,6 @@ def tune(
              settings["study"], storage_url(url), settings["trials"] or "unlimited",
              f", {timeout / 60:.1f} min" if timeout else "", settings["metric"])  # fmt: skip
     if jobs == 1:
-        from ..device import resolve_device
-
         work(s, plan, resolve_device(device), callbacks, t0)
     else:
         from .workers import run_workers
