@@ -110,3 +110,28 @@ def test_fewer_training_examples_than_processes_is_refused(tmp_path):
                   "--set", "data.synthetic.classes=[sine,square]")  # fmt: skip
     assert r.returncode != 0 and "error: 2 training example(s) for 3 processes" in r.stderr, r.stderr[-3000:]
     assert not (tmp_path / "tiny" / "model.attn").exists()
+
+
+def test_a_run_resumes_only_with_the_processes_it_trained_with(tmp_path):
+    """A run resumed by another number of processes trained on silently with another batch and a
+    schedule that no longer ended where it did (1 for 2: LR 2.4e-4 at the end, not 1e-6)."""
+    from attn.pipelines.train.callbacks import Callbacks
+
+    class StopInEpoch2(Callbacks):
+        def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    try:
+        train(load_recipe(recipe), str(recipe), out=str(tmp_path / "run"), device="cpu", callbacks=StopInEpoch2())
+    except Exception as e:  # noqa: BLE001 - Interrupted, naming the saved epoch
+        assert "state after epoch 1 is saved" in str(e), e
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "attn.cli", "train", "--resume", str(tmp_path / "run"), "--device", "cpu"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode != 0 and "this run trained with 1 process(es)" in r.stderr, r.stderr[-3000:]
+    assert "resume it with 1: attn train --resume" in r.stderr
+    assert (tmp_path / "run" / "last.ckpt").exists()  # still there to resume the right way

@@ -66,6 +66,13 @@ def join(world: World, device_spec: str | None):
     return dev
 
 
+def resume_command(run_dir, processes: int) -> str:
+    """How to resume a run of `processes` processes (one host: its torchrun line)."""
+    if processes <= 1:
+        return f"attn train --resume {run_dir}"
+    return f"torchrun --nproc_per_node {processes} -m attn.cli train --resume {run_dir} (the same processes)"
+
+
 def broadcast_text(text: str | None, world: World) -> str:
     """Rank 0's string (e.g. the run directory it created), on every rank."""
     return broadcast_object(text)

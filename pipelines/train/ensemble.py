@@ -47,7 +47,7 @@ from ..store.rundir import (
     point_latest,
     start_run,
 )
-from .distributed import World, barrier
+from .distributed import World, barrier, resume_command
 from .model import TrainResult, train_model
 
 log = logging.getLogger("attn")
@@ -110,7 +110,7 @@ def train_ensemble(
             raise Interrupted(
                 f"interrupted in ensemble member {i + 1} of {n}; "
                 f"{f'members 1-{i} and ' if i > 1 else 'member 1 and ' if i == 1 else ''}member {i + 1}'s "
-                f"finished epochs are saved. Resume with: attn train --resume {run_dir}"
+                f"finished epochs are saved. Resume with: {resume_command(run_dir, world.size)}"
             ) from None
         data_info = res.data  # the same for every member: one split, one tokenizer
         if tok is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from attn.errors import Interrupted, OutputError
+from attn.errors import ConfigError, Interrupted, OutputError
 
 from ..data.prepared import Datasets, PreparedData
 from ..fsutil import append_line, atomic_write_text, interrupts_after
@@ -27,7 +27,7 @@ from ..recipe.config import Recipe
 from ..ship.examples import Scored
 from ..store import rundir
 from ..store.rundir import CHECKPOINT, HISTORY, METRICS, MODEL
-from .distributed import World
+from .distributed import World, resume_command
 from .init_model import init_model
 from .refit import interruptible_finish, interruptible_refit, refit_on_train_and_val, should_refit
 
@@ -138,6 +138,13 @@ def train_model(
     labels = list(data.labels)
     trainer = Trainer(model, recipe.train, data.train, data.val, labels, device, callbacks, world=world)
     if resume_state is not None:
+        was = resume_state["state"].get("processes")  # None: a checkpoint from before it was kept
+        if was is not None and int(was) != world.size:
+            # a run of 2 processes resumed by 1 took twice the steps an epoch at the same rate: its
+            # schedule no longer ended where it did (LR 2.4e-4 at the end, not 1e-6); by 3, an epoch at LR 0
+            raise ConfigError(f"{run_dir}: this run trained with {was} process(es) (its batch is batch_size x "
+                              f"processes, its schedule counts their steps); resume it with {was}: "
+                              f"{resume_command(run_dir, int(was))}")  # fmt: skip
         trainer.load_state_dict(resume_state)
     total, trained = count_parameters(model), count_parameters(model, trainable_only=True)
     log.info("model %s: %d parameters%s on %s; %d steps/epoch", recipe.model.name, total,
@@ -159,11 +166,11 @@ def train_model(
         if trainer.state.epoch >= recipe.train.epochs or trainer.state.done:  # between the last epoch and the finish
             raise Interrupted(
                 f"interrupted after the last epoch ({trainer.state.epoch}); state after epoch "
-                f"{trainer.saved_epoch} is saved. Finish with: attn train --resume {run_dir}"
+                f"{trainer.saved_epoch} is saved. Finish with: {resume_command(run_dir, world.size)}"
             ) from None
         raise Interrupted(
             f"interrupted during epoch {trainer.state.epoch + 1}; state after epoch {trainer.saved_epoch} is saved. "
-            f"Resume with: attn train --resume {run_dir}"
+            f"Resume with: {resume_command(run_dir, world.size)}"
         ) from None
     except OutputError as e:  # a full disk mid-run: the last checkpoint written is whole (atomic writes)
         if world.main and not trainer.saved_epoch and run_dir.is_dir():

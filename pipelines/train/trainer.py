@@ -44,6 +44,7 @@ class TrainState:
     done: bool = False
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    processes: int = 1  # torchrun's world size: each process takes batch_size, so it is the run's batch too
 
 
 class Trainer:
@@ -86,7 +87,7 @@ class Trainer:
                               "trains on its own share of every epoch and needs one; run fewer processes")  # fmt: skip
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup * self.total_steps)
-        self.state = TrainState()
+        self.state = TrainState(processes=world.size)
         self.saved_epoch: int | None = None  # the epoch on disk, when a saver (train/model.EpochSaver) keeps one
         self.train_accuracy = 0.0  # of the last epoch trained
         self.best_weights: dict[str, torch.Tensor] | None = None
