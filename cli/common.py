@@ -132,6 +132,11 @@ def handle_errors(fn):
             if _from_interrupt(e):  # Ctrl-C or SIGTERM landed in a library that wrapped it (pydantic's serializer)
                 err("terminated (SIGTERM)" if State.terminated else "interrupted")
                 raise typer.Exit(interrupted_code()) from None
+            if _peer_gone(e):  # torchrun: another process stopped first (its own error says why)
+                err("error: another process of this torchrun run stopped, so this one cannot go on (that "
+                    "process's error says why; a run that saved an epoch resumes with the same torchrun line and "
+                    "attn train --resume RUN_DIR)")  # fmt: skip
+                raise typer.Exit(1) from None
             extra = EXTRAS.get((e.name or "").split(".")[0]) if isinstance(e, ModuleNotFoundError) else None
             if extra is not None:  # a model or recipe that needs an extra the install lacks: the user's to add
                 err(f"error: {extra[1]} needs the package {e.name}: pip install 'attn[{extra[0]}]'")
@@ -141,6 +146,19 @@ def handle_errors(fn):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted")
+
+
+def _peer_gone(e: BaseException) -> bool:
+    """Whether `e` is torch.distributed's word for a peer process that left (Gloo's 'Connection
+    closed by peer', shown as an internal error ending in 'GLHF!')."""
+    try:
+        several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        several = False
+    return several and isinstance(e, RuntimeError) and any(p in str(e) for p in PEER_GONE)
 
 
 def _from_interrupt(e: BaseException) -> bool:

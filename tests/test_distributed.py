@@ -135,3 +135,13 @@ def test_a_run_resumes_only_with_the_processes_it_trained_with(tmp_path):
     assert r.returncode != 0 and "this run trained with 1 process(es)" in r.stderr, r.stderr[-3000:]
     assert "resume it with 1: attn train --resume" in r.stderr
     assert (tmp_path / "run" / "last.ckpt").exists()  # still there to resume the right way
+
+
+def test_a_peer_that_stopped_first_is_named_not_an_internal_error(tmp_path):
+    """Process 0 refused --out (a finished run there); process 1 then said 'internal error:
+    RuntimeError: [...] Connection closed by peer [...] GLHF!' before the real cause."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "model.attn").write_bytes(b"x")
+    r = _torchrun(tmp_path, 2, "--out", "taken", "--set", "train.epochs=1")
+    assert r.returncode != 0 and "directory exists and is not empty" in r.stderr, r.stderr[-3000:]
+    assert "internal error" not in r.stderr
