@@ -145,3 +145,16 @@ def test_a_peer_that_stopped_first_is_named_not_an_internal_error(tmp_path):
     r = _torchrun(tmp_path, 2, "--out", "taken", "--set", "train.epochs=1")
     assert r.returncode != 0 and "directory exists and is not empty" in r.stderr, r.stderr[-3000:]
     assert "internal error" not in r.stderr
+
+
+def test_torchrun_variables_left_in_the_environment_are_a_usage_error(tmp_path):
+    """WORLD_SIZE and RANK set outside torchrun gave 'internal error: ValueError: ... MASTER_ADDR
+    expected'; a RANK past WORLD_SIZE was not checked."""
+    for rank, says in (("0", "WORLD_SIZE=2 asks for several processes, but they cannot meet"),
+                       ("5", "RANK 5 with WORLD_SIZE 2")):  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+        r = subprocess.run([sys.executable, "-m", "attn.cli", "train", "quickstart.yaml", "--out", "run"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                           env={**env, "WORLD_SIZE": "2", "RANK": rank, "OMP_NUM_THREADS": "1"})  # fmt: skip
+        assert r.returncode == 2 and says in r.stderr and "internal error" not in r.stderr, r.stderr[-2000:]
+        assert not (tmp_path / "run").exists()

@@ -41,6 +41,9 @@ def world_from_env() -> World:
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as e:
         raise ConfigError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers ({e})") from None
+    if size < 1 or not 0 <= rank < size or local < 0:
+        raise ConfigError(f"RANK {rank} with WORLD_SIZE {size}: torchrun numbers processes 0 to WORLD_SIZE - 1 "
+                          "(unset these variables outside torchrun)")  # fmt: skip
     return World(rank, size, local)
 
 
@@ -62,7 +65,11 @@ def join(world: World, device_spec: str | None):
         dev = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=world.rank, world_size=world.size)
+        try:
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=world.rank, world_size=world.size)
+        except ValueError as e:  # WORLD_SIZE set outside torchrun: MASTER_ADDR missing (was an internal error)
+            raise ConfigError(f"WORLD_SIZE={world.size} asks for several processes, but they cannot meet ({e}); "
+                              "start them with torchrun, or unset WORLD_SIZE and RANK") from None  # fmt: skip
     return dev
 
 
