@@ -116,6 +116,8 @@ def train_model(
             that weight when there is no validation split (train.folds' final model: the folds'
             choices, so the temperature fitted on their blended scores fits the model saved).
     """
+    import torch
+
     from attn.models.calibrated import Tempered
 
     from ..data.encoder_cache import cache_folder, save_states
@@ -147,8 +149,10 @@ def train_model(
                               f"{resume_command(run_dir, int(was))}")  # fmt: skip
         trainer.load_state_dict(resume_state)
     total, trained = count_parameters(model), count_parameters(model, trainable_only=True)
+    # on the CPU, the torch threads too: timings on 1 thread and on 2 differ 3x on busy cores
+    where = f"cpu ({torch.get_num_threads()} torch thread(s))" if device.type == "cpu" else str(device)
     log.info("model %s: %d parameters%s on %s; %d steps/epoch", recipe.model.name, total,
-             f" ({trained} trained)" if trained != total else "", device, trainer.steps_per_epoch)  # fmt: skip
+             f" ({trained} trained)" if trained != total else "", where, trainer.steps_per_epoch)  # fmt: skip
     from ..data.fingerprint import data_fingerprint
 
     fingerprint = data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality)
