@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -124,8 +125,11 @@ def scoring_lines(h: dict) -> list[str]:
     if cal := h.get("calibration"):
         if "val_ece" in cal:
             ece = f"{cal.get('val_ece_before', 0):.4f} -> {cal.get('val_ece', 0):.4f}"
-            out.append(f"calibrated   temperature {cal.get('temperature', 1.0):.4f} (validation ECE {ece}; "
-                       f"{cal.get('fitted_on')})")  # fmt: skip
+            if cal.get("not_fitted"):  # T = 1 kept: it said "calibrated temperature 1.0000 (...; validation)"
+                out.append(f"calibrated   no temperature (T = 1): {cal['not_fitted']} (validation ECE {ece})")
+            else:
+                out.append(f"calibrated   temperature {cal.get('temperature', 1.0):.4f} (validation ECE {ece}; "
+                           f"{cal.get('fitted_on')})")  # fmt: skip
         if (s := cal.get("min_score")) is not None:
             ab = cal.get("abstain") or {}
             chosen = (f" (validation precision {ab['val_precision']:.4f} at coverage {ab['val_coverage']:.4f}, "
@@ -138,6 +142,6 @@ def scoring_lines(h: dict) -> list[str]:
     if th := h.get("thresholds"):
         chosen = ((h.get("train") or {}).get("data") or {}).get("thresholds") or {}
         glob = f", global {chosen['global']:g}" if isinstance(chosen.get("global"), (int, float)) else ""
-        out.append(f"thresholds   per class: min {min(th):.4f}, median {float(sorted(th)[len(th) // 2]):.4f}, "
+        out.append(f"thresholds   per class: min {min(th):.4f}, median {statistics.median(th):.4f}, "
                    f"max {max(th):.4f} ({len(th)} classes{glob}; --threshold overrides)")  # fmt: skip
     return out

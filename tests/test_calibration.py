@@ -104,9 +104,14 @@ def test_no_temperature_is_fitted_when_every_validation_example_is_right(caplog)
     with caplog.at_level(logging.INFO, logger="attn"):
         facts = cal.calibrate_scores(logits, Clips(y), recipe)
     assert facts["temperature"] == 1.0 and "no temperature can be fitted" in caplog.text
+    # and the model says so where it said "Temperature 1.000 fitted on validation" (report, attn info)
+    assert facts["not_fitted"] == "every validation example is classified right, so none can be fitted"
+    from attn.cli.info import scoring_lines
+
+    assert scoring_lines({"calibration": facts})[0].startswith("calibrated   no temperature (T = 1): every validation")
     y[np.argmin(softmax(logits).max(1))] = (y[np.argmin(softmax(logits).max(1))] + 1) % 4  # the least sure one
-    t = cal.calibrate_scores(logits, Clips(y), recipe)["temperature"]
-    assert 1.01 * cal.T_RANGE[0] < t < 1.0, t
+    fitted = cal.calibrate_scores(logits, Clips(y), recipe)
+    assert 1.01 * cal.T_RANGE[0] < fitted["temperature"] < 1.0 and "not_fitted" not in fitted, fitted
 
 
 def test_min_score_reaches_the_target_precision_on_validation():
@@ -242,3 +247,10 @@ def test_the_stored_min_score_answers_the_last_clip_validation_answered():
     stored = round(s, 6)
     assert 0.52 < stored <= 0.56187177 and facts["val_coverage"] == 0.75
     assert (probs.max(1) >= stored).sum() == 3 and (np.round(probs.max(1), 6) >= stored).sum() == 3
+
+
+def test_info_gives_the_median_of_an_even_number_of_thresholds():
+    """It took the upper middle value (0.1024 where the median of 28 thresholds was 0.0946)."""
+    from attn.cli.info import scoring_lines
+
+    assert "median 0.2500," in scoring_lines({"thresholds": [0.1, 0.2, 0.3, 0.4]})[0]

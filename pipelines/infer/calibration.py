@@ -215,7 +215,9 @@ def calibrate_scores(logits, ws, recipe, fitted_on: str = "validation") -> dict[
     before = ece(clip_probs(logits, ws), y)
     t, after = 1.0, before
     misclassified = int((clip_probs(logits, ws).argmax(1) != y).sum())
+    not_fitted = None if recipe.train.calibrate else "train.calibrate is off"  # why T is 1 (the report said "fitted")
     if recipe.train.calibrate and not misclassified:
+        not_fitted = "every validation example is classified right, so none can be fitted"
         # Every validation example right: the log-loss falls without end as T -> 0, so a fit would
         # stop at T_RANGE's floor and claim certainty the validation split cannot vouch for (small
         # or easy sets; the model's own scores are the better guess for unseen data).
@@ -227,11 +229,14 @@ def calibrate_scores(logits, ws, recipe, fitted_on: str = "validation") -> dict[
         if not after < before:
             log.info("calibration: temperature %.3f does not lower validation ECE (%.4f -> %.4f); kept T = 1",
                      t, before, after)  # fmt: skip
+            not_fitted = f"the fitted {t:.3f} did not lower the validation ECE ({before:.4f} -> {after:.4f})"
             t, after = 1.0, before
         else:
             log.info("calibration: temperature %.3f, validation ECE %.4f -> %.4f", t, before, after)
     facts: dict[str, Any] = {"temperature": round(t, 6), "val_ece_before": round(before, 6), "val_ece": round(after, 6),
                              "binning": BINNING, "fitted_on": fitted_on, "min_score": None}  # fmt: skip
+    if not_fitted:
+        facts["not_fitted"] = not_fitted
     if target is not None:
         s, chosen = choose_min_score(clip_probs(logits, ws, t), y, target)
         facts["min_score"], facts["abstain"] = round(s, 6), chosen

@@ -244,8 +244,10 @@ def _calibration(metrics: dict) -> str:
     from ..infer.calibration_plots import coverage_rows, reliability_figure
 
     cal, ab = metrics["calibration"], metrics.get("abstention") or {}
-    note = (f"<p class='note'>Temperature {num(cal.get('temperature'), '.3f', '.3f')} fitted on "
-            f"{html.escape(str(cal.get('fitted_on')))}; ECE on the {html.escape(str(metrics.get('split', 'test')))} "
+    fitted = (f"No temperature (T = 1): {html.escape(str(cal['not_fitted']))}" if cal.get("not_fitted") else
+              f"Temperature {num(cal.get('temperature'), '.3f', '.3f')} fitted on "
+              f"{html.escape(str(cal.get('fitted_on')))}")  # fmt: skip
+    note = (f"<p class='note'>{fitted}; ECE on the {html.escape(str(metrics.get('split', 'test')))} "
             f"split {num(cal.get('ece_before'))} -> {num(cal.get('ece'))} ({html.escape(str(cal.get('binning')))}); "
             f"validation {num(cal.get('val_ece_before'))} -> {num(cal.get('val_ece'))}.</p>")  # fmt: skip
     rows = "".join(f"<tr>{td(s, '.4f')}{td(c)}{td(a)}</tr>" for s, c, a in coverage_rows(ab))
