@@ -38,7 +38,16 @@ def test_the_fold_ensemble_predicts_the_mean_of_its_fold_models(tiny_recipe, tmp
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [m["fold"] for m in metrics["members"]] == ["1", "2", "3"]
     assert len(metrics["cv"]["folds"]) == 3 and metrics["split"] == "test"
-    assert "Ensemble members" in (tmp_path / "run" / "report.html").read_text()
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Ensemble members" in page
+    # the report said "the saved model trained on every fold" and "best epoch 2 of 6" (epochs of all folds)
+    assert "the saved model averages the fold models" in page and "<th>best epoch</th><td>" not in page
+    # the learning curves: a line per fold (they were one line, fold after fold)
+    from attn.pipelines.infer import plots
+
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    names = plots.curves_figure(history).axes[0].get_legend_handles_labels()[1]
+    assert {f"validation (fold {i})" for i in (1, 2, 3)} <= set(names), names
 
 
 @pytest.mark.parametrize("final", ["refit", "ensemble"])

@@ -99,15 +99,16 @@ def write_png(path: Path, fig) -> None:
 @_literal
 def curves_figure(history: list[dict[str, Any]]):
     """Loss (left) and accuracy (right) per epoch, train and validation; the best epoch marked.
-    An ensemble's history (records with "member") draws one line per member."""
+    An ensemble's history (records with "member") draws one line per member, a cross-validation's
+    (records with "fold") one per fold (they were joined into one line, fold after fold)."""
     fig = figure(9.5, 3.4)
     ax_loss, ax_acc = fig.subplots(1, 2)
     runs: dict[Any, list[dict[str, Any]]] = {}
     for r in history:
-        runs.setdefault(r.get("member"), []).append(r)
+        runs.setdefault(("fold", r["fold"]) if "fold" in r else ("member", r.get("member")), []).append(r)
     colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink")
-    for i, (member, recs) in enumerate(runs.items()):
-        tag = "" if member is None else f" (member {member})"
+    for i, ((kind, member), recs) in enumerate(runs.items()):
+        tag = "" if member is None else f" ({kind} {member})"
         c = colors[i % len(colors)]
         ep = [r["epoch"] for r in recs]
         for ax, key, style, name in ((ax_loss, "train_loss", "--", "train"), (ax_loss, "val_loss", "-", "validation"),

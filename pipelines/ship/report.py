@@ -56,7 +56,8 @@ def write_report(run_dir: str | Path, scored: Scored | None = None) -> Path:
     if metrics and metrics.get("members"):
         parts.append(_members(metrics["members"]))
     if metrics and metrics.get("cv"):
-        parts.append(_cv(metrics["cv"], labels, plots))
+        final = ((header.get("recipe") or {}).get("train") or {}).get("folds_final")
+        parts.append(_cv(metrics["cv"], labels, plots, final))
     if history:
         parts.append(section("Learning curves", img(plots.curves_figure(history), "learning curves")))
     if metrics and _square(metrics.get("confusion"), len(labels)):
@@ -204,8 +205,8 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
                      ("labels per example", num(metrics.get("label_cardinality"), ".2f", ".2f"))]  # fmt: skip
         if "window_accuracy" in metrics:
             rows.append(("window accuracy", f"{num(metrics['window_accuracy'])} ({metrics.get('windows')} windows)"))
-    best = [h for h in history if h.get("best") and "member" not in h]
-    if best:
+    best = [h for h in history if h.get("best") and "member" not in h and "fold" not in h]
+    if best:  # one run's (an ensemble's members and a cross-validation's folds have their own tables)
         rows.append(("best epoch", f"{best[-1]['epoch']} of {train.get('epochs_run', len(history))}"))
     if train.get("seconds") is not None:
         rows.append(("training time", f"{train['seconds']:.1f} s"))
@@ -216,7 +217,7 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
 
 def _baseline(metrics: dict, history: list[dict], header: dict) -> str:
     b = metrics["baseline"]
-    best = [h for h in history if h.get("best") and "member" not in h]
+    best = [h for h in history if h.get("best") and "member" not in h and "fold" not in h]
     val = best[-1] if best else {}
     secs = (header.get("train") or {}).get("seconds")
     blend = metrics.get("blend") or {}
@@ -259,7 +260,7 @@ def _calibration(metrics: dict) -> str:
     return section("Calibration", note + img(reliability_figure(cal), "reliability diagram") + stored + table)
 
 
-def _cv(cv: dict, labels: list[str], plots) -> str:
+def _cv(cv: dict, labels: list[str], plots, final: str | None = None) -> str:
     """Cross-validation: each fold's held-out scores, their mean +- std, the pooled confusion."""
     head = "<tr><th>fold</th><th>held out</th><th>accuracy</th><th>macro-F1</th><th>best epoch</th></tr>"
     keys = ("fold", "count", "accuracy", "macro_f1", "best_epoch")
@@ -270,8 +271,9 @@ def _cv(cv: dict, labels: list[str], plots) -> str:
     body = f"<table>{head}{rows}{mean}</table>"
     if _square(cv.get("confusion"), len(labels)):
         body += img(plots.confusion_figure(cv["confusion"], labels), "pooled confusion matrix of the held-out folds")
-    note = "<p class='note'>Each fold's model chose its epoch on the fold it is scored on; the saved model trained " \
-           "on every fold.</p>"  # fmt: skip
+    saved = ("the saved model averages the fold models, each trained on the other folds" if final == "ensemble" else
+             "the saved model trained on every fold, for the folds' median best epoch")  # fmt: skip
+    note = f"<p class='note'>Each fold's model chose its epoch on the fold it is scored on; {saved}.</p>"
     return section(f"Cross-validation ({len(cv['folds'])} folds, held-out predictions pooled)", body + note)
 
 
