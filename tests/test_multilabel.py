@@ -409,3 +409,18 @@ def test_explain_a_multi_label_model_per_label_by_its_sigmoid(tmp_path):
         assert (w[mid].sum() > w[~mid].sum()) == first, (lab, w.round(3))
     r = CliRunner().invoke(app, ["explain", str(wav), "-m", str(res.model_path), "--label", "nope"])
     one_line_error(r, 2, "--label", "nope", "low")
+
+
+def test_the_multi_label_blend_facts_name_what_they_hold():
+    """metrics.json's blend said val_accuracy_network 0.0498 and val_accuracy_blend 0.2945: macro
+    mAPs, where the network's exact-set accuracy was 0.0."""
+    from attn.pipelines.data.batching import WindowSet
+    from attn.pipelines.train.multilabel_baseline import choose_blend_per_class
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((40, 3)) < 0.4).astype(np.float32)
+    ws = WindowSet([np.ones(2, np.int64)] * 40, y, 2, 2, truncate=True)
+    net, base = rng.normal(size=(40, 3)), (y * 4 - 2) + rng.normal(size=(40, 3))
+    _, facts = choose_blend_per_class(net, base, ws, (0.0, 0.5, 1.0))
+    assert {"val_macro_map_network", "val_macro_map_blend"} <= set(facts)
+    assert not any(k.startswith("val_accuracy") for k in facts)

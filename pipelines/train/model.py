@@ -301,9 +301,10 @@ def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device, giv
         weight, facts = choose_blend(net, base, data.val)
         loss = (f"log-loss {facts['val_log_loss_network']:.4f} -> {facts['val_log_loss_blend']:.4f}, "
                 if "val_log_loss_network" in facts else "")  # fmt: skip
-        what = "macro mAP" if "val_macro_map_network" in facts else "accuracy"  # multi-label: its sigmoids' mAP
-        log.info("blend: baseline weight %.2f, chosen by validation log-loss (%s%s %.4f -> %.4f)", weight,
-                 loss, what, facts["val_accuracy_network"], facts["val_accuracy_blend"])  # fmt: skip
+        what = "macro_map" if "val_macro_map_network" in facts else "accuracy"  # multi-label: its sigmoids' mAP
+        shown = "macro mAP" if what == "macro_map" else what
+        log.info("blend: baseline weight %.2f, chosen by validation log-loss (%s%s %.4f -> %.4f)", weight, loss,
+                 shown, facts[f"val_{what}_network"], facts[f"val_{what}_blend"])  # fmt: skip
     elif recipe.train.blend and given_weight is not None:
         weight = float(given_weight)
         log.info("blend: baseline weight %.2f, the folds' mean (each chose its own on its held-out fold)", weight)

@@ -78,7 +78,7 @@ def blend_probs(p_net: np.ndarray, p_base: np.ndarray, w: float) -> np.ndarray:
 def choose_blend_per_class(net_logits: np.ndarray, base_logits: np.ndarray, ws, grid) -> tuple[float, dict]:
     """The weight w of the grid whose per-class blend (1 - w) sigmoid(net) + w sigmoid(base),
     averaged per clip, has the lowest validation BCE (ties: the smaller w); facts name both
-    validation macro mAPs (as `val_accuracy_*`, the keys the single-label log line reads)."""
+    validation macro mAPs (`val_macro_map_*`; the `val_accuracy_*` keys it also wrote held them, not an accuracy)."""
     p_net, p_base = clip_scores(net_logits, ws).astype(np.float64), clip_scores(base_logits, ws).astype(np.float64)
     y = ws.labels
     labels = [str(i) for i in range(y.shape[1])]
@@ -89,6 +89,5 @@ def choose_blend_per_class(net_logits: np.ndarray, base_logits: np.ndarray, ws, 
             best = (loss, float(w))
     m_net = multilabel_report(p_net, y, labels)["macro_map"]
     m_blend = multilabel_report(blend_probs(p_net, p_base, best[1]), y, labels)["macro_map"]
-    facts = {"val_accuracy_network": m_net, "val_accuracy_blend": m_blend, "val_macro_map_network": m_net,
-             "val_macro_map_blend": m_blend, "val_bce_blend": round(best[0], 6)}  # fmt: skip
+    facts = {"val_macro_map_network": m_net, "val_macro_map_blend": m_blend, "val_bce_blend": round(best[0], 6)}
     return round(best[1], 2), facts
