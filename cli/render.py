@@ -187,6 +187,8 @@ def metrics_table(m: dict[str, Any]) -> None:
         head = (f"macro-F1 {m['macro_f1']:.4f}   micro-F1 {m['micro_f1']:.4f}   macro mAP {m['macro_map']:.4f}   "
                 f"exact-set match {m['exact_match']:.4f}   labels per example {m['label_cardinality']:.2f} "
                 f"(predicted {m.get('predicted_cardinality', float('nan')):.2f})   examples {m['count']}")  # fmt: skip
+    if m.get("data"):  # which data, which split: the table said neither
+        head = f"{_escape(str(m['data']))}\n{head}"
     console.print(head)
     if (b := m.get("baseline")) is not None:
         console.print(

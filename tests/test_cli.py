@@ -147,6 +147,10 @@ def test_evaluate_on_the_stored_recipe_and_on_a_folder(trained_model, tmp_path):
     r = run("evaluate", "-m", trained_model, "--format", "json")
     m = json.loads(r.stdout)
     assert r.exit_code == 0 and set(m) >= {"accuracy", "macro_f1", "per_class", "confusion", "labels"}
+    # which split was scored: the table said nothing of it, the JSON had no "split"
+    assert m["split"] == "test" and m["data"] == "stored recipe test split"
+    val = run("evaluate", "-m", trained_model, "--split", "val")
+    assert val.stdout.splitlines()[0] == "stored recipe val split"
     folder = tmp_path / "data"
     write_wav(folder / "sine" / "a.wav", tone(500, 0.5, 8000), 8000)
     write_wav(folder / "sine" / "b.wav", tone(900, 0.5, 8000), 8000)

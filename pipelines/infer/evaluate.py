@@ -120,6 +120,8 @@ def evaluate(
         rep["baseline"] = baseline_report(loaded, ws, batch_size, aggregate_how, threshold)
     rep["skipped"] = skipped
     rep["data"] = where
+    # which split was scored, as metrics.json names it (a DATA file: its rows, or those of --split)
+    rep["split"] = split or ("test" if data is None else "all rows")
     return rep
 
 
