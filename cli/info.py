@@ -80,10 +80,14 @@ def info_cmd(
     for k, v in (h.get("model_info") or {}).items():
         lines.append(f"{k:<12} {v}")
     if m:
-        lines.append(
-            f"test         accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f} "
-            f"({m.get('count')} {'texts' if tok else 'clips'}, {m.get('split', 'test')} split)"
-        )
+        scores = (f"accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f}"
+                  if not (r.get("data") or {}).get("multi_label") else  # its "accuracy" is exact-set match
+                  f"macro-F1 {m.get('macro_f1', 0):.4f}, exact-set match {m.get('accuracy', 0):.4f}"
+                  if "micro_f1" not in m else  # a model file from before the header kept the rest
+                  f"macro-F1 {m.get('macro_f1', 0):.4f}, micro-F1 {m.get('micro_f1', 0):.4f}, macro mAP "
+                  f"{m.get('macro_map', 0):.4f}, exact-set match {m.get('exact_match', 0):.4f}")  # fmt: skip
+        lines.append(f"test         {scores} ({m.get('count')} {'texts' if tok else 'clips'}, {m.get('split', 'test')} "
+                     "split)")  # fmt: skip
     if refit := ((h.get("train") or {}).get("data") or {}).get("refit"):  # train.refit: what the saved model is
         lines.append(f"refit        trained again on train + val ({refit.get('examples')} examples) for "
                      f"{refit.get('epochs')} epochs, the count validation chose "

@@ -151,3 +151,12 @@ def test_a_threshold_of_another_type_from_python_is_a_config_error(tagged):
             m.predict([str(long)], threshold=bad)
     assert m.predict([str(long)], threshold=0)[0]["labels"]  # every class at threshold 0
     assert m.predict([str(long)], threshold=np.float32(0.3)) == m.predict([str(long)], threshold=0.3)  # numpy too
+
+
+def test_info_names_a_multi_label_models_own_figures(tagged):
+    """It said 'test accuracy 0.2430, macro-F1 ...': the accuracy was exact-set match, and micro-F1
+    and mAP were left out."""
+    res, _ = tagged
+    r = runner.invoke(app, ["info", str(res.model_path)])
+    line = next(x for x in r.stdout.splitlines() if x.startswith("test "))
+    assert "micro-F1" in line and "macro mAP" in line and "exact-set match" in line and "accuracy" not in line

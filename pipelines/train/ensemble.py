@@ -48,7 +48,7 @@ from ..store.rundir import (
     start_run,
 )
 from .distributed import World, barrier, resume_command
-from .model import TrainResult, train_model
+from .model import TrainResult, header_metrics, train_model
 
 log = logging.getLogger("attn")
 
@@ -349,7 +349,7 @@ def assemble(recipe: Recipe, prepared: PreparedData, run_dir: Path, dev, rows: l
         )
         atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in history))
         extra = {
-            "metrics": None if metrics is None else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
+            "metrics": header_metrics(metrics),
             "train": {"members": rows, "seconds": round(seconds, 1)},
             **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
         }

@@ -228,9 +228,7 @@ def train_model(
                 compare_with_baseline(st.history, chosen_on, blend)
             extra = {
                 "epoch": st.best_epoch,
-                "metrics": None
-                if metrics is None
-                else {k: metrics[k] for k in ("accuracy", "macro_f1", "count", "split")},
+                "metrics": header_metrics(metrics),
                 "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
                 **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
             }
@@ -266,6 +264,15 @@ def train_model(
         thresholds=None if thresholds is None else [float(t) for t in thresholds],
         tokenizer=data.tokenizer,
     )
+
+
+HEADER_METRICS = ("accuracy", "macro_f1", "count", "split", "multi_label", "micro_f1", "macro_map", "exact_match")
+
+
+def header_metrics(metrics: dict | None) -> dict | None:
+    """The test figures a model file's header keeps (`attn info`): a multi-label model's own too,
+    where its "accuracy" (exact-set match) was shown alone."""
+    return None if metrics is None else {k: metrics[k] for k in HEADER_METRICS if k in metrics}
 
 
 def fit_baseline(recipe: Recipe, data: Datasets, device, c: float | None = None, thresholds=None):
