@@ -143,7 +143,8 @@ def train_cmd(
         else f"members    {len(result.members)}, test accuracy "
         + " ".join("n/a" if m["test_accuracy"] is None else f"{m['test_accuracy']:.4f}" for m in result.members)
         + f" ({summary['epochs']} epochs in all)",
-        f"time       {summary['train_seconds']:.1f}s training, {summary['parameters']:,} parameters",
+        f"time       {summary['train_seconds']:.1f}s training{_refit_time(summary)}, {summary['parameters']:,} "
+        "parameters",
     ]
     if (b := summary.get("baseline")) is not None:
         lines.insert(3, f"baseline   {baseline_line(b)}")
@@ -154,3 +155,9 @@ def train_cmd(
     print("\n".join(lines))
     if is_tty():
         print(f"next       attn predict --model {summary['model']} FILE")
+
+
+def _refit_time(summary: dict) -> str:
+    """The refit's seconds beside the first phase's (the line left out the training that made the saved model)."""
+    refit = (summary.get("data") or {}).get("refit") if isinstance(summary.get("data"), dict) else None
+    return f" + {refit['seconds']:.1f}s refit on train + val" if isinstance(refit, dict) and "seconds" in refit else ""

@@ -47,6 +47,9 @@ def test_refit_trains_on_train_and_val_for_the_chosen_epochs(tiny_recipe, tmp_pa
 
     shown = CliRunner().invoke(app, ["info", str(res.run_dir)]).output  # it hid what the saved model trained on
     assert f"refit        trained again on train + val ({facts['examples']} examples) for {facts['epochs']}" in shown
+    from attn.cli.train import _refit_time  # the summary's time line left out the refit's seconds
+
+    assert _refit_time(res.summary()) == f" + {facts['seconds']:.1f}s refit on train + val"
 
 
 def test_refit_auto_follows_the_share_validation_holds_back(tiny_recipe, tmp_path):
