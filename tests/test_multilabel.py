@@ -424,3 +424,14 @@ def test_the_multi_label_blend_facts_name_what_they_hold():
     _, facts = choose_blend_per_class(net, base, ws, (0.0, 0.5, 1.0))
     assert {"val_macro_map_network", "val_macro_map_blend"} <= set(facts)
     assert not any(k.startswith("val_accuracy") for k in facts)
+
+
+def test_a_never_predicted_class_has_its_pr_dot_at_precision_0_as_its_table_row():
+    """The report's chosen-threshold dot of a class no score reaches stood at precision 1.0, its
+    per-class row at 0.000."""
+    from attn.pipelines.infer.multilabel import pr_curves
+
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.float32)
+    scores = np.array([[0.9, 0.1], [0.2, 0.3], [0.8, 0.2], [0.1, 0.1]])
+    curves = pr_curves(scores, y, ["a", "b"], np.array([0.5, 0.95]))
+    assert curves[0]["at"] == (1.0, 1.0) and curves[1]["at"] == (0.0, 0.0)

@@ -252,7 +252,8 @@ def pr_curves(scores: np.ndarray, y: np.ndarray, labels: list[str], thresholds: 
         precision, recall = tp / np.maximum(pred.sum(1), 1), tp / pos
         hit = scores[:, c] >= thresholds[c]
         tp_t = int((hit & y[:, c]).sum())
-        at = (tp_t / pos, tp_t / hit.sum()) if hit.any() else (0.0, 1.0)
+        # never predicted: precision 0, as the per-class table gives it (zero_division=0); the dot sat at 1.0
+        at = (tp_t / pos, tp_t / hit.sum()) if hit.any() else (0.0, 0.0)
         out.append({"label": lab, "precision": np.r_[1.0, precision], "recall": np.r_[0.0, recall], "at": at,
                     "ap": average_precision(y[:, c].astype(float), scores[:, c])})  # fmt: skip
     return out
