@@ -241,3 +241,28 @@ def test_the_sparse_tfidf_path_gives_the_dense_numbers(multi_label):
         dense = feats(x, lengths) @ base.coef.T + base.intercept
         dense = dense if multi_label else dense.log_softmax(-1)
         assert torch.allclose(base(x, lengths), dense, atol=1e-5)
+
+
+def test_c_values_tied_on_accuracy_go_to_the_lower_log_loss():
+    """Ties went to the smallest C: an underconfident baseline that the log-loss blend then took
+    too little of (8-sentence texts: baseline 99.1%, saved model 91.2%)."""
+    from attn.pipelines.data.batching import WindowSet
+    from attn.pipelines.train.baseline import _fit_choose_c
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    x = rng.normal(size=(80, 5)) + y[:, None] * 3.0  # separable: every C is 100% right
+    ws = WindowSet([np.ones(1, np.int64)] * 40, np.repeat([0, 1], 20), 1, 1, truncate=True)
+    xv = rng.normal(size=(40, 5)) + ws.labels[:, None] * 3.0
+    _, c = _fit_choose_c(x, y, xv, ws.labels, ws, 2)
+    assert c == 100.0  # the sharpest of the tied ones, the smallest log-loss
+
+
+def test_a_saved_model_naming_one_class_for_everything_is_warned_of(caplog):
+    from attn.pipelines.train.model import warn_one_class
+
+    metrics = {"confusion": [[0, 100], [0, 900]], "accuracy": 0.9, "split": "test"}
+    with caplog.at_level("WARNING", logger="attn"):
+        warn_one_class(metrics, ["negative", "positive"])
+        warn_one_class({"confusion": [[90, 10], [5, 895]], "accuracy": 0.985}, ["negative", "positive"])
+    assert caplog.text.count("names 'positive' for every one of the 1000 test examples") == 1
