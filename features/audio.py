@@ -17,25 +17,11 @@ import numpy as np
 
 from attn.errors import InputError
 
+from .levels import check_samples
+
 # Below one 16-bit step nothing is recorded: channels that cancel in the mono mix leave half a step
 # of rounding, a constant offset nothing once removed (predict warns on such a file, training too)
 SILENT_PEAK = 2.0**-15
-# Samples over a million times full scale are no recording (a float file with broken values):
-# their powers overflow float32 in the STFT, and the model's scores came out NaN ("score": NaN,
-# invalid JSON) or confidently wrong (1e10: a "2" at 0.98). NaN and infinity are refused alike.
-MAX_SAMPLE = 1e6
-
-
-def check_samples(x: np.ndarray, name: str) -> None:
-    """An InputError naming `name` if `x` holds NaN, infinity or samples beyond MAX_SAMPLE."""
-    if not np.isfinite(x).all():
-        raise _fail(name, "contains NaN or infinite sample values")
-    peak = float(np.abs(x).max()) if x.size else 0.0
-    if peak > MAX_SAMPLE:
-        raise _fail(name, f"holds samples of {peak:.3g}, over a million times full scale (1): not audio as "
-                          "recorded (a float file with broken values?)")  # fmt: skip
-
-
 BLOCK_SECONDS = 30.0
 # Containers whose header states the exact sample count, so a short read means truncation.
 _EXACT_LENGTH_FORMATS = {"WAV", "WAVEX", "FLAC", "AIFF", "AU", "W64", "RF64", "CAF"}

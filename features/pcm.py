@@ -52,10 +52,12 @@ class PcmDecoder:
         x = np.frombuffer(data[:whole], dtype=self.dtype).astype(np.float32)  # (samples * channels,)
         if self.scale != 1.0:
             x /= np.float32(self.scale)
-        else:  # float samples: NaN, infinity or over a million times full scale is no audio
-            from .audio import check_samples
+        elif not np.isfinite(x).all():
+            raise InputError(f"{self.name}: the stream contains NaN or infinite sample values")
+        else:  # float samples over a million times full scale are no audio either
+            from .levels import check_samples
 
-            check_samples(x, f"{self.name}: the stream")
+            check_samples(x, self.name)
         x = x.reshape(-1, self.fmt.channels)  # (samples, channels)
         return np.ascontiguousarray(x.mean(axis=1) if self.fmt.channels > 1 else x[:, 0])
 

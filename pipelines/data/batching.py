@@ -71,7 +71,7 @@ class WindowSet:
         a clip's quiet windows do not vote); None for text (one window a clip)."""
         if self.truncate or not self.clips or self.clips[0].dtype.kind != "f":
             return None
-        from ..infer.inference import heard_windows, window_level_db
+        from attn.features.levels import heard_windows, window_level_db
 
         levels = np.array([window_level_db(self.clips[ci][s : s + n]) for ci, s, n in self.all_windows])
         return heard_windows(levels, self.all_windows[:, 0], len(self.clips))

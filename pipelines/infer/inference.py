@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from attn.features.levels import heard_windows, window_level_db  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.batching import WindowSet
 
@@ -45,34 +47,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
-
-
-# A recording's quiet windows do not vote. A model names some label for every window, silence
-# too (a digits model called digital silence "6" at 0.41), so a short sound padded with silence
-# was outvoted by it: one 0.99 window of speech and five of silence averaged to the silence's
-# label (FSDD test clips with 2 s of silence before them: 49% right; 5 s: 12%). A window more than
-# QUIET_DB below its recording's loudest takes no part in the recording's score, unless every
-# window is that quiet. Music and continuous sound rarely fall 20 dB within a recording; a
-# recording of one window (most clips) is never affected.
-QUIET_DB = 20.0
-
-
-def window_level_db(x: np.ndarray) -> float:
-    """Level (dB, RMS less the mean: a DC offset is no sound) of a window's valid samples (n,)."""
-    x = np.asarray(x, dtype=np.float64)
-    if not x.size:
-        return -120.0
-    x = x - x.mean()
-    return float(10 * np.log10(np.mean(x * x) + 1e-12))
-
-
-def heard_windows(levels_db: np.ndarray, clip: np.ndarray, n_clips: int) -> np.ndarray:
-    """(W,) True for the windows that take part in their clip's score: those within `QUIET_DB`
-    of the clip's loudest window. `levels_db` (W,) each window's `window_level_db`."""
-    levels_db = np.asarray(levels_db, dtype=np.float64)
-    loudest = np.full(n_clips, -np.inf)
-    np.maximum.at(loudest, clip, levels_db)
-    return levels_db >= loudest[clip] - QUIET_DB
 
 
 def aggregate(probs: np.ndarray, clip: np.ndarray, n_clips: int, how: str = "mean",
