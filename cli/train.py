@@ -128,7 +128,8 @@ def train_cmd(
         print(json.dumps(summary))
         return
     acc, m = summary["test_accuracy"], result.metrics or {}
-    scores = (f"accuracy   {acc:.4f} (macro-F1 {summary['test_macro_f1']:.4f}, {m.get('split', 'test')})"
+    scores = ("accuracy   n/a (no test or validation data)" if acc is None else
+              f"accuracy   {acc:.4f} (macro-F1 {summary['test_macro_f1']:.4f}, {m.get('split', 'test')})"
               if not m.get("multi_label") else  # its "accuracy" is exact-set match: named so, beside its own figures
               f"macro-F1   {m.get('macro_f1', 0):.4f} (micro-F1 {m.get('micro_f1', 0):.4f}, macro mAP "
               f"{m.get('macro_map', 0):.4f}, exact-set match {m.get('exact_match', 0):.4f}, "
@@ -136,7 +137,7 @@ def train_cmd(
     lines = [
         f"run        {summary['run_dir']}",
         f"model      {summary['model']}",
-        scores if acc is not None else "accuracy   n/a (no test or validation data)",
+        scores,
         f"epochs     {summary['epochs']} (best {summary['best_epoch']}"
         + (", stopped early)" if summary["stopped_early"] else ")")
         if not result.members
