@@ -38,7 +38,7 @@ def unread_audio(folder: str | Path, extensions: tuple[str, ...]) -> dict[str, i
     in a container attn does not read (UNREAD_AUDIO) and that `extensions` leaves out."""
     exts = {e.lower() for e in extensions}
     counts: dict[str, int] = {}
-    for f in _walk(folder):
+    for f in _walk(folder, []):  # an unreadable folder is reported by `audio_files`' walk, not here
         suffix = f.suffix.lower()
         if suffix in UNREAD_AUDIO and suffix not in exts:
             counts[suffix] = counts.get(suffix, 0) + 1
