@@ -3,11 +3,13 @@ library (and torch) only when it runs, so `attn --help` stays fast."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
 
-from attn.errors import EXIT_OUTPUT
+from attn.errors import EXIT_INTERRUPTED, EXIT_OUTPUT
 
 from . import (
     embed,
@@ -25,7 +27,7 @@ from . import (
     tune,
     tune_events,
 )
-from .common import State, err, interrupted_code
+from .common import EXIT_TERMINATED, State, err, interrupted_code
 
 app = typer.Typer(
     name="attn",
@@ -90,7 +92,11 @@ def main() -> None:
         with guarded_stdout():
             app()
     except KeyboardInterrupt:  # one that got past every command's handling (during cleanup, exit): no traceback
-        raise SystemExit(interrupted_code()) from None
+        _exit_stopped(interrupted_code())
+    except SystemExit as e:
+        if e.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            _exit_stopped(e.code)
+        raise
     except StdoutClosed:
         err("error: stdout is closed (started with >&-): attn writes its results there; "
             "redirect it to a file or to /dev/null instead")  # fmt: skip
@@ -101,3 +107,17 @@ def main() -> None:
             raise SystemExit(0) from None
         err(f"error: cannot write to stdout ({e.reason})")
         raise SystemExit(EXIT_OUTPUT) from None
+
+
+def _exit_stopped(code: int) -> None:
+    """Exit a stopped command with its code now, past the interpreter's own exit. A Ctrl-C or
+    SIGTERM that landed in code a C extension ran through CPython's eval (a lazy import) leaves
+    CPython's "unhandled KeyboardInterrupt" flag set, though attn handled it: the process then
+    killed itself with SIGINT after saying "terminated" (exit -2 for 143; 3 of 92 tries with
+    SIGTERM at a run's start). The streams are flushed first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)

@@ -34,8 +34,11 @@ def sigterm_as_interrupt():
     import signal
     import threading
 
+    from attn.api import clear_stop, request_stop
+
     def on_term(signum, frame):
         State.terminated = True
+        request_stop()  # kept beside the exception, which code that wraps or swallows it could lose
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
         raise KeyboardInterrupt
 
@@ -47,6 +50,7 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        clear_stop()  # one command's stop is not the next one's (several run in one test process)
 
 
 def f4(x: float | None) -> str:
@@ -129,7 +133,8 @@ def handle_errors(fn):
             if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:  # a path the user gave, over the limit
                 err(f"error: {os.fsdecode(e.filename) if e.filename else 'a path'}: file name too long")
                 raise typer.Exit(2) from None
-            if _from_interrupt(e):  # Ctrl-C or SIGTERM landed in a library that wrapped it (pydantic's serializer)
+            if _from_interrupt(e) or State.terminated:  # SIGTERM or Ctrl-C landed in a library that wrapped it
+                # (pydantic's serializer: "PydanticSerializationError: ... KeyboardInterrupt", no cause chained)
                 err("terminated (SIGTERM)" if State.terminated else "interrupted")
                 raise typer.Exit(interrupted_code()) from None
             if _peer_gone(e):  # torchrun: another process stopped first (its own error says why)

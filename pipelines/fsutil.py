@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 from attn.errors import OutputError
@@ -151,6 +152,20 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# A stop asked for by a signal (SIGTERM), kept beside the KeyboardInterrupt its handler raises:
+# code that catches or wraps that exception (a library calling back into Python, a finalizer)
+# could swallow it, and the run went on to its end (1 of 62 tries with SIGTERM at a run's start).
+# The trainer checks this flag every step, so a swallowed stop still stops.
+STOP_REQUESTED = threading.Event()
+
+
+def stop_if_requested() -> None:
+    """A KeyboardInterrupt when a stop was asked for (`STOP_REQUESTED`), once."""
+    if STOP_REQUESTED.is_set():
+        STOP_REQUESTED.clear()
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -211,3 +211,42 @@ def test_resume_of_a_path_that_is_no_run_says_so(tmp_path):
     for arg, says in (("nowhere", "no such run directory"), ("notes.csv", "not a run directory (a file)")):
         r = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / arg)])
         assert r.exit_code == 2 and r.stderr.strip() == f"error: --resume {tmp_path / arg}: {says}", r.output
+
+
+def test_a_stop_whose_interrupt_was_swallowed_still_stops_training(tmp_path):
+    """SIGTERM's KeyboardInterrupt, raised wherever Python is, was sometimes eaten by code that
+    catches or wraps it; the handler had set SIGTERM to ignored, and the run trained on to its end
+    (exit 0). The stop is kept as a flag too, and the trainer checks it every step."""
+    from attn.errors import Interrupted
+    from attn.pipelines import fsutil
+    from attn.pipelines.recipe.load import load_recipe
+    from attn.pipelines.train.callbacks import Callbacks
+    from attn.pipelines.train.run import train
+
+    class AskInEpoch2(Callbacks):  # as the handler does, without the exception (the one that was lost)
+        def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
+            if epoch == 2:
+                fsutil.STOP_REQUESTED.set()
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    with pytest.raises(Interrupted, match="during epoch 2; state after epoch 1 is saved"):
+        train(load_recipe(recipe), str(recipe), out=str(tmp_path / "run"), device="cpu", callbacks=AskInEpoch2())
+    assert not fsutil.STOP_REQUESTED.is_set()  # used up: the next run trains
+
+
+def test_an_error_wrapping_the_interrupt_after_a_sigterm_is_that_stop(monkeypatch):
+    """It was 'internal error: PydanticSerializationError: ... KeyboardInterrupt', exit 1."""
+    import typer
+
+    from attn.cli import common
+
+    @common.handle_errors
+    def command():
+        common.State.terminated = True  # as the SIGTERM handler leaves it
+        raise RuntimeError("Error calling function `_flat`: KeyboardInterrupt")
+
+    monkeypatch.setattr(common.State, "terminated", False)
+    with pytest.raises(typer.Exit) as done:
+        command()
+    assert done.value.exit_code == 143

@@ -27,10 +27,10 @@ from .inputs import (
 )
 from .inspection import export_features, info, label_list, tokenize
 from .model import Model, load
-from .runs import evaluate, load_recipe, main_process, report, resume, train, tune
+from .runs import clear_stop, evaluate, load_recipe, main_process, report, request_stop, resume, train, tune
 from .serving import bind, serve, serve_app, serve_config
 
-__all__ = ["Model", "argument_texts", "audio_files", "bind", "check_min_score", "check_min_similarity",
+__all__ = ["Model", "argument_texts", "audio_files", "bind", "check_min_score", "check_min_similarity", "clear_stop",
            "env_threads", "evaluate", "export_features", "info", "label_list", "load", "load_recipe",
-           "main_process", "report", "resume", "serve", "serve_app", "serve_config", "text_inputs", "tokenize",
-           "train", "tune", "write_embeddings"]  # fmt: skip
+           "main_process", "report", "request_stop", "resume", "serve", "serve_app", "serve_config", "text_inputs",
+           "tokenize", "train", "tune", "write_embeddings"]  # fmt: skip

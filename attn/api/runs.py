@@ -182,3 +182,18 @@ def override_list(overrides: Iterable[str] | str) -> list[str]:
     """`--set`-style overrides as a list: one "key=value" string is one override (list() made
     it one per character)."""
     return [overrides] if isinstance(overrides, str) else list(overrides)
+
+
+def request_stop() -> None:
+    """Ask a running training to stop at its next step (what a SIGTERM handler does beside
+    raising KeyboardInterrupt, which code that wraps or swallows it could lose)."""
+    from attn.pipelines.fsutil import STOP_REQUESTED
+
+    STOP_REQUESTED.set()
+
+
+def clear_stop() -> None:
+    """Forget a stop asked for (one command's is not the next one's)."""
+    from attn.pipelines.fsutil import STOP_REQUESTED
+
+    STOP_REQUESTED.clear()

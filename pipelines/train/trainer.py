@@ -22,6 +22,7 @@ import torch
 from attn.errors import ConfigError, TrainingError
 
 from ..data.batching import WindowSet, length_bucketed
+from ..fsutil import stop_if_requested
 from ..infer.evaluate import evaluation_report
 from ..infer.inference import window_logits
 from ..recipe.config import TrainConfig
@@ -151,6 +152,7 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)  # summed on device: no sync per step
         pin = self.device.type == "cuda"
         for i, batch in enumerate(self.train_set.batches(windows, cfg.batch_size, order)):
+            stop_if_requested()  # a SIGTERM whose KeyboardInterrupt some library swallowed still stops here
             if pin:
                 batch = batch.pin_memory()
             batch = batch.to(self.device, non_blocking=pin)
