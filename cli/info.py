@@ -114,11 +114,21 @@ def info_cmd(
     for key, c in ((h.get("train") or {}).get("data", {}).get("auto") or {}).items():
         lines.append(f"auto         {key} = {c['value']} ({c['why']})")
     lines += [
-        f"trained      {h.get('created')} with attn {h.get('attn_version')}, torch {h.get('torch_version')}",
+        f"trained      {h.get('created')} with attn {h.get('attn_version')}, torch {h.get('torch_version')}"
+        + trained_on(h.get("train") or {}),
         "recipe:",
         "  " + yaml.safe_dump(r, sort_keys=False, default_flow_style=None).rstrip().replace("\n", "\n  "),
     ]
     print(printable("\n".join(lines)))  # labels and paths are the user's: no escape sequences reach the terminal
+
+
+def trained_on(t: dict) -> str:
+    """The ", on cpu (1 torch thread)" of the trained line: where the run trained (the weights
+    depend on the CPU thread count); "" for a model file from before it was kept."""
+    if not t.get("device"):
+        return ""
+    n = t.get("threads")
+    return f", on {t['device']}" + (f" ({n} torch thread{'s' if n != 1 else ''})" if n else "")
 
 
 def scoring_lines(h: dict) -> list[str]:

@@ -106,7 +106,7 @@ def train_cmd(
         if resume is not None:
             if set_ or seed is not None or out or folds is not None:
                 raise fail("--resume continues a run exactly: --set, --seed, --folds and --out cannot change it")
-            result = attn.resume(resume, device=device, callbacks=progress, tensorboard=tensorboard)
+            result = attn.resume(resume, device=device, callbacks=progress, tensorboard=tensorboard, threads=threads)
         else:
             overrides = list(set_ or [])
             if seed is not None:

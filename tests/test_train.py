@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -250,3 +251,97 @@ def test_auto_features_that_break_a_rule_once_resolved_are_a_recipe_error(tmp_pa
         attn.train(
             "recipes/quickstart.yaml", [*TINY_QUICKSTART, "features.n_fft=4ms"], out=tmp_path / "q", device="cpu"
         )
+
+
+def _tone_folder(root: Path, per_class: int = 8) -> Path:
+    from helpers import tone, write_wav
+
+    for label, freq in (("low", 220), ("high", 1760)):
+        for i in range(per_class):
+            write_wav(root / label / f"{label}{i}.wav", tone(freq, 0.5, 8000, seed=i), 8000)
+    return root
+
+
+def _tone_recipe(tmp_path: Path, root: Path, epochs: int) -> Path:
+    p = tmp_path / "tones.yaml"
+    p.write_text(f"""
+data: {{root: {root}, val_fraction: 0.25, test_fraction: 0.25}}
+features: {{sample_rate: 8000, frame_seconds: 0.5, hop_seconds: 0.25, n_fft: 256, hop_length: 128, n_mels: 16}}
+model: {{name: cnn, channels: [4]}}
+train: {{epochs: {epochs}, batch_size: 4, patience: 0, baseline: false}}
+""")
+    return p
+
+
+def test_resume_refuses_audio_files_whose_contents_changed_under_the_same_names(tmp_path):
+    """The fingerprint hashed audio files' names only: with the contents of 'low' and 'high' clips
+    swapped under their names (relabelled), a resumed run trained on (sweep AG)."""
+    from attn.errors import InputError
+
+    root = _tone_folder(tmp_path / "audio")
+    p = _tone_recipe(tmp_path, root, epochs=3)
+    with pytest.raises(Interrupted):
+        train(load_recipe(p), str(p), out=str(tmp_path / "cut"), device="cpu", callbacks=_StopAt(2))
+    for i in range(8):
+        lo, hi = root / "low" / f"low{i}.wav", root / "high" / f"high{i}.wav"
+        a, b = lo.read_bytes(), hi.read_bytes()
+        lo.write_bytes(b)
+        hi.write_bytes(a)
+    with pytest.raises(InputError, match="the data changed since the run started"):
+        resume(str(tmp_path / "cut"), device="cpu")
+
+
+def test_resume_trains_on_the_runs_thread_count(tmp_path, tiny_recipe, caplog):
+    """1 torch thread and 2 sum floats in another order: a run stopped on 2 and resumed on 1 ended
+    with other weights and another temperature (sweep AG). A resume takes the run's count unless
+    one is given, and then says it no longer continues exactly."""
+    p = tiny_recipe(epochs=3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(Interrupted):
+            train(load_recipe(p), str(p), out=str(tmp_path / "cut"), device="cpu", callbacks=_StopAt(2))
+        assert read_container(tmp_path / "cut" / "last.ckpt").tensors()["state"]["threads"] == 2
+        torch.set_num_threads(1)
+        with caplog.at_level("INFO", logger="attn"):
+            res = resume(str(tmp_path / "cut"), device="cpu")
+        assert torch.get_num_threads() == 2 and "on 2 torch thread(s), as the run trained" in caplog.text
+        t = read_container(res.model_path).header["train"]
+        assert t["device"] == "cpu" and t["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_resume_with_another_thread_count_says_it_is_not_exact(tmp_path, tiny_recipe, caplog):
+    from attn.pipelines.train.run import same_threads
+
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level("WARNING", logger="attn"):
+            same_threads(2, 1)
+        assert torch.get_num_threads() == 1
+        assert "trained on 2 torch thread(s) and resumes on 1" in caplog.text
+        caplog.clear()
+        same_threads(None, None)  # a checkpoint from before the count was kept: left as it is
+        assert torch.get_num_threads() == 1 and not caplog.text
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_evaluate_says_when_the_test_split_is_not_the_one_the_model_was_held_out_from(tmp_path, caplog):
+    """Clips added to a folder carved into splits move examples between them: `attn evaluate`
+    scored a model on a 'test split' holding 15 of its own training clips, silently (sweep AG)."""
+    from attn.pipelines.infer.evaluate import evaluate
+    from attn.pipelines.store.artifact import load_model
+
+    root = _tone_folder(tmp_path / "audio")
+    p = _tone_recipe(tmp_path, root, epochs=1)
+    res = train(load_recipe(p), str(p), out=str(tmp_path / "run"), device="cpu")
+    loaded = load_model(res.model_path)
+    with caplog.at_level("WARNING", logger="attn"):
+        evaluate(loaded)
+    assert "not the test split" not in caplog.text
+    _tone_folder(tmp_path / "audio", per_class=12)  # 4 more clips a class: the carving moves
+    with caplog.at_level("WARNING", logger="attn"):
+        evaluate(loaded)
+    assert "not the test split this model was scored on when it trained (4 examples then" in caplog.text

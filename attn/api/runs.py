@@ -51,15 +51,21 @@ def train(
 
 
 def resume(
-    run_dir: str | os.PathLike, device: Any = "auto", callbacks=None, tensorboard: str | os.PathLike | None = None
+    run_dir: str | os.PathLike,
+    device: Any = "auto",
+    callbacks=None,
+    tensorboard: str | os.PathLike | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
-    """Continue an interrupted run from its last saved epoch (exactly as if never stopped)."""
-    from attn.pipelines.device import apply_env_threads
+    """Continue an interrupted run from its last saved epoch (exactly as if never stopped). On
+    the CPU it trains on the run's own torch thread count; `threads` (or $ATTN_THREADS) picks
+    another, and the run then no longer continues exactly (a warning says so)."""
+    from attn.pipelines.device import env_threads
     from attn.pipelines.train.run import resume as resume_run
 
-    apply_env_threads()
     return resume_run(os.fspath(run_dir), device=device_spec(device), callbacks=callbacks,
-                      tensorboard=None if tensorboard is None else os.fspath(tensorboard))  # fmt: skip
+                      tensorboard=None if tensorboard is None else os.fspath(tensorboard),
+                      threads=threads or env_threads())  # fmt: skip
 
 
 def report(run_dir: str | os.PathLike | None = None) -> Path:

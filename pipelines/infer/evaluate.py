@@ -56,12 +56,38 @@ def evaluation_items(loaded, data: str | None, recipe: Recipe | None, split: str
         # refused for the shipped recipe's placeholder train file, which scoring never reads
         items = read_manifest(getattr(d, wanted), d, source.modality, base=d.root, split_column=False)
         where = f"{'recipe' if recipe else 'stored recipe'} {wanted} split"
-        return [replace(it, split=wanted) for it in items], where
+        items = [replace(it, split=wanted) for it in items]
+        if recipe is None:
+            check_split_unchanged(loaded, wanted, items, where)
+        return items, where
     splits = split_items(list_items(source.data, source.modality), source.data)
     if split == "val" and ((loaded.header.get("train") or {}).get("data") or {}).get("refit"):
         log.warning("the model was refitted on train + val: its scores on the val split are on its own training "
                     "data (the held-out figures are the first phase's, in train.log and metrics.json)")  # fmt: skip
-    return splits[split or "test"], f"{'recipe' if recipe else 'stored recipe'} {split or 'test'} split"
+    where = f"{'recipe' if recipe else 'stored recipe'} {wanted} split"
+    if recipe is None:
+        check_split_unchanged(loaded, wanted, splits[wanted], where)
+    return splits[wanted], where
+
+
+def check_split_unchanged(loaded, split: str, items: list, where: str) -> bool:
+    """Warn when the stored recipe's `split` is no longer the one the model was held out from:
+    data added to a folder or manifest that is carved into splits moves examples between them
+    (20 FSDD clips added put 15 of the model's training clips in its test split). False when it
+    changed; True when it is the same, or the model file is from before splits were kept."""
+    from ..data.fingerprint import split_fingerprints
+
+    then = ((loaded.header.get("train") or {}).get("splits") or {}).get(split)
+    if then is None:
+        return True
+    now = split_fingerprints({split: items}, loaded.recipe.modality)[split]
+    if now == then:
+        return True
+    log.warning("%s: not the %s split this model was %s when it trained (%s examples then, %d now: the data "
+                "changed since, and examples it trained on may be among them); the figures below may be "
+                "optimistic", where, split, "scored on" if split == "test" else "trained with",
+                then.split(":")[0], len(items))  # fmt: skip
+    return False
 
 
 def evaluate(

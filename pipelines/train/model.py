@@ -153,9 +153,9 @@ def train_model(
     where = f"cpu ({torch.get_num_threads()} torch thread(s))" if device.type == "cpu" else str(device)
     log.info("model %s: %d parameters%s on %s; %d steps/epoch", recipe.model.name, total,
              f" ({trained} trained)" if trained != total else "", where, trainer.steps_per_epoch)  # fmt: skip
-    from ..data.fingerprint import data_fingerprint
+    from ..data.fingerprint import data_fingerprint, split_fingerprints
 
-    fingerprint = data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality)
+    fingerprint = data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality, contents=True)
     saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main, data=fingerprint)
     if resume_state is not None:
         saver.rewrite_history(trainer.state.history)
@@ -230,7 +230,13 @@ def train_model(
             extra = {
                 "epoch": st.best_epoch,
                 "metrics": header_metrics(metrics),
-                "train": {"epochs_run": st.epoch, "seconds": round(st.seconds, 1), "data": facts},
+                "train": {
+                    "epochs_run": st.epoch,
+                    "seconds": round(st.seconds, 1),
+                    "data": facts,
+                    **run_place(device),
+                    "splits": split_fingerprints(prepared.splits, recipe.modality),
+                },
                 **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
             }
             save_model(run_dir / MODEL, final, recipe, labels, extra, tokenizer=data.tokenizer,
@@ -281,6 +287,14 @@ def fit_baseline(recipe: Recipe, data: Datasets, device, c: float | None = None,
     from .baseline import fit_baseline as fit
 
     return fit(recipe, data, device, c=c, thresholds=thresholds)
+
+
+def run_place(device) -> dict[str, Any]:
+    """Where a run trained, for the model file: the device, and on the CPU torch's thread count
+    (the weights depend on it: float sums run in another order; `attn info` shows it)."""
+    import torch
+
+    return {"device": str(device), **({"threads": torch.get_num_threads()} if device.type == "cpu" else {})}
 
 
 def baseline_facts(baseline, blend: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -116,8 +116,11 @@ def _cross_validation_run(rd: Path) -> Path | None:
     return None
 
 
-def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str | None = None) -> TrainResult:
-    """Continue an interrupted run from its last saved epoch (an ensemble from its members)."""
+def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str | None = None,
+           threads: int | None = None) -> TrainResult:  # fmt: skip
+    """Continue an interrupted run from its last saved epoch (an ensemble from its members).
+    On the CPU it trains on the thread count the run had (the weights depend on it), unless
+    `threads` chooses another: then it says the run no longer continues exactly."""
     from ..recipe.load import recipe_from_dict
     from ..store.checkpoint import read_checkpoint
 
@@ -160,9 +163,10 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
         if list(prepared.labels) != labels:
             raise InputError(f"{rd}: the data's labels changed since the run started; cannot resume")
         if ckpt is not None and ckpt.data is not None:
-            from ..data.fingerprint import data_fingerprint
+            from ..data.fingerprint import CONTENTS, data_fingerprint
 
-            if data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality) != ckpt.data:
+            contents = ckpt.data.startswith(CONTENTS)  # a checkpoint from before it kept names only
+            if data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality, contents) != ckpt.data:
                 raise InputError(f"{rd}: the data changed since the run started (examples added, removed or "
                                  "relabelled); a resumed run continues exactly or not at all: train it "
                                  "again")  # fmt: skip
@@ -170,6 +174,8 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
             prepared = prepared.with_tokenizer(ckpt.tokenizer)
         with RunLog(rd / LOG) if world.main else contextlib.nullcontext():
             log.info("resuming %s %s", rd, where)
+            if ckpt is not None and dev.type == "cpu":
+                same_threads(ckpt.state["state"].get("threads"), threads)
             callbacks = _with_tensorboard(callbacks, recipe, rd, tensorboard, world)
             result = _train(recipe, prepared, rd, dev, callbacks, None if ckpt is None else ckpt.state, world)
             return _finish(result, callbacks, world)
@@ -177,6 +183,25 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
         if claimed:
             release(rd)
         leave()
+
+
+def same_threads(was: int | None, threads: int | None) -> None:
+    """Train on the run's own thread count: 1 thread and 2 sum floats in another order, and a
+    quickstart run stopped after epoch 4 on 2 threads and resumed on 1 ended with other weights
+    (24 of 35 tensors) and another temperature than either count alone. `threads` (--threads,
+    $ATTN_THREADS) overrides, with a warning. `was` None: a checkpoint from before it was kept."""
+    import torch
+
+    if was is None:
+        return
+    if threads is not None and threads != was:
+        torch.set_num_threads(threads)
+        log.warning("the run trained on %d torch thread(s) and resumes on %d: it goes on, but not exactly as an "
+                    "uninterrupted run would (float sums differ with the thread count); leave out --threads "
+                    "(and $ATTN_THREADS) to resume on %d", was, threads, was)  # fmt: skip
+    elif torch.get_num_threads() != was:
+        log.info("on %d torch thread(s), as the run trained (the weights depend on the thread count)", was)
+        torch.set_num_threads(was)
 
 
 def _devices(device: str):

@@ -46,6 +46,7 @@ class TrainState:
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     processes: int = 1  # torchrun's world size: each process takes batch_size, so it is the run's batch too
+    threads: int | None = None  # torch's CPU threads (None: on a GPU): float sums, so the weights, depend on it
 
 
 class Trainer:
@@ -88,7 +89,8 @@ class Trainer:
                               "trains on its own share of every epoch and needs one; run fewer processes")  # fmt: skip
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup * self.total_steps)
-        self.state = TrainState(processes=world.size)
+        self.state = TrainState(processes=world.size,
+                                threads=torch.get_num_threads() if device.type == "cpu" else None)  # fmt: skip
         self.saved_epoch: int | None = None  # the epoch on disk, when a saver (train/model.EpochSaver) keeps one
         self.train_accuracy = 0.0  # of the last epoch trained
         self.best_weights: dict[str, torch.Tensor] | None = None
