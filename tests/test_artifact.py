@@ -116,9 +116,39 @@ def test_code_inside_a_valid_container_is_refused_by_weights_only(tmp_path):
 
 
 def test_checkpoint_is_not_accepted_as_a_model(tmp_path):
+    from attn.pipelines.store.artifact import read_info
+
     p = tmp_path / "last.ckpt"
-    write_container(p, {"kind": "checkpoint"}, {})
+    write_container(p, {"kind": "checkpoint", "epoch": 3}, {})
     with pytest.raises(ArtifactError, match="not a model"):
+        load_model(p)
+    # `attn info` showed it as a model of "0 parameters", modality None, exit 0 (sweep AG)
+    with pytest.raises(ArtifactError, match=f"resume checkpoint \\(state after epoch 3\\).*--resume {tmp_path}"):
+        read_info(str(p))
+
+
+def test_info_gives_the_file_s_own_format_version_and_cut_files_are_truncated(tmp_path):
+    from attn.pipelines.store.artifact import model_info
+
+    p = tmp_path / "m.attn"
+    write_container(p, {"kind": "model"}, {"w": torch.zeros(2)})
+    _rewrite(p, lambda d: struct.pack_into("<I", d, len(MAGIC), 0))  # an older container version
+    box = read_container(p, header_only=True)
+    info = model_info(box.header, p)
+    assert info["format_version"] == 0 and not any(k.startswith("_") for k in info)
+    p.write_bytes(MAGIC[:5])  # "not an attn model file (unknown format)" of an attn file's first bytes
+    with pytest.raises(ArtifactError, match="model file is truncated"):
+        read_container(p)
+
+
+def test_weights_that_do_not_fit_say_which(tmp_path, tiny_recipe):
+    r = load_recipe(tiny_recipe())
+    p = tmp_path / "m.attn"
+    save_model(p, build_model(r, 3), r, ["a", "b", "c"])
+    box = read_container(p)
+    write_container(p, {**{k: v for k, v in box.header.items() if not k.startswith("_")}, "labels": ["a", "b"]},
+                    box.tensors())  # fmt: skip
+    with pytest.raises(ArtifactError, match="weights do not fit the stored recipe and labels \\(size mismatch"):
         load_model(p)
 
 

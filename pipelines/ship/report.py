@@ -16,6 +16,7 @@ import html
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ def write_report(run_dir: str | Path, scored: Scored | None = None) -> Path:
 
     given = rd = Path(run_dir)
     if not rd.exists():
+        if rd.is_symlink():  # runs/latest of a run moved or removed since: as predict and info say it
+            raise ConfigError(f"{rd} points to {os.readlink(rd)}, which no longer exists: pass the run directory")
         raise ConfigError(f"{rd}: no such run directory" + (" (no run has finished here yet)"
                                                             if str(rd) == "runs/latest" else ""))  # fmt: skip
     if rd.is_file():

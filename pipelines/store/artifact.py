@@ -159,7 +159,7 @@ def update_header(path, dest=None, tensors: dict[str, Any] | None = None, **fiel
     `tensors` added to (or replacing those of) its payload (weights unchanged), atomically: a
     reader never sees a half-written file, and a failure keeps the old one."""
     box = read_container(path)
-    header = {k: v for k, v in box.header.items() if k != "_path"}
+    header = {k: v for k, v in box.header.items() if not k.startswith("_")}
     write_container(dest if dest is not None else path, {**header, **fields}, {**box.tensors(), **(tensors or {})})
 
 
@@ -207,7 +207,7 @@ def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
     try:
         model.load_state_dict(tensors["state_dict"])
     except (KeyError, RuntimeError) as e:
-        raise ArtifactError(f"{path}: weights do not fit the stored recipe ({str(e).splitlines()[0]})") from None
+        raise ArtifactError(f"{path}: weights do not fit the stored recipe and labels ({_first_problem(e)})") from None
     if header.get("baseline"):
         from .blend import blend_from_state
 
@@ -257,7 +257,8 @@ def model_info(header: dict[str, Any], path) -> dict[str, Any]:
     the header (recipe, labels, versions, parameters, test metrics, ...)."""
     from .container import FORMAT_VERSION
 
-    return {"path": str(path), "format_version": FORMAT_VERSION, **{k: v for k, v in header.items() if k != "_path"}}
+    version = header.get("_format_version", FORMAT_VERSION)  # the file's own (a loaded model's header lacks it)
+    return {"path": str(path), "format_version": version, **{k: v for k, v in header.items() if not k.startswith("_")}}
 
 
 def read_info(model: str | None) -> dict[str, Any]:
@@ -268,4 +269,19 @@ def read_info(model: str | None) -> dict[str, Any]:
         from ..infer.exported import exported_info
 
         return exported_info(path)
-    return model_info(read_container(path, header_only=True).header, path)
+    header = read_container(path, header_only=True).header
+    if header.get("kind") == "checkpoint":  # showed as a model of "0 parameters", modality None
+        run = Path(path).resolve().parent
+        raise ArtifactError(
+            f"{path}: a run's resume checkpoint (state after epoch {header.get('epoch')}), not a "
+            f"model: attn train --resume {run} continues the run; its model is {run / 'model.attn'}"
+        )
+    return model_info(header, path)
+
+
+def _first_problem(e: Exception) -> str:
+    """The first line of load_state_dict's error that says what is wrong: its first line is only
+    "Error(s) in loading state_dict for Classifier:"."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    said = [ln for ln in lines if not ln.startswith("Error(s) in loading")]
+    return (said or lines or [type(e).__name__])[0][:300]

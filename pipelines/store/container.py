@@ -109,6 +109,8 @@ def _read(f, path: str, size: int | None, header_only: bool, what_file: str) -> 
         return data
 
     head = f.read(len(MAGIC))
+    if head and MAGIC.startswith(head) and head != MAGIC:  # an attn file's first bytes, no more
+        raise ArtifactError(f"{path}: {what_file} is truncated (ends inside its first {len(MAGIC)} bytes)")
     if head != MAGIC:
         raise ArtifactError(f"{path}: not an attn {what_file} ({_sniff(head)}); refusing to load it")
     digest.update(head)
@@ -148,7 +150,7 @@ def _read(f, path: str, size: int | None, header_only: bool, what_file: str) -> 
         raise ArtifactError(f"{path}: damaged {what_file} header ({e})") from None
     if not isinstance(header, dict):
         raise ArtifactError(f"{path}: damaged {what_file} header (not a JSON object)")
-    header["_path"] = path
+    header["_path"], header["_format_version"] = path, version  # read-side facts ("_": never written back)
     return Container(header, payload)
 
 
