@@ -30,9 +30,15 @@ class Attribution:
     valid: torch.Tensor  # (B, P) bool
     spans: torch.Tensor  # (P, 2) int64: input steps [start, end) each position covers
     method: str  # "attention rollout" or "occlusion"
-    grid: torch.Tensor | None = None  # (B, F, P): over (channel band, position), sums to 1; weights = grid.sum(1)
+    # (B, F, P) over (channel band, position), sums to 1. Patches: weights = grid.sum(1). Occlusion:
+    # each cell occluded on its own and normalised on its own, so a column need not sum to its weight
+    grid: torch.Tensor | None = None
     bands: torch.Tensor | None = None  # (F, 2) int64: input channels [lo, hi) of each band
     layers: torch.Tensor | None = None  # (B, L, H, P): the pooled vector's attention per layer and head
+    # (B,) occlusion: the largest fall in log p(target) any one position's occlusion causes. The
+    # weights are shares of the falls, so a model the occlusion barely moves (a fall of 1e-4)
+    # still shows a clear winner: this says how much any of it matters
+    fall: torch.Tensor | None = None
 
 
 def normalise(w: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -136,11 +142,11 @@ def occlusion(
                 drops[i, p] = fall[k]
             else:
                 grid[i, f, p] = fall[k]
-    weights = normalise(drops, valid)
+    weights, fall = normalise(drops, valid), drops.amax(1)
     if band_spans is None:
-        return Attribution(weights, valid, spans, "occlusion")
+        return Attribution(weights, valid, spans, "occlusion", fall=fall)
     grid = normalise(grid, valid[:, None, :].expand_as(grid))
-    return Attribution(weights, valid, spans, "occlusion", grid=grid, bands=band_spans)
+    return Attribution(weights, valid, spans, "occlusion", grid=grid, bands=band_spans, fall=fall)
 
 
 def _logp(backbone, x: torch.Tensor, n: int, target: int, batch_size: int, sigmoid: bool = False) -> torch.Tensor:
@@ -181,4 +187,5 @@ def mean_attribution(parts: list[Attribution]) -> Attribution:
         vals = [getattr(p, name) for p in parts]
         return None if any(v is None for v in vals) else torch.stack(vals).mean(0)
 
-    return Attribution(avg("weights"), first.valid, first.spans, first.method, avg("grid"), first.bands, avg("layers"))
+    return Attribution(avg("weights"), first.valid, first.spans, first.method, avg("grid"), first.bands, avg("layers"),
+                       avg("fall"))  # fmt: skip

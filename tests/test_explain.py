@@ -308,3 +308,42 @@ def test_explain_says_when_the_baseline_carries_most_of_the_prediction(keyword_m
     assert rec["warning"] == ("the model blends its baseline in at weight 0.80: these weights explain the network's "
                               "20% share of its scores only")  # fmt: skip
     assert rec["weights"] == plain["weights"]
+
+
+def test_occlusion_gives_its_largest_fall_and_warns_when_it_is_next_to_nothing():
+    """Shares of falls always show a winner: on a confident quickstart model a stretch's occlusion
+    moved log p by 1e-4 and took "100%" of the weight (sweep AH). The record gives the fall."""
+    import torch
+
+    from attn.models.attribution import occlusion
+    from attn.pipelines.ship.explain import SATURATED, _fall
+
+    class Sure(torch.nn.Module):  # logits that hardly depend on the input: p(0) ~ 1 whatever is occluded
+        def forward(self, x, lengths):
+            return torch.stack([20 + 1e-3 * x.sum((1, 2)), torch.zeros(len(x))], 1)
+
+    class Reads(Sure):  # class 0 only from the middle steps' first channel
+        def forward(self, x, lengths):
+            return torch.stack([x[:, 4:6, 0].sum(1) - 8, torch.zeros(len(x))], 1)
+
+    x = torch.zeros(1, 10, 3)
+    x[0, 4:6, 0] = 5.0
+    n, t = torch.tensor([10]), torch.tensor([0])
+    sure, reads = occlusion(Sure(), x, n, t, segments=None), occlusion(Reads(), x, n, t, segments=None)
+    assert float(sure.fall[0]) < SATURATED <= float(reads.fall[0])
+    assert int(reads.weights[0].argmax()) in (4, 5)
+    rec = {"label": "a"}
+    _fall(rec, sure)
+    assert rec["fall"] < SATURATED and "shares of next to nothing" in rec["_notes"][0]
+    rec = {"label": "a"}
+    _fall(rec, reads)
+    assert rec["fall"] >= SATURATED and "_notes" not in rec
+
+
+def test_explain_says_when_a_text_was_cut_to_max_len(keyword_model):
+    long = " ".join(["the"] * 30 + ["alpha"])  # max_len 16: the keyword is past the cut
+    r = runner.invoke(app, ["explain", "-m", str(keyword_model), "--text", long, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["truncated"] and "cut to the model's max_len of 16 tokens" in rec["warning"]
+    assert len(rec["tokens"]) <= 16

@@ -205,9 +205,10 @@ def explain_figure(rec: dict[str, Any], logmel: np.ndarray | None = None, second
     fig = figure(8, 4.2)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     n_mels = logmel.shape[0]
-    top.imshow(logmel, origin="lower", aspect="auto", cmap="gray", extent=(0, seconds, 0, n_mels),
+    t0 = rec["window"][0]  # seconds in the file, as the record's positions (a long file's window: 12.0-13.0 s)
+    top.imshow(logmel, origin="lower", aspect="auto", cmap="gray", extent=(t0, t0 + seconds, 0, n_mels),
                vmin=logmel.max() - 80)  # fmt: skip
-    pos = np.asarray(rec["positions"]) - rec["window"][0] if rec["positions"] else np.zeros((0, 2))
+    pos = np.asarray(rec["positions"]) if rec["positions"] else np.zeros((0, 2))
     weights = np.asarray(rec["weights"])
     if "grid" in rec and channels_are_mels:
         grid = np.asarray(rec["grid"])
@@ -221,10 +222,13 @@ def explain_figure(rec: dict[str, Any], logmel: np.ndarray | None = None, second
         for (s, e), w in zip(pos, weights, strict=True):
             if w > 0:
                 top.add_patch(_rect(s, 0, e - s, n_mels, w / vmax * 0.8))
-    top.set(ylabel="mel band", title=f"{rec['input']}: {rec['label']} ({rec['score']:.3f}), {rec['method']}")
+    title = f"{rec['input']}: {rec['label']} ({rec['score']:.3f}), {rec['method']}"
+    if "fall" in rec:  # how much the strongest stretch moves the score at all (a saturated model: next to nothing)
+        title += f", largest fall in log p {rec['fall']:.2g}"
+    top.set(ylabel="mel band", title=title)
     top.title.set_fontsize(9)
     bottom.bar(pos[:, 0], weights, width=pos[:, 1] - pos[:, 0], align="edge", color="tab:orange")
-    bottom.set(xlabel="seconds", ylabel="weight", xlim=(0, seconds))
+    bottom.set(xlabel="seconds in the file", ylabel="weight", xlim=(t0, t0 + seconds))
     return fig
 
 
