@@ -97,7 +97,7 @@ def embed_cmd(
     failed = [r for r in seen if r.get("error")]
     for r in failed if out is not None else []:
         print(f"error: {r['error']}", file=sys.stderr)
-    if out is not None:
+    if out is not None and not quiet:  # a log line: -q keeps stderr to errors
         print(f"attn: wrote {out} ({len(seen) - len(failed)} of {len(seen)} inputs)", file=sys.stderr)
     if failed:
         print(f"attn: {len(failed)} of {len(seen)} input(s) failed", file=sys.stderr)

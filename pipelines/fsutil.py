@@ -32,6 +32,10 @@ def _output_error(path: Path, e: OSError) -> OutputError:
         errno.EACCES: "permission denied",
         errno.EDQUOT: "disk quota exceeded",
     }.get(e.errno or 0, e.strerror or str(e))
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):  # a folder on the way is a file: "(File exists)" said nothing
+        file = next((p for p in (path, *path.parents) if p.is_file()), None)
+        if file is not None and file != path or e.errno == errno.EEXIST and file == path:
+            why = f"{file} is a file, not a folder"
     return OutputError(f"{path}: cannot write ({why})")
 
 

@@ -332,6 +332,18 @@ def test_runs_latest_pointing_at_a_moved_run_says_so(tmp_path, monkeypatch):
     (tmp_path / "runs" / "latest").symlink_to(tmp_path / "moved-away")
     err = one_line_error(run("info"), 2)
     assert f"runs/latest points to {tmp_path / 'moved-away'}, which no longer exists" in err
+    err = one_line_error(run("report"), 2)  # said "no such run directory (no run has finished here yet)"
+    assert f"runs/latest points to {tmp_path / 'moved-away'}, which no longer exists" in err
+
+
+def test_an_out_under_a_file_names_the_file(trained_model, tmp_path):
+    """`--out afile/x.npy` with `afile` a file said "cannot write (File exists)" (sweep AH)."""
+    (tmp_path / "afile").write_text("mine")
+    wav = write_wav(tmp_path / "a.wav", tone(440, 0.5, 16000), 16000)
+    err = one_line_error(run("embed", "-m", trained_model, wav, "--out", tmp_path / "afile" / "x.npy"), 3)
+    assert f"{tmp_path / 'afile'} is a file, not a folder" in err
+    r = run("embed", "-q", "-m", trained_model, wav, "--out", tmp_path / "x.npy")
+    assert r.exit_code == 0 and not r.stderr  # -q: no "attn: wrote ..." line
 
 
 def test_two_data_sources_say_how_to_drop_one(tmp_path):
