@@ -175,3 +175,21 @@ def test_a_damaged_checkpoint_is_called_a_checkpoint(tiny_recipe, tmp_path):
     ckpt.write_bytes(ckpt.read_bytes()[:-100])
     r = CliRunner().invoke(app, ["train", "--resume", str(run)])
     assert r.exit_code != 0 and f"{ckpt}: checkpoint is truncated" in r.output, r.output
+
+
+def test_a_model_of_a_newer_attn_with_a_key_this_one_lacks_says_upgrade(tmp_path, tiny_recipe):
+    """It said "(stored recipe): unknown key 'train.quantum'; valid keys here: ...", of a recipe
+    the user never wrote (sweep AG)."""
+    r = load_recipe(tiny_recipe())
+    p = tmp_path / "m.attn"
+    save_model(p, build_model(r, 3), r, ["a", "b", "c"])
+    box = read_container(p)
+    header = {k: v for k, v in box.header.items() if not k.startswith("_")}
+    header["recipe"]["train"]["quantum"] = 1
+    write_container(p, {**header, "attn_version": "99.0"}, box.tensors())
+    with pytest.raises(ArtifactError, match=r"made by attn 99.0, newer than this attn .*: upgrade attn.*quantum") as e:
+        load_model(p)
+    assert "valid keys" not in str(e.value)
+    write_container(p, {**header, "attn_version": "0.0.1"}, box.tensors())  # an older one: the recipe's own error
+    with pytest.raises(Exception, match="unknown key 'train.quantum'"):
+        load_model(p)

@@ -170,9 +170,32 @@ def _sniff(data: bytes) -> str:
 def stored_recipe(header: dict[str, Any], path: Path, what: str):
     """(Recipe, labels) a model or checkpoint header holds; an ArtifactError names a missing key
     (`what`: "model", "checkpoint")."""
+    from attn.errors import ConfigError
+
     from ..recipe.load import recipe_from_dict
 
     try:
         return recipe_from_dict(header["recipe"], source=f"{path} (stored recipe)"), list(header["labels"])
     except KeyError as e:
         raise ArtifactError(f"{path}: {what} header lacks {e}") from None
+    except (
+        ConfigError
+    ) as e:  # a recipe key this attn does not know: said as the user's error, of a recipe never written
+        made = str(header.get("attn_version") or "")
+        if made and _newer(made, attn_version()):
+            raise ArtifactError(f"{path}: made by attn {made}, newer than this attn {attn_version()}: upgrade attn "
+                                f"to load it ({str(e).split('; valid keys')[0]})") from None  # fmt: skip
+        raise
+
+
+def _newer(a: str, b: str) -> bool:
+    """Whether version `a` is later than `b` (numeric parts compared; anything else: no)."""
+    import re
+
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0])[:3])
+
+    try:
+        return parts(a) > parts(b)
+    except ValueError:
+        return False
