@@ -34,7 +34,8 @@ Examples:
 
 The vector each prediction rests on: the network's last layer before its output (for a model
 over a pretrained encoder, the pooled encoder states), for texts, clips or windows framed exactly
-as `attn predict` frames them; a clip's vector is the mean of its windows'. JSON lines on stdout
+as `attn predict` frames them; a clip's vector is the mean of all its windows' (--per-window marks
+the quiet ones predict's label leaves out), with predict's warnings. JSON lines on stdout
 ({"input", "embedding", ...}, an input that cannot be read gets "error"), or --out FILE: .jsonl,
 or .npy with one row per input in order (a row of NaN for an input that failed, exit 1).
 """

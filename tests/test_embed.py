@@ -78,3 +78,22 @@ def test_per_window_into_npy_gives_one_recordings_windows(trained_model, wavs, t
     assert np.allclose(v, [f["embedding"] for f in rec["frames"]], atol=1e-6)
     r = run("embed", "--model", trained_model, *wavs, "--per-window", "--out", tmp_path / "w.npy")
     assert r.exit_code == 2 and ".jsonl" in r.output and not (tmp_path / "w.npy").exists()
+
+
+def test_embed_marks_quiet_windows_and_warns_as_predict_does(trained_model, tmp_path):
+    """predict's label leaves a recording's quiet windows out and warns of a silent input; embed
+    averaged every window without a word (sweep AH). Its vector stays the mean of all windows
+    (the novelty check compares those); the windows predict leaves out are marked."""
+    loud = tone(440, 1.0, 16000)
+    wav = write_wav(tmp_path / "half_quiet.wav", np.concatenate([loud, 1e-4 * loud, 1e-4 * loud]), 16000)
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    out = run("embed", "--model", trained_model, wav, silent, "--per-window").output.strip().splitlines()
+    e, s = (json.loads(line) for line in out if line.startswith("{"))
+    p = json.loads(
+        run("predict", "--model", trained_model, wav, "--per-frame", "--format", "jsonl").output.splitlines()[0]
+    )
+    assert [f.get("quiet", False) for f in e["frames"]] == [f.get("quiet", False) for f in p["frames"]]
+    assert any(f.get("quiet") for f in e["frames"]) and not all(f.get("quiet") for f in e["frames"])
+    frames = np.array([f["embedding"] for f in e["frames"]])
+    assert np.allclose(frames.mean(0), e["embedding"], atol=1e-5)
+    assert "silent" in s.get("warning", "")

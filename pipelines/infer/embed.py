@@ -1,6 +1,8 @@
 """`attn embed`: the vector a model's prediction rests on, per clip, window or text, framed and
 batched exactly as `attn predict` frames them (the same readers, windows and batching; only the
-model call and the record differ). A clip's vector is the mean of its windows' vectors."""
+model call and the record differ). A clip's vector is the mean of all its windows' vectors, as
+the novelty check compares inputs (`novelty.clip_embeddings`); predict's label leaves a
+recording's quiet windows (>20 dB under its loudest) out, and `--per-window` marks them "quiet"."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from attn.errors import ConfigError
 
-from .predict import AudioPredictor
+from .predict import AudioPredictor, _heard
 from .predict_text import TextInput, TextPredictor
 
 
@@ -42,13 +44,17 @@ class AudioEmbedder(AudioPredictor):
         super().__init__(_Vectors(loaded), batch_size=batch_size, per_frame=per_window)
 
     def _file_record(self, f, vecs: np.ndarray) -> dict[str, Any]:
-        spans = f.spans
-        rec: dict[str, Any] = {"input": f.path, "embedding": _vector(vecs.mean(0)), "duration": round(f.seconds, 3),
-                               "windows": len(vecs)}  # fmt: skip
+        spans, heard = f.spans, _heard(f)  # heard (W,) bool: the windows predict's label rests on
+        rec: dict[str, Any] = {"input": f.path, "embedding": _vector(vecs.mean(0)),
+                               "duration": round(f.seconds, 3), "windows": len(vecs)}  # fmt: skip
         if self.per_frame:
             sr = self.cfg.sample_rate
-            rec["frames"] = [{"start": round(s / sr, 3), "end": round((s + n) / sr, 3), "embedding": _vector(v)}
-                             for (s, n), v in zip(spans, vecs, strict=True)]  # fmt: skip
+            rec["frames"] = [{"start": round(s / sr, 3), "end": round((s + n) / sr, 3), "embedding": _vector(v),
+                              **({} if h else {"quiet": True})}
+                             for (s, n), v, h in zip(spans, vecs, heard, strict=True)]  # fmt: skip
+        warning = self._warning(f)  # as predict warns of the same input (silent, too short, a low rate)
+        if warning:
+            rec["warning"] = warning
         return rec
 
 
