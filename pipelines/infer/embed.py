@@ -13,7 +13,7 @@ import numpy as np
 
 from attn.errors import ConfigError
 
-from .predict import AudioPredictor, _heard
+from .predict import AudioPredictor, heard_in_file
 from .predict_text import TextInput, TextPredictor
 
 
@@ -44,7 +44,7 @@ class AudioEmbedder(AudioPredictor):
         super().__init__(_Vectors(loaded), batch_size=batch_size, per_frame=per_window)
 
     def _file_record(self, f, vecs: np.ndarray) -> dict[str, Any]:
-        spans, heard = f.spans, _heard(f)  # heard (W,) bool: the windows predict's label rests on
+        spans, heard = f.spans, heard_in_file(f)  # heard (W,) bool: the windows predict's label rests on
         rec: dict[str, Any] = {"input": f.path, "embedding": _vector(vecs.mean(0)),
                                "duration": round(f.seconds, 3), "windows": len(vecs)}  # fmt: skip
         if self.per_frame:

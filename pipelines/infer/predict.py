@@ -321,7 +321,7 @@ class AudioPredictor:
         """The record of a file whose windows' outputs `probs` (W, K) are in time order (`f.spans`)."""
         if self.thresholds is not None:
             return self._tag_record(f, probs)
-        scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how, heard=_heard(f))[0]
+        scores = aggregate(probs, np.zeros(len(probs), dtype=np.int64), 1, self.how, heard=heard_in_file(f))[0]
         top = top_labels(scores, self.labels, self.top_k)
         rec: dict[str, Any] = {"input": f.path, **top[0], "duration": _seconds(f.seconds), "windows": len(probs)}
         if f.similarity is not None:
@@ -344,7 +344,7 @@ class AudioPredictor:
         windows' probabilities averaged; per frame, each window's labels)."""
         from .multilabel import tag_record
 
-        heard = probs[_heard(f)]  # a recording's quiet windows do not vote (inference.QUIET_DB)
+        heard = probs[heard_in_file(f)]  # a recording's quiet windows do not vote (inference.QUIET_DB)
         scores = heard.max(0) if self.how == "max" else heard.mean(0)  # sigmoids: each label on its own
         rec = {"input": f.path, **tag_record(scores, self.labels, self.thresholds), "duration": _seconds(f.seconds),
                "windows": len(probs)}  # fmt: skip
@@ -392,11 +392,11 @@ def _seconds(s: float) -> float:
 def _quiet_marked(f: _File, frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`--per-frame` records, the windows that took no part in the file's score marked
     "quiet": true (so the file's score is the mean of the others')."""
-    heard = _heard(f)
+    heard = heard_in_file(f)
     return [fr if h else {**fr, "quiet": True} for fr, h in zip(frames, heard, strict=True)]
 
 
-def _heard(f: _File) -> np.ndarray:
+def heard_in_file(f: _File) -> np.ndarray:
     """(W,) the windows of a file (time order) that take part in its score."""
     return heard_windows(np.asarray(f.loudness), np.zeros(len(f.loudness), dtype=np.int64), 1)
 
