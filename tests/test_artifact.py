@@ -193,3 +193,14 @@ def test_a_model_of_a_newer_attn_with_a_key_this_one_lacks_says_upgrade(tmp_path
     write_container(p, {**header, "attn_version": "0.0.1"}, box.tensors())  # an older one: the recipe's own error
     with pytest.raises(Exception, match="unknown key 'train.quantum'"):
         load_model(p)
+
+
+def test_a_model_file_records_the_versions_its_numbers_come_from(tmp_path, tiny_recipe):
+    """attn and torch only: scikit-learn fits the baseline, numpy and torchaudio the features (sweep AG)."""
+    import numpy as np
+
+    r = load_recipe(tiny_recipe())
+    p = tmp_path / "m.attn"
+    save_model(p, build_model(r, 2), r, ["a", "b"])
+    v = read_container(p, header_only=True).header["versions"]
+    assert v["numpy"] == np.__version__ and set(v) == {"numpy", "scikit-learn", "torchaudio"}

@@ -99,6 +99,7 @@ def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any]
         "kind": "model",
         "attn_version": attn_version(),
         "torch_version": torch.__version__.split("+")[0],
+        "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "modality": recipe.modality,
         "labels": list(labels),
@@ -107,6 +108,20 @@ def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any]
         "model_info": model.backbone.describe(),
         **(extra or {}),
     }
+
+
+def _versions() -> dict[str, str]:
+    """The other packages a model's numbers come from (scikit-learn fits the baseline, numpy and
+    torchaudio compute features): from the installed metadata, without importing them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("numpy", "scikit-learn", "torchaudio"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def save_model(
