@@ -75,7 +75,13 @@ def test_an_interrupted_ensemble_resumes_to_the_same_model(tmp_path, tiny_recipe
     full = train(r, str(p), out=str(tmp_path / "full"), device="cpu")
     with pytest.raises(Interrupted, match=f"member 2 of 2.*attn train --resume {tmp_path / 'cut'}"):
         train(r, str(p), out=str(tmp_path / "cut"), device="cpu", callbacks=_StopAt(4))  # member 2, epoch 2
-    resumed = resume(str(tmp_path / "cut"), device="cpu")
+    before = torch.get_num_threads()
+    try:  # a resume on another thread count: it takes the run's own back (a member's checkpoint says it)
+        torch.set_num_threads(before + 1)
+        resumed = resume(str(tmp_path / "cut"), device="cpu")
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
     wf, wr = _weights(full.model_path), _weights(resumed.model_path)
     assert set(wf) == set(wr) and all(torch.equal(wf[k], wr[k]) for k in wf)
     assert resumed.metrics["accuracy"] == full.metrics["accuracy"]

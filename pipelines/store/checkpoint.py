@@ -41,7 +41,9 @@ class CheckpointWriter:
         self.tok_header, self.tok_tensors = tokenizer_state(tokenizer) if tokenizer is not None else (None, {})
 
     def write(self, epoch: int, trainer_state: dict[str, Any]) -> None:
-        header = {**self.header, "epoch": epoch, "tokenizer": self.tok_header}
+        # the thread count in the header too: an ensemble's resume reads it from a member's, header only
+        threads = (trainer_state.get("state") or {}).get("threads")
+        header = {**self.header, "epoch": epoch, "tokenizer": self.tok_header, "threads": threads}
         write_container(self.path, header, {**trainer_state, **self.tok_tensors})
 
 

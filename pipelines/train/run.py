@@ -12,7 +12,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from attn.errors import ConfigError, InputError
+from attn.errors import ArtifactError, ConfigError, InputError
 
 from ..data.prepared import PreparedData, prepare_data
 from ..recipe.config import Recipe
@@ -174,8 +174,8 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
             prepared = prepared.with_tokenizer(ckpt.tokenizer)
         with RunLog(rd / LOG) if world.main else contextlib.nullcontext():
             log.info("resuming %s %s", rd, where)
-            if ckpt is not None and dev.type == "cpu":
-                same_threads(ckpt.state["state"].get("threads"), threads)
+            if dev.type == "cpu":
+                same_threads(ckpt.state["state"].get("threads") if ckpt is not None else _member_threads(rd), threads)
             callbacks = _with_tensorboard(callbacks, recipe, rd, tensorboard, world)
             result = _train(recipe, prepared, rd, dev, callbacks, None if ckpt is None else ckpt.state, world)
             return _finish(result, callbacks, world)
@@ -183,6 +183,19 @@ def resume(run_dir: str, device: str = "auto", callbacks=None, tensorboard: str 
         if claimed:
             release(rd)
         leave()
+
+
+def _member_threads(rd: Path) -> int | None:
+    """An ensemble run's thread count: its unfinished member's checkpoint header says it (None:
+    no member checkpoint, or one from before the count was kept)."""
+    from ..store.container import read_container
+
+    for c in sorted(rd.glob(f"*/{CHECKPOINT}")):
+        try:
+            return read_container(c, header_only=True, what="checkpoint").header.get("threads")
+        except ArtifactError:  # the member's resume reports a damaged checkpoint itself
+            return None
+    return None
 
 
 def same_threads(was: int | None, threads: int | None) -> None:
