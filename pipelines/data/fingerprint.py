@@ -13,23 +13,26 @@ CONTENTS = "v2-"  # the prefix of a fingerprint that also reads the audio files 
 SAMPLE = 4096  # bytes read at each end of a file: a file edited or swapped under the same name
 
 
-def data_fingerprint(data_section: dict[str, Any], prepared, modality: str, contents: bool = False) -> str:
+def data_fingerprint(data_section: dict[str, Any], prepared, modality: str, contents: bool = False,
+                     splits: dict[str, str] | None = None) -> str:  # fmt: skip
     """The data trials train and are scored on: the recipe's data settings and every listed
     example (split, label, and its text or its file's name). Trials on other data are not
     comparable, which is also why tune never searches `data.*`. Where the data lives is left
     out (folders, manifest paths): hosts sharing a study may mount it in different places.
 
-    `contents`: an audio file's size and its first and last 4 KB count too (prefix "v2-"), so a
-    file re-recorded or swapped under its old name changes it: a resumed run trained on with
-    80 of 160 clips relabelled that way. Reading the ends, not the whole file, keeps it quick on
-    large sets."""
+    `contents` (prefix "v2-"): the settings and the splits' `split_fingerprints` (`splits` when
+    the caller has them), so an audio file's size and its first and last 4 KB count too: a file
+    re-recorded or swapped under its old name changes it (a resumed run trained on with 80 of 160
+    clips relabelled that way). Reading the ends, not the whole file, keeps it quick on large sets."""
     settings = {k: v for k, v in data_section.items() if k not in _WHERE}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    files = _FileSums() if contents and modality == "audio" else None
-    for split, items in sorted(prepared.splits.items()):
+    if contents:
+        h.update(json.dumps(splits or split_fingerprints(prepared.splits, modality), sort_keys=True).encode())
+        return CONTENTS + h.hexdigest()[:16]
+    for split, items in sorted(prepared.splits.items()):  # names only: the checkpoints of before "v2-"
         for it in items:
-            h.update(json.dumps([split, *_example(it, modality, files)]).encode())
-    return (CONTENTS if files is not None or contents else "") + h.hexdigest()[:16]
+            h.update(json.dumps([split, *_example(it, modality, None)]).encode())
+    return h.hexdigest()[:16]
 
 
 def split_fingerprints(splits: dict[str, list], modality: str) -> dict[str, str]:

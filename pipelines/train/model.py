@@ -155,7 +155,8 @@ def train_model(
              f" ({trained} trained)" if trained != total else "", where, trainer.steps_per_epoch)  # fmt: skip
     from ..data.fingerprint import data_fingerprint, split_fingerprints
 
-    fingerprint = data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality, contents=True)
+    split_prints = split_fingerprints(prepared.splits, recipe.modality)  # read once: the model file keeps them too
+    fingerprint = data_fingerprint(recipe.data.model_dump(mode="json"), prepared, recipe.modality, True, split_prints)
     saver = EpochSaver(run_dir, recipe, labels, data.tokenizer, write=world.main, data=fingerprint)
     if resume_state is not None:
         saver.rewrite_history(trainer.state.history)
@@ -235,7 +236,7 @@ def train_model(
                     "seconds": round(st.seconds, 1),
                     "data": facts,
                     **run_place(device),
-                    "splits": split_fingerprints(prepared.splits, recipe.modality),
+                    "splits": split_prints,
                 },
                 **({} if thresholds is None else {"thresholds": [float(t) for t in thresholds]}),
             }
