@@ -60,17 +60,16 @@ def resume(
     """Continue an interrupted run from its last saved epoch (exactly as if never stopped). On
     the CPU it trains on the run's own torch thread count; `threads` (or $ATTN_THREADS) picks
     another, and the run then no longer continues exactly (a warning says so)."""
-    from attn.pipelines.device import apply_env_threads, env_threads
+    from attn.pipelines.device import env_threads
     from attn.pipelines.train.run import resume as resume_run
 
-    apply_env_threads()  # on a GPU, or a checkpoint from before the count was kept, this is all there is
-    if threads is not None:
+    threads = threads or env_threads()
+    if threads is not None:  # on a GPU, or a checkpoint from before the count was kept, this is all there is
         import torch
 
         torch.set_num_threads(threads)
     return resume_run(os.fspath(run_dir), device=device_spec(device), callbacks=callbacks,
-                      tensorboard=None if tensorboard is None else os.fspath(tensorboard),
-                      threads=threads or env_threads())  # fmt: skip
+                      tensorboard=None if tensorboard is None else os.fspath(tensorboard), threads=threads)  # fmt: skip
 
 
 def report(run_dir: str | os.PathLike | None = None) -> Path:

@@ -178,9 +178,8 @@ def stored_recipe(header: dict[str, Any], path: Path, what: str):
         return recipe_from_dict(header["recipe"], source=f"{path} (stored recipe)"), list(header["labels"])
     except KeyError as e:
         raise ArtifactError(f"{path}: {what} header lacks {e}") from None
-    except (
-        ConfigError
-    ) as e:  # a recipe key this attn does not know: said as the user's error, of a recipe never written
+    except ConfigError as e:
+        # a recipe key this attn does not know: it was said as the user's error, of a recipe never written
         made = str(header.get("attn_version") or "")
         if made and _newer(made, attn_version()):
             raise ArtifactError(f"{path}: made by attn {made}, newer than this attn {attn_version()}: upgrade attn "
