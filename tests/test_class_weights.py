@@ -37,19 +37,22 @@ def _imbalanced(tmp_path, seed=0):
     return {k: str(v) for k, v in paths.items()}
 
 
-def test_balanced_class_weights_raise_minority_recall(tmp_path):
-    data = _imbalanced(tmp_path)
-    recall = {}
+def _without_and_with_weights(tmp_path, embed_dim: int, model: dict, train: dict) -> dict:
+    """The test metrics of the same recipe on `_imbalanced` data, trained with class_weights none
+    and balanced: {"none": metrics, "balanced": metrics}."""
+    data, out = _imbalanced(tmp_path), {}
+    features = {"kind": "text", "tokenizer": {"level": "word", "max_len": 8}, "embed_dim": embed_dim}
     for weights in ("none", "balanced"):
-        recipe = {
-            "data": data,
-            "features": {"kind": "text", "tokenizer": {"level": "word", "max_len": 8}, "embed_dim": 16},
-            "model": {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1, "ff_dim": 32, "pool": "mean"},
-            "train": {"epochs": 8, "batch_size": 16, "lr": 0.01, "patience": 0, "class_weights": weights,
-                      "baseline": False},
-        }  # fmt: skip
-        res = attn.train(recipe, out=str(tmp_path / f"run-{weights}"), device="cpu")
-        recall[weights] = res.metrics["per_class"]["rare"]["recall"]
+        recipe = {"data": data, "features": features, "model": model, "train": {**train, "class_weights": weights}}
+        out[weights] = attn.train(recipe, out=str(tmp_path / f"run-{weights}"), device="cpu").metrics
+    return out
+
+
+def test_balanced_class_weights_raise_minority_recall(tmp_path):
+    metrics = _without_and_with_weights(
+        tmp_path, 16, {"name": "transformer", "d_model": 16, "heads": 2, "layers": 1, "ff_dim": 32, "pool": "mean"},
+        {"epochs": 8, "batch_size": 16, "lr": 0.01, "patience": 0, "baseline": False})  # fmt: skip
+    recall = {w: m["per_class"]["rare"]["recall"] for w, m in metrics.items()}
     assert recall["none"] < 0.25  # answers 'common' (almost) always
     assert recall["balanced"] >= recall["none"] + 0.25  # the cue now decides: ~60% of the rare texts
 
@@ -58,16 +61,8 @@ def test_balanced_class_weights_reach_the_baseline_the_blend_mixes_in(tmp_path):
     """On SST-2 at 90/10 the TF-IDF baseline, fitted without the weights, named the majority for
     every text, and the blend carried that into the saved model whatever the network learnt (8 of
     8 runs with balanced weights and the macro-F1 monitor: minority recall 0; sweep of stop 39)."""
-    data = _imbalanced(tmp_path)
-    f1 = {}
-    for weights in ("none", "balanced"):
-        recipe = {
-            "data": data,
-            "features": {"kind": "text", "tokenizer": {"level": "word", "max_len": 8}, "embed_dim": 8},
-            "model": {"name": "cnn1d", "filters": 4},
-            "train": {"epochs": 1, "batch_size": 32, "class_weights": weights, "refit": False},
-        }  # fmt: skip
-        res = attn.train(recipe, out=str(tmp_path / f"run-{weights}"), device="cpu")
-        f1[weights] = res.metrics["baseline"]["macro_f1"]  # test: 60 texts of each class
+    metrics = _without_and_with_weights(tmp_path, 8, {"name": "cnn1d", "filters": 4},
+                                        {"epochs": 1, "batch_size": 32, "refit": False})  # fmt: skip
+    f1 = {w: m["baseline"]["macro_f1"] for w, m in metrics.items()}  # test: 60 texts of each class
     assert f1["none"] < 0.6  # the unweighted baseline answers 'common' for most 'rare' texts (0.52 here)
     assert f1["balanced"] >= f1["none"] + 0.1  # weighted, the cue decides (0.72)
