@@ -85,8 +85,9 @@ def pipeline(quick: bool = False) -> list[dict]:
 
     import torch
 
+    from attn.pipelines.data.clips import load_clips
     from attn.pipelines.data.prepared import PreparedData, load_datasets
-    from attn.pipelines.data.sources import list_items, load_clips, split_items
+    from attn.pipelines.data.sources import list_items, split_items
     from attn.pipelines.recipe.build import build_model
 
     root = data_root()

@@ -11,6 +11,7 @@ import torch
 
 from attn.features.config import AudioFeatures
 from attn.features.transforms import LogMel
+from attn.pipelines.data import clips as clips_mod
 from attn.pipelines.data import sources as data_mod
 from attn.pipelines.data.audio_cache import AudioCache
 from attn.pipelines.recipe.load import load_recipe
@@ -33,7 +34,7 @@ def _recipe(tmp_path, folder, cache):
 
 def _load(cfg):
     items = data_mod.list_items(cfg, "audio")
-    return items, data_mod.load_clips(items, cfg, 8000)
+    return items, clips_mod.load_clips(items, cfg, 8000)
 
 
 def test_cached_clips_and_features_equal_decoded_ones(tmp_path, folder, monkeypatch):

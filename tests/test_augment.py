@@ -134,7 +134,7 @@ def tiny_audio_model():
 
 def test_background_folder_is_cut_into_segments_and_used_in_training(tmp_path, tiny_recipe):
     import attn
-    from attn.pipelines.data.sources import load_background
+    from attn.pipelines.data.clips import load_background
     from helpers import tone, write_wav
 
     bg = tmp_path / "bg"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from attn.errors import ConfigError, InputError
-from attn.pipelines.data.sources import collect_labels, list_items, load_clips, split_items
+from attn.pipelines.data.clips import load_clips
+from attn.pipelines.data.sources import collect_labels, list_items, split_items
 from attn.pipelines.recipe.config import DataConfig
 from helpers import tone, write_wav
 

@@ -207,7 +207,7 @@ def test_a_broken_symlink_in_a_folder_is_an_error_record(trained_model, tmp_path
 def test_background_noise_warns_about_a_broken_symlink_and_uses_the_rest(tmp_path, caplog):
     """train.augment.background walks its folder like training and predict do: the broken link is
     named in a warning (it used to vanish silently) and the readable file still gives segments."""
-    from attn.pipelines.data.sources import load_background
+    from attn.pipelines.data.clips import load_background
 
     d = tmp_path / "noise"
     write_wav(d / "hum.WAV", tone(50, 1.0, SR), SR)

@@ -108,7 +108,7 @@ def targets(items: list[Item], labels) -> np.ndarray:
 
 def _audio_sets(recipe: Recipe, prepared: PreparedData):
     """(WindowSet per split, facts, the items each holds)."""
-    from .sources import load_clips
+    from .clips import load_clips
 
     sets, counts, failed, kept = {}, {}, [], {}
     f = recipe.features

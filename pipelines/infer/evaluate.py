@@ -155,8 +155,8 @@ def score_items(loaded, items: list, data_cfg, where: str, batch_size: int = 64)
     """Run `loaded` over labelled items: (WindowSet, the items it holds, how many files could not be
     read, window logits (W, K)). `data_cfg` says how to read audio files; `where` names the data in
     an error."""
+    from ..data.clips import load_clips
     from ..data.prepared import targets
-    from ..data.sources import load_clips
     from .inference import window_logits
 
     f = loaded.recipe.features

@@ -25,7 +25,7 @@ def init_model(recipe: Recipe, data: Datasets, device, fresh: bool = True):
     torch.manual_seed(recipe.train.seed)
     model = build_model(recipe, len(data.labels), vocab_size=None if tok is None else tok.vocab_size)
     if recipe.modality == "audio" and recipe.train.augment.background:
-        from ..data.sources import load_background
+        from ..data.clips import load_background
 
         f = recipe.features
         bank = load_background(recipe.train.augment.background, recipe.data.extensions, f.sample_rate, f.frame_samples)
