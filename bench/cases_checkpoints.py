@@ -1,5 +1,5 @@
 """Saving a run's epochs: the trainer's checkpoint policy (after every epoch, or every few when
-saving one takes longer than ~10% of an epoch: train/model.EpochSaver) against saving after
+saving one takes longer than ~10% of an epoch: train/epoch_saver.EpochSaver) against saving after
 every epoch, the policy before it. Both sides are whole `attn.train` runs of the general text
 recipe on a small generated set, in this process, side by side."""
 
@@ -30,23 +30,23 @@ def _data(folder: Path) -> Path:
 
 def checkpoints(quick: bool = False) -> list[dict]:
     import attn
-    from attn.pipelines.train import model as train_model
+    from attn.pipelines.train import epoch_saver
 
     repeats = 1 if quick else 3
     with tempfile.TemporaryDirectory() as tmp:
         texts = _data(Path(tmp))
         sets = [f"data.train={texts}", "data.test=null"]  # the general recipe, data section only
-        policy = train_model.SAVE_SHARE
+        policy = epoch_saver.SAVE_SHARE
         times: dict[str, list[float]] = {"ours": [], "every": []}
         for i in range(repeats):
             for side, share in (("every", 1.0), ("ours", policy)):  # 1.0: a save is always due
-                train_model.SAVE_SHARE = share
+                epoch_saver.SAVE_SHARE = share
                 try:
                     t0 = time.perf_counter()
                     res = attn.train("recipes/text.yaml", sets, out=Path(tmp) / f"{side}{i}", device="cpu")
                     times[side].append(time.perf_counter() - t0)
                 finally:
-                    train_model.SAVE_SHARE = policy
+                    epoch_saver.SAVE_SHARE = policy
         epochs = res.epochs_run
     ours, every = statistics.median(times["ours"]), statistics.median(times["every"])
     return [case("checkpoint policy", f"recipes/text.yaml on 80 generated texts ({epochs} epochs), "

@@ -1,5 +1,5 @@
 """The resume checkpoint (last.ckpt): everything that decides the next epoch, written after a
-finished epoch (every one, or every few short ones: train/model.EpochSaver), in the same
+finished epoch (every one, or every few short ones: train/epoch_saver.EpochSaver), in the same
 container as the model artifact (kind "checkpoint").
 
 Header: kind, the resolved recipe, the labels, the epoch, the tokenizer's state (text); tensors:
@@ -36,7 +36,7 @@ class CheckpointWriter:
         from ..recipe.load import recipe_to_dict
 
         self.path = path
-        self.plain_recipe = recipe_to_dict(recipe)  # also the run's model files' (train/model.EpochSaver)
+        self.plain_recipe = recipe_to_dict(recipe)  # also the run's model files' (train/epoch_saver.EpochSaver)
         self.header = {"kind": "checkpoint", "recipe": self.plain_recipe, "labels": list(labels), "data": data}
         self.tok_header, self.tok_tensors = tokenizer_state(tokenizer) if tokenizer is not None else (None, {})
 

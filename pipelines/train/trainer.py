@@ -91,7 +91,7 @@ class Trainer:
         self.warmup_steps = int(cfg.warmup * self.total_steps)
         self.state = TrainState(processes=world.size,
                                 threads=torch.get_num_threads() if device.type == "cpu" else None)  # fmt: skip
-        self.saved_epoch: int | None = None  # the epoch on disk, when a saver (train/model.EpochSaver) keeps one
+        self.saved_epoch: int | None = None  # the epoch on disk, when a saver (train/epoch_saver.EpochSaver) keeps one
         self.train_accuracy = 0.0  # of the last epoch trained
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.ema: dict[str, torch.Tensor] | None = None
