@@ -259,6 +259,7 @@ def test_c_values_tied_on_accuracy_go_to_the_lower_log_loss():
 
 
 def test_a_saved_model_naming_one_class_for_everything_is_warned_of(caplog):
+    from attn.pipelines.recipe.config import TrainConfig
     from attn.pipelines.train.model import warn_one_class
 
     metrics = {"confusion": [[0, 100], [0, 900]], "accuracy": 0.9, "split": "test"}
@@ -266,3 +267,11 @@ def test_a_saved_model_naming_one_class_for_everything_is_warned_of(caplog):
         warn_one_class(metrics, ["negative", "positive"])
         warn_one_class({"confusion": [[90, 10], [5, 895]], "accuracy": 0.985}, ["negative", "positive"])
     assert caplog.text.count("names 'positive' for every one of the 1000 test examples") == 1
+    assert "try --set train.class_weights=balanced and --set train.monitor=val_macro_f1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="attn"):  # advice the run already followed is not given again
+        warn_one_class(metrics, ["negative", "positive"], TrainConfig(class_weights="balanced"))
+        assert caplog.text.rstrip().endswith("try --set train.monitor=val_macro_f1")
+        caplog.clear()
+        warn_one_class(metrics, ["negative", "positive"], TrainConfig(class_weights="balanced", monitor="val_macro_f1"))
+        assert "--set" not in caplog.text and "the smaller classes need more examples" in caplog.text

@@ -227,7 +227,7 @@ def train_model(
                                             listed=prepared.splits, thresholds=thresholds)  # fmt: skip
             if chosen_on is not None:
                 compare_with_baseline(st.history, chosen_on, blend)
-            warn_one_class(metrics, labels)
+            warn_one_class(metrics, labels, recipe.train)
             extra = {
                 "epoch": st.best_epoch,
                 "metrics": header_metrics(metrics),
@@ -351,18 +351,25 @@ def compare_with_baseline(history: list[dict[str, Any]], baseline, blend: dict[s
         )  # fmt: skip
 
 
-def warn_one_class(metrics: dict[str, Any] | None, labels: list[str]) -> None:
+def warn_one_class(metrics: dict[str, Any] | None, labels: list[str], train=None) -> None:
     """One warning line when the saved model names one class for every scored example of several
-    classes: on a 90/10 split it scored 0.90 ('accuracy') without a word, macro-F1 0.47."""
+    classes: on a 90/10 split it scored 0.90 ('accuracy') without a word, macro-F1 0.47. It
+    suggests the settings for imbalanced classes that the run (`train`, resolved) did not use."""
     cm = np.asarray((metrics or {}).get("confusion") or [])
     if metrics is None or metrics.get("multi_label") or cm.ndim != 2 or not cm.size:
         return
     named, true = np.flatnonzero(cm.sum(0)), np.flatnonzero(cm.sum(1))
     if len(named) == 1 and len(true) > 1:
+        tries = [f"--set {k}={v}" for k, v, now in (
+            ("train.class_weights", "balanced", getattr(train, "class_weights", None)),
+            ("train.monitor", "val_macro_f1", getattr(train, "monitor", None))) if now != v]  # fmt: skip
+        followed = (
+            "it trained with balanced class weights and the macro-F1 monitor: the smaller classes need more examples"
+        )
+        advice = "try " + " and ".join(tries) if tries else followed
         log.warning(f"the saved model names {labels[int(named[0])]!r} for every one of the {int(cm.sum())} "
                     f"{metrics.get('split', 'test')} examples (accuracy {metrics.get('accuracy', 0):.4f} is that "
-                    "class's share): with classes this imbalanced, try --set train.class_weights=balanced and "
-                    "--set train.monitor=val_macro_f1")  # fmt: skip
+                    f"class's share): with classes this imbalanced, {advice}")  # fmt: skip
 
 
 def final_metrics(
