@@ -66,3 +66,42 @@ def test_balanced_class_weights_reach_the_baseline_the_blend_mixes_in(tmp_path):
     f1 = {w: m["baseline"]["macro_f1"] for w, m in metrics.items()}  # test: 60 texts of each class
     assert f1["none"] < 0.6  # the unweighted baseline answers 'common' for most 'rare' texts (0.52 here)
     assert f1["balanced"] >= f1["none"] + 0.1  # weighted, the cue decides (0.72)
+
+
+def _resolved(data: dict, **data_keys):
+    from attn.pipelines.data.auto import resolve_auto
+    from attn.pipelines.data.prepared import prepare_data
+    from attn.pipelines.recipe.load import recipe_from_dict
+
+    r = recipe_from_dict({"data": {**data, **data_keys}, "features": {"kind": "text", "tokenizer": {"max_len": 8}},
+                          "model": {"name": "cnn1d", "filters": 4},
+                          "train": {"class_weights": "auto", "monitor": "auto"}})  # fmt: skip
+    resolved, _, chosen = resolve_auto(r, prepare_data(r))
+    return resolved.train, chosen
+
+
+def test_auto_weights_and_monitor_follow_the_class_sizes(tmp_path):
+    """`auto` (the general recipes): imbalanced training classes get balanced weights and the
+    macro-F1 monitor, as accuracy and the loss reward naming the majority; equal ones keep none and
+    the monitor of their validation size; multi-label data keeps none."""
+    t, chosen = _resolved(_imbalanced(tmp_path))
+    assert (t.class_weights, t.monitor) == ("balanced", "val_macro_f1")
+    assert "'common' has 380 examples, 'rare' 20: 19x" in chosen["train.class_weights"]["why"]
+    assert chosen["train.monitor"]["why"].startswith(chosen["train.class_weights"]["why"])
+
+    even = tmp_path / "even.csv"  # 2 to 1: uneven, but not imbalanced
+    with even.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([[f"a b c {i}", "x" if i % 3 else "y"] for i in range(300)])
+    t, chosen = _resolved({"train": str(even)}, val_fraction=0.2, test_fraction=0.0)
+    assert (t.class_weights, t.monitor) == ("none", "val_loss")  # 60 validation texts: the smoother loss
+    assert chosen["train.class_weights"]["why"] == "the training classes are about equal in size"
+
+    tags = tmp_path / "tags.csv"  # multi-label: one class in most rows, another in few
+    with tags.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([[f"a b {i}", "x;y" if i % 10 == 0 else "x"] for i in range(200)])
+    t, _ = _resolved({"train": str(tags)}, multi_label=True, val_fraction=0.2, test_fraction=0.0)
+    assert (t.class_weights, t.monitor) == ("none", "val_loss")

@@ -236,9 +236,11 @@ class TrainConfig(Strict):
     # The validation score that picks the saved epoch (and stops early). Ties on accuracy or F1 go
     # to the lower validation loss, then to the earlier epoch. auto: val_loss when the validation
     # split is small (below SMALL_VAL examples, data/auto.py, where accuracy moves in coarse
-    # steps), else val_accuracy.
+    # steps), else val_accuracy; val_macro_f1 when the training classes are imbalanced.
     monitor: Literal["val_accuracy", "val_loss", "val_macro_f1", "auto"] = "val_accuracy"
-    class_weights: Literal["none", "balanced"] = "none"  # balanced: loss weight N / (K n_k) per class
+    # balanced: loss weight N / (K n_k) per class (the baseline's too); auto: balanced when the
+    # training classes are imbalanced (the largest IMBALANCE times the smallest, data/auto.py)
+    class_weights: Literal["none", "balanced", "auto"] = "none"
     baseline: bool = True  # also fit a TF-IDF / MFCC + logistic-regression baseline on the same splits
     blend: bool = True  # save the model blended with the baseline, weight chosen on validation (0 = network alone)
     seed: NonNegInt = 0
