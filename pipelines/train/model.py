@@ -226,7 +226,7 @@ def train_model(
             metrics, scored = final_metrics(final, data, run_dir, device, baseline, blend, recipe=recipe,
                                             listed=prepared.splits, thresholds=thresholds)  # fmt: skip
             if chosen_on is not None:
-                compare_with_baseline(st.history, chosen_on, blend)
+                compare_with_baseline(st.history, chosen_on, blend, recipe.train.monitor)
             warn_one_class(metrics, labels, recipe.train)
             extra = {
                 "epoch": st.best_epoch,
@@ -334,19 +334,23 @@ def with_baseline(network, baseline, data: Datasets, recipe: Recipe, device, giv
     return Blend(network, baseline.module, weight, baseline.summary()).eval(), {"weight": weight, **facts}
 
 
-def compare_with_baseline(history: list[dict[str, Any]], baseline, blend: dict[str, Any] | None) -> None:
-    """One warning line when the network scores below the baseline on validation."""
+def compare_with_baseline(history: list[dict[str, Any]], baseline, blend: dict[str, Any] | None,
+                          monitor: str = "val_accuracy") -> None:  # fmt: skip
+    """One warning line when the network scores below the baseline on validation: by macro-F1
+    when the run monitors it (imbalanced classes, where accuracy rewards naming the majority),
+    else by accuracy."""
     best = [h for h in history if h.get("best")]
     base = baseline.scores.get("val")
-    if not best or base is None or "val_accuracy" not in best[-1]:
+    key, name = ("val_macro_f1", "macro_f1") if monitor == "val_macro_f1" else ("val_accuracy", "accuracy")
+    if not best or base is None or key not in best[-1] or name not in base:
         return
-    model_acc, base_acc = best[-1]["val_accuracy"], base["accuracy"]
-    if model_acc < round(base_acc, 6) - 1e-9:  # history rounds to 6 places: 1/3 there is 0.333333
+    model_score, base_score = best[-1][key], base[name]
+    if model_score < round(base_score, 6) - 1e-9:  # history rounds to 6 places: 1/3 there is 0.333333
         weight = (blend or {}).get("weight", 0.0)
         log.warning(
-            "the network scores below the %s baseline on validation (accuracy %.4f vs %.4f)%s; "
+            "the network scores below the %s baseline on validation (%s %.4f vs %.4f)%s; "
             "more epochs, train.augment, or a smaller model may help (test scores: metrics.json)",
-            baseline.kind, model_acc, base_acc,
+            baseline.kind, name.replace("_f1", "-F1"), model_score, base_score,
             f"; the saved model blends the baseline in with weight {weight:.2f}" if weight else "",
         )  # fmt: skip
 
