@@ -267,7 +267,7 @@ def test_a_run_whose_folder_is_removed_stops_instead_of_making_it_again(tmp_path
     silently writing a new folder without its recipe, log or lock (that another run could share)."""
     import shutil
 
-    from attn.pipelines.train import model
+    from attn.pipelines.train import epoch_saver as model  # EpochSaver appends the history lines
 
     append = model.append_line
 
