@@ -299,17 +299,22 @@ def _windows_per_clip(recipe: Recipe, prepared: PreparedData, values: dict[str, 
     return (float(np.mean(counts)), float(np.median(counts))) if counts else (1.0, 1.0)
 
 
+def _class_counts(prepared: PreparedData) -> Counter:
+    """Each class's training examples (multi-label: its positives)."""
+    train = prepared.splits["train"]
+    return Counter(lab for it in train for lab in (it.labels if it.labels is not None else (it.label,)))
+
+
 def _median_class(prepared: PreparedData) -> float:
     """The median over classes of their training examples (multi-label: of their positives)."""
-    train = prepared.splits["train"]
-    counts = Counter(lab for it in train for lab in (it.labels if it.labels is not None else (it.label,)))
+    counts = _class_counts(prepared)
     return max(1.0, float(np.median([counts[lab] for lab in prepared.labels]))) if counts else 1.0
 
 
 def _imbalance(prepared: PreparedData) -> str | None:
     """Why the single-label training classes count as imbalanced (the largest IMBALANCE times the
     smallest or more), or None."""
-    counts = Counter(it.label for it in prepared.splits["train"])
+    counts = _class_counts(prepared)  # called for single-label data only
     if len(counts) < 2:
         return None
     ranked = counts.most_common()
