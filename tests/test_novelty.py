@@ -146,6 +146,29 @@ def test_listen_flags_windows_unlike_the_training_data(novelty_run, tmp_path):
     assert all(w["label"] in m.labels for w in off)
 
 
+def test_how_long_a_recording_stays_silent_after_a_sound_does_not_change_its_similarity(novelty_run):
+    """predict labels a recording by its heard windows (quiet ones do not vote), but its novelty
+    check compared the mean of all its windows: the longer the silence after a known sound, the
+    more its vector looked like silence's, until it was answered `unknown` for that alone. The
+    check, the bank and `attn embed` now average the windows predict's score rests on."""
+    import attn
+    from attn.pipelines.data.synthetic import generate_clip
+
+    result, _ = novelty_run
+    m = attn.load(result.model_path)
+    rng = np.random.default_rng(11)
+    clips = [generate_clip(k, rng, 0.5, 8000) for k in ("sine", "noise_burst", "chirp")]
+    short = m.predict([(np.r_[x, np.zeros(4000, np.float32)], 8000) for x in clips])  # + 0.5 s of silence
+    long = m.predict([(np.r_[x, np.zeros(40000, np.float32)], 8000) for x in clips])  # + 5 s
+    assert all(b["windows"] >= a["windows"] + 18 for a, b in zip(short, long, strict=True))
+    for a, b in zip(short, long, strict=True):
+        assert b["similarity"] == pytest.approx(a["similarity"], abs=1e-5)
+        assert b.get("novel", False) == a.get("novel", False) and b.get("best_label", b["label"]) == a.get(
+            "best_label", a["label"])  # fmt: skip
+    vecs = m.embed([(np.r_[clips[0], np.zeros(n, np.float32)], 8000) for n in (4000, 40000)])
+    assert np.allclose(vecs[0]["embedding"], vecs[1]["embedding"], atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", ["-1.5", "2"])
 def test_min_similarity_outside_minus_1_1_is_a_clear_error(trained_model, bad):
     from helpers import one_line_error

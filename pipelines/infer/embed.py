@@ -44,11 +44,11 @@ class AudioEmbedder(AudioPredictor):
         super().__init__(_Vectors(loaded), batch_size=batch_size, per_frame=per_window)
 
     def _file_record(self, f, vecs: np.ndarray) -> dict[str, Any]:
-        rec: dict[str, Any] = {"input": f.path, "embedding": _vector(vecs.mean(0)),
+        heard = heard_in_file(f)  # (W,) bool: the windows predict's label rests on; the loudest always
+        rec: dict[str, Any] = {"input": f.path, "embedding": _vector(vecs[heard].mean(0)),
                                "duration": round(f.seconds, 3), "windows": len(vecs)}  # fmt: skip
         if self.per_frame:
             sr, spans = self.cfg.sample_rate, f.spans
-            heard = heard_in_file(f)  # (W,) bool: the windows predict's label rests on
             rec["frames"] = [{"start": round(s / sr, 3), "end": round((s + n) / sr, 3), "embedding": _vector(v),
                               **({} if h else {"quiet": True})}
                              for (s, n), v, h in zip(spans, vecs, heard, strict=True)]  # fmt: skip

@@ -81,7 +81,10 @@ def logits_and_embedding(model, x, lengths):
 
 
 def clip_embeddings(model, ws, device, batch_size: int = 64) -> np.ndarray:
-    """(N, D): each clip of the WindowSet `ws` as the mean of its windows' `embed_batch` vectors."""
+    """(N, D): each clip of the WindowSet `ws` as the mean of its heard windows' `embed_batch`
+    vectors (`WindowSet.heard`: the windows its score rests on; a long recording's quiet stretches
+    would otherwise pull its vector toward silence, which predict's novelty check, `attn embed`
+    and the bank must all agree on)."""
     import torch
 
     model.eval()
@@ -94,6 +97,9 @@ def clip_embeddings(model, ws, device, batch_size: int = 64) -> np.ndarray:
         return np.zeros((0, 0), dtype=np.float32)
     win = np.concatenate(out)  # (W, D)
     clip = ws.all_windows[:, 0]
+    heard = getattr(ws, "heard", None)
+    if heard is not None:  # every clip keeps its loudest window, so none is left empty
+        win, clip = win[heard], clip[heard]
     sums = np.zeros((len(ws), win.shape[1]), dtype=np.float64)
     np.add.at(sums, clip, win)
     return (sums / np.maximum(np.bincount(clip, minlength=len(ws)), 1)[:, None]).astype(np.float32)

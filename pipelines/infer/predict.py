@@ -313,8 +313,9 @@ class AudioPredictor:
         f.spans = [f.spans[i] for i in order]
         f.levels = [f.levels[i] for i in order] if f.levels else []
         f.loudness = [f.loudness[i] for i in order]
-        if f.vectors:  # the clip's embedding is the mean of its windows' (as `attn embed` gives it)
-            f.similarity = float(self.novelty.similarity(np.mean(f.vectors, axis=0)[None])[0])
+        if f.vectors:  # the clip's embedding: the mean of its heard windows' (as the bank's and `attn embed`'s)
+            vecs = np.stack([f.vectors[i] for i in order])[heard_in_file(f)]  # (W', D), W' >= 1
+            f.similarity = float(self.novelty.similarity(vecs.mean(0)[None])[0])
         return self._file_record(f, np.stack([f.probs[i] for i in order]))
 
     def _file_record(self, f: _File, probs: np.ndarray) -> dict[str, Any]:
