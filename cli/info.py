@@ -114,7 +114,9 @@ def info_cmd(
     for key, c in ((h.get("train") or {}).get("data", {}).get("auto") or {}).items():
         lines.append(f"auto         {key} = {c['value']} ({c['why']})")
     lines += [
-        f"trained      {h.get('created')} with attn {h.get('attn_version')}, torch {h.get('torch_version')}"
+        f"trained      {h.get('created')} with attn {h.get('attn_version')}"
+        + (f" ({h['attn_commit']})" if h.get("attn_commit") else "")
+        + f", torch {h.get('torch_version')}"
         + trained_on(h.get("train") or {}),
         "recipe:",
         "  " + yaml.safe_dump(r, sort_keys=False, default_flow_style=None).rstrip().replace("\n", "\n  "),

@@ -204,3 +204,28 @@ def test_a_model_file_records_the_versions_its_numbers_come_from(tmp_path, tiny_
     save_model(p, build_model(r, 2), r, ["a", "b"])
     v = read_container(p, header_only=True).header["versions"]
     assert v["numpy"] == np.__version__ and set(v) == {"numpy", "scikit-learn", "torchaudio"}
+
+
+def test_a_model_trained_from_a_checkout_records_its_commit_and_info_shows_it(tmp_path, tiny_recipe):
+    """The version number stays 0.1.0 while the code changes: a model file names the commit that
+    made it (and whether files differed from it), and `attn info` says so."""
+    import subprocess
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    import attn.pipelines.store.container as container
+    from attn.cli.app import app
+
+    root = Path(container.__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("attn runs from an installed copy, not a git checkout")
+    sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=7", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    r = load_recipe(tiny_recipe())
+    p = tmp_path / "m.attn"
+    save_model(p, build_model(r, 2), r, ["a", "b"])
+    commit = read_container(p, header_only=True).header["attn_commit"]
+    assert commit in (sha, sha + "+changes")
+    out = CliRunner().invoke(app, ["info", "-m", str(p)]).output
+    assert f"({commit})" in out

@@ -237,7 +237,7 @@ def _open(path: Path) -> tuple[Any, dict[str, Any]]:
 
 # The metadata codec of an exported file (ONNX metadata_props, TorchScript's attn.json): string
 # keys to string values, JSON except these, which are stored as they are.
-PLAIN = ("attn_version", "modality", "tokenizer_model_base64", "novelty_bank_base64")
+PLAIN = ("attn_version", "attn_commit", "modality", "tokenizer_model_base64", "novelty_bank_base64")
 
 
 def encode_metadata(values: dict[str, Any]) -> dict[str, str]:

@@ -109,7 +109,7 @@ async function loadInfo() {
     ["sample rate", i.modality === "audio" ? ((rec.features || {}).sample_rate + " Hz") : null],
     ["window", i.modality === "audio" ? ((rec.features || {}).frame_seconds + " s") : null],
     ["test accuracy", m.accuracy !== undefined ? Number(m.accuracy).toFixed(4) : null],
-    ["trained", i.created], ["attn", i.attn_version]];
+    ["trained", i.created], ["attn", i.attn_commit ? i.attn_version + " (" + i.attn_commit + ")" : i.attn_version]];
   const dl = $("facts"); dl.replaceChildren();
   for (const [k, v] of facts) {
     if (v === undefined || v === null || v === "") continue;

@@ -46,7 +46,7 @@ from attn.errors import AttnError, ConfigError
 from ..fsutil import atomic_write_bytes, check_writable
 from ..infer.exported import decode_metadata, encode_metadata
 from ..store.artifact import LoadedModel
-from ..store.container import attn_version
+from ..store.container import attn_commit, attn_version
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -188,6 +188,7 @@ def metadata(loaded: LoadedModel, inputs: list[str]) -> dict[str, str]:
     }  # fmt: skip
     meta = {
         "attn_version": attn_version(),
+        **({"attn_commit": commit} if (commit := attn_commit()) else {}),
         "modality": loaded.recipe.modality,
         "labels": list(loaded.labels),
         "features": feats,

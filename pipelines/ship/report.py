@@ -24,6 +24,7 @@ from attn.errors import ArtifactError, ConfigError
 
 from ..data.labelsets import label_list
 from ..fsutil import atomic_write_text
+from ..store.container import made_with
 from ..store.rundir import HISTORY, METRICS, MODEL, RECIPE, REPORT, member_dir
 from .examples import Scored, scored_examples
 from .page import PAGE, fact, img, kv, num, section, td
@@ -213,7 +214,7 @@ def _head(rd: Path, header: dict[str, Any], metrics: dict | None, history: list[
         rows.append(("best epoch", f"{best[-1]['epoch']} of {train.get('epochs_run', len(history))}"))
     if train.get("seconds") is not None:
         rows.append(("training time", f"{train['seconds']:.1f} s"))
-    rows.append(("trained", f"{header.get('created', '?')} with attn {header.get('attn_version', '?')}, "
+    rows.append(("trained", f"{header.get('created', '?')} with {made_with(header)}, "
                             f"torch {header.get('torch_version', '?')}"))  # fmt: skip
     return f"<h1>{html.escape(rd.name)}</h1>\n<p class='path'>{html.escape(str(rd.resolve()))}</p>\n" + kv(rows)
 

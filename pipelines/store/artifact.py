@@ -16,7 +16,7 @@ from typing import Any
 from attn.errors import ArtifactError
 
 from ..recipe.config import Recipe
-from .container import attn_version, read_container, stored_recipe, write_container
+from .container import attn_commit, attn_version, read_container, stored_recipe, write_container
 
 
 @dataclass
@@ -98,6 +98,7 @@ def model_header(model, recipe: Recipe, labels: list[str], extra: dict[str, Any]
     return {
         "kind": "model",
         "attn_version": attn_version(),
+        **({"attn_commit": commit} if (commit := attn_commit()) else {}),
         "torch_version": torch.__version__.split("+")[0],
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

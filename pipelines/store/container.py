@@ -42,6 +42,37 @@ def attn_version() -> str:
         return "0+unknown"
 
 
+def attn_commit() -> str | None:
+    """The git commit of the attn source that runs, "4c0e536" ("+changes" when files differ from
+    it), for a checkout installed in place (`pip install -e`); None for an installed wheel or
+    when git is missing. A version number alone does not say which code trained a model while
+    it changes between releases."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]  # pipelines/store/container.py -> the source root
+    if not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5,
+                              check=True).stdout.strip()  # fmt: skip
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
+            return None
+        sha = git("rev-parse", "--short=7", "HEAD")
+        changed = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+changes" if changed else "") if sha else None
+
+
+def made_with(header: dict[str, Any]) -> str:
+    """ "attn 0.1.0 (4c0e536)": the version, and the commit when the header has one."""
+    commit = header.get("attn_commit")
+    return f"attn {header.get('attn_version', '?')}" + (f" ({commit})" if commit else "")
+
+
 @dataclass
 class Container:
     header: dict[str, Any]
