@@ -7,7 +7,7 @@ policies:
     1         torch.set_num_threads(1)
     1+interop torch.set_num_threads(1) and torch.set_num_interop_threads(1)
     auto      what the CLI does when neither --threads nor $ATTN_THREADS is given
-              (attn.cli.common.auto_threads: the cores the load average leaves free, at least 1)
+              (attn.cli.common.auto_threads: the cores other work leaves free, at least 1)
 on the cores as found (a shared machine: its load average is recorded) and with two CPU hogs
 (`python -c 'while 1: pass'`) started beside them. Each figure is the median of `repeats` runs;
 the ratio is torch's default time over the policy's (> 1: the policy is faster).

@@ -277,9 +277,57 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _cpus() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:
+        return set(range(os.cpu_count() or 1))
+
+
+def _cpu_jiffies(cpus: set[int]) -> tuple[int, int] | None:
+    """(busy, total) clock ticks of the CPUs `cpus` since boot, from /proc/stat (Linux); None
+    elsewhere. Busy is all but idle and iowait."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    busy = total = 0
+    for line in lines:
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            v = [int(x) for x in values[:8]]  # user nice system idle iowait irq softirq steal
+            total, busy = total + sum(v), busy + sum(v) - v[3] - v[4]
+    return (busy, total) if total else None
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+# The CPUs' counters when the command started: the cores other work used from here until the
+# thread count is chosen (after `import torch`, 2-6 s later) are measured, not guessed.
+_START = (_cpu_jiffies(_cpus()), _own_seconds())
+MIN_SPAN = 0.25  # seconds of measurement below which the load average decides
+
+
 def busy_cores() -> float | None:
-    """The 1-minute load average, or the processes runnable right now when more (the average
-    lags a job that just started); None where the system reports neither."""
+    """How many of this process's CPUs other work kept busy since the command started, from
+    /proc/stat less this process's own CPU time. The 1-minute load average (or the processes
+    runnable now, when more) where that cannot be measured: it lags by a minute, so a run that
+    has just ended still counted there, and every run of a batch script after the first got half
+    the cores (SST-2 fine-tuning: 714 s on the one thread it chose, 405 s on two). None where
+    the system reports neither."""
+    cpus = _cpus()
+    start, own = _START
+    now = _cpu_jiffies(cpus)
+    if start is not None and now is not None:
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        span = (now[1] - start[1]) / len(cpus) / tick  # wall seconds the counters cover
+        if span >= MIN_SPAN:
+            others = (now[0] - start[0]) / tick - (_own_seconds() - own)  # CPU-seconds of other work
+            return max(0.0, others / span)
     try:
         busy = os.getloadavg()[0]
     except (AttributeError, OSError):

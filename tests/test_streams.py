@@ -175,6 +175,40 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch):
     assert isinstance(common.busy_cores(), float)  # Linux reports a load
 
 
+def test_busy_cores_measure_the_cpus_since_the_command_started_not_the_lagging_load_average(monkeypatch):
+    """The 1-minute load average still counted a run that had just ended, so every run of a batch
+    script after the first trained on one thread of two (SST-2 fine-tuning: 714 s against 405 s).
+    The cores other work used are now measured from /proc/stat over the command's own start-up,
+    less this process's own CPU time."""
+    import os
+
+    from attn.cli import common
+
+    tick = os.sysconf("SC_CLK_TCK")
+    monkeypatch.setattr(common, "_cpus", lambda: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # what a finished run leaves behind
+    monkeypatch.setattr(common, "_START", ((1000, 5000), 10.0))
+
+    def after(seconds: float, other_cores: float, own_cores: float) -> float:
+        """busy_cores() `seconds` later, with other work on `other_cores` and this process on `own_cores`."""
+        busy = 1000 + round((other_cores + own_cores) * seconds * tick)
+        monkeypatch.setattr(common, "_cpu_jiffies", lambda cpus: (busy, 5000 + round(2 * seconds * tick)))
+        monkeypatch.setattr(common, "_own_seconds", lambda: 10.0 + own_cores * seconds)
+        return common.busy_cores()
+
+    assert after(3.0, 0.0, 1.0) == pytest.approx(0.0, abs=0.02)  # idle but for our own import
+    assert after(3.0, 1.5, 0.5) == pytest.approx(1.5, abs=0.02)  # another training beside us
+    assert after(0.1, 0.0, 1.0) == 2.0  # too short to measure: the load average decides
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(common, "usable_cpus", lambda: 2)
+    after(3.0, 0.0, 1.0)
+    assert common.auto_threads() == 2  # the load average alone said 2 busy cores: 1 thread
+    after(3.0, 1.5, 0.5)
+    assert common.auto_threads() == 1
+
+
 def test_help_and_version_follow_the_stdout_rules_of_every_command(tmp_path):
     """What click writes itself was outside the guard: `--help > /dev/full` was a traceback
     (exit 1), `--help | true` exit 1 and `--version >&-` exit 0 with nothing said."""
