@@ -271,16 +271,14 @@ def auto_threads() -> int:
 
 
 def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return len(_cpus())
 
 
 def _cpus() -> set[int]:
+    """The CPUs this process may run on."""
     try:
         return set(os.sched_getaffinity(0))
-    except AttributeError:
+    except AttributeError:  # not on Linux
         return set(range(os.cpu_count() or 1))
 
 
@@ -323,7 +321,7 @@ def busy_cores() -> float | None:
     start, own = _START
     now = _cpu_jiffies(cpus)
     if start is not None and now is not None:
-        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        tick = os.sysconf("SC_CLK_TCK")  # /proc/stat's unit (Linux, where it exists)
         span = (now[1] - start[1]) / len(cpus) / tick  # wall seconds the counters cover
         if span >= MIN_SPAN:
             others = (now[0] - start[0]) / tick - (_own_seconds() - own)  # CPU-seconds of other work

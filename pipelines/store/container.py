@@ -14,6 +14,7 @@ so `attn info` is fast.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -42,6 +43,7 @@ def attn_version() -> str:
         return "0+unknown"
 
 
+@functools.cache  # once a process: a run saves its model after every improved epoch
 def attn_commit() -> str | None:
     """The git commit of the attn source that runs, "4c0e536" ("+changes" when files differ from
     it), for a checkout installed in place (`pip install -e`); None for an installed wheel or
