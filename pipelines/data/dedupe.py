@@ -68,11 +68,17 @@ def warn_cross_split_copies(splits: dict[str, list[Item]], modality: str) -> Non
         same = [it for it in splits.get(split, []) if keys[it.source] in train]
         if same:
             first = same[0].where or same[0].source
-            notes.append(f"{len(same)} of {len(splits[split])} {split} examples (e.g. {first[:80]})")
+            notes.append(f"{len(same)} of {len(splits[split])} {split} examples (e.g. {_tail(first)})")
     if notes:
         what = "texts" if modality == "text" else "files (the same bytes)"
         log.warning("data: %s are copies of training %s: their scores say how well the model remembers, not how it "
                     "does on new data", "; ".join(notes), what)  # fmt: skip
+
+
+def _tail(where: str, n: int = 80) -> str:
+    """A long path or text cut to its last `n` characters: a path's end names the file (its first
+    80 characters were often the temporary folder, and the name was cut off)."""
+    return where if len(where) <= n else "…" + where[-(n - 1) :]
 
 
 def _text_key(text: str) -> str | None:
