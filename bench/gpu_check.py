@@ -63,8 +63,9 @@ def step(name: str, fn, results: dict) -> None:
 
 
 def run_pytest() -> dict:
-    r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "tests"],
-                       cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    # -n 0: one process, as the GPU tests share one device (the default suite runs one per core)
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-n", "0", "-q", "-p", "no:cacheprovider", "tests"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     tail = r.stdout.strip().splitlines()[-1:] or [r.stderr[-300:]]
     return {"ok": r.returncode == 0, "summary": tail[0], **({"output": r.stdout[-3000:]} if r.returncode else {})}
 
