@@ -67,12 +67,27 @@ _ACTIVATIONS = {
 }
 
 
+class _BareLinear(nn.Linear):
+    """nn.Linear left uninitialised (`torch.empty`): for an encoder whose every weight is loaded next."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+class _BareEmbedding(nn.Embedding):
+    """nn.Embedding left uninitialised, as `_BareLinear`."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 class _Embeddings(nn.Module):
     def __init__(self, s: dict[str, Any]) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(s["vocab"], s["hidden"])
-        self.position_embeddings = nn.Embedding(s["positions"], s["hidden"])
-        self.token_type_embeddings = nn.Embedding(s["types"], s["hidden"]) if s["types"] else None
+        emb = s["embedding"]
+        self.word_embeddings = emb(s["vocab"], s["hidden"])
+        self.position_embeddings = emb(s["positions"], s["hidden"])
+        self.token_type_embeddings = emb(s["types"], s["hidden"]) if s["types"] else None
         self.LayerNorm = nn.LayerNorm(s["hidden"], eps=s["eps"])
         self.offset = s["offset"]
 
@@ -88,15 +103,15 @@ class _Embeddings(nn.Module):
 class _SelfAttention(nn.Module):
     def __init__(self, s: dict[str, Any]) -> None:
         super().__init__()
-        h = s["hidden"]
-        self.query, self.key, self.value = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
+        h, lin = s["hidden"], s["linear"]
+        self.query, self.key, self.value = lin(h, h), lin(h, h), lin(h, h)
         self.heads = s["heads"]
 
 
 class _Output(nn.Module):
-    def __init__(self, d_in: int, d_out: int, eps: float) -> None:
+    def __init__(self, d_in: int, d_out: int, eps: float, lin: type[nn.Linear]) -> None:
         super().__init__()
-        self.dense = nn.Linear(d_in, d_out)
+        self.dense = lin(d_in, d_out)
         self.LayerNorm = nn.LayerNorm(d_out, eps=eps)
 
 
@@ -104,13 +119,13 @@ class _Attention(nn.Module):
     def __init__(self, s: dict[str, Any]) -> None:
         super().__init__()
         self.self = _SelfAttention(s)
-        self.output = _Output(s["hidden"], s["hidden"], s["eps"])
+        self.output = _Output(s["hidden"], s["hidden"], s["eps"], s["linear"])
 
 
 class _Intermediate(nn.Module):
     def __init__(self, s: dict[str, Any]) -> None:
         super().__init__()
-        self.dense = nn.Linear(s["hidden"], s["intermediate"])
+        self.dense = s["linear"](s["hidden"], s["intermediate"])
 
 
 class _Layer(nn.Module):
@@ -118,7 +133,7 @@ class _Layer(nn.Module):
         super().__init__()
         self.attention = _Attention(s)
         self.intermediate = _Intermediate(s)
-        self.output = _Output(s["intermediate"], s["hidden"], s["eps"])
+        self.output = _Output(s["intermediate"], s["hidden"], s["eps"], s["linear"])
         self.act = _ACTIVATIONS[s["act"]]
         self.p = dropout
 
@@ -147,12 +162,15 @@ class BertEncoder(nn.Module):
     initialised; `load_hf_state` puts a checkpoint's weights in. `dropout` is the checkpoint's
     hidden dropout (training only)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], initialise: bool = True) -> None:
         super().__init__()
         self.shape = encoder_shape(config)
         dropout = float(config.get("hidden_dropout_prob", config.get("dropout", 0.1)))
-        self.embeddings = _Embeddings(self.shape)
-        self.encoder = _Stack(self.shape, dropout)
+        # initialise=False: matrices and embeddings keep torch.empty's memory (every weight is loaded next)
+        kinds = {"linear": nn.Linear, "embedding": nn.Embedding} if initialise else \
+            {"linear": _BareLinear, "embedding": _BareEmbedding}  # fmt: skip
+        self.embeddings = _Embeddings({**self.shape, **kinds})
+        self.encoder = _Stack({**self.shape, **kinds}, dropout)
         self.p = dropout
         self.hidden = self.shape["hidden"]
 
@@ -245,10 +263,15 @@ class EncoderFrontend(nn.Module):
     Same (features, lengths) convention as the other front-ends: (B, H, T), lengths unchanged.
     """
 
-    def __init__(self, config: dict[str, Any], finetune: str | int = "all") -> None:
+    def __init__(self, config: dict[str, Any], finetune: str | int = "all", initialise: bool = True) -> None:
         super().__init__()
-        self.encoder = BertEncoder(config)
-        init_weights(self.encoder, float(config.get("initializer_range", 0.02)))
+        # initialise=False: every weight is loaded next (a model file's, strictly), so none is
+        # initialised: MiniLM's 22.6M parameters, initialised twice (torch's default, then BERT's),
+        # took 0.3 s of `attn predict`'s cold start. (Not the meta device: initialising a meta
+        # tensor imports torch._dynamo, 1.1 s.)
+        self.encoder = BertEncoder(config, initialise)
+        if initialise:
+            init_weights(self.encoder, float(config.get("initializer_range", 0.02)))
         self.out_dim = self.encoder.hidden
         layers = self.encoder.shape["layers"]
         # Depths at or above this one train: 0 (embeddings too) for all, layers + 1 for none.

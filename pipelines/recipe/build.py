@@ -8,15 +8,17 @@ from attn.features.config import TextFeatures
 from .config import Recipe
 
 
-def build_frontend(recipe: Recipe, vocab_size: int | None = None):
-    """The modality's front-end: log-mel/MFCC/... for audio, a token embedding for text."""
+def build_frontend(recipe: Recipe, vocab_size: int | None = None, initialise: bool = True):
+    """The modality's front-end: log-mel/MFCC/... for audio, a token embedding for text.
+    `initialise=False`: the caller loads every weight next, so a pretrained text encoder is left
+    uninitialised (the other front-ends are small and initialised as usual)."""
     if isinstance(recipe.features, TextFeatures) and recipe.features.encoder is not None:
         from attn.models.bert import EncoderFrontend
 
         enc = recipe.features.encoder
         if enc.config is None:
             raise ValueError("features.encoder.config is filled when a run starts (pipelines/data/auto.py)")
-        return EncoderFrontend(enc.config, enc.finetune)
+        return EncoderFrontend(enc.config, enc.finetune, initialise)
     if isinstance(recipe.features, TextFeatures):
         from attn.features.text import TextFrontend
 
@@ -48,18 +50,20 @@ def member_recipe(recipe: Recipe, i: int) -> Recipe:
     return recipe.model_copy(update={"train": train})
 
 
-def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None):
+def build_model(recipe: Recipe, num_classes: int, vocab_size: int | None = None, initialise: bool = True):
     """Front-end + registered backbone -> `Classifier` (on the CPU, freshly initialised); with
-    `train.ensemble: N`, an `Ensemble` of N of them."""
+    `train.ensemble: N`, an `Ensemble` of N of them. `initialise=False` when every weight is
+    loaded next (`load_state_dict`, strict): see `build_frontend`."""
     if recipe.train.ensemble > 1:
         from attn.models.ensemble import Ensemble
 
-        members = [build_model(member_recipe(recipe, i), num_classes, vocab_size) for i in range(recipe.train.ensemble)]
+        members = [build_model(member_recipe(recipe, i), num_classes, vocab_size, initialise)
+                   for i in range(recipe.train.ensemble)]  # fmt: skip
         return Ensemble(members, multi_label=recipe.data.multi_label)
     from attn.models import registry
     from attn.models.classifier import Classifier
 
-    frontend = build_frontend(recipe, vocab_size)
+    frontend = build_frontend(recipe, vocab_size, initialise)
     backbone = registry.build(recipe.model.name, frontend.out_dim, num_classes, recipe.model.config)
     # A learned position table must cover the windows the recipe trains on; only inputs longer
     # than those, at prediction time, get it interpolated.

@@ -219,9 +219,10 @@ def load_model(path, device=None, purpose: str = "this command") -> LoadedModel:
             tokenizer = tokenizer_from_artifact(recipe, header, tensors)
         except (ValueError, KeyError, RuntimeError) as e:
             raise ArtifactError(f"{path}: damaged tokenizer state ({e})") from None
-    model = build_model(recipe, len(labels), vocab_size=None if tokenizer is None else tokenizer.vocab_size)
+    vocab = None if tokenizer is None else tokenizer.vocab_size
+    model = build_model(recipe, len(labels), vocab_size=vocab, initialise=False)  # every weight is loaded next
     try:
-        model.load_state_dict(tensors["state_dict"])
+        model.load_state_dict(tensors["state_dict"])  # strict: no weight is left uninitialised
     except (KeyError, RuntimeError) as e:
         raise ArtifactError(f"{path}: weights do not fit the stored recipe and labels ({_first_problem(e)})") from None
     if header.get("baseline"):
