@@ -31,6 +31,7 @@ CASES = {
     "trec": ("cases_train", "trec_vs_tfidf"),
     "general": ("cases_general", "general"),
     "pretrained": ("cases_pretrained", "pretrained"),
+    "cold_start_pretrained": ("cases_pretrained", "cold_start_pretrained"),
     "multilabel": ("cases_multilabel", "multilabel"),
     "gpu": ("cases_gpu", "gpu"),
     "threads": ("cases_threads", "thread_policy"),
