@@ -30,6 +30,7 @@ CASES = {
     "onnx_predict": ("cases_cli", "onnx_predict"),
     "trec": ("cases_train", "trec_vs_tfidf"),
     "general": ("cases_general", "general"),
+    "esc10_refit": ("cases_general", "esc10_refit"),
     "pretrained": ("cases_pretrained", "pretrained"),
     "cold_start_pretrained": ("cases_pretrained", "cold_start_pretrained"),
     "multilabel": ("cases_multilabel", "multilabel"),
