@@ -330,12 +330,17 @@ def busy_cores() -> float | None:
         busy = os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
+    now_runnable = _runnable_now()
+    return busy if now_runnable is None else max(busy, now_runnable)
+
+
+def _runnable_now() -> float | None:
+    """Processes runnable at this moment less this one (/proc/loadavg's fourth field), or None."""
     try:
         with open("/proc/loadavg", encoding="ascii") as f:
-            busy = max(busy, float(f.read().split()[3].split("/")[0]) - 1)  # runnable now, less ourselves
+            return float(f.read().split()[3].split("/")[0]) - 1
     except (OSError, ValueError, IndexError):
-        pass
-    return busy
+        return None
 
 
 # predict and listen: when to answer `unknown`, and a multi-label model's threshold

@@ -187,6 +187,7 @@ def test_busy_cores_measure_the_cpus_since_the_command_started_not_the_lagging_l
     tick = os.sysconf("SC_CLK_TCK")
     monkeypatch.setattr(common, "_cpus", lambda: {0, 1})
     monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))  # what a finished run leaves behind
+    monkeypatch.setattr(common, "_runnable_now", lambda: 1.0)  # not this machine's (tests run in parallel)
     monkeypatch.setattr(common, "_START", ((1000, 5000), 10.0))
 
     def after(seconds: float, other_cores: float, own_cores: float) -> float:
