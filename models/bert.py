@@ -167,10 +167,10 @@ class BertEncoder(nn.Module):
         self.shape = encoder_shape(config)
         dropout = float(config.get("hidden_dropout_prob", config.get("dropout", 0.1)))
         # initialise=False: matrices and embeddings keep torch.empty's memory (every weight is loaded next)
-        kinds = {"linear": nn.Linear, "embedding": nn.Embedding} if initialise else \
-            {"linear": _BareLinear, "embedding": _BareEmbedding}  # fmt: skip
-        self.embeddings = _Embeddings({**self.shape, **kinds})
-        self.encoder = _Stack({**self.shape, **kinds}, dropout)
+        linear, embedding = (nn.Linear, nn.Embedding) if initialise else (_BareLinear, _BareEmbedding)
+        built = {**self.shape, "linear": linear, "embedding": embedding}
+        self.embeddings = _Embeddings(built)
+        self.encoder = _Stack(built, dropout)
         self.p = dropout
         self.hidden = self.shape["hidden"]
 
